@@ -1,0 +1,298 @@
+import type { Rng } from '@hyperllama/runtime';
+import { LETTERS, NONSENSE, NOUNS, TOPICS, VOWELS } from './words.js';
+
+export type Skill = 'transform' | 'classify' | 'lookup' | 'arithmetic' | 'format';
+
+export interface Pair {
+  input: string;
+  output: string;
+}
+
+/** One task of a family, fixed by its variant and a task-specific random setup (label words, a lookup table...). */
+export interface TaskSetup {
+  /** The label set, for classification tasks. */
+  options?: string[];
+  /** Draws one input and its output. */
+  sample(rng: Rng): Pair;
+}
+
+/**
+ * A parameterised family of synthetic tasks. Each variant (a parameter setting, e.g. `shift3`) is a different task;
+ * `setup` may draw further task-level choices (arbitrary label words, a key→value table) from the rng it is given.
+ */
+export interface SyntheticFamily {
+  name: string;
+  skill: Skill;
+  variants: readonly string[];
+  setup(variant: string, rng: Rng): TaskSetup;
+}
+
+// ---- input generators ----
+const word = (rng: Rng): string => rng.pick(NOUNS);
+const words = (rng: Rng, min: number, max: number): string[] => Array.from({ length: min + rng.int(max - min + 1) }, () => word(rng));
+const letters = (rng: Rng, min: number, max: number): string =>
+  Array.from({ length: min + rng.int(max - min + 1) }, () => rng.pick([...LETTERS])).join('');
+const num = (rng: Rng, max: number): number => rng.int(max + 1);
+const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+const fn = (sample: (rng: Rng) => Pair, options?: string[]): TaskSetup => ({ sample, options });
+const map = <T>(from: (rng: Rng) => T, to: (x: T) => string, show: (x: T) => string = String) =>
+  fn((rng) => {
+    const x = from(rng);
+    return { input: show(x), output: to(x) };
+  });
+
+/** `count` distinct nonsense words in random order (arbitrary labels that carry no meaning). */
+function nonsense(rng: Rng, count: number): string[] {
+  return rng.sample(NONSENSE, count);
+}
+
+const capitalise = (w: string): string => w.charAt(0).toUpperCase() + w.slice(1);
+const shiftLetter = (c: string, s: number): string => LETTERS[(LETTERS.indexOf(c) + s) % 26];
+
+const reverse: SyntheticFamily = {
+  name: 'reverse',
+  skill: 'transform',
+  variants: ['chars', 'words', 'chars_upper'],
+  setup: (v) =>
+    v === 'words'
+      ? map((r) => words(r, 2, 4), (ws) => [...ws].reverse().join(' '), (ws) => ws.join(' '))
+      : map((r) => letters(r, 3, 7), (s) => (v === 'chars_upper' ? [...s].reverse().join('').toUpperCase() : [...s].reverse().join(''))),
+};
+
+const CASES: Record<string, (s: string) => string> = {
+  upper: (s) => s.toUpperCase(),
+  lower: (s) => s.toLowerCase(),
+  title: (s) => s.toLowerCase().split(' ').map(capitalise).join(' '),
+  swap: (s) => [...s].map((c) => (c === c.toUpperCase() ? c.toLowerCase() : c.toUpperCase())).join(''),
+  alternate: (s) => [...s.toLowerCase()].map((c, i) => (i % 2 === 0 ? c.toUpperCase() : c)).join(''),
+};
+const caseChange: SyntheticFamily = {
+  name: 'case',
+  skill: 'transform',
+  variants: Object.keys(CASES),
+  // Mixed-case input so that every variant changes something.
+  setup: (v) =>
+    map(
+      (r) => words(r, 1, 3).map((w) => [...w].map((c) => (r.int(2) ? c.toUpperCase() : c)).join('')).join(' '),
+      CASES[v],
+    ),
+};
+
+const caesar: SyntheticFamily = {
+  name: 'caesar',
+  skill: 'transform',
+  variants: range(1, 12).map((s) => `shift${s}`),
+  setup: (v) => {
+    const shift = Number(v.slice(5));
+    return map((r) => letters(r, 3, 6), (s) => [...s].map((c) => shiftLetter(c, shift)).join(''));
+  },
+};
+
+const repeat: SyntheticFamily = {
+  name: 'repeat',
+  skill: 'transform',
+  variants: ['word_x2', 'word_x3', 'letters_x2', 'letters_x3'],
+  setup: (v) => {
+    const times = Number(v.slice(-1));
+    return v.startsWith('word')
+      ? map(word, (w) => Array(times).fill(w).join(' '))
+      : map((r) => letters(r, 2, 5), (s) => [...s].map((c) => c.repeat(times)).join(''));
+  },
+};
+
+const PICKS: Record<string, (xs: string[]) => string> = {
+  first: (xs) => xs[0],
+  second: (xs) => xs[1],
+  last: (xs) => xs[xs.length - 1],
+  second_last: (xs) => xs[xs.length - 2],
+};
+const pick: SyntheticFamily = {
+  name: 'pick',
+  skill: 'lookup',
+  variants: Object.keys(PICKS).flatMap((p) => [`word_${p}`, `char_${p}`]),
+  setup: (v) => {
+    const choose = PICKS[v.replace(/^(word|char)_/, '')];
+    return v.startsWith('word')
+      ? map((r) => words(r, 3, 4), choose, (ws) => ws.join(' '))
+      : map((r) => letters(r, 3, 7), (s) => choose([...s]));
+  },
+};
+
+/** Binary rules for symbol-tuned classification; the label words come from the task's own random setup. */
+const RULES: Record<string, { input: (rng: Rng) => string; test: (x: string) => boolean }> = {
+  vowel_first: { input: (r) => letters(r, 3, 5), test: (w) => VOWELS.includes(w[0]) },
+  long_word: { input: (r) => letters(r, 2, 7), test: (w) => w.length > 4 },
+  has_e: { input: (r) => letters(r, 3, 5), test: (w) => w.includes('e') },
+  even: { input: (r) => String(num(r, 99)), test: (n) => Number(n) % 2 === 0 },
+  over_50: { input: (r) => String(num(r, 99)), test: (n) => Number(n) > 50 },
+  two_words: { input: (r) => words(r, 1, 2).join(' '), test: (s) => s.includes(' ') },
+};
+const LABEL_SETS = 4;
+const symbolRule: SyntheticFamily = {
+  name: 'symbol_rule',
+  skill: 'classify',
+  variants: Object.keys(RULES).flatMap((rule) => range(1, LABEL_SETS).map((i) => `${rule}_l${i}`)),
+  setup: (v, rng) => {
+    const rule = RULES[v.replace(/_l\d+$/, '')];
+    const [yes, no] = nonsense(rng, 2);
+    // Balanced classes: pick the label first, then draw inputs until one has it.
+    return fn(
+      (r) => {
+        const positive = r.int(2) === 0;
+        let input = rule.input(r);
+        while (rule.test(input) !== positive) input = rule.input(r);
+        return { input, output: positive ? yes : no };
+      },
+      [yes, no],
+    );
+  },
+};
+
+const TOPIC_PAIRS = Object.keys(TOPICS).flatMap((a, i) => Object.keys(TOPICS).slice(i + 1).map((b) => [a, b]));
+const symbolTopic: SyntheticFamily = {
+  name: 'symbol_topic',
+  skill: 'classify',
+  variants: TOPIC_PAIRS.flatMap(([a, b]) => range(1, 2).map((i) => `${a}_${b}_l${i}`)),
+  setup: (v, rng) => {
+    const topics = TOPIC_PAIRS.find(([a, b]) => v.startsWith(`${a}_${b}_`))!;
+    const labels = nonsense(rng, 2);
+    return fn(
+      (r) => {
+        const t = r.int(2);
+        return { input: r.pick(TOPICS[topics[t]]), output: labels[t] };
+      },
+      labels,
+    );
+  },
+};
+
+/** A small random key→value table: the answer for a key can only be copied from examples that show it. */
+const VALUE_KINDS: Record<string, (rng: Rng, n: number) => string[]> = {
+  word: (rng, n) => rng.sample(NOUNS.slice(0, 32), n),
+  number: (rng, n) => rng.sample(range(10, 99), n).map(String),
+  color: (rng, n) => rng.sample(TOPICS.color, n),
+};
+const lookup: SyntheticFamily = {
+  name: 'lookup',
+  skill: 'lookup',
+  variants: Object.keys(VALUE_KINDS).flatMap((kind) => range(1, 6).map((i) => `${kind}_t${i}`)),
+  setup: (v, rng) => {
+    const keys = nonsense(rng, 4);
+    const values = VALUE_KINDS[v.replace(/_t\d+$/, '')](rng, keys.length);
+    return fn((r) => {
+      const i = r.int(keys.length);
+      return { input: keys[i], output: values[i] };
+    });
+  },
+};
+
+const constant: SyntheticFamily = {
+  name: 'constant',
+  skill: 'lookup',
+  variants: range(1, 8).map((i) => `c${i}`),
+  setup: (_v, rng) => {
+    const answer = rng.pick(NONSENSE);
+    return map((r) => words(r, 1, 3).join(' '), () => answer);
+  },
+};
+
+const arith: SyntheticFamily = {
+  name: 'arith',
+  skill: 'arithmetic',
+  variants: [...range(1, 9).map((c) => `add${c}`), ...range(1, 9).map((c) => `sub${c}`), ...range(2, 5).map((c) => `mul${c}`)],
+  setup: (v) => {
+    const c = Number(v.slice(3));
+    if (v.startsWith('add')) return map((r) => num(r, 90), (n) => String(n + c));
+    if (v.startsWith('sub')) return map((r) => c + num(r, 90), (n) => String(n - c));
+    return map((r) => num(r, 24), (n) => String(n * c));
+  },
+};
+
+const COMPARE: Record<string, (a: number, b: number) => number> = {
+  max: Math.max,
+  min: Math.min,
+  sum: (a, b) => a + b,
+  diff: (a, b) => Math.abs(a - b),
+};
+const compare: SyntheticFamily = {
+  name: 'compare',
+  skill: 'arithmetic',
+  variants: Object.keys(COMPARE),
+  setup: (v) => map((r) => [num(r, 49), num(r, 49)], ([a, b]) => String(COMPARE[v](a, b)), ([a, b]) => `${a} ${b}`),
+};
+
+const count: SyntheticFamily = {
+  name: 'count',
+  skill: 'arithmetic',
+  variants: ['letters', 'words', 'vowels', 'letter_a', 'letter_e', 'letter_o'],
+  setup: (v) => {
+    if (v === 'words') return map((r) => words(r, 1, 5).join(' '), (s) => String(s.split(' ').length));
+    const counted = v === 'letters' ? LETTERS : v === 'vowels' ? VOWELS : v.slice(-1);
+    return map((r) => letters(r, 2, 9), (s) => String([...s].filter((c) => counted.includes(c)).length));
+  },
+};
+
+/** Output order of the date parts and separator; the input is always `YYYY-MM-DD`. */
+const DATE_FORMATS: Record<string, [string, string]> = {
+  dmy_slash: ['dmy', '/'],
+  mdy_slash: ['mdy', '/'],
+  ymd_dot: ['ymd', '.'],
+  dmy_dash: ['dmy', '-'],
+  dmy_dot: ['dmy', '.'],
+  ydm_slash: ['ydm', '/'],
+};
+const dateFormat: SyntheticFamily = {
+  name: 'date_format',
+  skill: 'format',
+  variants: Object.keys(DATE_FORMATS),
+  setup: (v) => {
+    const [order, sep] = DATE_FORMATS[v];
+    const pad = (n: number): string => String(n).padStart(2, '0');
+    return map(
+      (r) => ({ y: String(1950 + num(r, 79)), m: pad(1 + num(r, 11)), d: pad(1 + num(r, 27)) }),
+      (date) => [...order].map((k) => date[k as 'y' | 'm' | 'd']).join(sep),
+      (date) => `${date.y}-${date.m}-${date.d}`,
+    );
+  },
+};
+
+const WRAPS: Record<string, [string, string]> = {
+  square: ['[', ']'],
+  round: ['(', ')'],
+  angle: ['<', '>'],
+  quote: ['"', '"'],
+  star: ['*', '*'],
+  curly: ['{', '}'],
+};
+const wrap: SyntheticFamily = {
+  name: 'wrap',
+  skill: 'format',
+  variants: Object.keys(WRAPS),
+  setup: (v) => map((r) => words(r, 1, 2).join(' '), (s) => `${WRAPS[v][0]}${s}${WRAPS[v][1]}`),
+};
+
+const SEPARATORS: Record<string, string> = { dash: '-', underscore: '_', plus: '+', bar: '|', comma: ',', slash: '/' };
+const join: SyntheticFamily = {
+  name: 'join',
+  skill: 'format',
+  variants: Object.keys(SEPARATORS),
+  setup: (v) => map((r) => words(r, 2, 4), (ws) => ws.join(SEPARATORS[v]), (ws) => ws.join(' ')),
+};
+
+const sort: SyntheticFamily = {
+  name: 'sort',
+  skill: 'transform',
+  variants: ['letters_asc', 'letters_desc', 'words_asc', 'words_desc', 'numbers_asc', 'numbers_desc'],
+  setup: (v) => {
+    const order = <T>(xs: T[], cmp: (a: T, b: T) => number): T[] => (v.endsWith('asc') ? [...xs].sort(cmp) : [...xs].sort(cmp).reverse());
+    const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+    if (v.startsWith('letters')) return map((r) => [...letters(r, 3, 6)], (cs) => order(cs, byText).join(''), (cs) => cs.join(''));
+    if (v.startsWith('words')) return map((r) => words(r, 2, 4), (ws) => order(ws, byText).join(' '), (ws) => ws.join(' '));
+    return map((r) => Array.from({ length: 3 + r.int(2) }, () => num(r, 99)), (ns) => order(ns, (a, b) => a - b).join(' '), (ns) => ns.join(' '));
+  },
+};
+
+/** Every synthetic family, in a fixed order. */
+export const SYNTHETIC_FAMILIES: readonly SyntheticFamily[] = [
+  reverse, caseChange, caesar, repeat, pick, symbolRule, symbolTopic, lookup, constant, arith, compare, count, dateFormat, wrap, join, sort,
+];

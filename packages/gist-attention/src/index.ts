@@ -1,0 +1,33 @@
+export { GistAttentionError } from './errors.js';
+export { type Rows, type GistSpan, toRows, findGistSpans, findGistPositions, padRows } from './layout.js';
+export {
+  HIDDEN,
+  type Visibility,
+  type MaskOptions,
+  spanVisibility,
+  gistVisibility,
+  downstreamVisibility,
+  toAdditiveMask,
+  toBooleanMask,
+  gistMask,
+  downstreamMask,
+  visibilityRows,
+} from './masks.js';
+export {
+  type PositionScheme,
+  positionIdsFromMask,
+  positionTensor,
+  hyperPositionIds,
+  downstreamOffsets,
+  downstreamPositionIds,
+} from './positions.js';
+export { type GistPrefix, type ExtractOptions, extractGistPrefix, disposePrefix } from './prefix.js';
+export { PREFIX_FORMAT, configHash, saveKVPrefix, loadKVPrefix, type LoadedPrefix } from './io.js';
+export {
+  IGNORE_LABEL,
+  type HyperInput,
+  type DownstreamInput,
+  hyperInput,
+  downstreamInput,
+  compressionInputs,
+} from './episodes.js';

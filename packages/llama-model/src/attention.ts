@@ -1,0 +1,61 @@
+import * as tf from '@tensorflow/tfjs';
+
+/** Additive mask value for a hidden key (finite, so a row with every key hidden gives no NaN). */
+export const MASK_VALUE = -1e9;
+
+/**
+ * Attention scores with grouped-query heads, without repeating K: the g = H / nKv query heads that share a KV head
+ * are laid out as one [g·T] block, so this is one batched matMul over B·nKv.
+ * q [B, H, T, hd] (already scaled by 1/√hd), k [B, nKv, S, hd] → [B, H, T, S].
+ */
+export function attentionScores(q: tf.Tensor4D, k: tf.Tensor4D): tf.Tensor4D {
+  const [B, H, T, hd] = q.shape;
+  const [, nKv, S] = k.shape;
+  const q3 = tf.reshape(q, [B * nKv, (H / nKv) * T, hd]);
+  const k3 = tf.reshape(k, [B * nKv, S, hd]);
+  return tf.reshape(tf.matMul(q3, k3, false, true), [B, H, T, S]);
+}
+
+/** Attention-weighted values: probs [B, H, T, S], v [B, nKv, S, hd] → [B, H, T, hd]. */
+export function attentionValues(probs: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
+  const [B, H, T, S] = probs.shape;
+  const [, nKv, , hd] = v.shape;
+  const p3 = tf.reshape(probs, [B * nKv, (H / nKv) * T, S]);
+  const v3 = tf.reshape(v, [B * nKv, S, hd]);
+  return tf.reshape(tf.matMul(p3, v3), [B, H, T, hd]);
+}
+
+/**
+ * Scaled dot-product attention. q [B, H, T, hd], k and v [B, nKv, S, hd], mask additive [B|1, 1, T, S]
+ * → [B·T, H·hd] (tokens flattened for the output projection).
+ */
+export function attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D): tf.Tensor2D {
+  const [B, H, T, hd] = q.shape;
+  const scores = tf.add(attentionScores(tf.mul(q, 1 / Math.sqrt(hd)), k), mask) as tf.Tensor4D; // [B, H, T, S]
+  const out = attentionValues(tf.softmax(scores) as tf.Tensor4D, v); // [B, H, T, hd]
+  return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B * T, H * hd]);
+}
+
+/**
+ * The standard decoder mask for T new tokens after `pastLength` earlier keys (prefix and/or cache): key j is
+ * visible to query i when j ≤ pastLength + i, and, when `attentionMask` [B, S] (1 = real, 0 = padding) is given,
+ * when that key is not padding. → additive [B|1, 1, T, S] with S = pastLength + T.
+ */
+export function causalMask(T: number, pastLength: number, attentionMask?: tf.Tensor2D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const S = pastLength + T;
+    const causal = new Float32Array(T * S);
+    for (let i = 0; i < T; i++) for (let j = pastLength + i + 1; j < S; j++) causal[i * S + j] = MASK_VALUE;
+    const mask = tf.tensor4d(causal, [1, 1, T, S]);
+    return attentionMask ? addPaddingMask(mask, attentionMask) : mask;
+  });
+}
+
+/** mask [B|1, 1, T, S] + MASK_VALUE where attentionMask [B, S] is 0. */
+export function addPaddingMask(mask: tf.Tensor4D, attentionMask: tf.Tensor2D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [B, S] = attentionMask.shape;
+    const padding = tf.mul(tf.sub(1, tf.cast(attentionMask, 'float32')), MASK_VALUE);
+    return tf.add(mask, tf.reshape(padding, [B, 1, 1, S])) as tf.Tensor4D;
+  });
+}

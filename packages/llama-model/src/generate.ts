@@ -1,0 +1,186 @@
+import * as tf from '@tensorflow/tfjs';
+import { Rng } from '@hyperllama/runtime';
+import { ModelError } from './errors.js';
+import { disposeCache, emptyCache, type KVCache, type KVPrefix, type LlamaModel } from './model.js';
+
+/** What generation needs from a tokenizer (structurally; `@hyperllama/tokenizer` provides it). */
+export interface TextCodec {
+  encode(text: string, opts?: { bos?: boolean }): number[];
+  decode(ids: number[], opts?: { skipSpecial?: boolean }): string;
+}
+
+/**
+ * The text that `continuation` adds after `prompt`: decoded in context, so a leading space the tokenizer's decoder
+ * would strip from a standalone piece (SentencePiece's `▁`) is kept. Special tokens are left out.
+ */
+export function continuationText(tokenizer: TextCodec, prompt: number[], continuation: number[]): string {
+  const head = tokenizer.decode(prompt, { skipSpecial: true });
+  const full = tokenizer.decode([...prompt, ...continuation], { skipSpecial: true });
+  return full.startsWith(head) ? full.slice(head.length) : tokenizer.decode(continuation, { skipSpecial: true });
+}
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  /** 0 (default) = greedy; otherwise logits are divided by it before sampling. */
+  temperature?: number;
+  /** Keep only the k most likely tokens (0 or absent = all). */
+  topK?: number;
+  /** Keep the smallest set of most likely tokens whose probability reaches p (1 or absent = all). */
+  topP?: number;
+  /** Seed of the sampling Rng (default 0). Row r samples from its own stream (seed, r): other rows do not change it. */
+  seed?: number;
+  /** Token ids that end a row (not included in its output). Default: the config's eos. */
+  stopIds?: number[];
+  /** Soft prefix every row attends to (batch 1 or B). */
+  prefix?: KVPrefix;
+  /** Position of the first prompt token (default: the prefix length, or 0). */
+  positionOffset?: number;
+  /** Needed for string prompts and to return text. */
+  tokenizer?: TextCodec;
+  /** Prepend BOS when encoding string prompts (default true). */
+  addBos?: boolean;
+  /** Id fed for left padding and after a row stopped (default config.padTokenId ?? 0; never attended to). */
+  padId?: number;
+}
+
+export interface GenerateResult {
+  /** New tokens per row (the stop token excluded). */
+  tokens: number[][];
+  /** Why each row ended: a stop id, or maxNewTokens. */
+  finishReasons: Array<'stop' | 'length'>;
+  /** The text the new tokens add to each prompt (see {@link continuationText}), when a tokenizer was given. */
+  texts?: string[];
+  stats: { promptTokens: number; newTokens: number; prefillSeconds: number; decodeSeconds: number; tokensPerSecond: number };
+}
+
+/** Pick one token from a row of logits: greedy (first maximum) at temperature 0, else top-k / top-p sampling. */
+export function sampleToken(logits: Float32Array, opts: { temperature?: number; topK?: number; topP?: number }, rng: Rng): number {
+  const temperature = opts.temperature ?? 0;
+  if (temperature <= 0) {
+    let best = 0;
+    for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+    return best;
+  }
+  const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]);
+  const k = opts.topK && opts.topK > 0 ? Math.min(opts.topK, order.length) : order.length;
+  const kept = order.slice(0, k);
+  const max = logits[kept[0]];
+  const weights = kept.map((i) => Math.exp((logits[i] - max) / temperature));
+  const total = weights.reduce((a, b) => a + b, 0);
+  let n = kept.length;
+  if (opts.topP !== undefined && opts.topP < 1) {
+    let cumulative = 0;
+    n = 0;
+    while (n < kept.length && cumulative < opts.topP * total) cumulative += weights[n++];
+    n = Math.max(n, 1);
+  }
+  return kept[rng.categorical(weights.slice(0, n))];
+}
+
+function checkOptions(o: GenerateOptions): void {
+  const bad = (field: string, expected: string, actual: unknown): never => {
+    throw new ModelError('BAD_OPTION', `generate: ${field}: expected ${expected}, got ${JSON.stringify(actual)}`, { field, expected, actual });
+  };
+  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0) bad('maxNewTokens', 'a non-negative integer', o.maxNewTokens);
+  if (o.temperature !== undefined && !(o.temperature >= 0)) bad('temperature', 'a number ≥ 0', o.temperature);
+  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0)) bad('topK', 'an integer ≥ 0', o.topK);
+  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) bad('topP', 'a number in (0, 1]', o.topP);
+}
+
+/**
+ * Continue each prompt (token ids, or strings with `tokenizer`) with a KV cache. Prompts of different lengths are
+ * left-padded into one batch; positions count real tokens only, so every row matches an unpadded run.
+ */
+export function generate(model: LlamaModel, prompts: number[][] | string[], opts: GenerateOptions): GenerateResult {
+  checkOptions(opts);
+  const c = model.config;
+  const ids = prompts.map((p, row) => {
+    if (typeof p !== 'string') return p;
+    if (!opts.tokenizer) throw new ModelError('NO_TOKENIZER', `generate: prompt ${row} is text but no tokenizer was given`, { field: 'tokenizer' });
+    return opts.tokenizer.encode(p, { bos: opts.addBos ?? true });
+  });
+  if (ids.length === 0 || ids.some((p) => p.length === 0)) {
+    throw new ModelError('BAD_PROMPT', 'generate: give at least one prompt, each with at least one token', { field: 'prompts' });
+  }
+  const B = ids.length;
+  const L = Math.max(...ids.map((p) => p.length));
+  const padId = opts.padId ?? c.padTokenId ?? 0;
+  const stopIds = new Set(opts.stopIds ?? [c.eosTokenId]);
+  const P = opts.prefix?.length ?? 0;
+  const offset = opts.positionOffset ?? P;
+  const rngs = ids.map((_, row) => new Rng(opts.seed ?? 0).fork(`row ${row}`));
+
+  // Left-padded prompt batch: ids, 1/0 mask over [prefix, prompt], positions counting real tokens from `offset`.
+  const flatIds: number[] = [];
+  const flatPositions: number[] = [];
+  const maskRows: number[][] = [];
+  for (const p of ids) {
+    const pad = L - p.length;
+    for (let t = 0; t < L; t++) {
+      flatIds.push(t < pad ? padId : p[t - pad]);
+      flatPositions.push(offset + Math.max(0, t - pad));
+    }
+    maskRows.push([...new Array(P).fill(1), ...new Array(pad).fill(0), ...new Array(p.length).fill(1)]);
+  }
+
+  const tokens: number[][] = ids.map(() => []);
+  const finishReasons: Array<'stop' | 'length'> = ids.map(() => 'length');
+  const active = ids.map(() => opts.maxNewTokens > 0);
+  const start = performance.now();
+  let prefillEnd = start;
+  let cache: KVCache = emptyCache();
+  let inputIds = tf.tensor2d(flatIds, [B, L], 'int32');
+  let positionIds = tf.tensor2d(flatPositions, [B, L], 'int32');
+  let step = 0;
+  try {
+    while (active.some(Boolean)) {
+      const attentionMask = tf.tensor2d(maskRows.flat(), [B, maskRows[0].length], 'int32');
+      const out = model.forward({ inputIds, positionIds, attentionMask, cache, prefix: step === 0 ? opts.prefix : undefined, lastLogitsOnly: true });
+      tf.dispose([inputIds, positionIds, attentionMask]);
+      disposeCache(cache);
+      cache = out.cache!;
+      const logits = out.logits!.dataSync() as Float32Array; // [B, 1, V]
+      out.logits!.dispose();
+      if (step === 0) prefillEnd = performance.now();
+
+      const next: number[] = [];
+      for (let row = 0; row < B; row++) {
+        let id = padId;
+        if (active[row]) {
+          id = sampleToken(logits.subarray(row * c.vocabSize, (row + 1) * c.vocabSize), opts, rngs[row]);
+          if (stopIds.has(id)) {
+            active[row] = false;
+            finishReasons[row] = 'stop';
+            id = padId;
+          } else {
+            tokens[row].push(id);
+            if (tokens[row].length >= opts.maxNewTokens) active[row] = false;
+          }
+        }
+        next.push(id);
+        maskRows[row].push(1);
+      }
+      step++;
+      inputIds = tf.tensor2d(next, [B, 1], 'int32');
+      positionIds = tf.tensor2d(ids.map((p, row) => offset + p.length + step - 1), [B, 1], 'int32');
+    }
+  } finally {
+    tf.dispose([inputIds, positionIds]);
+    disposeCache(cache);
+  }
+  const end = performance.now();
+  const newTokens = tokens.reduce((n, t) => n + t.length, 0);
+  const decodeSeconds = (end - prefillEnd) / 1000;
+  return {
+    tokens,
+    finishReasons,
+    texts: opts.tokenizer ? tokens.map((t, row) => continuationText(opts.tokenizer!, ids[row], t)) : undefined,
+    stats: {
+      promptTokens: ids.reduce((n, p) => n + p.length, 0),
+      newTokens,
+      prefillSeconds: (prefillEnd - start) / 1000,
+      decodeSeconds,
+      tokensPerSecond: newTokens / Math.max((end - start) / 1000, 1e-9),
+    },
+  };
+}

@@ -1,0 +1,24 @@
+export { ModelError } from './errors.js';
+export { parseLlamaConfig, validateLlamaConfig, llamaConfigToJson, type LlamaConfig } from './config.js';
+export { DenseLinear, findDenseBase, type LinearModule } from './linear.js';
+export { applyRope, ropeCosSin, rotate } from './rope.js';
+export { MASK_VALUE, attend, attentionScores, attentionValues, causalMask, addPaddingMask } from './attention.js';
+export {
+  LlamaModel,
+  rmsNorm,
+  emptyCache,
+  disposeCache,
+  expectedWeightShapes,
+  checkWeights,
+  type KVPrefix,
+  type KVCache,
+  type ForwardOptions,
+  type ForwardResult,
+  type LayerKV,
+  type HostWeights,
+} from './model.js';
+export { lmLoss, IGNORE_INDEX } from './loss.js';
+export { readLlama2c, permuteForRotateHalf } from './llama2c.js';
+export { loadLlama, saveLlama, readHfLlama, exportWeights, type LoadOptions } from './io.js';
+export { createLlama } from './init.js';
+export { generate, sampleToken, continuationText, type GenerateOptions, type GenerateResult, type TextCodec } from './generate.js';

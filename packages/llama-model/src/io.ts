@@ -1,0 +1,98 @@
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { fromFloat32, readSafetensors, toFloat32, writeFileAtomic, writeSafetensors, type SafetensorsEntry } from '@hyperllama/runtime';
+import { ModelError } from './errors.js';
+import { llamaConfigToJson, parseLlamaConfig, type LlamaConfig } from './config.js';
+import { readLlama2c } from './llama2c.js';
+import { LlamaModel, type HostWeights } from './model.js';
+
+export interface LoadOptions {
+  /** Whether the loaded weights are trainable Variables (default true). */
+  trainable?: boolean;
+}
+
+function readJson(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ModelError('UNREADABLE', `${path}: cannot read (${(e as Error).message})`, { file: path });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ModelError('BAD_JSON', `${path}: not valid JSON (${(e as Error).message})`, { file: path });
+  }
+}
+
+/** The safetensors files of an HF directory: `model.safetensors`, or the shards named by `model.safetensors.index.json`. */
+function weightFiles(dir: string): string[] {
+  const single = join(dir, 'model.safetensors');
+  if (existsSync(single)) return [single];
+  const indexPath = join(dir, 'model.safetensors.index.json');
+  if (!existsSync(indexPath)) {
+    throw new ModelError('NO_WEIGHTS', `${dir}: neither model.safetensors nor model.safetensors.index.json exists`, { file: dir });
+  }
+  const index = readJson(indexPath) as { weight_map?: Record<string, string> };
+  if (!index || typeof index.weight_map !== 'object' || index.weight_map === null) {
+    throw new ModelError('BAD_INDEX', `${indexPath}: field "weight_map": expected an object of tensor name → file`, { file: indexPath, field: 'weight_map' });
+  }
+  return [...new Set(Object.values(index.weight_map))].map((f) => join(dir, f));
+}
+
+/** Read an HF Llama directory's config and weights (F32/F16/BF16, decoded to float32) without building a model. */
+export function readHfLlama(dir: string): { config: LlamaConfig; weights: HostWeights } {
+  const configPath = join(dir, 'config.json');
+  const config = parseLlamaConfig(readJson(configPath), configPath);
+  const weights: HostWeights = new Map();
+  for (const file of weightFiles(dir)) {
+    for (const [name, entry] of readSafetensors(file).tensors) {
+      if (weights.has(name)) throw new ModelError('DUPLICATE_TENSOR', `${file}: tensor "${name}" also appears in another shard`, { file, tensor: name });
+      weights.set(name, { shape: entry.shape, data: toFloat32(entry, name) });
+    }
+  }
+  return { config, weights };
+}
+
+/**
+ * Load a Llama: a Hugging Face directory (`config.json` + `model.safetensors` or a sharded index) or a llama2.c v0
+ * `.bin` file (converted to HF conventions, including the RoPE row permutation of wq/wk).
+ */
+export function loadLlama(path: string, opts: LoadOptions = {}): LlamaModel {
+  if (!existsSync(path)) throw new ModelError('NOT_FOUND', `${path}: no such file or directory`, { file: path });
+  const { config, weights } = statSync(path).isDirectory() ? readHfLlama(path) : readLlama2c(path);
+  return new LlamaModel(config, weights, { trainable: opts.trainable, source: path });
+}
+
+/** Host copies of a model's weights in HF names and layout (linear weights transposed back to [out, in]). */
+export function exportWeights(model: LlamaModel): Map<string, SafetensorsEntry> {
+  const out = new Map<string, SafetensorsEntry>();
+  const named = model.namedWeights();
+  for (const name of model.linearNames()) {
+    const hfName = name === 'lm_head' ? 'lm_head.weight' : `model.${name}.weight`;
+    if (!named.has(hfName)) {
+      throw new ModelError('NOT_DENSE', `cannot save "${name}": its module holds no dense base weight (e.g. quantised)`, { name });
+    }
+  }
+  for (const [name, v] of named) {
+    const isLinear = name.endsWith('_proj.weight') || name === 'lm_head.weight';
+    const hf = isLinear ? tf.tidy(() => tf.transpose(v)) : v; // [in, out] → [out, in]
+    out.set(name, fromFloat32(hf.dataSync() as Float32Array, hf.shape));
+    if (hf !== v) hf.dispose();
+  }
+  return out;
+}
+
+/**
+ * Write an HF model directory: `config.json`, `generation_config.json` and `model.safetensors` with
+ * `LlamaForCausalLM`'s tensor names and shapes (float32). Loading it back gives bit-identical weights.
+ */
+export function saveLlama(model: LlamaModel, dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  const c = model.config;
+  writeSafetensors(join(dir, 'model.safetensors'), exportWeights(model), { format: 'pt' });
+  writeFileAtomic(join(dir, 'config.json'), JSON.stringify(llamaConfigToJson(c), null, 2) + '\n');
+  const generation = { bos_token_id: c.bosTokenId, eos_token_id: c.eosTokenId, ...(c.padTokenId !== undefined ? { pad_token_id: c.padTokenId } : {}) };
+  writeFileAtomic(join(dir, 'generation_config.json'), JSON.stringify(generation, null, 2) + '\n');
+}

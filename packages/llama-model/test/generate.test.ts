@@ -1,0 +1,125 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { Rng } from '@hyperllama/runtime';
+import { loadTokenizer } from '@hyperllama/tokenizer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ModelError, createLlama, generate, loadLlama, sampleToken, type LlamaConfig, type LlamaModel } from '../src/index.js';
+import { STORIES } from './helpers.js';
+
+const config: LlamaConfig = {
+  vocabSize: 23, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2,
+  headDim: 4, maxPositionEmbeddings: 64, rmsNormEps: 1e-6, ropeTheta: 10000, tieWordEmbeddings: false, bosTokenId: 1, eosTokenId: 2,
+};
+
+let model: LlamaModel;
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  model = createLlama(config, { seed: 5, std: 0.5 });
+});
+afterAll(() => model.dispose());
+
+describe('generate', () => {
+  const prompts = [[1, 7, 3, 9, 12, 4], [1, 5], [1, 8, 8, 20]];
+
+  it('a left-padded batch generates what each prompt generates alone (greedy)', () => {
+    const opts = { maxNewTokens: 12, stopIds: [] };
+    const batch = generate(model, prompts, opts);
+    prompts.forEach((p, row) => expect(batch.tokens[row]).toEqual(generate(model, [p], opts).tokens[0]));
+    expect(batch.tokens.every((t) => t.length === 12)).toBe(true);
+    expect(batch.finishReasons).toEqual(['length', 'length', 'length']);
+  });
+
+  it("when sampling, row r's stream depends only on (seed, r), not on the other rows", () => {
+    const opts = { maxNewTokens: 12, stopIds: [], temperature: 0.9, topK: 10, topP: 0.95, seed: 4 };
+    const batch = generate(model, prompts, opts).tokens;
+    expect(batch[0]).toEqual(generate(model, [prompts[0]], opts).tokens[0]);
+    expect(batch[1]).toEqual(generate(model, [prompts[2], prompts[1], prompts[0]], opts).tokens[1]);
+  });
+
+  it('is reproducible for a seed and differs across seeds; topK 1 is greedy', () => {
+    const sample = (seed: number) => generate(model, [prompts[0]], { maxNewTokens: 20, temperature: 1.5, seed, stopIds: [] }).tokens[0];
+    expect(sample(1)).toEqual(sample(1));
+    expect(sample(1)).not.toEqual(sample(2));
+    const greedy = generate(model, [prompts[0]], { maxNewTokens: 20, stopIds: [] }).tokens[0];
+    expect(generate(model, [prompts[0]], { maxNewTokens: 20, temperature: 1.5, topK: 1, seed: 9, stopIds: [] }).tokens[0]).toEqual(greedy);
+  });
+
+  it('greedy decoding with the cache picks the argmax of a full forward at every step', () => {
+    const out = generate(model, [prompts[0]], { maxNewTokens: 8, stopIds: [] }).tokens[0];
+    const all = [...prompts[0], ...out];
+    const logits = tf.tidy(() => model.forward({ inputIds: tf.tensor2d([all], undefined, 'int32') }).logits!.arraySync()[0]) as number[][];
+    out.forEach((tok, i) => {
+      const row = logits[prompts[0].length - 1 + i];
+      expect(row.indexOf(Math.max(...row))).toBe(tok);
+    });
+  });
+
+  it('stops at a stop id (excluded from the output)', () => {
+    const free = generate(model, [prompts[0]], { maxNewTokens: 10, stopIds: [] }).tokens[0];
+    const stopAt = free[4];
+    const first = free.indexOf(stopAt);
+    const stopped = generate(model, [prompts[0]], { maxNewTokens: 10, stopIds: [stopAt] });
+    expect(stopped.tokens[0]).toEqual(free.slice(0, first));
+    expect(stopped.finishReasons[0]).toBe('stop');
+  });
+
+  it("conditioning on a prefix of the prompt's own K,V continues exactly like the whole prompt", () => {
+    const [head, tail] = [prompts[0].slice(0, 4), prompts[0].slice(4)];
+    const out = model.forward({ inputIds: tf.tensor2d([head], undefined, 'int32'), returnKV: true });
+    const prefix = { keys: out.kv!.map((l) => l.keys), values: out.kv!.map((l) => l.values), length: head.length };
+    const whole = generate(model, [prompts[0]], { maxNewTokens: 10, stopIds: [] }).tokens[0];
+    expect(generate(model, [tail, tail], { maxNewTokens: 10, stopIds: [], prefix }).tokens).toEqual([whole, whole]);
+    tf.dispose([out.logits!, ...out.kv!.flatMap((l) => [l.keys, l.values, l.keysPreRope])]);
+  });
+
+  it('leaks no tensors and validates options', () => {
+    const before = tf.memory().numTensors;
+    generate(model, prompts, { maxNewTokens: 5, temperature: 1, seed: 3 });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(() => generate(model, [[1]], { maxNewTokens: -1 })).toThrow(ModelError);
+    expect(() => generate(model, [[1]], { maxNewTokens: 3, topP: 0 })).toThrow(/topP/);
+    expect(() => generate(model, ['text'], { maxNewTokens: 3 })).toThrow(/no tokenizer/);
+    expect(() => generate(model, [[]], { maxNewTokens: 3 })).toThrow(ModelError);
+  });
+});
+
+describe('sampleToken', () => {
+  const logits = new Float32Array([Math.log(0.5), Math.log(0.3), Math.log(0.2)]);
+  const counts = (opts: Parameters<typeof sampleToken>[1], n = 20000) => {
+    const rng = new Rng(1);
+    const c = [0, 0, 0];
+    for (let i = 0; i < n; i++) c[sampleToken(logits, opts, rng)]++;
+    return c.map((x) => x / n);
+  };
+
+  it('samples the softmax at temperature 1 and sharpens it below 1', () => {
+    const freq = counts({ temperature: 1 });
+    [0.5, 0.3, 0.2].forEach((p, i) => expect(Math.abs(freq[i] - p)).toBeLessThan(0.015));
+    const cold = counts({ temperature: 0.5 }); // p² normalised: 0.658, 0.237, 0.105
+    [0.658, 0.237, 0.105].forEach((p, i) => expect(Math.abs(cold[i] - p)).toBeLessThan(0.015));
+  });
+
+  it('top-k and top-p keep the most likely tokens and renormalise', () => {
+    const k2 = counts({ temperature: 1, topK: 2 });
+    expect(k2[2]).toBe(0);
+    expect(Math.abs(k2[0] - 0.625)).toBeLessThan(0.015);
+    expect(counts({ temperature: 1, topP: 0.7 })[2]).toBe(0); // 0.5 + 0.3 reaches 0.7
+    expect(counts({ temperature: 1, topP: 0.5 })).toEqual([1, 0, 0]);
+    expect(sampleToken(logits, { temperature: 0 }, new Rng(0))).toBe(0);
+  });
+});
+
+const storiesBin = join(STORIES, 'stories260K.bin');
+describe.skipIf(!existsSync(storiesBin))(`stories260K greedy (needs ${storiesBin})`, () => {
+  it("reproduces llama2.c's documented greedy output from BOS, stopping at BOS", () => {
+    const stories = loadLlama(storiesBin);
+    const tokenizer = loadTokenizer(join(STORIES, 'tok512.bin'));
+    // run.c with steps=256 runs forward at positions 0..255 and prints each step's token: 256 new tokens, then "\n".
+    const result = generate(stories, [[1]], { maxNewTokens: 256, stopIds: [1], tokenizer });
+    const expected = readFileSync(join(STORIES, 'expected_greedy.txt'), 'utf8');
+    expect(result.texts![0] + '\n').toBe(expected);
+    expect(result.finishReasons[0]).toBe('length');
+    stories.dispose();
+  });
+});

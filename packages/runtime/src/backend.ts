@@ -1,0 +1,221 @@
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { BackendError } from './errors.js';
+import { registerWasmKernels } from './wasm-kernels.js';
+
+export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+
+export interface BackendOptions {
+  /** Which backend to use; `auto` (default) tries tensorflow, then wasm, then cpu. `HYPERLLAMA_BACKEND` overrides. */
+  backend?: BackendName;
+  /** wasm threads (default: all cores, at most 8). 1 disables the pthread pool. */
+  threads?: number;
+  /** Print the choice and its reason once to stderr (default false). */
+  verbose?: boolean;
+}
+
+export interface BackendInfo {
+  /** The tfjs backend now active: 'tensorflow', 'wasm' or 'cpu'. */
+  name: 'tensorflow' | 'wasm' | 'cpu';
+  /** Why it was chosen, including what was tried and failed. */
+  reason: string;
+  /** wasm thread count actually in use (1 for other backends). */
+  threads: number;
+}
+
+const require = createRequire(import.meta.url);
+let current: BackendInfo | null = null;
+let workerDir: string | null = null;
+/** tfjs-backend-wasm registers its factory once at import; after removeBackend it cannot come back in this process. */
+let wasmRemoved = false;
+
+/** Try the optional native TensorFlow bindings, GPU build first. Returns the reason on failure. */
+async function tryTensorflow(): Promise<{ ok: true; pkg: string } | { ok: false; why: string }> {
+  const why: string[] = [];
+  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      await import(pkg);
+      if (tf.findBackend('tensorflow')) return { ok: true, pkg };
+      why.push(`${pkg} loaded but registered no 'tensorflow' backend`);
+    } catch (e) {
+      const msg = (e as Error).message ?? String(e);
+      why.push(`${pkg}: ${/Cannot find (module|package)/.test(msg) ? 'not installed' : msg.split('\n')[0]}`);
+    }
+  }
+  return { ok: false, why: why.join('; ') };
+}
+
+/**
+ * Emscripten's pthread workers are created from Blob URLs, which Node's worker_threads cannot load, and tfjs turns
+ * threads off in Node. We write the worker (with the threaded module factory prepended) to a .cjs file and hand
+ * emscripten that path instead of a Blob URL.
+ */
+function enableWasmThreads(): void {
+  // Workers inherit the parent's execArgv (test runners and loaders add flags a plain CommonJS worker rejects).
+  const threads = require('node:worker_threads') as { Worker: new (file: string | URL, options?: object) => object };
+  const OriginalWorker = threads.Worker;
+  threads.Worker = class extends OriginalWorker {
+    constructor(file: string | URL, options: object = {}) {
+      const ours = typeof file === 'string' && file.endsWith('.worker.cjs');
+      super(file, ours ? { ...options, execArgv: [] } : options);
+    }
+  };
+  const g = globalThis as unknown as { Blob: typeof Blob; URL: typeof URL };
+  const OriginalBlob = g.Blob;
+  const originalCreate = g.URL.createObjectURL.bind(g.URL);
+  let mainScript: string | null = null;
+  class RecordingBlob extends OriginalBlob {
+    readonly sourceText: string | null;
+    constructor(parts: ConstructorParameters<typeof Blob>[0] = [], options?: ConstructorParameters<typeof Blob>[1]) {
+      super(parts, options);
+      this.sourceText = parts && parts.every((p) => typeof p === 'string') ? (parts as string[]).join('') : null;
+      if (this.sourceText?.startsWith('var WasmBackendModuleThreadedSimd')) mainScript = this.sourceText;
+    }
+  }
+  g.Blob = RecordingBlob as unknown as typeof Blob;
+  g.URL.createObjectURL = (obj: Blob): string => {
+    const text = obj instanceof RecordingBlob ? obj.sourceText : null;
+    if (text !== null && text.includes('worker_threads') && mainScript !== null) {
+      // The worker normally imports the main script from the Blob it is sent; define the factory up front instead.
+      const worker = text.replace(
+        /if\(typeof e\.data\.urlOrBlob=="string"\)\{importScripts\(e\.data\.urlOrBlob\)\}else\{var objectUrl=URL\.createObjectURL\(e\.data\.urlOrBlob\);importScripts\(objectUrl\);URL\.revokeObjectURL\(objectUrl\)\}/,
+        '',
+      );
+      workerDir ??= mkdtempSync(join(tmpdir(), 'hyperllama-wasm-'));
+      const file = join(workerDir, 'tfjs-backend-wasm-threaded-simd.worker.cjs');
+      // The factory source refers to the bundle's module-level requires (fs, path, perf_hooks, os).
+      const requires = "var require$$0=require('fs'),require$$1=require('path'),require$$3=require('perf_hooks'),require$$4=require('os'),commonjsGlobal=globalThis;";
+      writeFileSync(file, `${requires}\n${mainScript};\n${worker}`);
+      return file;
+    }
+    return originalCreate(obj);
+  };
+}
+
+async function initWasm(threads: number): Promise<number> {
+  if (wasmRemoved) {
+    throw new BackendError('WASM_DISPOSED', 'the wasm backend was disposed in this process and cannot be initialised again');
+  }
+  const wasm = await import('@tensorflow/tfjs-backend-wasm');
+  const dist = dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
+  if (!existsSync(join(dist, 'tfjs-backend-wasm-simd.wasm'))) {
+    throw new BackendError('WASM_FILES_MISSING', `the wasm binaries are missing from ${dist}`, { file: dist });
+  }
+  wasm.setWasmPaths(`${dist}/`);
+  if (threads > 1) {
+    enableWasmThreads();
+    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
+    wasm.setThreadsCount(threads);
+  } else {
+    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+  }
+  registerWasmKernels();
+  // The wasm module caps its thread pool at half the logical cores it sees (1 on a 2-core machine); it reads
+  // the core count from os.cpus(), so show it enough cores while the backend starts.
+  const os = require('node:os') as { cpus: () => unknown[] };
+  const realCpus = os.cpus;
+  if (threads > 1) os.cpus = () => Array.from({ length: 2 * threads }, (_, i) => realCpus()[i % realCpus().length]);
+  try {
+    if (!(await tf.setBackend('wasm'))) throw new BackendError('WASM_INIT_FAILED', 'tf.setBackend("wasm") returned false');
+  } finally {
+    os.cpus = realCpus;
+  }
+  return threads > 1 ? wasm.getThreadsCount() : 1;
+}
+
+/**
+ * Choose and initialise the tfjs backend. `auto` tries `tensorflow` (the optional `@tensorflow/tfjs-node-gpu`, then
+ * `@tensorflow/tfjs-node`), then `wasm`, then `cpu`; the environment variable `HYPERLLAMA_BACKEND` forces one.
+ * Idempotent: a second call with the same choice returns the current backend.
+ */
+export async function initBackend(options: BackendOptions = {}): Promise<BackendInfo> {
+  const forced = process.env.HYPERLLAMA_BACKEND?.trim();
+  const requested = (forced || options.backend || 'auto') as BackendName;
+  if (!BACKEND_NAMES.includes(requested)) {
+    throw new BackendError(
+      'UNKNOWN_BACKEND',
+      `unknown backend "${requested}"${forced ? ' (from HYPERLLAMA_BACKEND)' : ''}; expected one of ${BACKEND_NAMES.join(', ')}`,
+      { field: forced ? 'HYPERLLAMA_BACKEND' : 'backend', actual: requested, expected: BACKEND_NAMES },
+    );
+  }
+  const threads = options.threads ?? Math.min(8, Math.max(1, cpus().length));
+  if (!Number.isInteger(threads) || threads < 1) {
+    throw new BackendError('BAD_THREADS', `threads must be a positive integer, got ${threads}`, { field: 'threads', actual: threads });
+  }
+  if (current && (requested === 'auto' || requested === current.name)) return current;
+  if (current) await disposeBackend();
+
+  const source = forced ? 'forced by HYPERLLAMA_BACKEND' : options.backend && options.backend !== 'auto' ? 'requested' : 'auto';
+  const notes: string[] = [];
+  let info: BackendInfo | null = null;
+
+  if (requested === 'tensorflow' || requested === 'auto') {
+    const tfn = await tryTensorflow();
+    if (tfn.ok && (await tf.setBackend('tensorflow'))) {
+      info = { name: 'tensorflow', reason: `${source}: native TensorFlow from ${tfn.pkg}`, threads: 1 };
+    } else if (requested === 'tensorflow') {
+      throw new BackendError('BACKEND_UNAVAILABLE', `backend "tensorflow" is unavailable: ${tfn.ok ? 'setBackend failed' : tfn.why}`, {
+        actual: 'tensorflow',
+      });
+    } else {
+      notes.push(`tensorflow unavailable (${tfn.ok ? 'setBackend failed' : tfn.why})`);
+    }
+  }
+  if (!info && (requested === 'wasm' || requested === 'auto')) {
+    try {
+      const used = await initWasm(threads);
+      info = { name: 'wasm', reason: [source, ...notes, `wasm with XNNPACK, ${used} thread(s)`].join('; '), threads: used };
+    } catch (e) {
+      if (requested === 'wasm') {
+        throw new BackendError('BACKEND_UNAVAILABLE', `backend "wasm" failed to initialise: ${(e as Error).message}`, {
+          actual: 'wasm',
+        });
+      }
+      notes.push(`wasm failed (${(e as Error).message})`);
+    }
+  }
+  if (!info) {
+    await tf.setBackend('cpu');
+    info = { name: 'cpu', reason: [source, ...notes, 'pure-JS cpu backend'].join('; '), threads: 1 };
+  }
+  await tf.ready();
+  silenceCpuBanner();
+  current = info;
+  if (options.verbose) process.stderr.write(`[hyperllama] backend: ${info.name} (${info.reason})\n`);
+  return info;
+}
+
+/** The cpu backend prints an advert for tfjs-node on first use; our backend choice already says what runs. */
+function silenceCpuBanner(): void {
+  const cpu = tf.findBackend('cpu') as { firstUse?: boolean } | null;
+  if (cpu) cpu.firstUse = false;
+}
+
+/** The active backend chosen by {@link initBackend}, or null before it. */
+export function currentBackend(): BackendInfo | null {
+  return current;
+}
+
+/**
+ * Release the backend. For wasm this removes the backend, which terminates its pthread workers so the process can
+ * exit; call it at the end of a program and in test teardown.
+ */
+export async function disposeBackend(): Promise<void> {
+  if (!current) return;
+  const name = current.name;
+  current = null;
+  if (name === 'wasm') {
+    // Removing the wasm backend terminates its pthread workers, which would otherwise keep the process alive.
+    await tf.setBackend('cpu');
+    tf.removeBackend('wasm');
+    wasmRemoved = true;
+  }
+  if (workerDir) {
+    rmSync(workerDir, { recursive: true, force: true });
+    workerDir = null;
+  }
+}

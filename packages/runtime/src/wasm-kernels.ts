@@ -1,0 +1,135 @@
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * Kernel fixes for the wasm backend (FINDINGS.md):
+ * - `BatchMatMul`: tfjs-wasm only runs un-transposed products with batch 1 on XNNPACK; transposed or batched products
+ *   fall to a scalar loop (10-20x slower). The override transposes explicitly, folds a shared right operand into one
+ *   big product, and runs other batches as a loop of batch-1 products. Autograd's matMul gradients (which use the
+ *   transposed forms) go through the same kernel, so they are fast too.
+ * - `UnsortedSegmentSum`: missing on wasm, and needed by `gather`'s gradient (embedding lookups).
+ */
+
+type TensorInfo = tf.TensorInfo;
+interface WasmBackendLike {
+  makeOutput(shape: number[], dtype: tf.DataType): TensorInfo;
+  typedArrayFromHeap(t: TensorInfo): Float32Array | Int32Array | Uint8Array;
+  disposeData(dataId: object): boolean;
+  readSync(dataId: object): tf.backend_util.BackendValues;
+}
+type KernelFn = (args: { inputs: Record<string, TensorInfo>; backend: unknown; attrs?: Record<string, unknown> }) => TensorInfo | TensorInfo[];
+
+let registered = false;
+
+function kernelConfig(name: string): tf.KernelConfig {
+  const k = tf.getKernel(name, 'wasm');
+  if (!k) throw new Error(`tfjs-backend-wasm has no ${name} kernel`);
+  return k;
+}
+
+function kernel(name: string): KernelFn {
+  return kernelConfig(name).kernelFunc as unknown as KernelFn;
+}
+
+const size = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
+
+export function registerWasmKernels(): void {
+  if (registered) return;
+  registered = true;
+  const batchMatMulConfig = kernelConfig('BatchMatMul');
+  const originalBatchMatMul = batchMatMulConfig.kernelFunc as unknown as KernelFn;
+  const transpose = kernel('Transpose');
+  const reshape = kernel('Reshape');
+
+  const fastBatchMatMul: KernelFn = ({ inputs, backend, attrs }) => {
+    const be = backend as WasmBackendLike;
+    let a = inputs.a;
+    let b = inputs.b;
+    const transposeA = Boolean(attrs?.transposeA);
+    const transposeB = Boolean(attrs?.transposeB);
+    const temps: TensorInfo[] = [];
+    const swapLast = (x: TensorInfo): TensorInfo => {
+      const perm = x.shape.map((_, i) => i);
+      const r = perm.length;
+      [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
+      const t = transpose({ inputs: { x }, backend, attrs: { perm } }) as TensorInfo;
+      temps.push(t);
+      return t;
+    };
+    const view = (x: TensorInfo, shape: number[]): TensorInfo => {
+      const t = reshape({ inputs: { x }, backend, attrs: { shape } }) as TensorInfo;
+      temps.push(t);
+      return t;
+    };
+    if (transposeA) a = swapLast(a);
+    if (transposeB) b = swapLast(b);
+    const [m, k] = a.shape.slice(-2);
+    const n = b.shape[b.shape.length - 1];
+    const outerA = a.shape.slice(0, -2);
+    const outerB = b.shape.slice(0, -2);
+    const batchA = size(outerA);
+    const batchB = size(outerB);
+    const outer = tf.backend_util.assertAndGetBroadcastShape(outerA, outerB);
+    const batch = size(outer);
+    const plain = { transposeA: false, transposeB: false };
+    try {
+      if (batch === 1 || batchB === 1) {
+        // A shared right operand: one [batchA·M, K] × [K, N] product.
+        const a2 = view(a, [1, batchA * m, k]);
+        const b2 = view(b, [1, k, n]);
+        const r = originalBatchMatMul({ inputs: { a: a2, b: b2 }, backend, attrs: plain }) as TensorInfo;
+        temps.push(r);
+        return reshape({ inputs: { x: r }, backend, attrs: { shape: [...outer, m, n] } }) as TensorInfo;
+      }
+      if ((batchA !== 1 && batchA !== batch) || (batchB !== batch)) {
+        // Broadcast patterns other than "one side shared" keep the original kernel.
+        return originalBatchMatMul({ inputs: { a, b }, backend, attrs: plain });
+      }
+      const out = be.makeOutput([...outer, m, n], 'float32');
+      for (let i = 0; i < batch; i++) {
+        const ai = be.makeOutput([1, m, k], 'float32');
+        const bi = be.makeOutput([1, k, n], 'float32');
+        const ao = (batchA === 1 ? 0 : i) * m * k;
+        // Heap views are invalidated when the wasm memory grows, so each one is taken right before use.
+        be.typedArrayFromHeap(ai).set(be.typedArrayFromHeap(a).subarray(ao, ao + m * k));
+        be.typedArrayFromHeap(bi).set(be.typedArrayFromHeap(b).subarray(i * k * n, (i + 1) * k * n));
+        const ri = originalBatchMatMul({ inputs: { a: ai, b: bi }, backend, attrs: plain }) as TensorInfo;
+        be.typedArrayFromHeap(out).set(be.typedArrayFromHeap(ri), i * m * n);
+        be.disposeData(ai.dataId);
+        be.disposeData(bi.dataId);
+        be.disposeData(ri.dataId);
+      }
+      return out;
+    } finally {
+      for (const t of temps) be.disposeData(t.dataId);
+    }
+  };
+
+  const unsortedSegmentSum: KernelFn = ({ inputs, backend, attrs }) => {
+    const be = backend as WasmBackendLike;
+    const { x, segmentIds } = inputs;
+    const numSegments = attrs?.numSegments as number;
+    const inner = size(x.shape.slice(1));
+    const rows = x.shape[0] ?? 1;
+    const out = be.makeOutput([numSegments, ...x.shape.slice(1)], x.dtype);
+    const xs = be.readSync(x.dataId) as Float32Array | Int32Array;
+    const ids = be.readSync(segmentIds.dataId) as Int32Array;
+    const acc = x.dtype === 'int32' ? new Int32Array(numSegments * inner) : new Float32Array(numSegments * inner);
+    for (let r = 0; r < rows; r++) {
+      const s = ids[r];
+      if (s < 0 || s >= numSegments) continue;
+      const src = r * inner;
+      const dst = s * inner;
+      for (let j = 0; j < inner; j++) acc[dst + j] += xs[src + j];
+    }
+    be.typedArrayFromHeap(out).set(acc);
+    return out;
+  };
+
+  // The wasm BatchMatMul is also what the public tf.matMul calls, so unregister-then-register replaces it.
+  tf.unregisterKernel('BatchMatMul', 'wasm');
+  // Keep the original setupFunc: it binds the wasm export that the original kernel calls.
+  tf.registerKernel({ ...batchMatMulConfig, kernelFunc: fastBatchMatMul as unknown as tf.KernelFunc });
+  if (!tf.getKernel('UnsortedSegmentSum', 'wasm')) {
+    tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc });
+  }
+}

@@ -1,0 +1,47 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BackendError, currentBackend, disposeBackend, initBackend } from '../src/index.js';
+
+afterEach(async () => {
+  delete process.env.HYPERLLAMA_BACKEND;
+  await disposeBackend();
+});
+
+describe('initBackend (this file never starts wasm; see wasm.test.ts)', () => {
+  it('uses cpu when asked, and says so', async () => {
+    const info = await initBackend({ backend: 'cpu' });
+    expect(info.name).toBe('cpu');
+    expect(info.reason).toMatch(/requested/);
+    expect(tf.getBackend()).toBe('cpu');
+    expect(currentBackend()).toEqual(info);
+  });
+
+  it('lets HYPERLLAMA_BACKEND override the option', async () => {
+    process.env.HYPERLLAMA_BACKEND = 'cpu';
+    const info = await initBackend({ backend: 'wasm' });
+    expect(info.name).toBe('cpu');
+    expect(info.reason).toMatch(/forced by HYPERLLAMA_BACKEND/);
+  });
+
+  it('rejects unknown backends and thread counts with a typed error', async () => {
+    await expect(initBackend({ backend: 'webgl' as never })).rejects.toThrow(BackendError);
+    process.env.HYPERLLAMA_BACKEND = 'nope';
+    await expect(initBackend()).rejects.toThrow(/unknown backend "nope" \(from HYPERLLAMA_BACKEND\)/);
+    delete process.env.HYPERLLAMA_BACKEND;
+    await expect(initBackend({ backend: 'cpu', threads: 0 })).rejects.toThrow(/threads must be a positive integer/);
+  });
+
+  it('reports why tensorflow is unavailable when it is forced', async () => {
+    let installed = true;
+    try {
+      await import('@tensorflow/tfjs-node' as string);
+    } catch {
+      installed = false;
+    }
+    if (installed) return; // a machine with native TensorFlow: covered by the auto test in wasm.test.ts
+    const err = await initBackend({ backend: 'tensorflow' }).catch((e) => e);
+    expect(err).toBeInstanceOf(BackendError);
+    expect(err.code).toBe('BACKEND_UNAVAILABLE');
+    expect(err.message).toMatch(/@tensorflow\/tfjs-node-gpu: .*@tensorflow\/tfjs-node: /);
+  });
+});

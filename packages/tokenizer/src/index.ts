@@ -1,0 +1,20 @@
+export { TokenizerError } from './errors.js';
+export {
+  Tokenizer,
+  gistToken,
+  type BatchEncodeOptions,
+  type BatchEncoding,
+  type DecodeOptions,
+  type EncodeOptions,
+} from './tokenizer.js';
+export { loadTokenizer, saveTokenizer, type LoadTokenizerOptions, type TokenizerFormat } from './io.js';
+export {
+  mergesFromPieces,
+  tokenizerConfigFromPieces,
+  tokenizerJsonFromPieces,
+  type AddedTokenJson,
+  type TokenizerConfigJson,
+  type TokenizerJson,
+} from './convert.js';
+export { PieceType, parseSentencePieceModel, type SentencePieceVocab, type VocabPiece } from './sentencepiece.js';
+export { parseLlama2cVocab } from './llama2c.js';
