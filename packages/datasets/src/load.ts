@@ -83,9 +83,7 @@ function detectFileFormat(file: string): TaskFormat {
 function loadDir(dir: string, format: 'auto' | TaskFormat, opts: MetaIclOptions): Entry[][] {
   const names = readdirSync(dir).sort();
   const metaicl = (d: string): Entry[] => loadMetaIclDir(d, opts).map((task) => ({ format: 'metaicl', task }));
-  if (format === 'metaicl' || (format === 'auto' && isMetaIclDir(dir))) {
-    if (isMetaIclDir(dir)) return [metaicl(dir)];
-  }
+  if ((format === 'auto' || format === 'metaicl') && isMetaIclDir(dir)) return [metaicl(dir)];
   const subdirs = names.map((n) => join(dir, n)).filter((p) => statSync(p).isDirectory() && isMetaIclDir(p));
   if ((format === 'auto' || format === 'metaicl') && subdirs.length > 0) return subdirs.map(metaicl);
   if (format === 'metaicl') fail('NO_TASKS', { file: dir }, 'no MetaICL task files or folders here');

@@ -18,7 +18,7 @@ export type Metric = 'accuracy' | 'rougeL' | 'exact';
 /** Every task format loads into this one shape. */
 export interface Task {
   name: string;
-  /** Where the task came from: `sni`, `metaicl`, `p3`, `jsonl` or `synthetic`. */
+  /** The dataset it came from: an S-NI file's `Source` when it has one, else the format (`sni`, `metaicl`, `p3`, `jsonl`, `synthetic`). */
   source: string;
   category?: string;
   /** The natural-language instruction, when the task has one (S-NI `Definition`). */

@@ -181,11 +181,12 @@ describe('linear modules', () => {
     const base = model.getLinear('layers.0.self_attn.v_proj');
     const before = logitsOf([seq]);
     // A wrapper that doubles the output changes the logits; putting the base back restores them.
-    model.setLinear('layers.0.self_attn.v_proj', { inFeatures: base.inFeatures, outFeatures: base.outFeatures, apply: (x) => tf.mul(base.apply(x), 2), dispose: () => base.dispose(), base } as never);
+    const doubled = { inFeatures: base.inFeatures, outFeatures: base.outFeatures, apply: (x: tf.Tensor2D) => tf.mul(base.apply(x), 2) as tf.Tensor2D, dispose: () => base.dispose(), base };
+    model.setLinear('layers.0.self_attn.v_proj', doubled);
     expect(maxAbsDiff(before[0].flat(), logitsOf([seq])[0].flat())).toBeGreaterThan(1e-3);
     expect(model.namedWeights().get('model.layers.0.self_attn.v_proj.weight')).toBeDefined(); // found through `base`
     model.setLinear('layers.0.self_attn.v_proj', base);
     expect(maxAbsDiff(before[0].flat(), logitsOf([seq])[0].flat())).toBe(0);
-    expect(() => model.setLinear('layers.0.self_attn.v_proj', { inFeatures: 3, outFeatures: 8, apply: (x) => x, dispose: () => {} })).toThrow(ModelError);
+    expect(() => model.setLinear('layers.0.self_attn.v_proj', { inFeatures: 3, outFeatures: 8, apply: (x: tf.Tensor2D) => x, dispose: () => {} })).toThrow(ModelError);
   });
 });

@@ -14,11 +14,11 @@ export interface SentencePieceLayout {
   addDummyPrefix: boolean;
   removeExtraWhitespaces: boolean;
   /**
-   * No vocabulary entry has a `▁` right after another character, so no token can span a position where `▁` follows
-   * a non-`▁` character: BPE can run on the pieces between such positions independently.
+   * No merge yields a token with a `▁` right after another character, so no token can span a position where `▁`
+   * follows a non-`▁` character: BPE can run on the pieces between such positions independently.
    */
   splitWords: boolean;
-  /** No multi-character vocabulary entry contains `\n`, so the text can also be cut on both sides of each newline. */
+  /** No merge yields a token containing `\n`, so the text can also be cut on both sides of each newline. */
   splitNewlines: boolean;
 }
 
@@ -31,27 +31,33 @@ export function detectSentencePieceLayout(json: TokenizerJson): SentencePieceLay
   const vocab = model.vocab as Record<string, number>;
   // Special added tokens are only split out when asked (see Tokenizer.encode); other added tokens would be matched
   // in every text, which this path does not do. Their contents also enter the engine's token map, so they must not
-  // be single characters or shadow a vocabulary entry with another id.
+  // be single characters or shadow a vocabulary entry with another id, and be matched in the raw text as they are.
   for (const t of json.added_tokens) {
-    if (!t.special || [...t.content].length === 1 || (Object.hasOwn(vocab, t.content) && vocab[t.content] !== t.id)) return null;
+    if (!t.special || t.normalized || t.lstrip || t.rstrip || t.single_word) return null;
+    if ([...t.content].length === 1 || (Object.hasOwn(vocab, t.content) && vocab[t.content] !== t.id)) return null;
   }
   const normalizer = canonical(json.normalizer);
   for (const addDummyPrefix of [true, false]) {
     for (const removeExtraWhitespaces of [false, true]) {
       if (normalizer !== canonical(sentencePieceNormalizer({ addDummyPrefix, removeExtraWhitespaces }))) continue;
-      const pieces = Object.keys(vocab);
+      // BPE only ever creates tokens by merging, so the merge results are the only tokens longer than a character.
+      const merged = mergedTokens(model.merges);
+      if (!merged) return null;
       return {
         addDummyPrefix,
         removeExtraWhitespaces,
-        splitWords: !pieces.some((p) => /[^\u2581]\u2581/.test(p)),
-        splitNewlines: !pieces.some((p) => p.length > 1 && p.includes('\n')),
+        splitWords: !merged.some((t) => /[^\u2581]\u2581/.test(t)),
+        splitNewlines: !merged.some((t) => t.includes('\n')),
       };
     }
   }
   return null;
 }
 
-/** Encodes text without special tokens through the engine's BPE model, as `engine.encode` would. */
+/**
+ * Encodes text without special tokens through the engine's BPE model, as `engine.encode` would, except that a text
+ * left empty by whitespace removal gives no tokens (as in SentencePiece; the engine would still prepend `▁`).
+ */
 export function encodeWithLayout(engine: Engine, layout: SentencePieceLayout, text: string): number[] {
   let t = text;
   if (layout.removeExtraWhitespaces) t = t.replace(/^ +| +$/g, '').replace(/ {2,}/g, ' ');
@@ -76,6 +82,18 @@ function wordBoundary(layout: SentencePieceLayout): RegExp | null {
   if (layout.splitWords) return BOUNDARIES.words;
   if (layout.splitNewlines) return BOUNDARIES.newlines;
   return null;
+}
+
+/** The token each merge creates; merges are `[left, right]` pairs or `"left right"` strings. Null if neither. */
+function mergedTokens(merges: unknown): string[] | null {
+  if (!Array.isArray(merges)) return null;
+  const out: string[] = [];
+  for (const m of merges) {
+    if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string') out.push(m[0] + m[1]);
+    else if (typeof m === 'string') out.push(m.split(' ', 2).join(''));
+    else return null;
+  }
+  return out;
 }
 
 /** JSON with object keys sorted, to compare configurations regardless of key order. */

@@ -183,12 +183,12 @@ export class Tokenizer {
       }
       return [...(opts.bos ? [this.bosId] : []), ...body, ...(opts.eos ? [this.eosId] : [])];
     });
-    const width = padToMaxLength ? maxLength! : Math.max(0, ...rows.map((r) => r.length));
+    const width = padToMaxLength ? maxLength! : rows.reduce((w, r) => Math.max(w, r.length), 0);
     const ids: number[][] = [];
     const attentionMask: number[][] = [];
     for (const row of rows) {
-      const pad = new Array<number>(width - row.length);
-      const [padIds, padMask] = [pad.fill(this.padId), new Array<number>(pad.length).fill(0)];
+      const padIds = new Array<number>(width - row.length).fill(this.padId);
+      const padMask = new Array<number>(width - row.length).fill(0);
       const mask = new Array<number>(row.length).fill(1);
       ids.push(padSide === 'left' ? [...padIds, ...row] : [...row, ...padIds]);
       attentionMask.push(padSide === 'left' ? [...padMask, ...mask] : [...mask, ...padMask]);
@@ -281,7 +281,7 @@ function badOption(field: string, expected: string, actual: unknown): never {
 function keepByteOrderMarks(decoder: unknown): void {
   // The engine's components are callable objects (functions), not plain objects.
   if (!decoder || (typeof decoder !== 'object' && typeof decoder !== 'function')) return;
-  const d = decoder as { text_decoder?: TextDecoder; decoders?: unknown };
+  const d = decoder as { text_decoder?: InstanceType<typeof TextDecoder>; decoders?: unknown };
   // Duck-typed: the engine's TextDecoder may come from another realm than ours.
   if (d.text_decoder && typeof d.text_decoder.decode === 'function' && d.text_decoder.ignoreBOM === false) {
     d.text_decoder = new TextDecoder(d.text_decoder.encoding, { fatal: d.text_decoder.fatal, ignoreBOM: true });

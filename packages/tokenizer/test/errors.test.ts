@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { HyperLlamaError } from '@hyperllama/runtime';
 import { describe, expect, test } from 'vitest';
 import { Tokenizer, TokenizerError, loadTokenizer } from '../src/index.js';
-import { LLAMA2_BIN, LLAMA2_MODEL, llama2cBytes, missing, sentencePieceModelBytes, syntheticPieces } from './helpers.js';
+import { LLAMA2_BIN, LLAMA2_MODEL, llama2cBytes, missing, skipNote, sentencePieceModelBytes, syntheticPieces } from './helpers.js';
 
 const PIECES = syntheticPieces([['ab', -1], ['a', -2], ['b', -3], ['\u2581', -4]]);
 
@@ -50,7 +50,7 @@ describe('malformed inputs throw a typed error naming the file', () => {
     expect(expectLoadError(cut, 'TOKENIZER_BAD_LLAMA2C', { vocabSize: PIECES.length }).message).toMatch(/at least|expected vocab_size/);
   });
 
-  test.skipIf(missing(LLAMA2_MODEL, LLAMA2_BIN))('truncated genuine Llama-2 files', () => {
+  test.skipIf(missing(LLAMA2_MODEL, LLAMA2_BIN))(`truncated genuine Llama-2 files${skipNote(missing(LLAMA2_MODEL, LLAMA2_BIN))}`, () => {
     const m = readFileSync(LLAMA2_MODEL);
     expectLoadError(writeTemp('tokenizer.model', m.subarray(0, 123457)), 'TOKENIZER_BAD_PROTOBUF');
     const b = readFileSync(LLAMA2_BIN);

@@ -15,6 +15,11 @@ export const LLAMA2_OUT = sharedPath('tokenizers/llama2/llama-spm.out');
 export const TOK512_MODEL = sharedPath('models/stories260K/tok512.model');
 export const TOK512_BIN = sharedPath('models/stories260K/tok512.bin');
 
+/** Suffix for the name of a test that skips when `absent` (a missing file) is set. */
+export function skipNote(absent: string | undefined): string {
+  return absent ? ` (skipped: ${absent} is missing)` : '';
+}
+
 /** Name of the first missing file, for skip messages. */
 export function missing(...files: string[]): string | undefined {
   return files.find((f) => !existsSync(f));

@@ -10,6 +10,7 @@ import {
   LLAMA2_MODEL,
   LLAMA2_OUT,
   missing,
+  skipNote,
   randomText,
   readLlamaCppVectors,
   sentencePieceFixture,
@@ -17,7 +18,7 @@ import {
 
 const absent = missing(LLAMA2_MODEL, LLAMA2_BIN, LLAMA2_INP, LLAMA2_OUT);
 
-describe.skipIf(absent)(`Llama-2 vocabulary (skipped: ${absent} is missing)`, () => {
+describe.skipIf(absent)(`Llama-2 vocabulary${skipNote(absent)}`, () => {
   let fromModel: Tokenizer;
   let fromBin: Tokenizer;
   beforeAll(() => {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Rng } from '@hyperllama/runtime';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { loadTokenizer, parseLlama2cVocab, parseSentencePieceModel, tokenizerJsonFromPieces, type Tokenizer } from '../src/index.js';
-import { TOK512_BIN, TOK512_MODEL, missing, randomText, sentencePieceFixture } from './helpers.js';
+import { TOK512_BIN, TOK512_MODEL, missing, skipNote, randomText, sentencePieceFixture } from './helpers.js';
 
 const absent = missing(TOK512_MODEL, TOK512_BIN);
 
@@ -19,7 +19,7 @@ function story(rng: Rng): string {
   return sentences.join(rng.next() < 0.2 ? '\n' : ' ');
 }
 
-describe.skipIf(absent)(`stories260K tok512 (skipped: ${absent} is missing)`, () => {
+describe.skipIf(absent)(`stories260K tok512${skipNote(absent)}`, () => {
   let fromModel: Tokenizer;
   let fromBin: Tokenizer;
   beforeAll(() => {

@@ -2,8 +2,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { loadTokenizer, mergesFromPieces, parseSentencePieceModel } from '../src/index.js';
-import { llama2cBytes, sentencePieceModelBytes, syntheticPieces } from './helpers.js';
+import { Tokenizer as Engine } from '@huggingface/tokenizers';
+import { Rng } from '@hyperllama/runtime';
+import { loadTokenizer, mergesFromPieces, parseSentencePieceModel, Tokenizer, tokenizerConfigFromPieces, tokenizerJsonFromPieces } from '../src/index.js';
+import { llama2cBytes, randomText, sentencePieceModelBytes, syntheticPieces } from './helpers.js';
 
 // A hand-made BPE vocabulary (ids 259...): the expected segmentations below are worked out by hand with SentencePiece's
 // BPE rule (repeatedly merge the adjacent pair whose merged piece has the highest score; ties go left), and checked
@@ -84,5 +86,25 @@ describe('a synthetic SentencePiece BPE model (no shared data needed)', () => {
     expect(loadTokenizer(noExt).encode('ab c')).toEqual([260, 262]);
     const binNoExt = writeTemp('vocab.dat', llama2cBytes(PIECES));
     expect(loadTokenizer(binNoExt, { format: 'llama2c' }).encode('ab c')).toEqual([260, 262]);
+  });
+
+  test('a tokenizer.json outside the SentencePiece layout is encoded by the engine as a whole', () => {
+    const vocab = parseSentencePieceModel(sentencePieceModelBytes(PIECES), 'x.model');
+    const json = tokenizerJsonFromPieces(vocab);
+    // Same tokenizer with the dummy prefix done by a Metaspace pre-tokenizer instead of the normalizer.
+    const metaspace = {
+      ...json,
+      normalizer: null,
+      pre_tokenizer: { type: 'Metaspace', replacement: '\u2581', prepend_scheme: 'first', split: false },
+    };
+    const tok = new Tokenizer(metaspace, tokenizerConfigFromPieces(vocab), 'metaspace.json');
+    const engine = new Engine({ ...metaspace, added_tokens: [] }, {});
+    const rng = new Rng(11);
+    for (let i = 0; i < 100; i++) {
+      const text = randomText(rng, { maxParts: 8 });
+      expect(tok.encode(text), JSON.stringify(text)).toEqual(engine.encode(text, { add_special_tokens: false }).ids);
+    }
+    expect(tok.encode('ab abc bc')).toEqual([260, 260, 266, 263, 261]);
+    expect(tok.encode('<s>ab', { parseSpecial: true, eos: true })).toEqual([1, 259, 2]);
   });
 });

@@ -21,14 +21,25 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** Milliseconds per call of `fn` (its result read back, so the work is done), after one warm-up call. */
-function timeRuns(fn: () => tf.Tensor, runs: number): number[] {
+/** Milliseconds of one call of `fn`, its result read back so the work is done. */
+function timeOnce(fn: () => tf.Tensor): number {
+  const t0 = performance.now();
   tf.tidy(() => fn().dataSync());
-  const out: number[] = [];
+  return performance.now() - t0;
+}
+
+/**
+ * Times `a` and `b` alternately (after a warm-up call of each), so load from other processes hits both alike.
+ * Returns both series and the per-pair ratios b / a.
+ */
+function timePaired(a: () => tf.Tensor, b: () => tf.Tensor, runs: number): { a: number[]; b: number[]; ratio: number[] } {
+  timeOnce(a);
+  timeOnce(b);
+  const out = { a: [] as number[], b: [] as number[], ratio: [] as number[] };
   for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    tf.tidy(() => fn().dataSync());
-    out.push(performance.now() - t0);
+    out.a.push(timeOnce(a));
+    out.b.push(timeOnce(b));
+    out.ratio.push(out.b[i] / out.a[i]);
   }
   return out;
 }
@@ -51,26 +62,28 @@ export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
     }
   }
 
-  // One linear: x [N, in] @ W [in, out], float32 Variable vs NF4 dequantised per call.
-  const [n, inF, outF] = opts.quick ? [64, 256, 688] : [256, 1024, 2752];
+  // One linear: x [N, in] @ W [in, out], float32 Variable vs NF4 dequantised per call; N = 1 is a decoding step.
+  const [inF, outF] = opts.quick ? [256, 688] : [1024, 2752];
   const wv = rng.normalArray(inF * outF, 0, 0.02);
   const wFloat = tf.variable(tf.tensor2d(wv, [inF, outF]));
   const nf4 = Nf4Linear.fromWeight(wv, inF, outF, { blockSize: 64, doubleQuant: true });
-  const x = tf.tensor2d(rng.normalArray(n * inF), [n, inF]);
-  const denseRuns = timeRuns(() => tf.matMul(x, wFloat), runs);
-  const nf4Runs = timeRuns(() => nf4.apply(x), runs);
   const dequantRuns: number[] = [];
   for (let i = 0; i < runs; i++) {
     const t0 = performance.now();
     nf4.dequantize();
     dequantRuns.push(performance.now() - t0);
   }
-  const shape = `[${n}x${inF}]@[${inF}x${outF}]`;
-  row(`linear ${shape} float32`, 'forward', median(denseRuns), 'ms', denseRuns);
-  row(`linear ${shape} nf4`, 'forward', median(nf4Runs), 'ms', nf4Runs);
-  row(`linear ${shape} nf4 dequantise only (JS)`, 'time', median(dequantRuns), 'ms', dequantRuns);
-  row(`linear ${shape}`, 'nf4 slowdown', median(nf4Runs) / median(denseRuns), 'x');
-  tf.dispose([wFloat, x]);
+  row(`nf4 dequantise [${inF}x${outF}] (JS, per forward)`, 'time', median(dequantRuns), 'ms', dequantRuns);
+  for (const n of opts.quick ? [1, 64] : [1, 256]) {
+    const x = tf.tensor2d(rng.normalArray(n * inF), [n, inF]);
+    const t = timePaired(() => tf.matMul(x, wFloat), () => nf4.apply(x), runs);
+    const shape = `linear [${n}x${inF}]@[${inF}x${outF}]`;
+    row(`${shape} float32`, 'forward', median(t.a), 'ms', t.a);
+    row(`${shape} nf4`, 'forward', median(t.b), 'ms', t.b);
+    row(shape, 'nf4 slowdown (median of paired ratios)', median(t.ratio), 'x', t.ratio);
+    x.dispose();
+  }
+  wFloat.dispose();
 
   // A whole model forward: float32, LoRA r=8 on q,v, NF4 (all linears but lm_head) + the same LoRA.
   const config: LlamaConfig = {
@@ -92,18 +105,20 @@ export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
   const ids = tf.tensor2d([Array.from({ length: T }, () => rng.int(config.vocabSize))], undefined, 'int32');
   const forward = (m: LlamaModel) => () => m.forward({ inputIds: ids as tf.Tensor2D }).logits!;
   const label = `model d=${config.hiddenSize} L=${config.numHiddenLayers} T=${T}`;
-  const model = createLlama(config, { seed: 1 });
-  const floatRuns = timeRuns(forward(model), runs);
-  injectLora(model, { name: 'bench', r: 8, alpha: 16, targetModules: ['q_proj', 'v_proj'] });
-  const loraRuns = timeRuns(forward(model), runs);
-  const report = quantizeModel(model, { blockSize: 64, doubleQuant: true });
-  const qloraRuns = timeRuns(forward(model), runs);
-  row(`${label} float32`, 'forward', median(floatRuns), 'ms', floatRuns);
-  row(`${label} float32 + LoRA r8 q,v`, 'forward', median(loraRuns), 'ms', loraRuns);
-  row(`${label} nf4 + LoRA r8 q,v`, 'forward', median(qloraRuns), 'ms', qloraRuns);
-  row(`${label}`, 'nf4 slowdown (vs float32 + LoRA)', median(qloraRuns) / median(loraRuns), 'x');
+  // Two copies of the same model with the same LoRA, one with NF4 base weights, timed alternately.
+  const float = createLlama(config, { seed: 1 });
+  const quant = createLlama(config, { seed: 1 });
+  const plain = timeOnce(forward(float));
+  for (const m of [float, quant]) injectLora(m, { name: 'bench', r: 8, alpha: 16, targetModules: ['q_proj', 'v_proj'] });
+  const report = quantizeModel(quant, { blockSize: 64, doubleQuant: true });
+  const t = timePaired(forward(float), forward(quant), runs);
+  row(`${label} float32 (no LoRA, one run)`, 'forward', plain, 'ms');
+  row(`${label} float32 + LoRA r8 q,v`, 'forward', median(t.a), 'ms', t.a);
+  row(`${label} nf4 + LoRA r8 q,v`, 'forward', median(t.b), 'ms', t.b);
+  row(label, 'nf4 slowdown (median of paired ratios)', median(t.ratio), 'x', t.ratio);
   row(`${label} quantised linears`, 'stored size', report.bytesPerParameter, 'bytes/param');
-  model.dispose();
+  float.dispose();
+  quant.dispose();
   ids.dispose();
   return rows;
 }

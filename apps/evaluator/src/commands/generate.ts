@@ -1,0 +1,75 @@
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { generate, loadLlama, type GenerateResult } from '@hyperllama/llama-model';
+import { loadTokenizer } from '@hyperllama/tokenizer';
+import { CliError, backendOption, numberOption, parseOptions, requireOption, startBackend, type Command, type Io } from '../cli-kit.js';
+
+export interface GenerateTextOptions {
+  /** An HF model directory or a llama2.c `.bin`. */
+  model: string;
+  /** Tokenizer path; default: the model directory (tokenizer.json or tokenizer.model). */
+  tokenizer?: string;
+  prompt: string;
+  maxNewTokens: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  /** Default: the model's eos. */
+  stopIds?: number[];
+}
+
+/** Load a model and tokenizer and continue one prompt (BOS prepended). */
+export function generateText(opts: GenerateTextOptions): { text: string; result: GenerateResult } {
+  const tokenizerPath = opts.tokenizer ?? (existsSync(opts.model) && statSync(opts.model).isDirectory() ? opts.model : undefined);
+  if (!tokenizerPath) {
+    throw new CliError('USAGE', `generate: --tokenizer is required when --model is a file (${opts.model})`, { field: 'tokenizer' });
+  }
+  const model = loadLlama(opts.model, { trainable: false });
+  try {
+    const tokenizer = loadTokenizer(tokenizerPath, { vocabSize: model.config.vocabSize });
+    const result = generate(model, [opts.prompt], { ...opts, tokenizer, addBos: true });
+    return { text: result.texts![0], result };
+  } finally {
+    model.dispose();
+  }
+}
+
+export const generateCommand: Command = {
+  summary: 'continue a prompt with a model (greedy by default)',
+  usage:
+    'hyperllama-eval generate --model <dir|model.bin> [--tokenizer <path>] --prompt <text> [--max-new-tokens N=256]\n' +
+    '    [--temperature T=0] [--top-k K] [--top-p P] [--seed S=0] [--stop-ids 1,2] [--backend auto|wasm|cpu|tensorflow]',
+  async run(argv: string[], io: Io) {
+    const c = 'generate';
+    const v = parseOptions(c, argv, {
+      model: undefined,
+      tokenizer: undefined,
+      prompt: '',
+      'max-new-tokens': '256',
+      temperature: undefined,
+      'top-k': undefined,
+      'top-p': undefined,
+      seed: undefined,
+      'stop-ids': undefined,
+      ...backendOption,
+    });
+    const stopIds = v['stop-ids']?.split(',').map((s, i) => numberOption(c, `stop-ids[${i}]`, s.trim(), true)!);
+    const opts: GenerateTextOptions = {
+      model: requireOption(c, 'model', v.model),
+      tokenizer: v.tokenizer,
+      prompt: v.prompt!,
+      maxNewTokens: numberOption(c, 'max-new-tokens', v['max-new-tokens'], true)!,
+      temperature: numberOption(c, 'temperature', v.temperature),
+      topK: numberOption(c, 'top-k', v['top-k'], true),
+      topP: numberOption(c, 'top-p', v['top-p']),
+      seed: numberOption(c, 'seed', v.seed, true),
+      stopIds,
+    };
+    await startBackend(v.backend, io);
+    const { text, result } = generateText(opts);
+    io.stdout(text + '\n');
+    const s = result.stats;
+    io.stderr(`${s.newTokens} tokens in ${(s.prefillSeconds + s.decodeSeconds).toFixed(2)} s (${s.tokensPerSecond.toFixed(1)} tokens/s; prompt ${s.promptTokens} tokens)\n`);
+  },
+};

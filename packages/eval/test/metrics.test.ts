@@ -1,0 +1,106 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { EvalError, exactMatch, lcsLength, normalizeAnswer, optionCorrect, porterStem, rankClassify, rougeL, rougeLScore, rougeTokenize } from '../src/index.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** Made by tools/reference/porter_reference.py with NLTK 3.8's PorterStemmer (the stemmer rouge_score uses). */
+const fixture = JSON.parse(readFileSync(join(here, 'fixtures', 'porter_rouge.json'), 'utf8')) as {
+  stems: Record<string, string>;
+  rouge: Array<{ prediction: string; references: string[]; rougeL: number }>;
+};
+
+describe('porterStem', () => {
+  it("matches the paper's examples", () => {
+    const examples: Record<string, string> = {
+      caresses: 'caress',
+      ponies: 'poni',
+      cats: 'cat',
+      agreed: 'agre',
+      motoring: 'motor',
+      hopping: 'hop',
+      filing: 'file',
+      relational: 'relat',
+      generalization: 'gener',
+      adoption: 'adopt',
+      controll: 'control',
+    };
+    for (const [word, stem] of Object.entries(examples)) expect(porterStem(word), word).toBe(stem);
+  });
+
+  it("applies NLTK's extensions (irregular forms, short ies/ied, y after a consonant only)", () => {
+    expect(porterStem('skies')).toBe('sky');
+    expect(porterStem('dying')).toBe('die');
+    expect(porterStem('ties')).toBe('tie');
+    expect(porterStem('died')).toBe('die');
+    expect(porterStem('enjoy')).toBe('enjoy');
+    expect(porterStem('happy')).toBe('happi');
+    expect(porterStem('constructor')).toBe('constructor'); // not confused with Object.prototype keys
+  });
+
+  it(`equals NLTK on ${Object.keys(fixture.stems).length} words`, () => {
+    const wrong = Object.entries(fixture.stems).filter(([w, s]) => porterStem(w) !== s);
+    expect(wrong.map(([w, s]) => `${w}: ${porterStem(w)} != ${s}`)).toEqual([]);
+  });
+});
+
+describe('rougeTokenize', () => {
+  it('lowercases, splits at non-alphanumerics, stems words longer than 3 letters', () => {
+    expect(rougeTokenize("The cats' running-shoes, été 42x!")).toEqual(['the', 'cat', 'run', 'shoe', 't', '42x']);
+    expect(rougeTokenize('The cats running', { stem: false })).toEqual(['the', 'cats', 'running']);
+    expect(rougeTokenize(' ... ')).toEqual([]);
+  });
+});
+
+describe('ROUGE-L', () => {
+  it('is the LCS F-measure (hand-computed)', () => {
+    expect(lcsLength(['a', 'b', 'c', 'd'], ['b', 'x', 'd'])).toBe(2);
+    // prediction "the cat sat" vs reference "the big cat sat down": LCS 3, P = 3/3, R = 3/5, F = 2·1·0.6/1.6 = 0.75
+    const s = rougeL('the cat sat', 'the big cat sat down');
+    expect(s.precision).toBeCloseTo(1, 12);
+    expect(s.recall).toBeCloseTo(0.6, 12);
+    expect(s.fmeasure).toBeCloseTo(0.75, 12);
+    // stemming makes "cats" and "cat" equal: LCS 2 of 2 and 2 → 100
+    expect(rougeLScore('Cats!', ['the cat'])).toBeCloseTo(2 * 0.5 / 1.5 * 100, 10); // P=1/1, R=1/2 → F=2/3
+    expect(rougeLScore('the cats', ['The cat.'])).toBeCloseTo(100, 12);
+  });
+
+  it('takes the best reference and is 0 for empty text', () => {
+    expect(rougeLScore('yes', ['no', 'yes', 'maybe yes'])).toBeCloseTo(100, 12);
+    expect(rougeLScore('', ['anything'])).toBe(0);
+    expect(rougeLScore('...', ['...'])).toBe(0);
+    expect(() => rougeLScore('a', [])).toThrow(EvalError);
+  });
+
+  it(`equals the reference on ${fixture.rouge.length} noisy text pairs`, () => {
+    for (const { prediction, references, rougeL: expected } of fixture.rouge) {
+      expect(rougeLScore(prediction, references), `${prediction} | ${references.join(' | ')}`).toBeCloseTo(expected, 9);
+    }
+  });
+});
+
+describe('exact match', () => {
+  it("normalises as S-NI does (lowercase, no ASCII punctuation, single spaces; articles kept)", () => {
+    expect(normalizeAnswer('  The  Answer: "B." ')).toBe('the answer b');
+    expect(exactMatch('the answer b', ['The Answer: "B."'])).toBe(1);
+    expect(exactMatch('answer b', ['The answer B'])).toBe(0); // articles are not removed
+    expect(exactMatch('no', ['yes', 'No!'])).toBe(1);
+    expect(exactMatch('n-o', ['no'])).toBe(1);
+    expect(exactMatch('nó', ['no'])).toBe(0); // only ASCII punctuation is removed
+  });
+});
+
+describe('rank classification', () => {
+  it('picks the highest sum, or the highest mean when length-normalised', () => {
+    // option 0: sum -3 (mean -1.5); option 1: sum -4 (mean -1); option 2: sum -3.5 (mean -3.5)
+    const lls = [[-1, -2], [-1, -1, -1, -1], [-3.5]];
+    expect(rankClassify(lls, 'sum')).toBe(0);
+    expect(rankClassify(lls, 'mean')).toBe(1);
+    expect(rankClassify([[-1], [-1]])).toBe(0); // first on ties
+    expect(optionCorrect(['yes', 'no'], 1, ['no'])).toBe(1);
+    expect(optionCorrect(['yes', 'no'], 0, ['no'])).toBe(0);
+    expect(() => rankClassify([])).toThrow(EvalError);
+    expect(() => rankClassify([[-1], []])).toThrow(/option 1 has no tokens/);
+  });
+});

@@ -1,0 +1,166 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import type { PositionScheme } from '@hyperllama/gist-attention';
+import type { LlamaModel } from '@hyperllama/llama-model';
+import { loadAdapter, readAdapterConfig, saveAdapter, type PeftLoraConfig } from '@hyperllama/lora';
+import { fromFloat32, readSafetensors, toFloat32, writeFileAtomic, writeSafetensors } from '@hyperllama/runtime';
+import { HypernetError, bad } from './errors.js';
+import { HyperLlama, type AdapterOptions } from './hyperllama.js';
+
+export const HYPERNET_CONFIG_FILE = 'hypernet_config.json';
+export const GIST_EMBEDDINGS_FILE = 'gist_embeddings.safetensors';
+export const HYPERNET_FORMAT = 'hyperllama-hypernet';
+
+/** `hypernet_config.json`: what a HyperLlama checkpoint needs besides its adapters and gist rows. */
+export interface HypernetConfigJson {
+  format: typeof HYPERNET_FORMAT;
+  format_version: 1;
+  k: number;
+  scheme: PositionScheme;
+  gist_ids: number[];
+  base_model: { path: string | null; hash: string };
+  /** Where the tokenizer (with its gist tokens) lives, relative to the checkpoint when inside it; null if unknown. */
+  tokenizer: string | null;
+  adapters: { hyper: string; downstream: string | null };
+}
+
+/**
+ * SHA-256 (hex) of the base model's weights: every tensor of `model.namedWeights()` in name order, its name, shape and
+ * float32 bytes. Adapters are not part of it. Two bases with any different weight hash differently.
+ */
+export function baseModelHash(model: LlamaModel): string {
+  const h = createHash('sha256');
+  const named = model.namedWeights();
+  for (const name of [...named.keys()].sort()) {
+    const v = named.get(name)!;
+    h.update(`${name}:${v.shape.join('x')};`);
+    const data = v.dataSync() as Float32Array;
+    h.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
+  return h.digest('hex');
+}
+
+/**
+ * Write a directory atomically: `fill` writes into a fresh temporary sibling, which then replaces `dir` by rename.
+ * The previous `dir` is moved aside first and deleted only after the new one is in place, so at any moment either
+ * the old or the new complete directory exists (`dir` or `dir.old`; {@link resolveCheckpointDir} finds it).
+ */
+export function writeDirAtomic(dir: string, fill: (tmp: string) => void): void {
+  const target = resolve(dir);
+  mkdirSync(dirname(target), { recursive: true });
+  const tmp = `${target}.tmp-${process.pid}`;
+  const old = `${target}.old`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  fill(tmp);
+  if (existsSync(target)) {
+    rmSync(old, { recursive: true, force: true });
+    renameSync(target, old);
+  }
+  renameSync(tmp, target);
+  rmSync(old, { recursive: true, force: true });
+}
+
+/** `dir` if it exists, else the `dir.old` an interrupted {@link writeDirAtomic} left, else undefined. */
+export function resolveCheckpointDir(dir: string): string | undefined {
+  if (existsSync(dir)) return dir;
+  if (existsSync(`${dir}.old`)) return `${dir}.old`;
+  return undefined;
+}
+
+export interface SaveHyperLlamaOptions {
+  /** Path of the base model (recorded; the hash is what loading checks). */
+  basePath?: string | null;
+  /** Tokenizer location to record (e.g. `tokenizer` when the caller saved it inside the checkpoint). */
+  tokenizer?: string | null;
+  /** Precomputed {@link baseModelHash} (hashing reads every base weight). */
+  baseHash?: string;
+}
+
+/**
+ * Save a HyperLlama checkpoint into `dir` (written atomically): `hyper/` (and `downstream/`) in PEFT's adapter
+ * layout, `gist_embeddings.safetensors` ([k, D] under `gist_embeddings`), and `hypernet_config.json`.
+ */
+export function saveHyperLlama(hl: HyperLlama, dir: string, opts: SaveHyperLlamaOptions = {}): void {
+  const hash = opts.baseHash ?? baseModelHash(hl.model);
+  writeDirAtomic(dir, (tmp) => writeHyperLlama(hl, tmp, { ...opts, baseHash: hash }));
+}
+
+/** {@link saveHyperLlama} into an existing directory, not atomically (for callers that already write a temp dir). */
+export function writeHyperLlama(hl: HyperLlama, dir: string, opts: SaveHyperLlamaOptions = {}): void {
+  mkdirSync(dir, { recursive: true });
+  const basePath = opts.basePath ?? null;
+  saveAdapter(hl.model, 'hyper', join(dir, 'hyper'), { baseModelNameOrPath: basePath });
+  if (hl.hasDownstreamAdapter) saveAdapter(hl.model, 'downstream', join(dir, 'downstream'), { baseModelNameOrPath: basePath });
+  const rows = hl.gistEmbeddings.dataSync() as Float32Array;
+  writeSafetensors(join(dir, GIST_EMBEDDINGS_FILE), new Map([['gist_embeddings', fromFloat32(rows, hl.gistEmbeddings.shape)]]), { format: 'pt' });
+  const config: HypernetConfigJson = {
+    format: HYPERNET_FORMAT,
+    format_version: 1,
+    k: hl.k,
+    scheme: hl.scheme,
+    gist_ids: [...hl.gistIds],
+    base_model: { path: basePath, hash: opts.baseHash ?? baseModelHash(hl.model) },
+    tokenizer: opts.tokenizer ?? null,
+    adapters: { hyper: 'hyper', downstream: hl.hasDownstreamAdapter ? 'downstream' : null },
+  };
+  writeFileAtomic(join(dir, HYPERNET_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
+}
+
+/** Read and check `hypernet_config.json`. */
+export function readHypernetConfig(dir: string): HypernetConfigJson {
+  const file = join(dir, HYPERNET_CONFIG_FILE);
+  if (!existsSync(file)) throw new HypernetError('HYPERNET_NOT_FOUND', `${file}: no such file (not a HyperLlama checkpoint)`, { file });
+  let json: HypernetConfigJson;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new HypernetError('HYPERNET_BAD_CONFIG', `${file}: not valid JSON (${(e as Error).message})`, { file });
+  }
+  const ctx = { file };
+  if (json?.format !== HYPERNET_FORMAT) bad('HYPERNET_BAD_CONFIG', 'format', `"${HYPERNET_FORMAT}"`, json?.format, ctx);
+  if (!Number.isInteger(json.k) || json.k < 1) bad('HYPERNET_BAD_CONFIG', 'k', 'a positive integer', json.k, ctx);
+  if (json.scheme !== 'restart' && json.scheme !== 'continue') bad('HYPERNET_BAD_CONFIG', 'scheme', '"restart" or "continue"', json.scheme, ctx);
+  if (typeof json.base_model?.hash !== 'string') bad('HYPERNET_BAD_CONFIG', 'base_model.hash', 'a string', json.base_model?.hash, ctx);
+  return json;
+}
+
+function adapterOptions(c: PeftLoraConfig): AdapterOptions {
+  return { r: c.r, alpha: c.loraAlpha, dropout: c.loraDropout, targetModules: c.targetModules, useRslora: c.useRslora };
+}
+
+/**
+ * Load a HyperLlama checkpoint onto `model`, a base Llama without adapters. The base must be the one the checkpoint
+ * was trained on: a different {@link baseModelHash} is a `HYPERNET_BASE_MISMATCH` error (nothing is injected then).
+ */
+export function loadHyperLlama(model: LlamaModel, dir: string, opts: { baseHash?: string } = {}): { hyperllama: HyperLlama; config: HypernetConfigJson } {
+  const config = readHypernetConfig(dir);
+  const hash = opts.baseHash ?? baseModelHash(model);
+  if (hash !== config.base_model.hash) {
+    throw new HypernetError(
+      'HYPERNET_BASE_MISMATCH',
+      `${join(dir, HYPERNET_CONFIG_FILE)}: base_model.hash: the checkpoint was trained on base ${config.base_model.path ?? '(unnamed)'} with hash ${config.base_model.hash.slice(0, 16)}…, but the given model hashes to ${hash.slice(0, 16)}…`,
+      { file: join(dir, HYPERNET_CONFIG_FILE), field: 'base_model.hash', expected: config.base_model.hash, actual: hash },
+    );
+  }
+  const gistFile = join(dir, GIST_EMBEDDINGS_FILE);
+  const entry = readSafetensors(gistFile).tensors.get('gist_embeddings');
+  if (!entry) throw new HypernetError('HYPERNET_BAD_CHECKPOINT', `${gistFile}: no tensor "gist_embeddings"`, { file: gistFile });
+  const D = model.config.hiddenSize;
+  if (entry.shape.join(',') !== `${config.k},${D}`) {
+    bad('HYPERNET_BAD_CHECKPOINT', 'gist_embeddings', `shape [${config.k}, ${D}]`, entry.shape, { file: gistFile });
+  }
+  const hyperDir = join(dir, 'hyper');
+  const downDir = config.adapters?.downstream ? join(dir, config.adapters.downstream) : undefined;
+  const hyperllama = new HyperLlama(model, {
+    k: config.k,
+    scheme: config.scheme,
+    hyper: adapterOptions(readAdapterConfig(hyperDir)),
+    downstream: downDir ? adapterOptions(readAdapterConfig(downDir)) : undefined,
+    gistEmbeddings: toFloat32(entry, 'gist_embeddings'),
+  });
+  loadAdapter(model, hyperDir, 'hyper');
+  if (downDir) loadAdapter(model, downDir, 'downstream');
+  return { hyperllama, config };
+}

@@ -1,0 +1,222 @@
+import * as tf from '@tensorflow/tfjs';
+import type { HyperBatch, HyperInputBatch, LmBatch } from '@hyperllama/datasets';
+import {
+  downstreamMask,
+  downstreamPositionIds,
+  extractGistPrefix,
+  gistMask,
+  positionIdsFromMask,
+  positionTensor,
+  type GistPrefix,
+  type PositionScheme,
+} from '@hyperllama/gist-attention';
+import { lmLoss, type KVPrefix, type LlamaModel } from '@hyperllama/llama-model';
+import { getActiveAdapters, injectLora, namedLoraParameters, setActiveAdapters, type LoraConfig } from '@hyperllama/lora';
+import { Rng } from '@hyperllama/runtime';
+import { int2d } from './batch.js';
+import { bad } from './errors.js';
+
+/** LoRA settings of one adapter (PEFT's names in `@hyperllama/lora`'s `LoraConfig`), without its name. */
+export type AdapterOptions = Omit<LoraConfig, 'name' | 'rng'>;
+
+export interface HyperLlamaOptions {
+  /** Number of gist tokens k (the prefix length). */
+  k: number;
+  /** Position scheme of the prefix (default `restart`). */
+  scheme?: PositionScheme;
+  /** The hypernetwork's LoRA (default r 8, alpha 16, every linear but lm_head). */
+  hyper?: AdapterOptions;
+  /** Optional LoRA used in the downstream pass ("downstream adaptation"); absent = frozen downstream model. */
+  downstream?: AdapterOptions;
+  /** Seed of the gist initialisation and the adapters' initialisation (default 0). */
+  seed?: number;
+  /** Gist embedding rows [k, D] to start from instead of the default initialisation (e.g. from a checkpoint). */
+  gistEmbeddings?: Float32Array;
+}
+
+export const DEFAULT_HYPER_LORA: AdapterOptions = { r: 8, alpha: 16, dropout: 0, targetModules: 'all-linear' };
+
+/** A downstream pass's own prefix: per row, where its position ids start (default: the prefix length). */
+export type PrefixLike = KVPrefix & { positionOffsets?: number[] };
+
+/**
+ * HyperLlama (Phang 2024): one base Llama used twice. The hyper pass runs it with the `hyper` LoRA on
+ * `[BOS] examples… <GIST_0..k-1>` under a gist mask and keeps the gists' per-layer keys and values as a prefix; the
+ * downstream pass runs the same base weights with the hyper adapter off (and the `downstream` adapter on, when
+ * there is one) behind that prefix. Trainable: the hyper LoRA, the k gist embedding rows and the optional downstream
+ * LoRA; the base weights are frozen (`injectLora` freezes them).
+ *
+ * Gist embeddings start at the mean of the vocabulary's embedding rows plus Gaussian noise whose standard deviation
+ * is 0.1 × that of the vocabulary's entries (seeded), so each gist starts as an "average token", distinct from the others.
+ */
+export class HyperLlama {
+  readonly k: number;
+  readonly scheme: PositionScheme;
+  /** Token ids of the gists: vocabSize .. vocabSize + k - 1 (they index {@link gistEmbeddings}). */
+  readonly gistIds: readonly number[];
+  /** [k, D] */
+  readonly gistEmbeddings: tf.Variable<tf.Rank.R2>;
+  readonly hasDownstreamAdapter: boolean;
+  readonly hyperAdapter: Required<Pick<AdapterOptions, 'r' | 'alpha' | 'dropout'>> & AdapterOptions;
+  readonly downstreamAdapter: AdapterOptions | undefined;
+
+  /** Injects the adapters into `model` (which it then owns together with the caller) and creates the gist rows. */
+  constructor(
+    readonly model: LlamaModel,
+    opts: HyperLlamaOptions,
+  ) {
+    const { k } = opts;
+    if (!Number.isInteger(k) || k < 1) bad('HYPERNET_BAD_OPTION', 'k', 'a positive integer', k);
+    this.k = k;
+    this.scheme = opts.scheme ?? 'restart';
+    if (this.scheme !== 'restart' && this.scheme !== 'continue') bad('HYPERNET_BAD_OPTION', 'scheme', '"restart" or "continue"', this.scheme);
+    const V = model.config.vocabSize;
+    const D = model.config.hiddenSize;
+    this.gistIds = Array.from({ length: k }, (_, i) => V + i);
+    const seed = opts.seed ?? 0;
+    const rng = new Rng(seed);
+    const hyper = { ...DEFAULT_HYPER_LORA, ...opts.hyper };
+    this.hyperAdapter = { r: hyper.r ?? 8, alpha: hyper.alpha ?? 16, dropout: hyper.dropout ?? 0, ...hyper };
+    injectLora(model, { ...this.hyperAdapter, name: 'hyper', rng: rng.fork('hyper-lora') });
+    this.downstreamAdapter = opts.downstream;
+    this.hasDownstreamAdapter = opts.downstream !== undefined;
+    if (opts.downstream) injectLora(model, { ...opts.downstream, name: 'downstream', rng: rng.fork('downstream-lora') });
+
+    let rows = opts.gistEmbeddings;
+    if (rows && rows.length !== k * D) bad('HYPERNET_BAD_OPTION', 'gistEmbeddings', `${k * D} values ([${k}, ${D}])`, rows.length);
+    rows ??= initialGistRows(model, k, rng.fork('gist-init'));
+    this.gistEmbeddings = tf.variable(tf.tensor2d(rows, [k, D]), true, `gist_embeddings#${gistCounter++}`);
+  }
+
+  /**
+   * The trainable variables by stable names: `gist_embeddings`, `hyper.<linear>.lora_{A,B}` and
+   * `downstream.<linear>.lora_{A,B}`.
+   */
+  trainableVariables(): Record<string, tf.Variable> {
+    const out: Record<string, tf.Variable> = { gist_embeddings: this.gistEmbeddings };
+    for (const adapter of this.hasDownstreamAdapter ? ['hyper', 'downstream'] : ['hyper']) {
+      for (const [name, v] of namedLoraParameters(this.model, adapter)) out[`${adapter}.${name}`] = v;
+    }
+    return out;
+  }
+
+  /**
+   * The hyper pass: `hyper.inputIds` [B, H] (`[BOS] examples… <gists>`, left-padded, from `collateHyperLlama` or
+   * `collateCompression`) → a prefix [B, nKvHeads, k, headDim] per layer, with per-row downstream position offsets.
+   * Differentiable; the caller disposes the prefix (outside a tidy).
+   */
+  encode(hyper: HyperInputBatch, opts: { training?: boolean } = {}): GistPrefix {
+    const rows = hyper.gistPositions;
+    rows.forEach((row, b) => {
+      row.forEach((t, j) => {
+        if (hyper.inputIds[b]?.[t] !== this.gistIds[j]) bad('HYPERNET_BAD_BATCH', `hyper.inputIds[${b}][${t}]`, `gist id ${this.gistIds[j]}`, hyper.inputIds[b]?.[t]);
+      });
+    });
+    const c = this.model.config;
+    const positions = positionIdsFromMask(hyper.attentionMask); // [B][H]
+    return this.withAdapters(['hyper'], () => {
+      const { keys, values, positionOffsets } = tf.tidy(() => {
+        const out = this.model.forward({
+          inputIds: int2d(hyper.inputIds, 'hyper.inputIds'),
+          extraEmbeddings: this.gistEmbeddings,
+          mask: gistMask({ inputIds: hyper.inputIds, gistIds: this.gistIds, attentionMask: hyper.attentionMask }),
+          positionIds: positionTensor(positions),
+          returnKV: true,
+          returnHidden: true,
+          training: opts.training,
+        });
+        const p = extractGistPrefix(out.kv!, rows, this.scheme, { ropeTheta: c.ropeTheta, headDim: c.headDim, hyperPositions: positions });
+        return { keys: p.keys, values: p.values, positionOffsets: p.positionOffsets } as unknown as tf.TensorContainer;
+      }) as unknown as GistPrefix;
+      return { keys, values, length: this.k, scheme: this.scheme, positionOffsets };
+    });
+  }
+
+  /** The downstream pass behind `prefix`: hidden states [B, T, D] (feed them to `lmLoss`). Hyper adapter off. */
+  downstreamHidden(batch: Pick<LmBatch, 'inputIds' | 'attentionMask'>, prefix: PrefixLike, opts: { training?: boolean } = {}): tf.Tensor3D {
+    return this.withAdapters(this.hasDownstreamAdapter ? ['downstream'] : [], () => prefixedHidden(this.model, batch, prefix, opts));
+  }
+
+  /** Multi-task HyperLlama and compression hyperpretraining loss: hyper pass → prefix → downstream LM loss on the labels. */
+  loss(batch: HyperBatch, opts: { training?: boolean } = {}): tf.Scalar {
+    return tf.tidy(() => {
+      const prefix = this.encode(batch.hyper, opts);
+      const hidden = this.downstreamHidden(batch.downstream, prefix, opts);
+      return lmLoss(this.model, hidden, int2d(batch.downstream.labels, 'downstream.labels'), { training: opts.training });
+    });
+  }
+
+  private withAdapters<T>(names: string[], f: () => T): T {
+    const before = getActiveAdapters(this.model);
+    setActiveAdapters(this.model, names);
+    try {
+      return f();
+    } finally {
+      setActiveAdapters(this.model, before);
+    }
+  }
+
+  dispose(): void {
+    this.gistEmbeddings.dispose();
+  }
+}
+
+let gistCounter = 0;
+
+/** Mean of the vocabulary rows [D] plus N(0, (0.1·σ)²) per entry, σ the std of all vocabulary entries. [k·D] */
+export function initialGistRows(model: LlamaModel, k: number, rng: Rng): Float32Array {
+  const { mean, std } = tf.tidy(() => {
+    const m = tf.mean(model.embedTokens, 0); // [D]
+    const s = tf.sqrt(tf.mean(tf.square(tf.sub(model.embedTokens, tf.mean(model.embedTokens)))));
+    return { mean: m.dataSync() as Float32Array, std: s.dataSync()[0] };
+  });
+  const D = mean.length;
+  const noise = rng.normalArray(k * D, 0, 0.1 * std);
+  return noise.map((n, i) => mean[i % D] + n);
+}
+
+/**
+ * A causal pass over right-padded rows behind a prefix (any adapters the caller made active): mask = all prefix
+ * columns + causal + padding; positions start at each row's `positionOffsets` (default the prefix length).
+ * Returns hidden states [B, T, D].
+ */
+export function prefixedHidden(
+  model: LlamaModel,
+  batch: Pick<LmBatch, 'inputIds' | 'attentionMask'>,
+  prefix: PrefixLike,
+  opts: { training?: boolean } = {},
+): tf.Tensor3D {
+  const B = batch.inputIds.length;
+  const offsets = prefix.positionOffsets ?? [prefix.length];
+  if (offsets.length !== B && offsets.length !== 1) bad('HYPERNET_BAD_BATCH', 'prefix.positionOffsets', `1 or ${B} entries`, offsets.length);
+  const perRow = offsets.length === B ? offsets : Array<number>(B).fill(offsets[0]);
+  return tf.tidy(
+    () =>
+      model.forward({
+        inputIds: int2d(batch.inputIds, 'inputIds'),
+        prefix,
+        mask: downstreamMask({ prefixLength: prefix.length, attentionMask: batch.attentionMask }),
+        positionIds: downstreamPositionIds(perRow, { attentionMask: batch.attentionMask }),
+        returnHidden: true,
+        training: opts.training,
+      }).hidden!,
+  );
+}
+
+/** LM loss of a padded batch with no prefix (full-attention ICL, zero-shot, plain language modelling). */
+export function plainLoss(model: LlamaModel, batch: LmBatch, opts: { training?: boolean } = {}): tf.Scalar {
+  return tf.tidy(() => {
+    const hidden = model.forward({
+      inputIds: int2d(batch.inputIds, 'inputIds'),
+      attentionMask: int2d(batch.attentionMask, 'attentionMask'),
+      returnHidden: true,
+      training: opts.training,
+    }).hidden!;
+    return lmLoss(model, hidden, int2d(batch.labels, 'labels'), { training: opts.training });
+  });
+}
+
+/** LM loss of a padded batch behind a prefix (shared prefix, prefix tuning). */
+export function prefixLoss(model: LlamaModel, batch: LmBatch, prefix: PrefixLike, opts: { training?: boolean } = {}): tf.Scalar {
+  return tf.tidy(() => lmLoss(model, prefixedHidden(model, batch, prefix, opts), int2d(batch.labels, 'labels'), { training: opts.training }));
+}

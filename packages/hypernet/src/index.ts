@@ -1,0 +1,30 @@
+export { HypernetError } from './errors.js';
+export { int2d, realTokens, lmLabelsEverywhere } from './batch.js';
+export {
+  HyperLlama,
+  DEFAULT_HYPER_LORA,
+  initialGistRows,
+  prefixedHidden,
+  plainLoss,
+  prefixLoss,
+  type AdapterOptions,
+  type HyperLlamaOptions,
+  type PrefixLike,
+} from './hyperllama.js';
+export { LoraBaseline } from './baselines.js';
+export { PrefixTuning, type PrefixInit } from './prefix-tuning.js';
+export {
+  HYPERNET_CONFIG_FILE,
+  GIST_EMBEDDINGS_FILE,
+  HYPERNET_FORMAT,
+  baseModelHash,
+  writeDirAtomic,
+  resolveCheckpointDir,
+  saveHyperLlama,
+  writeHyperLlama,
+  readHypernetConfig,
+  loadHyperLlama,
+  type HypernetConfigJson,
+  type SaveHyperLlamaOptions,
+} from './checkpoint.js';
+export { trainStep, type TrainStepOptions } from './train-step.js';

@@ -1,0 +1,99 @@
+import * as tf from '@tensorflow/tfjs';
+import type { LmBatch } from '@hyperllama/datasets';
+import { loadKVPrefix, saveKVPrefix, type GistPrefix } from '@hyperllama/gist-attention';
+import type { KVPrefix, LlamaModel } from '@hyperllama/llama-model';
+import { Rng } from '@hyperllama/runtime';
+import { int2d } from './batch.js';
+import { bad } from './errors.js';
+import { prefixLoss, type PrefixLike } from './hyperllama.js';
+
+/** How a {@link PrefixTuning} prefix starts: random (key/value statistics), a shared prefix, or a HyperLlama prefix. */
+export type PrefixInit = 'random' | 'shared' | 'hyper';
+
+let counter = 0;
+
+/**
+ * A trainable soft prefix (prefix tuning, Li & Liang 2021, in past-key-values form): per layer K and V Variables of
+ * shape [1, nKvHeads, P, headDim] (keys after RoPE, as `KVPrefix` holds them), put in front of every row of a
+ * frozen model. Downstream positions start at P. Also serves as the "single shared prefix trained across tasks"
+ * baseline.
+ */
+export class PrefixTuning {
+  readonly keys: tf.Variable<tf.Rank.R4>[];
+  readonly values: tf.Variable<tf.Rank.R4>[];
+  readonly length: number;
+  private readonly id = counter++;
+
+  private constructor(keys: tf.Tensor4D[], values: tf.Tensor4D[]) {
+    this.length = keys[0].shape[2];
+    this.keys = keys.map((t, i) => tf.variable(t, true, `prefix.layers.${i}.keys#${this.id}`));
+    this.values = values.map((t, i) => tf.variable(t, true, `prefix.layers.${i}.values#${this.id}`));
+  }
+
+  /**
+   * Random initialisation scaled to the model's real keys and values: one forward pass over `sampleIds` [B, T]
+   * (e.g. a few training rows) gives, per layer, the mean and standard deviation of the keys (after RoPE) and
+   * values; the prefix entries are drawn from N(mean, std²) with the seeded Rng.
+   */
+  static random(model: LlamaModel, length: number, opts: { sampleIds: number[][]; seed: number }): PrefixTuning {
+    if (!Number.isInteger(length) || length < 1) bad('HYPERNET_BAD_OPTION', 'prefix length', 'a positive integer', length);
+    const c = model.config;
+    const rng = new Rng(opts.seed).fork('prefix-random');
+    const stats = tf.tidy(() => {
+      const out = model.forward({ inputIds: int2d(opts.sampleIds, 'sampleIds'), returnKV: true, returnHidden: true });
+      return out.kv!.map((l) => [l.keys, l.values].map((t) => [tf.mean(t).dataSync()[0], tf.sqrt(tf.mean(tf.square(tf.sub(t, tf.mean(t))))).dataSync()[0]]));
+    });
+    const n = c.numKeyValueHeads * length * c.headDim;
+    const shape: [number, number, number, number] = [1, c.numKeyValueHeads, length, c.headDim];
+    const draw = (mean: number, std: number) => tf.tensor4d(rng.normalArray(n, mean, std), shape);
+    const keys = stats.map(([k]) => draw(k[0], k[1]));
+    const values = stats.map(([, v]) => draw(v[0], v[1]));
+    const p = new PrefixTuning(keys, values);
+    tf.dispose([...keys, ...values]);
+    return p;
+  }
+
+  /** Start from an existing prefix (row `row` of it): a trained shared prefix, or a HyperLlama prefix of the task. */
+  static fromPrefix(prefix: KVPrefix, row = 0): PrefixTuning {
+    const pick = (t: tf.Tensor4D) => tf.slice(t, [row, 0, 0, 0], [1, t.shape[1], t.shape[2], t.shape[3]]) as tf.Tensor4D;
+    const keys = prefix.keys.map(pick);
+    const values = prefix.values.map(pick);
+    const p = new PrefixTuning(keys, values);
+    tf.dispose([...keys, ...values]);
+    return p;
+  }
+
+  /** The prefix as the model takes it (batch 1, tiled over any batch; positions start at P). */
+  prefix(): PrefixLike {
+    return { keys: this.keys, values: this.values, length: this.length, scheme: 'restart', positionOffsets: [this.length] };
+  }
+
+  trainableVariables(): Record<string, tf.Variable> {
+    const out: Record<string, tf.Variable> = {};
+    this.keys.forEach((v, i) => (out[`prefix.layers.${i}.keys`] = v));
+    this.values.forEach((v, i) => (out[`prefix.layers.${i}.values`] = v));
+    return out;
+  }
+
+  /** LM loss of a (zero-shot collated) batch behind this prefix. */
+  loss(model: LlamaModel, batch: LmBatch, opts: { training?: boolean } = {}): tf.Scalar {
+    return prefixLoss(model, batch, this.prefix(), opts);
+  }
+
+  /** Saves as a `@hyperllama/gist-attention` prefix file (safetensors + metadata). */
+  save(path: string, model: LlamaModel, meta: Record<string, string> = {}): void {
+    const p: GistPrefix = { keys: this.keys, values: this.values, length: this.length, scheme: 'restart', positionOffsets: [this.length] };
+    saveKVPrefix(path, p, { config: model.config, meta: { kind: 'prefix-tuning', ...meta } });
+  }
+
+  static load(path: string, model: LlamaModel): PrefixTuning {
+    const { prefix } = loadKVPrefix(path, model.config);
+    const p = PrefixTuning.fromPrefix(prefix);
+    tf.dispose([...prefix.keys, ...prefix.values]);
+    return p;
+  }
+
+  dispose(): void {
+    tf.dispose([...this.keys, ...this.values]);
+  }
+}

@@ -1,0 +1,10 @@
+import { initBackend, disposeBackend } from '@hyperllama/runtime';
+import { run } from '../../../tools/bench/src/suites/llama.ts';
+const [backend, config] = process.argv.slice(2);
+const info = await initBackend({ backend: backend as 'wasm' | 'cpu' });
+console.error(info);
+const t0 = performance.now();
+const recs = await run({ quick: true, config });
+for (const r of recs) console.log(r.name.padEnd(50), r.backend, r.value.toFixed(1), r.unit);
+console.error('total', (performance.now() - t0) / 1000);
+await disposeBackend();

@@ -1,0 +1,20 @@
+import * as tf from '@tensorflow/tfjs';
+import { it } from 'vitest';
+import { Rng } from '@hyperllama/runtime';
+it('mm', async () => {
+  const { initBackend, disposeBackend } = await import('@hyperllama/runtime');
+  await initBackend({ backend: 'wasm', threads: 1 });
+  const rng = new Rng(0);
+  const wv = rng.normalArray(256 * 688, 0, 0.02);
+  const x = tf.tensor2d(rng.normalArray(64 * 256), [64, 256]);
+  const w = tf.variable(tf.tensor2d(wv, [256, 688]));
+  const time = (label: string, f: () => void) => { const t0 = performance.now(); f(); console.log(label, (performance.now() - t0).toFixed(2)); };
+  for (let i = 0; i < 4; i++) time('var', () => tf.tidy(() => tf.matMul(x, w).dataSync()));
+  for (let i = 0; i < 4; i++) time('fresh', () => tf.tidy(() => tf.matMul(x, tf.tensor2d(wv, [256, 688])).dataSync()));
+  for (let i = 0; i < 4; i++) time('var after fresh', () => tf.tidy(() => tf.matMul(x, w).dataSync()));
+  const xr = tf.randomNormal([64, 256]) as tf.Tensor2D;
+  for (let i = 0; i < 4; i++) time('var, x randomNormal', () => tf.tidy(() => tf.matMul(xr, w).dataSync()));
+  const w2 = tf.variable(tf.randomNormal([256, 688], 0, 0.02));
+  for (let i = 0; i < 4; i++) time('w randomNormal', () => tf.tidy(() => tf.matMul(x, w2).dataSync()));
+  await disposeBackend();
+}, 600000);

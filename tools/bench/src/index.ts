@@ -1,0 +1,2 @@
+export * from './types.js';
+export { SUITES, DEFAULT_BACKENDS } from './suites.js';
