@@ -11,7 +11,7 @@ import {
   type PositionScheme,
 } from '@hyperllama/gist-attention';
 import { lmLoss, type KVPrefix, type LlamaModel } from '@hyperllama/llama-model';
-import { getActiveAdapters, injectLora, namedLoraParameters, setActiveAdapters, type LoraConfig } from '@hyperllama/lora';
+import { getActiveAdapters, hfModuleName, injectLora, matchesTarget, namedLoraParameters, setActiveAdapters, type LoraConfig } from '@hyperllama/lora';
 import { Rng } from '@hyperllama/runtime';
 import { int2d } from './batch.js';
 import { bad } from './errors.js';
@@ -77,7 +77,7 @@ export class HyperLlama {
     const rng = new Rng(seed);
     const hyper = { ...DEFAULT_HYPER_LORA, ...opts.hyper };
     this.hyperAdapter = { r: hyper.r ?? 8, alpha: hyper.alpha ?? 16, dropout: hyper.dropout ?? 0, ...hyper };
-    injectLora(model, { ...this.hyperAdapter, name: 'hyper', rng: rng.fork('hyper-lora') });
+    injectLora(model, { ...this.hyperAdapter, targetModules: prefixRelevant(model, hyper.targetModules ?? 'all-linear'), name: 'hyper', rng: rng.fork('hyper-lora') });
     this.downstreamAdapter = opts.downstream;
     this.hasDownstreamAdapter = opts.downstream !== undefined;
     if (opts.downstream) injectLora(model, { ...opts.downstream, name: 'downstream', rng: rng.fork('downstream-lora') });
@@ -162,6 +162,19 @@ export class HyperLlama {
 }
 
 let gistCounter = 0;
+
+/**
+ * The hyper pass keeps only the gists' keys and values, so the last layer's q_proj, o_proj and MLP (and lm_head)
+ * cannot change the prefix: the hyper LoRA leaves them out and every hyper parameter receives a gradient.
+ * Returns the selected linears' full HF names (PEFT's explicit `target_modules` list).
+ */
+export function prefixRelevant(model: LlamaModel, targets: NonNullable<AdapterOptions['targetModules']>): string[] {
+  const last = `layers.${model.config.numHiddenLayers - 1}.`;
+  const useless = (n: string) => n === 'lm_head' || (n.startsWith(last) && !/self_attn\.[kv]_proj$/.test(n));
+  const names = model.linearNames().filter((n) => matchesTarget(n, targets) && !useless(n));
+  if (names.length === 0) bad('HYPERNET_BAD_OPTION', 'hyper.targetModules', 'at least one linear that can change the prefix', targets);
+  return names.map(hfModuleName);
+}
 
 /** Mean of the vocabulary rows [D] plus N(0, (0.1·σ)²) per entry, σ the std of all vocabulary entries. [k·D] */
 export function initialGistRows(model: LlamaModel, k: number, rng: Rng): Float32Array {

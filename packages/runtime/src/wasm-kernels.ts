@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import type { NativeBlas } from './native.js';
 
 /**
  * Kernel fixes for the wasm backend (FINDINGS.md):
@@ -7,6 +8,8 @@ import * as tf from '@tensorflow/tfjs';
  *   big product, and runs other batches as a loop of batch-1 products. Autograd's matMul gradients (which use the
  *   transposed forms) go through the same kernel, so they are fast too.
  * - `UnsortedSegmentSum`: missing on wasm, and needed by `gather`'s gradient (embedding lookups).
+ * With the optional native addon, `BatchMatMul` instead calls OpenBLAS's sgemm on the tensors' wasm memory (transposes
+ * and batches handled by BLAS itself); broadcast patterns it does not cover fall back to the wasm path.
  */
 
 type TensorInfo = tf.TensorInfo;
@@ -32,7 +35,14 @@ function kernel(name: string): KernelFn {
 
 const size = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
 
-export function registerWasmKernels(): void {
+export interface WasmKernelOptions {
+  /** OpenBLAS addon for BatchMatMul (null: XNNPACK only). */
+  native?: NativeBlas | null;
+  /** Replace tfjs-wasm's BatchMatMul by the explicit-transpose XNNPACK version (default true; false = stock tfjs). */
+  fastMatMul?: boolean;
+}
+
+export function registerWasmKernels(options: WasmKernelOptions = {}): void {
   if (registered) return;
   registered = true;
   const batchMatMulConfig = kernelConfig('BatchMatMul');
@@ -104,6 +114,37 @@ export function registerWasmKernels(): void {
     }
   };
 
+  const native = options.native;
+  const nativeBatchMatMul: KernelFn = ({ inputs, backend, attrs }) => {
+    const be = backend as WasmBackendLike;
+    const { a, b } = inputs;
+    const transposeA = Boolean(attrs?.transposeA);
+    const transposeB = Boolean(attrs?.transposeB);
+    const ra = a.shape.length;
+    const rb = b.shape.length;
+    const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+    const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+    const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+    const outerA = a.shape.slice(0, -2);
+    const outerB = b.shape.slice(0, -2);
+    const outer = tf.backend_util.assertAndGetBroadcastShape(outerA, outerB);
+    const [batchA, batchB, batch] = [size(outerA), size(outerB), size(outer)];
+    const covered = a.dtype === 'float32' && b.dtype === 'float32' && (batchA === 1 || batchA === batch) && (batchB === 1 || batchB === batch);
+    if (!covered || !native) return fastBatchMatMul({ inputs, backend, attrs });
+    const out = be.makeOutput([...outer, m, n], 'float32');
+    if (batch * m * n === 0) return out;
+    // Heap views are taken after makeOutput: growing the wasm memory would detach earlier ones.
+    const [av, bv, cv] = [a, b, out].map((t) => be.typedArrayFromHeap(t) as Float32Array);
+    if (k === 0) cv.fill(0);
+    else if (batchB === 1 && batchA === batch && !transposeA) {
+      // A shared right operand: one [batch·M, K] × [K, N] product.
+      native.sgemmBatched(av, bv, cv, 1, batch * m, n, k, false, transposeB, 0, 0);
+    } else {
+      native.sgemmBatched(av, bv, cv, batch, m, n, k, transposeA, transposeB, batchA === 1 ? 0 : m * k, batchB === 1 ? 0 : k * n);
+    }
+    return out;
+  };
+
   const unsortedSegmentSum: KernelFn = ({ inputs, backend, attrs }) => {
     const be = backend as WasmBackendLike;
     const { x, segmentIds } = inputs;
@@ -126,9 +167,12 @@ export function registerWasmKernels(): void {
   };
 
   // The wasm BatchMatMul is also what the public tf.matMul calls, so unregister-then-register replaces it.
-  tf.unregisterKernel('BatchMatMul', 'wasm');
-  // Keep the original setupFunc: it binds the wasm export that the original kernel calls.
-  tf.registerKernel({ ...batchMatMulConfig, kernelFunc: fastBatchMatMul as unknown as tf.KernelFunc });
+  const chosen = native ? nativeBatchMatMul : options.fastMatMul === false ? null : fastBatchMatMul;
+  if (chosen) {
+    tf.unregisterKernel('BatchMatMul', 'wasm');
+    // Keep the original setupFunc: it binds the wasm export that the original kernel calls.
+    tf.registerKernel({ ...batchMatMulConfig, kernelFunc: chosen as unknown as tf.KernelFunc });
+  }
   if (!tf.getKernel('UnsortedSegmentSum', 'wasm')) {
     tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc });
   }

@@ -51,7 +51,10 @@ def main() -> None:
     for name, path in MODELS.items():
         sp = spm.SentencePieceProcessor(model_file=path)
         rng = random.Random(1234)
-        texts = ['', ' ', '   ', '\n', 'Hello world', ' Hello  world ', 'a\n\nb', 'x  \n  y'] + [random_text(rng) for _ in range(400)]
+        texts = ['', ' ', '   ', '\n', 'Hello world', ' Hello  world ', 'a\n\nb', 'x  \n  y']
+        # Runs of spaces (Llama's many equal-score '▁▁...' pieces) and tabs.
+        texts += ['a' + ' ' * n + 'b' for n in range(1, 25)] + [' ' * n + 'x' for n in range(1, 17)] + ['\t' * n for n in range(1, 5)]
+        texts += [random_text(rng) for _ in range(400)]
         out['models'][name] = [{'text': t, 'ids': sp.encode(t)} for t in texts]
     path = os.path.join(HERE, '..', 'test', 'fixtures', 'sentencepiece-ids.json')
     with open(path, 'w', encoding='utf-8') as f:

@@ -40,7 +40,7 @@ export function addedToken(id: number, content: string, special: boolean): Added
 export function mergesFromPieces(vocab: SentencePieceVocab): Array<[string, string]> {
   const normalIds = new Map<string, number>();
   vocab.pieces.forEach((p, id) => {
-    if (p.type === PieceType.Normal || p.type === PieceType.UserDefined) normalIds.set(p.piece, id);
+    if (p.type === PieceType.Normal) normalIds.set(p.piece, id);
   });
   // One row per merge: [merged id, left id, right id].
   const rows: Array<[number, number, number]> = [];

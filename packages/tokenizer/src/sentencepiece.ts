@@ -118,6 +118,12 @@ export function parseSentencePieceModel(bytes: Uint8Array, file: string): Senten
         `${normalizer.escapeWhitespaces}) is not supported; expected the identity normalizer`,
     );
   }
+  // SentencePiece matches user-defined pieces whole inside the text, under the text's single `▁` prefix; as
+  // tokenizer.json added tokens they would split the text and give each part its own prefix, i.e. other ids.
+  const userDefined = pieces.filter((p) => p.type === PieceType.UserDefined);
+  if (userDefined.length > 0) {
+    bad('TOKENIZER_UNSUPPORTED', `${userDefined.length} user-defined pieces (first: ${JSON.stringify(userDefined[0].piece)}) are not supported`);
+  }
   for (const [name, id] of [['unk_id', trainer.unkId], ['bos_id', trainer.bosId], ['eos_id', trainer.eosId], ['pad_id', trainer.padId]] as const) {
     if (id >= pieces.length || (id < 0 && name === 'unk_id')) {
       bad('TOKENIZER_BAD_PROTOBUF', `trainer_spec.${name}=${id} is outside the ${pieces.length} pieces`);

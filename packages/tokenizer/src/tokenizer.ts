@@ -187,9 +187,9 @@ export class Tokenizer {
     const ids: number[][] = [];
     const attentionMask: number[][] = [];
     for (const row of rows) {
-      const padIds = new Array<number>(width - row.length).fill(this.padId);
-      const padMask = new Array<number>(width - row.length).fill(0);
-      const mask = new Array<number>(row.length).fill(1);
+      const padIds = Array.from({ length: width - row.length }, () => this.padId);
+      const padMask = Array.from({ length: width - row.length }, () => 0);
+      const mask = Array.from({ length: row.length }, () => 1);
       ids.push(padSide === 'left' ? [...padIds, ...row] : [...row, ...padIds]);
       attentionMask.push(padSide === 'left' ? [...padMask, ...mask] : [...mask, ...padMask]);
     }

@@ -71,6 +71,10 @@ describe('malformed inputs throw a typed error naming the file', () => {
     expectLoadError(mkdtempSync(join(tmpdir(), 'tok-empty-')), 'TOKENIZER_NOT_FOUND');
     const unigram = writeTemp('unigram.model', sentencePieceModelBytes(PIECES, { modelType: 1 }));
     expect(expectLoadError(unigram, 'TOKENIZER_UNSUPPORTED').message).toMatch(/UNIGRAM/);
+    const withUserDefined = syntheticPieces([['a', -1], ['<sep>', 0]]);
+    withUserDefined[withUserDefined.length - 1].type = 4;
+    const userDefined = writeTemp('user.model', sentencePieceModelBytes(withUserDefined));
+    expect(expectLoadError(userDefined, 'TOKENIZER_UNSUPPORTED').message).toMatch(/user-defined pieces \(first: "<sep>"\)/);
   });
 
   test('bad arguments to the tokenizer', () => {

@@ -63,7 +63,7 @@ describe.skipIf(absent)(`Llama-2 vocabulary${skipNote(absent)}`, () => {
     }
   });
 
-  test('matches the real SentencePiece library on 408 varied strings', () => {
+  test('matches the real SentencePiece library on 452 strings (space runs, varied text)', () => {
     for (const { text, ids } of sentencePieceFixture('llama2')) {
       expect(fromModel.encode(text), JSON.stringify(text)).toEqual(ids);
     }

@@ -3,9 +3,14 @@ import type { Suite } from './types.js';
 /** Suites by name, loaded lazily so a suite's dependencies load only when it runs. */
 export const SUITES: Record<string, () => Promise<{ run: Suite }>> = {
   runtime: () => import('./suites/runtime.js'),
+  model: () => import('./suites/model.js'),
+  tokenizer: () => import('./suites/tokenizer.js'),
 };
 
 /** Backends each suite runs on by default. */
 export const DEFAULT_BACKENDS: Record<string, string[]> = {
   runtime: ['wasm', 'wasm-1t', 'cpu'],
+  model: ['wasm'],
+  // Pure JS: the backend does not matter, cpu starts fastest.
+  tokenizer: ['cpu'],
 };

@@ -16,6 +16,8 @@ const BATCH = 4;
 const SEQ = 256;
 const DECODE_TOKENS = 64;
 
+const progress = (msg: string) => process.stderr.write(`[bench llama] ${msg}\n`);
+
 /** ../shared/models/stories260K/stories260K.bin, looked up from this file's folder upwards. */
 function storiesPath(): string | undefined {
   for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
@@ -37,11 +39,13 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
   const models: Array<[string, () => LlamaModel]> = [];
   const stories = storiesPath();
   if (stories && (!opts.config || opts.config === 'stories260K')) models.push(['stories260K', () => loadLlama(stories)]);
-  else if (!stories) process.stderr.write('[bench llama] ../shared/models/stories260K/stories260K.bin not found: skipping stories260K\n');
+  else if (!stories) progress('../shared/models/stories260K/stories260K.bin not found: skipping stories260K');
   if (!opts.config || opts.config === 'small') models.push(['small', () => createLlama(SMALL, { seed: 0 })]);
 
   for (const [name, make] of models) {
+    const started = performance.now();
     const model = make();
+    progress(`${name}: model ready in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     // The pure-JS cpu backend needs minutes per step on "small": one measured run there.
     const slow = backend === 'cpu' && name === 'small';
     const runs = opts.quick || slow ? 1 : 3;
@@ -53,7 +57,8 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
       records.push({ suite: 'llama', name: `${name} ${metric}`, backend, metric: 'throughput', value: median(perSecond), unit: 'tokens/s', runs: perSecond });
     };
 
-    add(`forward ${BATCH}x${SEQ}`, await timeRuns(() => tf.tidy(() => model.forward({ inputIds: ids }).logits!.dataSync()), runs, warmup), BATCH * SEQ);
+    progress(`${name}: forward`);
+    add(`forward ${BATCH}x${SEQ}`, await timeRuns(() => tf.tidy(() => void model.forward({ inputIds: ids }).logits!.dataSync()), runs, warmup), BATCH * SEQ);
 
     const trainable = model
       .linearNames()
@@ -64,12 +69,14 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
       tf.tidy(() => {
         const { value, grads } = tf.variableGrads(() => lmLoss(model, model.forward({ inputIds: ids, returnHidden: true, training: true }).hidden!, ids), trainable);
         optimizer.step(grads);
-        return value.dataSync();
+        value.dataSync();
       });
+    progress(`${name}: train step`);
     add(`train step ${BATCH}x${SEQ} (q,v grads + AdamW)`, await timeRuns(trainStep, runs, warmup), BATCH * SEQ);
     optimizer.dispose();
 
     const prompt = Array.from({ length: 8 }, () => rng.int(model.config.vocabSize));
+    progress(`${name}: decode`);
     add(`decode b1 ${DECODE_TOKENS} tokens`, await timeRuns(() => generate(model, [prompt], { maxNewTokens: DECODE_TOKENS, stopIds: [] }), runs, warmup), DECODE_TOKENS);
 
     const peakMb = process.resourceUsage().maxRSS / 1024;

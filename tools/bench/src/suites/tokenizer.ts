@@ -59,15 +59,27 @@ function generateProse(rng: Rng, chars: number): string {
   const lexicon = Array.from({ length: 5000 }, () =>
     Array.from({ length: 1 + rng.int(3) }, () => rng.pick(syllables)).join(''),
   );
-  // Zipf weights 1/rank.
-  const weights = lexicon.map((_, r) => 1 / (r + 1));
+  // Zipf weights 1/rank, sampled by binary search in the cumulative sums.
+  const cumulative: number[] = [];
+  lexicon.forEach((_, r) => cumulative.push((cumulative[r - 1] ?? 0) + 1 / (r + 1)));
+  const zipfWord = (): string => {
+    const u = rng.next() * cumulative[cumulative.length - 1];
+    let lo = 0;
+    let hi = cumulative.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cumulative[mid] > u) hi = mid;
+      else lo = mid + 1;
+    }
+    return lexicon[lo];
+  };
   const extras = ['42', '3.14', '2024', '😀', '—', '"quoted"', '(aside)', 'e.g.', 'naïve'];
   const paragraphs: string[] = [];
   let length = 0;
   while (length < chars) {
     const sentences: string[] = [];
     for (let s = 2 + rng.int(6); s > 0; s--) {
-      const words = Array.from({ length: 4 + rng.int(16) }, () => (rng.next() < 0.03 ? rng.pick(extras) : lexicon[rng.categorical(weights)]));
+      const words = Array.from({ length: 4 + rng.int(16) }, () => (rng.next() < 0.03 ? rng.pick(extras) : zipfWord()));
       words[0] = words[0].charAt(0).toUpperCase() + words[0].slice(1);
       sentences.push(words.join(rng.next() < 0.1 ? ', ' : ' ') + rng.pick(['.', '.', '.', '!', '?']));
     }

@@ -1,0 +1,257 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { extname } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { TrainerError } from './errors.js';
+
+export const STAGES = ['pretrain-base', 'hyperpretrain', 'multitask', 'prefix-tune'] as const;
+export type Stage = (typeof STAGES)[number];
+export const METHODS = ['hyperllama', 'icl', 'zero-shot', 'shared-prefix'] as const;
+export const PREFIX_INITS = ['random', 'shared', 'hyper'] as const;
+
+/** A leaf of the schema: its kind, allowed values, and the help text `--help` prints. */
+interface Leaf {
+  kind: 'int' | 'number' | 'string' | 'bool' | 'enum' | 'targets';
+  help: string;
+  /** For `int`/`number`: smallest allowed value. */
+  min?: number;
+  /** For `number`: largest allowed value. */
+  max?: number;
+  values?: readonly string[];
+  nullable?: boolean;
+  /** Stages the option matters to (default all). */
+  stages?: readonly Stage[];
+}
+type Schema = { [key: string]: Leaf | Schema };
+const isLeaf = (x: Leaf | Schema): x is Leaf => typeof (x as Leaf).kind === 'string' && typeof (x as Leaf).help === 'string';
+
+const int = (help: string, min = 0, extra: Partial<Leaf> = {}): Leaf => ({ kind: 'int', help, min, ...extra });
+const num = (help: string, min = 0, max = Infinity, extra: Partial<Leaf> = {}): Leaf => ({ kind: 'number', help, min, max, ...extra });
+const str = (help: string, extra: Partial<Leaf> = {}): Leaf => ({ kind: 'string', help, nullable: true, ...extra });
+const oneOf = (values: readonly string[], help: string, extra: Partial<Leaf> = {}): Leaf => ({ kind: 'enum', values, help, ...extra });
+
+/** Every option of every stage. Keys are the paths used in config files and in `--set path=value`. */
+export const SCHEMA: Schema = {
+  seed: int('seed of every random choice (init, data order, dropout)'),
+  steps: int('number of optimizer steps', 1),
+  batchSize: int('rows per step', 1),
+  lr: num('peak learning rate', 0),
+  schedule: oneOf(['constant', 'linear', 'cosine'], 'learning-rate decay after warmup'),
+  warmupSteps: int('steps of linear warmup'),
+  weightDecay: num('AdamW decoupled weight decay', 0),
+  maxGradNorm: num('clip the global gradient norm to this (0 = no clipping)', 0),
+  saveEvery: int('write a checkpoint every N steps (0 = only at the end and on SIGINT/SIGTERM)'),
+  evalEvery: int('evaluate on the held-out slice every N steps (0 = only at the end)'),
+  evalBatches: int('batches in the held-out slice', 1),
+  logEvery: int('log line every N steps when not on a terminal', 1),
+  backend: oneOf(['auto', 'tensorflow', 'wasm', 'cpu'], 'tfjs backend (auto: tensorflow, then wasm, then cpu)'),
+  method: oneOf(['hyperllama', 'icl', 'zero-shot', 'shared-prefix'], 'multitask: what to train', { stages: ['multitask'] }),
+  model: {
+    base: str('base model: a Hugging Face Llama directory or llama2.c .bin (null = the tiny random-init default below)'),
+    tokenizer: str('tokenizer file or directory (null = the base directory\'s, else the built-in character tokenizer)'),
+    hiddenSize: int('hidden size of a from-scratch model', 1),
+    numHiddenLayers: int('layers of a from-scratch model', 1),
+    numAttentionHeads: int('attention heads of a from-scratch model', 1),
+    numKeyValueHeads: int('key/value heads of a from-scratch model (GQA)', 1),
+    intermediateSize: int('MLP size of a from-scratch model', 1),
+    maxPositionEmbeddings: int('context length of a from-scratch model', 1),
+    initStd: num('std of the random initialisation of a from-scratch model', 0),
+  },
+  data: {
+    tasks: str('task file or folder (S-NI, MetaICL, jsonl); null = the synthetic training families of @hyperllama/datasets'),
+    corpus: str('text file or folder for language modelling / compression; null = the default corpus of @hyperllama/datasets'),
+    shots: int('few-shot examples per episode', 0),
+    maxLength: int('longest downstream / LM row in tokens', 8),
+    maxHyperLength: int('longest hypernetwork input in tokens (BOS and gists included)', 8),
+    seqLen: int('pretrain-base / hyperpretrain: tokens per text window', 8),
+    textFraction: num('pretrain-base: share of rows that are corpus text (the rest are synthetic episodes)', 0, 1, { stages: ['pretrain-base'] }),
+  },
+  hyper: {
+    from: str('start from this HyperLlama checkpoint (e.g. the hyperpretrain output\'s hyperllama/ folder)'),
+    k: int('gist tokens (prefix length)', 1),
+    scheme: oneOf(['restart', 'continue'], 'position scheme of the prefix'),
+    r: int('hyper LoRA rank', 1),
+    alpha: num('hyper LoRA alpha', 0),
+    dropout: num('hyper LoRA dropout', 0, 0.99),
+    targetModules: { kind: 'targets', help: 'LoRA target modules (a list of names, a regex, or "all-linear")' },
+    downstreamR: int('downstream LoRA rank (0 = frozen downstream model)', 0),
+  },
+  prefix: {
+    init: oneOf(PREFIX_INITS, 'prefix-tune: initialisation', { stages: ['prefix-tune'] }),
+    length: int('prefix length for random init (shared / hyper take theirs)', 1),
+    task: str('prefix-tune: the task (a name among the tasks; null = the first held-out synthetic task)'),
+    shared: str('prefix-tune --init shared: the shared prefix file (multitask --method shared-prefix output prefix.safetensors)'),
+    hypernet: str('prefix-tune --init hyper: the HyperLlama checkpoint folder'),
+  },
+};
+
+export interface TrainConfig {
+  seed: number;
+  steps: number;
+  batchSize: number;
+  lr: number;
+  schedule: 'constant' | 'linear' | 'cosine';
+  warmupSteps: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  saveEvery: number;
+  evalEvery: number;
+  evalBatches: number;
+  logEvery: number;
+  backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  method: (typeof METHODS)[number];
+  model: {
+    base: string | null;
+    tokenizer: string | null;
+    hiddenSize: number;
+    numHiddenLayers: number;
+    numAttentionHeads: number;
+    numKeyValueHeads: number;
+    intermediateSize: number;
+    maxPositionEmbeddings: number;
+    initStd: number;
+  };
+  data: { tasks: string | null; corpus: string | null; shots: number; maxLength: number; maxHyperLength: number; seqLen: number; textFraction: number };
+  hyper: { from: string | null; k: number; scheme: 'restart' | 'continue'; r: number; alpha: number; dropout: number; targetModules: string | string[]; downstreamR: number };
+  prefix: { init: (typeof PREFIX_INITS)[number]; length: number; task: string | null; shared: string | null; hypernet: string | null };
+}
+
+/**
+ * The documented tiny default: a 2-layer, 64-wide Llama initialised at random, the built-in character tokenizer,
+ * synthetic tasks and the default corpus. Small enough to run every stage in seconds to minutes on 2 CPU cores.
+ */
+export function defaultConfig(stage: Stage): TrainConfig {
+  return {
+    seed: 0,
+    steps: stage === 'pretrain-base' ? 300 : 200,
+    batchSize: 8,
+    lr: stage === 'pretrain-base' ? 3e-3 : stage === 'prefix-tune' ? 1e-2 : 3e-3,
+    schedule: 'cosine',
+    warmupSteps: 10,
+    weightDecay: 0,
+    maxGradNorm: 1,
+    saveEvery: 100,
+    evalEvery: 50,
+    evalBatches: 2,
+    logEvery: 10,
+    backend: 'auto',
+    method: 'hyperllama',
+    model: {
+      base: null,
+      tokenizer: null,
+      hiddenSize: 64,
+      numHiddenLayers: 2,
+      numAttentionHeads: 4,
+      numKeyValueHeads: 2,
+      intermediateSize: 160,
+      maxPositionEmbeddings: 1024,
+      initStd: 0.02,
+    },
+    data: { tasks: null, corpus: null, shots: 2, maxLength: 96, maxHyperLength: 192, seqLen: 64, textFraction: 0.5 },
+    hyper: { from: null, k: 4, scheme: 'restart', r: 8, alpha: 16, dropout: 0, targetModules: 'all-linear', downstreamR: 0 },
+    prefix: { init: 'random', length: 4, task: null, shared: null, hypernet: null },
+  };
+}
+
+function configError(code: string, path: string, expected: string, actual: unknown, source: string): never {
+  throw new TrainerError(code, `${source}: "${path}": expected ${expected}, got ${JSON.stringify(actual)}`, { file: source, field: path, expected, actual });
+}
+
+function checkLeaf(leaf: Leaf, value: unknown, path: string, source: string): unknown {
+  if (value === null && leaf.nullable) return null;
+  switch (leaf.kind) {
+    case 'int':
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < (leaf.min ?? -Infinity)) configError('CONFIG_BAD_VALUE', path, `an integer ≥ ${leaf.min}`, value, source);
+      return value;
+    case 'number':
+      if (typeof value !== 'number' || !Number.isFinite(value) || value < (leaf.min ?? -Infinity) || value > (leaf.max ?? Infinity)) {
+        configError('CONFIG_BAD_VALUE', path, `a number in [${leaf.min}, ${leaf.max}]`, value, source);
+      }
+      return value;
+    case 'string':
+      if (typeof value !== 'string' || value === '') configError('CONFIG_BAD_VALUE', path, leaf.nullable ? 'a non-empty string or null' : 'a non-empty string', value, source);
+      return value;
+    case 'bool':
+      if (typeof value !== 'boolean') configError('CONFIG_BAD_VALUE', path, 'true or false', value, source);
+      return value;
+    case 'enum':
+      if (typeof value !== 'string' || !leaf.values!.includes(value)) configError('CONFIG_BAD_VALUE', path, `one of ${leaf.values!.join(', ')}`, value, source);
+      return value;
+    case 'targets':
+      if (!(typeof value === 'string' && value !== '') && !(Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'string' && v !== ''))) {
+        configError('CONFIG_BAD_VALUE', path, 'a non-empty list of module names or a string', value, source);
+      }
+      return value;
+  }
+}
+
+/** Merge `patch` (a parsed config file or flag overrides) into `base`, validating every key against the schema. */
+export function applyPatch(base: TrainConfig, patch: unknown, source: string): TrainConfig {
+  const out = structuredClone(base) as unknown as Record<string, unknown>;
+  const walk = (schema: Schema, target: Record<string, unknown>, value: unknown, prefix: string) => {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) configError('CONFIG_BAD_VALUE', prefix || '<root>', 'an object', value, source);
+    for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
+      const path = prefix ? `${prefix}.${key}` : key;
+      const node = schema[key];
+      if (!node) configError('CONFIG_UNKNOWN_KEY', path, `one of the known keys (${Object.keys(schema).join(', ')})`, key, source);
+      if (isLeaf(node)) target[key] = checkLeaf(node, v, path, source);
+      else walk(node, target[key] as Record<string, unknown>, v, path);
+    }
+  };
+  walk(SCHEMA, out, patch, '');
+  return out as unknown as TrainConfig;
+}
+
+/** Read a JSON (`.json`) or YAML (`.yaml`/`.yml`, or anything else) config file. */
+export function readConfigFile(file: string): unknown {
+  if (!existsSync(file)) throw new TrainerError('CONFIG_NOT_FOUND', `${file}: no such config file`, { file });
+  const text = readFileSync(file, 'utf8');
+  try {
+    return extname(file).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text);
+  } catch (e) {
+    throw new TrainerError('CONFIG_BAD_SYNTAX', `${file}: cannot parse (${(e as Error).message})`, { file });
+  }
+}
+
+/** The schema leaf at a dotted path, or undefined. */
+export function leafAt(path: string): Leaf | undefined {
+  let node: Leaf | Schema | undefined = SCHEMA;
+  for (const key of path.split('.')) {
+    if (!node || isLeaf(node)) return undefined;
+    node = (node as Schema)[key];
+  }
+  return node && isLeaf(node) ? node : undefined;
+}
+
+/** `--set a.b=value`: the value parsed for the leaf's kind (numbers, booleans, null, JSON lists). */
+export function parseSetting(assignment: string): Record<string, unknown> {
+  const eq = assignment.indexOf('=');
+  if (eq < 1) throw new TrainerError('USAGE', `--set ${assignment}: expected key.path=value`, { field: 'set', actual: assignment });
+  const path = assignment.slice(0, eq);
+  const raw = assignment.slice(eq + 1);
+  const leaf = leafAt(path);
+  if (!leaf) configError('CONFIG_UNKNOWN_KEY', path, 'a known option (see --help)', path, '--set');
+  let value: unknown = raw;
+  if (raw === 'null') value = null;
+  else if (leaf.kind === 'int' || leaf.kind === 'number') value = raw.trim() === '' ? raw : Number(raw);
+  else if (leaf.kind === 'bool') value = raw === 'true' ? true : raw === 'false' ? false : raw;
+  else if (leaf.kind === 'targets' && raw.startsWith('[')) value = JSON.parse(raw);
+  return path.split('.').reduceRight<unknown>((acc, key) => ({ [key]: acc }), value) as Record<string, unknown>;
+}
+
+/** Help lines for every option that matters to `stage`: `path  (kind, default)  help`. */
+export function optionHelp(stage: Stage): string[] {
+  const defaults = defaultConfig(stage) as unknown as Record<string, unknown>;
+  const lines: string[] = [];
+  const walk = (schema: Schema, values: Record<string, unknown>, prefix: string) => {
+    for (const [key, node] of Object.entries(schema)) {
+      const path = prefix ? `${prefix}.${key}` : key;
+      if (isLeaf(node)) {
+        if (node.stages && !node.stages.includes(stage)) continue;
+        const kind = node.kind === 'enum' ? node.values!.join('|') : node.kind;
+        lines.push(`  ${path.padEnd(26)} ${`(${kind}, default ${JSON.stringify(values[key])})`.padEnd(44)} ${node.help}`);
+      } else walk(node, values[key] as Record<string, unknown>, path);
+    }
+  };
+  walk(SCHEMA, defaults, '');
+  return lines;
+}

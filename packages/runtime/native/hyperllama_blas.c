@@ -1,0 +1,101 @@
+/*
+ * Optional native matMul for @hyperllama/runtime: an N-API addon that runs float32 (batched) matrix products with
+ * OpenBLAS's cblas_sgemm directly on the memory of the typed arrays it is given (the wasm heap or a JS array).
+ *
+ *   sgemmBatched(a, b, c, batch, m, n, k, transposeA, transposeB, strideA, strideB)
+ *     a, b, c: Float32Array views; for i in [0, batch): C_i[m, n] = op(A_i) · op(B_i), where A_i starts at
+ *     i·strideA floats in a (strideA 0 = shared), op(A_i) is [m, k] (stored [k, m] when transposeA), likewise
+ *     op(B_i) is [k, n] (stored [n, k] when transposeB), and C_i starts at i·m·n.
+ *   threads() → OpenBLAS's thread count;  setThreads(n) sets it.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <cblas.h>
+#include <node_api.h>
+
+#define CHECK(call)                                                                   \
+  do {                                                                                \
+    if ((call) != napi_ok) {                                                          \
+      napi_throw_error(env, "HYPERLLAMA_NATIVE", "N-API call failed: " #call);        \
+      return NULL;                                                                    \
+    }                                                                                 \
+  } while (0)
+
+static bool float_view(napi_env env, napi_value v, float **data, size_t *length) {
+  bool is_typed = false;
+  napi_typedarray_type type;
+  void *ptr = NULL;
+  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) return false;
+  if (napi_get_typedarray_info(env, v, &type, length, &ptr, NULL, NULL) != napi_ok) return false;
+  if (type != napi_float32_array) return false;
+  *data = (float *)ptr;
+  return true;
+}
+
+static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 11) {
+    napi_throw_type_error(env, "HYPERLLAMA_NATIVE", "sgemmBatched takes 11 arguments");
+    return NULL;
+  }
+  float *a, *b, *c;
+  size_t la, lb, lc;
+  if (!float_view(env, argv[0], &a, &la) || !float_view(env, argv[1], &b, &lb) || !float_view(env, argv[2], &c, &lc)) {
+    napi_throw_type_error(env, "HYPERLLAMA_NATIVE", "sgemmBatched: a, b and c must be Float32Arrays");
+    return NULL;
+  }
+  int64_t dims[5];
+  for (int i = 0; i < 4; i++) CHECK(napi_get_value_int64(env, argv[3 + i], &dims[i]));
+  bool ta, tb;
+  CHECK(napi_get_value_bool(env, argv[7], &ta));
+  CHECK(napi_get_value_bool(env, argv[8], &tb));
+  int64_t stride_a, stride_b;
+  CHECK(napi_get_value_int64(env, argv[9], &stride_a));
+  CHECK(napi_get_value_int64(env, argv[10], &stride_b));
+  const int64_t batch = dims[0], m = dims[1], n = dims[2], k = dims[3];
+  if (batch < 0 || m < 0 || n < 0 || k < 0 || stride_a < 0 || stride_b < 0 ||
+      (uint64_t)((batch ? batch - 1 : 0) * stride_a + m * k) > la ||
+      (uint64_t)((batch ? batch - 1 : 0) * stride_b + k * n) > lb || (uint64_t)(batch * m * n) > lc) {
+    napi_throw_range_error(env, "HYPERLLAMA_NATIVE", "sgemmBatched: sizes exceed the arrays");
+    return NULL;
+  }
+  for (int64_t i = 0; i < batch; i++) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, 1.0f,
+                a + i * stride_a, ta ? (int)m : (int)k, b + i * stride_b, tb ? (int)k : (int)n, 0.0f, c + i * m * n, (int)n);
+  }
+  return NULL;
+}
+
+static napi_value threads(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  CHECK(napi_create_int32(env, openblas_get_num_threads(), &out));
+  return out;
+}
+
+static napi_value set_threads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t n = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 1 || napi_get_value_int32(env, argv[0], &n) != napi_ok || n < 1) {
+    napi_throw_range_error(env, "HYPERLLAMA_NATIVE", "setThreads takes a positive integer");
+    return NULL;
+  }
+  openblas_set_num_threads(n);
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"sgemmBatched", NULL, sgemm_batched, NULL, NULL, NULL, napi_default, NULL},
+      {"threads", NULL, threads, NULL, NULL, NULL, napi_default, NULL},
+      {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_default, NULL},
+  };
+  CHECK(napi_define_properties(env, exports, 3, props));
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,97 @@
+import * as tf from '@tensorflow/tfjs';
+import { BackendError } from './errors.js';
+
+/**
+ * The `webgpu` backend in Node: `@tensorflow/tfjs-backend-webgpu` on Dawn from the npm package `webgpu` (both optional
+ * dependencies). The adapter is the first that works of: the platform's default (a real GPU through Vulkan, Metal or
+ * D3D12), then Mesa's software OpenGL ES driver in WebGPU compatibility mode (llvmpipe: correct, slow; it makes the
+ * backend testable on machines without a GPU). `HYPERLLAMA_WEBGPU_ADAPTER=default|opengles` restricts the choice.
+ *
+ * In Node only asynchronous reads work (`await t.data()`); `dataSync()` of a tensor held on the GPU throws.
+ */
+
+interface GpuLike {
+  requestAdapter(options?: Record<string, unknown>): Promise<AdapterLike | null>;
+}
+interface AdapterLike {
+  info?: { vendor?: string; architecture?: string; device?: string; description?: string };
+  limits: Record<string, number>;
+  features: { has(name: string): boolean };
+  requestDevice(descriptor?: Record<string, unknown>): Promise<unknown>;
+}
+
+const ADAPTERS = [
+  { name: 'default', flags: [] as string[], request: { powerPreference: 'high-performance' } },
+  { name: 'opengles', flags: ['backend=opengles'], request: { featureLevel: 'compatibility' } },
+];
+
+/** Limits the tfjs backend asks for (it needs large storage buffers: logits of a 32k vocabulary pass 128 MiB). */
+const LIMITS = [
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeInvocationsPerWorkgroup',
+];
+
+let device: unknown = null;
+let description = '';
+
+/** Create a WebGPU device and make `webgpu` the active tfjs backend. Returns a description of the adapter. */
+export async function initWebGPU(): Promise<string> {
+  if (device) {
+    if (!(await tf.setBackend('webgpu'))) throw new BackendError('WEBGPU_INIT_FAILED', 'tf.setBackend("webgpu") returned false');
+    return description;
+  }
+  let dawn: { create(flags: string[]): GpuLike; globals: Record<string, unknown> };
+  try {
+    dawn = (await import('webgpu')) as unknown as typeof dawn;
+  } catch (e) {
+    throw new BackendError('BACKEND_UNAVAILABLE', `the optional package "webgpu" is not installed (${(e as Error).message.split('\n')[0]})`);
+  }
+  // Import the tfjs backend before navigator.gpu exists: it then registers its kernels but not its own factory,
+  // whose adapter request cannot ask for compatibility mode.
+  let webgpuBackend: { WebGPUBackend: new (device: unknown, info?: unknown) => tf.KernelBackend };
+  try {
+    webgpuBackend = (await import('@tensorflow/tfjs-backend-webgpu')) as unknown as typeof webgpuBackend;
+  } catch (e) {
+    throw new BackendError('BACKEND_UNAVAILABLE', `the optional package "@tensorflow/tfjs-backend-webgpu" is not installed (${(e as Error).message.split('\n')[0]})`);
+  }
+  Object.assign(globalThis, dawn.globals); // GPUBufferUsage, GPUMapMode, … used by the backend
+  process.env.EGL_PLATFORM ??= 'surfaceless'; // Mesa's GLES driver without a display
+
+  const only = process.env.HYPERLLAMA_WEBGPU_ADAPTER;
+  const tried: string[] = [];
+  let found: { gpu: GpuLike; adapter: AdapterLike; name: string } | null = null;
+  for (const a of ADAPTERS.filter((x) => !only || x.name === only)) {
+    try {
+      const gpu = dawn.create(a.flags);
+      const adapter = await gpu.requestAdapter(a.request);
+      if (adapter) {
+        found = { gpu, adapter, name: a.name };
+        break;
+      }
+      tried.push(`${a.name}: no adapter`);
+    } catch (e) {
+      tried.push(`${a.name}: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  if (!found) throw new BackendError('BACKEND_UNAVAILABLE', `no WebGPU adapter (${tried.join('; ')})`, { tried });
+
+  const { adapter } = found;
+  const requiredLimits = Object.fromEntries(LIMITS.filter((k) => k in adapter.limits).map((k) => [k, adapter.limits[k]]));
+  const requiredFeatures = adapter.features.has('timestamp-query') ? ['timestamp-query'] : [];
+  device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  const g = globalThis as unknown as { navigator?: { gpu?: GpuLike } };
+  if (!g.navigator) Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true });
+  if (!g.navigator!.gpu) Object.defineProperty(g.navigator!, 'gpu', { value: found.gpu, configurable: true });
+
+  const info = adapter.info ?? {};
+  const label = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unnamed adapter';
+  description = `${found.name} adapter (${label})`;
+  if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
+  tf.registerBackend('webgpu', () => new webgpuBackend.WebGPUBackend(device, info));
+  if (!(await tf.setBackend('webgpu'))) throw new BackendError('WEBGPU_INIT_FAILED', 'tf.setBackend("webgpu") returned false');
+  return description;
+}

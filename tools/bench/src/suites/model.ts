@@ -1,0 +1,143 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { AdamW, Rng } from '@hyperllama/runtime';
+import { createLlama, generate, lmLoss, loadLlama, type LlamaConfig, type LlamaModel } from '@hyperllama/llama-model';
+import { injectLora, namedLoraParameters } from '@hyperllama/lora';
+import { median, timeRuns, type BenchRecord, type SuiteOptions } from '../types.js';
+import { describeBackend } from './runtime.js';
+
+/**
+ * The Llama benchmark of issue 9, mirrored by tools/reference/bench_reference.py (PyTorch):
+ * - train: one step of LoRA (r 8, alpha 16, on q_proj and v_proj; base frozen), AdamW, float32, next-token loss over
+ *   every position, batch × seq tokens;
+ * - forward: logits for every position of batch × seq tokens;
+ * - decode: batch 1, a 16-token prompt, then 64 new tokens one at a time with the KV cache (greedy);
+ * - peak RSS of the process (it ran all three).
+ */
+
+interface BenchConfig {
+  model: LlamaConfig;
+  seq: number;
+  batch: number;
+}
+
+const LLAMA_DEFAULTS = {
+  rmsNormEps: 1e-6,
+  ropeTheta: 10000,
+  tieWordEmbeddings: false,
+  bosTokenId: 1,
+  eosTokenId: 2,
+  maxPositionEmbeddings: 2048,
+};
+
+export const BENCH_CONFIGS: Record<'tiny' | 'small', BenchConfig> = {
+  tiny: {
+    model: { ...LLAMA_DEFAULTS, vocabSize: 32000, hiddenSize: 256, intermediateSize: 688, numHiddenLayers: 4, numAttentionHeads: 8, numKeyValueHeads: 8, headDim: 32 },
+    seq: 256,
+    batch: 4,
+  },
+  small: {
+    model: { ...LLAMA_DEFAULTS, vocabSize: 32000, hiddenSize: 512, intermediateSize: 1376, numHiddenLayers: 8, numAttentionHeads: 8, numKeyValueHeads: 8, headDim: 64 },
+    seq: 256,
+    batch: 4,
+  },
+};
+
+export const PROMPT_TOKENS = 16;
+export const NEW_TOKENS = 64;
+const LORA = { r: 8, alpha: 16, targetModules: ['q_proj', 'v_proj'] };
+
+/**
+ * The embedded default model: `HYPERLLAMA_BENCH_MODEL` (an HF directory or llama2.c .bin), else the first
+ * directory holding a config.json under apps/evaluator/assets.
+ */
+function findDefaultModel(): string | null {
+  const fromEnv = process.env.HYPERLLAMA_BENCH_MODEL;
+  if (fromEnv) return existsSync(fromEnv) ? resolve(fromEnv) : null;
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
+  const assets = ['apps/evaluator/assets', '../../apps/evaluator/assets'].map((p) => resolve(root, p)).find(existsSync);
+  if (!assets) return null;
+  const stack = [assets];
+  while (stack.length) {
+    const dir = stack.shift()!;
+    if (existsSync(join(dir, 'config.json')) && readdirSync(dir).some((f) => f.endsWith('.safetensors'))) return dir;
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) stack.push(join(dir, e.name));
+  }
+  return null;
+}
+
+function buildModel(name: string): { model: LlamaModel; seq: number; batch: number } | null {
+  if (name === 'tiny' || name === 'small') {
+    const c = BENCH_CONFIGS[name];
+    return { model: createLlama(c.model, { seed: 0 }), seq: c.seq, batch: c.batch };
+  }
+  if (name === 'default') {
+    const path = findDefaultModel();
+    if (!path) {
+      process.stderr.write('[bench] model/default: no embedded default model found (set HYPERLLAMA_BENCH_MODEL=<dir|.bin>); skipped\n');
+      return null;
+    }
+    const model = loadLlama(path);
+    return { model, seq: Math.min(256, model.config.maxPositionEmbeddings), batch: 4 };
+  }
+  throw new Error(`unknown model config "${name}" (tiny, small, default)`);
+}
+
+export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
+  const name = opts.config ?? 'tiny';
+  const built = buildModel(name);
+  if (!built) return [];
+  const { model, seq, batch } = built;
+  const backend = describeBackend();
+  const records: BenchRecord[] = [];
+  const add = (metric: string, unit: string, values: number[]) =>
+    records.push({ suite: 'model', name, backend, metric, value: median(values), unit, runs: values });
+  const small = model.config.hiddenSize >= 512;
+  const runs = opts.quick ? 2 : small ? 3 : 5;
+
+  injectLora(model, { name: 'bench', ...LORA, seed: 0 });
+  const params = [...namedLoraParameters(model, 'bench').values()];
+  const optimizer = new AdamW(params, { lr: 1e-4 });
+  const rng = new Rng(1234);
+  const V = model.config.vocabSize;
+  const inputIds = tf.tensor2d(Array.from({ length: batch * seq }, () => rng.int(V)), [batch, seq], 'int32'); // [B, T]
+  const tokens = batch * seq;
+
+  const trainStep = async () => {
+    const { value, grads } = tf.variableGrads(() => {
+      const hidden = model.forward({ inputIds, returnHidden: true, training: true }).hidden!; // [B, T, D]
+      return lmLoss(model, hidden, inputIds);
+    }, params);
+    optimizer.step(grads);
+    const loss = (await value.data())[0];
+    tf.dispose([value, ...Object.values(grads)]);
+    if (!Number.isFinite(loss)) throw new Error(`model/${name}: training loss is ${loss}`);
+  };
+  const trainMs = await timeRuns(trainStep, runs);
+  add('trainTokensPerSec', 'tokens/s', trainMs.map((ms) => (tokens * 1000) / ms));
+
+  const forward = async () => {
+    const logits = model.forward({ inputIds }).logits!; // [B, T, V]
+    await logits.data();
+    logits.dispose();
+  };
+  const forwardMs = await timeRuns(forward, runs);
+  add('forwardTokensPerSec', 'tokens/s', forwardMs.map((ms) => (tokens * 1000) / ms));
+
+  // generate's first forward (the prompt) yields the first new token; the 64 decode steps follow it.
+  const prompt = Array.from({ length: PROMPT_TOKENS }, () => rng.int(V));
+  const decodeRates: number[] = [];
+  for (let i = 0; i <= (opts.quick ? 1 : 3); i++) {
+    const r = generate(model, [prompt], { maxNewTokens: NEW_TOKENS + 1, stopIds: [] });
+    if (i > 0) decodeRates.push((r.stats.newTokens - 1) / r.stats.decodeSeconds);
+  }
+  add('decodeTokensPerSec', 'tokens/s', decodeRates);
+
+  add('peakRssMB', 'MB', [process.resourceUsage().maxRSS / 1024]);
+  tf.dispose(inputIds);
+  optimizer.dispose();
+  model.dispose();
+  return records;
+}
