@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { basename, isAbsolute, join, resolve } from 'node:path';
 import { loadKVPrefix } from '@hyperllama/gist-attention';
 import { HyperLlama, loadHyperLlama, readHypernetConfig, resolveCheckpointDir, type PrefixLike } from '@hyperllama/hypernet';
 import { loadLlama, type LlamaModel } from '@hyperllama/llama-model';
@@ -108,5 +108,3 @@ export function progressReporter(io: Io, isTty = Boolean(process.stderr.isTTY)):
   };
 }
 
-/** The directory part of a file path (for messages). */
-export const parentOf = (p: string): string => dirname(resolve(p));

@@ -2,11 +2,15 @@ import { HyperLlamaError } from '@hyperllama/runtime';
 import { CliError, processIo, type Command, type Io } from './cli-kit.js';
 import { convertCommand } from './commands/convert.js';
 import { generateCommand } from './commands/generate.js';
+import { compressCommand } from './commands/compress.js';
+import { runCommand } from './commands/run.js';
 
 /** Subcommands of `hyperllama-eval`; later commands register here. */
 export const commands: Record<string, Command> = {
   convert: convertCommand,
   generate: generateCommand,
+  run: runCommand,
+  compress: compressCommand,
 };
 
 function usage(): string {

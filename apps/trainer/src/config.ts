@@ -44,6 +44,7 @@ export const SCHEMA: Schema = {
   evalBatches: int('batches in the held-out slice', 1),
   logEvery: int('log line every N steps when not on a terminal', 1),
   backend: oneOf(['auto', 'tensorflow', 'wasm', 'cpu'], 'tfjs backend (auto: tensorflow, then wasm, then cpu)'),
+  threads: int('wasm threads (0 = the runtime default: all cores, at most 8)'),
   method: oneOf(['hyperllama', 'icl', 'zero-shot', 'shared-prefix'], 'multitask: what to train', { stages: ['multitask'] }),
   model: {
     base: str('base model: a Hugging Face Llama directory or llama2.c .bin (null = the tiny random-init default below)'),
@@ -98,6 +99,7 @@ export interface TrainConfig {
   evalBatches: number;
   logEvery: number;
   backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  threads: number;
   method: (typeof METHODS)[number];
   model: {
     base: string | null;
@@ -134,6 +136,7 @@ export function defaultConfig(stage: Stage): TrainConfig {
     evalBatches: 2,
     logEvery: 10,
     backend: 'auto',
+    threads: 0,
     method: 'hyperllama',
     model: {
       base: null,

@@ -17,6 +17,7 @@ import {
   type Task,
   type TokenEncoder,
 } from '@hyperllama/datasets';
+import type { GistPrefix } from '@hyperllama/gist-attention';
 import { continuationText, generate, type KVPrefix, type LlamaModel, type TextCodec } from '@hyperllama/llama-model';
 import { getActiveAdapters, setActiveAdapters } from '@hyperllama/lora';
 import { HyperLlama, PrefixTuning, prefixedHidden, trainStep, type PrefixInit, type PrefixLike } from '@hyperllama/hypernet';
@@ -229,7 +230,7 @@ function scoreTask(plan: TaskPlan, condition: Condition, s: EvalSettings): TaskS
 }
 
 /** The HyperLlama prefix of a task (batch 1): the hyper pass over its definition and demonstrations, once. */
-export function taskPrefix(hl: HyperLlama, plan: TaskPlan, s: EvalSettings): PrefixLike {
+export function taskPrefix(hl: HyperLlama, plan: TaskPlan, s: EvalSettings): GistPrefix {
   const o = { ...collateOptions(s), gistIds: [...hl.gistIds], maxHyperLength: s.maxHyperLength ?? 1024 };
   // Only the hyper half is used; the downstream half needs some target, any one will do.
   const target = plan.examples[0] ?? plan.instances[0];

@@ -28,3 +28,4 @@ export {
   type SaveHyperLlamaOptions,
 } from './checkpoint.js';
 export { trainStep, type TrainStepOptions } from './train-step.js';
+export { patchWasmOneHot } from './wasm-fix.js';

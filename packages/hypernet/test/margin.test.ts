@@ -3,10 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EpisodeSampler, collateHyperLlama, collateZeroShot, makeSyntheticTask, type Episode } from '@hyperllama/datasets';
 import { AdamW, disposeBackend, initBackend } from '@hyperllama/runtime';
 import { HyperLlama, LoraBaseline, trainStep } from '../src/index.js';
+import { patchWasmOneHot } from '../src/wasm-fix.js';
 import { charEncoder, tinyModel } from './helpers.js';
 
 beforeAll(async () => {
   await initBackend({ backend: 'wasm', threads: 1 });
+  patchWasmOneHot();
 });
 afterAll(() => disposeBackend());
 
@@ -56,7 +58,7 @@ describe('HyperLlama vs the same downstream model without a prefix', () => {
     const plainLoss = evalLoss((eps) => zs.loss(collateZs(eps)), evalEpisodes);
     opt.dispose();
     console.log(`held-in answer loss: HyperLlama ${hyperLoss.toFixed(3)}, no prefix ${plainLoss.toFixed(3)}`);
-    expect(hyperLoss).toBeLessThan(plainLoss - 0.1);
+    expect(hyperLoss).toBeLessThan(plainLoss - 0.25); // measured: 0.726 vs 1.117
     hl.dispose();
     model.dispose();
     plain.dispose();

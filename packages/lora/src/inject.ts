@@ -3,7 +3,7 @@ import { Rng, type RngState } from '@hyperllama/runtime';
 import { isWeightedLinear, type LinearHost } from './contract.js';
 import { LoraError } from './errors.js';
 import { LoraLinear } from './lora-linear.js';
-import { Nf4Linear, dequantizeNf4, quantizeNf4 } from './nf4.js';
+import { Nf4Linear } from './nf4.js';
 import { selectTargets, type TargetModules } from './targets.js';
 
 /** Options of {@link injectLora} (PEFT's LoraConfig names in comments). */
@@ -196,9 +196,11 @@ export function mergeLora(model: LinearHost, name: string): void {
       tf.tidy(() => base.weight.assign(tf.add(base.weight, lora.deltaWeight(name))));
     } else if (base instanceof Nf4Linear) {
       const q = base.quantized;
-      const delta = tf.tidy(() => lora.deltaWeight(name)).dataSync();
-      const merged = dequantizeNf4(q).map((w, i) => w + delta[i]);
-      lora.base = new Nf4Linear(quantizeNf4(merged, q.shape, { blockSize: q.blockSize, doubleQuant: q.doubleQuant !== undefined }));
+      const deltaTensor = lora.deltaWeight(name);
+      const delta = deltaTensor.dataSync(); // [in, out]
+      deltaTensor.dispose();
+      const merged = base.dequantize().map((w, i) => w + delta[i]);
+      lora.base = Nf4Linear.fromWeight(merged, base.inFeatures, base.outFeatures, { blockSize: q.blockSize, doubleQuant: q.doubleQuant !== undefined });
     } else {
       throw new LoraError('LORA_CANNOT_MERGE', `mergeLora: the base of "${moduleName}" (${base.constructor.name}) has no weight to merge into`, {
         module: moduleName,

@@ -107,7 +107,7 @@ export class LoraLinear implements LinearModule {
 
   /** Dispose the adapters' variables and the base module. */
   dispose(): void {
-    for (const name of [...this.adapters.keys()]) this.removeAdapter(name);
+    for (const name of this.adapters.keys()) this.removeAdapter(name); // deleting while iterating a Map is safe
     this.base.dispose();
   }
 }

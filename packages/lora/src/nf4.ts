@@ -55,8 +55,7 @@ export interface Nf4Options {
 }
 
 /**
- * A 2-D float tensor held as NF4. The row-major elements (of the [in, out] layout the model multiplies with) are cut
- * into blocks of `blockSize`; each block is scaled by its absolute maximum m_b and every element rounded to the
+ * A 2-D float tensor held as NF4. Its row-major elements are cut into blocks of `blockSize`; each block is scaled by its absolute maximum m_b and every element rounded to the
  * nearest NF4 value. Two 4-bit codes per byte: element 2j in the high nibble, 2j+1 in the low nibble.
  * With double quantisation the absmax values are stored as 8-bit dynamic codes of (m_b − mean), one float32 scale
  * (the absmax of m_b − mean) per group of 256 blocks, and the float32 mean.
@@ -183,30 +182,48 @@ export function nf4StoredBytes(w: Nf4Weight): number {
 }
 
 /**
- * A frozen linear layer whose [in, out] weight is held as NF4 in JS memory and dequantised for every forward pass.
- * It has no trainable parameters; gradients flow through it to its input (so LoRA adapters on top of it train).
+ * A frozen linear layer whose weight is held as NF4 in JS memory and dequantised for every forward pass. As in
+ * bitsandbytes, the quantised matrix is the HF [out, in] weight, so each block of 64 runs along the input dimension of
+ * one output row. It has no trainable
+ * parameters; gradients flow through it to its input (so LoRA adapters on top of it train).
  */
 export class Nf4Linear implements LinearModule {
   readonly inFeatures: number;
   readonly outFeatures: number;
 
+  /** `quantized` holds the [out, in] weight. */
   constructor(readonly quantized: Nf4Weight) {
-    [this.inFeatures, this.outFeatures] = quantized.shape;
+    [this.outFeatures, this.inFeatures] = quantized.shape;
   }
 
-  /** Quantise a dense [in, out] weight. */
-  static fromWeight(weight: Float32Array, inFeatures: number, outFeatures: number, opts: Nf4Options = {}): Nf4Linear {
-    return new Nf4Linear(quantizeNf4(weight, [inFeatures, outFeatures], opts));
+  /** Quantise a dense weight given in the model's [in, out] layout. */
+  static fromWeight(weightInOut: Float32Array, inFeatures: number, outFeatures: number, opts: Nf4Options = {}): Nf4Linear {
+    if (weightInOut.length !== inFeatures * outFeatures) {
+      throw new LoraError('NF4_BAD_SHAPE', `weight has ${weightInOut.length} values, expected ${inFeatures} × ${outFeatures}`, {
+        expected: [inFeatures, outFeatures],
+        actual: weightInOut.length,
+      });
+    }
+    const outIn = new Float32Array(weightInOut.length);
+    for (let i = 0; i < inFeatures; i++) for (let o = 0; o < outFeatures; o++) outIn[o * inFeatures + i] = weightInOut[i * outFeatures + o];
+    return new Nf4Linear(quantizeNf4(outIn, [outFeatures, inFeatures], opts));
   }
 
   /** [in, out] dequantised weight values. */
   dequantize(): Float32Array {
-    return dequantizeNf4(this.quantized);
+    const outIn = dequantizeNf4(this.quantized);
+    const inOut = new Float32Array(outIn.length);
+    const [inF, outF] = [this.inFeatures, this.outFeatures];
+    for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) inOut[i * outF + o] = outIn[o * inF + i];
+    return inOut;
   }
 
-  /** [N, in] -> [N, out] */
+  /**
+   * [N, in] -> [N, out]: x @ Wᵀ with W the dequantised [out, in] matrix (the runtime's wasm matMul transposes W
+   * natively before its fast path; the gradient to x, dy @ W, is a plain product).
+   */
   apply(x: tf.Tensor2D): tf.Tensor2D {
-    return tf.tidy(() => tf.matMul(x, tf.tensor2d(this.dequantize(), this.quantized.shape)));
+    return tf.tidy(() => tf.matMul(x, tf.tensor2d(dequantizeNf4(this.quantized), this.quantized.shape), false, true));
   }
 
   storedBytes(): number {

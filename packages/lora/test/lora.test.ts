@@ -299,6 +299,24 @@ describe('LoRA on NF4 (QLoRA)', () => {
     }
     expect(tf.tidy(() => lossOf().dataSync()[0])).toBeLessThan(0.8 * first);
     expect(() => quantizeModel(host!)).toThrow(/no \[in, out\] weight Variable/);
+    // Merging into NF4 re-quantises W + ΔW: each weight within NF4's rounding of it, and the outputs far closer to
+    // the adapted model's than to the model without the adapter.
+    const unmerged = outputOf(host, x);
+    setActiveAdapters(host, []);
+    const withoutAdapter = outputOf(host, x);
+    setActiveAdapters(host, ['a']);
+    const lora = host.getLinear(Q) as LoraLinear;
+    const deltaTensor = lora.deltaWeight('a');
+    const mergeTarget = (lora.base as Nf4Linear).dequantize().map((w, i) => w + deltaTensor.dataSync()[i]);
+    deltaTensor.dispose();
+    const n = tf.memory().numTensors;
+    mergeLora(host, 'a');
+    expect(tf.memory().numTensors).toBe(n - 4); // A, B of q_proj and v_proj
+    const mergedQ = host.getLinear(Q) as Nf4Linear;
+    expect(mergedQ).toBeInstanceOf(Nf4Linear);
+    expect(maxAbsDiff(mergedQ.dequantize(), mergeTarget)).toBeLessThanOrEqual(0.16 * Math.max(...mergeTarget.map(Math.abs)));
+    const merged = outputOf(host, x);
+    expect(maxAbsDiff(merged, unmerged)).toBeLessThan(0.5 * maxAbsDiff(withoutAdapter, unmerged));
     opt.dispose();
     tf.dispose([x, yTarget]);
   });

@@ -13,7 +13,6 @@ import {
   loadAdapter,
   loraParameters,
   mergeLora,
-  namedLoraParameters,
   quantizeModel,
   saveAdapter,
   setActiveAdapters,
@@ -206,8 +205,8 @@ describe.skipIf(!existsSync(STORIES_BIN))(`stories260K in NF4 (needs ${STORIES_B
         `logits cosine mean ${meanCos.toFixed(4)} min ${Math.min(...perPosition).toFixed(4)}; ` +
         `greedy from BOS: ${same}/${steps} tokens equal, first ${prefix} identical; teacher-forced argmax agreement ${argmaxAgree}/${steps}`,
     );
-    expect(meanCos).toBeGreaterThan(0.95);
-    expect(argmaxAgree).toBeGreaterThan(0.7 * steps);
+    expect(meanCos).toBeGreaterThan(0.98);
+    expect(argmaxAgree).toBeGreaterThan(0.85 * steps);
     expect(prefix).toBeGreaterThan(0);
     x.dispose();
   });

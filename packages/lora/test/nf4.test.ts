@@ -168,6 +168,18 @@ describe('NF4 quantisation', () => {
 });
 
 describe('Nf4Linear', () => {
+  it('quantises the HF [out, in] matrix (blocks along each output row\'s inputs, as bitsandbytes) and returns [in, out]', () => {
+    const [inF, outF] = [64, 3];
+    // Output row o of the HF weight is constant (o + 1) / 4 except one element -1 at input o: each block (one row)
+    // then has absmax 1, and every value is exactly representable (-1, 0.25 → no: use NF4 values).
+    const inOut = new Float32Array(inF * outF);
+    for (let i = 0; i < inF; i++) for (let o = 0; o < outF; o++) inOut[i * outF + o] = i === o ? -(o + 1) : NF4_CODE[8 + o] * (o + 1);
+    const lin = Nf4Linear.fromWeight(inOut, inF, outF, { blockSize: 64, doubleQuant: false });
+    expect(lin.quantized.shape).toEqual([outF, inF]);
+    expect([...lin.quantized.absmax!]).toEqual([1, 2, 3]); // one block per output row
+    expect(maxAbsDiff(lin.dequantize(), inOut)).toBeLessThan(1e-6);
+  });
+
   it('forward is x @ dequantised W, and gradients reach the input only', () => {
     const [n, inF, outF] = [5, 48, 40];
     const rng = new Rng(9);

@@ -6,8 +6,15 @@
  *     a, b, c: Float32Array views; for i in [0, batch): C_i[m, n] = op(A_i) · op(B_i), where A_i starts at
  *     i·strideA floats in a (strideA 0 = shared), op(A_i) is [m, k] (stored [k, m] when transposeA), likewise
  *     op(B_i) is [k, n] (stored [n, k] when transposeB), and C_i starts at i·m·n.
+ *   softmaxCrossEntropy(logits, targets, weights, losses, grad, rows, classes)
+ *     per row r of logits [rows, classes]: losses[r] = weights[r] · (logsumexp(row) − row[targets[r]]) and
+ *     grad[r, :] = weights[r] · (softmax(row) − onehot(targets[r])) — the loss and its gradient in three passes over
+ *     the row, without the [rows, classes] temporaries of composed ops. targets outside [0, classes) give loss 0 and a
+ *     zero gradient row.
  *   threads() → OpenBLAS's thread count;  setThreads(n) sets it.
  */
+#include <float.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <cblas.h>
@@ -68,6 +75,64 @@ static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static bool int_view(napi_env env, napi_value v, int32_t **data, size_t *length) {
+  bool is_typed = false;
+  napi_typedarray_type type;
+  void *ptr = NULL;
+  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) return false;
+  if (napi_get_typedarray_info(env, v, &type, length, &ptr, NULL, NULL) != napi_ok) return false;
+  if (type != napi_int32_array) return false;
+  *data = (int32_t *)ptr;
+  return true;
+}
+
+/* One row: returns the weighted loss and writes the weighted gradient (exp values first, then scaled in place). */
+static float softmax_ce_row(const float *x, float *g, int64_t classes, int32_t target, float weight) {
+  float m = -FLT_MAX;
+  for (int64_t j = 0; j < classes; j++) m = x[j] > m ? x[j] : m;
+  float sum = 0.0f;
+  for (int64_t j = 0; j < classes; j++) {
+    const float e = expf(x[j] - m);
+    g[j] = e;
+    sum += e;
+  }
+  const float scale = weight / sum;
+  for (int64_t j = 0; j < classes; j++) g[j] *= scale;
+  if (target < 0 || target >= classes) {
+    for (int64_t j = 0; j < classes; j++) g[j] = 0.0f;
+    return 0.0f;
+  }
+  g[target] -= weight;
+  return weight * (m + logf(sum) - x[target]);
+}
+
+static napi_value softmax_cross_entropy(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *logits, *weights, *losses, *grad;
+  int32_t *targets;
+  size_t l_logits, l_targets, l_weights, l_losses, l_grad;
+  int64_t rows, classes;
+  if (argc != 7 || !float_view(env, argv[0], &logits, &l_logits) || !int_view(env, argv[1], &targets, &l_targets) ||
+      !float_view(env, argv[2], &weights, &l_weights) || !float_view(env, argv[3], &losses, &l_losses) ||
+      !float_view(env, argv[4], &grad, &l_grad) || napi_get_value_int64(env, argv[5], &rows) != napi_ok ||
+      napi_get_value_int64(env, argv[6], &classes) != napi_ok) {
+    napi_throw_type_error(env, "HYPERLLAMA_NATIVE",
+                          "softmaxCrossEntropy(logits: Float32Array, targets: Int32Array, weights: Float32Array, losses: Float32Array, grad: Float32Array, rows, classes)");
+    return NULL;
+  }
+  if (rows < 0 || classes < 1 || (uint64_t)(rows * classes) > l_logits || (uint64_t)(rows * classes) > l_grad ||
+      (uint64_t)rows > l_targets || (uint64_t)rows > l_weights || (uint64_t)rows > l_losses) {
+    napi_throw_range_error(env, "HYPERLLAMA_NATIVE", "softmaxCrossEntropy: sizes exceed the arrays");
+    return NULL;
+  }
+  for (int64_t r = 0; r < rows; r++) {
+    losses[r] = softmax_ce_row(logits + r * classes, grad + r * classes, classes, targets[r], weights[r]);
+  }
+  return NULL;
+}
+
 static napi_value threads(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value out;
@@ -93,8 +158,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"sgemmBatched", NULL, sgemm_batched, NULL, NULL, NULL, napi_default, NULL},
       {"threads", NULL, threads, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_default, NULL},
+      {"softmaxCrossEntropy", NULL, softmax_cross_entropy, NULL, NULL, NULL, napi_default, NULL},
   };
-  CHECK(napi_define_properties(env, exports, 3, props));
+  CHECK(napi_define_properties(env, exports, 4, props));
   return exports;
 }
 

@@ -4,10 +4,19 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { BackendError } from './errors.js';
+import { loadNativeBlas } from './native.js';
 import { registerWasmKernels } from './wasm-kernels.js';
+import { initWebGPU } from './webgpu.js';
 
-export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
-export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu' | 'webgpu';
+export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu'];
+
+/**
+ * How the wasm backend multiplies matrices: `auto` (default) = `native` when the optional OpenBLAS addon is built
+ * (and `HYPERLLAMA_NATIVE` is not 0), else `xnnpack`; `native` requires the addon; `xnnpack` = XNNPACK with explicit
+ * transposes; `stock` = tfjs-wasm's own kernel (slow for transposed and batched products; for comparisons).
+ */
+export type MatMulPath = 'auto' | 'native' | 'xnnpack' | 'stock';
 
 export interface BackendOptions {
   /** Which backend to use; `auto` (default) tries tensorflow, then wasm, then cpu. `HYPERLLAMA_BACKEND` overrides. */
@@ -16,15 +25,19 @@ export interface BackendOptions {
   threads?: number;
   /** Print the choice and its reason once to stderr (default false). */
   verbose?: boolean;
+  /** wasm matMul path (default `auto`). */
+  matMul?: MatMulPath;
 }
 
 export interface BackendInfo {
-  /** The tfjs backend now active: 'tensorflow', 'wasm' or 'cpu'. */
-  name: 'tensorflow' | 'wasm' | 'cpu';
+  /** The tfjs backend now active. `webgpu` is used only when asked for (never by `auto`). */
+  name: 'tensorflow' | 'wasm' | 'cpu' | 'webgpu';
   /** Why it was chosen, including what was tried and failed. */
   reason: string;
   /** wasm thread count actually in use (1 for other backends). */
   threads: number;
+  /** What runs matMuls: `openblas`, `xnnpack` or `stock` on wasm; `backend` elsewhere. */
+  matMul: 'openblas' | 'xnnpack' | 'stock' | 'backend';
 }
 
 const require = createRequire(import.meta.url);
@@ -96,7 +109,7 @@ function enableWasmThreads(): void {
   };
 }
 
-async function initWasm(threads: number): Promise<number> {
+async function initWasm(threads: number, path: MatMulPath): Promise<{ threads: number; matMul: BackendInfo['matMul']; note: string }> {
   if (wasmRemoved) {
     throw new BackendError('WASM_DISPOSED', 'the wasm backend was disposed in this process and cannot be initialised again');
   }
@@ -113,7 +126,12 @@ async function initWasm(threads: number): Promise<number> {
   } else {
     tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
   }
-  registerWasmKernels();
+  const native = path === 'auto' || path === 'native' ? loadNativeBlas() : { blas: null, why: `matMul "${path}" requested` };
+  if (path === 'native' && !native.blas) throw new BackendError('NATIVE_UNAVAILABLE', `native matMul unavailable: ${native.why}`);
+  native.blas?.setThreads(threads);
+  registerWasmKernels({ native: native.blas, fastMatMul: path !== 'stock' });
+  const matMul = native.blas ? 'openblas' : path === 'stock' ? 'stock' : 'xnnpack';
+  const note = native.blas ? `matMul on OpenBLAS (${threads} thread(s))` : `matMul on ${matMul} (native: ${native.why})`;
   // The wasm module caps its thread pool at half the logical cores it sees (1 on a 2-core machine); it reads
   // the core count from os.cpus(), so show it enough cores while the backend starts.
   const os = require('node:os') as { cpus: () => unknown[] };
@@ -124,7 +142,7 @@ async function initWasm(threads: number): Promise<number> {
   } finally {
     os.cpus = realCpus;
   }
-  return threads > 1 ? wasm.getThreadsCount() : 1;
+  return { threads: threads > 1 ? wasm.getThreadsCount() : 1, matMul, note };
 }
 
 /**
@@ -156,7 +174,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   if (requested === 'tensorflow' || requested === 'auto') {
     const tfn = await tryTensorflow();
     if (tfn.ok && (await tf.setBackend('tensorflow'))) {
-      info = { name: 'tensorflow', reason: `${source}: native TensorFlow from ${tfn.pkg}`, threads: 1 };
+      info = { name: 'tensorflow', reason: `${source}: native TensorFlow from ${tfn.pkg}`, threads: 1, matMul: 'backend' };
     } else if (requested === 'tensorflow') {
       throw new BackendError('BACKEND_UNAVAILABLE', `backend "tensorflow" is unavailable: ${tfn.ok ? 'setBackend failed' : tfn.why}`, {
         actual: 'tensorflow',
@@ -165,10 +183,18 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
       notes.push(`tensorflow unavailable (${tfn.ok ? 'setBackend failed' : tfn.why})`);
     }
   }
+  if (requested === 'webgpu') {
+    try {
+      const adapter = await initWebGPU();
+      info = { name: 'webgpu', reason: `${source}: WebGPU on the ${adapter}`, threads: 1, matMul: 'backend' };
+    } catch (e) {
+      throw new BackendError('BACKEND_UNAVAILABLE', `backend "webgpu" failed to initialise: ${(e as Error).message}`, { actual: 'webgpu' });
+    }
+  }
   if (!info && (requested === 'wasm' || requested === 'auto')) {
     try {
-      const used = await initWasm(threads);
-      info = { name: 'wasm', reason: [source, ...notes, `wasm with XNNPACK, ${used} thread(s)`].join('; '), threads: used };
+      const used = await initWasm(threads, options.matMul ?? 'auto');
+      info = { name: 'wasm', reason: [source, ...notes, `wasm with XNNPACK, ${used.threads} thread(s)`, used.note].join('; '), threads: used.threads, matMul: used.matMul };
     } catch (e) {
       if (requested === 'wasm') {
         throw new BackendError('BACKEND_UNAVAILABLE', `backend "wasm" failed to initialise: ${(e as Error).message}`, {
@@ -180,7 +206,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   }
   if (!info) {
     await tf.setBackend('cpu');
-    info = { name: 'cpu', reason: [source, ...notes, 'pure-JS cpu backend'].join('; '), threads: 1 };
+    info = { name: 'cpu', reason: [source, ...notes, 'pure-JS cpu backend'].join('; '), threads: 1, matMul: 'backend' };
   }
   await tf.ready();
   silenceCpuBanner();
@@ -214,6 +240,7 @@ export async function disposeBackend(): Promise<void> {
     tf.removeBackend('wasm');
     wasmRemoved = true;
   }
+  if (name === 'webgpu') await tf.setBackend('cpu');
   if (workerDir) {
     rmSync(workerDir, { recursive: true, force: true });
     workerDir = null;

@@ -3,3 +3,5 @@ export * from './rng.js';
 export * from './safetensors.js';
 export * from './backend.js';
 export * from './optim.js';
+export { loadNativeBlas, type NativeBlas } from './native.js';
+export { linearCrossEntropy, softmaxCrossEntropyWithGrad, isRecordingGradients, SOFTMAX_CE_KERNEL, type LinearCrossEntropyOptions } from './cross-entropy.js';

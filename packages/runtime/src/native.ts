@@ -11,6 +11,8 @@ export interface NativeBlas {
     batch: number, m: number, n: number, k: number,
     transposeA: boolean, transposeB: boolean, strideA: number, strideB: number,
   ): void;
+  /** Row-wise softmax cross-entropy: losses [n] and dlogits [n, C] (see softmaxCrossEntropyWithGrad). */
+  softmaxCrossEntropy(logits: Float32Array, targets: Int32Array, weights: Float32Array, losses: Float32Array, grad: Float32Array, rows: number, classes: number): void;
   threads(): number;
   setThreads(n: number): void;
 }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { SOFTMAX_CE_KERNEL } from './cross-entropy.js';
 import type { NativeBlas } from './native.js';
 
 /**
@@ -145,6 +146,18 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
     return out;
   };
 
+  /** losses [n], dlogits [n, C] from logits [n, C], targets int32 [n], weights [n] (see softmaxCrossEntropyWithGrad). */
+  const softmaxCrossEntropy: KernelFn = ({ inputs, backend }) => {
+    const be = backend as WasmBackendLike;
+    const { logits, targets, weights } = inputs;
+    const [n, classes] = logits.shape;
+    const losses = be.makeOutput([n], 'float32');
+    const dlogits = be.makeOutput([n, classes], 'float32');
+    const [lv, tv, wv, lossv, gv] = [logits, targets, weights, losses, dlogits].map((t) => be.typedArrayFromHeap(t));
+    native!.softmaxCrossEntropy(lv as Float32Array, tv as Int32Array, wv as Float32Array, lossv as Float32Array, gv as Float32Array, n, classes);
+    return [losses, dlogits];
+  };
+
   const unsortedSegmentSum: KernelFn = ({ inputs, backend, attrs }) => {
     const be = backend as WasmBackendLike;
     const { x, segmentIds } = inputs;
@@ -172,6 +185,9 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
     tf.unregisterKernel('BatchMatMul', 'wasm');
     // Keep the original setupFunc: it binds the wasm export that the original kernel calls.
     tf.registerKernel({ ...batchMatMulConfig, kernelFunc: chosen as unknown as tf.KernelFunc });
+  }
+  if (native && !tf.getKernel(SOFTMAX_CE_KERNEL, 'wasm')) {
+    tf.registerKernel({ kernelName: SOFTMAX_CE_KERNEL, backendName: 'wasm', kernelFunc: softmaxCrossEntropy as unknown as tf.KernelFunc });
   }
   if (!tf.getKernel('UnsortedSegmentSum', 'wasm')) {
     tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc });

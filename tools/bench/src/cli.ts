@@ -3,14 +3,16 @@
  * hyperllama-bench: runs benchmark suites, each backend in its own child process (the wasm backend is configured
  * once per process), prints one table and writes every record to JSON.
  *
- *   npm run bench -- [--suite runtime,llama,...] [--backend wasm,wasm-1t,cpu] [--config <name>] [--quick] [--json <file>]
+ *   npm run bench -- [--suite runtime,model,...] [--backend wasm,wasm-1t,cpu,webgpu] [--config <name>] [--quick] [--json <file>]
+ *                    [--reference <pytorch.json>]
+ * `--config` alone runs the `model` suite. `--reference` adds tfjs / PyTorch ratios from tools/reference/bench_reference.py.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { disposeBackend, initBackend, type BackendName } from '@hyperllama/runtime';
+import { disposeBackend, initBackend, type BackendName, type MatMulPath } from '@hyperllama/runtime';
 import { SUITES, DEFAULT_BACKENDS } from './suites.js';
 import type { BenchRecord } from './types.js';
 
@@ -23,11 +25,12 @@ interface Args {
   config?: string;
   quick: boolean;
   json?: string;
+  reference?: string;
   child: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { suites: Object.keys(SUITES), backends: [], quick: false, child: false };
+  const a: Args = { suites: [], backends: [], quick: false, child: false };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = () => {
@@ -40,22 +43,29 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--config') a.config = value();
     else if (flag === '--quick') a.quick = true;
     else if (flag === '--json') a.json = value();
+    else if (flag === '--reference') a.reference = value();
     else if (flag === '--child') a.child = true;
     else if (flag === '--help' || flag === '-h') {
-      console.log(`usage: hyperllama-bench [--suite ${Object.keys(SUITES).join(',')}] [--backend wasm,wasm-1t,cpu,tensorflow] [--config tiny|small|default] [--quick] [--json <file>]`);
+      console.log(
+        `usage: hyperllama-bench [--suite ${Object.keys(SUITES).join(',')}] [--backend wasm[-1t|-<n>t][-native|-xnnpack|-stock],cpu,webgpu,tensorflow] [--config tiny|small|default] [--quick] [--json <file>] [--reference <pytorch.json>]`,
+      );
       process.exit(0);
     } else throw new Error(`unknown option ${flag}`);
   }
+  if (a.suites.length === 0) a.suites = a.config ? ['model'] : Object.keys(SUITES);
   for (const s of a.suites) if (!SUITES[s]) throw new Error(`unknown suite "${s}"; known: ${Object.keys(SUITES).join(', ')}`);
   return a;
 }
 
-/** `wasm` = all cores, `wasm-1t` = one thread. */
-function backendSpec(spec: string): { backend: BackendName; threads?: number } {
-  if (spec === 'wasm-1t') return { backend: 'wasm', threads: 1 };
-  if (spec === 'wasm') return { backend: 'wasm', threads: Math.min(8, cpus().length) };
-  if (spec === 'cpu' || spec === 'tensorflow') return { backend: spec };
-  throw new Error(`unknown backend "${spec}" (wasm, wasm-1t, cpu, tensorflow)`);
+/**
+ * `wasm` = all cores and the best matMul; `-1t` / `-<n>t` = that many threads; `-native`, `-xnnpack`, `-stock` = that
+ * matMul path (see the runtime's `MatMulPath`), e.g. `wasm-1t-stock` is tfjs-wasm as shipped.
+ */
+function backendSpec(spec: string): { backend: BackendName; threads?: number; matMul?: MatMulPath } {
+  const wasm = /^wasm(?:-(\d+)t)?(?:-(native|xnnpack|stock))?$/.exec(spec);
+  if (wasm) return { backend: 'wasm', threads: wasm[1] ? Number(wasm[1]) : Math.min(8, cpus().length), matMul: (wasm[2] as MatMulPath) ?? 'auto' };
+  if (spec === 'cpu' || spec === 'tensorflow' || spec === 'webgpu') return { backend: spec };
+  throw new Error(`unknown backend "${spec}" (wasm[-<n>t][-native|-xnnpack|-stock], cpu, webgpu, tensorflow)`);
 }
 
 async function child(args: Args): Promise<void> {
@@ -86,6 +96,42 @@ function formatValue(v: number): string {
   return v.toPrecision(3);
 }
 
+const MODEL_METRICS = ['trainTokensPerSec', 'forwardTokensPerSec', 'decodeTokensPerSec', 'peakRssMB'] as const;
+type ModelRow = { config: string; backend: string } & Partial<Record<(typeof MODEL_METRICS)[number], number>>;
+
+/** One row per model configuration and backend with the four headline metrics (the JSON's `summary`). */
+function modelSummary(records: BenchRecord[]): ModelRow[] {
+  const rows = new Map<string, ModelRow>();
+  for (const r of records) {
+    if (r.suite !== 'model' || !(MODEL_METRICS as readonly string[]).includes(r.metric)) continue;
+    const key = `${r.name}\u0000${r.backend}`;
+    if (!rows.has(key)) rows.set(key, { config: r.name, backend: r.backend });
+    rows.get(key)![r.metric as (typeof MODEL_METRICS)[number]] = r.value;
+  }
+  return [...rows.values()];
+}
+
+/** tfjs / reference for each metric (for peak RSS: tfjs / reference too, lower is better). */
+function modelRatios(ours: ModelRow[], reference: ModelRow[]): Array<ModelRow & { reference: string }> {
+  const out: Array<ModelRow & { reference: string }> = [];
+  for (const row of ours) {
+    const ref = reference.find((r) => r.config === row.config);
+    if (!ref) continue;
+    const ratio: ModelRow & { reference: string } = { config: row.config, backend: row.backend, reference: ref.backend };
+    for (const m of MODEL_METRICS) if (row[m] !== undefined && ref[m]) ratio[m] = row[m]! / ref[m]!;
+    out.push(ratio);
+  }
+  return out;
+}
+
+function ratioTable(ratios: Array<ModelRow & { reference: string }>): string {
+  const head = ['config', 'backend', 'vs', ...MODEL_METRICS.map((m) => `${m} ratio`)];
+  const rows = ratios.map((r) => [r.config, r.backend, r.reference, ...MODEL_METRICS.map((m) => (r[m] === undefined ? '-' : `${r[m]!.toFixed(2)}×`))]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i >= 3 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   if (args.child) return child(args);
@@ -106,10 +152,14 @@ async function main(): Promise<void> {
     }
   }
   console.log(table(records));
+  const summary = modelSummary(records);
+  const reference = args.reference ? modelSummary((JSON.parse(readFileSync(args.reference, 'utf8')) as { records: BenchRecord[] }).records) : [];
+  const ratios = modelRatios(summary, reference);
+  if (ratios.length) console.log(`\n${ratioTable(ratios)}`);
   const out = resolve(args.json ?? join('bench-results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`));
   mkdirSync(dirname(out), { recursive: true });
   const meta = { date: new Date().toISOString(), node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model };
-  writeFileSync(out, `${JSON.stringify({ meta, records }, null, 2)}\n`);
+  writeFileSync(out, `${JSON.stringify({ meta, summary, reference, ratios, records }, null, 2)}\n`);
   console.log(`\nwrote ${out}`);
 }
 

@@ -5,6 +5,7 @@ export const SUITES: Record<string, () => Promise<{ run: Suite }>> = {
   runtime: () => import('./suites/runtime.js'),
   model: () => import('./suites/model.js'),
   tokenizer: () => import('./suites/tokenizer.js'),
+  lora: () => import('./suites/lora.js'),
 };
 
 /** Backends each suite runs on by default. */
@@ -13,4 +14,5 @@ export const DEFAULT_BACKENDS: Record<string, string[]> = {
   model: ['wasm'],
   // Pure JS: the backend does not matter, cpu starts fastest.
   tokenizer: ['cpu'],
+  lora: ['wasm-1t'],
 };

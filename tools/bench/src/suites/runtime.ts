@@ -42,5 +42,5 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
 export function describeBackend(): string {
   const b = currentBackend();
   if (!b) return tf.getBackend();
-  return b.name === 'wasm' ? `wasm×${b.threads}` : b.name;
+  return b.name === 'wasm' ? `wasm×${b.threads}${b.matMul === 'xnnpack' ? '' : `+${b.matMul}`}` : b.name;
 }

@@ -1,0 +1,87 @@
+import { loadTasks } from '@hyperllama/datasets';
+import { saveKVPrefix } from '@hyperllama/gist-attention';
+import { planTasks, taskPrefix } from '@hyperllama/eval';
+import * as tf from '@tensorflow/tfjs';
+import { CliError, backendOption, numberOption, parseOptions, requireOption, startBackend, type Command, type Io } from '../cli-kit.js';
+import { loadSetup, type SetupOptions } from '../eval-setup.js';
+
+export interface CompressOptions extends SetupOptions {
+  checkpoint: string;
+  /** A task file (or a directory holding one task; `taskName` picks one of several). */
+  task: string;
+  taskName?: string;
+  out: string;
+  /** Demonstrations compressed (chosen as `run` chooses them with the same seed). */
+  shots: number;
+  seed: number;
+  maxHyperLength?: number;
+}
+
+/**
+ * Compresses one task into its HyperLlama prefix and stores it (safetensors with the task name, shots, seed and
+ * checkpoint as metadata), so `run --prefix` and `generate --prefix` can serve it without the hypernetwork pass.
+ */
+export function compressTask(o: CompressOptions, io: Io): { task: string; k: number; examples: number } {
+  const { tasks } = loadTasks(o.task);
+  const chosen = o.taskName ? tasks.filter((t) => t.name === o.taskName) : tasks;
+  if (chosen.length !== 1) {
+    throw new CliError('USAGE', `compress: ${o.task} holds ${tasks.length} tasks (${tasks.map((t) => t.name).slice(0, 5).join(', ')}${tasks.length > 5 ? ', …' : ''}); pick one with --task-name`, {
+      field: 'task',
+      actual: chosen.length,
+    });
+  }
+  const setup = loadSetup(o);
+  try {
+    const hl = setup.hyperllama!;
+    const [plan] = planTasks(chosen, { shots: o.shots, seed: o.seed });
+    const prefix = taskPrefix(hl, plan, { model: setup.model, tokenizer: setup.tokenizer, maxHyperLength: o.maxHyperLength });
+    try {
+      saveKVPrefix(o.out, prefix, {
+        config: setup.model.config,
+        meta: { task: plan.task.name, shots: String(plan.examples.length), seed: String(o.seed), checkpoint: setup.sources.checkpoint ?? '' },
+      });
+    } finally {
+      tf.dispose([...prefix.keys, ...prefix.values]);
+    }
+    io.stderr(`[hyperllama] compressed ${plan.examples.length} demonstrations of ${plan.task.name} into ${hl.k} gist positions\n`);
+    return { task: plan.task.name, k: hl.k, examples: plan.examples.length };
+  } finally {
+    setup.dispose();
+  }
+}
+
+export const compressCommand: Command = {
+  summary: "store a task's HyperLlama prefix (compress once, serve many times with run/generate --prefix)",
+  usage:
+    'hyperllama-eval compress --checkpoint <hyperllama dir> --task <file|dir> --out <prefix.safetensors> [--task-name <name>]\n' +
+    '    [--model <dir|.bin>] [--tokenizer <path>] [--shots 16] [--seed 0] [--max-hyper-length 1024] [--backend auto|wasm|cpu|tensorflow]',
+  async run(argv: string[], io: Io) {
+    const c = 'compress';
+    const v = parseOptions(c, argv, {
+      checkpoint: undefined,
+      model: undefined,
+      tokenizer: undefined,
+      task: undefined,
+      'task-name': undefined,
+      out: undefined,
+      shots: '16',
+      seed: '0',
+      'max-hyper-length': undefined,
+      ...backendOption,
+    });
+    const opts: CompressOptions = {
+      checkpoint: requireOption(c, 'checkpoint', v.checkpoint),
+      model: v.model,
+      tokenizer: v.tokenizer,
+      task: requireOption(c, 'task', v.task),
+      taskName: v['task-name'],
+      out: requireOption(c, 'out', v.out),
+      shots: numberOption(c, 'shots', v.shots, true)!,
+      seed: numberOption(c, 'seed', v.seed, true)!,
+      maxHyperLength: numberOption(c, 'max-hyper-length', v['max-hyper-length'], true),
+    };
+    await startBackend(v.backend, io);
+    const r = compressTask(opts, io);
+    io.stdout(`wrote ${opts.out} (task ${r.task}, ${r.examples} demonstrations, prefix length ${r.k})\n`);
+  },
+};

@@ -1,0 +1,129 @@
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exportSniTasks, loadTasks, makeSyntheticTask, SYNTHETIC_FAMILIES } from '@hyperllama/datasets';
+import { planTasks, taskPrefix } from '@hyperllama/eval';
+import { loadKVPrefix } from '@hyperllama/gist-attention';
+import { HyperLlama, saveHyperLlama } from '@hyperllama/hypernet';
+import { createLlama, saveLlama } from '@hyperllama/llama-model';
+import { PieceType, Tokenizer, saveTokenizer, tokenizerConfigFromPieces, tokenizerJsonFromPieces, type VocabPiece } from '@hyperllama/tokenizer';
+import { loadSetup, runCli, type Io } from '../src/index.js';
+
+async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const io: Io = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) };
+  const code = await runCli(argv, io);
+  return { code, stdout, stderr };
+}
+
+/** A character-level SentencePiece-style tokenizer (no merges): <unk>, <s>, </s>, ▁ and printable ASCII. */
+function charTokenizer(): Tokenizer {
+  const chars = Array.from({ length: 94 }, (_, i) => String.fromCharCode(33 + i));
+  const pieces: VocabPiece[] = [
+    { piece: '<unk>', score: 0, type: PieceType.Unknown },
+    { piece: '<s>', score: 0, type: PieceType.Control },
+    { piece: '</s>', score: 0, type: PieceType.Control },
+    ...['▁', ...chars].map((piece) => ({ piece, score: 0, type: PieceType.Normal })),
+  ];
+  const vocab = { pieces, unkId: 0, bosId: 1, eosId: 2, padId: -1, byteFallback: false, addDummyPrefix: true, removeExtraWhitespaces: false };
+  return new Tokenizer(tokenizerJsonFromPieces(vocab), tokenizerConfigFromPieces(vocab), 'char.model');
+}
+
+let tmp: string;
+let modelDir: string;
+let ckpt: string;
+let tasksDir: string;
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  tmp = mkdtempSync(join(tmpdir(), 'hyperllama-run-'));
+  const tokenizer = charTokenizer();
+  modelDir = join(tmp, 'base');
+  const model = createLlama(
+    { vocabSize: tokenizer.vocabSize, hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 8, maxPositionEmbeddings: 1024, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: true, bosTokenId: 1, eosTokenId: 2 },
+    { seed: 1, std: 0.1 },
+  );
+  saveLlama(model, modelDir);
+  saveTokenizer(tokenizer, modelDir);
+  const hl = new HyperLlama(model, { k: 2, hyper: { r: 2, alpha: 4 }, seed: 1 });
+  ckpt = join(tmp, 'ckpt');
+  saveHyperLlama(hl, ckpt, { basePath: modelDir, tokenizer: modelDir });
+  hl.dispose();
+  model.dispose();
+  tasksDir = join(tmp, 'tasks');
+  const variant = SYNTHETIC_FAMILIES.find((f) => f.name === 'symbol_rule')!.variants[0];
+  exportSniTasks(
+    [makeSyntheticTask('symbol_rule', variant, { seed: 2, numExamples: 6, numInstances: 4 }), { ...makeSyntheticTask('constant', 'c1', { seed: 2, numExamples: 6, numInstances: 3 }), metric: 'rougeL' }],
+    tasksDir,
+  );
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('hyperllama-eval run / compress', () => {
+  it('evaluates every method on every task and writes a well-formed report; the table is printed', async () => {
+    const out = join(tmp, 'report');
+    const r = await cli('run', '--checkpoint', ckpt, '--tasks', tasksDir, '--methods', 'zero-shot,icl,hyperllama,prefix-tuning', '--shots', '3', '--max-instances', '3', '--max-new-tokens', '3', '--pt-steps', '2', '--pt-eval-every', '1', '--out', out, '--backend', 'cpu');
+    expect(r.stderr).not.toMatch(/error/);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    const methods = ['zero-shot', 'icl', 'hyperllama', 'prefix-tuning-random', 'prefix-tuning-hyper'];
+    expect(Object.keys(report.methods)).toEqual(methods);
+    const taskNames = Object.keys(report.methods.icl.tasks);
+    expect(taskNames).toHaveLength(2);
+    for (const m of methods) {
+      expect(Object.keys(report.methods[m].tasks)).toEqual(taskNames);
+      expect(report.methods[m].metric).toBe('mixed');
+      expect(report.methods[m].average).toBeGreaterThanOrEqual(0);
+      expect(report.methods[m].average).toBeLessThanOrEqual(1);
+    }
+    expect(report.methods['prefix-tuning-hyper'].curve.map((p: { step: number }) => p.step)).toEqual([0, 1, 2]);
+    expect(report.configuration.checkpoint).toContain('ckpt');
+    for (const f of ['results.md', 'methods.svg', 'prefix-tuning.svg']) expect(existsSync(join(out, f))).toBe(true);
+    expect(r.stdout).toMatch(/^task\s+metric\s+zero-shot\s+icl\s+hyperllama/m);
+    expect(r.stdout).toMatch(/^average\s+mixed/m);
+  });
+
+  it('compress stores a prefix that run --prefix serves with the same scores as compressing on the fly', async () => {
+    const taskFile = join(tasksDir, readdirJson(tasksDir)[0]);
+    const prefixFile = join(tmp, 'task.safetensors');
+    const c = await cli('compress', '--checkpoint', ckpt, '--task', taskFile, '--shots', '3', '--out', prefixFile, '--backend', 'cpu');
+    expect(c.code).toBe(0);
+    const { prefix, meta } = loadKVPrefix(prefixFile);
+    expect(prefix.length).toBe(2);
+    expect(meta.shots).toBe('3');
+    // The stored tensors are the hyper pass over the same seeded demonstrations that `run` uses.
+    const setup = loadSetup({ checkpoint: ckpt });
+    const plan = planTasks(loadTasks(taskFile).tasks, { shots: 3, seed: 0 })[0];
+    const direct = taskPrefix(setup.hyperllama!, plan, { model: setup.model, tokenizer: setup.tokenizer });
+    prefix.keys.forEach((k, l) => expect(Array.from(k.dataSync())).toEqual(Array.from(direct.keys[l].dataSync())));
+    prefix.values.forEach((v, l) => expect(Array.from(v.dataSync())).toEqual(Array.from(direct.values[l].dataSync())));
+    tf.dispose([...prefix.keys, ...prefix.values, ...direct.keys, ...direct.values]);
+    setup.dispose();
+
+    const common = ['--tasks', taskFile, '--methods', 'hyperllama', '--shots', '3', '--max-new-tokens', '3', '--backend', 'cpu'];
+    const onTheFly = await cli('run', '--checkpoint', ckpt, ...common, '--out', join(tmp, 'a'));
+    const stored = await cli('run', '--model', modelDir, '--prefix', prefixFile, ...common, '--out', join(tmp, 'b'));
+    expect(stored.code).toBe(0);
+    const a = JSON.parse(readFileSync(join(tmp, 'a', 'results.json'), 'utf8'));
+    const b = JSON.parse(readFileSync(join(tmp, 'b', 'results.json'), 'utf8'));
+    expect(b.methods.hyperllama.tasks).toEqual(a.methods.hyperllama.tasks);
+    expect(b.methods.hyperllama.taskDetails).toEqual(a.methods.hyperllama.taskDetails);
+  });
+
+  it('rejects bad usage with exit code 2', async () => {
+    expect((await cli('run', '--tasks', tasksDir, '--out', tmp)).stderr).toContain('give --checkpoint or --model');
+    const bad = await cli('run', '--model', modelDir, '--tasks', tasksDir, '--methods', 'icl,magic', '--out', join(tmp, 'x'));
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('unknown method "magic"');
+    expect((await cli('compress', '--task', tasksDir, '--out', 'x')).stderr).toContain('--checkpoint is required');
+  });
+});
+
+function readdirJson(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((n) => n.endsWith('.json'))
+    .sort();
+}

@@ -1,0 +1,19 @@
+export { TrainerError } from './errors.js';
+export {
+  STAGES,
+  METHODS,
+  PREFIX_INITS,
+  SCHEMA,
+  defaultConfig,
+  applyPatch,
+  readConfigFile,
+  parseSetting,
+  optionHelp,
+  type Stage,
+  type TrainConfig,
+} from './config.js';
+export { charTokenizer } from './tiny.js';
+export { buildJob, type Job } from './jobs.js';
+export { runStage, CHECKPOINT_DIR, FINAL_DIR, type RunOptions, type RunResult } from './train.js';
+export { Progress, processIo, type Io } from './progress.js';
+export { main, usage, stageHelp, resolveConfig } from './cli-main.js';

@@ -1,0 +1,319 @@
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import {
+  CompressionSampler,
+  EpisodeSampler,
+  collateCompression,
+  collateFewShot,
+  collateHyperLlama,
+  collateZeroShot,
+  type CompressionSamplerState,
+  type Episode,
+  type EpisodeSamplerState,
+  type HyperBatch,
+  type LmBatch,
+  type Task,
+} from '@hyperllama/datasets';
+import { saveLlama, type LlamaModel } from '@hyperllama/llama-model';
+import { saveAdapter, setActiveAdapters } from '@hyperllama/lora';
+import {
+  HyperLlama,
+  LoraBaseline,
+  PrefixTuning,
+  baseModelHash,
+  loadHyperLlama,
+  plainLoss,
+  realTokens,
+  writeHyperLlama,
+} from '@hyperllama/hypernet';
+import { Rng, type RngState } from '@hyperllama/runtime';
+import { saveTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
+import type { Stage, TrainConfig } from './config.js';
+import { TrainerError } from './errors.js';
+import { fixedEpisodes, padLm, resolveCorpus, resolveModel, resolveTasks, resolveTokenizer, segmentLengths, textRow } from './setup.js';
+
+/** What the training loop needs from a stage. */
+export interface Job {
+  /** One line saying what trains on what. */
+  summary: string;
+  params: Record<string, tf.Variable>;
+  /** Draw the next training batch (advancing the data position); its loss and token count. */
+  next(): { loss: () => tf.Scalar; tokens: number };
+  /** Mean loss over the fixed held-out slice. */
+  evaluate(): number;
+  /** JSON-serialisable data position (samplers, mixing Rng). */
+  getState(): unknown;
+  setState(state: unknown): void;
+  /** Write the stage's usable outputs (model dir, HyperLlama checkpoint, adapter, prefix) into `dir`. */
+  exportTo(dir: string): void;
+  dispose(): void;
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+
+/** Mean of `lossOf` over batches of a fixed list (each in its own tidy). */
+function evalOver<T>(items: T[], batchSize: number, lossOf: (batch: T[]) => tf.Scalar): number {
+  const losses: number[] = [];
+  for (let i = 0; i < items.length; i += batchSize) losses.push(tf.tidy(() => lossOf(items.slice(i, i + batchSize)).dataSync()[0]));
+  return mean(losses);
+}
+
+function collateOptions(cfg: TrainConfig, tokenizer: Tokenizer) {
+  return { encoder: tokenizer, maxLength: cfg.data.maxLength, maxHyperLength: cfg.data.maxHyperLength };
+}
+
+function hyperFor(cfg: TrainConfig, model: LlamaModel, withTokenizer: Tokenizer): HyperLlama {
+  if (cfg.hyper.from) return loadHyperLlama(model, cfg.hyper.from).hyperllama;
+  const h = cfg.hyper;
+  const hl = new HyperLlama(model, {
+    k: h.k,
+    scheme: h.scheme,
+    hyper: { r: h.r, alpha: h.alpha, dropout: h.dropout, targetModules: h.targetModules },
+    downstream: h.downstreamR > 0 ? { r: h.downstreamR, alpha: 2 * h.downstreamR, targetModules: h.targetModules } : undefined,
+    seed: cfg.seed,
+  });
+  if (withTokenizer.numTokens !== model.config.vocabSize) {
+    throw new TrainerError('TOKENIZER_MISMATCH', `the tokenizer has ${withTokenizer.numTokens} tokens but the model's vocabSize is ${model.config.vocabSize}: gist ids must follow the vocabulary`, {
+      field: 'model.tokenizer',
+      expected: model.config.vocabSize,
+      actual: withTokenizer.numTokens,
+    });
+  }
+  return hl;
+}
+
+/** Saves a HyperLlama checkpoint plus its tokenizer (with gist tokens) under `dir/hyperllama`. */
+function exportHyper(hl: HyperLlama, tokenizer: Tokenizer, basePath: string, baseHash: string, dir: string): void {
+  const out = join(dir, 'hyperllama');
+  writeHyperLlama(hl, out, { basePath, tokenizer: 'tokenizer', baseHash });
+  saveTokenizer(tokenizer.withGistTokens(hl.k), join(out, 'tokenizer'));
+}
+
+export function buildJob(stage: Stage, cfg: TrainConfig): Job {
+  const tokenizer = resolveTokenizer(cfg);
+  switch (stage) {
+    case 'pretrain-base':
+      return pretrainJob(cfg, tokenizer);
+    case 'hyperpretrain':
+      return hyperpretrainJob(cfg, tokenizer);
+    case 'multitask':
+      return multitaskJob(cfg, tokenizer);
+    case 'prefix-tune':
+      return prefixTuneJob(cfg, tokenizer);
+  }
+}
+
+/** All weights of a Llama, from scratch (or from `model.base`), on corpus text mixed with training-family episodes. */
+function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
+  const { model } = resolveModel(cfg, tokenizer, true);
+  const params = Object.fromEntries(model.namedWeights());
+  const docs = resolveCorpus(cfg);
+  const { train } = resolveTasks(cfg);
+  const lengths = segmentLengths(cfg.data.seqLen);
+  let text = new CompressionSampler(docs, tokenizer, { seed: cfg.seed, lengths });
+  let episodes = new EpisodeSampler(train, { seed: cfg.seed, k: cfg.data.shots });
+  let mix = new Rng(cfg.seed).fork('mix');
+  const fewShotRow = (e: Episode) => {
+    const b = collateFewShot([e], { encoder: tokenizer, maxLength: cfg.data.maxLength });
+    return { ids: b.inputIds[0] };
+  };
+  const rowsFrom = (textSampler: CompressionSampler, episodeSampler: EpisodeSampler, rng: Rng, n: number) =>
+    Array.from({ length: n }, () => (rng.next() < cfg.data.textFraction ? { ids: textRow(textSampler, tokenizer.bosId) } : fewShotRow(episodeSampler.next())));
+  const evalRng = new Rng(cfg.seed).fork('eval');
+  const evalBatches = Array.from({ length: cfg.evalBatches }, (_, i) =>
+    padLm(rowsFrom(new CompressionSampler(docs, tokenizer, { seed: cfg.seed + 1000 + i, lengths }), new EpisodeSampler(train, { seed: cfg.seed + 1000 + i, k: cfg.data.shots }), evalRng, cfg.batchSize), tokenizer.padId),
+  );
+  return {
+    summary: `pretrain-base: ${Object.keys(params).length} tensors (${count(params)} parameters), ${docs.length} documents + ${train.length} training tasks`,
+    params,
+    next() {
+      const batch = padLm(rowsFrom(text, episodes, mix, cfg.batchSize), tokenizer.padId);
+      return { loss: () => plainLoss(model, batch, { training: true }), tokens: realTokens(batch) };
+    },
+    evaluate: () => mean(evalBatches.map((b) => tf.tidy(() => plainLoss(model, b).dataSync()[0]))),
+    getState: () => ({ text: text.getState(), episodes: episodes.getState(), mix: mix.getState() }),
+    setState(s) {
+      const st = s as { text: CompressionSamplerState; episodes: EpisodeSamplerState; mix: RngState };
+      text = new CompressionSampler(docs, tokenizer, { seed: cfg.seed, lengths }, st.text);
+      episodes = new EpisodeSampler(train, { seed: cfg.seed, k: cfg.data.shots }, st.episodes);
+      mix = Rng.fromState(st.mix);
+    },
+    exportTo(dir) {
+      saveLlama(model, join(dir, 'model'));
+      saveTokenizer(tokenizer, join(dir, 'model'));
+    },
+    dispose: () => model.dispose(),
+  };
+}
+
+/** Compression hyperpretraining on corpus text: `[BOS] A D <gists>` → prefix; the downstream reads B and predicts C. */
+function hyperpretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
+  const { model, basePath } = resolveModel(cfg, tokenizer, false);
+  const hl = hyperFor(cfg, model, tokenizer);
+  const baseHash = baseModelHash(model);
+  const docs = resolveCorpus(cfg);
+  const lengths = segmentLengths(cfg.data.seqLen);
+  const opts = { encoder: tokenizer, gistIds: hl.gistIds };
+  let sampler = new CompressionSampler(docs, tokenizer, { seed: cfg.seed, lengths });
+  const evalSampler = new CompressionSampler(docs, tokenizer, { seed: cfg.seed + 1000, lengths });
+  const evalBatches = Array.from({ length: cfg.evalBatches }, () => collateCompression(Array.from({ length: cfg.batchSize }, () => evalSampler.next()), opts));
+  const params = hl.trainableVariables();
+  return {
+    summary: `hyperpretrain: k=${hl.k} (${hl.scheme}), ${count(params)} trainable parameters, ${docs.length} documents`,
+    params,
+    next() {
+      const batch = collateCompression(Array.from({ length: cfg.batchSize }, () => sampler.next()), opts);
+      return { loss: () => hl.loss(batch, { training: true }), tokens: hyperTokens(batch) };
+    },
+    evaluate: () => mean(evalBatches.map((b) => tf.tidy(() => hl.loss(b).dataSync()[0]))),
+    getState: () => ({ text: sampler.getState() }),
+    setState(s) {
+      sampler = new CompressionSampler(docs, tokenizer, { seed: cfg.seed, lengths }, (s as { text: CompressionSamplerState }).text);
+    },
+    exportTo: (dir) => exportHyper(hl, tokenizer, basePath, baseHash, dir),
+    dispose() {
+      hl.dispose();
+      model.dispose();
+    },
+  };
+}
+
+function hyperTokens(batch: HyperBatch): number {
+  return realTokens(batch.hyper) + realTokens(batch.downstream);
+}
+
+/** Multi-task training on few-shot episodes of the training tasks, for HyperLlama or a baseline. */
+function multitaskJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
+  const { model, basePath } = resolveModel(cfg, tokenizer, false);
+  const baseHash = baseModelHash(model);
+  const { train, evalTasks } = resolveTasks(cfg);
+  const k = cfg.method === 'hyperllama' || cfg.method === 'icl' ? cfg.data.shots : 0;
+  let sampler = new EpisodeSampler(train, { seed: cfg.seed, k });
+  const evalEpisodes = fixedEpisodes(evalTasks, cfg.evalBatches * cfg.batchSize, cfg.seed + 1000, k);
+  const draw = () => Array.from({ length: cfg.batchSize }, () => sampler.next());
+  const copts = collateOptions(cfg, tokenizer);
+
+  let method: { params: Record<string, tf.Variable>; loss(eps: Episode[], training: boolean): tf.Scalar; tokens(eps: Episode[]): number; exportTo(dir: string): void; dispose(): void };
+  if (cfg.method === 'hyperllama') {
+    const hl = hyperFor(cfg, model, tokenizer);
+    const collate = (eps: Episode[]) => collateHyperLlama(eps, { ...copts, gistIds: hl.gistIds });
+    method = {
+      params: hl.trainableVariables(),
+      loss: (eps, training) => hl.loss(collate(eps), { training }),
+      tokens: (eps) => hyperTokens(collate(eps)),
+      exportTo: (dir) => exportHyper(hl, tokenizer, basePath, baseHash, dir),
+      dispose: () => hl.dispose(),
+    };
+  } else if (cfg.method === 'shared-prefix') {
+    const sample = collateZeroShot(fixedEpisodes(train, 4, cfg.seed + 2000, 0), copts).inputIds;
+    const pt = PrefixTuning.random(model, cfg.prefix.length, { sampleIds: sample, seed: cfg.seed });
+    const collate = (eps: Episode[]) => collateZeroShot(eps, copts);
+    method = {
+      params: pt.trainableVariables(),
+      loss: (eps, training) => pt.loss(model, collate(eps), { training }),
+      tokens: (eps) => realTokens(collate(eps)),
+      exportTo: (dir) => pt.save(join(dir, 'prefix.safetensors'), model, { base_model: basePath, base_hash: baseHash }),
+      dispose: () => pt.dispose(),
+    };
+  } else {
+    const adapter = cfg.method;
+    const h = cfg.hyper;
+    const lora = new LoraBaseline(model, adapter, { r: h.r, alpha: h.alpha, dropout: h.dropout, targetModules: h.targetModules, seed: cfg.seed });
+    const collate = (eps: Episode[]): LmBatch => (adapter === 'icl' ? collateFewShot(eps, copts) : collateZeroShot(eps, copts));
+    method = {
+      params: lora.trainableVariables(),
+      loss: (eps, training) => lora.loss(collate(eps), { training }),
+      tokens: (eps) => realTokens(collate(eps)),
+      exportTo(dir) {
+        saveAdapter(model, adapter, join(dir, 'adapter'), { baseModelNameOrPath: basePath });
+        saveTokenizer(tokenizer, join(dir, 'adapter', 'tokenizer'));
+      },
+      dispose() {},
+    };
+  }
+  return {
+    summary: `multitask --method ${cfg.method}: ${count(method.params)} trainable parameters, ${train.length} training tasks, ${k} shots`,
+    params: method.params,
+    next() {
+      const eps = draw();
+      return { loss: () => method.loss(eps, true), tokens: method.tokens(eps) };
+    },
+    evaluate: () => evalOver(evalEpisodes, cfg.batchSize, (eps) => method.loss(eps, false)),
+    getState: () => ({ episodes: sampler.getState() }),
+    setState(s) {
+      sampler = new EpisodeSampler(train, { seed: cfg.seed, k }, (s as { episodes: EpisodeSamplerState }).episodes);
+    },
+    exportTo: (dir) => method.exportTo(dir),
+    dispose() {
+      method.dispose();
+      model.dispose();
+    },
+  };
+}
+
+/**
+ * Prefix tuning on one task: trains a prefix on the task's example pool, evaluates on its instances (the curve
+ * goes to metrics.jsonl). With `prefix.hypernet`, the downstream model is that checkpoint's (its downstream adapter
+ * on, the hyper adapter off) whatever the initialisation, so that the three initialisations are comparable.
+ */
+function prefixTuneJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
+  const { model, basePath } = resolveModel(cfg, tokenizer, false);
+  const tasks = resolveTasks(cfg);
+  const task = pickTask(cfg, tasks.all, tasks.heldOutFamilies);
+  const copts = collateOptions(cfg, tokenizer);
+  const hyper = cfg.prefix.hypernet ? loadHyperLlama(model, cfg.prefix.hypernet).hyperllama : undefined;
+  if (hyper) setActiveAdapters(model, hyper.hasDownstreamAdapter ? ['downstream'] : []);
+  let pt: PrefixTuning;
+  if (cfg.prefix.init === 'random') {
+    const sample = collateZeroShot(task.examples.slice(0, 4).map((target) => ({ task, target })), copts).inputIds;
+    pt = PrefixTuning.random(model, cfg.prefix.length, { sampleIds: sample, seed: cfg.seed });
+  } else if (cfg.prefix.init === 'shared') {
+    if (!cfg.prefix.shared) throw new TrainerError('CONFIG_MISSING', 'prefix.shared: --init shared needs the shared prefix file (multitask --method shared-prefix output)', { field: 'prefix.shared' });
+    pt = PrefixTuning.load(cfg.prefix.shared, model);
+  } else {
+    if (!hyper) throw new TrainerError('CONFIG_MISSING', 'prefix.hypernet: --init hyper needs a HyperLlama checkpoint folder', { field: 'prefix.hypernet' });
+    if (hyper.scheme !== 'restart') throw new TrainerError('CONFIG_BAD_VALUE', `prefix.hypernet: --init hyper needs a "restart" checkpoint, got "${hyper.scheme}"`, { field: 'prefix.hypernet' });
+    const examples = new Rng(cfg.seed).fork('prefix-examples').sample(task.examples, Math.min(cfg.data.shots, task.examples.length));
+    const batch = collateHyperLlama([{ task, examples, target: examples[0] }], { ...copts, gistIds: hyper.gistIds });
+    const prefix = hyper.encode(batch.hyper);
+    setActiveAdapters(model, hyper.hasDownstreamAdapter ? ['downstream'] : []);
+    pt = PrefixTuning.fromPrefix(prefix);
+    tf.dispose([...prefix.keys, ...prefix.values]);
+  }
+  const pool: Task = { ...task, instances: task.examples };
+  let sampler = new EpisodeSampler([pool], { seed: cfg.seed, k: 0 });
+  const evalTargets = task.instances.slice(0, cfg.evalBatches * cfg.batchSize).map((target) => ({ task, target }));
+  const params = pt.trainableVariables();
+  return {
+    summary: `prefix-tune --init ${cfg.prefix.init}: task ${task.name}, prefix length ${pt.length}, ${task.examples.length} training examples, ${evalTargets.length} evaluation instances`,
+    params,
+    next() {
+      const batch = collateZeroShot(Array.from({ length: cfg.batchSize }, () => sampler.next()), copts);
+      return { loss: () => pt.loss(model, batch, { training: true }), tokens: realTokens(batch) };
+    },
+    evaluate: () => evalOver(evalTargets, cfg.batchSize, (eps) => pt.loss(model, collateZeroShot(eps, copts))),
+    getState: () => ({ episodes: sampler.getState() }),
+    setState(s) {
+      sampler = new EpisodeSampler([pool], { seed: cfg.seed, k: 0 }, (s as { episodes: EpisodeSamplerState }).episodes);
+    },
+    exportTo: (dir) => pt.save(join(dir, 'prefix.safetensors'), model, { task: task.name, init: cfg.prefix.init, base_model: basePath }),
+    dispose() {
+      pt.dispose();
+      hyper?.dispose();
+      model.dispose();
+    },
+  };
+}
+
+function pickTask(cfg: TrainConfig, all: Task[], heldOut: Task[]): Task {
+  if (cfg.prefix.task) {
+    const t = all.find((x) => x.name === cfg.prefix.task);
+    if (!t) throw new TrainerError('CONFIG_BAD_VALUE', `prefix.task: no task named "${cfg.prefix.task}" (have ${all.slice(0, 8).map((x) => x.name).join(', ')}…)`, { field: 'prefix.task', actual: cfg.prefix.task });
+    return t;
+  }
+  return heldOut[0] ?? all[all.length - 1];
+}
+
+function count(params: Record<string, tf.Variable>): number {
+  return Object.values(params).reduce((n, v) => n + v.size, 0);
+}

@@ -1,0 +1,122 @@
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  CompressionSampler,
+  EpisodeSampler,
+  defaultCorpus,
+  loadTasks,
+  readCorpus,
+  syntheticTasks,
+  type LmBatch,
+  type Task,
+  type TextDocument,
+} from '@hyperllama/datasets';
+import { createLlama, loadLlama, type LlamaConfig, type LlamaModel } from '@hyperllama/llama-model';
+import { loadTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
+import type { Stage, TrainConfig } from './config.js';
+import { TrainerError } from './errors.js';
+import { charTokenizer } from './tiny.js';
+
+/** The tokenizer: `model.tokenizer`, else the base directory's, else the built-in character tokenizer. */
+export function resolveTokenizer(cfg: TrainConfig): Tokenizer {
+  if (cfg.model.tokenizer) return loadTokenizer(cfg.model.tokenizer);
+  const base = cfg.model.base;
+  if (base && existsSync(base) && statSync(base).isDirectory() && (existsSync(join(base, 'tokenizer.json')) || existsSync(join(base, 'tokenizer.model')))) {
+    return loadTokenizer(base);
+  }
+  if (base) throw new TrainerError('CONFIG_BAD_VALUE', `model.tokenizer: the base "${base}" has no tokenizer.json / tokenizer.model; give model.tokenizer`, { field: 'model.tokenizer' });
+  return charTokenizer();
+}
+
+/** The Llama config of a from-scratch model: the `model.*` sizes and the tokenizer's vocabulary and special ids. */
+export function scratchConfig(cfg: TrainConfig, tokenizer: Tokenizer): LlamaConfig {
+  const m = cfg.model;
+  if (m.hiddenSize % m.numAttentionHeads !== 0) {
+    throw new TrainerError('CONFIG_BAD_VALUE', `model.hiddenSize: expected a multiple of model.numAttentionHeads (${m.numAttentionHeads}), got ${m.hiddenSize}`, { field: 'model.hiddenSize' });
+  }
+  if (m.numAttentionHeads % m.numKeyValueHeads !== 0) {
+    throw new TrainerError('CONFIG_BAD_VALUE', `model.numKeyValueHeads: expected a divisor of model.numAttentionHeads (${m.numAttentionHeads}), got ${m.numKeyValueHeads}`, { field: 'model.numKeyValueHeads' });
+  }
+  return {
+    vocabSize: tokenizer.numTokens,
+    hiddenSize: m.hiddenSize,
+    intermediateSize: m.intermediateSize,
+    numHiddenLayers: m.numHiddenLayers,
+    numAttentionHeads: m.numAttentionHeads,
+    numKeyValueHeads: m.numKeyValueHeads,
+    headDim: m.hiddenSize / m.numAttentionHeads,
+    maxPositionEmbeddings: m.maxPositionEmbeddings,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    tieWordEmbeddings: true,
+    bosTokenId: tokenizer.bosId,
+    eosTokenId: tokenizer.eosId,
+    padTokenId: tokenizer.padId,
+  };
+}
+
+/** The base model: `model.base` loaded, or the seeded random-init tiny default (identical for the same seed). */
+export function resolveModel(cfg: TrainConfig, tokenizer: Tokenizer, trainable: boolean): { model: LlamaModel; basePath: string } {
+  if (cfg.model.base) return { model: loadLlama(cfg.model.base, { trainable }), basePath: cfg.model.base };
+  const model = createLlama(scratchConfig(cfg, tokenizer), { seed: cfg.seed, std: cfg.model.initStd, trainable });
+  return { model, basePath: `random-init(seed=${cfg.seed})` };
+}
+
+export interface TaskSets {
+  train: Task[];
+  /** What periodic evaluation draws from: unseen parameter settings of the training families, or (for task files) the same tasks. */
+  evalTasks: Task[];
+  /** Every task (prefix-tune looks its task up here), held-out families last. */
+  all: Task[];
+  heldOutFamilies: Task[];
+}
+
+export function resolveTasks(cfg: TrainConfig): TaskSets {
+  if (cfg.data.tasks) {
+    const { tasks } = loadTasks(cfg.data.tasks);
+    return { train: tasks, evalTasks: tasks, all: tasks, heldOutFamilies: [] };
+  }
+  const split = syntheticTasks({ seed: cfg.seed });
+  return { train: split.train, evalTasks: split.heldOutParams, all: [...split.train, ...split.heldOutParams, ...split.heldOutFamilies], heldOutFamilies: split.heldOutFamilies };
+}
+
+export function resolveCorpus(cfg: TrainConfig): TextDocument[] {
+  return cfg.data.corpus ? readCorpus(cfg.data.corpus) : defaultCorpus();
+}
+
+/** A, B, C, D segment lengths that add up to `seqLen` (B and C, what the downstream reads, get the remainder). */
+export function segmentLengths(seqLen: number): { a: number; b: number; c: number; d: number } {
+  const q = Math.max(1, Math.floor(seqLen / 4));
+  return { a: q, b: q, c: Math.max(1, seqLen - 3 * q), d: q };
+}
+
+/** Right-padded LM rows; labels on every real token except BOS (plain language modelling) unless given. */
+export function padLm(rows: Array<{ ids: number[]; labels?: number[] }>, padId: number): LmBatch {
+  const width = Math.max(...rows.map((r) => r.ids.length));
+  const fill = <T>(xs: T[], v: T) => [...xs, ...Array<T>(width - xs.length).fill(v)];
+  return {
+    inputIds: rows.map((r) => fill(r.ids, padId)),
+    attentionMask: rows.map((r) => fill(r.ids.map(() => 1), 0)),
+    labels: rows.map((r) => fill(r.labels ?? r.ids.map((id, t) => (t === 0 ? -100 : id)), -100)),
+    lengths: rows.map((r) => r.ids.length),
+  };
+}
+
+/** Text windows of `seqLen` tokens (after BOS) from a compression sampler. */
+export function textRow(sampler: CompressionSampler, bosId: number): number[] {
+  const s = sampler.next();
+  return [bosId, ...s.a, ...s.b, ...s.c, ...s.d];
+}
+
+/** Fixed episodes for evaluation (a sampler of its own seed, so training data order is untouched). */
+export function fixedEpisodes(tasks: Task[], count: number, seed: number, k: number) {
+  const sampler = new EpisodeSampler(tasks, { seed, k });
+  return Array.from({ length: count }, () => sampler.next());
+}
+
+export const STAGE_OUTPUT: Record<Stage, string> = {
+  'pretrain-base': 'model',
+  hyperpretrain: 'hyperllama',
+  multitask: '(hyperllama | adapter | prefix.safetensors)',
+  'prefix-tune': 'prefix.safetensors',
+};

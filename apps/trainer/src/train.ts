@@ -1,0 +1,217 @@
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { HypernetError, patchWasmOneHot, resolveCheckpointDir, trainStep, writeDirAtomic } from '@hyperllama/hypernet';
+import {
+  AdamW,
+  fromFloat32,
+  initBackend,
+  lrSchedule,
+  readSafetensors,
+  toFloat32,
+  writeFileAtomic,
+  writeSafetensors,
+  type BackendName,
+} from '@hyperllama/runtime';
+import type { Stage, TrainConfig } from './config.js';
+import { TrainerError } from './errors.js';
+import { buildJob, type Job } from './jobs.js';
+import { Progress, type Io } from './progress.js';
+
+export const CHECKPOINT_DIR = 'checkpoint';
+export const FINAL_DIR = 'final';
+const TRAINABLE_FILE = 'trainable.safetensors';
+const OPTIMIZER_FILE = 'optimizer.safetensors';
+const STATE_FILE = 'state.json';
+
+export interface RunOptions {
+  out: string;
+  /** Continue the run in `out` from its last checkpoint. */
+  resume?: boolean;
+  io: Io;
+  /** Register SIGINT/SIGTERM handlers that checkpoint and stop (default true). */
+  handleSignals?: boolean;
+}
+
+export interface RunResult {
+  /** Steps completed (equals config.steps unless interrupted). */
+  step: number;
+  interrupted: boolean;
+  /** Training loss of the first and last step of this process; held-out loss before training (NaN when resumed) and at the end. */
+  firstLoss: number;
+  lastLoss: number;
+  initialEvalLoss: number;
+  evalLoss: number;
+  tokensPerSecond: number;
+  checkpoint: string;
+  final?: string;
+}
+
+interface SavedState {
+  stage: Stage;
+  step: number;
+  data: unknown;
+}
+
+/**
+ * Run one training stage. Writes into `out`: `config.json` (the resolved configuration), `metrics.jsonl` (one JSON
+ * object per logged step and per evaluation), `checkpoint/` (every `saveEvery` steps, at the end, and on
+ * SIGINT/SIGTERM, written atomically: trainable weights, optimizer state, data position, plus the stage's outputs)
+ * and, when all steps are done, `final/` with the stage's outputs.
+ */
+export async function runStage(stage: Stage, cfg: TrainConfig, opts: RunOptions): Promise<RunResult> {
+  const out = resolve(opts.out);
+  mkdirSync(out, { recursive: true });
+  const backend = await initBackend({ backend: cfg.backend as BackendName, threads: cfg.threads || undefined });
+  if (backend.name === 'wasm') patchWasmOneHot();
+  opts.io.log(`backend: ${backend.name} (${backend.reason})`);
+
+  const job = buildJob(stage, cfg);
+  opts.io.log(job.summary);
+  const optimizer = new AdamW(job.params, { lr: cfg.lr, weightDecay: cfg.weightDecay });
+  const schedule = lrSchedule({ type: cfg.schedule, lr: cfg.lr, warmupSteps: Math.min(cfg.warmupSteps, cfg.steps - 1), totalSteps: cfg.steps, minLr: cfg.schedule === 'constant' ? 0 : cfg.lr * 0.1 });
+  const metricsFile = join(out, 'metrics.jsonl');
+  const checkpointDir = join(out, CHECKPOINT_DIR);
+  let step = 0;
+  if (opts.resume) {
+    step = restore(checkpointDir, stage, job, optimizer);
+    truncateMetrics(metricsFile, step);
+    opts.io.log(`resumed from ${checkpointDir} at step ${step}`);
+  } else {
+    writeFileSync(metricsFile, '');
+  }
+  const metric = (m: Record<string, unknown>) => appendFileSync(metricsFile, JSON.stringify(m) + '\n');
+  const initialEval = opts.resume ? NaN : job.evaluate(); // the curve's starting point
+  if (!opts.resume) metric({ step: 0, evalLoss: initialEval });
+  writeFileAtomic(join(out, 'config.json'), JSON.stringify({ stage, ...cfg }, null, 2) + '\n');
+
+  let savedAt = step;
+  const save = () => {
+    writeDirAtomic(checkpointDir, (tmp) => saveCheckpoint(tmp, stage, cfg, step, job, optimizer));
+    savedAt = step;
+  };
+  let stopSignal: NodeJS.Signals | null = null;
+  const onSignal = (s: NodeJS.Signals) => {
+    stopSignal = s;
+  };
+  if (opts.handleSignals !== false) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
+  const progress = new Progress(opts.io, cfg.steps, cfg.logEvery);
+  const result: RunResult = { step, interrupted: false, firstLoss: NaN, lastLoss: NaN, initialEvalLoss: initialEval, evalLoss: NaN, tokensPerSecond: 0, checkpoint: checkpointDir };
+  let tokens = 0;
+  const started = performance.now();
+  try {
+    while (step < cfg.steps) {
+      const lr = schedule(step);
+      const batch = job.next();
+      let loss: number;
+      let gradNorm: number;
+      try {
+        ({ loss, gradNorm } = trainStep(job.params, optimizer, batch.loss, { lr, maxGradNorm: cfg.maxGradNorm > 0 ? cfg.maxGradNorm : undefined }));
+      } catch (e) {
+        if (e instanceof HypernetError && e.code === 'HYPERNET_NON_FINITE_LOSS') {
+          const last = resolveCheckpointDir(checkpointDir);
+          throw new TrainerError('NON_FINITE_LOSS', `step ${step + 1}: ${e.message}. ${last ? `The last good checkpoint is ${last} (step ${readState(last).step}); ` : 'No checkpoint was written yet; '}try a lower --lr or a smaller maxGradNorm`, {
+            step: step + 1,
+            checkpoint: last ?? null,
+          });
+        }
+        throw e;
+      }
+      step++;
+      tokens += batch.tokens;
+      const seconds = (performance.now() - started) / 1000;
+      result.tokensPerSecond = tokens / seconds;
+      if (Number.isNaN(result.firstLoss)) result.firstLoss = loss;
+      result.lastLoss = loss;
+      metric({ step, loss, lr, gradNorm, tokens: batch.tokens, tokensPerSecond: Math.round(result.tokensPerSecond), seconds: Math.round(seconds * 10) / 10 });
+      progress.update(step, loss, result.tokensPerSecond);
+      if ((cfg.evalEvery > 0 && step % cfg.evalEvery === 0) || step === cfg.steps) {
+        result.evalLoss = job.evaluate();
+        metric({ step, evalLoss: result.evalLoss });
+        progress.note(`step ${step}: held-out loss ${result.evalLoss.toFixed(4)}`);
+      }
+      if ((cfg.saveEvery > 0 && step % cfg.saveEvery === 0) || step === cfg.steps) save();
+      await new Promise((r) => setImmediate(r)); // lets SIGINT/SIGTERM handlers run
+      if (stopSignal) {
+        if (savedAt !== step) save();
+        progress.note(`${stopSignal}: checkpoint written to ${checkpointDir} at step ${step}; continue with --resume ${out}`);
+        result.interrupted = true;
+        break;
+      }
+    }
+    if (!result.interrupted && step === cfg.steps) {
+      writeDirAtomic(join(out, FINAL_DIR), (tmp) => job.exportTo(tmp));
+      result.final = join(out, FINAL_DIR);
+    }
+  } finally {
+    progress.done();
+    if (opts.handleSignals !== false) {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+    optimizer.dispose();
+    job.dispose();
+  }
+  result.step = step;
+  return result;
+}
+
+function saveCheckpoint(dir: string, stage: Stage, cfg: TrainConfig, step: number, job: Job, optimizer: AdamW): void {
+  const tensors = new Map(Object.entries(job.params).map(([name, v]) => [name, fromFloat32(v.dataSync() as Float32Array, v.shape)]));
+  writeSafetensors(join(dir, TRAINABLE_FILE), tensors, { format: 'pt' });
+  const { tensors: opt, metadata } = optimizer.stateEntries();
+  writeSafetensors(join(dir, OPTIMIZER_FILE), opt, metadata);
+  const state: SavedState = { stage, step, data: job.getState() };
+  writeFileSync(join(dir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ stage, ...cfg }, null, 2) + '\n');
+  job.exportTo(dir);
+}
+
+function readState(dir: string): SavedState {
+  const file = join(dir, STATE_FILE);
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as SavedState;
+  } catch (e) {
+    throw new TrainerError('CHECKPOINT_BAD', `${file}: cannot read the training state (${(e as Error).message})`, { file });
+  }
+}
+
+/** Load weights, optimizer state and data position from the last good checkpoint; returns its step. */
+function restore(checkpointDir: string, stage: Stage, job: Job, optimizer: AdamW): number {
+  const dir = resolveCheckpointDir(checkpointDir);
+  if (!dir) throw new TrainerError('CHECKPOINT_NOT_FOUND', `${checkpointDir}: no checkpoint to resume from`, { file: checkpointDir });
+  const state = readState(dir);
+  if (state.stage !== stage) {
+    throw new TrainerError('CHECKPOINT_STAGE', `${dir}: the checkpoint is from stage "${state.stage}", not "${stage}"`, { file: dir, expected: stage, actual: state.stage });
+  }
+  const file = join(dir, TRAINABLE_FILE);
+  const { tensors } = readSafetensors(file);
+  const names = Object.keys(job.params);
+  const missing = names.filter((n) => !tensors.has(n));
+  if (missing.length > 0 || tensors.size !== names.length) {
+    throw new TrainerError('CHECKPOINT_MISMATCH', `${file}: holds ${tensors.size} tensors, the run trains ${names.length} (missing: ${missing.slice(0, 5).join(', ')})`, { file, missing });
+  }
+  for (const [name, v] of Object.entries(job.params)) {
+    const e = tensors.get(name)!;
+    if (e.shape.join(',') !== v.shape.join(',')) {
+      throw new TrainerError('CHECKPOINT_MISMATCH', `${file}: ${name} has shape [${e.shape}], the run's is [${v.shape}]`, { file, field: name });
+    }
+    tf.tidy(() => v.assign(tf.tensor(toFloat32(e, name), v.shape, 'float32')));
+  }
+  const optFile = readSafetensors(join(dir, OPTIMIZER_FILE));
+  optimizer.loadStateEntries(optFile.tensors, optFile.metadata, join(dir, OPTIMIZER_FILE));
+  job.setState(state.data);
+  return state.step;
+}
+
+/** Drop metric lines past `step` (written after the checkpoint a resumed run continues from). */
+function truncateMetrics(file: string, step: number): void {
+  if (!existsSync(file)) return;
+  const kept = readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line.trim() !== '' && (JSON.parse(line) as { step: number }).step <= step);
+  writeFileSync(file, kept.map((l) => l + '\n').join(''));
+}

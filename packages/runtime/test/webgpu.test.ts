@@ -1,0 +1,61 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BackendError, Rng, disposeBackend, initBackend } from '../src/index.js';
+
+// The webgpu backend on whatever adapter this machine has (on a machine without a GPU: Mesa's llvmpipe through
+// OpenGL ES) must compute what the pure-JS cpu backend computes, forward and backward, on the ops of a Llama step.
+const started = await initBackend({ backend: 'webgpu' }).then(
+  (info) => ({ ok: true as const, why: info.reason }),
+  (e: unknown) => ({ ok: false as const, why: e instanceof BackendError ? e.message : String(e) }),
+);
+if (!started.ok) console.warn(`[webgpu.test] skipped: ${started.why}`);
+
+describe.skipIf(!started.ok)(`webgpu backend (${started.why})`, () => {
+  afterAll(async () => {
+    await disposeBackend();
+  });
+
+  const rng = new Rng(11);
+  const host = (shape: number[]) => ({ data: rng.normalArray(shape.reduce((a, b) => a * b, 1), 0, 0.5), shape });
+
+  /** A small attention + SwiGLU + cross-entropy graph; returns the loss and the gradients of every input. */
+  function lossAndGrads(inputs: Record<string, { data: Float32Array; shape: number[] }>) {
+    return tf.tidy(() => {
+      const names = Object.keys(inputs);
+      const ts = names.map((n) => tf.tensor(inputs[n].data, inputs[n].shape));
+      const ids = tf.tensor1d([3, 1, 4, 1, 5, 9, 2, 6], 'int32');
+      const labels = tf.tensor1d([1, 4, 1, 5, 9, 2, 6, 5], 'int32');
+      const f = (emb: tf.Tensor, norm: tf.Tensor, wqk: tf.Tensor, w1: tf.Tensor, w2: tf.Tensor) => {
+        const x = tf.gather(emb, ids) as tf.Tensor2D; // [8, 16]
+        const h = tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), 1e-6))), norm);
+        const qk = tf.reshape(tf.matMul(h, wqk), [2, 4, 2, 16]).transpose([0, 2, 1, 3]); // [2, 2, 4, 16]
+        const probs = tf.softmax(tf.matMul(qk, qk, false, true)); // [2, 2, 4, 4]
+        const attn = tf.reshape(tf.transpose(tf.matMul(probs, qk), [0, 2, 1, 3]), [8, 32]);
+        const g = tf.matMul(attn, w1); // [8, 24]
+        const y = tf.add(h, tf.matMul(tf.mul(g, tf.sigmoid(g)), w2)); // [8, 16]
+        const logits = tf.matMul(y, emb, false, true); // [8, V]
+        return tf.mean(tf.sub(tf.logSumExp(logits, 1), tf.sum(tf.mul(logits, tf.oneHot(labels, 12)), 1))) as tf.Scalar;
+      };
+      const { value, grads } = tf.valueAndGrads(f)(ts);
+      return [value, ...grads];
+    });
+  }
+
+  it('matches the cpu backend on a forward and backward pass', async () => {
+    const inputs = { emb: host([12, 16]), norm: host([16]), wqk: host([16, 32]), w1: host([32, 24]), w2: host([24, 16]) };
+    tf.setBackend('cpu');
+    const expected = await Promise.all(lossAndGrads(inputs).map(async (t) => ({ data: await t.data(), t })));
+    tf.setBackend('webgpu');
+    const got = lossAndGrads(inputs);
+    for (let i = 0; i < got.length; i++) {
+      const g = await got[i].data();
+      const e = expected[i].data;
+      expect(g.length).toBe(e.length);
+      let maxDiff = 0;
+      for (let j = 0; j < g.length; j++) maxDiff = Math.max(maxDiff, Math.abs(g[j] - e[j]));
+      expect(maxDiff, `output ${i}`).toBeLessThan(1e-4);
+      expect(Array.from(e).some((x) => x !== 0)).toBe(true);
+    }
+    tf.dispose([...got, ...expected.map((x) => x.t)]);
+  });
+});
