@@ -145,6 +145,10 @@ export async function main(argv: string[], io: Io = processIo, stdout: (s: strin
     io.log(`checkpoint: ${result.checkpoint}`);
     return result.interrupted ? 130 : 0;
   } catch (e) {
+    if (e instanceof RangeError || /out of memory|allocation failed|Invalid (typed )?array length/i.test((e as Error).message ?? '')) {
+      io.log(`hyperllama-train ${stage}: error OUT_OF_MEMORY: ${(e as Error).message}. Lower batchSize, data.maxLength / data.maxHyperLength / data.seqLen, or the model size.`);
+      return 1;
+    }
     if (e instanceof HyperLlamaError) {
       io.log(`hyperllama-train ${stage}: error ${e.code}: ${e.message}`);
       return e.code === 'USAGE' ? 2 : 1;

@@ -36,6 +36,8 @@ import { fixedEpisodes, padLm, resolveCorpus, resolveModel, resolveTasks, resolv
 export interface Job {
   /** One line saying what trains on what. */
   summary: string;
+  /** The model the job trains (its LoRA dropout Rngs are part of a checkpoint). */
+  model: LlamaModel;
   params: Record<string, tf.Variable>;
   /** Draw the next training batch (advancing the data position); its loss and token count. */
   next(): { loss: () => tf.Scalar; tokens: number };
@@ -124,6 +126,7 @@ function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
     padLm(rowsFrom(new CompressionSampler(docs, tokenizer, { seed: cfg.seed + 1000 + i, lengths }), new EpisodeSampler(train, { seed: cfg.seed + 1000 + i, k: cfg.data.shots }), evalRng, cfg.batchSize), tokenizer.padId),
   );
   return {
+    model,
     summary: `pretrain-base: ${Object.keys(params).length} tensors (${count(params)} parameters), ${docs.length} documents + ${train.length} training tasks`,
     params,
     next() {
@@ -159,6 +162,7 @@ function hyperpretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
   const evalBatches = Array.from({ length: cfg.evalBatches }, () => collateCompression(Array.from({ length: cfg.batchSize }, () => evalSampler.next()), opts));
   const params = hl.trainableVariables();
   return {
+    model,
     summary: `hyperpretrain: k=${hl.k} (${hl.scheme}), ${count(params)} trainable parameters, ${docs.length} documents`,
     params,
     next() {
@@ -232,6 +236,7 @@ function multitaskJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
     };
   }
   return {
+    model,
     summary: `multitask --method ${cfg.method}: ${count(method.params)} trainable parameters, ${train.length} training tasks, ${k} shots`,
     params: method.params,
     next() {
@@ -285,6 +290,7 @@ function prefixTuneJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
   const evalTargets = task.instances.slice(0, cfg.evalBatches * cfg.batchSize).map((target) => ({ task, target }));
   const params = pt.trainableVariables();
   return {
+    model,
     summary: `prefix-tune --init ${cfg.prefix.init}: task ${task.name}, prefix length ${pt.length}, ${task.examples.length} training examples, ${evalTargets.length} evaluation instances`,
     params,
     next() {

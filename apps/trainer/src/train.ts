@@ -1,7 +1,8 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { HypernetError, patchWasmOneHot, resolveCheckpointDir, trainStep, writeDirAtomic } from '@hyperllama/hypernet';
+import { getDropoutRngStates, listAdapters, setDropoutRngStates } from '@hyperllama/lora';
+import { HypernetError, resolveCheckpointDir, trainStep, writeDirAtomic } from '@hyperllama/hypernet';
 import {
   AdamW,
   fromFloat32,
@@ -51,6 +52,8 @@ interface SavedState {
   stage: Stage;
   step: number;
   data: unknown;
+  /** Per LoRA adapter, its dropout Rng states (so resumed runs draw the same masks). */
+  dropout: Record<string, ReturnType<typeof getDropoutRngStates>>;
 }
 
 /**
@@ -63,7 +66,6 @@ export async function runStage(stage: Stage, cfg: TrainConfig, opts: RunOptions)
   const out = resolve(opts.out);
   mkdirSync(out, { recursive: true });
   const backend = await initBackend({ backend: cfg.backend as BackendName, threads: cfg.threads || undefined });
-  if (backend.name === 'wasm') patchWasmOneHot();
   opts.io.log(`backend: ${backend.name} (${backend.reason})`);
 
   const job = buildJob(stage, cfg);
@@ -164,7 +166,8 @@ function saveCheckpoint(dir: string, stage: Stage, cfg: TrainConfig, step: numbe
   writeSafetensors(join(dir, TRAINABLE_FILE), tensors, { format: 'pt' });
   const { tensors: opt, metadata } = optimizer.stateEntries();
   writeSafetensors(join(dir, OPTIMIZER_FILE), opt, metadata);
-  const state: SavedState = { stage, step, data: job.getState() };
+  const dropout = Object.fromEntries(listAdapters(job.model).map((a) => [a, getDropoutRngStates(job.model, a)]));
+  const state: SavedState = { stage, step, data: job.getState(), dropout };
   writeFileSync(join(dir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ stage, ...cfg }, null, 2) + '\n');
   job.exportTo(dir);
@@ -204,6 +207,7 @@ function restore(checkpointDir: string, stage: Stage, job: Job, optimizer: AdamW
   const optFile = readSafetensors(join(dir, OPTIMIZER_FILE));
   optimizer.loadStateEntries(optFile.tensors, optFile.metadata, join(dir, OPTIMIZER_FILE));
   job.setState(state.data);
+  for (const [adapter, states] of Object.entries(state.dropout ?? {})) setDropoutRngStates(job.model, adapter, states);
   return state.step;
 }
 

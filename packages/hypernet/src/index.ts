@@ -28,4 +28,3 @@ export {
   type SaveHyperLlamaOptions,
 } from './checkpoint.js';
 export { trainStep, type TrainStepOptions } from './train-step.js';
-export { patchWasmOneHot } from './wasm-fix.js';

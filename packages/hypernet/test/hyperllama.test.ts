@@ -6,7 +6,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EpisodeSampler, collateHyperLlama, collateZeroShot, makeSyntheticTask, type HyperBatch } from '@hyperllama/datasets';
 import { AdamW, disposeBackend, initBackend } from '@hyperllama/runtime';
 import { HyperLlama, HypernetError, PrefixTuning, loadHyperLlama, prefixedHidden, saveHyperLlama, trainStep } from '../src/index.js';
-import { patchWasmOneHot } from '../src/wasm-fix.js';
 import { charEncoder, snapshot, tinyModel, varData } from './helpers.js';
 
 const tasks = ['c1', 'c2'].map((v) => makeSyntheticTask('constant', v, { seed: 1, numExamples: 8, numInstances: 8 }));
@@ -18,7 +17,6 @@ function batchFor(hl: HyperLlama, seed: number, size = 3): HyperBatch {
 
 beforeAll(async () => {
   await initBackend({ backend: 'wasm', threads: 1 });
-  patchWasmOneHot();
 });
 afterAll(() => disposeBackend());
 

@@ -3,12 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EpisodeSampler, collateHyperLlama, collateZeroShot, makeSyntheticTask, type Episode } from '@hyperllama/datasets';
 import { AdamW, disposeBackend, initBackend } from '@hyperllama/runtime';
 import { HyperLlama, LoraBaseline, trainStep } from '../src/index.js';
-import { patchWasmOneHot } from '../src/wasm-fix.js';
 import { charEncoder, tinyModel } from './helpers.js';
 
 beforeAll(async () => {
   await initBackend({ backend: 'wasm', threads: 1 });
-  patchWasmOneHot();
 });
 afterAll(() => disposeBackend());
 

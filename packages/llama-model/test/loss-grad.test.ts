@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLlama, findDenseBase, lmLoss, type LlamaConfig, type LlamaModel } from '../src/index.js';
+import { createLlama, findDenseBase, lmLoss, type LinearModule, type LlamaConfig, type LlamaModel } from '../src/index.js';
 
 const config: LlamaConfig = {
   vocabSize: 29,
@@ -18,12 +18,21 @@ const config: LlamaConfig = {
   eosTokenId: 2,
 };
 
-let model: LlamaModel;
+let model: LlamaModel; // tied head: the fused loss on the embedding table
+let untied: LlamaModel; // dense lm_head: the fused loss on [D, V]
+let wrapped: LlamaModel; // lm_head behind a wrapper: the generic chunked loss
+let frozen: LlamaModel; // untied, every weight frozen but layers.1.self_attn.v_proj: the fused loss without dW
 beforeAll(async () => {
   await tf.setBackend('cpu');
   model = createLlama(config, { seed: 11, std: 0.4 });
+  untied = createLlama({ ...config, tieWordEmbeddings: false }, { seed: 12, std: 0.4 });
+  wrapped = createLlama({ ...config, tieWordEmbeddings: false }, { seed: 12, std: 0.4 });
+  frozen = createLlama({ ...config, tieWordEmbeddings: false }, { seed: 13, std: 0.4, trainable: false });
+  findDenseBase(frozen.getLinear('layers.1.self_attn.v_proj'))!.weight.trainable = true;
+  const head = wrapped.getLinear('lm_head');
+  wrapped.setLinear('lm_head', { inFeatures: head.inFeatures, outFeatures: head.outFeatures, apply: (x: tf.Tensor2D) => head.apply(x), dispose: () => head.dispose(), base: head } as LinearModule);
 });
-afterAll(() => model.dispose());
+afterAll(() => [model, untied, wrapped, frozen].forEach((m) => m.dispose()));
 
 const inputs = [
   [1, 4, 9, 16, 25, 7],
@@ -34,16 +43,17 @@ const labels = [
   [1, 3, 5, 7, 11, -100],
 ];
 
-function lossValue(extra: Parameters<LlamaModel['forward']>[0] = {}, chunkRows?: number): number {
+function lossValue(extra: Parameters<LlamaModel['forward']>[0] = {}, chunkRows?: number, m = model): number {
   return tf.tidy(() => {
-    const { hidden } = model.forward({ inputIds: tf.tensor2d(inputs, undefined, 'int32'), returnHidden: true, ...extra });
-    return lmLoss(model, hidden!, tf.tensor2d(labels, undefined, 'int32'), { chunkRows }).dataSync()[0];
+    const { hidden } = m.forward({ inputIds: tf.tensor2d(inputs, undefined, 'int32'), returnHidden: true, ...extra });
+    return lmLoss(m, hidden!, tf.tensor2d(labels, undefined, 'int32'), { chunkRows }).dataSync()[0];
   });
 }
 
 describe('lmLoss', () => {
-  it('is the mean cross-entropy of labels[t+1] given the logits at t over non-ignored labels (HF shift)', () => {
-    const logits = tf.tidy(() => model.forward({ inputIds: tf.tensor2d(inputs, undefined, 'int32') }).logits!.arraySync()) as number[][][];
+  it.each(['tied', 'untied', 'wrapped'] as const)('is the mean cross-entropy of labels[t+1] given the logits at t over non-ignored labels (HF shift; %s head)', (kind) => {
+    const m = { tied: model, untied, wrapped }[kind];
+    const logits = tf.tidy(() => m.forward({ inputIds: tf.tensor2d(inputs, undefined, 'int32') }).logits!.arraySync()) as number[][][];
     let total = 0;
     let count = 0;
     for (let b = 0; b < inputs.length; b++) {
@@ -58,12 +68,14 @@ describe('lmLoss', () => {
       }
     }
     expect(count).toBe(8);
-    expect(lossValue()).toBeCloseTo(total / count, 5);
+    expect(lossValue({}, undefined, m)).toBeCloseTo(total / count, 5);
   });
 
   it('does not depend on the chunk size', () => {
-    expect(lossValue({}, 1)).toBeCloseTo(lossValue({}, 1000), 6);
-    expect(lossValue({}, 3)).toBeCloseTo(lossValue({}, 1000), 6);
+    for (const m of [model, wrapped]) {
+      expect(lossValue({}, 1, m)).toBeCloseTo(lossValue({}, 1000, m), 6);
+      expect(lossValue({}, 3, m)).toBeCloseTo(lossValue({}, 1000, m), 6);
+    }
   });
 });
 
@@ -78,17 +90,24 @@ function directional(set: (sign: number) => void, eps: number, loss: () => numbe
 }
 
 describe('gradients match finite differences', () => {
-  it('for a linear weight (layers.0.self_attn.q_proj)', () => {
-    const weight = findDenseBase(model.getLinear('layers.0.self_attn.q_proj'))!.weight;
+  it.each([
+    ['layers.0.self_attn.q_proj', 'tied'],
+    ['lm_head', 'untied'],
+    ['lm_head', 'wrapped'],
+    ['layers.1.self_attn.v_proj', 'frozen'],
+  ] as const)('for a linear weight (%s, %s head)', (name, kind) => {
+    const m = { tied: model, untied, wrapped, frozen }[kind];
+    const weight = findDenseBase(m.getLinear(name))!.weight;
     const original = weight.clone();
+    const loss = () => lossValue({}, undefined, m);
     const { grads, value } = tf.variableGrads(() => {
-      const { hidden } = model.forward({ inputIds: tf.tensor2d(inputs, undefined, 'int32'), returnHidden: true });
-      return lmLoss(model, hidden!, tf.tensor2d(labels, undefined, 'int32'));
+      const { hidden } = m.forward({ inputIds: tf.tensor2d(inputs, undefined, 'int32'), returnHidden: true });
+      return lmLoss(m, hidden!, tf.tensor2d(labels, undefined, 'int32'));
     }, [weight]);
     const g = grads[weight.name];
     const direction = tf.randomNormal(weight.shape, 0, 1, 'float32', 5);
     const predicted = tf.sum(tf.mul(g, direction)).dataSync()[0];
-    const measured = directional((s) => weight.assign(tf.tidy(() => tf.add(original, tf.mul(direction, s)))), 1e-3, () => lossValue());
+    const measured = directional((s) => weight.assign(tf.tidy(() => tf.add(original, tf.mul(direction, s)))), 1e-3, loss);
     expect(Math.abs(predicted)).toBeGreaterThan(1e-3);
     expect(Math.abs(measured - predicted)).toBeLessThan(2e-3 * Math.max(1, Math.abs(predicted)));
     // and one element at a time, for the largest entries of the gradient
@@ -96,7 +115,7 @@ describe('gradients match finite differences', () => {
     const top = Array.from(flat.keys()).sort((a, b) => Math.abs(flat[b]) - Math.abs(flat[a])).slice(0, 3);
     for (const i of top) {
       const unit = tf.tidy(() => tf.reshape(tf.oneHot([i], flat.length, 1, 0, 'float32'), weight.shape));
-      const fd = directional((s) => weight.assign(tf.tidy(() => tf.add(original, tf.mul(unit, s)))), 1e-3, () => lossValue());
+      const fd = directional((s) => weight.assign(tf.tidy(() => tf.add(original, tf.mul(unit, s)))), 1e-3, loss);
       expect(Math.abs(fd - flat[i])).toBeLessThan(2e-3 * Math.max(1, Math.abs(flat[i])));
       unit.dispose();
     }

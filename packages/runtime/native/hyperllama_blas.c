@@ -28,6 +28,20 @@
     }                                                                                 \
   } while (0)
 
+/* Products below this many multiply-adds run on one thread: waking OpenBLAS's workers costs more than they save
+ * (decoding one token is hundreds of such products). */
+#define SMALL_PRODUCT (1 << 22)
+static int max_threads = 0;  /* setThreads(n); 0 = OpenBLAS's own choice */
+static int current_threads = 0;
+
+static void use_threads(int n) {
+  if (n < 1) n = current_threads ? current_threads : openblas_get_num_threads();
+  if (n != current_threads) {
+    openblas_set_num_threads(n);
+    current_threads = n;
+  }
+}
+
 static bool float_view(napi_env env, napi_value v, float **data, size_t *length) {
   bool is_typed = false;
   napi_typedarray_type type;
@@ -68,9 +82,20 @@ static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "HYPERLLAMA_NATIVE", "sgemmBatched: sizes exceed the arrays");
     return NULL;
   }
+  use_threads(batch * m * n * k < SMALL_PRODUCT ? 1 : max_threads);
   for (int64_t i = 0; i < batch; i++) {
+    float *ai = a + i * stride_a, *bi = b + i * stride_b, *ci = c + i * m * n;
+    // Matrix-vector products (decoding one token) run 2-3x faster as sgemv than as sgemm in OpenBLAS.
+    if (m == 1) {  // c[n] = op(B)ᵀ a: B stored [k, n], or [n, k] when transposed
+      cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, tb ? (int)n : (int)k, tb ? (int)k : (int)n, 1.0f, bi, tb ? (int)k : (int)n, ai, 1, 0.0f, ci, 1);
+      continue;
+    }
+    if (n == 1) {  // c[m] = op(A) b: A stored [m, k], or [k, m] when transposed
+      cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, ta ? (int)k : (int)m, ta ? (int)m : (int)k, 1.0f, ai, ta ? (int)m : (int)k, bi, 1, 0.0f, ci, 1);
+      continue;
+    }
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, 1.0f,
-                a + i * stride_a, ta ? (int)m : (int)k, b + i * stride_b, tb ? (int)k : (int)n, 0.0f, c + i * m * n, (int)n);
+                ai, ta ? (int)m : (int)k, bi, tb ? (int)k : (int)n, 0.0f, ci, (int)n);
   }
   return NULL;
 }
@@ -149,7 +174,8 @@ static napi_value set_threads(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "HYPERLLAMA_NATIVE", "setThreads takes a positive integer");
     return NULL;
   }
-  openblas_set_num_threads(n);
+  max_threads = n;
+  use_threads(n);
   return NULL;
 }
 

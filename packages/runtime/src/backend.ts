@@ -21,8 +21,10 @@ export type MatMulPath = 'auto' | 'native' | 'xnnpack' | 'stock';
 export interface BackendOptions {
   /** Which backend to use; `auto` (default) tries tensorflow, then wasm, then cpu. `HYPERLLAMA_BACKEND` overrides. */
   backend?: BackendName;
-  /** wasm threads (default: all cores, at most 8). 1 disables the pthread pool. */
+  /** Threads for wasm's matMuls (OpenBLAS's, with the native addon) and its pthread pool (default: all cores, at most 8). */
   threads?: number;
+  /** wasm pthread pool size (default: 1 when matMuls run on the native addon, else `threads`). 1 disables the pool. */
+  wasmThreads?: number;
   /** Print the choice and its reason once to stderr (default false). */
   verbose?: boolean;
   /** wasm matMul path (default `auto`). */
@@ -34,8 +36,10 @@ export interface BackendInfo {
   name: 'tensorflow' | 'wasm' | 'cpu' | 'webgpu';
   /** Why it was chosen, including what was tried and failed. */
   reason: string;
-  /** wasm thread count actually in use (1 for other backends). */
+  /** wasm pthread pool threads actually in use (1 for other backends). */
   threads: number;
+  /** Threads that run matMuls (OpenBLAS's with the native addon, else the wasm pool's; 1 for other backends). */
+  matMulThreads: number;
   /** What runs matMuls: `openblas`, `xnnpack` or `stock` on wasm; `backend` elsewhere. */
   matMul: 'openblas' | 'xnnpack' | 'stock' | 'backend';
 }
@@ -109,7 +113,15 @@ function enableWasmThreads(): void {
   };
 }
 
-async function initWasm(threads: number, path: MatMulPath): Promise<{ threads: number; matMul: BackendInfo['matMul']; note: string }> {
+interface WasmSetup {
+  /** wasm pool threads in use. */
+  threads: number;
+  matMul: BackendInfo['matMul'];
+  matMulThreads: number;
+  note: string;
+}
+
+async function initWasm(threads: number, wasmThreads: number | undefined, path: MatMulPath): Promise<WasmSetup> {
   if (wasmRemoved) {
     throw new BackendError('WASM_DISPOSED', 'the wasm backend was disposed in this process and cannot be initialised again');
   }
@@ -119,15 +131,18 @@ async function initWasm(threads: number, path: MatMulPath): Promise<{ threads: n
     throw new BackendError('WASM_FILES_MISSING', `the wasm binaries are missing from ${dist}`, { file: dist });
   }
   wasm.setWasmPaths(`${dist}/`);
-  if (threads > 1) {
+  const native = path === 'auto' || path === 'native' ? loadNativeBlas() : { blas: null, why: `matMul "${path}" requested` };
+  if (path === 'native' && !native.blas) throw new BackendError('NATIVE_UNAVAILABLE', `native matMul unavailable: ${native.why}`);
+  // With OpenBLAS doing the matMuls on every core, the remaining (memory-bound) wasm ops run best on one thread:
+  // a second pool thread would compete with OpenBLAS's workers (PyTorch's fastest 2-core setting is the same split).
+  const pool = wasmThreads ?? (native.blas ? 1 : threads);
+  if (pool > 1) {
     enableWasmThreads();
     tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
-    wasm.setThreadsCount(threads);
+    wasm.setThreadsCount(pool);
   } else {
     tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
   }
-  const native = path === 'auto' || path === 'native' ? loadNativeBlas() : { blas: null, why: `matMul "${path}" requested` };
-  if (path === 'native' && !native.blas) throw new BackendError('NATIVE_UNAVAILABLE', `native matMul unavailable: ${native.why}`);
   native.blas?.setThreads(threads);
   registerWasmKernels({ native: native.blas, fastMatMul: path !== 'stock' });
   const matMul = native.blas ? 'openblas' : path === 'stock' ? 'stock' : 'xnnpack';
@@ -136,13 +151,14 @@ async function initWasm(threads: number, path: MatMulPath): Promise<{ threads: n
   // the core count from os.cpus(), so show it enough cores while the backend starts.
   const os = require('node:os') as { cpus: () => unknown[] };
   const realCpus = os.cpus;
-  if (threads > 1) os.cpus = () => Array.from({ length: 2 * threads }, (_, i) => realCpus()[i % realCpus().length]);
+  if (pool > 1) os.cpus = () => Array.from({ length: 2 * pool }, (_, i) => realCpus()[i % realCpus().length]);
   try {
     if (!(await tf.setBackend('wasm'))) throw new BackendError('WASM_INIT_FAILED', 'tf.setBackend("wasm") returned false');
   } finally {
     os.cpus = realCpus;
   }
-  return { threads: threads > 1 ? wasm.getThreadsCount() : 1, matMul, note };
+  const used = pool > 1 ? wasm.getThreadsCount() : 1;
+  return { threads: used, matMul, matMulThreads: native.blas ? threads : used, note };
 }
 
 /**
@@ -164,6 +180,9 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   if (!Number.isInteger(threads) || threads < 1) {
     throw new BackendError('BAD_THREADS', `threads must be a positive integer, got ${threads}`, { field: 'threads', actual: threads });
   }
+  if (options.wasmThreads !== undefined && !(Number.isInteger(options.wasmThreads) && options.wasmThreads >= 1)) {
+    throw new BackendError('BAD_THREADS', `wasmThreads must be a positive integer, got ${options.wasmThreads}`, { field: 'wasmThreads', actual: options.wasmThreads });
+  }
   if (current && (requested === 'auto' || requested === current.name)) return current;
   if (current) await disposeBackend();
 
@@ -174,7 +193,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   if (requested === 'tensorflow' || requested === 'auto') {
     const tfn = await tryTensorflow();
     if (tfn.ok && (await tf.setBackend('tensorflow'))) {
-      info = { name: 'tensorflow', reason: `${source}: native TensorFlow from ${tfn.pkg}`, threads: 1, matMul: 'backend' };
+      info = { name: 'tensorflow', reason: `${source}: native TensorFlow from ${tfn.pkg}`, threads: 1, matMul: 'backend', matMulThreads: 1 };
     } else if (requested === 'tensorflow') {
       throw new BackendError('BACKEND_UNAVAILABLE', `backend "tensorflow" is unavailable: ${tfn.ok ? 'setBackend failed' : tfn.why}`, {
         actual: 'tensorflow',
@@ -186,15 +205,21 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   if (requested === 'webgpu') {
     try {
       const adapter = await initWebGPU();
-      info = { name: 'webgpu', reason: `${source}: WebGPU on the ${adapter}`, threads: 1, matMul: 'backend' };
+      info = { name: 'webgpu', reason: `${source}: WebGPU on the ${adapter}`, threads: 1, matMul: 'backend', matMulThreads: 1 };
     } catch (e) {
       throw new BackendError('BACKEND_UNAVAILABLE', `backend "webgpu" failed to initialise: ${(e as Error).message}`, { actual: 'webgpu' });
     }
   }
   if (!info && (requested === 'wasm' || requested === 'auto')) {
     try {
-      const used = await initWasm(threads, options.matMul ?? 'auto');
-      info = { name: 'wasm', reason: [source, ...notes, `wasm with XNNPACK, ${used.threads} thread(s)`, used.note].join('; '), threads: used.threads, matMul: used.matMul };
+      const used = await initWasm(threads, options.wasmThreads, options.matMul ?? 'auto');
+      info = {
+        name: 'wasm',
+        reason: [source, ...notes, `wasm with XNNPACK, ${used.threads} thread(s)`, used.note].join('; '),
+        threads: used.threads,
+        matMul: used.matMul,
+        matMulThreads: used.matMulThreads,
+      };
     } catch (e) {
       if (requested === 'wasm') {
         throw new BackendError('BACKEND_UNAVAILABLE', `backend "wasm" failed to initialise: ${(e as Error).message}`, {
@@ -206,7 +231,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   }
   if (!info) {
     await tf.setBackend('cpu');
-    info = { name: 'cpu', reason: [source, ...notes, 'pure-JS cpu backend'].join('; '), threads: 1, matMul: 'backend' };
+    info = { name: 'cpu', reason: [source, ...notes, 'pure-JS cpu backend'].join('; '), threads: 1, matMul: 'backend', matMulThreads: 1 };
   }
   await tf.ready();
   silenceCpuBanner();

@@ -9,6 +9,9 @@ import type { NativeBlas } from './native.js';
  *   big product, and runs other batches as a loop of batch-1 products. Autograd's matMul gradients (which use the
  *   transposed forms) go through the same kernel, so they are fast too.
  * - `UnsortedSegmentSum`: missing on wasm, and needed by `gather`'s gradient (embedding lookups).
+ * - `Identity`: tfjs-wasm copies the data, and autograd clones (Identity) every tensor it saves for the backward pass,
+ *   so a training step copied its weights and activations once more. Tensors are immutable (a Variable's `assign`
+ *   swaps its data id), so the override shares the data with a reference count, as the cpu backend does.
  * With the optional native addon, `BatchMatMul` instead calls OpenBLAS's sgemm on the tensors' wasm memory (transposes
  * and batches handled by BLAS itself); broadcast patterns it does not cover fall back to the wasm path.
  */
@@ -19,6 +22,7 @@ interface WasmBackendLike {
   typedArrayFromHeap(t: TensorInfo): Float32Array | Int32Array | Uint8Array;
   disposeData(dataId: object): boolean;
   readSync(dataId: object): tf.backend_util.BackendValues;
+  incRef(dataId: object): void;
 }
 type KernelFn = (args: { inputs: Record<string, TensorInfo>; backend: unknown; attrs?: Record<string, unknown> }) => TensorInfo | TensorInfo[];
 
@@ -158,6 +162,12 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
     return [losses, dlogits];
   };
 
+  const identity: KernelFn = ({ inputs, backend }) => {
+    const { x } = inputs;
+    (backend as WasmBackendLike).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+
   const unsortedSegmentSum: KernelFn = ({ inputs, backend, attrs }) => {
     const be = backend as WasmBackendLike;
     const { x, segmentIds } = inputs;
@@ -179,6 +189,20 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
     return out;
   };
 
+  const oneHotConfig = kernelConfig('OneHot');
+  const originalOneHot = oneHotConfig.kernelFunc as unknown as KernelFn;
+  const cast = kernel('Cast');
+  const oneHot: KernelFn = (args) => {
+    const attrs = args.attrs ?? {};
+    const onValue = (attrs.onValue as number | undefined) ?? 1;
+    const offValue = (attrs.offValue as number | undefined) ?? 0;
+    if (attrs.dtype !== 'float32' || !Number.isInteger(onValue) || !Number.isInteger(offValue)) return originalOneHot(args);
+    const ints = originalOneHot({ ...args, attrs: { ...attrs, dtype: 'int32' } }) as TensorInfo;
+    const out = cast({ inputs: { x: ints }, backend: args.backend, attrs: { dtype: 'float32' } }) as TensorInfo;
+    (args.backend as WasmBackendLike).disposeData(ints.dataId);
+    return out;
+  };
+
   // The wasm BatchMatMul is also what the public tf.matMul calls, so unregister-then-register replaces it.
   const chosen = native ? nativeBatchMatMul : options.fastMatMul === false ? null : fastBatchMatMul;
   if (chosen) {
@@ -186,9 +210,20 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
     // Keep the original setupFunc: it binds the wasm export that the original kernel calls.
     tf.registerKernel({ ...batchMatMulConfig, kernelFunc: chosen as unknown as tf.KernelFunc });
   }
+  if (options.fastMatMul !== false) {
+    const identityConfig = kernelConfig('Identity');
+    const copy = identityConfig.kernelFunc as unknown as KernelFn;
+    tf.unregisterKernel('Identity', 'wasm');
+    tf.registerKernel({
+      ...identityConfig,
+      kernelFunc: ((args: Parameters<KernelFn>[0]) => (args.inputs.x.dtype === 'string' ? copy(args) : identity(args))) as unknown as tf.KernelFunc,
+    });
+  }
   if (native && !tf.getKernel(SOFTMAX_CE_KERNEL, 'wasm')) {
     tf.registerKernel({ kernelName: SOFTMAX_CE_KERNEL, backendName: 'wasm', kernelFunc: softmaxCrossEntropy as unknown as tf.KernelFunc });
   }
+  tf.unregisterKernel('OneHot', 'wasm');
+  tf.registerKernel({ ...oneHotConfig, kernelFunc: oneHot as unknown as tf.KernelFunc });
   if (!tf.getKernel('UnsortedSegmentSum', 'wasm')) {
     tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc });
   }

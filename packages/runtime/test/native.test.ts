@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Rng, disposeBackend, initBackend, loadNativeBlas } from '../src/index.js';
+import { Rng, disposeBackend, initBackend, linearCrossEntropy, loadNativeBlas, softmaxCrossEntropyWithGrad } from '../src/index.js';
 
 // The optional OpenBLAS matMul (native/build.mjs) must give what the pure-JS cpu backend gives, for every form of
 // product autograd and attention produce: transposed operands, batches, a shared operand, broadcasting.
@@ -45,6 +45,11 @@ describe.skipIf(!native.blas)(`native matMul on wasm (${native.why})`, () => {
     [[2, 3, 6, 5], [5, 4], false, false], // shared right operand (folded into one product)
     [[2, 3, 5, 6], [4, 5], true, true],
     [[6, 5], [3, 5, 4], false, false], // shared left operand
+    [[1, 5], [5, 9], false, false], // matrix-vector products (sgemv)
+    [[5, 1], [9, 5], true, true],
+    [[3, 1, 5], [3, 5, 9], false, false],
+    [[7, 5], [5, 1], false, false],
+    [[5, 7], [1, 5], true, true],
     [[2, 1, 6, 5], [1, 3, 5, 4], false, false], // two-sided broadcast (falls back to the wasm kernel)
     [[3, 0, 5], [3, 5, 4], false, false], // empty
     [[3, 4, 0], [3, 0, 2], false, false], // zero inner size: zeros
@@ -74,5 +79,34 @@ describe.skipIf(!native.blas)(`native matMul on wasm (${native.why})`, () => {
       expect(maxDiff(got[i], expected[i])).toBeLessThan(1e-3);
       expect(expected[i].some((x) => x !== 0)).toBe(true);
     }
+  });
+
+  it('computes the fused softmax cross-entropy (losses and dlogits) as the cpu backend composes it', () => {
+    const logits = random([9, 301]);
+    const targets = [0, 300, -100, 17, 301, 5, 5, 299, 1];
+    const weights = [1, 0.5, 1, 2, 1, 0, 1, 1, 3];
+    const run = () =>
+      tf.tidy(() => {
+        const r = softmaxCrossEntropyWithGrad(tf.tensor2d(logits.data, logits.shape as [number, number]), tf.tensor1d(targets, 'int32'), tf.tensor1d(weights));
+        return [r.losses.dataSync(), r.dlogits.dataSync()];
+      });
+    const expected = on('cpu', run);
+    const got = run();
+    expect(maxDiff(got[0], expected[0])).toBeLessThan(1e-5);
+    expect(maxDiff(got[1], expected[1])).toBeLessThan(1e-6);
+  });
+
+  it('gives the cpu backend gradients of linearCrossEntropy', () => {
+    const [h, w] = [random([10, 8]), random([8, 50])];
+    const targets = [1, 2, 3, -100, 49, 0, 7, 7, 8, 9];
+    const run = () =>
+      tf.tidy(() => {
+        const f = (ht: tf.Tensor, wt: tf.Tensor) => linearCrossEntropy(ht as tf.Tensor2D, wt as tf.Tensor2D, tf.tensor1d(targets, 'int32'), tf.ones([10]) as tf.Tensor1D, { chunkRows: 4 });
+        const { value, grads } = tf.valueAndGrads(f)([tf.tensor(h.data, h.shape), tf.tensor(w.data, w.shape)]);
+        return [value, ...grads].map((t) => t.dataSync());
+      });
+    const expected = on('cpu', run);
+    const got = run();
+    for (let i = 0; i < got.length; i++) expect(maxDiff(got[i], expected[i]), `output ${i}`).toBeLessThan(1e-4);
   });
 });

@@ -9,7 +9,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 let info: BackendInfo;
 
 beforeAll(async () => {
-  info = await initBackend({ backend: 'auto', threads: 2 });
+  // The pure-wasm path (XNNPACK with explicit transposes); test/native.test.ts covers the optional OpenBLAS one.
+  info = await initBackend({ backend: 'auto', threads: 2, matMul: 'xnnpack' });
 });
 afterAll(async () => {
   await disposeBackend();
@@ -110,6 +111,14 @@ describe('wasm kernels', () => {
     }
   });
 
+  it('gives float32 one-hot vectors the values 0 and 1 (stock tfjs-wasm writes integer bit patterns)', () => {
+    if (info.name !== 'wasm') return;
+    const v = tf.tidy(() => tf.oneHot(tf.tensor1d([2, 0], 'int32'), 3, 1, 0, 'float32').dataSync());
+    expect(Array.from(v)).toEqual([0, 0, 1, 1, 0, 0]);
+    const ints = tf.tidy(() => tf.oneHot(tf.tensor1d([1], 'int32'), 2).dataSync());
+    expect(Array.from(ints)).toEqual([0, 1]);
+  });
+
   it('does not leak tensors through the overridden kernels', () => {
     if (info.name !== 'wasm') return;
     const run = () => tf.tidy(() => tf.matMul(tf.ones([3, 4, 5]), tf.ones([3, 6, 5]), false, true).dataSync());
@@ -127,7 +136,7 @@ describe('process exit', () => {
     const script = `
       import * as tf from '@tensorflow/tfjs';
       import { initBackend, disposeBackend } from ${JSON.stringify(join(here, '../src/index.ts'))};
-      const info = await initBackend({ backend: 'wasm', threads: 2 });
+      const info = await initBackend({ backend: 'wasm', threads: 2, matMul: 'xnnpack' });
       const y = tf.matMul(tf.ones([64, 64]), tf.ones([64, 64]));
       console.log(info.threads, y.dataSync()[0]);
       await disposeBackend();

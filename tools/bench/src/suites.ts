@@ -6,6 +6,7 @@ export const SUITES: Record<string, () => Promise<{ run: Suite }>> = {
   model: () => import('./suites/model.js'),
   tokenizer: () => import('./suites/tokenizer.js'),
   lora: () => import('./suites/lora.js'),
+  hypernet: () => import('./suites/hypernet.js'),
 };
 
 /** Backends each suite runs on by default. */
@@ -15,4 +16,5 @@ export const DEFAULT_BACKENDS: Record<string, string[]> = {
   // Pure JS: the backend does not matter, cpu starts fastest.
   tokenizer: ['cpu'],
   lora: ['wasm-1t'],
+  hypernet: ['wasm'],
 };

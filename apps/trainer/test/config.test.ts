@@ -1,0 +1,91 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { SCHEMA, STAGES, TrainerError, defaultConfig, main, resolveConfig, stageHelp } from '../src/index.js';
+import { memoryIo } from './helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'trainer-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+function error(f: () => unknown): TrainerError {
+  try {
+    f();
+  } catch (e) {
+    return e as TrainerError;
+  }
+  throw new Error('expected an error');
+}
+
+/** Every leaf path of the schema. */
+function leafPaths(schema: Record<string, unknown>, prefix = ''): string[] {
+  return Object.entries(schema).flatMap(([k, v]) => {
+    const path = prefix ? `${prefix}.${k}` : k;
+    return typeof (v as { kind?: unknown }).kind === 'string' && typeof (v as { help?: unknown }).help === 'string' ? [path] : leafPaths(v as Record<string, unknown>, path);
+  });
+}
+
+describe('configuration', () => {
+  it('reads YAML and JSON alike; flags override the file', () => {
+    const yaml = file('a.yaml', 'steps: 7\nlr: 0.5\nhyper:\n  k: 3\n  targetModules: [q_proj, v_proj]\ndata:\n  tasks: /x/tasks\n');
+    const json = file('a.json', JSON.stringify({ steps: 7, lr: 0.5, hyper: { k: 3, targetModules: ['q_proj', 'v_proj'] }, data: { tasks: '/x/tasks' } }));
+    const fromYaml = resolveConfig('multitask', { config: yaml });
+    expect(fromYaml).toEqual(resolveConfig('multitask', { config: json }));
+    expect(fromYaml).toMatchObject({ steps: 7, lr: 0.5, hyper: { k: 3, targetModules: ['q_proj', 'v_proj'], r: 8 }, data: { tasks: '/x/tasks' } });
+    const overridden = resolveConfig('multitask', { config: yaml, steps: '9', method: 'icl', set: ['hyper.k=5', 'data.tasks=null'] });
+    expect(overridden).toMatchObject({ steps: 9, method: 'icl', hyper: { k: 5 }, data: { tasks: null } });
+  });
+
+  it('rejects unknown keys and bad values, naming the key path', () => {
+    const unknown = error(() => resolveConfig('multitask', { config: file('u.yaml', 'hyper:\n  kk: 3\n') }));
+    expect(unknown).toBeInstanceOf(TrainerError);
+    expect(unknown.code).toBe('CONFIG_UNKNOWN_KEY');
+    expect(unknown.message).toContain('"hyper.kk"');
+    const badValue = error(() => resolveConfig('multitask', { config: file('b.json', '{"hyper": {"k": 0}}') }));
+    expect(badValue.code).toBe('CONFIG_BAD_VALUE');
+    expect(badValue.message).toMatch(/"hyper\.k": expected an integer ≥ 1, got 0/);
+    expect(error(() => resolveConfig('multitask', { method: 'telepathy' })).message).toMatch(/"method": expected one of hyperllama, icl, zero-shot, shared-prefix/);
+    expect(error(() => resolveConfig('multitask', { steps: 'many' })).message).toContain('"steps"');
+    expect(error(() => resolveConfig('multitask', { set: ['nope.x=1'] })).code).toBe('CONFIG_UNKNOWN_KEY');
+    expect(error(() => resolveConfig('multitask', { config: file('c.yaml', 'steps: [1, 2\n') })).code).toBe('CONFIG_BAD_SYNTAX');
+  });
+
+  it('--help of each stage explains every option it uses', async () => {
+    for (const stage of STAGES) {
+      const help = stageHelp(stage);
+      for (const path of leafPaths(SCHEMA as Record<string, unknown>)) {
+        if (path === 'method' && stage !== 'multitask') continue;
+        if ((path === 'prefix.init' || path === 'data.textFraction') && stage !== (path === 'prefix.init' ? 'prefix-tune' : 'pretrain-base')) continue;
+        expect(help, `${stage} ${path}`).toContain(`  ${path} `);
+      }
+      let printed = '';
+      expect(await main([stage, '--help'], memoryIo(), (s) => (printed += s))).toBe(0);
+      expect(printed).toBe(help + '\n');
+      expect(help).toContain(JSON.stringify(defaultConfig(stage).steps));
+    }
+    const io = memoryIo();
+    expect(await main(['multitask', '--bogus'], io, () => {})).toBe(2);
+    expect(io.lines.join('\n')).toMatch(/USAGE.*bogus/);
+    expect(await main(['fly'], memoryIo(), () => {})).toBe(2);
+  });
+});
+
+describe('progress', () => {
+  it('draws a bar on a terminal and writes log lines every logEvery steps otherwise', async () => {
+    const { Progress } = await import('../src/index.js');
+    const bar: string[] = [];
+    const tty = new Progress({ isTTY: true, log: () => {}, status: (l) => bar.push(l) }, 10, 5);
+    tty.update(5, 1.23456, 1000);
+    expect(bar[0]).toMatch(/^\[#{12}\.{12}\] step 5\/10 {2}loss 1\.2346 {2}1000 tok\/s {2}ETA \d+s$/);
+    const lines: string[] = [];
+    const plain = new Progress({ isTTY: false, log: (l) => lines.push(l), status: () => {} }, 10, 5);
+    for (let s = 1; s <= 10; s++) plain.update(s, 1, 10);
+    expect(lines.map((l) => l.split('  ')[0])).toEqual(['step 5/10', 'step 10/10']);
+  });
+});

@@ -1,0 +1,63 @@
+// Training throughput of every hyperllama-train stage on the tiny default configuration (a random-init 2-layer,
+// 64-wide Llama, the built-in character tokenizer, synthetic tasks, the default corpus): real tokens per second of
+// optimizer steps (forward + backward + AdamW), hyper-pass and downstream tokens both counted for HyperLlama.
+import * as tf from '@tensorflow/tfjs';
+import { patchWasmOneHot, trainStep } from '@hyperllama/hypernet';
+import { AdamW } from '@hyperllama/runtime';
+import { buildJob, defaultConfig, type Stage, type TrainConfig } from '@hyperllama/trainer';
+
+export interface BenchRow {
+  suite: string;
+  name: string;
+  backend: string;
+  metric: string;
+  value: number;
+  unit: string;
+  runs?: number[];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+const CASES: Array<{ name: string; stage: Stage; patch?: Partial<TrainConfig> }> = [
+  { name: 'pretrain-base', stage: 'pretrain-base' },
+  { name: 'hyperpretrain', stage: 'hyperpretrain' },
+  { name: 'multitask hyperllama', stage: 'multitask', patch: { method: 'hyperllama' } },
+  { name: 'multitask icl', stage: 'multitask', patch: { method: 'icl' } },
+  { name: 'multitask zero-shot', stage: 'multitask', patch: { method: 'zero-shot' } },
+  { name: 'multitask shared-prefix', stage: 'multitask', patch: { method: 'shared-prefix' } },
+  { name: 'prefix-tune (random)', stage: 'prefix-tune', patch: { prefix: { ...defaultConfig('prefix-tune').prefix, init: 'random' } } },
+];
+
+export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
+  const backend = tf.getBackend();
+  if (backend === 'wasm') patchWasmOneHot();
+  const chunks = opts.quick ? 3 : 5;
+  const stepsPerChunk = opts.quick ? 2 : 4;
+  const rows: BenchRow[] = [];
+  for (const c of CASES) {
+    const cfg = { ...defaultConfig(c.stage), ...c.patch } as TrainConfig;
+    const job = buildJob(c.stage, cfg);
+    const optimizer = new AdamW(job.params, { lr: 1e-3, weightDecay: 0 });
+    const step = () => {
+      const batch = job.next();
+      trainStep(job.params, optimizer, batch.loss, { maxGradNorm: 1 });
+      return batch.tokens;
+    };
+    step(); // warm-up (kernel compilation, first allocations)
+    const runs: number[] = [];
+    for (let i = 0; i < chunks; i++) {
+      const t0 = performance.now();
+      let tokens = 0;
+      for (let s = 0; s < stepsPerChunk; s++) tokens += step();
+      runs.push(tokens / ((performance.now() - t0) / 1000));
+    }
+    rows.push({ suite: 'hypernet', name: `train ${c.name} (tiny default, batch ${cfg.batchSize})`, backend, metric: 'train throughput', value: median(runs), unit: 'tokens/s', runs });
+    optimizer.dispose();
+    job.dispose();
+  }
+  return rows;
+}
