@@ -4,6 +4,8 @@ import { convertCommand } from './commands/convert.js';
 import { generateCommand } from './commands/generate.js';
 import { compressCommand } from './commands/compress.js';
 import { runCommand } from './commands/run.js';
+import { defaultCommand } from './commands/default.js';
+import { analyzeCommand } from './commands/analyze.js';
 
 /** Subcommands of `hyperllama-eval`; later commands register here. */
 export const commands: Record<string, Command> = {
@@ -11,6 +13,8 @@ export const commands: Record<string, Command> = {
   generate: generateCommand,
   run: runCommand,
   compress: compressCommand,
+  default: defaultCommand,
+  analyze: analyzeCommand,
 };
 
 function usage(): string {

@@ -2,10 +2,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync }
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HyperLlama, saveHyperLlama } from '@hyperllama/hypernet';
 import { loadLlama } from '@hyperllama/llama-model';
+import { disposeBackend, initBackend } from '@hyperllama/runtime';
 import { convertModel, runCli, type Io } from '../src/index.js';
 
 const SHARED = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'shared');
@@ -28,7 +28,7 @@ describe.skipIf(missing !== undefined)(`hyperllama-eval run on real data (needs 
   let ckpt: string;
 
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await initBackend({ backend: 'wasm' }); // the pure-JS cpu backend is ~100× slower on these sequence lengths
     tmp = mkdtempSync(join(tmpdir(), 'hyperllama-real-'));
     modelDir = join(tmp, 'stories260K');
     convertModel({ from: join(STORIES, 'stories260K.bin'), tokenizer: join(STORIES, 'tok512.bin'), out: modelDir });
@@ -40,13 +40,16 @@ describe.skipIf(missing !== undefined)(`hyperllama-eval run on real data (needs 
     hl.dispose();
     model.dispose();
   });
-  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  afterAll(async () => {
+    rmSync(tmp, { recursive: true, force: true });
+    await disposeBackend();
+  });
 
   it('scores MetaICL tasks by rank classification and an S-NI task by ROUGE-L, writing a well-formed report', async () => {
     const metaicl = join(tmp, 'metaicl');
     mkdirSync(metaicl);
     for (const dir of METAICL) symlinkSync(dir, join(metaicl, dir.split('/').pop()!));
-    const common = ['--checkpoint', ckpt, '--methods', 'zero-shot,icl,hyperllama', '--shots', '4', '--max-instances', '4', '--max-new-tokens', '8', '--max-length', '512', '--backend', 'cpu'];
+    const common = ['--checkpoint', ckpt, '--methods', 'zero-shot,icl,hyperllama', '--shots', '4', '--max-instances', '4', '--max-new-tokens', '8', '--max-length', '512', '--backend', 'wasm'];
     const a = await cli('run', '--tasks', metaicl, '--out', join(tmp, 'metaicl-report'), ...common);
     expect(a.stderr).not.toMatch(/error/i);
     expect(a.code).toBe(0);

@@ -49,3 +49,4 @@ export {
   type PrefixTuningOptions,
   type EvaluateOptions,
 } from './protocols.js';
+export * from './analyses/index.js';

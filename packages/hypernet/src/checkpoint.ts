@@ -6,7 +6,7 @@ import type { LlamaModel } from '@hyperllama/llama-model';
 import { loadAdapter, readAdapterConfig, saveAdapter, type PeftLoraConfig } from '@hyperllama/lora';
 import { fromFloat32, readSafetensors, toFloat32, writeFileAtomic, writeSafetensors } from '@hyperllama/runtime';
 import { HypernetError, bad } from './errors.js';
-import { HyperLlama, type AdapterOptions } from './hyperllama.js';
+import { HyperLlama, type AdapterOptions, type DownstreamView } from './hyperllama.js';
 
 export const HYPERNET_CONFIG_FILE = 'hypernet_config.json';
 export const GIST_EMBEDDINGS_FILE = 'gist_embeddings.safetensors';
@@ -23,6 +23,8 @@ export interface HypernetConfigJson {
   /** Where the tokenizer (with its gist tokens) lives, relative to the checkpoint when inside it; null if unknown. */
   tokenizer: string | null;
   adapters: { hyper: string; downstream: string | null };
+  /** Written only when not the standard `gists` (an attention-mask ablation). */
+  downstream_view?: DownstreamView;
 }
 
 /**
@@ -104,6 +106,7 @@ export function writeHyperLlama(hl: HyperLlama, dir: string, opts: SaveHyperLlam
     base_model: { path: basePath, hash: opts.baseHash ?? baseModelHash(hl.model) },
     tokenizer: opts.tokenizer ?? null,
     adapters: { hyper: 'hyper', downstream: hl.hasDownstreamAdapter ? 'downstream' : null },
+    ...(hl.downstreamView === 'gists' ? {} : { downstream_view: hl.downstreamView }),
   };
   writeFileAtomic(join(dir, HYPERNET_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
 }
@@ -159,6 +162,7 @@ export function loadHyperLlama(model: LlamaModel, dir: string, opts: { baseHash?
     hyper: adapterOptions(readAdapterConfig(hyperDir)),
     downstream: downDir ? adapterOptions(readAdapterConfig(downDir)) : undefined,
     gistEmbeddings: toFloat32(entry, 'gist_embeddings'),
+    downstreamView: config.downstream_view,
   });
   loadAdapter(model, hyperDir, 'hyper');
   if (downDir) loadAdapter(model, downDir, 'downstream');

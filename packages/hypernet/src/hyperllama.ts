@@ -4,7 +4,8 @@ import {
   downstreamMask,
   downstreamPositionIds,
   extractGistPrefix,
-  gistMask,
+  gistVisibility,
+  toAdditiveMask,
   positionIdsFromMask,
   positionTensor,
   type GistPrefix,
@@ -32,12 +33,38 @@ export interface HyperLlamaOptions {
   seed?: number;
   /** Gist embedding rows [k, D] to start from instead of the default initialisation (e.g. from a checkpoint). */
   gistEmbeddings?: Float32Array;
+  /** What the downstream tokens may see (attention-mask ablations; default `gists`). */
+  downstreamView?: DownstreamView;
+}
+
+/**
+ * What the downstream tokens attend to: `gists` (HyperLlama: the k gists' keys and values only);
+ * `examples-and-gists` (positive control, no compression: the keys and values of the whole hyper input, examples and
+ * gists, at the positions the hyper pass gave them; downstream positions continue after the last gist);
+ * `nothing` (negative control: the gist columns are hidden, so the downstream pass reads its own tokens only).
+ */
+export type DownstreamView = 'gists' | 'examples-and-gists' | 'nothing';
+
+export const DOWNSTREAM_VIEWS: readonly DownstreamView[] = ['gists', 'examples-and-gists', 'nothing'];
+
+export interface EncodeOptions {
+  training?: boolean;
+  /**
+   * Per row, the first column of the (padded) hyper input that the gists may attend to, besides the row's first real
+   * token (BOS): the gists then see only the examples from there on ("gists that see only the last m examples").
+   * Earlier tokens still reach the gists indirectly through the later tokens that attended to them. Default: all.
+   */
+  gistViewFrom?: readonly number[];
 }
 
 export const DEFAULT_HYPER_LORA: AdapterOptions = { r: 8, alpha: 16, dropout: 0, targetModules: 'all-linear' };
 
-/** A downstream pass's own prefix: per row, where its position ids start (default: the prefix length). */
-export type PrefixLike = KVPrefix & { positionOffsets?: number[] };
+/**
+ * A downstream pass's own prefix: per row, where its position ids start (default: the prefix length), and which
+ * prefix columns it may attend to (`attentionMask` [B or 1, P], 1 = visible; default all). `generate` and the KV
+ * cache ignore `attentionMask`: give it only to {@link prefixedHidden} (training and scoring passes).
+ */
+export type PrefixLike = KVPrefix & { positionOffsets?: number[]; attentionMask?: number[][] };
 
 /**
  * HyperLlama (Phang 2024): one base Llama used twice. The hyper pass runs it with the `hyper` LoRA on
@@ -59,6 +86,7 @@ export class HyperLlama {
   readonly hasDownstreamAdapter: boolean;
   readonly hyperAdapter: Required<Pick<AdapterOptions, 'r' | 'alpha' | 'dropout'>> & AdapterOptions;
   readonly downstreamAdapter: AdapterOptions | undefined;
+  readonly downstreamView: DownstreamView;
 
   /** Injects the adapters into `model` (which it then owns together with the caller) and creates the gist rows. */
   constructor(
@@ -70,6 +98,8 @@ export class HyperLlama {
     this.k = k;
     this.scheme = opts.scheme ?? 'restart';
     if (this.scheme !== 'restart' && this.scheme !== 'continue') bad('HYPERNET_BAD_OPTION', 'scheme', '"restart" or "continue"', this.scheme);
+    this.downstreamView = opts.downstreamView ?? 'gists';
+    if (!DOWNSTREAM_VIEWS.includes(this.downstreamView)) bad('HYPERNET_BAD_OPTION', 'downstreamView', DOWNSTREAM_VIEWS.map((v) => `"${v}"`).join(', '), this.downstreamView);
     const V = model.config.vocabSize;
     const D = model.config.hiddenSize;
     this.gistIds = Array.from({ length: k }, (_, i) => V + i);
@@ -102,10 +132,11 @@ export class HyperLlama {
 
   /**
    * The hyper pass: `hyper.inputIds` [B, H] (`[BOS] examples… <gists>`, left-padded, from `collateHyperLlama` or
-   * `collateCompression`) → a prefix [B, nKvHeads, k, headDim] per layer, with per-row downstream position offsets.
-   * Differentiable; the caller disposes the prefix (outside a tidy).
+   * `collateCompression`) → a prefix [B, nKvHeads, k, headDim] per layer, with per-row downstream position offsets
+   * (under the `examples-and-gists` view: [B, nKvHeads, H, headDim] with the hyper input's padding as its
+   * `attentionMask`). Differentiable; the caller disposes the prefix (outside a tidy).
    */
-  encode(hyper: HyperInputBatch, opts: { training?: boolean } = {}): GistPrefix {
+  encode(hyper: HyperInputBatch, opts: EncodeOptions = {}): GistPrefix & PrefixLike {
     const rows = hyper.gistPositions;
     rows.forEach((row, b) => {
       row.forEach((t, j) => {
@@ -114,22 +145,44 @@ export class HyperLlama {
     });
     const c = this.model.config;
     const positions = positionIdsFromMask(hyper.attentionMask); // [B][H]
-    return this.withAdapters(['hyper'], () => {
+    const whole = this.downstreamView === 'examples-and-gists';
+    const H = hyper.inputIds[0].length;
+    const kept = whole ? hyper.inputIds.map(() => Array.from({ length: H }, (_, t) => t)) : rows; // [B][P] columns that become the prefix
+    const scheme = whole ? 'continue' : this.scheme;
+    const prefix = this.withAdapters(['hyper'], () => {
       const { keys, values, positionOffsets } = tf.tidy(() => {
         const out = this.model.forward({
           inputIds: int2d(hyper.inputIds, 'hyper.inputIds'),
           extraEmbeddings: this.gistEmbeddings,
-          mask: gistMask({ inputIds: hyper.inputIds, gistIds: this.gistIds, attentionMask: hyper.attentionMask }),
+          mask: this.hyperMask(hyper, opts.gistViewFrom),
           positionIds: positionTensor(positions),
           returnKV: true,
           returnHidden: true,
           training: opts.training,
         });
-        const p = extractGistPrefix(out.kv!, rows, this.scheme, { ropeTheta: c.ropeTheta, headDim: c.headDim, hyperPositions: positions });
+        const p = extractGistPrefix(out.kv!, kept, scheme, { ropeTheta: c.ropeTheta, headDim: c.headDim, hyperPositions: positions });
         return { keys: p.keys, values: p.values, positionOffsets: p.positionOffsets } as unknown as tf.TensorContainer;
       }) as unknown as GistPrefix;
-      return { keys, values, length: this.k, scheme: this.scheme, positionOffsets };
+      return { keys, values, length: kept[0].length, scheme, positionOffsets };
     });
+    if (whole) return { ...prefix, attentionMask: hyper.attentionMask.map((r) => [...r]) };
+    if (this.downstreamView === 'nothing') return { ...prefix, attentionMask: rows.map((r) => r.map(() => 0)) };
+    return prefix;
+  }
+
+  /** The hyper pass's additive mask [B, 1, H, H]: the gist mask, with the gists' view cut at `gistViewFrom` when given. */
+  private hyperMask(hyper: HyperInputBatch, gistViewFrom?: readonly number[]): tf.Tensor4D {
+    const v = gistVisibility({ inputIds: hyper.inputIds, gistIds: this.gistIds, attentionMask: hyper.attentionMask });
+    if (gistViewFrom === undefined) return toAdditiveMask(v);
+    const [B, , H, W] = v.shape;
+    if (gistViewFrom.length !== B) bad('HYPERNET_BAD_BATCH', 'gistViewFrom', `${B} entries (one per row)`, gistViewFrom.length);
+    hyper.gistPositions.forEach((gists, b) => {
+      const from = gistViewFrom[b];
+      const first = hyper.attentionMask[b].indexOf(1); // the row's BOS stays visible
+      if (!Number.isInteger(from) || from <= first || from > gists[0]) bad('HYPERNET_BAD_BATCH', `gistViewFrom[${b}]`, `a column in ${first + 1}..${gists[0]}`, from);
+      for (const i of gists) v.data.fill(0, (b * H + i) * W + first + 1, (b * H + i) * W + from);
+    });
+    return toAdditiveMask(v);
   }
 
   /** The downstream pass behind `prefix`: hidden states [B, T, D] (feed them to `lmLoss`). Hyper adapter off. */
@@ -138,7 +191,7 @@ export class HyperLlama {
   }
 
   /** Multi-task HyperLlama and compression hyperpretraining loss: hyper pass → prefix → downstream LM loss on the labels. */
-  loss(batch: HyperBatch, opts: { training?: boolean } = {}): tf.Scalar {
+  loss(batch: HyperBatch, opts: EncodeOptions = {}): tf.Scalar {
     return tf.tidy(() => {
       const prefix = this.encode(batch.hyper, opts);
       const hidden = this.downstreamHidden(batch.downstream, prefix, opts);
@@ -189,8 +242,9 @@ export function initialGistRows(model: LlamaModel, k: number, rng: Rng): Float32
 }
 
 /**
- * A causal pass over right-padded rows behind a prefix (any adapters the caller made active): mask = all prefix
- * columns + causal + padding; positions start at each row's `positionOffsets` (default the prefix length).
+ * A causal pass over right-padded rows behind a prefix (any adapters the caller made active): mask = the prefix
+ * columns its `attentionMask` allows (default all) + causal + padding; positions start at each row's
+ * `positionOffsets` (default the prefix length).
  * Returns hidden states [B, T, D].
  */
 export function prefixedHidden(
@@ -203,12 +257,15 @@ export function prefixedHidden(
   const offsets = prefix.positionOffsets ?? [prefix.length];
   if (offsets.length !== B && offsets.length !== 1) bad('HYPERNET_BAD_BATCH', 'prefix.positionOffsets', `1 or ${B} entries`, offsets.length);
   const perRow = offsets.length === B ? offsets : Array<number>(B).fill(offsets[0]);
+  const visible = prefix.attentionMask;
+  if (visible && visible.length !== B && visible.length !== 1) bad('HYPERNET_BAD_BATCH', 'prefix.attentionMask', `1 or ${B} rows`, visible.length);
+  const prefixMask = visible && (visible.length === B ? visible : Array.from({ length: B }, () => visible[0]));
   return tf.tidy(
     () =>
       model.forward({
         inputIds: int2d(batch.inputIds, 'inputIds'),
         prefix,
-        mask: downstreamMask({ prefixLength: prefix.length, attentionMask: batch.attentionMask }),
+        mask: downstreamMask({ prefixLength: prefix.length, attentionMask: batch.attentionMask, prefixMask }),
         positionIds: downstreamPositionIds(perRow, { attentionMask: batch.attentionMask }),
         returnHidden: true,
         training: opts.training,

@@ -7,7 +7,10 @@ export {
   prefixedHidden,
   plainLoss,
   prefixLoss,
+  DOWNSTREAM_VIEWS,
   type AdapterOptions,
+  type DownstreamView,
+  type EncodeOptions,
   type HyperLlamaOptions,
   type PrefixLike,
 } from './hyperllama.js';

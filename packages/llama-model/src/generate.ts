@@ -77,6 +77,8 @@ export function sampleToken(logits: Float32Array, opts: { temperature?: number; 
   return kept[rng.categorical(weights.slice(0, n))];
 }
 
+const filled = (n: number, value: number): number[] => Array.from({ length: n }, () => value);
+
 function checkOptions(o: GenerateOptions): void {
   const bad = (field: string, expected: string, actual: unknown): never => {
     throw new ModelError('BAD_OPTION', `generate: ${field}: expected ${expected}, got ${JSON.stringify(actual)}`, { field, expected, actual });
@@ -120,7 +122,7 @@ export function generate(model: LlamaModel, prompts: number[][] | string[], opts
       flatIds.push(t < pad ? padId : p[t - pad]);
       flatPositions.push(offset + Math.max(0, t - pad));
     }
-    maskRows.push([...new Array(P).fill(1), ...new Array(pad).fill(0), ...new Array(p.length).fill(1)]);
+    maskRows.push([...filled(P, 1), ...filled(pad, 0), ...filled(p.length, 1)]);
   }
 
   const tokens: number[][] = ids.map(() => []);
@@ -162,7 +164,7 @@ export function generate(model: LlamaModel, prompts: number[][] | string[], opts
       }
       step++;
       inputIds = tf.tensor2d(next, [B, 1], 'int32');
-      positionIds = tf.tensor2d(ids.map((p, row) => offset + p.length + step - 1), [B, 1], 'int32');
+      positionIds = tf.tensor2d(ids.map((p) => offset + p.length + step - 1), [B, 1], 'int32');
     }
   } finally {
     tf.dispose([inputIds, positionIds]);

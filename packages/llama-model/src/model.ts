@@ -333,7 +333,11 @@ export class LlamaModel {
         const last = tf.reshape(tf.slice(tf.reshape(normed, [B, T, D]), [0, T - 1, 0], [B, 1, D]), [B, D]) as tf.Tensor2D;
         out.logits = tf.reshape(this.logitsFromHidden(last, o), [B, 1, c.vocabSize]);
       } else out.logits = tf.reshape(this.logitsFromHidden(normed, o), [B, T, c.vocabSize]);
-      if (o.cache) out.cache = { keys: newKeys, values: newValues, length: S };
+      if (o.cache) {
+        // Without earlier keys the cache would hold the very tensors of `kv`: clone so each can be disposed alone.
+        const own = (t: tf.Tensor4D) => (o.returnKV && P === 0 ? (tf.clone(t) as tf.Tensor4D) : t);
+        out.cache = { keys: newKeys.map(own), values: newValues.map(own), length: S };
+      }
       if (o.returnKV) out.kv = kv;
       return out as unknown as tf.TensorContainer;
     }) as unknown as ForwardResult;

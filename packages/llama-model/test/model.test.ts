@@ -57,9 +57,10 @@ describe('LlamaModel.forward identities', () => {
   it('a left-padded batch gives each row the logits of its unpadded single run', () => {
     const rows = [seq, seq.slice(0, 5), seq.slice(2, 3)];
     const T = seq.length;
-    const padded = rows.map((r) => [...new Array(T - r.length).fill(0), ...r]);
-    const mask = rows.map((r) => [...new Array(T - r.length).fill(0), ...new Array(r.length).fill(1)]);
-    const positions = rows.map((r) => [...new Array(T - r.length).fill(0), ...r.map((_, i) => i)]);
+    const pad = (n: number, v: number) => Array.from({ length: n }, () => v);
+    const padded = rows.map((r) => [...pad(T - r.length, 0), ...r]);
+    const mask = rows.map((r) => [...pad(T - r.length, 0), ...pad(r.length, 1)]);
+    const positions = rows.map((r) => [...pad(T - r.length, 0), ...r.map((_, i) => i)]);
     const batch = logitsOf(padded, { attentionMask: tf.tensor2d(mask, undefined, 'int32'), positionIds: tf.tensor2d(positions, undefined, 'int32') });
     rows.forEach((r, b) => {
       const single = logitsOf([r]);
@@ -169,6 +170,18 @@ describe('LlamaModel.forward identities', () => {
     tf.dispose([input, out.logits!, ...out.kv!.flatMap((l) => [l.keys, l.values, l.keysPreRope])]);
     disposeCache(out.cache!);
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('the returned cache and kv can be disposed independently', () => {
+    const input = ids([seq.slice(0, 3)]);
+    const out = model.forward({ inputIds: input, returnKV: true, cache: emptyCache() });
+    tf.dispose([out.logits!, ...out.kv!.flatMap((l) => [l.keys, l.values, l.keysPreRope])]);
+    const next = ids([seq.slice(3, 4)]);
+    const step = model.forward({ inputIds: next, cache: out.cache! }); // would throw on disposed tensors
+    expect(maxAbsDiff(step.logits!.dataSync(), logitsOf([seq.slice(0, 4)])[0][3])).toBeLessThan(1e-5);
+    tf.dispose([input, next, step.logits!]);
+    disposeCache(out.cache!);
+    disposeCache(step.cache!);
   });
 });
 

@@ -28,7 +28,7 @@ describe.each(published.map((dir) => [dir.slice(root.length + 1), dir]))('npm pa
     expect(pkg.exports['.'].import).toBe('./dist/index.js');
   });
 
-  it('packs dist, types, README and licence, and nothing else', () => {
+  it('packs dist, types, README and licence (and an app\'s declared assets), and nothing else', () => {
     const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: dir, encoding: 'utf8' });
     const files = (JSON.parse(out)[0].files as PackFile[]).map((f) => f.path);
     expect(files).toContain('package.json');
@@ -37,7 +37,8 @@ describe.each(published.map((dir) => [dir.slice(root.length + 1), dir]))('npm pa
     expect(files).toContain('dist/index.js');
     expect(files).toContain('dist/index.d.ts');
     if (pkg.bin) for (const bin of Object.values(pkg.bin) as string[]) expect(files).toContain(bin.replace(/^\.\//, ''));
-    const stray = files.filter((f) => !/^(package\.json|README\.md|LICENSE|dist\/.+)$/.test(f));
+    const assets = (pkg.files as string[]).includes('assets') ? /^assets\/.+/ : /^$/;
+    const stray = files.filter((f) => !/^(package\.json|README\.md|LICENSE|dist\/.+)$/.test(f) && !assets.test(f));
     expect(stray).toEqual([]);
     expect(files.filter((f) => /\.test\.|(^|\/)test\/|(^|\/)src\//.test(f))).toEqual([]);
   });

@@ -1,5 +1,4 @@
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { generate, loadLlama, type GenerateResult } from '@hyperllama/llama-model';
 import { loadTokenizer } from '@hyperllama/tokenizer';
 import { CliError, backendOption, numberOption, parseOptions, requireOption, startBackend, type Command, type Io } from '../cli-kit.js';

@@ -1,0 +1,299 @@
+import { existsSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { loadTasks, syntheticTasks, type Task } from '@hyperllama/datasets';
+import {
+  ANALYSES,
+  analyzeCompression,
+  analyzeMasks,
+  analyzeSensitivity,
+  analyzeTransfer,
+  compressionFigures,
+  defaultMaskVariants,
+  markdownTable,
+  maskFigures,
+  sensitivityFigures,
+  transferFigures,
+  writeAnalysis,
+  type AnalysisName,
+  type AnalysisReport,
+  type AnalysisSetup,
+} from '@hyperllama/eval';
+import { loadKVPrefix } from '@hyperllama/gist-attention';
+import { baseModelHash, loadHyperLlama, readHypernetConfig, resolveCheckpointDir } from '@hyperllama/hypernet';
+import { createLlama, loadLlama, type LlamaConfig } from '@hyperllama/llama-model';
+import { loadAdapter } from '@hyperllama/lora';
+import { loadTokenizer } from '@hyperllama/tokenizer';
+import { charTokenizer, defaultConfig } from '@hyperllama/trainer';
+import { CliError, backendOption, numberOption, parseOptions, startBackend, type Command, type Io } from '../cli-kit.js';
+import { embeddedBase, heldOutTasks } from './default.js';
+
+/** How much each analysis does: the full setting (minutes on 2 CPU cores) and `--quick` (a smoke test). */
+export interface AnalyzeBudget {
+  /** Held-out tasks per held-out synthetic family (default tasks only), and the cap on evaluated tasks. */
+  tasksPerFamily: number;
+  maxTasks: number;
+  maxInstances: number;
+  /** Multi-task training steps of each mask variant, and of the HyperLlama trained when no checkpoint is given. */
+  variantSteps: number;
+  hyperSteps: number;
+  draws: number;
+  orders: number;
+  ptSteps: number;
+  ptEvalEvery: number;
+  sharedSteps: number;
+}
+
+export const ANALYZE_BUDGETS: Record<'full' | 'quick', AnalyzeBudget> = {
+  full: { tasksPerFamily: 2, maxTasks: 8, maxInstances: 16, variantSteps: 60, hyperSteps: 150, draws: 6, orders: 3, ptSteps: 20, ptEvalEvery: 5, sharedSteps: 100 },
+  quick: { tasksPerFamily: 1, maxTasks: 2, maxInstances: 2, variantSteps: 1, hyperSteps: 1, draws: 2, orders: 1, ptSteps: 1, ptEvalEvery: 1, sharedSteps: 1 },
+};
+
+/** Settings shared with `hyperllama-eval default` (its shots and lengths). */
+const SHOTS = 4;
+const LENGTHS = { maxLength: 128, maxHyperLength: 192, maxNewTokens: 24, batchSize: 16 };
+
+export interface AnalyzeOptions {
+  analysis: AnalysisName;
+  out: string;
+  quick: boolean;
+  seed: number;
+  checkpoint?: string;
+  model?: string;
+  tokenizer?: string;
+  tasks?: string;
+  trainTasks?: string;
+  shots?: number;
+  maxInstances?: number;
+  /** Training steps (mask variants; the HyperLlama trained when no checkpoint is given). */
+  steps?: number;
+  k?: number;
+  variants?: string[];
+  draws?: number;
+  orders?: number;
+  iclAdapter?: string;
+  ptSteps?: number;
+  ptEvalEvery?: number;
+  ptLr?: number;
+  sharedPrefix?: string;
+  sharedSteps?: number;
+  /** The command line, recorded in the report. */
+  command?: string;
+}
+
+/** Where the base model, tokenizer and tasks come from; `log` lines go to stderr. */
+function buildSetup(o: AnalyzeOptions, budget: AnalyzeBudget, log: (line: string) => void): { setup: AnalysisSetup; pool: Task[]; sources: Record<string, unknown>; k: number } {
+  let modelPath = o.model;
+  let tokenizerPath = o.tokenizer;
+  let checkpoint: string | undefined;
+  let k = o.k ?? 4;
+  if (o.checkpoint) {
+    checkpoint = resolveCheckpointDir(o.checkpoint);
+    if (!checkpoint) throw new CliError('MISSING_FILE', `--checkpoint ${o.checkpoint}: no such directory`, { file: o.checkpoint, field: 'checkpoint' });
+    const config = readHypernetConfig(checkpoint);
+    const recorded = (p: string) => (isAbsolute(p) || existsSync(p) ? p : join(checkpoint!, p));
+    modelPath ??= config.base_model.path ? recorded(config.base_model.path) : undefined;
+    tokenizerPath ??= config.tokenizer ? recorded(config.tokenizer) : undefined;
+    k = config.k;
+  }
+  modelPath ??= embeddedBase();
+  let loadModel: () => ReturnType<typeof loadLlama>;
+  let tokenizer: ReturnType<typeof charTokenizer>;
+  if (modelPath) {
+    tokenizerPath ??= modelPath;
+    const probe = loadLlama(modelPath, { trainable: false });
+    tokenizer = loadTokenizer(tokenizerPath, { vocabSize: probe.config.vocabSize });
+    probe.dispose();
+    loadModel = () => loadLlama(modelPath!, { trainable: false });
+  } else {
+    log('WARNING: no --model, no --checkpoint and no embedded default base (apps/evaluator/assets/default-base): using the trainer\'s random-init tiny default, whose results only check the pipeline');
+    tokenizer = charTokenizer();
+    const m = defaultConfig('pretrain-base').model;
+    const config: LlamaConfig = {
+      vocabSize: tokenizer.numTokens,
+      hiddenSize: m.hiddenSize,
+      intermediateSize: m.intermediateSize,
+      numHiddenLayers: m.numHiddenLayers,
+      numAttentionHeads: m.numAttentionHeads,
+      numKeyValueHeads: m.numKeyValueHeads,
+      headDim: m.hiddenSize / m.numAttentionHeads,
+      maxPositionEmbeddings: m.maxPositionEmbeddings,
+      rmsNormEps: 1e-5,
+      ropeTheta: 10000,
+      tieWordEmbeddings: true,
+      bosTokenId: tokenizer.bosId,
+      eosTokenId: tokenizer.eosId,
+      padTokenId: tokenizer.padId,
+    };
+    loadModel = () => createLlama(config, { seed: o.seed, std: m.initStd, trainable: false });
+  }
+  let baseHash: string | undefined;
+  const loadHyper = checkpoint
+    ? (model: ReturnType<typeof loadModel>) => {
+        baseHash ??= baseModelHash(model);
+        return loadHyperLlama(model, checkpoint!, { baseHash }).hyperllama;
+      }
+    : undefined;
+
+  const split = syntheticTasks({ seed: o.seed });
+  const evalTasks = (o.tasks ? loadTasks(o.tasks).tasks : heldOutTasks(o.seed, budget.tasksPerFamily)).slice(0, budget.maxTasks);
+  const trainTasks = o.trainTasks ? loadTasks(o.trainTasks).tasks : split.train;
+  const pool = o.tasks ? [...loadTasks(o.tasks).tasks, ...trainTasks] : [...split.heldOutFamilies, ...split.heldOutParams, ...split.train];
+  const setup: AnalysisSetup = {
+    loadModel,
+    tokenizer,
+    trainTasks,
+    evalTasks,
+    loadHyperLlama: loadHyper,
+    seed: o.seed,
+    shots: o.shots ?? SHOTS,
+    maxInstances: o.maxInstances ?? budget.maxInstances,
+    ...LENGTHS,
+    log,
+  };
+  const sources = {
+    model: modelPath ? resolve(modelPath) : 'random-init tiny default (no embedded base found)',
+    tokenizer: tokenizerPath ? resolve(tokenizerPath) : 'built-in character tokenizer',
+    checkpoint: checkpoint ? resolve(checkpoint) : null,
+    tasks: o.tasks ?? `held-out synthetic families, ${budget.tasksPerFamily} per family (seed ${o.seed})`,
+    trainTasks: o.trainTasks ?? `synthetic training families (seed ${o.seed})`,
+  };
+  return { setup, pool, sources, k };
+}
+
+/** Runs one analysis and writes its report into `o.out`. */
+export function runAnalysis(o: AnalyzeOptions, io: Io): { report: AnalysisReport; paths: ReturnType<typeof writeAnalysis> } {
+  const budget = ANALYZE_BUDGETS[o.quick ? 'quick' : 'full'];
+  const log = (line: string) => io.stderr(`${line}\n`);
+  const { setup, pool, sources, k } = buildSetup(o, budget, log);
+  const started = performance.now();
+  let report: AnalysisReport;
+  let figures: (r: AnalysisReport) => Record<string, string>;
+  switch (o.analysis) {
+    case 'masks': {
+      const all = defaultMaskVariants(k, setup.shots);
+      const unknown = (o.variants ?? []).filter((v) => !all.some((x) => x.id === v));
+      if (unknown.length > 0) throw new CliError('USAGE', `analyze masks: --variants: unknown ${unknown.join(', ')}; expected some of ${all.map((v) => v.id).join(', ')}`, { field: 'variants' });
+      const variants = o.variants ? all.filter((v) => o.variants!.includes(v.id)) : all;
+      report = analyzeMasks(setup, { variants, steps: o.steps ?? budget.variantSteps });
+      figures = maskFigures;
+      break;
+    }
+    case 'compression':
+      report = analyzeCompression(setup, { k, steps: o.steps ?? budget.hyperSteps });
+      figures = compressionFigures;
+      break;
+    case 'sensitivity': {
+      const iclAdapters: string[] = [];
+      if (o.iclAdapter) {
+        // Loaded into the model the HyperLlama sits on: wrap loadHyperLlama / training so the adapter is on that model.
+        const inner = setup.loadModel;
+        setup.loadModel = () => {
+          const m = inner();
+          loadAdapter(m, o.iclAdapter!, 'icl');
+          return m;
+        };
+        iclAdapters.push('icl');
+      }
+      report = analyzeSensitivity(setup, { draws: o.draws ?? budget.draws, orders: o.orders ?? budget.orders, k, steps: o.steps ?? budget.hyperSteps, iclAdapters });
+      figures = sensitivityFigures;
+      break;
+    }
+    case 'transfer': {
+      const shared = o.sharedPrefix ? loadKVPrefix(o.sharedPrefix).prefix : undefined;
+      try {
+        report = analyzeTransfer(setup, {
+          steps: o.ptSteps ?? budget.ptSteps,
+          evalEvery: o.ptEvalEvery ?? budget.ptEvalEvery,
+          lr: o.ptLr,
+          k,
+          hyperSteps: o.steps ?? budget.hyperSteps,
+          sharedPrefix: shared,
+          sharedSteps: o.sharedSteps ?? budget.sharedSteps,
+          pool,
+        });
+      } finally {
+        if (shared) tf.dispose([...shared.keys, ...shared.values]);
+      }
+      figures = transferFigures;
+      break;
+    }
+  }
+  report.configuration = { command: o.command ?? null, quick: o.quick, ...sources, ...report.configuration, backend: tf.getBackend(), seconds: Math.round((performance.now() - started) / 1000) };
+  return { report, paths: writeAnalysis(report, figures(report), o.out) };
+}
+
+const USAGE =
+  'hyperllama-eval analyze masks|compression|sensitivity|transfer [--quick] [--out runs/analyze/<analysis>] [--seed 0]\n' +
+  '    [--checkpoint <hyperllama dir>] [--model <dir|.bin>] [--tokenizer <path>] [--tasks <file|dir>] [--train-tasks <file|dir>]\n' +
+  '    [--shots 4] [--max-instances N] [--steps N] [--k 4] [--backend auto|wasm|cpu|tensorflow]\n' +
+  '    masks: [--variants standard,positive,negative,last-1,last-2,k1,k2,k8,k16]\n' +
+  '    sensitivity: [--draws 6] [--orders 3] [--icl-adapter <PEFT dir>]\n' +
+  '    transfer: [--pt-steps 20] [--pt-eval-every 5] [--pt-lr 0.01] [--shared-prefix <file>] [--shared-steps 100]';
+
+export const analyzeCommand: Command = {
+  summary: 'the questions the paper left open: mask ablations, compression quality, example sensitivity, transfer',
+  usage: USAGE,
+  async run(argv: string[], io: Io) {
+    const [name, ...rest] = argv;
+    if (!name || !(ANALYSES as readonly string[]).includes(name)) throw new CliError('USAGE', `analyze: expected one of ${ANALYSES.join(', ')}, got ${name === undefined ? 'nothing' : `"${name}"`}`, { field: 'analysis', actual: name });
+    const analysis = name as AnalysisName;
+    const quick = rest.includes('--quick');
+    const c = `analyze ${analysis}`;
+    const v = parseOptions(c, rest.filter((a) => a !== '--quick'), {
+      out: `runs/analyze/${analysis}`,
+      seed: '0',
+      checkpoint: undefined,
+      model: undefined,
+      tokenizer: undefined,
+      tasks: undefined,
+      'train-tasks': undefined,
+      shots: undefined,
+      'max-instances': undefined,
+      steps: undefined,
+      k: undefined,
+      variants: undefined,
+      draws: undefined,
+      orders: undefined,
+      'icl-adapter': undefined,
+      'pt-steps': undefined,
+      'pt-eval-every': undefined,
+      'pt-lr': undefined,
+      'shared-prefix': undefined,
+      'shared-steps': undefined,
+      ...backendOption,
+    });
+    const int = (n: string) => numberOption(c, n, v[n], true);
+    await startBackend(v.backend, io);
+    const { report, paths } = runAnalysis(
+      {
+        analysis,
+        out: v.out!,
+        quick,
+        seed: int('seed')!,
+        checkpoint: v.checkpoint,
+        model: v.model,
+        tokenizer: v.tokenizer,
+        tasks: v.tasks,
+        trainTasks: v['train-tasks'],
+        shots: int('shots'),
+        maxInstances: int('max-instances'),
+        steps: int('steps'),
+        k: int('k'),
+        variants: v.variants?.split(',').map((s) => s.trim()).filter(Boolean),
+        draws: int('draws'),
+        orders: int('orders'),
+        iclAdapter: v['icl-adapter'],
+        ptSteps: int('pt-steps'),
+        ptEvalEvery: int('pt-eval-every'),
+        ptLr: numberOption(c, 'pt-lr', v['pt-lr']),
+        sharedPrefix: v['shared-prefix'],
+        sharedSteps: int('shared-steps'),
+        command: `hyperllama-eval analyze ${argv.join(' ')}`,
+      },
+      io,
+    );
+    io.stdout(`\n${markdownTable(report.table.header, report.table.rows).join('\n')}\n\n${report.interpretation}\n\n`);
+    io.stdout(`report: ${paths.json}\n        ${paths.markdown}\n${paths.figures.map((f) => `        ${f}\n`).join('')}`);
+  },
+};

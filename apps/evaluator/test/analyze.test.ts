@@ -1,0 +1,132 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HyperLlama, saveHyperLlama } from '@hyperllama/hypernet';
+import { createLlama, saveLlama } from '@hyperllama/llama-model';
+import { saveTokenizer } from '@hyperllama/tokenizer';
+import { charTokenizer } from '@hyperllama/trainer';
+import { runCli, type Io } from '../src/index.js';
+
+async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const io: Io = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) };
+  const code = await runCli(argv, io);
+  return { code, stdout, stderr };
+}
+
+let tmp: string;
+let modelDir: string;
+let ckpt: string;
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  tmp = mkdtempSync(join(tmpdir(), 'hyperllama-analyze-'));
+  const tokenizer = charTokenizer();
+  modelDir = join(tmp, 'base');
+  const config = { vocabSize: tokenizer.numTokens, hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 8, maxPositionEmbeddings: 1024, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: true, bosTokenId: 1, eosTokenId: 2, padTokenId: 0 };
+  const model = createLlama(config, { seed: 1, std: 0.1 });
+  saveLlama(model, modelDir);
+  saveTokenizer(tokenizer, modelDir);
+  const hl = new HyperLlama(model, { k: 2, hyper: { r: 2, alpha: 4 }, seed: 1 });
+  ckpt = join(tmp, 'ckpt');
+  saveHyperLlama(hl, ckpt, { basePath: modelDir, tokenizer: modelDir });
+  hl.dispose();
+  model.dispose();
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** Runs `analyze <name> --quick` and returns the parsed results.json after checking the files the report lists. */
+async function quick(name: string, ...extra: string[]): Promise<{ report: Record<string, any>; stdout: string; out: string }> {
+  const out = join(tmp, name);
+  const r = await cli('analyze', name, '--quick', '--out', out, '--backend', 'cpu', ...extra);
+  expect(r.stderr).not.toMatch(/error/i);
+  expect(r.code).toBe(0);
+  const report = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+  expect(report.format).toBe('hyperllama-analysis/1');
+  expect(report.analysis).toBe(name);
+  expect(report.figures.length).toBeGreaterThan(0);
+  for (const f of report.figures) expect(readFileSync(join(out, f), 'utf8')).toMatch(/^<svg [^]*<\/svg>\n$/);
+  const md = readFileSync(join(out, 'results.md'), 'utf8');
+  for (const v of report.variants) expect(md).toContain(v);
+  expect(md).toContain('## Interpretation');
+  expect(report.interpretation.length).toBeGreaterThan(50);
+  expect(report.table.rows.every((row: string[]) => row.length === report.table.header.length)).toBe(true);
+  expect(r.stdout).toContain(join(out, 'results.json'));
+  return { report, stdout: r.stdout, out };
+}
+
+describe('hyperllama-eval analyze --quick', () => {
+  it('masks: every variant is trained, evaluated on every task and reported with its prefix positions', async () => {
+    const { report, out } = await quick('masks', '--model', modelDir);
+    const ids = ['standard', 'positive', 'negative', 'last-1', 'last-2', 'k1', 'k2', 'k8', 'k16'];
+    expect(report.variants).toEqual(ids);
+    expect(Object.keys(report.evaluation.methods)).toEqual(ids);
+    const tasks = report.configuration.tasks;
+    expect(tasks).toHaveLength(2);
+    const byId = Object.fromEntries(report.data.variants.map((v: any) => [v.id, v]));
+    for (const id of ids) {
+      expect(Object.keys(report.evaluation.methods[id].tasks)).toEqual(tasks);
+      expect(byId[id].average).toBeGreaterThanOrEqual(0);
+      expect(byId[id].average).toBeLessThanOrEqual(1);
+    }
+    // Prefix positions follow from the variant: k gists; the whole hyper input (more than k) for the positive control; none for the negative.
+    for (const k of [1, 2, 8, 16]) expect(byId[`k${k}`].prefixPositions).toBe(k);
+    expect(byId.standard.prefixPositions).toBe(4);
+    expect(byId.positive.prefixPositions).toBeGreaterThan(byId.positive.exampleTokens);
+    expect(byId.negative.prefixPositions).toBe(0);
+    expect(byId.negative.trainSteps).toBe(0);
+    expect(byId.standard.trainSteps).toBe(1);
+    const svg = readFileSync(join(out, 'masks.svg'), 'utf8');
+    for (const id of ids) expect(svg).toContain(`data-method="${id}"`);
+  });
+
+  it('compression: the three contexts, both retentions and the correlations, per task', async () => {
+    const { report } = await quick('compression', '--checkpoint', ckpt);
+    expect(report.configuration.hyperllama).toBe('given checkpoint');
+    expect(report.data.tasks).toHaveLength(2);
+    for (const t of report.data.tasks) {
+      for (const n of [t.answers, t.reconstruction]) for (const c of ['none', 'prefix', 'full']) expect(Number.isFinite(n[c]) && n[c] > 0).toBe(true);
+      expect(t.regeneration.prefix).toBeGreaterThanOrEqual(0);
+    }
+    expect(report.data.correlations.map((c: any) => c.measure)).toHaveLength(4);
+    expect(report.table.rows.at(-1)[0]).toBe('mean');
+  });
+
+  it('sensitivity: HyperLlama and ICL over draws and orders, with mean, spread and worst case', async () => {
+    const { report } = await quick('sensitivity', '--model', modelDir);
+    expect(report.variants).toEqual(['hyperllama', 'icl']);
+    for (const t of report.data.tasks) {
+      for (const m of ['hyperllama', 'icl']) {
+        expect(t[m].drawScores).toHaveLength(2);
+        expect(t[m].orderScores).toHaveLength(1);
+        expect(t[m].draws.worst).toBeLessThanOrEqual(t[m].draws.mean);
+      }
+    }
+    expect(report.table.rows.filter((r: string[]) => r[0] === 'average').map((r: string[]) => r[1])).toEqual(['hyperllama', 'icl']);
+  });
+
+  it('transfer: curves for the four initialisations on targets that have a related task', async () => {
+    const { report, out } = await quick('transfer', '--model', modelDir);
+    const inits = ['related-task', 'own-task', 'shared', 'random'];
+    expect(report.variants).toEqual(inits);
+    for (const p of report.configuration.pairs) {
+      expect(p.relation).toBe('same family');
+      expect(p.source).not.toBe(p.target);
+      expect(p.source.split('_').slice(0, 2)).toEqual(p.target.split('_').slice(0, 2));
+    }
+    for (const i of inits) expect(report.evaluation.methods[i].curve.map((c: any) => c.step)).toEqual([0, 1]);
+    expect(existsSync(join(out, 'transfer.svg'))).toBe(true);
+  });
+
+  it('rejects an unknown analysis or variant with exit code 2', async () => {
+    const bad = await cli('analyze', 'everything', '--quick');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('expected one of masks, compression, sensitivity, transfer');
+    const v = await cli('analyze', 'masks', '--quick', '--model', modelDir, '--variants', 'standard,bogus', '--backend', 'cpu', '--out', join(tmp, 'x'));
+    expect(v.code).toBe(2);
+    expect(v.stderr).toContain('unknown bogus');
+  });
+});

@@ -1,0 +1,222 @@
+import * as tf from '@tensorflow/tfjs';
+import { DEFAULT_TEMPLATE, EpisodeSampler, collateHyperLlama, type Example, type HyperBatch, type HyperInputBatch, type Task } from '@hyperllama/datasets';
+import { HyperLlama, trainStep, type DownstreamView, type PrefixLike } from '@hyperllama/hypernet';
+import type { LlamaModel } from '@hyperllama/llama-model';
+import { getActiveAdapters, setActiveAdapters } from '@hyperllama/lora';
+import { AdamW } from '@hyperllama/runtime';
+import { METRIC_SCALE, type TaskScores } from '../aggregate.js';
+import { EvalError } from '../errors.js';
+import type { EvalSettings, EvalTokenizer, TaskPlan } from '../protocols.js';
+
+/** What every analysis runs on: a base model (loaded afresh for each trained variant), a tokenizer, tasks. */
+export interface AnalysisSetup {
+  /** A new instance of the frozen base model (each trained variant injects its own adapters into its own copy). */
+  loadModel(): LlamaModel;
+  tokenizer: EvalTokenizer;
+  /** Tasks variants are trained on (multi-task HyperLlama training). */
+  trainTasks: readonly Task[];
+  /** Tasks evaluated (held out from training). */
+  evalTasks: readonly Task[];
+  /** A HyperLlama to use (compression, sensitivity, transfer) or start every variant from (masks): loads it onto `model`. */
+  loadHyperLlama?: (model: LlamaModel) => HyperLlama;
+  seed: number;
+  /** Demonstrations per task. */
+  shots: number;
+  /** Evaluated instances per task. */
+  maxInstances: number;
+  maxLength: number;
+  maxHyperLength: number;
+  maxNewTokens: number;
+  batchSize: number;
+  /** One line of progress (the CLI prints it on stderr). */
+  log?: (line: string) => void;
+}
+
+/** Multi-task training of a HyperLlama variant (the compact loop of the trainer's `multitask` stage). */
+export interface TrainVariantOptions {
+  k: number;
+  downstreamView?: DownstreamView;
+  /** Gists see only the last m demonstrations (see {@link gistViewFrom}). */
+  lastExamples?: number;
+  steps: number;
+  /** Default 3e-3 (the trainer's multitask default). */
+  lr?: number;
+  /** Episodes per step (default 8). */
+  batchSize?: number;
+}
+
+export const mean = (xs: readonly number[]): number => (xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
+
+/** Population standard deviation. */
+export function std(xs: readonly number[]): number {
+  const m = mean(xs);
+  return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
+}
+
+/** Pearson correlation (NaN when either side is constant or there are fewer than 3 points). */
+export function pearson(xs: readonly number[], ys: readonly number[]): number {
+  if (xs.length !== ys.length) throw new EvalError('BAD_OPTION', `pearson: ${xs.length} x values but ${ys.length} y values`, { field: 'ys' });
+  if (xs.length < 3) return NaN;
+  const mx = mean(xs);
+  const my = mean(ys);
+  let sxy = 0;
+  let sxx = 0;
+  let syy = 0;
+  xs.forEach((x, i) => {
+    sxy += (x - mx) * (ys[i] - my);
+    sxx += (x - mx) ** 2;
+    syy += (ys[i] - my) ** 2;
+  });
+  return sxx === 0 || syy === 0 ? NaN : sxy / Math.sqrt(sxx * syy);
+}
+
+/** Ranks with ties averaged (1-based). */
+export function ranks(xs: readonly number[]): number[] {
+  const order = xs.map((x, i) => ({ x, i })).sort((a, b) => a.x - b.x);
+  const out = new Array<number>(xs.length);
+  for (let s = 0; s < order.length; ) {
+    let e = s;
+    while (e + 1 < order.length && order[e + 1].x === order[s].x) e++;
+    for (let j = s; j <= e; j++) out[order[j].i] = (s + e) / 2 + 1;
+    s = e + 1;
+  }
+  return out;
+}
+
+/** Spearman rank correlation. */
+export const spearman = (xs: readonly number[], ys: readonly number[]): number => pearson(ranks(xs), ranks(ys));
+
+/** A task's score on [0, 1] (ROUGE-L divided by 100). */
+export const unitScore = (s: TaskScores): number => mean(s.scores) / METRIC_SCALE[s.metric];
+
+/**
+ * Macro average on [0, 1] and its standard error: each task's per-instance scores (divided by the metric's maximum)
+ * give the variance of its mean; the average's variance is their sum over T².
+ */
+export function averageWithError(results: readonly TaskScores[]): { average: number; stderr: number } {
+  const T = results.length;
+  const average = mean(results.map(unitScore));
+  const variance = results.reduce((v, r) => {
+    const xs = r.scores.map((x) => x / METRIC_SCALE[r.metric]);
+    return v + (xs.length > 1 ? std(xs) ** 2 / xs.length : 0);
+  }, 0);
+  return { average, stderr: Math.sqrt(variance) / T };
+}
+
+/** Runs `f` with exactly the adapters `names` active on `model`. */
+export function withAdapters<T>(model: LlamaModel, names: readonly string[], f: () => T): T {
+  const before = getActiveAdapters(model);
+  setActiveAdapters(model, [...names]);
+  try {
+    return f();
+  } finally {
+    setActiveAdapters(model, before);
+  }
+}
+
+/** Evaluation settings on `model` with the setup's lengths and batch size. */
+export function evalSettings(setup: AnalysisSetup, model: LlamaModel): EvalSettings {
+  return { model, tokenizer: setup.tokenizer, maxLength: setup.maxLength, maxHyperLength: setup.maxHyperLength, maxNewTokens: setup.maxNewTokens, batchSize: setup.batchSize };
+}
+
+/**
+ * Per row of a hyper batch built by `collateHyperLlama` (default template), the column where the last `m` packed
+ * demonstrations start: pass it as `gistViewFrom` so that the gists read only those. The column is found by encoding
+ * the text before them (exact for tokenizers whose encoding of a text prefix is a prefix of the encoding).
+ */
+export function gistViewFrom(
+  hyper: HyperInputBatch,
+  rows: ReadonlyArray<{ definition?: string; examples: readonly Example[] }>,
+  m: number,
+  o: { encoder: EvalTokenizer; useDefinition?: boolean },
+): number[] {
+  if (!Number.isInteger(m) || m < 1) throw new EvalError('BAD_OPTION', `last examples: expected an integer >= 1, got ${m}`, { field: 'lastExamples', actual: m });
+  const t = DEFAULT_TEMPLATE;
+  return rows.map((row, b) => {
+    const first = hyper.attentionMask[b].indexOf(1); // BOS
+    const hidden = Math.max(0, hyper.numExamples[b] - m); // demonstrations the gists may not read
+    if (hidden === 0) return first + 1;
+    const head = (o.useDefinition ?? true) && row.definition ? t.definition(row.definition) : '';
+    const text = head + row.examples.slice(0, hidden).map((e) => t.prompt(e.input) + t.answer(e.output) + t.separator).join('');
+    return first + 1 + o.encoder.encode(text, { bos: false, eos: false }).length;
+  });
+}
+
+/** The hyper batch of one task's demonstrations (batch 1). */
+export function taskHyperBatch(setup: AnalysisSetup, hl: HyperLlama, task: Task, examples: readonly Example[]): HyperBatch {
+  const target = examples[0] ?? task.instances[0];
+  return collateHyperLlama([{ task, examples, target }], { encoder: setup.tokenizer, gistIds: hl.gistIds, maxLength: setup.maxLength, maxHyperLength: setup.maxHyperLength });
+}
+
+/** A task's prefix under a trained variant (batch 1); the caller disposes it. */
+export function variantPrefix(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, lastExamples?: number): PrefixLike {
+  const batch = taskHyperBatch(setup, hl, plan.task, plan.examples);
+  const from = lastExamples ? gistViewFrom(batch.hyper, [{ definition: plan.task.definition, examples: plan.examples }], lastExamples, { encoder: setup.tokenizer }) : undefined;
+  return hl.encode(batch.hyper, { gistViewFrom: from });
+}
+
+/**
+ * Trains a HyperLlama variant on a fresh copy of the base: `steps` AdamW steps on few-shot episodes of the training
+ * tasks (the setup's shots). Starts from `setup.loadHyperLlama`'s weights where names and shapes match (the hyper LoRA
+ * always; the gist rows when k matches), else from the default initialisation. Returns the HyperLlama and the
+ * training losses (first and last).
+ */
+export function trainVariant(setup: AnalysisSetup, o: TrainVariantOptions): { hl: HyperLlama; steps: number; firstLoss: number; lastLoss: number } {
+  const hl = setup.loadHyperLlama ? fromStart(setup, o) : new HyperLlama(setup.loadModel(), { k: o.k, downstreamView: o.downstreamView, seed: setup.seed });
+  const params = hl.trainableVariables();
+  let firstLoss = NaN;
+  let lastLoss = NaN;
+  // Under the `nothing` view without a downstream adapter no trainable parameter reaches the output: nothing to train.
+  const steps = o.downstreamView === 'nothing' && !hl.hasDownstreamAdapter ? 0 : o.steps;
+  if (steps > 0) {
+    const sampler = new EpisodeSampler([...setup.trainTasks], { seed: setup.seed, k: setup.shots });
+    const optimizer = new AdamW(params, { lr: o.lr ?? 3e-3, weightDecay: 0 });
+    const copts = { encoder: setup.tokenizer, gistIds: hl.gistIds, maxLength: setup.maxLength, maxHyperLength: setup.maxHyperLength };
+    for (let step = 0; step < steps; step++) {
+      const episodes = Array.from({ length: o.batchSize ?? 8 }, () => sampler.next());
+      const batch = collateHyperLlama(episodes, copts);
+      const from = o.lastExamples ? gistViewFrom(batch.hyper, episodes.map((e) => ({ definition: e.task.definition, examples: e.examples })), o.lastExamples, { encoder: setup.tokenizer }) : undefined;
+      const { loss } = trainStep(params, optimizer, () => hl.loss(batch, { training: true, gistViewFrom: from }), { maxGradNorm: 1 });
+      if (step === 0) firstLoss = loss;
+      lastLoss = loss;
+    }
+    optimizer.dispose();
+  }
+  return { hl, steps, firstLoss, lastLoss };
+}
+
+/** A variant with the starting checkpoint's adapter settings and its trainable values wherever a name and shape match. */
+function fromStart(setup: AnalysisSetup, o: TrainVariantOptions): HyperLlama {
+  const scratch = setup.loadModel();
+  const source = setup.loadHyperLlama!(scratch);
+  try {
+    const hl = new HyperLlama(setup.loadModel(), { k: o.k, downstreamView: o.downstreamView, seed: setup.seed, hyper: source.hyperAdapter, downstream: source.downstreamAdapter, scheme: source.scheme });
+    const from = source.trainableVariables();
+    for (const [name, v] of Object.entries(hl.trainableVariables())) {
+      const s = from[name];
+      if (s && s.shape.join(',') === v.shape.join(',')) v.assign(s);
+    }
+    return hl;
+  } finally {
+    source.dispose();
+    scratch.dispose();
+  }
+}
+
+/** The setup's HyperLlama: the given checkpoint, or one trained now with the standard mask for `steps`. */
+export function obtainHyperLlama(setup: AnalysisSetup, o: { k: number; steps: number }): { hl: HyperLlama; trained: boolean } {
+  if (setup.loadHyperLlama) return { hl: setup.loadHyperLlama(setup.loadModel()), trained: false };
+  setup.log?.(`no HyperLlama checkpoint given: training one (k=${o.k}, ${o.steps} steps)`);
+  return { hl: trainVariant(setup, { k: o.k, steps: o.steps }).hl, trained: true };
+}
+
+/** Frees a HyperLlama and its model. */
+export function disposeHyperLlama(hl: HyperLlama): void {
+  hl.dispose();
+  hl.model.dispose();
+}
+
+/** Frees a prefix's tensors. */
+export function disposePrefix(p: PrefixLike): void {
+  tf.dispose([...p.keys, ...p.values]);
+}

@@ -1,0 +1,154 @@
+import { Rng } from '@hyperllama/runtime';
+import { EvalError } from '../errors.js';
+import { evaluateMethod, planTasks, type TaskPlan } from '../protocols.js';
+import { disposeHyperLlama, evalSettings, mean, obtainHyperLlama, std, unitScore, type AnalysisSetup } from './common.js';
+import { fixed, pct, renderDotPlot, type AnalysisReport } from './report.js';
+
+export interface SensitivityAnalysisOptions {
+  /** Draws of k demonstrations (each in a random order). */
+  draws: number;
+  /** Re-orderings of the first draw's demonstrations. */
+  orders: number;
+  /** k and training steps of the HyperLlama trained when the setup has none. */
+  k: number;
+  steps: number;
+  /** Adapters active for ICL (e.g. a multi-task ICL LoRA the caller loaded); default none: the base model. */
+  iclAdapters?: string[];
+}
+
+const METHODS = ['hyperllama', 'icl'] as const;
+type Method = (typeof METHODS)[number];
+
+interface Spread {
+  mean: number;
+  std: number;
+  worst: number;
+  best: number;
+}
+
+const spread = (xs: number[]): Spread => ({ mean: mean(xs), std: std(xs), worst: Math.min(...xs), best: Math.max(...xs) });
+
+/**
+ * Demonstration sets per task: `draws` random subsets (random order) of the pool, then `orders` shuffles of the first.
+ * The evaluated instances stay those of the base plan.
+ */
+export function demonstrationDraws(plans: readonly TaskPlan[], o: { draws: number; orders: number; shots: number; seed: number }): Array<{ kind: 'draw' | 'order'; index: number; plans: TaskPlan[] }> {
+  if (!Number.isInteger(o.draws) || o.draws < 2) throw new EvalError('BAD_OPTION', `sensitivity: draws: expected an integer >= 2, got ${o.draws}`, { field: 'draws', actual: o.draws });
+  if (!Number.isInteger(o.orders) || o.orders < 0) throw new EvalError('BAD_OPTION', `sensitivity: orders: expected an integer >= 0, got ${o.orders}`, { field: 'orders', actual: o.orders });
+  const out: Array<{ kind: 'draw' | 'order'; index: number; plans: TaskPlan[] }> = [];
+  for (let d = 0; d < o.draws; d++) {
+    out.push({
+      kind: 'draw',
+      index: d,
+      plans: plans.map((p) => {
+        const pool = p.task.examples.length > 0 ? p.task.examples : p.task.instances.filter((x) => !p.instances.includes(x));
+        return { ...p, examples: new Rng(o.seed).fork(`sensitivity/${p.task.name}/draw/${d}`).sample(pool, Math.min(o.shots, pool.length)) };
+      }),
+    });
+  }
+  const first = out[0].plans;
+  for (let r = 0; r < o.orders; r++) {
+    out.push({ kind: 'order', index: r, plans: first.map((p) => ({ ...p, examples: new Rng(o.seed).fork(`sensitivity/${p.task.name}/order/${r}`).shuffle([...p.examples]) })) });
+  }
+  return out;
+}
+
+/** HyperLlama and ICL over several draws (and orders) of the k demonstrations: mean, spread and worst case per task. */
+export function analyzeSensitivity(setup: AnalysisSetup, o: SensitivityAnalysisOptions): AnalysisReport {
+  const { hl, trained } = obtainHyperLlama(setup, { k: o.k, steps: o.steps });
+  try {
+    const base = planTasks(setup.evalTasks, { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed });
+    const sets = demonstrationDraws(base, { draws: o.draws, orders: o.orders, shots: setup.shots, seed: setup.seed });
+    const s = { ...evalSettings(setup, hl.model), hyperllama: hl, adapters: { icl: o.iclAdapters ?? [] } };
+    // scores[method][kind][task] = one score per draw (or order), on [0, 1]
+    const scores: Record<Method, Record<'draw' | 'order', number[][]>> = {
+      hyperllama: { draw: base.map(() => []), order: base.map(() => []) },
+      icl: { draw: base.map(() => []), order: base.map(() => []) },
+    };
+    sets.forEach((set, i) => {
+      setup.log?.(`[sensitivity ${i + 1}/${sets.length}] ${set.kind} ${set.index}`);
+      for (const m of METHODS) evaluateMethod(m, set.plans, s).forEach((r, t) => scores[m][set.kind][t].push(unitScore(r)));
+    });
+    const tasks = base.map((p) => p.task.name);
+    const perTask = tasks.map((task, t) => ({
+      task,
+      ...Object.fromEntries(METHODS.map((m) => [m, { draws: spread(scores[m].draw[t]), orders: o.orders > 0 ? spread(scores[m].order[t]) : null, drawScores: scores[m].draw[t], orderScores: scores[m].order[t] }])),
+    })) as Array<{ task: string } & Record<Method, { draws: Spread; orders: Spread | null; drawScores: number[]; orderScores: number[] }>>;
+    const summary = Object.fromEntries(
+      METHODS.map((m) => [
+        m,
+        {
+          mean: mean(perTask.map((r) => r[m].draws.mean)),
+          meanStdOverDraws: mean(perTask.map((r) => r[m].draws.std)),
+          meanStdOverOrders: o.orders > 0 ? mean(perTask.map((r) => r[m].orders!.std)) : null,
+          meanWorst: mean(perTask.map((r) => r[m].draws.worst)),
+          meanRange: mean(perTask.map((r) => r[m].draws.best - r[m].draws.worst)),
+        },
+      ]),
+    ) as Record<Method, { mean: number; meanStdOverDraws: number; meanStdOverOrders: number | null; meanWorst: number; meanRange: number }>;
+    // Per task, which method varies more over draws.
+    const hyperMore = perTask.filter((r) => r.hyperllama.draws.std > r.icl.draws.std).length;
+    const iclMore = perTask.filter((r) => r.icl.draws.std > r.hyperllama.draws.std).length;
+    const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, draws: o.draws, orders: o.orders, k: hl.k, hyperllama: trained ? `trained here for ${o.steps} steps` : 'given checkpoint', iclAdapters: o.iclAdapters ?? [], tasks };
+    const row = (name: string, m: Method, x: { mean: number; std: number; worst: number; best: number }, orders: string) => [name, m, pct(x.mean), pct(x.std), pct(x.worst), pct(x.best), orders];
+    return {
+      format: 'hyperllama-analysis/1',
+      analysis: 'sensitivity',
+      created: new Date().toISOString(),
+      configuration,
+      variants: [...METHODS],
+      table: {
+        header: ['task', 'method', 'mean (%)', 'std over draws', 'worst draw', 'best draw', 'std over orders'],
+        rows: [
+          ...perTask.flatMap((r) => METHODS.map((m) => row(r.task, m, r[m].draws, r[m].orders ? pct(r[m].orders.std) : '–'))),
+          ...METHODS.map((m) => [
+            'average',
+            m,
+            pct(summary[m].mean),
+            pct(summary[m].meanStdOverDraws),
+            pct(summary[m].meanWorst),
+            '–',
+            summary[m].meanStdOverOrders === null ? '–' : pct(summary[m].meanStdOverOrders),
+          ]),
+        ],
+      },
+      data: { tasks: perTask, summary, moreSensitive: { hyperllama: hyperMore, icl: iclMore, tie: tasks.length - hyperMore - iclMore } },
+      interpretation: interpretSensitivity(summary, hyperMore, iclMore, tasks.length, o, setup.maxInstances),
+      figures: ['sensitivity.svg'],
+    };
+  } finally {
+    disposeHyperLlama(hl);
+  }
+}
+
+/** Dot plot of each task's scores over the draws, per method. */
+export function sensitivityFigures(r: AnalysisReport): Record<string, string> {
+  const rows = (r.data as { tasks: Array<{ task: string } & Record<Method, { drawScores: number[] }>> }).tasks;
+  return {
+    'sensitivity.svg': renderDotPlot(
+      rows.map((t) => t.task.replace(/^synth_/, '')),
+      METHODS.map((m) => ({ name: m, values: rows.map((t) => t[m].drawScores.map((x) => 100 * x)) })),
+      { title: 'Score per draw of the k demonstrations (bar: mean)', yLabel: 'score (%)' },
+    ),
+  };
+}
+
+function interpretSensitivity(
+  s: Record<Method, { mean: number; meanStdOverDraws: number; meanStdOverOrders: number | null; meanWorst: number }>,
+  hyperMore: number,
+  iclMore: number,
+  tasks: number,
+  o: SensitivityAnalysisOptions,
+  instances: number,
+): string {
+  const h = s.hyperllama;
+  const i = s.icl;
+  const more = h.meanStdOverDraws > i.meanStdOverDraws ? 'HyperLlama' : 'ICL';
+  const parts = [
+    `Over ${o.draws} draws of the demonstrations, the per-task standard deviation averages ${pct(h.meanStdOverDraws)} points for HyperLlama and ${pct(i.meanStdOverDraws)} for ICL (mean scores ${pct(h.mean)} and ${pct(i.mean)}; average worst draw ${pct(h.meanWorst)} and ${pct(i.meanWorst)}).`,
+    `${more} is the more sensitive on average; per task, HyperLlama varies more on ${hyperMore} of ${tasks} tasks and ICL on ${iclMore}.`,
+  ];
+  if (h.meanStdOverOrders !== null && i.meanStdOverOrders !== null) parts.push(`Re-ordering the same demonstrations moves scores by ${pct(h.meanStdOverOrders)} (HyperLlama) and ${pct(i.meanStdOverOrders)} (ICL) points on average.`);
+  parts.push(`With at most ${instances} instances per task, part of every spread is the instances' own sampling noise (each score is a mean of few 0/1 outcomes), so a difference of a few points between the methods' spreads is not evidence of a real difference.`);
+  return parts.join(' ');
+}

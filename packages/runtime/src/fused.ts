@@ -1,0 +1,97 @@
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * Ops of a transformer layer with hand-written gradients that keep less for the backward pass than autograd does
+ * (autograd keeps the inputs of every elementary op: RMSNorm alone kept four [N, D] tensors, RoPE a dozen). Each
+ * saves only what its gradient formula needs; the results equal the composed ops' to float32 rounding. Inputs that
+ * are constants of the computation (RoPE tables, additive masks) are captured rather than differentiated.
+ */
+
+type Save = tf.GradSaveFunc;
+const saveOf = (args: Array<tf.Tensor | Save>): Save => args[args.length - 1] as Save;
+
+
+/**
+ * RMSNorm as Hugging Face Llama computes it: x / sqrt(mean(x²) + eps) · w. x [N, D], w [D] → [N, D].
+ * Saves x and the [N, 1] reciprocal RMS.
+ */
+export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
+  const op = tf.customGrad((...args: Array<tf.Tensor | Save>) => {
+    const [xIn, wIn] = args as [tf.Tensor2D, tf.Tensor1D];
+    const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xIn), -1, true), eps)); // [N, 1]
+    saveOf(args)([xIn, wIn, rstd]);
+    return {
+      value: tf.mul(tf.mul(xIn, rstd), wIn),
+      gradFunc: (dy: tf.Tensor, [xs, ws, r]: tf.Tensor[]) => tf.tidy(() => {
+        const xhat = tf.mul(xs, r); // [N, D]
+        const g = tf.mul(dy, ws); // dL/dxhat
+        const D = xs.shape[xs.rank - 1];
+        // dx = rstd · (g − xhat · mean(g · xhat))
+        const dx = tf.mul(r, tf.sub(g, tf.mul(xhat, tf.div(tf.sum(tf.mul(g, xhat), -1, true), D))));
+        const dw = tf.sum(tf.mul(dy, xhat), 0);
+        return [dx, dw];
+      }),
+    };
+  });
+  return op(x, weight) as tf.Tensor2D;
+}
+
+/** SwiGLU's gating: silu(gate) · up, gate and up [N, F] → [N, F]. Saves gate and up. */
+export function swiglu(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
+  const op = tf.customGrad((...args: Array<tf.Tensor | Save>) => {
+    const [g, u] = args as [tf.Tensor2D, tf.Tensor2D];
+    saveOf(args)([g, u]);
+    return {
+      value: tf.mul(tf.mul(g, tf.sigmoid(g)), u),
+      gradFunc: (dy: tf.Tensor, [gs, us]: tf.Tensor[]) => tf.tidy(() => {
+        const s = tf.sigmoid(gs);
+        const silu = tf.mul(gs, s);
+        // d silu / dg = s · (1 + g · (1 − s))
+        const dsilu = tf.mul(s, tf.add(1, tf.mul(gs, tf.sub(1, s))));
+        return [tf.mul(tf.mul(dy, us), dsilu), tf.mul(dy, silu)];
+      }),
+    };
+  });
+  return op(gate, up) as tf.Tensor2D;
+}
+
+/** [-x2, x1] over the two halves of the last axis (Hugging Face's rotate_half), and its transpose [x2, -x1]. */
+function rotateHalf(x: tf.Tensor, transpose = false): tf.Tensor {
+  const half = x.shape[x.rank - 1] / 2;
+  const [x1, x2] = tf.split(x, [half, half], -1);
+  return transpose ? tf.concat([x2, tf.neg(x1)], -1) : tf.concat([tf.neg(x2), x1], -1);
+}
+
+/**
+ * Rotary position embedding, rotate_half convention: x·cos + rotate_half(x)·sin. x [B, H, T, hd], cos and sin
+ * broadcastable to x (e.g. [B, 1, T, hd]; constants, not differentiated). Saves nothing but the tables: the
+ * gradient is the inverse rotation dy·cos + rotate_halfᵀ(dy·sin).
+ */
+export function rotaryEmbedding(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
+  const op = tf.customGrad((...args: Array<tf.Tensor | Save>) => {
+    const xIn = args[0] as tf.Tensor4D;
+    saveOf(args)([cos, sin]); // kept for the backward pass (the caller may dispose its own references)
+    return {
+      value: tf.add(tf.mul(xIn, cos), tf.mul(rotateHalf(xIn), sin)),
+      gradFunc: (dy: tf.Tensor, [c, s]: tf.Tensor[]) => tf.tidy(() => [tf.add(tf.mul(dy, c), rotateHalf(tf.mul(dy, s), true))]),
+    };
+  });
+  return op(x) as tf.Tensor4D;
+}
+
+/**
+ * Attention probabilities softmax(scores + mask) over the last axis. scores [..., T, S], mask additive and
+ * broadcastable to scores (a constant, not differentiated). Saves only the probabilities.
+ */
+export function maskedSoftmax(scores: tf.Tensor, mask: tf.Tensor): tf.Tensor {
+  const op = tf.customGrad((...args: Array<tf.Tensor | Save>) => {
+    const probs = tf.softmax(tf.add(args[0] as tf.Tensor, mask));
+    saveOf(args)([probs]);
+    return {
+      value: probs,
+      // d scores = p · (dy − Σ dy·p)
+      gradFunc: (dy: tf.Tensor, [p]: tf.Tensor[]) => tf.tidy(() => [tf.mul(p, tf.sub(dy, tf.sum(tf.mul(dy, p), -1, true)))]),
+    };
+  });
+  return op(scores);
+}
