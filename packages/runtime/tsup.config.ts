@@ -1,4 +1,7 @@
 import { defineConfig } from 'tsup';
 import { packageBuild } from '../../tsup.shared.js';
 
-export default defineConfig(packageBuild(['src/index.ts']));
+// Optional dependencies are loaded with a guarded import() at run time; tsup would otherwise bundle them.
+const optional = ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'webgpu', '@tensorflow/tfjs-backend-webgpu'];
+
+export default defineConfig({ ...packageBuild(['src/index.ts']), external: optional });

@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HyperLlama, saveHyperLlama } from '@hyperllama/hypernet';
 import { createLlama, saveLlama } from '@hyperllama/llama-model';
+import { disposeBackend } from '@hyperllama/runtime';
 import { saveTokenizer } from '@hyperllama/tokenizer';
 import { charTokenizer } from '@hyperllama/trainer';
 import { runCli, type Io } from '../src/index.js';
@@ -36,12 +37,15 @@ beforeAll(async () => {
   hl.dispose();
   model.dispose();
 });
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+afterAll(async () => {
+  rmSync(tmp, { recursive: true, force: true });
+  await disposeBackend();
+});
 
 /** Runs `analyze <name> --quick` and returns the parsed results.json after checking the files the report lists. */
 async function quick(name: string, ...extra: string[]): Promise<{ report: Record<string, any>; stdout: string; out: string }> {
   const out = join(tmp, name);
-  const r = await cli('analyze', name, '--quick', '--out', out, '--backend', 'cpu', ...extra);
+  const r = await cli('analyze', name, '--quick', '--out', out, '--backend', 'wasm', ...extra);
   expect(r.stderr).not.toMatch(/error/i);
   expect(r.code).toBe(0);
   const report = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));

@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exportSniTasks, loadTasks, makeSyntheticTask, SYNTHETIC_FAMILIES } from '@hyperllama/datasets';
+import { DEFAULT_TEMPLATE, exportSniTasks, loadTasks, makeSyntheticTask, SYNTHETIC_FAMILIES } from '@hyperllama/datasets';
 import { planTasks, taskPrefix } from '@hyperllama/eval';
 import { loadKVPrefix } from '@hyperllama/gist-attention';
 import { HyperLlama, saveHyperLlama } from '@hyperllama/hypernet';
-import { createLlama, saveLlama } from '@hyperllama/llama-model';
+import { createLlama, generate, saveLlama } from '@hyperllama/llama-model';
 import { PieceType, Tokenizer, saveTokenizer, tokenizerConfigFromPieces, tokenizerJsonFromPieces, type VocabPiece } from '@hyperllama/tokenizer';
 import { loadSetup, runCli, type Io } from '../src/index.js';
 
@@ -86,7 +86,7 @@ describe('hyperllama-eval run / compress', () => {
     expect(r.stdout).toMatch(/^average\s+mixed/m);
   });
 
-  it('compress stores a prefix that run --prefix serves with the same scores as compressing on the fly', async () => {
+  it('compress stores a prefix that run --prefix and generate --prefix serve as compressing on the fly would', async () => {
     const taskFile = join(tasksDir, readdirJson(tasksDir)[0]);
     const prefixFile = join(tmp, 'task.safetensors');
     const c = await cli('compress', '--checkpoint', ckpt, '--task', taskFile, '--shots', '3', '--out', prefixFile, '--backend', 'cpu');
@@ -100,6 +100,12 @@ describe('hyperllama-eval run / compress', () => {
     const direct = taskPrefix(setup.hyperllama!, plan, { model: setup.model, tokenizer: setup.tokenizer });
     prefix.keys.forEach((k, l) => expect(Array.from(k.dataSync())).toEqual(Array.from(direct.keys[l].dataSync())));
     prefix.values.forEach((v, l) => expect(Array.from(v.dataSync())).toEqual(Array.from(direct.values[l].dataSync())));
+    // generate --prefix continues an instance input behind the stored prefix, as the library does.
+    const input = plan.instances[0].input;
+    const expected = generate(setup.model, [DEFAULT_TEMPLATE.prompt(input)], { maxNewTokens: 6, tokenizer: setup.tokenizer, prefix: direct, positionOffset: direct.positionOffsets[0] });
+    const g = await cli('generate', '--model', modelDir, '--prefix', prefixFile, '--prompt', input, '--max-new-tokens', '6', '--backend', 'cpu');
+    expect(g.code).toBe(0);
+    expect(g.stdout).toBe(expected.texts![0] + '\n');
     tf.dispose([...prefix.keys, ...prefix.values, ...direct.keys, ...direct.values]);
     setup.dispose();
 

@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SCHEMA, STAGES, TrainerError, defaultConfig, main, resolveConfig, stageHelp } from '../src/index.js';
+import { SCHEMA, STAGES, TrainerError, charTokenizer, defaultConfig, main, resolveConfig, stageHelp } from '../src/index.js';
 import { memoryIo } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'trainer-config-'));
@@ -40,6 +41,24 @@ describe('configuration', () => {
     expect(fromYaml).toMatchObject({ steps: 7, lr: 0.5, hyper: { k: 3, targetModules: ['q_proj', 'v_proj'], r: 8 }, data: { tasks: '/x/tasks' } });
     const overridden = resolveConfig('multitask', { config: yaml, steps: '9', method: 'icl', set: ['hyper.k=5', 'data.tasks=null'] });
     expect(overridden).toMatchObject({ steps: 9, method: 'icl', hyper: { k: 5 }, data: { tasks: null } });
+  });
+
+  it('every shipped config in configs/ is valid; default-base matches the committed embedded model', () => {
+    const configs = join(dirname(fileURLToPath(import.meta.url)), '..', 'configs');
+    const files = readdirSync(configs).filter((f) => f.endsWith('.yaml'));
+    expect(files).toContain('default-base.yaml');
+    for (const f of files) expect(() => resolveConfig('pretrain-base', { config: join(configs, f) })).not.toThrow();
+    const cfg = resolveConfig('pretrain-base', { config: join(configs, 'default-base.yaml') });
+    // From scratch, on the default corpus and the synthetic training families (no task file that could hold held-out tasks).
+    expect(cfg.model).toMatchObject({ base: null, tokenizer: null });
+    expect(cfg.data).toMatchObject({ tasks: null, corpus: null });
+    const asset = join(configs, '..', '..', 'evaluator', 'assets', 'default-base', 'config.json');
+    if (existsSync(asset)) {
+      const hf = JSON.parse(readFileSync(asset, 'utf8'));
+      expect([hf.hidden_size, hf.num_hidden_layers, hf.num_attention_heads, hf.num_key_value_heads, hf.intermediate_size, hf.vocab_size]).toEqual([
+        cfg.model.hiddenSize, cfg.model.numHiddenLayers, cfg.model.numAttentionHeads, cfg.model.numKeyValueHeads, cfg.model.intermediateSize, charTokenizer().numTokens,
+      ]);
+    }
   });
 
   it('rejects unknown keys and bad values, naming the key path', () => {

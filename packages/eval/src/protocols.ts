@@ -257,7 +257,7 @@ export function evaluateMethod(method: BaseMethod, plans: readonly TaskPlan[], s
       const stored = s.prefixes?.get(plan.task.name);
       const prefix = stored ?? taskPrefix(hl!, plan, s);
       try {
-        scores = scoreTask(plan, prefixCondition(s, prefix, hl?.hasDownstreamAdapter ? ['downstream'] : []), s);
+        scores = scoreTask(plan, prefixCondition(s, prefix, downstreamAdapters(s)), s);
       } finally {
         if (!stored) tf.dispose([...prefix.keys, ...prefix.values]);
       }
@@ -284,7 +284,15 @@ export interface PrefixTuningOptions {
   seed?: number;
 }
 
-/** Per-task prefix tuning on the task's k demonstrations (frozen model, no adapter), evaluated along the way. */
+/** The adapters of a downstream pass: a HyperLlama checkpoint's downstream LoRA when it has one, else none. */
+function downstreamAdapters(s: { hyperllama?: HyperLlama }): string[] {
+  return s.hyperllama?.hasDownstreamAdapter ? ['downstream'] : [];
+}
+
+/**
+ * Per-task prefix tuning on the task's k demonstrations, evaluated along the way. The downstream model is the
+ * HyperLlama's (its downstream adapter on, when it has one) for every initialisation, so the three are comparable.
+ */
 export function evaluatePrefixTuning(
   plans: readonly TaskPlan[],
   s: EvalSettings & { hyperllama?: HyperLlama },
@@ -297,6 +305,7 @@ export function evaluatePrefixTuning(
   const evalSteps = [...new Set([0, ...Array.from({ length: Math.floor(p.steps / p.evalEvery) }, (_, i) => (i + 1) * p.evalEvery), p.steps])];
   const perStep = new Map<number, TaskScores[]>(evalSteps.map((st) => [st, []]));
   const o = collateOptions(s, { useDefinition: false });
+  const downstream = downstreamAdapters(s);
   const final = plans.map((plan, index) => {
     if (plan.examples.length === 0) throw new EvalError('NO_EXAMPLES', `prefix tuning task "${plan.task.name}" needs demonstrations (shots > 0)`, { field: 'shots' });
     const train = collateZeroShot(plan.examples.map((target) => ({ task: { definition: undefined }, target })), o);
@@ -306,11 +315,11 @@ export function evaluatePrefixTuning(
     try {
       for (let step = 0; ; step++) {
         if (perStep.has(step)) {
-          last = withAdapters(s.model, [], () => scoreTask(plan, prefixCondition(s, tuned.prefix(), []), s));
+          last = scoreTask(plan, prefixCondition(s, tuned.prefix(), downstream), s);
           perStep.get(step)!.push(last);
         }
         if (step >= p.steps) break;
-        withAdapters(s.model, [], () => trainStep(tuned.trainableVariables(), optimizer, () => tuned.loss(s.model, train, { training: true })));
+        withAdapters(s.model, downstream, () => trainStep(tuned.trainableVariables(), optimizer, () => tuned.loss(s.model, train, { training: true })));
       }
     } finally {
       optimizer.dispose();
@@ -324,7 +333,7 @@ export function evaluatePrefixTuning(
 
 function initPrefix(plan: TaskPlan, s: EvalSettings & { hyperllama?: HyperLlama }, p: PrefixTuningOptions, train: LmBatch): PrefixTuning {
   if (p.init === 'random') {
-    return withAdapters(s.model, [], () => PrefixTuning.random(s.model, p.length ?? s.hyperllama?.k ?? 8, { sampleIds: train.inputIds, seed: p.seed ?? 0 }));
+    return withAdapters(s.model, downstreamAdapters(s), () => PrefixTuning.random(s.model, p.length ?? s.hyperllama?.k ?? 8, { sampleIds: train.inputIds, seed: p.seed ?? 0 }));
   }
   if (p.init === 'shared') {
     if (!p.sharedPrefix) throw new EvalError('NO_SHARED_PREFIX', 'prefix tuning from "shared" needs a trained shared prefix', { field: 'sharedPrefix' });
@@ -388,7 +397,7 @@ export function evaluate(
       const { sharedPrefix: _shared, ...ptConfig } = pt;
       return { method, configuration: { ...shared, ...ptConfig, lr: pt.lr ?? 1e-2 }, scores, curve };
     }
-    const adapters = method === 'hyperllama' ? (s.hyperllama?.hasDownstreamAdapter ? ['downstream'] : []) : (s.adapters?.[method as 'icl' | 'zero-shot'] ?? []);
+    const adapters = method === 'hyperllama' ? downstreamAdapters(s) : (s.adapters?.[method as 'icl' | 'zero-shot'] ?? []);
     const configuration = { ...shared, ...(method === 'zero-shot' ? { shots: 0 } : {}), adapters, ...(method === 'hyperllama' ? { k: s.hyperllama?.k ?? null, storedPrefixes: s.prefixes !== undefined } : {}) };
     return { method, configuration, scores: evaluateMethod(method as BaseMethod, plans, s, onProgress) };
   });

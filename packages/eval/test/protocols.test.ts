@@ -110,11 +110,16 @@ describe('evaluate', () => {
     model.dispose();
   });
 
-  it('prefix tuning from the HyperLlama prefix starts (step 0) exactly where hyperllama is, and gives a curve', () => {
+  it('prefix tuning from the HyperLlama prefix starts (step 0) exactly where hyperllama is (downstream adapter on), and gives a curve', () => {
     const model = tinyModel(5);
-    const hl = new HyperLlama(model, { k: 2, hyper: { r: 2, alpha: 4 }, seed: 2 });
+    const hl = new HyperLlama(model, { k: 2, hyper: { r: 2, alpha: 4 }, downstream: { r: 2, alpha: 4 }, seed: 2 });
+    // A downstream adapter that changes the outputs (lora_B starts at 0): prefix tuning must run with it on too.
+    const downB = Object.entries(hl.trainableVariables()).filter(([name]) => name.startsWith('downstream.') && name.endsWith('lora_B'));
+    expect(downB.length).toBeGreaterThan(0);
+    for (const [, v] of downB) v.assign(tf.randomNormal(v.shape, 0, 3, 'float32', 7));
     const settings = { model, tokenizer: charTokenizer, hyperllama: hl, maxNewTokens: 3 };
-    const [hyper, tuned] = evaluate([classify], settings, { methods: ['hyperllama', 'prefix-tuning-hyper'], shots: 3, seed: 0, prefixTuning: { steps: 2, evalEvery: 1, lr: 0.05 } });
+    const tasks = [makeSyntheticTask('symbol_rule', family('symbol_rule').variants[1], { seed: 5, numExamples: 8, numInstances: 24 })];
+    const [hyper, tuned] = evaluate(tasks, settings, { methods: ['hyperllama', 'prefix-tuning-hyper'], shots: 3, seed: 0, prefixTuning: { steps: 2, evalEvery: 1, lr: 0.05 } });
     expect(tuned.curve!.map((p) => p.step)).toEqual([0, 1, 2]);
     expect(tuned.curve![0].scores).toEqual(hyper.scores);
     expect(tuned.scores).toEqual(tuned.curve![2].scores);

@@ -4,18 +4,23 @@ import * as tf from '@tensorflow/tfjs';
  * Ops of a transformer layer with hand-written gradients that keep less for the backward pass than autograd does
  * (autograd keeps the inputs of every elementary op: RMSNorm alone kept four [N, D] tensors, RoPE a dozen). Each
  * saves only what its gradient formula needs; the results equal the composed ops' to float32 rounding. Inputs that
- * are constants of the computation (RoPE tables, additive masks) are captured rather than differentiated.
+ * are constants of the computation (RoPE tables, additive masks) are captured rather than differentiated (and saved
+ * when the gradient needs them). Each backward formula runs in its own tf.tidy: tfjs calls custom gradients outside
+ * any scope, so their temporaries would otherwise live until the whole backward pass ends.
  */
 
 type Save = tf.GradSaveFunc;
 const saveOf = (args: Array<tf.Tensor | Save>): Save => args[args.length - 1] as Save;
 
+/** `HYPERLLAMA_FUSED_OPS=0` runs the plain composed ops instead (to measure what these save). */
+const composed = (): boolean => process.env.HYPERLLAMA_FUSED_OPS === '0';
 
 /**
  * RMSNorm as Hugging Face Llama computes it: x / sqrt(mean(x²) + eps) · w. x [N, D], w [D] → [N, D].
  * Saves x and the [N, 1] reciprocal RMS.
  */
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
+  if (composed()) return tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), weight));
   const op = tf.customGrad((...args: Array<tf.Tensor | Save>) => {
     const [xIn, wIn] = args as [tf.Tensor2D, tf.Tensor1D];
     const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xIn), -1, true), eps)); // [N, 1]
@@ -38,6 +43,7 @@ export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Te
 
 /** SwiGLU's gating: silu(gate) · up, gate and up [N, F] → [N, F]. Saves gate and up. */
 export function swiglu(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
+  if (composed()) return tf.tidy(() => tf.mul(tf.mul(gate, tf.sigmoid(gate)), up));
   const op = tf.customGrad((...args: Array<tf.Tensor | Save>) => {
     const [g, u] = args as [tf.Tensor2D, tf.Tensor2D];
     saveOf(args)([g, u]);
@@ -68,6 +74,7 @@ function rotateHalf(x: tf.Tensor, transpose = false): tf.Tensor {
  * gradient is the inverse rotation dy·cos + rotate_halfᵀ(dy·sin).
  */
 export function rotaryEmbedding(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
+  if (composed()) return tf.tidy(() => tf.add(tf.mul(x, cos), tf.mul(rotateHalf(x), sin)));
   const op = tf.customGrad((...args: Array<tf.Tensor | Save>) => {
     const xIn = args[0] as tf.Tensor4D;
     saveOf(args)([cos, sin]); // kept for the backward pass (the caller may dispose its own references)
@@ -84,6 +91,7 @@ export function rotaryEmbedding(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor
  * broadcastable to scores (a constant, not differentiated). Saves only the probabilities.
  */
 export function maskedSoftmax(scores: tf.Tensor, mask: tf.Tensor): tf.Tensor {
+  if (composed()) return tf.tidy(() => tf.softmax(tf.add(scores, mask)));
   const op = tf.customGrad((...args: Array<tf.Tensor | Save>) => {
     const probs = tf.softmax(tf.add(args[0] as tf.Tensor, mask));
     saveOf(args)([probs]);

@@ -3,7 +3,7 @@
  * hyperllama-bench: runs benchmark suites, each backend in its own child process (the wasm backend is configured
  * once per process), prints one table and writes every record to JSON.
  *
- *   npm run bench -- [--suite runtime,model,...] [--backend wasm,wasm-1t,cpu,webgpu] [--config <name>] [--quick] [--json <file>]
+ *   npm run bench -- [--suite runtime,model,...] [--backend wasm,wasm-1t,cpu,webgpu] [--config <name>[,<name>…]] [--quick] [--json <file>]
  *                    [--reference <pytorch.json>]
  * `--config` alone runs the `model` suite. `--reference` adds tfjs / PyTorch ratios from tools/reference/bench_reference.py.
  */
@@ -47,7 +47,7 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--child') a.child = true;
     else if (flag === '--help' || flag === '-h') {
       console.log(
-        `usage: hyperllama-bench [--suite ${Object.keys(SUITES).join(',')}] [--backend wasm[-1t|-<n>t][-native|-xnnpack|-stock],cpu,webgpu,tensorflow] [--config tiny|small|default] [--quick] [--json <file>] [--reference <pytorch.json>]`,
+        `usage: hyperllama-bench [--suite ${Object.keys(SUITES).join(',')}] [--backend wasm[-1t|-<n>t][-native|-xnnpack|-stock],cpu,webgpu,tensorflow] [--config tiny,small,default] [--quick] [--json <file>] [--reference <pytorch.json>]`,
       );
       process.exit(0);
     } else throw new Error(`unknown option ${flag}`);
@@ -138,17 +138,20 @@ async function main(): Promise<void> {
   const records: BenchRecord[] = [];
   for (const suite of args.suites) {
     const backends = args.backends.length ? args.backends : DEFAULT_BACKENDS[suite] ?? ['wasm'];
-    for (const spec of backends) {
-      process.stderr.write(`[bench] ${suite} on ${spec}${args.config ? ` (${args.config})` : ''}...\n`);
-      const childArgs = ['--suite', suite, '--backend', spec, '--child', ...(args.quick ? ['--quick'] : []), ...(args.config ? ['--config', args.config] : [])];
-      const r = spawnSync(process.execPath, [...process.execArgv, join(here, 'cli.js'), ...childArgs], {
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'inherit'],
-        maxBuffer: 64 * 1024 * 1024,
-      });
-      const got = r.stdout.split('\n').filter((l) => l.startsWith(MARK)).map((l) => JSON.parse(l.slice(MARK.length)) as BenchRecord);
-      if (r.status !== 0) process.stderr.write(`[bench] ${suite} on ${spec} exited with ${r.status}\n`);
-      records.push(...got);
+    // `--config a,b` runs each configuration in its own child (peak RSS is per process).
+    for (const config of args.config ? args.config.split(',') : [undefined]) {
+      for (const spec of backends) {
+        process.stderr.write(`[bench] ${suite} on ${spec}${config ? ` (${config})` : ''}...\n`);
+        const childArgs = ['--suite', suite, '--backend', spec, '--child', ...(args.quick ? ['--quick'] : []), ...(config ? ['--config', config] : [])];
+        const r = spawnSync(process.execPath, [...process.execArgv, join(here, 'cli.js'), ...childArgs], {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'inherit'],
+          maxBuffer: 64 * 1024 * 1024,
+        });
+        const got = r.stdout.split('\n').filter((l) => l.startsWith(MARK)).map((l) => JSON.parse(l.slice(MARK.length)) as BenchRecord);
+        if (r.status !== 0) process.stderr.write(`[bench] ${suite} on ${spec} exited with ${r.status}\n`);
+        records.push(...got);
+      }
     }
   }
   console.log(table(records));

@@ -13,6 +13,7 @@ import {
   markdownTable,
   maskFigures,
   sensitivityFigures,
+  syntheticFamilyOf,
   transferFigures,
   writeAnalysis,
   type AnalysisName,
@@ -30,9 +31,9 @@ import { embeddedBase, heldOutTasks } from './default.js';
 
 /** How much each analysis does: the full setting (minutes on 2 CPU cores) and `--quick` (a smoke test). */
 export interface AnalyzeBudget {
-  /** Held-out tasks per held-out synthetic family (default tasks only), and the cap on evaluated tasks. */
-  tasksPerFamily: number;
-  maxTasks: number;
+  /** Default tasks: this many held-out families (their first variant) and held-out parameter settings (one per family). */
+  heldOutFamilies: number;
+  heldOutParams: number;
   maxInstances: number;
   /** Multi-task training steps of each mask variant, and of the HyperLlama trained when no checkpoint is given. */
   variantSteps: number;
@@ -42,16 +43,21 @@ export interface AnalyzeBudget {
   ptSteps: number;
   ptEvalEvery: number;
   sharedSteps: number;
+  /** Episodes per training step. */
+  trainBatchSize: number;
 }
 
 export const ANALYZE_BUDGETS: Record<'full' | 'quick', AnalyzeBudget> = {
-  full: { tasksPerFamily: 2, maxTasks: 8, maxInstances: 16, variantSteps: 60, hyperSteps: 150, draws: 6, orders: 3, ptSteps: 20, ptEvalEvery: 5, sharedSteps: 100 },
-  quick: { tasksPerFamily: 1, maxTasks: 2, maxInstances: 2, variantSteps: 1, hyperSteps: 1, draws: 2, orders: 1, ptSteps: 1, ptEvalEvery: 1, sharedSteps: 1 },
+  full: { heldOutFamilies: 4, heldOutParams: 12, maxInstances: 8, variantSteps: 60, hyperSteps: 150, draws: 6, orders: 3, ptSteps: 20, ptEvalEvery: 5, sharedSteps: 100, trainBatchSize: 8 },
+  quick: { heldOutFamilies: 1, heldOutParams: 1, maxInstances: 2, variantSteps: 1, hyperSteps: 1, draws: 2, orders: 1, ptSteps: 1, ptEvalEvery: 1, sharedSteps: 1, trainBatchSize: 2 },
 };
 
-/** Settings shared with `hyperllama-eval default` (its shots and lengths). */
+/**
+ * The shots and lengths of `hyperllama-eval default`, except that few-shot rows may hold 320 tokens (the base's
+ * pretraining length) so that ICL sees every demonstration the hypernetwork reads.
+ */
 const SHOTS = 4;
-const LENGTHS = { maxLength: 128, maxHyperLength: 192, maxNewTokens: 24, batchSize: 16 };
+const LENGTHS = { maxLength: 320, maxHyperLength: 192, maxNewTokens: 24, batchSize: 16 };
 
 export interface AnalyzeOptions {
   analysis: AnalysisName;
@@ -79,6 +85,24 @@ export interface AnalyzeOptions {
   sharedSteps?: number;
   /** The command line, recorded in the report. */
   command?: string;
+}
+
+/**
+ * The default evaluated tasks: the first variant of each of the first `heldOutFamilies` held-out families (never seen in
+ * any training) and one held-out parameter setting of each of the first `heldOutParams` training families (the family
+ * was trained on, this parameter was not). Mixing both keeps some scores off the floor, which the correlations need.
+ */
+export function defaultAnalysisTasks(seed: number, budget: Pick<AnalyzeBudget, 'heldOutFamilies' | 'heldOutParams'>): Task[] {
+  const split = syntheticTasks({ seed });
+  const families = heldOutTasks(seed, 1).slice(0, budget.heldOutFamilies);
+  const seen = new Set<string>();
+  const params = split.heldOutParams.filter((t) => {
+    const family = syntheticFamilyOf(t.name) ?? t.name;
+    if (seen.has(family)) return false;
+    seen.add(family);
+    return true;
+  });
+  return [...families, ...params.slice(0, budget.heldOutParams)];
 }
 
 /** Where the base model, tokenizer and tasks come from; `log` lines go to stderr. */
@@ -136,7 +160,7 @@ function buildSetup(o: AnalyzeOptions, budget: AnalyzeBudget, log: (line: string
     : undefined;
 
   const split = syntheticTasks({ seed: o.seed });
-  const evalTasks = (o.tasks ? loadTasks(o.tasks).tasks : heldOutTasks(o.seed, budget.tasksPerFamily)).slice(0, budget.maxTasks);
+  const evalTasks = o.tasks ? loadTasks(o.tasks).tasks : defaultAnalysisTasks(o.seed, budget);
   const trainTasks = o.trainTasks ? loadTasks(o.trainTasks).tasks : split.train;
   const pool = o.tasks ? [...loadTasks(o.tasks).tasks, ...trainTasks] : [...split.heldOutFamilies, ...split.heldOutParams, ...split.train];
   const setup: AnalysisSetup = {
@@ -155,7 +179,7 @@ function buildSetup(o: AnalyzeOptions, budget: AnalyzeBudget, log: (line: string
     model: modelPath ? resolve(modelPath) : 'random-init tiny default (no embedded base found)',
     tokenizer: tokenizerPath ? resolve(tokenizerPath) : 'built-in character tokenizer',
     checkpoint: checkpoint ? resolve(checkpoint) : null,
-    tasks: o.tasks ?? `held-out synthetic families, ${budget.tasksPerFamily} per family (seed ${o.seed})`,
+    tasks: o.tasks ?? `synthetic (seed ${o.seed}): ${budget.heldOutFamilies} held-out families (first variant each) and ${budget.heldOutParams} held-out parameter settings of training families (one per family)`,
     trainTasks: o.trainTasks ?? `synthetic training families (seed ${o.seed})`,
   };
   return { setup, pool, sources, k };
@@ -175,7 +199,7 @@ export function runAnalysis(o: AnalyzeOptions, io: Io): { report: AnalysisReport
       const unknown = (o.variants ?? []).filter((v) => !all.some((x) => x.id === v));
       if (unknown.length > 0) throw new CliError('USAGE', `analyze masks: --variants: unknown ${unknown.join(', ')}; expected some of ${all.map((v) => v.id).join(', ')}`, { field: 'variants' });
       const variants = o.variants ? all.filter((v) => o.variants!.includes(v.id)) : all;
-      report = analyzeMasks(setup, { variants, steps: o.steps ?? budget.variantSteps });
+      report = analyzeMasks(setup, { variants, steps: o.steps ?? budget.variantSteps, trainBatchSize: budget.trainBatchSize });
       figures = maskFigures;
       break;
     }

@@ -1,4 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
+import { DEFAULT_TEMPLATE } from '@hyperllama/datasets';
+import { loadKVPrefix } from '@hyperllama/gist-attention';
 import { generate, loadLlama, type GenerateResult } from '@hyperllama/llama-model';
 import { loadTokenizer } from '@hyperllama/tokenizer';
 import { CliError, backendOption, numberOption, parseOptions, requireOption, startBackend, type Command, type Io } from '../cli-kit.js';
@@ -16,6 +19,11 @@ export interface GenerateTextOptions {
   seed?: number;
   /** Default: the model's eos. */
   stopIds?: number[];
+  /**
+   * A task prefix stored by `compress`: the model attends to it, and the prompt is the task input, put into the
+   * training template (`Input: <prompt>\nOutput:`).
+   */
+  prefix?: string;
 }
 
 /** Load a model and tokenizer and continue one prompt (BOS prepended). */
@@ -27,8 +35,15 @@ export function generateText(opts: GenerateTextOptions): { text: string; result:
   const model = loadLlama(opts.model, { trainable: false });
   try {
     const tokenizer = loadTokenizer(tokenizerPath, { vocabSize: model.config.vocabSize });
-    const result = generate(model, [opts.prompt], { ...opts, tokenizer, addBos: true });
-    return { text: result.texts![0], result };
+    const { prefix: prefixFile, ...sampling } = opts;
+    const stored = prefixFile ? loadKVPrefix(prefixFile, model.config).prefix : undefined;
+    try {
+      const prompt = stored ? DEFAULT_TEMPLATE.prompt(opts.prompt) : opts.prompt;
+      const result = generate(model, [prompt], { ...sampling, tokenizer, addBos: true, prefix: stored, positionOffset: stored?.positionOffsets[0] });
+      return { text: result.texts![0], result };
+    } finally {
+      if (stored) tf.dispose([...stored.keys, ...stored.values]);
+    }
   } finally {
     model.dispose();
   }
@@ -38,7 +53,7 @@ export const generateCommand: Command = {
   summary: 'continue a prompt with a model (greedy by default)',
   usage:
     'hyperllama-eval generate --model <dir|model.bin> [--tokenizer <path>] --prompt <text> [--max-new-tokens N=256]\n' +
-    '    [--temperature T=0] [--top-k K] [--top-p P] [--seed S=0] [--stop-ids 1,2] [--backend auto|wasm|cpu|tensorflow]',
+    '    [--temperature T=0] [--top-k K] [--top-p P] [--seed S=0] [--stop-ids 1,2] [--prefix <prefix.safetensors>] [--backend auto|wasm|cpu|tensorflow]',
   async run(argv: string[], io: Io) {
     const c = 'generate';
     const v = parseOptions(c, argv, {
@@ -51,6 +66,7 @@ export const generateCommand: Command = {
       'top-p': undefined,
       seed: undefined,
       'stop-ids': undefined,
+      prefix: undefined,
       ...backendOption,
     });
     const stopIds = v['stop-ids']?.split(',').map((s, i) => numberOption(c, `stop-ids[${i}]`, s.trim(), true)!);
@@ -64,6 +80,7 @@ export const generateCommand: Command = {
       topP: numberOption(c, 'top-p', v['top-p']),
       seed: numberOption(c, 'seed', v.seed, true),
       stopIds,
+      prefix: v.prefix,
     };
     await startBackend(v.backend, io);
     const { text, result } = generateText(opts);

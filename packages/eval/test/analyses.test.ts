@@ -1,0 +1,155 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { collateHyperLlama, makeSyntheticTask, SYNTHETIC_FAMILIES, type Task } from '@hyperllama/datasets';
+import {
+  averageWithError,
+  defaultMaskVariants,
+  demonstrationDraws,
+  EvalError,
+  gistViewFrom,
+  pearson,
+  planTasks,
+  ranks,
+  relatedTask,
+  renderDotPlot,
+  renderScatter,
+  spearman,
+  syntheticFamilyOf,
+  writeAnalysis,
+  type AnalysisReport,
+  type EvalTokenizer,
+} from '../src/index.js';
+
+/** Character-level tokenizer: 0 pad, 1 BOS, 2 EOS, printable ASCII 32..126 → 3..97. */
+const charTokenizer: EvalTokenizer = {
+  bosId: 1,
+  eosId: 2,
+  padId: 0,
+  encode: (text, opts = {}) => [...(opts.bos ? [1] : []), ...[...text].map((ch) => Math.max(3, Math.min(97, ch.charCodeAt(0) - 29)))],
+  decode: (ids) => ids.filter((id) => id >= 3 && id <= 97).map((id) => String.fromCharCode(id + 29)).join(''),
+};
+
+const variant = (family: string, i = 0) => SYNTHETIC_FAMILIES.find((f) => f.name === family)!.variants[i];
+const task = (family: string, i = 0, extra: Partial<Task> = {}): Task => ({ ...makeSyntheticTask(family, variant(family, i), { seed: 3, numExamples: 10, numInstances: 6 }), ...extra });
+
+describe('statistics', () => {
+  it('Pearson and Spearman match hand-computed values; ranks average ties', () => {
+    expect(pearson([1, 2, 3], [2, 4, 6])).toBeCloseTo(1, 12);
+    expect(pearson([1, 2, 3], [6, 4, 2])).toBeCloseTo(-1, 12);
+    // dx = dy up to a swap of the middle pair: Σdxdy = 4, Σdx² = Σdy² = 5.
+    expect(pearson([1, 2, 3, 4], [1, 3, 2, 4])).toBeCloseTo(0.8, 12);
+    expect(Number.isNaN(pearson([1, 1, 1], [1, 2, 3]))).toBe(true);
+    expect(ranks([10, 20, 20, 5])).toEqual([2, 3.5, 3.5, 1]);
+    // A monotone but non-linear relation: Spearman 1, Pearson below 1.
+    expect(spearman([1, 2, 3, 4], [1, 8, 27, 1000])).toBeCloseTo(1, 12);
+    expect(pearson([1, 2, 3, 4], [1, 8, 27, 1000])).toBeLessThan(0.9);
+  });
+
+  it('the macro average and its standard error follow from the per-instance scores', () => {
+    const r = averageWithError([
+      { task: 'a', metric: 'accuracy', scores: [1, 0] },
+      { task: 'b', metric: 'rougeL', scores: [100, 100, 100, 100] },
+    ]);
+    expect(r.average).toBeCloseTo(0.75, 12); // (0.5 + 1) / 2
+    expect(r.stderr).toBeCloseTo(Math.sqrt(0.25 / 2) / 2, 12); // task a: variance 0.25 over 2 instances; task b: none
+  });
+});
+
+describe('gistViewFrom', () => {
+  it('points at the first token of the last m packed demonstrations, whatever the left padding', () => {
+    const t = task('reverse');
+    const rows = [t.examples.slice(0, 2), t.examples.slice(2, 6)].map((examples) => ({ task: t, examples, target: t.instances[0] }));
+    const { hyper } = collateHyperLlama(rows, { encoder: charTokenizer, gistIds: [98, 99] });
+    for (const m of [1, 2, 3]) {
+      const from = gistViewFrom(hyper, rows, m, { encoder: charTokenizer });
+      rows.forEach((row, b) => {
+        const n = hyper.numExamples[b];
+        const first = hyper.attentionMask[b].indexOf(1);
+        if (m >= n) return expect(from[b]).toBe(first + 1); // nothing hidden
+        const rest = charTokenizer.decode(hyper.inputIds[b].slice(from[b]));
+        const expected = charTokenizer.decode(charTokenizer.encode(`Input: ${row.examples[n - m].input}\nOutput:`)); // this tokenizer has no newline
+        expect(rest.startsWith(expected)).toBe(true);
+        expect(charTokenizer.decode(hyper.inputIds[b].slice(from[b] - 1)).startsWith(expected)).toBe(false);
+        expect(hyper.inputIds[b][first]).toBe(1); // BOS before it
+      });
+    }
+    expect(() => gistViewFrom(hyper, rows, 0, { encoder: charTokenizer })).toThrow(EvalError);
+  });
+});
+
+describe('mask variants and related tasks', () => {
+  it('the default variants cover the standard mask, both controls, the last-m restrictions and k = 1..16', () => {
+    const v = defaultMaskVariants(4, 4);
+    expect(v.map((x) => x.id)).toEqual(['standard', 'positive', 'negative', 'last-1', 'last-2', 'k1', 'k2', 'k8', 'k16']);
+    expect(v.find((x) => x.id === 'positive')!.view).toBe('examples-and-gists');
+    expect(v.find((x) => x.id === 'negative')!.view).toBe('nothing');
+    expect(v.find((x) => x.id === 'k16')!.k).toBe(16);
+    expect(defaultMaskVariants(2, 2).map((x) => x.id)).toEqual(['standard', 'positive', 'negative', 'last-1', 'k1', 'k4', 'k8', 'k16']);
+  });
+
+  it('a related task is another parameter of the same family, else the same category, else none', () => {
+    expect(syntheticFamilyOf('synth_symbol_rule_abc')).toBe('symbol_rule');
+    expect(syntheticFamilyOf('synth_date_format_x')).toBe('date_format');
+    expect(syntheticFamilyOf('task1_sni')).toBeUndefined();
+    const sortA = task('sort', 0);
+    const sortB = task('sort', 1);
+    const reverse = task('reverse');
+    expect(relatedTask(sortA, [reverse, sortA, sortB])).toEqual({ task: sortB, relation: 'same family' });
+    const sni = { ...reverse, name: 'task001', category: 'Translation' };
+    const sni2 = { ...reverse, name: 'task002', category: 'Translation' };
+    expect(relatedTask(sni, [sortA, sni, sni2])).toEqual({ task: sni2, relation: 'same category' });
+    expect(relatedTask({ ...sni, category: 'Other' }, [sortA, sni2])).toBeUndefined();
+  });
+});
+
+describe('demonstrationDraws', () => {
+  it('varies the demonstrations (sets, then orders of the first set) and keeps the evaluated instances', () => {
+    const tasks = [task('reverse'), task('case')];
+    const plans = planTasks(tasks, { shots: 4, maxInstances: 3, seed: 0 });
+    const sets = demonstrationDraws(plans, { draws: 3, orders: 2, shots: 4, seed: 0 });
+    expect(sets.map((s) => `${s.kind}${s.index}`)).toEqual(['draw0', 'draw1', 'draw2', 'order0', 'order1']);
+    for (const s of sets) {
+      s.plans.forEach((p, t) => {
+        expect(p.instances).toBe(plans[t].instances);
+        expect(p.examples).toHaveLength(4);
+        expect(p.examples.every((e) => tasks[t].examples.includes(e))).toBe(true);
+      });
+    }
+    expect(sets[1].plans[0].examples).not.toEqual(sets[0].plans[0].examples);
+    const sorted = (xs: unknown[]) => xs.map((x) => JSON.stringify(x)).sort();
+    expect(sorted(sets[3].plans[0].examples)).toEqual(sorted(sets[0].plans[0].examples));
+    expect(() => demonstrationDraws(plans, { draws: 1, orders: 0, shots: 4, seed: 0 })).toThrow(/draws/);
+  });
+});
+
+describe('figures and report files', () => {
+  it('scatter and dot plots mark every finite point with its data', () => {
+    const s = renderScatter(
+      [
+        { x: 0.5, y: 40, label: 'a<b' },
+        { x: 2, y: 80, label: 'c' },
+        { x: NaN, y: 10, label: 'skipped' },
+      ],
+      { title: 't', xLabel: 'x', yLabel: 'y' },
+    );
+    expect(s.match(/data-label=/g)).toHaveLength(2);
+    expect(s).toContain('data-label="a&lt;b" data-x="0.5" data-y="40"');
+    expect(s).not.toContain('skipped');
+    const d = renderDotPlot(['t1', 't2'], [{ name: 'hyperllama', values: [[10, 20], [30]] }, { name: 'icl', values: [[50], [60, 70, 80]] }], { title: 't', yLabel: 'y' });
+    expect(d.match(/data-series="hyperllama"/g)).toHaveLength(3);
+    expect(d.match(/data-series="icl" data-group="t2"/g)).toHaveLength(3);
+  });
+
+  it('writeAnalysis refuses a report whose listed figure is missing', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'analysis-'));
+    const r: AnalysisReport = { format: 'hyperllama-analysis/1', analysis: 'masks', created: 'now', configuration: {}, variants: [], table: { header: ['a'], rows: [] }, data: {}, interpretation: '', figures: ['x.svg'] };
+    try {
+      expect(() => writeAnalysis(r, {}, dir)).toThrow(/x\.svg/);
+      expect(writeAnalysis({ ...r, figures: [] }, {}, dir).figures).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
