@@ -7,6 +7,7 @@ export const SUITES: Record<string, () => Promise<{ run: Suite }>> = {
   tokenizer: () => import('./suites/tokenizer.js'),
   lora: () => import('./suites/lora.js'),
   hypernet: () => import('./suites/hypernet.js'),
+  llama: () => import('./suites/llama.js'),
 };
 
 /** Backends each suite runs on by default. */
@@ -17,4 +18,5 @@ export const DEFAULT_BACKENDS: Record<string, string[]> = {
   tokenizer: ['cpu'],
   lora: ['wasm-1t'],
   hypernet: ['wasm'],
+  llama: ['wasm', 'cpu'],
 };

@@ -30,16 +30,19 @@ interface TaskRow {
   demonstrations: number;
   /** (a) The demonstrations' own answers. */
   answers: Nll;
-  /** (none − prefix) / (none − full): 0 = the prefix helps as much as nothing, 1 = as much as the full examples. */
+  /** none − prefix: nats per token the prefix saves. */
+  answerGain: number;
+  /** (none − prefix) / (none − full) when the full demonstrations save at least 0.1 nats/token, else NaN. */
   answerRetention: number;
   /** (b) The whole demonstration text, teacher-forced ("full" = the text shown once before: copying). */
   reconstruction: Nll;
+  reconstructionGain: number;
   reconstructionRetention: number;
-  /** (b) ROUGE-L (on [0, 1]) of a greedy continuation of BOS against the demonstration text, behind the prefix and without. */
+  /** (b) ROUGE-L (on [0, 1]) of a greedy continuation of `[BOS] Input:` against the demonstration text, behind the prefix and without. */
   regeneration: { prefix: number; none: number };
 }
 
-const retention = (n: Nll): number => (n.none - n.full > 1e-6 ? (n.none - n.prefix) / (n.none - n.full) : NaN);
+const retention = (n: Nll): number => (n.none - n.full >= 0.1 ? (n.none - n.prefix) / (n.none - n.full) : NaN);
 
 /** Mean negative log-likelihood per labelled token of `batch` (token-weighted over rows). */
 function nll(hl: HyperLlama, batch: LmBatch, prefix?: PrefixLike): number {
@@ -80,19 +83,23 @@ function measureTask(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, prefi
   const ids = tok.encode(text, { bos: false, eos: false }).slice(0, setup.maxHyperLength);
   const once = lmRow([tok.bosId, ...ids], 1);
   const reconstruction: Nll = { none: nll(hl, once), prefix: nll(hl, once, prefix), full: nll(hl, lmRow([tok.bosId, ...ids, ...ids], 1 + ids.length)) };
-  const n = Math.min(maxTokens, ids.length);
-  const reference = continuationText(tok, [tok.bosId], ids.slice(0, n));
+  // Regeneration is prompted with the template's opening ("Input:"), so that both conditions start in the task's format.
+  const prompt = [tok.bosId, ...ids.slice(0, tok.encode(DEFAULT_TEMPLATE.prompt('').split(' ')[0], { bos: false, eos: false }).length)];
+  const n = Math.min(maxTokens, ids.length + 1 - prompt.length);
+  const reference = continuationText(tok, prompt, ids.slice(prompt.length - 1, prompt.length - 1 + n));
   const regenerate = (p?: PrefixLike): number =>
     withAdapters(hl.model, hl.hasDownstreamAdapter ? ['downstream'] : [], () => {
-      const out = generate(hl.model, [[tok.bosId]], { maxNewTokens: n, prefix: p, positionOffset: p ? (p.positionOffsets?.[0] ?? p.length) : undefined, stopIds: [tok.eosId], padId: tok.padId }).tokens[0];
-      return rougeLScore(continuationText(tok, [tok.bosId], out), [reference]) / 100;
+      const out = generate(hl.model, [prompt], { maxNewTokens: n, prefix: p, positionOffset: p ? (p.positionOffsets?.[0] ?? p.length) : undefined, stopIds: [tok.eosId], padId: tok.padId }).tokens[0];
+      return rougeLScore(continuationText(tok, prompt, out), [reference]) / 100;
     });
   return {
     task: plan.task.name,
     demonstrations: shown.length,
     answers,
+    answerGain: answers.none - answers.prefix,
     answerRetention: retention(answers),
     reconstruction,
+    reconstructionGain: reconstruction.none - reconstruction.prefix,
     reconstructionRetention: retention(reconstruction),
     regeneration: { prefix: regenerate(prefix), none: regenerate() },
   };
@@ -121,9 +128,9 @@ export function analyzeCompression(setup: AnalysisSetup, o: CompressionAnalysisO
       for (const p of prefixes.values()) disposePrefix(p);
     }
     const measures: Array<[string, (r: TaskRow) => number]> = [
+      ['answer gain from the prefix, nats/token (a)', (r) => r.answerGain],
       ['answer retention (a)', (r) => r.answerRetention],
-      ['answer NLL given the prefix (a)', (r) => r.answers.prefix],
-      ['reconstruction retention (b)', (r) => r.reconstructionRetention],
+      ['text gain from the prefix, nats/token (b)', (r) => r.reconstructionGain],
       ['regeneration ROUGE-L from the prefix (b)', (r) => r.regeneration.prefix],
     ];
     const correlations = measures.map(([name, f]) => {
@@ -132,20 +139,23 @@ export function analyzeCompression(setup: AnalysisSetup, o: CompressionAnalysisO
     });
     const avg = (f: (r: TaskRow) => number) => mean(rows.map(f).filter(Number.isFinite));
     const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, k: hl.k, hyperllama: trained ? `trained here for ${o.steps} steps` : 'given checkpoint', tasks: rows.map((r) => r.task) };
-    const cells = (r: Pick<TaskRow, 'answers' | 'answerRetention' | 'reconstruction' | 'reconstructionRetention' | 'regeneration'> & { score: number }, name: string) => [
+    const cells = (r: Pick<TaskRow, 'answers' | 'answerGain' | 'answerRetention' | 'reconstruction' | 'reconstructionGain' | 'regeneration'> & { score: number }, name: string) => [
       name,
       pct(r.score),
       `${fixed(r.answers.none)} / ${fixed(r.answers.prefix)} / ${fixed(r.answers.full)}`,
+      fixed(r.answerGain),
       fixed(r.answerRetention),
       `${fixed(r.reconstruction.none)} / ${fixed(r.reconstruction.prefix)} / ${fixed(r.reconstruction.full)}`,
-      fixed(r.reconstructionRetention),
+      fixed(r.reconstructionGain),
       `${pct(r.regeneration.none)} / ${pct(r.regeneration.prefix)}`,
     ];
     const meanRow = {
       score: avg((r) => r.score),
       answers: { none: avg((r) => r.answers.none), prefix: avg((r) => r.answers.prefix), full: avg((r) => r.answers.full) },
+      answerGain: avg((r) => r.answerGain),
       answerRetention: avg((r) => r.answerRetention),
       reconstruction: { none: avg((r) => r.reconstruction.none), prefix: avg((r) => r.reconstruction.prefix), full: avg((r) => r.reconstruction.full) },
+      reconstructionGain: avg((r) => r.reconstructionGain),
       reconstructionRetention: avg((r) => r.reconstructionRetention),
       regeneration: { none: avg((r) => r.regeneration.none), prefix: avg((r) => r.regeneration.prefix) },
     };
@@ -156,7 +166,7 @@ export function analyzeCompression(setup: AnalysisSetup, o: CompressionAnalysisO
       configuration,
       variants: ['none', 'prefix', 'full'],
       table: {
-        header: ['task', 'HyperLlama score (%)', 'answer NLL none / prefix / full', 'answer retention', 'text NLL none / prefix / full', 'text retention', 'regeneration ROUGE-L none / prefix'],
+        header: ['task', 'HyperLlama score (%)', 'answer NLL none / prefix / full', 'answer gain', 'answer retention', 'text NLL none / prefix / full', 'text gain', 'regeneration ROUGE-L none / prefix'],
         rows: [...rows.map((r) => cells(r, r.task)), cells(meanRow, 'mean')],
       },
       extraTables: [{ title: 'Correlation with the task score across tasks', header: ['measure', 'tasks', 'Pearson r', 'Spearman ρ'], rows: correlations.map((c) => [c.measure, String(c.tasks), fixed(c.pearson), fixed(c.spearman)]) }],
@@ -175,20 +185,25 @@ export function compressionFigures(r: AnalysisReport): Record<string, string> {
   const short = (t: string) => t.replace(/^synth_/, '');
   return {
     'compression-answers.svg': renderScatter(
-      rows.map((t) => ({ x: t.answerRetention, y: 100 * t.score, label: short(t.task) })),
-      { title: 'Answer retention (a) against HyperLlama score, per task', xLabel: 'answer retention: (NLL none − prefix) / (none − full)', yLabel: 'HyperLlama score (%)' },
+      rows.map((t) => ({ x: t.answerGain, y: 100 * t.score, label: short(t.task) })),
+      { title: 'What the prefix saves on the demonstrations\' answers (a) against the task score', xLabel: 'answer NLL without − with the prefix (nats/token)', yLabel: 'HyperLlama score (%)' },
     ),
     'compression-text.svg': renderScatter(
-      rows.map((t) => ({ x: t.reconstructionRetention, y: 100 * t.score, label: short(t.task) })),
-      { title: 'Demonstration-text retention (b) against HyperLlama score, per task', xLabel: 'text retention: (NLL none − prefix) / (none − full)', yLabel: 'HyperLlama score (%)' },
+      rows.map((t) => ({ x: t.regeneration.prefix - t.regeneration.none, y: 100 * t.score, label: short(t.task) })),
+      { title: 'Regenerating the demonstrations from the prefix (b) against the task score', xLabel: 'regeneration ROUGE-L with − without the prefix', yLabel: 'HyperLlama score (%)' },
     ),
   };
 }
 
-function interpretCompression(m: { answers: Nll; answerRetention: number; reconstruction: Nll; reconstructionRetention: number; regeneration: { none: number; prefix: number } }, correlations: Array<{ measure: string; tasks: number; pearson: number; spearman: number }>, tasks: number): string {
-  const a = `On average the prefix brings the loss on the demonstrations' own answers from ${fixed(m.answers.none)} (nothing) to ${fixed(m.answers.prefix)} nats per token, against ${fixed(m.answers.full)} with the full demonstrations in context: a retention of ${fixed(m.answerRetention)} (0 = no better than nothing, 1 = as good as seeing the examples).`;
-  const b = `For the demonstration text itself the retention is ${fixed(m.reconstructionRetention)} (${fixed(m.reconstruction.none)} → ${fixed(m.reconstruction.prefix)} nats/token; copying from context reaches ${fixed(m.reconstruction.full)}), and greedy regeneration from the prefix alone overlaps the text with ROUGE-L ${pct(m.regeneration.prefix)} against ${pct(m.regeneration.none)} without it: the prefix keeps ${m.reconstructionRetention < 0.3 ? 'the format and some task statistics rather than the examples themselves' : 'a substantial part of the examples'}.`;
+function interpretCompression(
+  m: { answers: Nll; answerGain: number; answerRetention: number; reconstruction: Nll; reconstructionGain: number; regeneration: { none: number; prefix: number } },
+  correlations: Array<{ measure: string; tasks: number; pearson: number; spearman: number }>,
+  tasks: number,
+): string {
+  const fullGain = m.answers.none - m.answers.full;
+  const a = `(a) On average the prefix lowers the loss on the demonstrations' own answers from ${fixed(m.answers.none)} (no context) to ${fixed(m.answers.prefix)} nats per token (a gain of ${fixed(m.answerGain)}); the full demonstrations in context, the answer itself included, give ${fixed(m.answers.full)} (a gain of ${fixed(fullGain)})${fullGain < m.answerGain ? ': this small model hardly copies from context, so the full-context loss is not the lower bound it would be for a large model and the retention ratio is only shown where the full context helps' : ''}.`;
+  const b = `(b) On the demonstration text itself the prefix changes the loss from ${fixed(m.reconstruction.none)} to ${fixed(m.reconstruction.prefix)} nats/token (copying from context: ${fixed(m.reconstruction.full)}), and greedy regeneration after "Input:" overlaps the demonstrations with ROUGE-L ${pct(m.regeneration.prefix)} behind the prefix against ${pct(m.regeneration.none)} without: ${m.reconstructionGain <= 0.05 && m.regeneration.prefix <= m.regeneration.none + 0.02 ? 'the prefix does not let the model recover the examples, it keeps what helps answer (format, label set, the mapping) rather than the examples themselves' : 'the prefix carries part of the examples\' surface form'}.`;
   const c0 = correlations[0];
-  const c = `Across ${tasks} tasks the answer retention correlates with the task score at Spearman ρ = ${fixed(c0.spearman)} (Pearson ${fixed(c0.pearson)}); with this few tasks a |ρ| below about ${fixed(2 / Math.sqrt(Math.max(1, tasks - 1)))} is indistinguishable from no correlation.`;
+  const c = `(c) Across ${tasks} tasks the answer gain correlates with the task score at Spearman ρ = ${fixed(c0.spearman)} (Pearson ${fixed(c0.pearson)}); with this few tasks, and most exact-match scores at 0, a |ρ| below about ${fixed(2 / Math.sqrt(Math.max(1, tasks - 1)))} is indistinguishable from no correlation.`;
   return [a, b, c].join(' ');
 }
