@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exportSniTasks, makeSyntheticTask, SYNTHETIC_FAMILIES } from '@hyperllama/datasets';
 import { HyperLlama, saveHyperLlama } from '@hyperllama/hypernet';
 import { createLlama, saveLlama } from '@hyperllama/llama-model';
 import { disposeBackend } from '@hyperllama/runtime';
@@ -123,6 +124,18 @@ describe('hyperllama-eval analyze --quick', () => {
     }
     for (const i of inits) expect(report.evaluation.methods[i].curve.map((c: any) => c.step)).toEqual([0, 1]);
     expect(existsSync(join(out, 'transfer.svg'))).toBe(true);
+  });
+
+  it('runs on user task files (evaluated and training tasks) and a subset of variants', async () => {
+    const dir = join(tmp, 'user-tasks');
+    const mk = (family: string, i: number) => makeSyntheticTask(family, SYNTHETIC_FAMILIES.find((f) => f.name === family)!.variants[i], { seed: 5, numExamples: 6, numInstances: 3 });
+    exportSniTasks([mk('symbol_rule', 0), { ...mk('constant', 0), metric: 'rougeL' }], join(dir, 'eval'));
+    exportSniTasks([mk('reverse', 0)], join(dir, 'train'));
+    const { report } = await quick('masks', '--model', modelDir, '--tasks', join(dir, 'eval'), '--train-tasks', join(dir, 'train'), '--variants', 'standard,positive', '--shots', '3');
+    expect(report.variants).toEqual(['standard', 'positive']);
+    expect(report.configuration.tasks).toHaveLength(2);
+    expect(report.configuration.shots).toBe(3);
+    expect(report.evaluation.methods.standard.metric).toBe('mixed'); // accuracy and ROUGE-L tasks together
   });
 
   it('rejects an unknown analysis or variant with exit code 2', async () => {

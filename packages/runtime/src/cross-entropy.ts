@@ -42,7 +42,8 @@ export function softmaxCrossEntropyWithGrad(
 export interface LinearCrossEntropyOptions {
   /** The weight is stored [V, D] (e.g. a tied embedding table) instead of [D, V]. */
   transposed?: boolean;
-  /** Rows of logits computed at once (default: about 4M logits per chunk). */
+  /** Rows of logits computed at once (default: about 16M logits, 64 MB, per chunk: BLAS runs ~1.6x faster on
+   *  524 rows than on 131, for two such buffers at a time). */
   chunkRows?: number;
 }
 
@@ -63,7 +64,7 @@ export function linearCrossEntropy(
   const [N, D] = h.shape;
   const transposed = opts.transposed ?? false;
   const V = transposed ? weight.shape[0] : weight.shape[1];
-  const chunk = Math.max(1, opts.chunkRows ?? Math.floor(4_194_304 / V));
+  const chunk = Math.max(1, opts.chunkRows ?? Math.floor(16_777_216 / V));
   if (N === 0) return tf.scalar(0);
   const targetsI = targets.dtype === 'int32' ? targets : (tf.cast(targets, 'int32') as tf.Tensor1D);
 

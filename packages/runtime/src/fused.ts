@@ -61,17 +61,33 @@ export function swiglu(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
   return op(gate, up) as tf.Tensor2D;
 }
 
-/** [-x2, x1] over the two halves of the last axis (Hugging Face's rotate_half), and its transpose [x2, -x1]. */
-function rotateHalf(x: tf.Tensor, transpose = false): tf.Tensor {
+/** [-x2, x1] over the two halves of the last axis (Hugging Face's rotate_half). */
+function rotateHalf(x: tf.Tensor): tf.Tensor {
   const half = x.shape[x.rank - 1] / 2;
   const [x1, x2] = tf.split(x, [half, half], -1);
-  return transpose ? tf.concat([x2, tf.neg(x1)], -1) : tf.concat([tf.neg(x2), x1], -1);
+  return tf.concat([tf.neg(x2), x1], -1);
+}
+
+/**
+ * rotate_half as a product with a signed permutation: x·R, R [hd, hd] with R[j + hd/2, j] = −1 and R[j, j + hd/2] = 1
+ * (its transpose undoes it). One matMul instead of split, neg and concat, which are slow on wasm.
+ */
+function rotateHalfByMatMul(x: tf.Tensor, transpose = false): tf.Tensor {
+  const hd = x.shape[x.rank - 1];
+  const half = hd / 2;
+  const r = new Float32Array(hd * hd); // [hd, hd]
+  for (let j = 0; j < half; j++) {
+    r[(j + half) * hd + j] = -1;
+    r[j * hd + j + half] = 1;
+  }
+  const rows = tf.reshape(x, [-1, hd]);
+  return tf.reshape(tf.matMul(rows, tf.tensor2d(r, [hd, hd]), false, transpose), x.shape);
 }
 
 /**
  * Rotary position embedding, rotate_half convention: x·cos + rotate_half(x)·sin. x [B, H, T, hd], cos and sin
  * broadcastable to x (e.g. [B, 1, T, hd]; constants, not differentiated). Saves nothing but the tables: the
- * gradient is the inverse rotation dy·cos + rotate_halfᵀ(dy·sin).
+ * gradient is the inverse rotation dy·cos + rotate_halfᵀ(dy·sin). rotate_half runs as a matMul (see below).
  */
 export function rotaryEmbedding(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
   if (composed()) return tf.tidy(() => tf.add(tf.mul(x, cos), tf.mul(rotateHalf(x), sin)));
@@ -79,8 +95,8 @@ export function rotaryEmbedding(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor
     const xIn = args[0] as tf.Tensor4D;
     saveOf(args)([cos, sin]); // kept for the backward pass (the caller may dispose its own references)
     return {
-      value: tf.add(tf.mul(xIn, cos), tf.mul(rotateHalf(xIn), sin)),
-      gradFunc: (dy: tf.Tensor, [c, s]: tf.Tensor[]) => tf.tidy(() => [tf.add(tf.mul(dy, c), rotateHalf(tf.mul(dy, s), true))]),
+      value: tf.add(tf.mul(xIn, cos), tf.mul(rotateHalfByMatMul(xIn), sin)),
+      gradFunc: (dy: tf.Tensor, [c, s]: tf.Tensor[]) => tf.tidy(() => [tf.add(tf.mul(dy, c), rotateHalfByMatMul(tf.mul(dy, s), true))]),
     };
   });
   return op(x) as tf.Tensor4D;

@@ -47,7 +47,7 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--child') a.child = true;
     else if (flag === '--help' || flag === '-h') {
       console.log(
-        `usage: hyperllama-bench [--suite ${Object.keys(SUITES).join(',')}] [--backend wasm[-1t|-<n>t][-native|-xnnpack|-stock],cpu,webgpu,tensorflow] [--config tiny,small,default] [--quick] [--json <file>] [--reference <pytorch.json>]`,
+        `usage: hyperllama-bench [--suite ${Object.keys(SUITES).join(',')}] [--backend wasm[-<n>t][-<m>p][-native|-xnnpack|-stock],cpu,webgpu,tensorflow] [--config tiny,small,default] [--quick] [--json <file>] [--reference <pytorch.json>]`,
       );
       process.exit(0);
     } else throw new Error(`unknown option ${flag}`);
@@ -58,14 +58,22 @@ function parseArgs(argv: string[]): Args {
 }
 
 /**
- * `wasm` = all cores and the best matMul; `-1t` / `-<n>t` = that many threads; `-native`, `-xnnpack`, `-stock` = that
- * matMul path (see the runtime's `MatMulPath`), e.g. `wasm-1t-stock` is tfjs-wasm as shipped.
+ * `wasm` = all cores and the best matMul; `-<n>t` = n threads; `-<m>p` = a wasm pool of m threads (default: 1 with
+ * the native matMul, else n); `-native`, `-xnnpack`, `-stock` = that matMul path (the runtime's `MatMulPath`),
+ * e.g. `wasm-1t-stock` is tfjs-wasm as shipped.
  */
-function backendSpec(spec: string): { backend: BackendName; threads?: number; matMul?: MatMulPath } {
-  const wasm = /^wasm(?:-(\d+)t)?(?:-(native|xnnpack|stock))?$/.exec(spec);
-  if (wasm) return { backend: 'wasm', threads: wasm[1] ? Number(wasm[1]) : Math.min(8, cpus().length), matMul: (wasm[2] as MatMulPath) ?? 'auto' };
+function backendSpec(spec: string): { backend: BackendName; threads?: number; wasmThreads?: number; matMul?: MatMulPath } {
+  const wasm = /^wasm(?:-(\d+)t)?(?:-(\d+)p)?(?:-(native|xnnpack|stock))?$/.exec(spec);
+  if (wasm) {
+    return {
+      backend: 'wasm',
+      threads: wasm[1] ? Number(wasm[1]) : Math.min(8, cpus().length),
+      wasmThreads: wasm[2] ? Number(wasm[2]) : undefined,
+      matMul: (wasm[3] as MatMulPath) ?? 'auto',
+    };
+  }
   if (spec === 'cpu' || spec === 'tensorflow' || spec === 'webgpu') return { backend: spec };
-  throw new Error(`unknown backend "${spec}" (wasm[-<n>t][-native|-xnnpack|-stock], cpu, webgpu, tensorflow)`);
+  throw new Error(`unknown backend "${spec}" (wasm[-<n>t][-<m>p][-native|-xnnpack|-stock], cpu, webgpu, tensorflow)`);
 }
 
 async function child(args: Args): Promise<void> {

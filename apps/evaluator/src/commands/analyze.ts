@@ -48,7 +48,7 @@ export interface AnalyzeBudget {
 }
 
 export const ANALYZE_BUDGETS: Record<'full' | 'quick', AnalyzeBudget> = {
-  full: { heldOutFamilies: 4, heldOutParams: 12, maxInstances: 8, variantSteps: 60, hyperSteps: 150, draws: 6, orders: 3, ptSteps: 20, ptEvalEvery: 5, sharedSteps: 100, trainBatchSize: 8 },
+  full: { heldOutFamilies: 4, heldOutParams: 12, maxInstances: 8, variantSteps: 50, hyperSteps: 150, draws: 6, orders: 3, ptSteps: 20, ptEvalEvery: 5, sharedSteps: 100, trainBatchSize: 8 },
   quick: { heldOutFamilies: 1, heldOutParams: 1, maxInstances: 2, variantSteps: 1, hyperSteps: 1, draws: 2, orders: 1, ptSteps: 1, ptEvalEvery: 1, sharedSteps: 1, trainBatchSize: 2 },
 };
 
@@ -243,7 +243,7 @@ export function runAnalysis(o: AnalyzeOptions, io: Io): { report: AnalysisReport
       break;
     }
   }
-  report.configuration = { command: o.command ?? null, quick: o.quick, ...sources, ...report.configuration, backend: tf.getBackend(), seconds: Math.round((performance.now() - started) / 1000) };
+  report.configuration = { command: o.command ?? null, quick: o.quick, ...sources, ...(o.iclAdapter ? { iclAdapter: resolve(o.iclAdapter) } : {}), ...report.configuration, backend: tf.getBackend(), seconds: Math.round((performance.now() - started) / 1000) };
   return { report, paths: writeAnalysis(report, figures(report), o.out) };
 }
 

@@ -73,7 +73,7 @@ export function pearson(xs: readonly number[], ys: readonly number[]): number {
 /** Ranks with ties averaged (1-based). */
 export function ranks(xs: readonly number[]): number[] {
   const order = xs.map((x, i) => ({ x, i })).sort((a, b) => a.x - b.x);
-  const out = new Array<number>(xs.length);
+  const out = Array.from({ length: xs.length }, () => 0);
   for (let s = 0; s < order.length; ) {
     let e = s;
     while (e + 1 < order.length && order[e + 1].x === order[s].x) e++;

@@ -2,7 +2,7 @@ import { Rng } from '@hyperllama/runtime';
 import { EvalError } from '../errors.js';
 import { evaluateMethod, planTasks, type TaskPlan } from '../protocols.js';
 import { disposeHyperLlama, evalSettings, mean, obtainHyperLlama, std, unitScore, type AnalysisSetup } from './common.js';
-import { fixed, pct, renderDotPlot, type AnalysisReport } from './report.js';
+import { pct, renderDotPlot, type AnalysisReport } from './report.js';
 
 export interface SensitivityAnalysisOptions {
   /** Draws of k demonstrations (each in a random order). */
@@ -143,10 +143,11 @@ function interpretSensitivity(
 ): string {
   const h = s.hyperllama;
   const i = s.icl;
-  const more = h.meanStdOverDraws > i.meanStdOverDraws ? 'HyperLlama' : 'ICL';
+  const diff = h.meanStdOverDraws - i.meanStdOverDraws;
+  const verdict = Math.abs(diff) < 0.01 ? 'Neither method is clearly the more sensitive on average (less than one point apart)' : `${diff > 0 ? 'HyperLlama' : 'ICL'} is the more sensitive on average`;
   const parts = [
     `Over ${o.draws} draws of the demonstrations, the per-task standard deviation averages ${pct(h.meanStdOverDraws)} points for HyperLlama and ${pct(i.meanStdOverDraws)} for ICL (mean scores ${pct(h.mean)} and ${pct(i.mean)}; average worst draw ${pct(h.meanWorst)} and ${pct(i.meanWorst)}).`,
-    `${more} is the more sensitive on average; per task, HyperLlama varies more on ${hyperMore} of ${tasks} tasks and ICL on ${iclMore}.`,
+    `${verdict}; per task, HyperLlama varies more on ${hyperMore} of ${tasks} tasks and ICL on ${iclMore}.`,
   ];
   if (h.meanStdOverOrders !== null && i.meanStdOverOrders !== null) parts.push(`Re-ordering the same demonstrations moves scores by ${pct(h.meanStdOverOrders)} (HyperLlama) and ${pct(i.meanStdOverOrders)} (ICL) points on average.`);
   parts.push(`With at most ${instances} instances per task, part of every spread is the instances' own sampling noise (each score is a mean of few 0/1 outcomes), so a difference of a few points between the methods' spreads is not evidence of a real difference.`);

@@ -42,5 +42,6 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
 export function describeBackend(): string {
   const b = currentBackend();
   if (!b) return tf.getBackend();
-  return b.name === 'wasm' ? `wasm×${b.threads}${b.matMul === 'xnnpack' ? '' : `+${b.matMul}`}` : b.name;
+  if (b.name !== 'wasm') return b.name;
+  return b.matMul === 'openblas' ? `wasm×${b.threads}+openblas×${b.matMulThreads}` : `wasm×${b.threads}${b.matMul === 'xnnpack' ? '' : `+${b.matMul}`}`;
 }

@@ -1,0 +1,39 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { disposeBackend, initBackend } from '../src/index.js';
+
+// The wasm GatherV2 override (row copies along axis 0) must give the cpu backend's results.
+describe('wasm gather of rows', () => {
+  beforeAll(async () => {
+    await initBackend({ backend: 'wasm', threads: 1, matMul: 'xnnpack' });
+  });
+  afterAll(async () => {
+    await disposeBackend();
+  });
+  const on = <T>(backend: string, f: () => T): T => {
+    tf.setBackend(backend);
+    try {
+      return f();
+    } finally {
+      tf.setBackend('wasm');
+    }
+  };
+
+  it.each([
+    ['float32', [5, 4, 2], [[4, 0, 4], [1, 3, 2]], 0],
+    ['int32', [6, 3], [5, 5, 0, 2], 0],
+    ['float32', [3, 4], [3, 1], 1], // other axes keep the original kernel
+  ] as const)('gathers %s rows of %j at %j along axis %d as the cpu backend does', (dtype, shape, indices, axis) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const values = Array.from({ length: n }, (_, i) => (i * 7) % 11 - 3);
+    const run = () => tf.tidy(() => {
+      const y = tf.gather(tf.tensor(values, [...shape], dtype), tf.tensor(indices as unknown as number[], undefined, 'int32'), axis);
+      return { shape: y.shape, data: Array.from(y.dataSync()) };
+    });
+    expect(run()).toEqual(on('cpu', run));
+  });
+
+  it('rejects an index outside the table', () => {
+    expect(() => tf.tidy(() => tf.gather(tf.ones([3, 2]), tf.tensor1d([0, 3], 'int32')))).toThrow(/index value 3 is not in \[0, 2\]/);
+  });
+});
