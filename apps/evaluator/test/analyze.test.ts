@@ -86,6 +86,7 @@ describe('hyperllama-eval analyze --quick', () => {
     expect(byId.standard.trainSteps).toBe(1);
     const svg = readFileSync(join(out, 'masks.svg'), 'utf8');
     for (const id of ids) expect(svg).toContain(`data-method="${id}"`);
+    for (const id of ids) expect(byId[id].answerNll).toBeGreaterThan(0);
   });
 
   it('compression: the three contexts, both retentions and the correlations, per task', async () => {
@@ -108,6 +109,8 @@ describe('hyperllama-eval analyze --quick', () => {
         expect(t[m].drawScores).toHaveLength(2);
         expect(t[m].orderScores).toHaveLength(1);
         expect(t[m].draws.worst).toBeLessThanOrEqual(t[m].draws.mean);
+        expect(t[m].drawNlls).toHaveLength(2);
+        for (const x of t[m].drawNlls) expect(x).toBeGreaterThan(0);
       }
     }
     expect(report.table.rows.filter((r: string[]) => r[0] === 'average').map((r: string[]) => r[1])).toEqual(['hyperllama', 'icl']);
@@ -122,7 +125,12 @@ describe('hyperllama-eval analyze --quick', () => {
       expect(p.source).not.toBe(p.target);
       expect(p.source.split('_').slice(0, 2)).toEqual(p.target.split('_').slice(0, 2));
     }
-    for (const i of inits) expect(report.evaluation.methods[i].curve.map((c: any) => c.step)).toEqual([0, 1]);
+    for (const i of inits) {
+      expect(report.evaluation.methods[i].curve.map((c: any) => c.step)).toEqual([0, 1]);
+      expect(report.data.nllCurves[i].map((c: any) => c.step)).toEqual([0, 1]);
+      for (const c of report.data.nllCurves[i]) expect(c.answerNll).toBeGreaterThan(0);
+    }
+    expect(readFileSync(join(out, 'transfer-nll.svg'), 'utf8').match(/data-series=/g)).toHaveLength(4);
     expect(existsSync(join(out, 'transfer.svg'))).toBe(true);
   });
 

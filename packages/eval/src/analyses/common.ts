@@ -1,12 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
-import { DEFAULT_TEMPLATE, EpisodeSampler, collateHyperLlama, type Example, type HyperBatch, type HyperInputBatch, type Task } from '@hyperllama/datasets';
-import { HyperLlama, trainStep, type DownstreamView, type PrefixLike } from '@hyperllama/hypernet';
+import { DEFAULT_TEMPLATE, EpisodeSampler, collateHyperLlama, collateZeroShot, type Example, type HyperBatch, type HyperInputBatch, type Task } from '@hyperllama/datasets';
+import { HyperLlama, prefixedHidden, trainStep, type DownstreamView, type PrefixLike } from '@hyperllama/hypernet';
 import type { LlamaModel } from '@hyperllama/llama-model';
 import { getActiveAdapters, setActiveAdapters } from '@hyperllama/lora';
 import { AdamW } from '@hyperllama/runtime';
 import { METRIC_SCALE, type TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
-import type { EvalSettings, EvalTokenizer, TaskPlan } from '../protocols.js';
+import { labelLogProbs, type EvalSettings, type EvalTokenizer, type TaskPlan } from '../protocols.js';
 
 /** What every analysis runs on: a base model (loaded afresh for each trained variant), a tokenizer, tasks. */
 export interface AnalysisSetup {
@@ -85,6 +85,9 @@ export function ranks(xs: readonly number[]): number[] {
 
 /** Spearman rank correlation. */
 export const spearman = (xs: readonly number[], ys: readonly number[]): number => pearson(ranks(xs), ranks(ys));
+
+/** A number with two decimals, or "n/a". */
+export const fixedOrNa = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 
 /** A task's score on [0, 1] (ROUGE-L divided by 100). */
 export const unitScore = (s: TaskScores): number => mean(s.scores) / METRIC_SCALE[s.metric];
@@ -208,6 +211,30 @@ export function obtainHyperLlama(setup: AnalysisSetup, o: { k: number; steps: nu
   if (setup.loadHyperLlama) return { hl: setup.loadHyperLlama(setup.loadModel()), trained: false };
   setup.log?.(`no HyperLlama checkpoint given: training one (k=${o.k}, ${o.steps} steps)`);
   return { hl: trainVariant(setup, { k: o.k, steps: o.steps }).hl, trained: true };
+}
+
+/**
+ * Mean negative log-likelihood per answer token (EOS included) of a plan's evaluated instances, each read alone
+ * (`Input: … Output:`, no definition) behind `prefix` (or nothing), with `adapters` active. A finer signal than
+ * exact match on a small model, where most generated answers score 0.
+ */
+export function answerNll(setup: AnalysisSetup, model: LlamaModel, plan: TaskPlan, prefix: PrefixLike | undefined, adapters: readonly string[]): number {
+  const o = { encoder: setup.tokenizer, maxLength: setup.maxLength, useDefinition: false };
+  const logProbs: number[] = [];
+  for (let start = 0; start < plan.instances.length; start += setup.batchSize) {
+    const batch = collateZeroShot(plan.instances.slice(start, start + setup.batchSize).map((target) => ({ task: { definition: undefined }, target })), o);
+    withAdapters(model, adapters, () => {
+      const hidden = prefix
+        ? prefixedHidden(model, batch, prefix)
+        : tf.tidy(() => model.forward({ inputIds: tf.tensor2d(batch.inputIds, undefined, 'int32'), attentionMask: tf.tensor2d(batch.attentionMask, undefined, 'int32'), returnHidden: true }).hidden!);
+      try {
+        logProbs.push(...labelLogProbs(model, hidden, batch.labels).flat());
+      } finally {
+        hidden.dispose();
+      }
+    });
+  }
+  return -mean(logProbs);
 }
 
 /** Frees a HyperLlama and its model. */

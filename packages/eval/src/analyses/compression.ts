@@ -38,9 +38,12 @@ interface TaskRow {
   reconstruction: Nll;
   reconstructionGain: number;
   reconstructionRetention: number;
-  /** (b) ROUGE-L (on [0, 1]) of a greedy continuation of `[BOS] Input:` against the demonstration text, behind the prefix and without. */
+  /** (b) ROUGE-L (on [0, 1]) of a greedy continuation of `[BOS] Input:` against the demonstrations' inputs and outputs, behind the prefix and without (template words removed from both). */
   regeneration: { prefix: number; none: number };
 }
+
+/** Text without the template's words (`Input:`, `Output:`), so that overlap measures content, not format. */
+const contentOf = (text: string): string => text.replace(/\b(Input|Output):/g, ' ');
 
 const retention = (n: Nll): number => (n.none - n.full >= 0.1 ? (n.none - n.prefix) / (n.none - n.full) : NaN);
 
@@ -83,14 +86,15 @@ function measureTask(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, prefi
   const ids = tok.encode(text, { bos: false, eos: false }).slice(0, setup.maxHyperLength);
   const once = lmRow([tok.bosId, ...ids], 1);
   const reconstruction: Nll = { none: nll(hl, once), prefix: nll(hl, once, prefix), full: nll(hl, lmRow([tok.bosId, ...ids, ...ids], 1 + ids.length)) };
-  // Regeneration is prompted with the template's opening ("Input:"), so that both conditions start in the task's format.
+  // Regeneration: `[BOS] Input:` behind the prefix (or nothing), greedy, as many tokens as the demonstrations have,
+  // EOS not stopping it; compared with the demonstrations by ROUGE-L on their content (template words removed).
   const prompt = [tok.bosId, ...ids.slice(0, tok.encode(DEFAULT_TEMPLATE.prompt('').split(' ')[0], { bos: false, eos: false }).length)];
   const n = Math.min(maxTokens, ids.length + 1 - prompt.length);
-  const reference = continuationText(tok, prompt, ids.slice(prompt.length - 1, prompt.length - 1 + n));
+  const reference = contentOf(shown.map((e) => `${e.input} ${e.output}`).join(' '));
   const regenerate = (p?: PrefixLike): number =>
     withAdapters(hl.model, hl.hasDownstreamAdapter ? ['downstream'] : [], () => {
-      const out = generate(hl.model, [prompt], { maxNewTokens: n, prefix: p, positionOffset: p ? (p.positionOffsets?.[0] ?? p.length) : undefined, stopIds: [tok.eosId], padId: tok.padId }).tokens[0];
-      return rougeLScore(continuationText(tok, prompt, out), [reference]) / 100;
+      const out = generate(hl.model, [prompt], { maxNewTokens: n, prefix: p, positionOffset: p ? (p.positionOffsets?.[0] ?? p.length) : undefined, stopIds: [], padId: tok.padId }).tokens[0];
+      return rougeLScore(contentOf(continuationText(tok, prompt, out)), [reference]) / 100;
     });
   return {
     task: plan.task.name,
@@ -202,7 +206,7 @@ function interpretCompression(
 ): string {
   const fullGain = m.answers.none - m.answers.full;
   const a = `(a) On average the prefix lowers the loss on the demonstrations' own answers from ${fixed(m.answers.none)} (no context) to ${fixed(m.answers.prefix)} nats per token (a gain of ${fixed(m.answerGain)}); the full demonstrations in context, the answer itself included, give ${fixed(m.answers.full)} (a gain of ${fixed(fullGain)})${fullGain < m.answerGain ? ': this small model hardly copies from context, so the full-context loss is not the lower bound it would be for a large model and the retention ratio is only shown where the full context helps' : ''}.`;
-  const b = `(b) On the demonstration text itself the prefix changes the loss from ${fixed(m.reconstruction.none)} to ${fixed(m.reconstruction.prefix)} nats/token (copying from context: ${fixed(m.reconstruction.full)}), and greedy regeneration after "Input:" overlaps the demonstrations with ROUGE-L ${pct(m.regeneration.prefix)} behind the prefix against ${pct(m.regeneration.none)} without: ${m.reconstructionGain <= 0.05 && m.regeneration.prefix <= m.regeneration.none + 0.02 ? 'the prefix does not let the model recover the examples, it keeps what helps answer (format, label set, the mapping) rather than the examples themselves' : 'the prefix carries part of the examples\' surface form'}.`;
+  const b = `(b) On the demonstration text itself the prefix changes the loss from ${fixed(m.reconstruction.none)} to ${fixed(m.reconstruction.prefix)} nats/token (copying from context: ${fixed(m.reconstruction.full)}), and greedy regeneration after "Input:" overlaps the demonstrations' inputs and outputs (template words removed) with ROUGE-L ${pct(m.regeneration.prefix)} behind the prefix against ${pct(m.regeneration.none)} without: ${m.reconstructionGain <= 0.05 && m.regeneration.prefix <= m.regeneration.none + 0.02 ? 'the prefix does not let the model recover the examples, it keeps what helps answer (format, label set, the mapping) rather than the examples themselves' : 'the prefix carries part of the examples\' surface form'}.`;
   const c0 = correlations[0];
   const c = `(c) Across ${tasks} tasks the answer gain correlates with the task score at Spearman ρ = ${fixed(c0.spearman)} (Pearson ${fixed(c0.pearson)}); with this few tasks, and most exact-match scores at 0, a |ρ| below about ${fixed(2 / Math.sqrt(Math.max(1, tasks - 1)))} is indistinguishable from no correlation.`;
   return [a, b, c].join(' ');

@@ -3,7 +3,7 @@ import type { TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
 import { evaluateMethod, planTasks } from '../protocols.js';
 import { buildReport, renderBarChart, type MethodResult } from '../report.js';
-import { averageWithError, disposeHyperLlama, disposePrefix, evalSettings, mean, spearman, taskHyperBatch, trainVariant, variantPrefix, type AnalysisSetup } from './common.js';
+import { answerNll, averageWithError, disposeHyperLlama, disposePrefix, evalSettings, mean, spearman, taskHyperBatch, trainVariant, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderScatter, type AnalysisReport } from './report.js';
 
 /** One mask variant: what the gists read and what the downstream tokens see. */
@@ -57,6 +57,8 @@ interface VariantRow {
   exampleTokens: number;
   average: number;
   stderr: number;
+  /** Mean over tasks of the evaluated instances' answer NLL (nats per token). */
+  answerNll: number;
 }
 
 /** Trains and evaluates HyperLlama under each mask variant on the same tasks, demonstrations and instances. */
@@ -74,15 +76,18 @@ export function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions): Anal
       const exampleTokens = plans.map((p) => taskHyperBatch(setup, hl, p.task, p.examples).hyper.lengths[0] - 1 - hl.k);
       let scores: TaskScores[];
       let positions: number[];
+      let nlls: number[];
       if (v.view === 'nothing') {
         // Hidden prefix columns = no prefix (RoPE depends on relative positions only): the downstream model reads the instance alone.
         scores = evaluateMethod('zero-shot', plans, { ...s, useDefinition: false, adapters: { 'zero-shot': adapters } });
         positions = plans.map(() => 0);
+        nlls = plans.map((p) => answerNll(setup, hl.model, p, undefined, adapters));
       } else {
         const prefixes = new Map<string, PrefixLike>(plans.map((p) => [p.task.name, variantPrefix(setup, hl, p, v.lastExamples)]));
         try {
           positions = plans.map((p) => prefixes.get(p.task.name)!.length);
           scores = evaluateMethod('hyperllama', plans, { ...s, hyperllama: hl, prefixes });
+          nlls = plans.map((p) => answerNll(setup, hl.model, p, prefixes.get(p.task.name), adapters));
         } finally {
           for (const p of prefixes.values()) disposePrefix(p);
         }
@@ -101,10 +106,11 @@ export function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions): Anal
         exampleTokens: mean(exampleTokens),
         average,
         stderr,
+        answerNll: mean(nlls),
       };
       rows.push(row);
       results.push({ method: v.id, configuration: { ...row, average: undefined, stderr: undefined }, scores });
-      setup.log?.(`[masks] ${v.id}: ${pct(average)} ± ${pct(stderr)} (prefix positions ${row.prefixPositions.toFixed(1)})`);
+      setup.log?.(`[masks] ${v.id}: ${pct(average)} ± ${pct(stderr)}, answer NLL ${fixed(row.answerNll)} (prefix positions ${row.prefixPositions.toFixed(1)})`);
     } finally {
       disposeHyperLlama(hl);
     }
@@ -118,7 +124,7 @@ export function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions): Anal
     configuration,
     variants: rows.map((r) => r.id),
     table: {
-      header: ['variant', 'what the downstream sees', 'prefix positions', 'example tokens / position', 'score (%)', '± s.e.', 'train loss first → last'],
+      header: ['variant', 'what the downstream sees', 'prefix positions', 'example tokens / position', 'score (%)', '± s.e.', 'answer NLL', 'train loss first → last'],
       rows: rows.map((r) => [
         r.id,
         r.description,
@@ -126,6 +132,7 @@ export function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions): Anal
         r.prefixPositions > 0 ? (r.exampleTokens / r.prefixPositions).toFixed(1) : 'n/a',
         pct(r.average),
         pct(r.stderr),
+        fixed(r.answerNll),
         r.trainSteps > 0 ? `${fixed(r.firstLoss)} → ${fixed(r.lastLoss)}` : 'not trained',
       ]),
     },
@@ -154,7 +161,7 @@ function interpretMasks(rows: VariantRow[], tasks: number, instances: number): s
   const cmp = (a: VariantRow, b: VariantRow): string => {
     const d = a.average - b.average;
     const sig = Math.abs(d) > 2 * Math.hypot(a.stderr, b.stderr);
-    return `${a.id} ${pct(a.average)} vs ${b.id} ${pct(b.average)} (${d >= 0 ? '+' : ''}${(100 * d).toFixed(1)} points, ${sig ? 'more than' : 'within'} two standard errors)`;
+    return `${a.id} ${pct(a.average)} vs ${b.id} ${pct(b.average)} (${d >= 0 ? '+' : ''}${(100 * d).toFixed(1)} points, ${sig ? 'more than' : 'within'} two standard errors; answer NLL ${fixed(a.answerNll)} vs ${fixed(b.answerNll)})`;
   };
   const parts: string[] = [];
   const std = by.get('standard');
@@ -165,7 +172,8 @@ function interpretMasks(rows: VariantRow[], tasks: number, instances: number): s
   const ks = rows.filter((r) => r.view === 'gists' && r.lastExamples === null).sort((a, b) => a.k - b.k);
   if (ks.length >= 3) {
     const rho = spearman(ks.map((r) => r.k), ks.map((r) => r.average));
-    parts.push(`Across k = ${ks.map((r) => r.k).join(', ')} the scores are ${ks.map((r) => pct(r.average)).join(', ')} (Spearman ρ = ${fixed(rho)} between k and score).`);
+    const rhoNll = spearman(ks.map((r) => r.k), ks.map((r) => r.answerNll));
+    parts.push(`Across k = ${ks.map((r) => r.k).join(', ')} the scores are ${ks.map((r) => pct(r.average)).join(', ')} (Spearman ρ = ${fixed(rho)} between k and score) and the answer NLLs ${ks.map((r) => fixed(r.answerNll)).join(', ')} (ρ = ${fixed(rhoNll)}).`);
   }
   const last = rows.filter((r) => r.lastExamples !== null);
   if (std && last.length > 0) parts.push(`Gists that read only the last examples: ${last.map((r) => cmp(r, std)).join('; ')}; the earlier examples still reach the gists indirectly, through the later tokens that attended to them.`);

@@ -190,6 +190,33 @@ export function renderDotPlot(groups: readonly string[], series: ReadonlyArray<{
   return svg(left + w + 170, top + h + 110, o.title, body);
 }
 
+/** Line chart: one polyline (with `data-series`) per series of (x, y) points, legend on the right. */
+export function renderLines(series: ReadonlyArray<{ name: string; points: ReadonlyArray<{ x: number; y: number }> }>, o: { title: string; xLabel: string; yLabel: string }): string {
+  const pts = series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
+  const xt = ticks(Math.min(...pts.map((p) => p.x)), Math.max(...pts.map((p) => p.x)));
+  const yt = ticks(Math.min(...pts.map((p) => p.y)), Math.max(...pts.map((p) => p.y)));
+  const [left, top, w, h] = [64, 40, 420, 260];
+  const X = (x: number) => left + ((x - xt.lo) / (xt.hi - xt.lo)) * w;
+  const Y = (y: number) => top + h - ((y - yt.lo) / (yt.hi - yt.lo)) * h;
+  const body: string[] = [];
+  for (const v of yt.values) body.push(`<line x1="${left}" y1="${num(Y(v))}" x2="${left + w}" y2="${num(Y(v))}" stroke="#dddddd"/>`, `<text x="${left - 6}" y="${num(Y(v) + 4)}" text-anchor="end">${num(v)}</text>`);
+  for (const v of xt.values) body.push(`<text x="${num(X(v))}" y="${top + h + 16}" text-anchor="middle">${num(v)}</text>`);
+  body.push(
+    `<line x1="${left}" y1="${top + h}" x2="${left + w}" y2="${top + h}" stroke="#333333"/>`,
+    `<text x="${num(left + w / 2)}" y="${top + h + 36}" text-anchor="middle">${escapeXml(o.xLabel)}</text>`,
+    `<text transform="translate(16 ${num(top + h / 2)}) rotate(-90)" text-anchor="middle">${escapeXml(o.yLabel)}</text>`,
+  );
+  series.forEach((s, i) => {
+    const color = PALETTE[i % PALETTE.length];
+    const ok = s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
+    body.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${ok.map((p) => `${num(X(p.x))},${num(Y(p.y))}`).join(' ')}" data-series="${escapeXml(s.name)}"/>`);
+    for (const p of ok) body.push(`<circle cx="${num(X(p.x))}" cy="${num(Y(p.y))}" r="3" fill="${color}"/>`);
+    const ly = top + 10 + i * 18;
+    body.push(`<line x1="${left + w + 16}" y1="${ly}" x2="${left + w + 36}" y2="${ly}" stroke="${color}" stroke-width="2"/>`, `<text x="${left + w + 42}" y="${ly + 4}">${escapeXml(s.name)}</text>`);
+  });
+  return svg(left + w + 190, top + h + 50, o.title, body);
+}
+
 const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /** A [0, 1] score as a percentage with one decimal ("–" when missing). */

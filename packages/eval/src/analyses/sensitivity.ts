@@ -1,7 +1,10 @@
+import * as tf from '@tensorflow/tfjs';
+import { collateFewShot } from '@hyperllama/datasets';
+import type { HyperLlama, PrefixLike } from '@hyperllama/hypernet';
 import { Rng } from '@hyperllama/runtime';
 import { EvalError } from '../errors.js';
-import { evaluateMethod, planTasks, type TaskPlan } from '../protocols.js';
-import { disposeHyperLlama, evalSettings, mean, obtainHyperLlama, std, unitScore, type AnalysisSetup } from './common.js';
+import { evaluateMethod, labelLogProbs, planTasks, type TaskPlan } from '../protocols.js';
+import { answerNll, disposeHyperLlama, disposePrefix, evalSettings, fixedOrNa, mean, obtainHyperLlama, std, unitScore, variantPrefix, withAdapters, type AnalysisSetup } from './common.js';
 import { pct, renderDotPlot, type AnalysisReport } from './report.js';
 
 export interface SensitivityAnalysisOptions {
@@ -27,6 +30,7 @@ interface Spread {
 }
 
 const spread = (xs: number[]): Spread => ({ mean: mean(xs), std: std(xs), worst: Math.min(...xs), best: Math.max(...xs) });
+// For NLL lower is better: its `best` field holds the largest (worst) value, read as "worst-draw NLL".
 
 /**
  * Demonstration sets per task: `draws` random subsets (random order) of the pool, then `orders` shuffles of the first.
@@ -53,6 +57,24 @@ export function demonstrationDraws(plans: readonly TaskPlan[], o: { draws: numbe
   return out;
 }
 
+/** Answer NLL (nats/token) of a plan's instances with its demonstrations in context (full attention), `adapters` active. */
+function fewShotNll(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, adapters: readonly string[]): number {
+  const model = hl.model;
+  const logProbs: number[] = [];
+  for (let start = 0; start < plan.instances.length; start += setup.batchSize) {
+    const batch = collateFewShot(plan.instances.slice(start, start + setup.batchSize).map((target) => ({ task: plan.task, examples: plan.examples, target })), { encoder: setup.tokenizer, maxLength: setup.maxLength });
+    withAdapters(model, adapters, () => {
+      const hidden = tf.tidy(() => model.forward({ inputIds: tf.tensor2d(batch.inputIds, undefined, 'int32'), attentionMask: tf.tensor2d(batch.attentionMask, undefined, 'int32'), returnHidden: true }).hidden!);
+      try {
+        logProbs.push(...labelLogProbs(model, hidden, batch.labels).flat());
+      } finally {
+        hidden.dispose();
+      }
+    });
+  }
+  return -mean(logProbs);
+}
+
 /** HyperLlama and ICL over several draws (and orders) of the k demonstrations: mean, spread and worst case per task. */
 export function analyzeSensitivity(setup: AnalysisSetup, o: SensitivityAnalysisOptions): AnalysisReport {
   const { hl, trained } = obtainHyperLlama(setup, { k: o.k, steps: o.steps });
@@ -65,15 +87,30 @@ export function analyzeSensitivity(setup: AnalysisSetup, o: SensitivityAnalysisO
       hyperllama: { draw: base.map(() => []), order: base.map(() => []) },
       icl: { draw: base.map(() => []), order: base.map(() => []) },
     };
+    // nlls[method][task] = the instances' answer NLL per draw
+    const nlls: Record<Method, number[][]> = { hyperllama: base.map(() => []), icl: base.map(() => []) };
+    const down = hl.hasDownstreamAdapter ? ['downstream'] : [];
     sets.forEach((set, i) => {
       setup.log?.(`[sensitivity ${i + 1}/${sets.length}] ${set.kind} ${set.index}`);
-      for (const m of METHODS) evaluateMethod(m, set.plans, s).forEach((r, t) => scores[m][set.kind][t].push(unitScore(r)));
+      const prefixes = new Map<string, PrefixLike>(set.plans.map((p) => [p.task.name, variantPrefix(setup, hl, p)]));
+      try {
+        evaluateMethod('hyperllama', set.plans, { ...s, prefixes }).forEach((r, t) => scores.hyperllama[set.kind][t].push(unitScore(r)));
+        evaluateMethod('icl', set.plans, s).forEach((r, t) => scores.icl[set.kind][t].push(unitScore(r)));
+        if (set.kind === 'draw') {
+          set.plans.forEach((p, t) => {
+            nlls.hyperllama[t].push(answerNll(setup, hl.model, p, prefixes.get(p.task.name), down));
+            nlls.icl[t].push(fewShotNll(setup, hl, p, o.iclAdapters ?? []));
+          });
+        }
+      } finally {
+        for (const p of prefixes.values()) disposePrefix(p);
+      }
     });
     const tasks = base.map((p) => p.task.name);
     const perTask = tasks.map((task, t) => ({
       task,
-      ...Object.fromEntries(METHODS.map((m) => [m, { draws: spread(scores[m].draw[t]), orders: o.orders > 0 ? spread(scores[m].order[t]) : null, drawScores: scores[m].draw[t], orderScores: scores[m].order[t] }])),
-    })) as Array<{ task: string } & Record<Method, { draws: Spread; orders: Spread | null; drawScores: number[]; orderScores: number[] }>>;
+      ...Object.fromEntries(METHODS.map((m) => [m, { draws: spread(scores[m].draw[t]), orders: o.orders > 0 ? spread(scores[m].order[t]) : null, drawScores: scores[m].draw[t], orderScores: scores[m].order[t], nll: spread(nlls[m][t]), drawNlls: nlls[m][t] }])),
+    })) as Array<{ task: string } & Record<Method, { draws: Spread; orders: Spread | null; drawScores: number[]; orderScores: number[]; nll: Spread; drawNlls: number[] }>>;
     const summary = Object.fromEntries(
       METHODS.map((m) => [
         m,
@@ -83,14 +120,18 @@ export function analyzeSensitivity(setup: AnalysisSetup, o: SensitivityAnalysisO
           meanStdOverOrders: o.orders > 0 ? mean(perTask.map((r) => r[m].orders!.std)) : null,
           meanWorst: mean(perTask.map((r) => r[m].draws.worst)),
           meanRange: mean(perTask.map((r) => r[m].draws.best - r[m].draws.worst)),
+          meanNll: mean(perTask.map((r) => r[m].nll.mean)),
+          meanNllStd: mean(perTask.map((r) => r[m].nll.std)),
+          meanWorstNll: mean(perTask.map((r) => r[m].nll.best)),
         },
       ]),
-    ) as Record<Method, { mean: number; meanStdOverDraws: number; meanStdOverOrders: number | null; meanWorst: number; meanRange: number }>;
+    ) as Record<Method, { mean: number; meanStdOverDraws: number; meanStdOverOrders: number | null; meanWorst: number; meanRange: number; meanNll: number; meanNllStd: number; meanWorstNll: number }>;
+    const nllMore = perTask.filter((r) => r.hyperllama.nll.std > r.icl.nll.std).length;
     // Per task, which method varies more over draws.
     const hyperMore = perTask.filter((r) => r.hyperllama.draws.std > r.icl.draws.std).length;
     const iclMore = perTask.filter((r) => r.icl.draws.std > r.hyperllama.draws.std).length;
     const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, draws: o.draws, orders: o.orders, k: hl.k, hyperllama: trained ? `trained here for ${o.steps} steps` : 'given checkpoint', iclAdapters: o.iclAdapters ?? [], tasks };
-    const row = (name: string, m: Method, x: { mean: number; std: number; worst: number; best: number }, orders: string) => [name, m, pct(x.mean), pct(x.std), pct(x.worst), pct(x.best), orders];
+    const row = (name: string, m: Method, x: { mean: number; std: number; worst: number; best: number }, orders: string, nll: Spread) => [name, m, pct(x.mean), pct(x.std), pct(x.worst), pct(x.best), orders, fixedOrNa(nll.mean), fixedOrNa(nll.std), fixedOrNa(nll.best)];
     return {
       format: 'hyperllama-analysis/1',
       analysis: 'sensitivity',
@@ -98,9 +139,9 @@ export function analyzeSensitivity(setup: AnalysisSetup, o: SensitivityAnalysisO
       configuration,
       variants: [...METHODS],
       table: {
-        header: ['task', 'method', 'mean (%)', 'std over draws', 'worst draw', 'best draw', 'std over orders'],
+        header: ['task', 'method', 'mean (%)', 'std over draws', 'worst draw', 'best draw', 'std over orders', 'answer NLL mean', 'NLL std over draws', 'worst-draw NLL'],
         rows: [
-          ...perTask.flatMap((r) => METHODS.map((m) => row(r.task, m, r[m].draws, r[m].orders ? pct(r[m].orders.std) : '–'))),
+          ...perTask.flatMap((r) => METHODS.map((m) => row(r.task, m, r[m].draws, r[m].orders ? pct(r[m].orders.std) : '–', r[m].nll))),
           ...METHODS.map((m) => [
             'average',
             m,
@@ -109,11 +150,14 @@ export function analyzeSensitivity(setup: AnalysisSetup, o: SensitivityAnalysisO
             pct(summary[m].meanWorst),
             '–',
             summary[m].meanStdOverOrders === null ? '–' : pct(summary[m].meanStdOverOrders),
+            fixedOrNa(summary[m].meanNll),
+            fixedOrNa(summary[m].meanNllStd),
+            fixedOrNa(summary[m].meanWorstNll),
           ]),
         ],
       },
-      data: { tasks: perTask, summary, moreSensitive: { hyperllama: hyperMore, icl: iclMore, tie: tasks.length - hyperMore - iclMore } },
-      interpretation: interpretSensitivity(summary, hyperMore, iclMore, tasks.length, o, setup.maxInstances),
+      data: { tasks: perTask, summary, moreSensitive: { hyperllama: hyperMore, icl: iclMore, tie: tasks.length - hyperMore - iclMore }, moreSensitiveInNll: { hyperllama: nllMore, icl: tasks.length - nllMore } },
+      interpretation: interpretSensitivity(summary, hyperMore, iclMore, nllMore, tasks.length, o, setup.maxInstances),
       figures: ['sensitivity.svg'],
     };
   } finally {
@@ -134,9 +178,10 @@ export function sensitivityFigures(r: AnalysisReport): Record<string, string> {
 }
 
 function interpretSensitivity(
-  s: Record<Method, { mean: number; meanStdOverDraws: number; meanStdOverOrders: number | null; meanWorst: number }>,
+  s: Record<Method, { mean: number; meanStdOverDraws: number; meanStdOverOrders: number | null; meanWorst: number; meanNll: number; meanNllStd: number }>,
   hyperMore: number,
   iclMore: number,
+  nllMore: number,
   tasks: number,
   o: SensitivityAnalysisOptions,
   instances: number,
@@ -149,6 +194,9 @@ function interpretSensitivity(
     `Over ${o.draws} draws of the demonstrations, the per-task standard deviation averages ${pct(h.meanStdOverDraws)} points for HyperLlama and ${pct(i.meanStdOverDraws)} for ICL (mean scores ${pct(h.mean)} and ${pct(i.mean)}; average worst draw ${pct(h.meanWorst)} and ${pct(i.meanWorst)}).`,
     `${verdict}; per task, HyperLlama varies more on ${hyperMore} of ${tasks} tasks and ICL on ${iclMore}.`,
   ];
+  parts.push(
+    `In answer NLL, which every instance contributes to even when its exact-match score is 0, the spread over draws averages ${fixedOrNa(h.meanNllStd)} nats/token for HyperLlama and ${fixedOrNa(i.meanNllStd)} for ICL (means ${fixedOrNa(h.meanNll)} and ${fixedOrNa(i.meanNll)}); HyperLlama's NLL varies more on ${nllMore} of ${tasks} tasks.`,
+  );
   if (h.meanStdOverOrders !== null && i.meanStdOverOrders !== null) parts.push(`Re-ordering the same demonstrations moves scores by ${pct(h.meanStdOverOrders)} (HyperLlama) and ${pct(i.meanStdOverOrders)} (ICL) points on average.`);
   parts.push(`With at most ${instances} instances per task, part of every spread is the instances' own sampling noise (each score is a mean of few 0/1 outcomes), so a difference of a few points between the methods' spreads is not evidence of a real difference.`);
   return parts.join(' ');

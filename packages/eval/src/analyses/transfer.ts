@@ -1,13 +1,29 @@
 import { EpisodeSampler, SYNTHETIC_FAMILIES, collateZeroShot, syntheticTaskName, type Task } from '@hyperllama/datasets';
-import { PrefixTuning, trainStep } from '@hyperllama/hypernet';
+import { PrefixTuning, trainStep, type HyperLlama } from '@hyperllama/hypernet';
 import type { KVPrefix, LlamaModel } from '@hyperllama/llama-model';
 import { AdamW } from '@hyperllama/runtime';
 import type { TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
-import { evaluatePrefixTuning, planTasks } from '../protocols.js';
+import { evaluateMethod, planTasks, type TaskPlan } from '../protocols.js';
 import { buildReport, renderCurves, type CurvePoint, type MethodResult } from '../report.js';
-import { disposeHyperLlama, disposePrefix, evalSettings, obtainHyperLlama, variantPrefix, withAdapters, type AnalysisSetup } from './common.js';
-import { pct, type AnalysisReport } from './report.js';
+import { answerNll, disposeHyperLlama, disposePrefix, evalSettings, mean, obtainHyperLlama, variantPrefix, withAdapters, type AnalysisSetup } from './common.js';
+import { fixed, pct, renderLines, type AnalysisReport } from './report.js';
+
+/** A prefix-tuning start from a task's HyperLlama prefix. */
+function fromHyper(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan): PrefixTuning {
+  const prefix = variantPrefix(setup, hl, plan);
+  try {
+    return PrefixTuning.fromPrefix(prefix);
+  } finally {
+    disposePrefix(prefix);
+  }
+}
+
+function addPoint(curve: CurvePoint[], step: number, scores: TaskScores): void {
+  const at = curve.find((c) => c.step === step);
+  if (at) at.scores.push(scores);
+  else curve.push({ step, scores: [scores] });
+}
 
 export interface TransferAnalysisOptions {
   /** Prefix-tuning steps per target task, and the evaluation interval. */
@@ -79,36 +95,42 @@ export function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisOptions
       ownShared = trainSharedPrefix(setup, hl.model, { length: hl.k, steps: o.sharedSteps });
       shared = ownShared.prefix();
     }
-    const s = { ...evalSettings(setup, hl.model), hyperllama: hl };
+    const s = evalSettings(setup, hl.model);
     const final: Record<Init, TaskScores[]> = { 'related-task': [], 'own-task': [], shared: [], random: [] };
     const curves: Record<Init, CurvePoint[]> = { 'related-task': [], 'own-task': [], shared: [], random: [] };
-    const addCurve = (init: Init, curve: CurvePoint[]) => {
-      for (const p of curve) {
-        const at = curves[init].find((c) => c.step === p.step);
-        if (at) at.scores.push(...p.scores);
-        else curves[init].push({ step: p.step, scores: [...p.scores] });
-      }
-    };
+    // nll[init][step] = per target task, the evaluated instances' answer NLL behind the prefix being tuned
+    const nll: Record<Init, Map<number, number[]>> = { 'related-task': new Map(), 'own-task': new Map(), shared: new Map(), random: new Map() };
+    const evalSteps = [...new Set([0, ...Array.from({ length: Math.floor(o.steps / o.evalEvery) }, (_, i) => (i + 1) * o.evalEvery), o.steps])];
     pairs.forEach(({ target, source }, i) => {
       setup.log?.(`[transfer ${i + 1}/${pairs.length}] ${target.name} (from ${source.task.name}, ${source.relation})`);
       const [planB] = planTasks([target], { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed });
       const [planA] = planTasks([source.task], { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed });
-      const sourcePrefix = variantPrefix(setup, hl, planA);
-      try {
-        const common = { steps: o.steps, evalEvery: o.evalEvery, lr: o.lr ?? 1e-2, seed: setup.seed };
-        const runs: Array<[Init, Parameters<typeof evaluatePrefixTuning>[2]]> = [
-          ['related-task', { ...common, init: 'shared', sharedPrefix: sourcePrefix }],
-          ['own-task', { ...common, init: 'hyper' }],
-          ['shared', { ...common, init: 'shared', sharedPrefix: shared }],
-          ['random', { ...common, init: 'random', length: hl.k }],
-        ];
-        for (const [init, p] of runs) {
-          const r = evaluatePrefixTuning([planB], s, p);
-          final[init].push(...r.scores);
-          addCurve(init, r.curve);
+      const train = collateZeroShot(planB.examples.map((t) => ({ task: { definition: undefined }, target: t })), { encoder: setup.tokenizer, maxLength: setup.maxLength, useDefinition: false });
+      const starts: Record<Init, () => PrefixTuning> = {
+        'related-task': () => fromHyper(setup, hl, planA),
+        'own-task': () => fromHyper(setup, hl, planB),
+        shared: () => PrefixTuning.fromPrefix(shared!),
+        random: () => withAdapters(hl.model, [], () => PrefixTuning.random(hl.model, hl.k, { sampleIds: train.inputIds, seed: setup.seed })),
+      };
+      for (const init of INITS) {
+        const pt = starts[init]();
+        const optimizer = new AdamW(pt.trainableVariables(), { lr: o.lr ?? 1e-2, weightDecay: 0 });
+        try {
+          for (let step = 0; ; step++) {
+            if (evalSteps.includes(step)) {
+              const prefixes = new Map([[target.name, pt.prefix()]]);
+              const [scores] = evaluateMethod('hyperllama', [planB], { ...s, prefixes });
+              addPoint(curves[init], step, scores);
+              nll[init].set(step, [...(nll[init].get(step) ?? []), answerNll(setup, hl.model, planB, pt.prefix(), [])]);
+              if (step === o.steps) final[init].push(scores);
+            }
+            if (step >= o.steps) break;
+            withAdapters(hl.model, [], () => trainStep(pt.trainableVariables(), optimizer, () => pt.loss(hl.model, train, { training: true }), { maxGradNorm: 1 }));
+          }
+        } finally {
+          optimizer.dispose();
+          pt.dispose();
         }
-      } finally {
-        disposePrefix(sourcePrefix);
       }
     });
     const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, steps: o.steps, evalEvery: o.evalEvery, lr: o.lr ?? 1e-2, k: hl.k, hyperllama: trained ? `trained here for ${o.hyperSteps} steps` : 'given checkpoint', sharedPrefix: o.sharedPrefix ? 'given' : `trained here for ${o.sharedSteps} steps`, pairs: pairs.map((p) => ({ target: p.target.name, source: p.source.task.name, relation: p.source.relation })) };
@@ -116,6 +138,7 @@ export function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisOptions
     const evaluation = buildReport(results, configuration);
     const steps = evaluation.methods['random'].curve!.map((p) => p.step);
     const first = (init: Init) => evaluation.methods[init].curve![0].average;
+    const nllCurves = Object.fromEntries(INITS.map((init) => [init, evalSteps.map((step) => ({ step, answerNll: mean(nll[init].get(step)!) }))])) as Record<Init, Array<{ step: number; answerNll: number }>>;
     return {
       format: 'hyperllama-analysis/1',
       analysis: 'transfer',
@@ -127,16 +150,17 @@ export function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisOptions
         rows: INITS.map((init) => [init, ...evaluation.methods[init].curve!.map((p) => pct(unit(p.average, evaluation.methods[init].metric)))]),
       },
       extraTables: [
+        { title: 'Answer NLL of the evaluated instances (nats/token, lower is better)', header: ['initialisation', ...steps.map((st) => `step ${st}`)], rows: INITS.map((init) => [init, ...nllCurves[init].map((p) => fixed(p.answerNll))]) },
         {
           title: 'Final score per target task (%)',
           header: ['target task', 'source task (relation)', ...INITS],
           rows: pairs.map(({ target, source }) => [target.name, `${source.task.name} (${source.relation})`, ...INITS.map((init) => pct(unit(evaluation.methods[init].tasks[target.name], evaluation.methods[init].taskDetails[target.name].metric)))]),
         },
       ],
-      data: { pairs: configuration.pairs, curves: Object.fromEntries(INITS.map((init) => [init, evaluation.methods[init].curve])) },
+      data: { pairs: configuration.pairs, curves: Object.fromEntries(INITS.map((init) => [init, evaluation.methods[init].curve])), nllCurves },
       evaluation,
-      interpretation: interpretTransfer(evaluation.methods, first, pairs.length, setup.maxInstances),
-      figures: ['transfer.svg'],
+      interpretation: interpretTransfer(evaluation.methods, first, nllCurves, pairs.length, setup.maxInstances),
+      figures: ['transfer.svg', 'transfer-nll.svg'],
     };
   } finally {
     ownShared?.dispose();
@@ -151,17 +175,31 @@ function unit(value: number, metric: string): number {
 
 /** The curves of the four initialisations. */
 export function transferFigures(r: AnalysisReport): Record<string, string> {
-  return { 'transfer.svg': renderCurves(r.evaluation!) };
+  const nll = (r.data as { nllCurves: Record<Init, Array<{ step: number; answerNll: number }>> }).nllCurves;
+  return {
+    'transfer.svg': renderCurves(r.evaluation!),
+    'transfer-nll.svg': renderLines(
+      INITS.map((init) => ({ name: init, points: nll[init].map((p) => ({ x: p.step, y: p.answerNll })) })),
+      { title: 'Prefix tuning by initialisation: answer NLL of the evaluated instances', xLabel: 'prefix-tuning steps', yLabel: 'answer NLL (nats/token)' },
+    ),
+  };
 }
 
-function interpretTransfer(methods: NonNullable<AnalysisReport['evaluation']>['methods'], first: (init: Init) => number, targets: number, instances: number): string {
+function interpretTransfer(
+  methods: NonNullable<AnalysisReport['evaluation']>['methods'],
+  first: (init: Init) => number,
+  nll: Record<Init, Array<{ step: number; answerNll: number }>>,
+  targets: number,
+  instances: number,
+): string {
   const at = (init: Init) => pct(unit(first(init), methods[init].metric));
   const end = (init: Init) => pct(unit(methods[init].average, methods[init].metric));
-  const order = [...INITS].sort((a, b) => unit(methods[b].average, methods[b].metric) - unit(methods[a].average, methods[a].metric));
+  const n0 = (init: Init) => fixed(nll[init][0].answerNll);
+  const n1 = (init: Init) => fixed(nll[init][nll[init].length - 1].answerNll);
+  const byNll = [...INITS].sort((a, b) => nll[a][nll[a].length - 1].answerNll - nll[b][nll[b].length - 1].answerNll);
   return [
-    `Before any tuning (step 0) the initialisations score: related task ${at('related-task')}, own task ${at('own-task')}, shared ${at('shared')}, random ${at('random')}; after tuning: ${INITS.map((i) => `${i} ${end(i)}`).join(', ')} (best first: ${order.join(' > ')}).`,
-    `A related task's prefix ${unit(methods['related-task'].average, methods['related-task'].metric) >= unit(methods.random.average, methods.random.metric) ? 'is at least as good a starting point as random' : 'starts and ends below random'}, and ${unit(methods['related-task'].average, methods['related-task'].metric) >= unit(methods['own-task'].average, methods['own-task'].metric) ? 'matches or beats' : 'stays below'} the task's own prefix.`,
-    `These are ${targets} target tasks with at most ${instances} instances each and one seed: differences of a few points are within noise, and the curves are short.`,
+    `Answer NLL on the evaluated instances, before → after tuning: ${INITS.map((i) => `${i} ${n0(i)} → ${n1(i)}`).join(', ')} (lowest at the end first: ${byNll.join(' < ')}).`,
+    `Scores at step 0: ${INITS.map((i) => `${i} ${at(i)}`).join(', ')}; after tuning: ${INITS.map((i) => `${i} ${end(i)}`).join(', ')}.`,
+    `These are ${targets} target tasks with at most ${instances} instances each, one seed and short curves: score differences of a few points are within noise (most exact-match scores stay at 0), so the NLL curves are the more telling measure here.`,
   ].join(' ');
 }
-
