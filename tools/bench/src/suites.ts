@@ -8,6 +8,7 @@ export const SUITES: Record<string, () => Promise<{ run: Suite }>> = {
   lora: () => import('./suites/lora.js'),
   hypernet: () => import('./suites/hypernet.js'),
   llama: () => import('./suites/llama.js'),
+  eval: () => import('./suites/eval.js'),
 };
 
 /** Backends each suite runs on by default. */
@@ -19,4 +20,5 @@ export const DEFAULT_BACKENDS: Record<string, string[]> = {
   lora: ['wasm-1t'],
   hypernet: ['wasm'],
   llama: ['wasm', 'cpu'],
+  eval: ['wasm'],
 };
