@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { rmsNorm as fusedRmsNorm, swiglu } from '@hyperllama/runtime';
 import { ModelError } from './errors.js';
 import { validateLlamaConfig, type LlamaConfig } from './config.js';
 import { DenseLinear, findDenseBase, uniqueVariableName, type LinearModule } from './linear.js';
@@ -147,12 +148,12 @@ interface NormWeights {
   postAttention: tf.Variable<tf.Rank.R1>;
 }
 
-/** RMSNorm as HF Llama: x / sqrt(mean(x²) + eps) · w. x [N, D], w [D]. */
+/**
+ * RMSNorm as HF Llama: x / sqrt(mean(x²) + eps) · w. x [N, D], w [D]. The runtime's op with its own gradient keeps
+ * only x and the [N, 1] reciprocal RMS for the backward pass.
+ */
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
-  return tf.tidy(() => {
-    const variance = tf.mean(tf.square(x), -1, true); // [N, 1]
-    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight) as tf.Tensor2D;
-  });
+  return fusedRmsNorm(x, weight, eps);
 }
 
 /** Hugging Face Llama (`LlamaForCausalLM`) on tfjs. Build one with `loadLlama`, `createLlama` or from host weights. */
@@ -322,9 +323,8 @@ export class LlamaModel {
 
         const m = `layers.${i}.mlp.`;
         const h2 = rmsNorm(x, this.norms[i].postAttention, c.rmsNormEps);
-        const gate = lin(m + 'gate_proj', h2); // [N, F]
-        const activated = tf.mul(gate, tf.sigmoid(gate)); // SiLU
-        x = tf.add(x, lin(m + 'down_proj', tf.mul(activated, lin(m + 'up_proj', h2)) as tf.Tensor2D));
+        const gated = swiglu(lin(m + 'gate_proj', h2), lin(m + 'up_proj', h2)); // silu(gate) · up [N, F]
+        x = tf.add(x, lin(m + 'down_proj', gated));
       }
       const normed = rmsNorm(x, this.finalNorm, c.rmsNormEps); // [N, D]
       const out: ForwardResult = {};
