@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { rotaryEmbedding } from '@hyperllama/runtime';
 
 /**
  * cos and sin of the RoPE angles for the given positions, Hugging Face style: frequency i of head_dim/2 is
@@ -17,16 +18,12 @@ export function ropeCosSin(positionIds: tf.Tensor2D, theta: number, headDim: num
   });
 }
 
-/** x·cos + rotate_half(x)·sin, where rotate_half([x1, x2]) = [-x2, x1] over the two halves of the last axis. */
+/**
+ * x·cos + rotate_half(x)·sin, where rotate_half([x1, x2]) = [-x2, x1] over the two halves of the last axis.
+ * The runtime's op with its own gradient (the inverse rotation) keeps nothing of x for the backward pass.
+ */
 export function rotate(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
-  return tf.tidy(() => {
-    const [B, H, T, hd] = x.shape;
-    const half = hd / 2;
-    const x1 = tf.slice(x, [0, 0, 0, 0], [B, H, T, half]);
-    const x2 = tf.slice(x, [0, 0, 0, half], [B, H, T, half]);
-    const rotated = tf.concat([tf.neg(x2), x1], 3);
-    return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
-  });
+  return rotaryEmbedding(x, cos, sin);
 }
 
 /**

@@ -62,10 +62,23 @@ function stageConfig(stage: Stage, patch: Record<string, unknown>): TrainConfig 
   return applyPatch(defaultConfig(stage), patch, `default (${stage})`);
 }
 
-/** The held-out-family tasks the miniature evaluates: the first `perFamily` variants of each held-out family. */
+/**
+ * Families whose held-out *parameter* settings the miniature also evaluates: no held-out family is a lookup task, and
+ * the paper found HyperLlama weakest on lookup/copying, so unseen lookup tables are evaluated as well.
+ */
+export const PROBED_PARAMETER_FAMILIES: readonly string[] = ['lookup'];
+
+/**
+ * The tasks the miniature evaluates: the first `perFamily` variants of each held-out family, then the first
+ * `perFamily` held-out parameter settings of each probed family. None of them is seen in training.
+ */
 export function heldOutTasks(seed: number, perFamily: number): Task[] {
-  const held = syntheticTasks({ seed }).heldOutFamilies;
-  return DEFAULT_HELD_OUT_FAMILIES.flatMap((family) => held.filter((t) => t.name.startsWith(syntheticTaskName(family, ''))).slice(0, perFamily));
+  const split = syntheticTasks({ seed });
+  const firstOf = (tasks: Task[], family: string) => tasks.filter((t) => t.name.startsWith(syntheticTaskName(family, ''))).slice(0, perFamily);
+  return [
+    ...DEFAULT_HELD_OUT_FAMILIES.flatMap((family) => firstOf(split.heldOutFamilies, family)),
+    ...PROBED_PARAMETER_FAMILIES.flatMap((family) => firstOf(split.heldOutParams, family)),
+  ];
 }
 
 /**
@@ -132,7 +145,7 @@ export async function runDefault(o: DefaultOptions, io: Io): Promise<DefaultResu
       command: `hyperllama-eval default${o.quick ? ' --quick' : ''} --seed ${o.seed}`,
       budget,
       data: DATA,
-      tasks: 'held-out synthetic families (@hyperllama/datasets DEFAULT_HELD_OUT_FAMILIES)',
+      tasks: 'held-out synthetic families (@hyperllama/datasets DEFAULT_HELD_OUT_FAMILIES) and held-out lookup tables',
       base,
       checkpoints: { hyperllama: hyper, icl, zeroShot, sharedPrefix: shared },
       backend: tf.getBackend(),
