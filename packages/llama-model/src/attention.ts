@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { maskedSoftmax } from '@hyperllama/runtime';
 
 /** Additive mask value for a hidden key (finite, so a row with every key hidden gives no NaN). */
 export const MASK_VALUE = -1e9;
@@ -31,8 +32,8 @@ export function attentionValues(probs: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D
  */
 export function attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D): tf.Tensor2D {
   const [B, H, T, hd] = q.shape;
-  const scores = tf.add(attentionScores(tf.mul(q, 1 / Math.sqrt(hd)), k), mask) as tf.Tensor4D; // [B, H, T, S]
-  const out = attentionValues(tf.softmax(scores) as tf.Tensor4D, v); // [B, H, T, hd]
+  const scores = attentionScores(tf.mul(q, 1 / Math.sqrt(hd)), k); // [B, H, T, S]
+  const out = attentionValues(maskedSoftmax(scores, mask) as tf.Tensor4D, v); // [B, H, T, hd]; keeps only the probabilities
   return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B * T, H * hd]);
 }
 

@@ -33,7 +33,9 @@ export function lmLoss(model: LlamaModel, hidden: tf.Tensor3D, labels: tf.Tensor
     const head = plainHead(model);
     let total: tf.Scalar;
     if (head) {
-      total = linearCrossEntropy(h, head.weight, y, valid, { transposed: head.transposed, chunkRows: chunk });
+      // The runtime's default chunk (16M logits) keeps BLAS efficient; the wrapped path below keeps its logits for
+      // autograd, so it takes smaller chunks.
+      total = linearCrossEntropy(h, head.weight, y, valid, { transposed: head.transposed, chunkRows: opts.chunkRows });
     } else {
       // A wrapped head (e.g. LoRA on lm_head): the module's own forward, chunk by chunk.
       const target = tf.where(tf.cast(valid, 'bool'), y, tf.zerosLike(y)); // [N]

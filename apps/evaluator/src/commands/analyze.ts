@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { loadTasks, syntheticTasks, type Task } from '@hyperllama/datasets';
+import { DEFAULT_HELD_OUT_FAMILIES, loadTasks, syntheticTasks, type Task } from '@hyperllama/datasets';
 import {
   ANALYSES,
   analyzeCompression,
@@ -27,7 +27,7 @@ import { loadAdapter } from '@hyperllama/lora';
 import { loadTokenizer } from '@hyperllama/tokenizer';
 import { charTokenizer, defaultConfig } from '@hyperllama/trainer';
 import { CliError, backendOption, numberOption, parseOptions, startBackend, type Command, type Io } from '../cli-kit.js';
-import { embeddedBase, heldOutTasks } from './default.js';
+import { embeddedBase } from './default.js';
 
 /** How much each analysis does: the full setting (minutes on 2 CPU cores) and `--quick` (a smoke test). */
 export interface AnalyzeBudget {
@@ -94,7 +94,7 @@ export interface AnalyzeOptions {
  */
 export function defaultAnalysisTasks(seed: number, budget: Pick<AnalyzeBudget, 'heldOutFamilies' | 'heldOutParams'>): Task[] {
   const split = syntheticTasks({ seed });
-  const families = heldOutTasks(seed, 1).slice(0, budget.heldOutFamilies);
+  const families = DEFAULT_HELD_OUT_FAMILIES.slice(0, budget.heldOutFamilies).map((f) => split.heldOutFamilies.find((t) => syntheticFamilyOf(t.name) === f)!);
   const seen = new Set<string>();
   const params = split.heldOutParams.filter((t) => {
     const family = syntheticFamilyOf(t.name) ?? t.name;
