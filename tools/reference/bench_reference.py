@@ -11,6 +11,7 @@ untied head); medians over runs after one warm-up, as the TypeScript suite.
 
 Usage (Debian's python3-torch; the pyenv python on these machines lacks it):
   /usr/bin/python3 tools/reference/bench_reference.py [--config tiny,small[,default]] [--model DIR] [--json FILE]
+HYPERLLAMA_REF_PROFILE=train|forward also prints PyTorch's per-op CPU times of one step (for the gap analysis).
 By default each configuration runs with Debian's OpenBLAS (pthread build) on all cores and one torch thread, the
 fastest 2-core setting measured (FINDINGS.md): LD_LIBRARY_PATH=/usr/lib/<arch>/openblas-pthread, OPENBLAS_NUM_THREADS
 = cores, torch.set_num_threads(1). --blas-threads and --torch-threads override it. Compare with
@@ -188,6 +189,20 @@ def measure(name, cfg, torch_threads):
                 logits, past = model(token, past)
                 token = logits[:, -1].argmax(-1, keepdim=True)
             return NEW_TOKENS / (time.perf_counter() - t0)
+
+    profiled = os.environ.get("HYPERLLAMA_REF_PROFILE")  # train | forward: per-op CPU times of one step to stderr
+    if profiled:
+        from torch.profiler import ProfilerActivity, profile
+
+        fn = train_step if profiled == "train" else forward
+        fn()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter()
+            fn()
+            total = time.perf_counter() - t0
+        print(f"[reference] {name} {profiled}: {total * 1000:.0f} ms; self CPU time by op:", file=sys.stderr)
+        for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:20]:
+            print(f"  {e.key:42} {e.self_cpu_time_total / 1000:9.1f} ms  x{e.count}", file=sys.stderr)
 
     records = []
 

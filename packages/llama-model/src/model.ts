@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { rmsNorm as fusedRmsNorm, swiglu } from '@hyperllama/runtime';
+import { rmsNorm as fusedRmsNorm, supportsSyncRead, swiglu } from '@hyperllama/runtime';
 import { ModelError } from './errors.js';
 import { validateLlamaConfig, type LlamaConfig } from './config.js';
 import { DenseLinear, findDenseBase, uniqueVariableName, type LinearModule } from './linear.js';
@@ -246,7 +246,8 @@ export class LlamaModel {
   embed(inputIds: tf.Tensor2D, extraRows?: tf.Tensor2D): tf.Tensor3D {
     const V = this.config.vocabSize;
     const limit = V + (extraRows ? extraRows.shape[0] : 0);
-    const ids = inputIds.dataSync();
+    // Validated where values can be read synchronously (not on webgpu in Node, where gather clamps instead).
+    const ids = supportsSyncRead() ? inputIds.dataSync() : [];
     for (let i = 0; i < ids.length; i++) {
       if (!Number.isInteger(ids[i]) || ids[i] < 0 || ids[i] >= limit) {
         throw new ModelError('BAD_TOKEN_ID', `token id ${ids[i]} at flat index ${i} is outside [0, ${limit})` + (extraRows ? '' : ' (vocabSize; no extra rows given)'), {

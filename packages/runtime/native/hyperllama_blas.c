@@ -10,7 +10,7 @@
  *     per row r of logits [rows, classes]: losses[r] = weights[r] · (logsumexp(row) − row[targets[r]]) and
  *     grad[r, :] = weights[r] · (softmax(row) − onehot(targets[r])) — the loss and its gradient in three passes over
  *     the row, without the [rows, classes] temporaries of composed ops. targets outside [0, classes) give loss 0 and a
- *     zero gradient row.
+ *     zero gradient row. grad may be logits itself.
  *   threads() → OpenBLAS's thread count;  setThreads(n) sets it.
  */
 #include <float.h>
@@ -111,8 +111,11 @@ static bool int_view(napi_env env, napi_value v, int32_t **data, size_t *length)
   return true;
 }
 
-/* One row: returns the weighted loss and writes the weighted gradient (exp values first, then scaled in place). */
+/* One row: returns the weighted loss and writes the weighted gradient (exp values first, then scaled in place).
+ * g may be x itself (the gradient then overwrites the logits). */
 static float softmax_ce_row(const float *x, float *g, int64_t classes, int32_t target, float weight) {
+  const bool valid = target >= 0 && target < classes;
+  const float picked = valid ? x[target] : 0.0f;
   float m = -FLT_MAX;
   for (int64_t j = 0; j < classes; j++) m = x[j] > m ? x[j] : m;
   float sum = 0.0f;
@@ -123,12 +126,12 @@ static float softmax_ce_row(const float *x, float *g, int64_t classes, int32_t t
   }
   const float scale = weight / sum;
   for (int64_t j = 0; j < classes; j++) g[j] *= scale;
-  if (target < 0 || target >= classes) {
+  if (!valid) {
     for (int64_t j = 0; j < classes; j++) g[j] = 0.0f;
     return 0.0f;
   }
   g[target] -= weight;
-  return weight * (m + logf(sum) - x[target]);
+  return weight * (m + logf(sum) - picked);
 }
 
 static napi_value softmax_cross_entropy(napi_env env, napi_callback_info info) {

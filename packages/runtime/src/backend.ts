@@ -271,3 +271,11 @@ export async function disposeBackend(): Promise<void> {
     workerDir = null;
   }
 }
+
+/**
+ * Whether the active backend can read tensor values synchronously (`dataSync`). In Node the webgpu backend cannot:
+ * code on a hot path that only validates values (not computes with them) should skip the read there.
+ */
+export function supportsSyncRead(): boolean {
+  return tf.getBackend() !== 'webgpu';
+}

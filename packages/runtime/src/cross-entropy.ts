@@ -13,15 +13,18 @@ export function isRecordingGradients(): boolean {
  * Row-wise softmax cross-entropy and its gradient with respect to the logits, in one pass and without autograd:
  * logits [n, C], targets int32 [n] (a target outside [0, C) is ignored: loss 0, gradient 0), weights [n] →
  * losses [n] = w·(logsumexp(row) − row[target]) and dlogits [n, C] = w·(softmax(row) − onehot(target)).
- * Uses the native kernel when the backend has one, else composed tfjs ops.
+ * Uses the native kernel when the backend has one, else composed tfjs ops. With `overwriteLogits` the native kernel
+ * writes dlogits over the logits (saving one [n, C] buffer): the logits must not be read again.
  */
 export function softmaxCrossEntropyWithGrad(
   logits: tf.Tensor2D,
   targets: tf.Tensor1D,
   weights: tf.Tensor1D,
+  opts: { overwriteLogits?: boolean } = {},
 ): { losses: tf.Tensor1D; dlogits: tf.Tensor2D } {
   if (tf.getKernel(SOFTMAX_CE_KERNEL, tf.getBackend())) {
-    const [losses, dlogits] = tf.engine().runKernel(SOFTMAX_CE_KERNEL, { logits, targets, weights }) as tf.Tensor[];
+    const attrs = { overwriteLogits: opts.overwriteLogits ?? false };
+    const [losses, dlogits] = tf.engine().runKernel(SOFTMAX_CE_KERNEL, { logits, targets, weights }, attrs) as tf.Tensor[];
     return { losses: losses as tf.Tensor1D, dlogits: dlogits as tf.Tensor2D };
   }
   return tf.tidy(() => {
@@ -76,7 +79,10 @@ export function linearCrossEntropy(
       const next = tf.tidy(() => {
         const hc = tf.slice(h, [start, 0], [n, D]); // [n, D]
         const logits = tf.matMul(hc, w, false, transposed); // [n, V]
-        const { losses, dlogits } = softmaxCrossEntropyWithGrad(logits as tf.Tensor2D, tf.slice(targetsI, [start], [n]), tf.slice(weights, [start], [n]));
+        // The chunk's logits are not used again: their memory can hold the gradient.
+        const { losses, dlogits } = softmaxCrossEntropyWithGrad(logits as tf.Tensor2D, tf.slice(targetsI, [start], [n]), tf.slice(weights, [start], [n]), {
+          overwriteLogits: true,
+        });
         each?.(hc, dlogits);
         return tf.add(total, tf.sum(losses)) as tf.Scalar;
       });

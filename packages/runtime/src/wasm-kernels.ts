@@ -152,13 +152,19 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
     return out;
   };
 
-  /** losses [n], dlogits [n, C] from logits [n, C], targets int32 [n], weights [n] (see softmaxCrossEntropyWithGrad). */
-  const softmaxCrossEntropy: KernelFn = ({ inputs, backend }) => {
+  /** losses [n], dlogits [n, C] from logits [n, C], targets int32 [n], weights [n] (see softmaxCrossEntropyWithGrad).
+   *  With `overwriteLogits` the gradient is written over the logits, whose memory it then shares. */
+  const softmaxCrossEntropy: KernelFn = ({ inputs, backend, attrs }) => {
     const be = backend as WasmBackendLike;
     const { logits, targets, weights } = inputs;
     const [n, classes] = logits.shape;
     const losses = be.makeOutput([n], 'float32');
-    const dlogits = be.makeOutput([n, classes], 'float32');
+    // overwriteLogits: the gradient takes the logits' memory (the caller promised not to read the logits again).
+    let dlogits: TensorInfo;
+    if (attrs?.overwriteLogits) {
+      be.incRef(logits.dataId);
+      dlogits = { dataId: logits.dataId, shape: logits.shape, dtype: 'float32' };
+    } else dlogits = be.makeOutput([n, classes], 'float32');
     const [lv, tv, wv, lossv, gv] = [logits, targets, weights, losses, dlogits].map((t) => be.typedArrayFromHeap(t));
     native!.softmaxCrossEntropy(lv as Float32Array, tv as Int32Array, wv as Float32Array, lossv as Float32Array, gv as Float32Array, n, classes);
     return [losses, dlogits];
