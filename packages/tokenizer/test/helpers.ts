@@ -41,7 +41,7 @@ export interface FixtureCase {
   ids: number[];
 }
 
-/** Ids from the real SentencePiece library (scripts/make_sentencepiece_fixture.py). */
+/** Ids from the real SentencePiece library (tools/reference/sentencepiece_fixture.py). */
 export function sentencePieceFixture(model: 'llama2' | 'tok512'): FixtureCase[] {
   const file = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'sentencepiece-ids.json');
   return JSON.parse(readFileSync(file, 'utf8')).models[model];

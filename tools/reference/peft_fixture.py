@@ -1,10 +1,10 @@
-"""Writes test/fixtures/peft-tiny: a LoRA adapter in PEFT's on-disk layout plus reference outputs.
+"""Writes packages/lora/test/fixtures/peft-tiny: a LoRA adapter in PEFT's on-disk layout plus reference outputs.
 
 Independent of the TypeScript code: numpy computes each adapted linear the way PEFT's LoRA Linear does for a
 torch nn.Linear (weights stored [out, in]):  y = x @ W.T + (lora_alpha / r) * (x @ A.T) @ B.T,
 with A = lora_A.weight [r, in] and B = lora_B.weight [out, r]. The safetensors file is written by hand (8-byte
 little-endian header length, JSON header, raw little-endian data) as the safetensors library does.
-Run: python3 packages/lora/scripts/make_peft_fixture.py
+Run: python3 tools/reference/peft_fixture.py
 """
 import json
 import os
@@ -12,7 +12,7 @@ import struct
 
 import numpy as np
 
-OUT = os.path.join(os.path.dirname(__file__), '..', 'test', 'fixtures', 'peft-tiny')
+OUT = os.path.join(os.path.dirname(__file__), '..', '..', 'packages', 'lora', 'test', 'fixtures', 'peft-tiny')
 R, ALPHA = 4, 8
 MODULES = {  # HF module name -> (in, out)
     'model.layers.0.self_attn.q_proj': (8, 8),

@@ -1,7 +1,7 @@
-"""Writes test/fixtures/sentencepiece-ids.json: ids that the real SentencePiece library gives for varied strings,
+"""Writes packages/tokenizer/test/fixtures/sentencepiece-ids.json: ids that the real SentencePiece library gives for varied strings,
 for the Llama-2 tokenizer.model and stories260K's tok512.model in ../shared (the test oracle for our conversion).
 
-Run from packages/tokenizer with Debian's python3-sentencepiece:  /usr/bin/python3 scripts/make_sentencepiece_fixture.py
+Run with Debian's python3-sentencepiece:  /usr/bin/python3 tools/reference/sentencepiece_fixture.py
 """
 import json
 import os
@@ -10,7 +10,7 @@ import random
 import sentencepiece as spm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED = os.path.join(HERE, '..', '..', '..', '..', 'shared')
+SHARED = os.path.join(HERE, '..', '..', '..', 'shared')
 MODELS = {
     'llama2': os.path.join(SHARED, 'tokenizers', 'llama2', 'tokenizer.model'),
     'tok512': os.path.join(SHARED, 'models', 'stories260K', 'tok512.model'),
@@ -56,7 +56,7 @@ def main() -> None:
         texts += ['a' + ' ' * n + 'b' for n in range(1, 25)] + [' ' * n + 'x' for n in range(1, 17)] + ['\t' * n for n in range(1, 5)]
         texts += [random_text(rng) for _ in range(400)]
         out['models'][name] = [{'text': t, 'ids': sp.encode(t)} for t in texts]
-    path = os.path.join(HERE, '..', 'test', 'fixtures', 'sentencepiece-ids.json')
+    path = os.path.join(HERE, '..', '..', 'packages', 'tokenizer', 'test', 'fixtures', 'sentencepiece-ids.json')
     with open(path, 'w', encoding='utf-8') as f:
         json.dump(out, f, ensure_ascii=False, separators=(',', ':'))
         f.write('\n')
