@@ -11,6 +11,8 @@ import type { NativeBlas } from './native.js';
  * - `UnsortedSegmentSum`: missing on wasm, and needed by `gather`'s gradient (embedding lookups).
  * - `GatherV2` along axis 0 (embedding lookups): whole rows copied with `TypedArray.set` (tfjs-wasm's generic loop
  *   took 16 ms for 1024 rows of 256).
+ * - `Slice`: tfjs-wasm first copies the WHOLE input out of the heap (`readSync`), so taking one element of a
+ *   [4, 256, 32000] logits tensor took 90 ms; the override copies only the slice, from a heap view.
  * - `Identity`: tfjs-wasm copies the data, and autograd clones (Identity) every tensor it saves for the backward pass,
  *   so a training step copied its weights and activations once more. Tensors are immutable (a Variable's `assign`
  *   swaps its data id), so the override shares the data with a reference count, as the cpu backend does.
@@ -199,6 +201,38 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
     return out;
   };
 
+  const sliceConfig = kernelConfig('Slice');
+  const originalSlice = sliceConfig.kernelFunc as unknown as KernelFn;
+  const sliceView: KernelFn = (args) => {
+    const { inputs, backend, attrs } = args;
+    const be = backend as WasmBackendLike;
+    const { x } = inputs;
+    if (x.dtype === 'string' || x.dtype === 'complex64' || x.shape.length === 0) return originalSlice(args);
+    const [begin, sizes] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, attrs?.begin as number[], attrs?.size as number[]);
+    const out = be.makeOutput(sizes, x.dtype);
+    const n = size(sizes);
+    if (n === 0) return out;
+    const src = be.typedArrayFromHeap(x); // views taken after makeOutput (heap growth detaches older ones)
+    const dst = be.typedArrayFromHeap(out);
+    const strides = tf.util.computeStrides(x.shape);
+    if (tf.slice_util.isSliceContinous(x.shape, begin, sizes)) {
+      const offset = tf.slice_util.computeFlatOffset(begin, strides);
+      dst.set(src.subarray(offset, offset + n));
+      return out;
+    }
+    // Copy runs along the last axis, walking the other axes like an odometer.
+    const r = x.shape.length;
+    const run = sizes[r - 1];
+    const index = new Array<number>(r - 1).fill(0);
+    for (let row = 0; row < n / run; row++) {
+      let offset = begin[r - 1];
+      for (let d = 0; d < r - 1; d++) offset += (begin[d] + index[d]) * strides[d];
+      dst.set(src.subarray(offset, offset + run), row * run);
+      for (let d = r - 2; d >= 0 && ++index[d] === sizes[d]; d--) index[d] = 0;
+    }
+    return out;
+  };
+
   const unsortedSegmentSum: KernelFn = ({ inputs, backend, attrs }) => {
     const be = backend as WasmBackendLike;
     const { x, segmentIds } = inputs;
@@ -242,6 +276,8 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
     tf.registerKernel({ ...batchMatMulConfig, kernelFunc: chosen as unknown as tf.KernelFunc });
   }
   if (options.fastMatMul !== false) {
+    tf.unregisterKernel('Slice', 'wasm');
+    tf.registerKernel({ ...sliceConfig, kernelFunc: sliceView as unknown as tf.KernelFunc });
     tf.unregisterKernel('GatherV2', 'wasm');
     tf.registerKernel({ ...gatherConfig, kernelFunc: gatherRows as unknown as tf.KernelFunc });
     const identityConfig = kernelConfig('Identity');

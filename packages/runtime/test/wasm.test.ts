@@ -138,7 +138,7 @@ describe('process exit', () => {
       import { initBackend, disposeBackend } from ${JSON.stringify(join(here, '../src/index.ts'))};
       const info = await initBackend({ backend: 'wasm', threads: 2, matMul: 'xnnpack' });
       const y = tf.matMul(tf.ones([64, 64]), tf.ones([64, 64]));
-      process.stdout.write(`${info.threads} ${y.dataSync()[0]}\n`);
+      process.stdout.write(info.threads + ' ' + y.dataSync()[0] + '\\n');
       await disposeBackend();
     `;
     const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
