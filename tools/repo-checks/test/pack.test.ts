@@ -28,7 +28,7 @@ describe.each(published.map((dir) => [dir.slice(root.length + 1), dir]))('npm pa
     expect(pkg.exports['.'].import).toBe('./dist/index.js');
   });
 
-  it('packs dist, types, README and licence (and an app\'s declared assets), and nothing else', () => {
+  it('packs dist, types, README and licence (and declared extras), and nothing else', () => {
     const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: dir, encoding: 'utf8' });
     const files = (JSON.parse(out)[0].files as PackFile[]).map((f) => f.path);
     expect(files).toContain('package.json');
@@ -37,8 +37,10 @@ describe.each(published.map((dir) => [dir.slice(root.length + 1), dir]))('npm pa
     expect(files).toContain('dist/index.js');
     expect(files).toContain('dist/index.d.ts');
     if (pkg.bin) for (const bin of Object.values(pkg.bin) as string[]) expect(files).toContain(bin.replace(/^\.\//, ''));
-    const assets = (pkg.files as string[]).includes('assets') ? /^assets\/.+/ : /^$/;
-    const stray = files.filter((f) => !/^(package\.json|README\.md|LICENSE|dist\/.+)$/.test(f) && !assets.test(f));
+    // Besides dist/, README and LICENSE, only what package.json declares may ship (an app's assets, native sources).
+    const declared = (pkg.files as string[]).filter((f) => !['dist', 'README.md', 'LICENSE'].includes(f));
+    const isDeclared = (f: string) => declared.some((d) => f === d || f.startsWith(`${d}/`));
+    const stray = files.filter((f) => !/^(package\.json|README\.md|LICENSE|dist\/.+)$/.test(f) && !isDeclared(f));
     expect(stray).toEqual([]);
     expect(files.filter((f) => /\.test\.|(^|\/)test\/|(^|\/)src\//.test(f))).toEqual([]);
   });

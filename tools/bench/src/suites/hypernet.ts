@@ -2,7 +2,7 @@
 // 64-wide Llama, the built-in character tokenizer, synthetic tasks, the default corpus): real tokens per second of
 // optimizer steps (forward + backward + AdamW), hyper-pass and downstream tokens both counted for HyperLlama.
 import * as tf from '@tensorflow/tfjs';
-import { patchWasmOneHot, trainStep } from '@hyperllama/hypernet';
+import { trainStep } from '@hyperllama/hypernet';
 import { AdamW } from '@hyperllama/runtime';
 import { buildJob, defaultConfig, type Stage, type TrainConfig } from '@hyperllama/trainer';
 
@@ -34,7 +34,6 @@ const CASES: Array<{ name: string; stage: Stage; patch?: Partial<TrainConfig> }>
 
 export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
   const backend = tf.getBackend();
-  if (backend === 'wasm') patchWasmOneHot();
   const chunks = opts.quick ? 3 : 5;
   const stepsPerChunk = opts.quick ? 2 : 4;
   const rows: BenchRow[] = [];
