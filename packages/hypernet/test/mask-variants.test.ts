@@ -70,7 +70,7 @@ describe('downstream views (attention-mask ablations)', () => {
       const one = rowOf(batch, r);
       const H = one.hyper.inputIds[0].length;
       const T = one.downstream.inputIds[0].length;
-      const prefix = tf.tidy(() => hl.encode(one.hyper));
+      const prefix = tf.tidy(() => hl.encode(one.hyper) as unknown as tf.TensorContainer) as unknown as ReturnType<typeof hl.encode>;
       expect(prefix.length).toBe(H); // every example token and every gist is a prefix position
       expect(prefix.positionOffsets).toEqual([H]);
       tf.dispose([...prefix.keys, ...prefix.values]);
