@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Metric } from '@hyperllama/datasets';
 import { METRIC_SCALE, summarize, type GroupSummary, type Summary, type TaskScores } from './aggregate.js';
 import { EvalError } from './errors.js';
+import { escapeXml, num, svgDocument } from './svg.js';
 
 /** One evaluated point of a prefix-tuning run: the scores after `step` optimisation steps. */
 export interface CurvePoint {
@@ -162,24 +163,7 @@ export function renderMarkdown(report: EvalReport): string {
 
 const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
 
-/** Escapes text for XML content and attribute values. */
-export function escapeXml(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
-}
-
-const num = (x: number): string => (Math.round(x * 100) / 100).toString();
-
-function svgDocument(width: number, height: number, title: string, body: string[]): string {
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
-    `<title>${escapeXml(title)}</title>`,
-    `<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="${num(width / 2)}" y="20" text-anchor="middle" font-size="14" font-weight="bold">${escapeXml(title)}</text>`,
-    ...body,
-    '</svg>',
-    '',
-  ].join('\n');
-}
+export { escapeXml };
 
 /** Horizontal grid lines and labels for a 0–100 axis. */
 function yAxis(left: number, top: number, plotW: number, plotH: number, label: string): string[] {

@@ -1,7 +1,8 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EvalError } from '../errors.js';
-import { escapeXml, type EvalReport } from '../report.js';
+import type { EvalReport } from '../report.js';
+import { escapeXml, num, svgDocument as svg } from '../svg.js';
 
 export type AnalysisName = 'masks' | 'compression' | 'sensitivity' | 'transfer';
 export const ANALYSES: readonly AnalysisName[] = ['masks', 'compression', 'sensitivity', 'transfer'];
@@ -78,20 +79,6 @@ export function writeAnalysis(r: AnalysisReport, figures: Record<string, string>
 // ---- SVG figures (hand-written, like the report's) ----
 
 const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
-const num = (x: number): string => (Math.round(x * 100) / 100).toString();
-
-function svg(width: number, height: number, title: string, body: string[]): string {
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
-    `<title>${escapeXml(title)}</title>`,
-    `<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="${num(width / 2)}" y="20" text-anchor="middle" font-size="14" font-weight="bold">${escapeXml(title)}</text>`,
-    ...body,
-    '</svg>',
-    '',
-  ].join('\n');
-}
-
 /** Nice axis bounds and ticks covering [lo, hi]. */
 function ticks(lo: number, hi: number, count = 5): { lo: number; hi: number; values: number[] } {
   if (!(hi > lo)) {

@@ -5,22 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { trainStep } from '@hyperllama/hypernet';
 import { AdamW } from '@hyperllama/runtime';
 import { buildJob, defaultConfig, type Stage, type TrainConfig } from '@hyperllama/trainer';
-
-export interface BenchRow {
-  suite: string;
-  name: string;
-  backend: string;
-  metric: string;
-  value: number;
-  unit: string;
-  runs?: number[];
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
+import { median, type BenchRecord, type SuiteOptions } from '../types.js';
 
 const CASES: Array<{ name: string; stage: Stage; patch?: Partial<TrainConfig> }> = [
   { name: 'pretrain-base', stage: 'pretrain-base' },
@@ -32,11 +17,11 @@ const CASES: Array<{ name: string; stage: Stage; patch?: Partial<TrainConfig> }>
   { name: 'prefix-tune (random)', stage: 'prefix-tune', patch: { prefix: { ...defaultConfig('prefix-tune').prefix, init: 'random' } } },
 ];
 
-export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
+export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
   const backend = tf.getBackend();
   const chunks = opts.quick ? 3 : 5;
   const stepsPerChunk = opts.quick ? 2 : 4;
-  const rows: BenchRow[] = [];
+  const rows: BenchRecord[] = [];
   for (const c of CASES) {
     const cfg = { ...defaultConfig(c.stage), ...c.patch } as TrainConfig;
     const job = buildJob(c.stage, cfg);

@@ -4,22 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { createLlama, type LlamaConfig, type LlamaModel } from '@hyperllama/llama-model';
 import { Nf4Linear, injectLora, quantizeNf4, nf4StoredBytes, quantizeModel } from '@hyperllama/lora';
 import { Rng } from '@hyperllama/runtime';
-
-export interface BenchRow {
-  suite: string;
-  name: string;
-  backend: string;
-  metric: string;
-  value: number;
-  unit: string;
-  runs?: number[];
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
+import { median, type BenchRecord, type SuiteOptions } from '../types.js';
 
 /** Milliseconds of one call of `fn`, its result read back so the work is done. */
 function timeOnce(fn: () => tf.Tensor): number {
@@ -44,9 +29,9 @@ function timePaired(a: () => tf.Tensor, b: () => tf.Tensor, runs: number): { a: 
   return out;
 }
 
-export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
+export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
   const backend = tf.getBackend();
-  const rows: BenchRow[] = [];
+  const rows: BenchRecord[] = [];
   const row = (name: string, metric: string, value: number, unit: string, runs?: number[]) =>
     rows.push({ suite: 'lora', name, backend, metric, value, unit, ...(runs ? { runs } : {}) });
   const rng = new Rng(0);
