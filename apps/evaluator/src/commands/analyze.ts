@@ -22,10 +22,10 @@ import {
 } from '@hyperllama/eval';
 import { loadKVPrefix } from '@hyperllama/gist-attention';
 import { baseModelHash, loadHyperLlama, readHypernetConfig, resolveCheckpointDir } from '@hyperllama/hypernet';
-import { createLlama, loadLlama, type LlamaConfig } from '@hyperllama/llama-model';
+import { createLlama, loadLlama } from '@hyperllama/llama-model';
 import { loadAdapter } from '@hyperllama/lora';
 import { loadTokenizer } from '@hyperllama/tokenizer';
-import { charTokenizer, defaultConfig } from '@hyperllama/trainer';
+import { charTokenizer, defaultConfig, scratchConfig } from '@hyperllama/trainer';
 import { CliError, backendOption, numberOption, parseOptions, startBackend, type Command, type Io } from '../cli-kit.js';
 import { embeddedBase } from './default.js';
 
@@ -132,24 +132,9 @@ function buildSetup(o: AnalyzeOptions, budget: AnalyzeBudget, log: (line: string
   } else {
     log('WARNING: no --model, no --checkpoint and no embedded default base (apps/evaluator/assets/default-base): using the trainer\'s random-init tiny default, whose results only check the pipeline');
     tokenizer = charTokenizer();
-    const m = defaultConfig('pretrain-base').model;
-    const config: LlamaConfig = {
-      vocabSize: tokenizer.numTokens,
-      hiddenSize: m.hiddenSize,
-      intermediateSize: m.intermediateSize,
-      numHiddenLayers: m.numHiddenLayers,
-      numAttentionHeads: m.numAttentionHeads,
-      numKeyValueHeads: m.numKeyValueHeads,
-      headDim: m.hiddenSize / m.numAttentionHeads,
-      maxPositionEmbeddings: m.maxPositionEmbeddings,
-      rmsNormEps: 1e-5,
-      ropeTheta: 10000,
-      tieWordEmbeddings: true,
-      bosTokenId: tokenizer.bosId,
-      eosTokenId: tokenizer.eosId,
-      padTokenId: tokenizer.padId,
-    };
-    loadModel = () => createLlama(config, { seed: o.seed, std: m.initStd, trainable: false });
+    const tiny = defaultConfig('pretrain-base');
+    const config = scratchConfig(tiny, tokenizer);
+    loadModel = () => createLlama(config, { seed: o.seed, std: tiny.model.initStd, trainable: false });
   }
   let baseHash: string | undefined;
   const loadHyper = checkpoint
