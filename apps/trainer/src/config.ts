@@ -59,6 +59,8 @@ export const SCHEMA: Schema = {
   },
   data: {
     tasks: str('task file or folder (S-NI, MetaICL, jsonl); null = the synthetic training families of @hyperllama/datasets'),
+    evalTasks: str('task file or folder for the held-out loss; null = unseen settings of the synthetic families, or with data.tasks the instances held out by data.heldOutShare', { stages: ['pretrain-base', 'multitask'] }),
+    heldOutShare: num('with data.tasks and no data.evalTasks: share of each task\'s instances (its last ones) kept out of training for the held-out loss', 0, 0.9, { stages: ['pretrain-base', 'multitask'] }),
     corpus: str('text file or folder for language modelling / compression; null = the default corpus of @hyperllama/datasets'),
     shots: int('few-shot examples per episode', 0),
     maxLength: int('longest downstream / LM row in tokens', 8),
@@ -112,7 +114,7 @@ export interface TrainConfig {
     maxPositionEmbeddings: number;
     initStd: number;
   };
-  data: { tasks: string | null; corpus: string | null; shots: number; maxLength: number; maxHyperLength: number; seqLen: number; textFraction: number };
+  data: { tasks: string | null; evalTasks: string | null; heldOutShare: number; corpus: string | null; shots: number; maxLength: number; maxHyperLength: number; seqLen: number; textFraction: number };
   hyper: { from: string | null; k: number; scheme: 'restart' | 'continue'; r: number; alpha: number; dropout: number; targetModules: string | string[]; downstreamR: number };
   prefix: { init: (typeof PREFIX_INITS)[number]; length: number; task: string | null; shared: string | null; hypernet: string | null };
 }
@@ -149,7 +151,7 @@ export function defaultConfig(stage: Stage): TrainConfig {
       maxPositionEmbeddings: 1024,
       initStd: 0.02,
     },
-    data: { tasks: null, corpus: null, shots: 2, maxLength: 96, maxHyperLength: 192, seqLen: 64, textFraction: 0.5 },
+    data: { tasks: null, evalTasks: null, heldOutShare: 0.1, corpus: null, shots: 2, maxLength: 96, maxHyperLength: 192, seqLen: 64, textFraction: 0.5 },
     hyper: { from: null, k: 4, scheme: 'restart', r: 8, alpha: 16, dropout: 0, targetModules: 'all-linear', downstreamR: 0 },
     prefix: { init: 'random', length: 4, task: null, shared: null, hypernet: null },
   };

@@ -13,7 +13,7 @@ export {
   type TrainConfig,
 } from './config.js';
 export { charTokenizer } from './tiny.js';
-export { scratchConfig } from './setup.js';
+export { scratchConfig, resolveTasks, holdOutInstances, type TaskSets } from './setup.js';
 export { buildJob, type Job } from './jobs.js';
 export { runStage, CHECKPOINT_DIR, FINAL_DIR, type RunOptions, type RunResult } from './train.js';
 export { Progress, processIo, type Io } from './progress.js';

@@ -110,7 +110,7 @@ function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
   const { model } = resolveModel(cfg, tokenizer, true);
   const params = Object.fromEntries(model.namedWeights());
   const docs = resolveCorpus(cfg);
-  const { train } = resolveTasks(cfg);
+  const { train, evalTasks } = resolveTasks(cfg);
   const lengths = segmentLengths(cfg.data.seqLen);
   let text = new CompressionSampler(docs, tokenizer, { seed: cfg.seed, lengths });
   let episodes = new EpisodeSampler(train, { seed: cfg.seed, k: cfg.data.shots });
@@ -123,7 +123,7 @@ function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
     Array.from({ length: n }, () => (rng.next() < cfg.data.textFraction ? { ids: textRow(textSampler, tokenizer.bosId) } : fewShotRow(episodeSampler.next())));
   const evalRng = new Rng(cfg.seed).fork('eval');
   const evalBatches = Array.from({ length: cfg.evalBatches }, (_, i) =>
-    padLm(rowsFrom(new CompressionSampler(docs, tokenizer, { seed: cfg.seed + 1000 + i, lengths }), new EpisodeSampler(train, { seed: cfg.seed + 1000 + i, k: cfg.data.shots }), evalRng, cfg.batchSize), tokenizer.padId),
+    padLm(rowsFrom(new CompressionSampler(docs, tokenizer, { seed: cfg.seed + 1000 + i, lengths }), new EpisodeSampler(evalTasks, { seed: cfg.seed + 1000 + i, k: cfg.data.shots }), evalRng, cfg.batchSize), tokenizer.padId),
   );
   return {
     model,

@@ -64,7 +64,10 @@ export function resolveModel(cfg: TrainConfig, tokenizer: Tokenizer, trainable: 
 
 export interface TaskSets {
   train: Task[];
-  /** What periodic evaluation draws from: unseen parameter settings of the training families, or (for task files) the same tasks. */
+  /**
+   * What the held-out loss draws from: `data.evalTasks` when set; else unseen parameter settings of the synthetic
+   * families, or each task file's instances held out by `data.heldOutShare` (never trained on).
+   */
   evalTasks: Task[];
   /** Every task (prefix-tune looks its task up here), held-out families last. */
   all: Task[];
@@ -72,12 +75,49 @@ export interface TaskSets {
 }
 
 export function resolveTasks(cfg: TrainConfig): TaskSets {
+  const evalFile = cfg.data.evalTasks ? loadTasks(cfg.data.evalTasks).tasks : undefined;
   if (cfg.data.tasks) {
     const { tasks } = loadTasks(cfg.data.tasks);
-    return { train: tasks, evalTasks: tasks, all: tasks, heldOutFamilies: [] };
+    if (evalFile) return { train: tasks, evalTasks: evalFile, all: [...tasks, ...evalFile], heldOutFamilies: [] };
+    const split = holdOutInstances(tasks, cfg.data.heldOutShare);
+    if (split.heldOut.length === 0) {
+      throw new TrainerError(
+        'CONFIG_BAD_VALUE',
+        `data.heldOutShare: ${cfg.data.heldOutShare} holds out no instance of any task in ${cfg.data.tasks} (a task needs at least 2 instances); raise it or set data.evalTasks`,
+        { field: 'data.heldOutShare', actual: cfg.data.heldOutShare },
+      );
+    }
+    return { train: split.train, evalTasks: split.heldOut, all: tasks, heldOutFamilies: [] };
   }
   const split = syntheticTasks({ seed: cfg.seed });
-  return { train: split.train, evalTasks: split.heldOutParams, all: [...split.train, ...split.heldOutParams, ...split.heldOutFamilies], heldOutFamilies: split.heldOutFamilies };
+  return {
+    train: split.train,
+    evalTasks: evalFile ?? split.heldOutParams,
+    all: [...split.train, ...split.heldOutParams, ...split.heldOutFamilies, ...(evalFile ?? [])],
+    heldOutFamilies: split.heldOutFamilies,
+  };
+}
+
+/**
+ * Splits each task's instances: the last `round(share·n)` (at least 1 when share > 0 and n ≥ 2, never all) go to
+ * `heldOut`, the rest to `train`. A task without an example pool keeps drawing demonstrations from its training
+ * instances in both halves, so held-out targets never appear as demonstrations either.
+ */
+export function holdOutInstances(tasks: readonly Task[], share: number): { train: Task[]; heldOut: Task[] } {
+  const train: Task[] = [];
+  const heldOut: Task[] = [];
+  for (const task of tasks) {
+    const n = task.instances.length;
+    const held = share > 0 && n >= 2 ? Math.min(n - 1, Math.max(1, Math.round(share * n))) : 0;
+    if (held === 0) {
+      train.push(task);
+      continue;
+    }
+    const trainPart = task.instances.slice(0, n - held);
+    train.push({ ...task, instances: trainPart });
+    heldOut.push({ ...task, examples: task.examples.length > 0 ? task.examples : trainPart, instances: task.instances.slice(n - held) });
+  }
+  return { train, heldOut };
 }
 
 export function resolveCorpus(cfg: TrainConfig): TextDocument[] {

@@ -79,8 +79,11 @@ describe('configuration', () => {
     for (const stage of STAGES) {
       const help = stageHelp(stage);
       for (const path of leafPaths(SCHEMA as Record<string, unknown>)) {
-        if (path === 'method' && stage !== 'multitask') continue;
-        if ((path === 'prefix.init' || path === 'data.textFraction') && stage !== (path === 'prefix.init' ? 'prefix-tune' : 'pretrain-base')) continue;
+        const stages = path.split('.').reduce((node: any, key) => node[key], SCHEMA).stages as string[] | undefined;
+        if (stages && !stages.includes(stage)) {
+          expect(help, `${stage} ${path}`).not.toContain(`  ${path} `);
+          continue;
+        }
         expect(help, `${stage} ${path}`).toContain(`  ${path} `);
       }
       let printed = '';
