@@ -9,15 +9,7 @@ import { createLlama, saveLlama } from '@hyperllama/llama-model';
 import { disposeBackend } from '@hyperllama/runtime';
 import { saveTokenizer } from '@hyperllama/tokenizer';
 import { charTokenizer } from '@hyperllama/trainer';
-import { runCli, type Io } from '../src/index.js';
-
-async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: Io = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) };
-  const code = await runCli(argv, io);
-  return { code, stdout, stderr };
-}
+import { cli } from './helpers.js';
 
 let tmp: string;
 let modelDir: string;

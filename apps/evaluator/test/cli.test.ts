@@ -6,21 +6,13 @@ import * as tf from '@tensorflow/tfjs';
 import { loadLlama } from '@hyperllama/llama-model';
 import { loadTokenizer } from '@hyperllama/tokenizer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, type Io } from '../src/index.js';
+import { cli } from './helpers.js';
 
 const STORIES = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'shared', 'models', 'stories260K');
 const bin = join(STORIES, 'stories260K.bin');
 const tokBin = join(STORIES, 'tok512.bin');
 
 /** Run the CLI in-process, capturing its output. */
-async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: Io = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) };
-  const code = await runCli(argv, io);
-  return { code, stdout, stderr };
-}
-
 let tmp: string;
 beforeAll(async () => {
   await tf.setBackend('cpu');

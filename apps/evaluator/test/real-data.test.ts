@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HyperLlama, saveHyperLlama } from '@hyperllama/hypernet';
 import { loadLlama } from '@hyperllama/llama-model';
 import { disposeBackend, initBackend } from '@hyperllama/runtime';
-import { convertModel, runCli, type Io } from '../src/index.js';
+import { convertModel } from '../src/index.js';
+import { cli } from './helpers.js';
 
 const SHARED = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'shared');
 const STORIES = join(SHARED, 'models', 'stories260K');
@@ -14,13 +15,6 @@ const METAICL = ['glue-sst2', 'ag_news'].map((t) => join(SHARED, 'data', 'metaic
 const SNI = join(SHARED, 'data', 'sni', 'task1732_bbh_boolean_expressions.json');
 const needed = [join(STORIES, 'stories260K.bin'), join(STORIES, 'tok512.bin'), ...METAICL, SNI];
 const missing = needed.find((p) => !existsSync(p));
-
-async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: Io = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) };
-  return { code: await runCli(argv, io), stdout, stderr };
-}
 
 describe.skipIf(missing !== undefined)(`hyperllama-eval run on real data (needs ${missing ?? '../shared'})`, () => {
   let tmp: string;

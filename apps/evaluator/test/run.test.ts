@@ -9,15 +9,8 @@ import { loadKVPrefix } from '@hyperllama/gist-attention';
 import { HyperLlama, saveHyperLlama } from '@hyperllama/hypernet';
 import { createLlama, generate, saveLlama } from '@hyperllama/llama-model';
 import { PieceType, Tokenizer, saveTokenizer, tokenizerConfigFromPieces, tokenizerJsonFromPieces, type VocabPiece } from '@hyperllama/tokenizer';
-import { loadSetup, runCli, type Io } from '../src/index.js';
-
-async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: Io = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) };
-  const code = await runCli(argv, io);
-  return { code, stdout, stderr };
-}
+import { loadSetup } from '../src/index.js';
+import { cli } from './helpers.js';
 
 /** A character-level SentencePiece-style tokenizer (no merges): <unk>, <s>, </s>, ▁ and printable ASCII. */
 function charTokenizer(): Tokenizer {

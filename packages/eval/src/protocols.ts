@@ -19,7 +19,7 @@ import {
 } from '@hyperllama/datasets';
 import type { GistPrefix } from '@hyperllama/gist-attention';
 import { continuationText, generate, type KVPrefix, type LlamaModel, type TextCodec } from '@hyperllama/llama-model';
-import { getActiveAdapters, setActiveAdapters } from '@hyperllama/lora';
+import { withActiveAdapters } from '@hyperllama/lora';
 import { HyperLlama, PrefixTuning, prefixedHidden, trainStep, type PrefixInit, type PrefixLike } from '@hyperllama/hypernet';
 import { AdamW, Rng } from '@hyperllama/runtime';
 import type { TaskScores } from './aggregate.js';
@@ -95,26 +95,16 @@ interface Condition {
   generate(prompts: number[][], maxNewTokens: number): number[][];
 }
 
-function withAdapters<T>(model: LlamaModel, names: readonly string[], f: () => T): T {
-  const before = getActiveAdapters(model);
-  setActiveAdapters(model, [...names]);
-  try {
-    return f();
-  } finally {
-    setActiveAdapters(model, before);
-  }
-}
-
 function plainCondition(s: EvalSettings, mode: 'zeroshot' | 'fewshot', adapters: readonly string[]): Condition {
   const { model } = s;
   return {
     mode,
     hidden: (batch) =>
-      withAdapters(model, adapters, () =>
+      withActiveAdapters(model, adapters, () =>
         tf.tidy(() => model.forward({ inputIds: tf.tensor2d(batch.inputIds, undefined, 'int32'), attentionMask: tf.tensor2d(batch.attentionMask, undefined, 'int32'), returnHidden: true }).hidden!),
       ),
     generate: (prompts, maxNewTokens) =>
-      withAdapters(model, adapters, () => generate(model, prompts, { maxNewTokens, stopIds: [model.config.eosTokenId], padId: s.tokenizer.padId }).tokens),
+      withActiveAdapters(model, adapters, () => generate(model, prompts, { maxNewTokens, stopIds: [model.config.eosTokenId], padId: s.tokenizer.padId }).tokens),
   };
 }
 
@@ -124,9 +114,9 @@ function prefixCondition(s: EvalSettings, prefix: PrefixLike, adapters: readonly
   const offset = prefix.positionOffsets?.[0] ?? prefix.length;
   return {
     mode: 'hyper',
-    hidden: (batch) => withAdapters(model, adapters, () => prefixedHidden(model, batch, prefix)),
+    hidden: (batch) => withActiveAdapters(model, adapters, () => prefixedHidden(model, batch, prefix)),
     generate: (prompts, maxNewTokens) =>
-      withAdapters(model, adapters, () => generate(model, prompts, { maxNewTokens, prefix, positionOffset: offset, stopIds: [model.config.eosTokenId], padId: s.tokenizer.padId }).tokens),
+      withActiveAdapters(model, adapters, () => generate(model, prompts, { maxNewTokens, prefix, positionOffset: offset, stopIds: [model.config.eosTokenId], padId: s.tokenizer.padId }).tokens),
   };
 }
 
@@ -319,7 +309,7 @@ export function evaluatePrefixTuning(
           perStep.get(step)!.push(last);
         }
         if (step >= p.steps) break;
-        withAdapters(s.model, downstream, () => trainStep(tuned.trainableVariables(), optimizer, () => tuned.loss(s.model, train, { training: true })));
+        withActiveAdapters(s.model, downstream, () => trainStep(tuned.trainableVariables(), optimizer, () => tuned.loss(s.model, train, { training: true })));
       }
     } finally {
       optimizer.dispose();
@@ -333,7 +323,7 @@ export function evaluatePrefixTuning(
 
 function initPrefix(plan: TaskPlan, s: EvalSettings & { hyperllama?: HyperLlama }, p: PrefixTuningOptions, train: LmBatch): PrefixTuning {
   if (p.init === 'random') {
-    return withAdapters(s.model, downstreamAdapters(s), () => PrefixTuning.random(s.model, p.length ?? s.hyperllama?.k ?? 8, { sampleIds: train.inputIds, seed: p.seed ?? 0 }));
+    return withActiveAdapters(s.model, downstreamAdapters(s), () => PrefixTuning.random(s.model, p.length ?? s.hyperllama?.k ?? 8, { sampleIds: train.inputIds, seed: p.seed ?? 0 }));
   }
   if (p.init === 'shared') {
     if (!p.sharedPrefix) throw new EvalError('NO_SHARED_PREFIX', 'prefix tuning from "shared" needs a trained shared prefix', { field: 'sharedPrefix' });

@@ -1,8 +1,7 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Metric } from '@hyperllama/datasets';
 import { METRIC_SCALE, summarize, type GroupSummary, type Summary, type TaskScores } from './aggregate.js';
 import { EvalError } from './errors.js';
+import { reportWriter } from './files.js';
 import { escapeXml, num, svgDocument } from './svg.js';
 
 /** One evaluated point of a prefix-tuning run: the scores after `step` optimisation steps. */
@@ -244,13 +243,7 @@ export function renderCurves(report: EvalReport): string {
 
 /** Writes results.json, results.md, methods.svg and (when a method has a curve) prefix-tuning.svg; returns the paths. */
 export function writeReport(report: EvalReport, dir: string): Record<'json' | 'markdown' | 'chart' | 'curves', string | undefined> {
-  mkdirSync(dir, { recursive: true });
-  const write = (name: string, text: string): string => {
-    const path = join(dir, name);
-    writeFileSync(`${path}.tmp`, text);
-    renameSync(`${path}.tmp`, path);
-    return path;
-  };
+  const write = reportWriter(dir);
   return {
     json: write('results.json', JSON.stringify(report, null, 2) + '\n'),
     markdown: write('results.md', renderMarkdown(report)),

@@ -1,7 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { LmBatch } from '@hyperllama/datasets';
 import type { LlamaModel } from '@hyperllama/llama-model';
-import { getActiveAdapters, injectLora, namedLoraParameters, setActiveAdapters } from '@hyperllama/lora';
+import { injectLora, namedLoraParameters, withActiveAdapters } from '@hyperllama/lora';
 import { Rng } from '@hyperllama/runtime';
 import { DEFAULT_HYPER_LORA, plainLoss, type AdapterOptions } from './hyperllama.js';
 
@@ -27,12 +27,6 @@ export class LoraBaseline {
   }
 
   loss(batch: LmBatch, opts: { training?: boolean } = {}): tf.Scalar {
-    const before = getActiveAdapters(this.model);
-    setActiveAdapters(this.model, [this.adapter]);
-    try {
-      return plainLoss(this.model, batch, opts);
-    } finally {
-      setActiveAdapters(this.model, before);
-    }
+    return withActiveAdapters(this.model, [this.adapter], () => plainLoss(this.model, batch, opts));
   }
 }

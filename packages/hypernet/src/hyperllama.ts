@@ -12,7 +12,7 @@ import {
   type PositionScheme,
 } from '@hyperllama/gist-attention';
 import { lmLoss, type KVPrefix, type LlamaModel } from '@hyperllama/llama-model';
-import { getActiveAdapters, hfModuleName, injectLora, matchesTarget, namedLoraParameters, setActiveAdapters, type LoraConfig } from '@hyperllama/lora';
+import { hfModuleName, injectLora, matchesTarget, namedLoraParameters, withActiveAdapters, type LoraConfig } from '@hyperllama/lora';
 import { Rng } from '@hyperllama/runtime';
 import { int2d } from './batch.js';
 import { bad } from './errors.js';
@@ -149,7 +149,7 @@ export class HyperLlama {
     const H = hyper.inputIds[0].length;
     const kept = whole ? hyper.inputIds.map(() => Array.from({ length: H }, (_, t) => t)) : rows; // [B][P] columns that become the prefix
     const scheme = whole ? 'continue' : this.scheme;
-    const prefix = this.withAdapters(['hyper'], () => {
+    const prefix = withActiveAdapters(this.model, ['hyper'], () => {
       const { keys, values, positionOffsets } = tf.tidy(() => {
         const out = this.model.forward({
           inputIds: int2d(hyper.inputIds, 'hyper.inputIds'),
@@ -187,7 +187,7 @@ export class HyperLlama {
 
   /** The downstream pass behind `prefix`: hidden states [B, T, D] (feed them to `lmLoss`). Hyper adapter off. */
   downstreamHidden(batch: Pick<LmBatch, 'inputIds' | 'attentionMask'>, prefix: PrefixLike, opts: { training?: boolean } = {}): tf.Tensor3D {
-    return this.withAdapters(this.hasDownstreamAdapter ? ['downstream'] : [], () => prefixedHidden(this.model, batch, prefix, opts));
+    return withActiveAdapters(this.model, this.hasDownstreamAdapter ? ['downstream'] : [], () => prefixedHidden(this.model, batch, prefix, opts));
   }
 
   /** Multi-task HyperLlama and compression hyperpretraining loss: hyper pass → prefix → downstream LM loss on the labels. */
@@ -197,16 +197,6 @@ export class HyperLlama {
       const hidden = this.downstreamHidden(batch.downstream, prefix, opts);
       return lmLoss(this.model, hidden, int2d(batch.downstream.labels, 'downstream.labels'), { training: opts.training });
     });
-  }
-
-  private withAdapters<T>(names: string[], f: () => T): T {
-    const before = getActiveAdapters(this.model);
-    setActiveAdapters(this.model, names);
-    try {
-      return f();
-    } finally {
-      setActiveAdapters(this.model, before);
-    }
   }
 
   dispose(): void {

@@ -6,6 +6,7 @@ export { LoraLinear, type LoraAdapter, type LoraAdapterOptions } from './lora-li
 export {
   injectLora,
   setActiveAdapters,
+  withActiveAdapters,
   getActiveAdapters,
   listAdapters,
   getAdapterInfo,

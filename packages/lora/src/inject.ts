@@ -139,6 +139,17 @@ export function setActiveAdapters(model: LinearHost, names: string[]): void {
   syncActive(model);
 }
 
+/** Run `f` with exactly `names` active, then restore the previous active set (also when `f` throws). */
+export function withActiveAdapters<T>(model: LinearHost, names: readonly string[], f: () => T): T {
+  const before = getActiveAdapters(model);
+  setActiveAdapters(model, [...names]);
+  try {
+    return f();
+  } finally {
+    setActiveAdapters(model, before);
+  }
+}
+
 function syncActive(model: LinearHost): void {
   const active = registry(model).active;
   for (const moduleName of model.linearNames()) {

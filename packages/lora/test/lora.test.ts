@@ -15,6 +15,7 @@ import {
   namedLoraParameters,
   quantizeModel,
   setActiveAdapters,
+  withActiveAdapters,
 } from '../src/index.js';
 import { dense, TestHost, matmulJs, maxAbsDiff } from './helpers/host.js';
 
@@ -192,6 +193,28 @@ describe('injectLora on a model', () => {
     expect(maxAbsDiff(both.dataSync(), sum.dataSync())).toBeLessThan(1e-5);
     expect(() => setActiveAdapters(host!, ['nope'])).toThrow(/no adapter named "nope"/);
     tf.dispose([x, xv, both, h, dn, b, sum]);
+  });
+
+  it('withActiveAdapters runs with exactly the named adapters and restores the previous set, also after a throw', () => {
+    host = new TestHost(16, 24);
+    const x = input(4, 16);
+    const base = outputOf(host, x);
+    injectLora(host, { name: 'hyper', r: 4, targetModules: ['q_proj'] });
+    randomizeB(host, 'hyper', 1);
+    const hyper = outputOf(host, x);
+    expect(withActiveAdapters(host, [], () => maxAbsDiff(outputOf(host!, x), base))).toBe(0);
+    expect(getActiveAdapters(host)).toEqual(['hyper']);
+    setActiveAdapters(host, []);
+    expect(withActiveAdapters(host, ['hyper'], () => maxAbsDiff(outputOf(host!, x), hyper))).toBe(0);
+    expect(() =>
+      withActiveAdapters(host!, ['hyper'], () => {
+        throw new Error('inside');
+      }),
+    ).toThrow('inside');
+    expect(getActiveAdapters(host)).toEqual([]);
+    expect(() => withActiveAdapters(host!, ['nope'], () => 1)).toThrow(/no adapter named "nope"/);
+    expect(getActiveAdapters(host)).toEqual([]);
+    tf.dispose(x);
   });
 
   it('mergeLora: merged forward equals the unmerged forward to 1e-5, and the linears get their base back', () => {

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { DEFAULT_TEMPLATE, EpisodeSampler, collateHyperLlama, collateZeroShot, type Example, type HyperBatch, type HyperInputBatch, type Task } from '@hyperllama/datasets';
 import { HyperLlama, prefixedHidden, trainStep, type DownstreamView, type PrefixLike } from '@hyperllama/hypernet';
 import type { LlamaModel } from '@hyperllama/llama-model';
-import { getActiveAdapters, setActiveAdapters } from '@hyperllama/lora';
+import { withActiveAdapters } from '@hyperllama/lora';
 import { AdamW } from '@hyperllama/runtime';
 import { METRIC_SCALE, type TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
@@ -104,17 +104,6 @@ export function averageWithError(results: readonly TaskScores[]): { average: num
     return v + (xs.length > 1 ? std(xs) ** 2 / xs.length : 0);
   }, 0);
   return { average, stderr: Math.sqrt(variance) / T };
-}
-
-/** Runs `f` with exactly the adapters `names` active on `model`. */
-export function withAdapters<T>(model: LlamaModel, names: readonly string[], f: () => T): T {
-  const before = getActiveAdapters(model);
-  setActiveAdapters(model, [...names]);
-  try {
-    return f();
-  } finally {
-    setActiveAdapters(model, before);
-  }
 }
 
 /** Evaluation settings on `model` with the setup's lengths and batch size. */
@@ -223,7 +212,7 @@ export function answerNll(setup: AnalysisSetup, model: LlamaModel, plan: TaskPla
   const logProbs: number[] = [];
   for (let start = 0; start < plan.instances.length; start += setup.batchSize) {
     const batch = collateZeroShot(plan.instances.slice(start, start + setup.batchSize).map((target) => ({ task: { definition: undefined }, target })), o);
-    withAdapters(model, adapters, () => {
+    withActiveAdapters(model, adapters, () => {
       const hidden = prefix
         ? prefixedHidden(model, batch, prefix)
         : tf.tidy(() => model.forward({ inputIds: tf.tensor2d(batch.inputIds, undefined, 'int32'), attentionMask: tf.tensor2d(batch.attentionMask, undefined, 'int32'), returnHidden: true }).hidden!);

@@ -2,9 +2,10 @@ import * as tf from '@tensorflow/tfjs';
 import { DEFAULT_TEMPLATE, IGNORE_INDEX, collateFewShot, collateZeroShot, type LmBatch } from '@hyperllama/datasets';
 import { prefixedHidden, type HyperLlama, type PrefixLike } from '@hyperllama/hypernet';
 import { continuationText, generate } from '@hyperllama/llama-model';
+import { withActiveAdapters } from '@hyperllama/lora';
 import { rougeLScore } from '../metrics.js';
 import { evaluateMethod, labelLogProbs, planTasks, type TaskPlan } from '../protocols.js';
-import { disposeHyperLlama, disposePrefix, evalSettings, mean, obtainHyperLlama, pearson, spearman, taskHyperBatch, unitScore, variantPrefix, withAdapters, type AnalysisSetup } from './common.js';
+import { disposeHyperLlama, disposePrefix, evalSettings, mean, obtainHyperLlama, pearson, spearman, taskHyperBatch, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderScatter, type AnalysisReport } from './report.js';
 
 export interface CompressionAnalysisOptions {
@@ -51,7 +52,7 @@ const retention = (n: Nll): number => (n.none - n.full >= 0.1 ? (n.none - n.pref
 function nll(hl: HyperLlama, batch: LmBatch, prefix?: PrefixLike): number {
   const model = hl.model;
   const adapters = hl.hasDownstreamAdapter ? ['downstream'] : [];
-  const lp = withAdapters(model, adapters, () => {
+  const lp = withActiveAdapters(model, adapters, () => {
     const hidden = prefix
       ? prefixedHidden(model, batch, prefix)
       : tf.tidy(() => model.forward({ inputIds: tf.tensor2d(batch.inputIds, undefined, 'int32'), attentionMask: tf.tensor2d(batch.attentionMask, undefined, 'int32'), returnHidden: true }).hidden!);
@@ -92,7 +93,7 @@ function measureTask(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, prefi
   const n = Math.min(maxTokens, ids.length + 1 - prompt.length);
   const reference = contentOf(shown.map((e) => `${e.input} ${e.output}`).join(' '));
   const regenerate = (p?: PrefixLike): number =>
-    withAdapters(hl.model, hl.hasDownstreamAdapter ? ['downstream'] : [], () => {
+    withActiveAdapters(hl.model, hl.hasDownstreamAdapter ? ['downstream'] : [], () => {
       const out = generate(hl.model, [prompt], { maxNewTokens: n, prefix: p, positionOffset: p ? (p.positionOffsets?.[0] ?? p.length) : undefined, stopIds: [], padId: tok.padId }).tokens[0];
       return rougeLScore(contentOf(continuationText(tok, prompt, out)), [reference]) / 100;
     });

@@ -1,6 +1,5 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { EvalError } from '../errors.js';
+import { reportWriter } from '../files.js';
 import type { EvalReport } from '../report.js';
 import { escapeXml, num, svgDocument as svg } from '../svg.js';
 
@@ -62,13 +61,7 @@ export function renderAnalysisMarkdown(r: AnalysisReport): string {
 export function writeAnalysis(r: AnalysisReport, figures: Record<string, string>, dir: string): { json: string; markdown: string; figures: string[] } {
   const missing = r.figures.filter((f) => !(f in figures));
   if (missing.length > 0) throw new EvalError('BAD_OPTION', `writeAnalysis: figure(s) ${missing.join(', ')} listed but not given`, { field: 'figures', actual: missing });
-  mkdirSync(dir, { recursive: true });
-  const write = (name: string, text: string): string => {
-    const path = join(dir, name);
-    writeFileSync(`${path}.tmp`, text);
-    renameSync(`${path}.tmp`, path);
-    return path;
-  };
+  const write = reportWriter(dir);
   return {
     json: write('results.json', JSON.stringify(r, null, 2) + '\n'),
     markdown: write('results.md', renderAnalysisMarkdown(r)),

@@ -1,10 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { collateFewShot } from '@hyperllama/datasets';
 import type { HyperLlama, PrefixLike } from '@hyperllama/hypernet';
+import { withActiveAdapters } from '@hyperllama/lora';
 import { Rng } from '@hyperllama/runtime';
 import { EvalError } from '../errors.js';
 import { evaluateMethod, labelLogProbs, planTasks, type TaskPlan } from '../protocols.js';
-import { answerNll, disposeHyperLlama, disposePrefix, evalSettings, fixedOrNa, mean, obtainHyperLlama, std, unitScore, variantPrefix, withAdapters, type AnalysisSetup } from './common.js';
+import { answerNll, disposeHyperLlama, disposePrefix, evalSettings, fixedOrNa, mean, obtainHyperLlama, std, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
 import { pct, renderDotPlot, type AnalysisReport } from './report.js';
 
 export interface SensitivityAnalysisOptions {
@@ -63,7 +64,7 @@ function fewShotNll(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, adapte
   const logProbs: number[] = [];
   for (let start = 0; start < plan.instances.length; start += setup.batchSize) {
     const batch = collateFewShot(plan.instances.slice(start, start + setup.batchSize).map((target) => ({ task: plan.task, examples: plan.examples, target })), { encoder: setup.tokenizer, maxLength: setup.maxLength });
-    withAdapters(model, adapters, () => {
+    withActiveAdapters(model, adapters, () => {
       const hidden = tf.tidy(() => model.forward({ inputIds: tf.tensor2d(batch.inputIds, undefined, 'int32'), attentionMask: tf.tensor2d(batch.attentionMask, undefined, 'int32'), returnHidden: true }).hidden!);
       try {
         logProbs.push(...labelLogProbs(model, hidden, batch.labels).flat());

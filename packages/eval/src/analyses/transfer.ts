@@ -1,12 +1,13 @@
 import { EpisodeSampler, SYNTHETIC_FAMILIES, collateZeroShot, syntheticTaskName, type Task } from '@hyperllama/datasets';
 import { PrefixTuning, trainStep, type HyperLlama } from '@hyperllama/hypernet';
 import type { KVPrefix, LlamaModel } from '@hyperllama/llama-model';
+import { withActiveAdapters } from '@hyperllama/lora';
 import { AdamW } from '@hyperllama/runtime';
 import type { TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
 import { evaluateMethod, planTasks, type TaskPlan } from '../protocols.js';
 import { buildReport, renderCurves, type CurvePoint, type MethodResult } from '../report.js';
-import { answerNll, disposeHyperLlama, disposePrefix, evalSettings, mean, obtainHyperLlama, variantPrefix, withAdapters, type AnalysisSetup } from './common.js';
+import { answerNll, disposeHyperLlama, disposePrefix, evalSettings, mean, obtainHyperLlama, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderLines, type AnalysisReport } from './report.js';
 
 /** A prefix-tuning start from a task's HyperLlama prefix. */
@@ -62,7 +63,7 @@ export function trainSharedPrefix(setup: AnalysisSetup, model: LlamaModel, o: { 
   const copts = { encoder: setup.tokenizer, maxLength: setup.maxLength };
   const sampler = new EpisodeSampler([...setup.trainTasks], { seed: setup.seed, k: 0 });
   const draw = () => collateZeroShot(Array.from({ length: o.batchSize ?? 8 }, () => sampler.next()), copts);
-  return withAdapters(model, [], () => {
+  return withActiveAdapters(model, [], () => {
     const pt = PrefixTuning.random(model, o.length, { sampleIds: draw().inputIds, seed: setup.seed });
     const optimizer = new AdamW(pt.trainableVariables(), { lr: o.lr ?? 3e-3, weightDecay: 0 });
     for (let step = 0; step < o.steps; step++) {
@@ -110,7 +111,7 @@ export function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisOptions
         'related-task': () => fromHyper(setup, hl, planA),
         'own-task': () => fromHyper(setup, hl, planB),
         shared: () => PrefixTuning.fromPrefix(shared!),
-        random: () => withAdapters(hl.model, [], () => PrefixTuning.random(hl.model, hl.k, { sampleIds: train.inputIds, seed: setup.seed })),
+        random: () => withActiveAdapters(hl.model, [], () => PrefixTuning.random(hl.model, hl.k, { sampleIds: train.inputIds, seed: setup.seed })),
       };
       for (const init of INITS) {
         const pt = starts[init]();
@@ -125,7 +126,7 @@ export function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisOptions
               if (step === o.steps) final[init].push(scores);
             }
             if (step >= o.steps) break;
-            withAdapters(hl.model, [], () => trainStep(pt.trainableVariables(), optimizer, () => pt.loss(hl.model, train, { training: true }), { maxGradNorm: 1 }));
+            withActiveAdapters(hl.model, [], () => trainStep(pt.trainableVariables(), optimizer, () => pt.loss(hl.model, train, { training: true }), { maxGradNorm: 1 }));
           }
         } finally {
           optimizer.dispose();
