@@ -95,7 +95,7 @@ describe('hyperllama-eval run / compress', () => {
     prefix.values.forEach((v, l) => expect(Array.from(v.dataSync())).toEqual(Array.from(direct.values[l].dataSync())));
     // generate --prefix continues an instance input behind the stored prefix, as the library does.
     const input = plan.instances[0].input;
-    const expected = generate(setup.model, [DEFAULT_TEMPLATE.prompt(input)], { maxNewTokens: 6, tokenizer: setup.tokenizer, prefix: direct, positionOffset: direct.positionOffsets[0] });
+    const expected = await generate(setup.model, [DEFAULT_TEMPLATE.prompt(input)], { maxNewTokens: 6, tokenizer: setup.tokenizer, prefix: direct, positionOffset: direct.positionOffsets[0] });
     const g = await cli('generate', '--model', modelDir, '--prefix', prefixFile, '--prompt', input, '--max-new-tokens', '6', '--backend', 'cpu');
     expect(g.code).toBe(0);
     expect(g.stdout).toBe(expected.texts![0] + '\n');

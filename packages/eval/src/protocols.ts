@@ -92,7 +92,7 @@ interface Condition {
   /** Hidden states [R, T, D] of right-padded rows. */
   hidden(batch: Pick<LmBatch, 'inputIds' | 'attentionMask'>): tf.Tensor3D;
   /** Greedy continuations of prompts (token ids, BOS included). */
-  generate(prompts: number[][], maxNewTokens: number): number[][];
+  generate(prompts: number[][], maxNewTokens: number): Promise<number[][]>;
 }
 
 function plainCondition(s: EvalSettings, mode: 'zeroshot' | 'fewshot', adapters: readonly string[]): Condition {
@@ -104,7 +104,7 @@ function plainCondition(s: EvalSettings, mode: 'zeroshot' | 'fewshot', adapters:
         tf.tidy(() => model.forward({ inputIds: tf.tensor2d(batch.inputIds, undefined, 'int32'), attentionMask: tf.tensor2d(batch.attentionMask, undefined, 'int32'), returnHidden: true }).hidden!),
       ),
     generate: (prompts, maxNewTokens) =>
-      withActiveAdapters(model, adapters, () => generate(model, prompts, { maxNewTokens, stopIds: [model.config.eosTokenId], padId: s.tokenizer.padId }).tokens),
+      withActiveAdapters(model, adapters, async () => (await generate(model, prompts, { maxNewTokens, stopIds: [model.config.eosTokenId], padId: s.tokenizer.padId })).tokens),
   };
 }
 
@@ -116,7 +116,7 @@ function prefixCondition(s: EvalSettings, prefix: PrefixLike, adapters: readonly
     mode: 'hyper',
     hidden: (batch) => withActiveAdapters(model, adapters, () => prefixedHidden(model, batch, prefix)),
     generate: (prompts, maxNewTokens) =>
-      withActiveAdapters(model, adapters, () => generate(model, prompts, { maxNewTokens, prefix, positionOffset: offset, stopIds: [model.config.eosTokenId], padId: s.tokenizer.padId }).tokens),
+      withActiveAdapters(model, adapters, async () => (await generate(model, prompts, { maxNewTokens, prefix, positionOffset: offset, stopIds: [model.config.eosTokenId], padId: s.tokenizer.padId })).tokens),
   };
 }
 
@@ -126,9 +126,9 @@ function collateOptions(s: EvalSettings, extra: Partial<CollateOptions> = {}): C
 
 /**
  * Per-token log-probabilities of the labelled tokens of each row: `labels[r][t]` is predicted from position t-1.
- * Returns one array per row (empty for a row without labels).
+ * Returns one array per row (empty for a row without labels). Read asynchronously (webgpu in Node reads no other way).
  */
-export function labelLogProbs(model: LlamaModel, hidden: tf.Tensor3D, labels: number[][]): number[][] {
+export async function labelLogProbs(model: LlamaModel, hidden: tf.Tensor3D, labels: number[][]): Promise<number[][]> {
   const [R, T, D] = hidden.shape;
   const at: number[] = []; // flat index of the predicting position
   const ids: number[] = [];
@@ -144,13 +144,15 @@ export function labelLogProbs(model: LlamaModel, hidden: tf.Tensor3D, labels: nu
   );
   const out: number[][] = Array.from({ length: R }, () => []);
   if (at.length === 0) return out;
-  const values = tf.tidy(() => {
+  const logProbs = tf.tidy(() => {
     const picked = tf.gather(tf.reshape(hidden, [R * T, D]), tf.tensor1d(at, 'int32')) as tf.Tensor2D; // [N, D]
     const logits = model.logitsFromHidden(picked); // [N, V]
     const logZ = tf.logSumExp(logits, 1); // [N]
     const chosen = tf.gatherND(logits, tf.tensor2d(ids.map((id, n) => [n, id]), [ids.length, 2], 'int32')) as tf.Tensor1D; // [N]
-    return tf.sub(chosen, logZ).dataSync() as Float32Array;
+    return tf.sub(chosen, logZ);
   });
+  const values = (await logProbs.data()) as Float32Array;
+  logProbs.dispose();
   values.forEach((v, n) => out[owner[n]].push(v));
   return out;
 }
@@ -170,7 +172,7 @@ function answerText(s: EvalSettings, prompt: number[], tokens: number[]): string
 }
 
 /** Scores every instance of a planned task under one condition: rank classification or generation + metric. */
-function scoreTask(plan: TaskPlan, condition: Condition, s: EvalSettings): TaskScores {
+async function scoreTask(plan: TaskPlan, condition: Condition, s: EvalSettings): Promise<TaskScores> {
   const { task, examples, instances } = plan;
   const batchSize = s.batchSize ?? 16;
   const o = collateOptions(s, { eos: false });
@@ -189,8 +191,12 @@ function scoreTask(plan: TaskPlan, condition: Condition, s: EvalSettings): TaskS
           ? collateRankClassification(task, chunk, [], 'zeroshot', { ...o, useDefinition: false })
           : collateRankClassification(task, chunk, examples, condition.mode, o);
       const hidden = condition.hidden(batch.rows);
-      const logProbs = labelLogProbs(s.model, hidden, batch.rows.labels);
-      hidden.dispose();
+      let logProbs: number[][];
+      try {
+        logProbs = await labelLogProbs(s.model, hidden, batch.rows.labels);
+      } finally {
+        hidden.dispose();
+      }
       chunk.forEach((inst, i) => {
         const options = optionsOf(task, inst)!;
         const rows = batch.rowInstance.map((owner, r) => (owner === i ? r : -1)).filter((r) => r >= 0);
@@ -209,7 +215,7 @@ function scoreTask(plan: TaskPlan, condition: Condition, s: EvalSettings): TaskS
   const scores: number[] = [];
   for (let start = 0; start < instances.length; start += batchSize) {
     const chunk = prompts.slice(start, start + batchSize);
-    const outputs = condition.generate(chunk, s.maxNewTokens ?? 64);
+    const outputs = await condition.generate(chunk, s.maxNewTokens ?? 64);
     outputs.forEach((tokens, i) => {
       const prediction = answerText(s, chunk[i], tokens);
       const refs = referencesOf(instances[start + i]);
@@ -238,26 +244,31 @@ export interface ProgressEvent {
 }
 
 /** Scores each planned task with `zero-shot`, `icl` (full attention over the k examples) or `hyperllama`. */
-export function evaluateMethod(method: BaseMethod, plans: readonly TaskPlan[], s: EvalSettings & { hyperllama?: HyperLlama; prefixes?: Map<string, PrefixLike> }, onProgress?: (e: ProgressEvent) => void): TaskScores[] {
+export async function evaluateMethod(
+  method: BaseMethod,
+  plans: readonly TaskPlan[],
+  s: EvalSettings & { hyperllama?: HyperLlama; prefixes?: Map<string, PrefixLike> },
+  onProgress?: (e: ProgressEvent) => void,
+): Promise<TaskScores[]> {
   const hl = s.hyperllama;
   if (method === 'hyperllama' && !hl && !s.prefixes) throw new EvalError('NO_HYPERNET', 'method hyperllama needs a HyperLlama checkpoint or stored prefixes', { field: 'method' });
-  return plans.map((plan, i) => {
-    let scores: TaskScores;
+  const out: TaskScores[] = [];
+  for (const [i, plan] of plans.entries()) {
     if (method === 'hyperllama') {
       const stored = s.prefixes?.get(plan.task.name);
       const prefix = stored ?? taskPrefix(hl!, plan, s);
       try {
-        scores = scoreTask(plan, prefixCondition(s, prefix, downstreamAdapters(s)), s);
+        out.push(await scoreTask(plan, prefixCondition(s, prefix, downstreamAdapters(s)), s));
       } finally {
         if (!stored) tf.dispose([...prefix.keys, ...prefix.values]);
       }
     } else {
       const mode = method === 'icl' ? 'fewshot' : 'zeroshot';
-      scores = scoreTask(method === 'icl' ? plan : { ...plan, examples: [] }, plainCondition(s, mode, s.adapters?.[method] ?? []), s);
+      out.push(await scoreTask(method === 'icl' ? plan : { ...plan, examples: [] }, plainCondition(s, mode, s.adapters?.[method] ?? []), s));
     }
     onProgress?.({ method, task: plan.task.name, done: i + 1, total: plans.length });
-    return scores;
-  });
+  }
+  return out;
 }
 
 export interface PrefixTuningOptions {
@@ -283,12 +294,12 @@ function downstreamAdapters(s: { hyperllama?: HyperLlama }): string[] {
  * Per-task prefix tuning on the task's k demonstrations, evaluated along the way. The downstream model is the
  * HyperLlama's (its downstream adapter on, when it has one) for every initialisation, so the three are comparable.
  */
-export function evaluatePrefixTuning(
+export async function evaluatePrefixTuning(
   plans: readonly TaskPlan[],
   s: EvalSettings & { hyperllama?: HyperLlama },
   p: PrefixTuningOptions,
   onProgress?: (e: ProgressEvent) => void,
-): { scores: TaskScores[]; curve: CurvePoint[] } {
+): Promise<{ scores: TaskScores[]; curve: CurvePoint[] }> {
   const method = `prefix-tuning-${p.init}`;
   if (!(Number.isInteger(p.steps) && p.steps >= 0)) throw new EvalError('BAD_OPTION', `prefix tuning steps: expected an integer >= 0, got ${p.steps}`, { field: 'steps' });
   if (!(Number.isInteger(p.evalEvery) && p.evalEvery >= 1)) throw new EvalError('BAD_OPTION', `prefix tuning evalEvery: expected an integer >= 1, got ${p.evalEvery}`, { field: 'evalEvery' });
@@ -296,7 +307,8 @@ export function evaluatePrefixTuning(
   const perStep = new Map<number, TaskScores[]>(evalSteps.map((st) => [st, []]));
   const o = collateOptions(s, { useDefinition: false });
   const downstream = downstreamAdapters(s);
-  const final = plans.map((plan, index) => {
+  const final: TaskScores[] = [];
+  for (const [index, plan] of plans.entries()) {
     if (plan.examples.length === 0) throw new EvalError('NO_EXAMPLES', `prefix tuning task "${plan.task.name}" needs demonstrations (shots > 0)`, { field: 'shots' });
     const train = collateZeroShot(plan.examples.map((target) => ({ task: { definition: undefined }, target })), o);
     const tuned = initPrefix(plan, s, p, train);
@@ -305,7 +317,7 @@ export function evaluatePrefixTuning(
     try {
       for (let step = 0; ; step++) {
         if (perStep.has(step)) {
-          last = scoreTask(plan, prefixCondition(s, tuned.prefix(), downstream), s);
+          last = await scoreTask(plan, prefixCondition(s, tuned.prefix(), downstream), s);
           perStep.get(step)!.push(last);
         }
         if (step >= p.steps) break;
@@ -316,8 +328,8 @@ export function evaluatePrefixTuning(
       tuned.dispose();
     }
     onProgress?.({ method, task: plan.task.name, done: index + 1, total: plans.length });
-    return last!;
-  });
+    final.push(last!);
+  }
   return { scores: final, curve: evalSteps.map((step) => ({ step, scores: perStep.get(step)! })) };
 }
 
@@ -364,12 +376,12 @@ export interface EvaluateOptions extends PlanOptions {
 }
 
 /** Plans the tasks once (seeded) and runs every method on the same demonstrations and instances. */
-export function evaluate(
+export async function evaluate(
   tasks: readonly Task[],
   s: EvalSettings & { hyperllama?: HyperLlama; prefixes?: Map<string, PrefixLike> },
   o: EvaluateOptions,
   onProgress?: (e: ProgressEvent) => void,
-): MethodResult[] {
+): Promise<MethodResult[]> {
   const plans = planTasks(tasks, o);
   const shared = {
     shots: o.shots,
@@ -379,16 +391,19 @@ export function evaluate(
     maxLength: s.maxLength ?? 1024,
     maxNewTokens: s.maxNewTokens ?? 64,
   };
-  return o.methods.map((method): MethodResult => {
+  const results: MethodResult[] = [];
+  for (const method of o.methods) {
     if (method.startsWith('prefix-tuning-')) {
       const init = method.slice('prefix-tuning-'.length) as PrefixInit;
       const pt = { steps: 20, evalEvery: 5, ...o.prefixTuning, init };
-      const { scores, curve } = evaluatePrefixTuning(plans, s, pt, onProgress);
+      const { scores, curve } = await evaluatePrefixTuning(plans, s, pt, onProgress);
       const { sharedPrefix: _shared, ...ptConfig } = pt;
-      return { method, configuration: { ...shared, ...ptConfig, lr: pt.lr ?? 1e-2 }, scores, curve };
+      results.push({ method, configuration: { ...shared, ...ptConfig, lr: pt.lr ?? 1e-2 }, scores, curve });
+      continue;
     }
     const adapters = method === 'hyperllama' ? downstreamAdapters(s) : (s.adapters?.[method as 'icl' | 'zero-shot'] ?? []);
     const configuration = { ...shared, ...(method === 'zero-shot' ? { shots: 0 } : {}), adapters, ...(method === 'hyperllama' ? { k: s.hyperllama?.k ?? null, storedPrefixes: s.prefixes !== undefined } : {}) };
-    return { method, configuration, scores: evaluateMethod(method as BaseMethod, plans, s, onProgress) };
-  });
+    results.push({ method, configuration, scores: await evaluateMethod(method as BaseMethod, plans, s, onProgress) });
+  }
+  return results;
 }

@@ -49,13 +49,13 @@ describe('planTasks', () => {
 });
 
 describe('labelLogProbs', () => {
-  it('equals log-softmax of the full logits at the position before each label', () => {
+  it('equals log-softmax of the full logits at the position before each label', async () => {
     const model = tinyModel(1);
     const batch = collateRankClassification(classify, classify.instances.slice(0, 2), classify.examples.slice(0, 2), 'fewshot', { encoder: charTokenizer, eos: false });
     const ids = tf.tensor2d(batch.rows.inputIds, undefined, 'int32');
     const mask = tf.tensor2d(batch.rows.attentionMask, undefined, 'int32');
     const hidden = model.forward({ inputIds: ids, attentionMask: mask, returnHidden: true }).hidden!;
-    const got = labelLogProbs(model, hidden, batch.rows.labels);
+    const got = await labelLogProbs(model, hidden, batch.rows.labels);
     const logits = model.forward({ inputIds: ids, attentionMask: mask }).logits!;
     const full = (logits.arraySync() as number[][][]).map((row) => row.map((l) => {
       const max = Math.max(...l);
@@ -73,13 +73,13 @@ describe('labelLogProbs', () => {
 });
 
 describe('evaluate', () => {
-  it('scores rank classification batched exactly as one instance at a time; hyperllama compresses once per task', () => {
+  it('scores rank classification batched exactly as one instance at a time; hyperllama compresses once per task', async () => {
     const model = tinyModel(2);
     const hl = new HyperLlama(model, { k: 2, hyper: { r: 2, alpha: 4 }, seed: 1 });
     const settings = { model, tokenizer: charTokenizer, hyperllama: hl, maxNewTokens: 4, batchSize: 5 };
     const encode = vi.spyOn(hl, 'encode');
     const before = tf.memory().numTensors;
-    const results = evaluate([classify, generateTask], settings, { methods: ['zero-shot', 'icl', 'hyperllama'], shots: 2, seed: 3 });
+    const results = await evaluate([classify, generateTask], settings, { methods: ['zero-shot', 'icl', 'hyperllama'], shots: 2, seed: 3 });
     expect(tf.memory().numTensors).toBe(before);
     expect(encode).toHaveBeenCalledTimes(2); // one hyper pass per task, shared by all its instances
     expect(results.map((r) => r.method)).toEqual(['zero-shot', 'icl', 'hyperllama']);
@@ -93,24 +93,25 @@ describe('evaluate', () => {
 
     // Reference for ICL: each instance alone (batch 1 per option row), scored by rankClassify.
     const plan = planTasks([classify], { shots: 2, seed: 3 })[0];
-    const expected = plan.instances.map((inst) => {
+    const expected: number[] = [];
+    for (const inst of plan.instances) {
       const options = classify.options!;
-      const lls = options.map((_, j) => {
+      const lls: number[][] = [];
+      for (let j = 0; j < options.length; j++) {
         const b = collateRankClassification(classify, [inst], plan.examples, 'fewshot', { encoder: charTokenizer, eos: false, maxLength: 1024 });
         const ids = tf.tensor2d([b.rows.inputIds[j].slice(0, b.rows.lengths[j])], undefined, 'int32');
         const hidden = model.forward({ inputIds: ids, returnHidden: true }).hidden!;
-        const lp = labelLogProbs(model, hidden, [b.rows.labels[j].slice(0, b.rows.lengths[j])])[0];
+        lls.push((await labelLogProbs(model, hidden, [b.rows.labels[j].slice(0, b.rows.lengths[j])]))[0]);
         tf.dispose([ids, hidden]);
-        return lp;
-      });
-      return options[rankClassify(lls)] === inst.output ? 1 : 0;
-    });
+      }
+      expected.push(options[rankClassify(lls)] === inst.output ? 1 : 0);
+    }
     expect(results[1].scores[0].scores).toEqual(expected);
     hl.dispose();
     model.dispose();
   });
 
-  it('prefix tuning from the HyperLlama prefix starts (step 0) exactly where hyperllama is (downstream adapter on), and gives a curve', () => {
+  it('prefix tuning from the HyperLlama prefix starts (step 0) exactly where hyperllama is (downstream adapter on), and gives a curve', async () => {
     const model = tinyModel(5);
     const hl = new HyperLlama(model, { k: 2, hyper: { r: 2, alpha: 4 }, downstream: { r: 2, alpha: 4 }, seed: 2 });
     // A downstream adapter that changes the outputs (lora_B starts at 0): prefix tuning must run with it on too.
@@ -119,7 +120,7 @@ describe('evaluate', () => {
     for (const [, v] of downB) v.assign(tf.randomNormal(v.shape, 0, 3, 'float32', 7));
     const settings = { model, tokenizer: charTokenizer, hyperllama: hl, maxNewTokens: 3 };
     const tasks = [makeSyntheticTask('symbol_rule', family('symbol_rule').variants[1], { seed: 5, numExamples: 8, numInstances: 24 })];
-    const [hyper, tuned] = evaluate(tasks, settings, { methods: ['hyperllama', 'prefix-tuning-hyper'], shots: 3, seed: 0, prefixTuning: { steps: 2, evalEvery: 1, lr: 0.05 } });
+    const [hyper, tuned] = await evaluate(tasks, settings, { methods: ['hyperllama', 'prefix-tuning-hyper'], shots: 3, seed: 0, prefixTuning: { steps: 2, evalEvery: 1, lr: 0.05 } });
     expect(tuned.curve!.map((p) => p.step)).toEqual([0, 1, 2]);
     expect(tuned.curve![0].scores).toEqual(hyper.scores);
     expect(tuned.scores).toEqual(tuned.curve![2].scores);

@@ -91,9 +91,10 @@ function checkOptions(o: GenerateOptions): void {
 
 /**
  * Continue each prompt (token ids, or strings with `tokenizer`) with a KV cache. Prompts of different lengths are
- * left-padded into one batch; positions count real tokens only, so every row matches an unpadded run.
+ * left-padded into one batch; positions count real tokens only, so every row matches an unpadded run. Logits are
+ * read asynchronously, so it runs on backends that cannot read synchronously (webgpu in Node).
  */
-export function generate(model: LlamaModel, prompts: number[][] | string[], opts: GenerateOptions): GenerateResult {
+export async function generate(model: LlamaModel, prompts: number[][] | string[], opts: GenerateOptions): Promise<GenerateResult> {
   checkOptions(opts);
   const c = model.config;
   const ids = prompts.map((p, row) => {
@@ -141,7 +142,7 @@ export function generate(model: LlamaModel, prompts: number[][] | string[], opts
       tf.dispose([inputIds, positionIds, attentionMask]);
       disposeCache(cache);
       cache = out.cache!;
-      const logits = out.logits!.dataSync() as Float32Array; // [B, 1, V]
+      const logits = (await out.logits!.data()) as Float32Array; // [B, 1, V]
       out.logits!.dispose();
       if (step === 0) prefillEnd = performance.now();
 

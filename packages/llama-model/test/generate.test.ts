@@ -21,32 +21,33 @@ afterAll(() => model.dispose());
 
 describe('generate', () => {
   const prompts = [[1, 7, 3, 9, 12, 4], [1, 5], [1, 8, 8, 20]];
+  const tokensOf = async (ps: number[][], opts: Parameters<typeof generate>[2]) => (await generate(model, ps, opts)).tokens;
 
-  it('a left-padded batch generates what each prompt generates alone (greedy)', () => {
+  it('a left-padded batch generates what each prompt generates alone (greedy)', async () => {
     const opts = { maxNewTokens: 12, stopIds: [] };
-    const batch = generate(model, prompts, opts);
-    prompts.forEach((p, row) => expect(batch.tokens[row]).toEqual(generate(model, [p], opts).tokens[0]));
+    const batch = await generate(model, prompts, opts);
+    for (const [row, p] of prompts.entries()) expect(batch.tokens[row]).toEqual((await tokensOf([p], opts))[0]);
     expect(batch.tokens.every((t) => t.length === 12)).toBe(true);
     expect(batch.finishReasons).toEqual(['length', 'length', 'length']);
   });
 
-  it("when sampling, row r's stream depends only on (seed, r), not on the other rows", () => {
+  it("when sampling, row r's stream depends only on (seed, r), not on the other rows", async () => {
     const opts = { maxNewTokens: 12, stopIds: [], temperature: 0.9, topK: 10, topP: 0.95, seed: 4 };
-    const batch = generate(model, prompts, opts).tokens;
-    expect(batch[0]).toEqual(generate(model, [prompts[0]], opts).tokens[0]);
-    expect(batch[1]).toEqual(generate(model, [prompts[2], prompts[1], prompts[0]], opts).tokens[1]);
+    const batch = await tokensOf(prompts, opts);
+    expect(batch[0]).toEqual((await tokensOf([prompts[0]], opts))[0]);
+    expect(batch[1]).toEqual((await tokensOf([prompts[2], prompts[1], prompts[0]], opts))[1]);
   });
 
-  it('is reproducible for a seed and differs across seeds; topK 1 is greedy', () => {
-    const sample = (seed: number) => generate(model, [prompts[0]], { maxNewTokens: 20, temperature: 1.5, seed, stopIds: [] }).tokens[0];
-    expect(sample(1)).toEqual(sample(1));
-    expect(sample(1)).not.toEqual(sample(2));
-    const greedy = generate(model, [prompts[0]], { maxNewTokens: 20, stopIds: [] }).tokens[0];
-    expect(generate(model, [prompts[0]], { maxNewTokens: 20, temperature: 1.5, topK: 1, seed: 9, stopIds: [] }).tokens[0]).toEqual(greedy);
+  it('is reproducible for a seed and differs across seeds; topK 1 is greedy', async () => {
+    const sample = async (seed: number) => (await tokensOf([prompts[0]], { maxNewTokens: 20, temperature: 1.5, seed, stopIds: [] }))[0];
+    expect(await sample(1)).toEqual(await sample(1));
+    expect(await sample(1)).not.toEqual(await sample(2));
+    const greedy = (await tokensOf([prompts[0]], { maxNewTokens: 20, stopIds: [] }))[0];
+    expect((await tokensOf([prompts[0]], { maxNewTokens: 20, temperature: 1.5, topK: 1, seed: 9, stopIds: [] }))[0]).toEqual(greedy);
   });
 
-  it('greedy decoding with the cache picks the argmax of a full forward at every step', () => {
-    const out = generate(model, [prompts[0]], { maxNewTokens: 8, stopIds: [] }).tokens[0];
+  it('greedy decoding with the cache picks the argmax of a full forward at every step', async () => {
+    const out = (await tokensOf([prompts[0]], { maxNewTokens: 8, stopIds: [] }))[0];
     const all = [...prompts[0], ...out];
     const logits = tf.tidy(() => model.forward({ inputIds: tf.tensor2d([all], undefined, 'int32') }).logits!.arraySync()[0]) as number[][];
     out.forEach((tok, i) => {
@@ -55,32 +56,32 @@ describe('generate', () => {
     });
   });
 
-  it('stops at a stop id (excluded from the output)', () => {
-    const free = generate(model, [prompts[0]], { maxNewTokens: 10, stopIds: [] }).tokens[0];
+  it('stops at a stop id (excluded from the output)', async () => {
+    const free = (await tokensOf([prompts[0]], { maxNewTokens: 10, stopIds: [] }))[0];
     const stopAt = free[4];
     const first = free.indexOf(stopAt);
-    const stopped = generate(model, [prompts[0]], { maxNewTokens: 10, stopIds: [stopAt] });
+    const stopped = await generate(model, [prompts[0]], { maxNewTokens: 10, stopIds: [stopAt] });
     expect(stopped.tokens[0]).toEqual(free.slice(0, first));
     expect(stopped.finishReasons[0]).toBe('stop');
   });
 
-  it("conditioning on a prefix of the prompt's own K,V continues exactly like the whole prompt", () => {
+  it("conditioning on a prefix of the prompt's own K,V continues exactly like the whole prompt", async () => {
     const [head, tail] = [prompts[0].slice(0, 4), prompts[0].slice(4)];
     const out = model.forward({ inputIds: tf.tensor2d([head], undefined, 'int32'), returnKV: true });
     const prefix = { keys: out.kv!.map((l) => l.keys), values: out.kv!.map((l) => l.values), length: head.length };
-    const whole = generate(model, [prompts[0]], { maxNewTokens: 10, stopIds: [] }).tokens[0];
-    expect(generate(model, [tail, tail], { maxNewTokens: 10, stopIds: [], prefix }).tokens).toEqual([whole, whole]);
+    const whole = (await tokensOf([prompts[0]], { maxNewTokens: 10, stopIds: [] }))[0];
+    expect(await tokensOf([tail, tail], { maxNewTokens: 10, stopIds: [], prefix })).toEqual([whole, whole]);
     tf.dispose([out.logits!, ...out.kv!.flatMap((l) => [l.keys, l.values, l.keysPreRope])]);
   });
 
-  it('leaks no tensors and validates options', () => {
+  it('leaks no tensors and validates options', async () => {
     const before = tf.memory().numTensors;
-    generate(model, prompts, { maxNewTokens: 5, temperature: 1, seed: 3 });
+    await generate(model, prompts, { maxNewTokens: 5, temperature: 1, seed: 3 });
     expect(tf.memory().numTensors).toBe(before);
-    expect(() => generate(model, [[1]], { maxNewTokens: -1 })).toThrow(ModelError);
-    expect(() => generate(model, [[1]], { maxNewTokens: 3, topP: 0 })).toThrow(/topP/);
-    expect(() => generate(model, ['text'], { maxNewTokens: 3 })).toThrow(/no tokenizer/);
-    expect(() => generate(model, [[]], { maxNewTokens: 3 })).toThrow(ModelError);
+    await expect(generate(model, [[1]], { maxNewTokens: -1 })).rejects.toThrow(ModelError);
+    await expect(generate(model, [[1]], { maxNewTokens: 3, topP: 0 })).rejects.toThrow(/topP/);
+    await expect(generate(model, ['text'], { maxNewTokens: 3 })).rejects.toThrow(/no tokenizer/);
+    await expect(generate(model, [[]], { maxNewTokens: 3 })).rejects.toThrow(ModelError);
   });
 });
 
@@ -112,11 +113,11 @@ describe('sampleToken', () => {
 
 const storiesBin = join(STORIES, 'stories260K.bin');
 describe.skipIf(!existsSync(storiesBin))(`stories260K greedy (needs ${storiesBin})`, () => {
-  it("reproduces llama2.c's documented greedy output from BOS, stopping at BOS", () => {
+  it("reproduces llama2.c's documented greedy output from BOS, stopping at BOS", async () => {
     const stories = loadLlama(storiesBin);
     const tokenizer = loadTokenizer(join(STORIES, 'tok512.bin'));
     // run.c with steps=256 runs forward at positions 0..255 and prints each step's token: 256 new tokens, then "\n".
-    const result = generate(stories, [[1]], { maxNewTokens: 256, stopIds: [1], tokenizer });
+    const result = await generate(stories, [[1]], { maxNewTokens: 256, stopIds: [1], tokenizer });
     const expected = readFileSync(join(STORIES, 'expected_greedy.txt'), 'utf8');
     expect(result.texts![0] + '\n').toBe(expected);
     expect(result.finishReasons[0]).toBe('length');

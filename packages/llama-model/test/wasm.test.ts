@@ -13,7 +13,7 @@ const B = ref.ids.length;
 const T = ref.ids[0].length;
 
 /** Logits for the reference batch, the loss gradient for layer 0's q_proj, and a greedy continuation. */
-function runAll() {
+async function runAll() {
   const model = loadLlama(dir, { trainable: false });
   const q = findDenseBase(model.getLinear('layers.0.self_attn.q_proj'))!.weight;
   q.trainable = true;
@@ -25,19 +25,19 @@ function runAll() {
     const { grads } = tf.variableGrads(() => lmLoss(model, model.forward({ inputIds: ids, attentionMask, positionIds, returnHidden: true }).hidden!, ids), [q]);
     return grads[q.name].dataSync();
   });
-  const tokens = generate(model, [ref.ids[0], ref.ids[1].filter((_, t) => ref.mask[1][t] === 1)], { maxNewTokens: 10, stopIds: [] }).tokens;
+  const { tokens } = await generate(model, [ref.ids[0], ref.ids[1].filter((_, t) => ref.mask[1][t] === 1)], { maxNewTokens: 10, stopIds: [] });
   tf.dispose([ids, attentionMask, positionIds]);
   model.dispose();
   return { logits, grad, tokens };
 }
 
-let cpu: ReturnType<typeof runAll>;
-let wasm: ReturnType<typeof runAll>;
+let cpu: Awaited<ReturnType<typeof runAll>>;
+let wasm: Awaited<ReturnType<typeof runAll>>;
 beforeAll(async () => {
   await tf.setBackend('cpu');
-  cpu = runAll();
+  cpu = await runAll();
   await initBackend({ backend: 'wasm' });
-  wasm = runAll();
+  wasm = await runAll();
 });
 afterAll(async () => {
   await disposeBackend();

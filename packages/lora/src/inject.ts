@@ -139,15 +139,23 @@ export function setActiveAdapters(model: LinearHost, names: string[]): void {
   syncActive(model);
 }
 
-/** Run `f` with exactly `names` active, then restore the previous active set (also when `f` throws). */
+/**
+ * Run `f` with exactly `names` active, then restore the previous active set (also when `f` throws). When `f`
+ * returns a promise, the set is restored once it settles; nothing else should use the model meanwhile.
+ */
 export function withActiveAdapters<T>(model: LinearHost, names: readonly string[], f: () => T): T {
   const before = getActiveAdapters(model);
   setActiveAdapters(model, [...names]);
+  let result: T;
   try {
-    return f();
-  } finally {
+    result = f();
+  } catch (e) {
     setActiveAdapters(model, before);
+    throw e;
   }
+  if (result instanceof Promise) return result.finally(() => setActiveAdapters(model, before)) as T;
+  setActiveAdapters(model, before);
+  return result;
 }
 
 function syncActive(model: LinearHost): void {

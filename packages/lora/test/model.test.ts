@@ -177,14 +177,14 @@ function cosine(a: Float32Array, b: Float32Array): number {
 }
 
 describe.skipIf(!existsSync(STORIES_BIN))(`stories260K in NF4 (needs ${STORIES_BIN})`, () => {
-  it('keeps logits close to the float model and most greedy tokens', () => {
+  it('keeps logits close to the float model and most greedy tokens', async () => {
     const float = loadLlama(STORIES_BIN);
     const quant = loadLlama(STORIES_BIN);
     models.push(float, quant);
     const report = quantizeModel(quant, { blockSize: 64, doubleQuant: true });
     const steps = 100;
-    const greedyFloat = generate(float, [[1]], { maxNewTokens: steps, stopIds: [] }).tokens[0];
-    const greedyQuant = generate(quant, [[1]], { maxNewTokens: steps, stopIds: [] }).tokens[0];
+    const greedyFloat = (await generate(float, [[1]], { maxNewTokens: steps, stopIds: [] })).tokens[0];
+    const greedyQuant = (await generate(quant, [[1]], { maxNewTokens: steps, stopIds: [] })).tokens[0];
     // Logits of both models on the float model's greedy text, position by position.
     const x = ids([[1, ...greedyFloat.slice(0, steps - 1)]]);
     const [lf, lq] = [logits(float, x), logits(quant, x)];

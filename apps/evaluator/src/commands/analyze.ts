@@ -171,7 +171,7 @@ function buildSetup(o: AnalyzeOptions, budget: AnalyzeBudget, log: (line: string
 }
 
 /** Runs one analysis and writes its report into `o.out`. */
-export function runAnalysis(o: AnalyzeOptions, io: Io): { report: AnalysisReport; paths: ReturnType<typeof writeAnalysis> } {
+export async function runAnalysis(o: AnalyzeOptions, io: Io): Promise<{ report: AnalysisReport; paths: ReturnType<typeof writeAnalysis> }> {
   const budget = ANALYZE_BUDGETS[o.quick ? 'quick' : 'full'];
   const log = (line: string) => io.stderr(`${line}\n`);
   const { setup, pool, sources, k } = buildSetup(o, budget, log);
@@ -184,12 +184,12 @@ export function runAnalysis(o: AnalyzeOptions, io: Io): { report: AnalysisReport
       const unknown = (o.variants ?? []).filter((v) => !all.some((x) => x.id === v));
       if (unknown.length > 0) throw new CliError('USAGE', `analyze masks: --variants: unknown ${unknown.join(', ')}; expected some of ${all.map((v) => v.id).join(', ')}`, { field: 'variants' });
       const variants = o.variants ? all.filter((v) => o.variants!.includes(v.id)) : all;
-      report = analyzeMasks(setup, { variants, steps: o.steps ?? budget.variantSteps, trainBatchSize: budget.trainBatchSize });
+      report = await analyzeMasks(setup, { variants, steps: o.steps ?? budget.variantSteps, trainBatchSize: budget.trainBatchSize });
       figures = maskFigures;
       break;
     }
     case 'compression':
-      report = analyzeCompression(setup, { k, steps: o.steps ?? budget.hyperSteps });
+      report = await analyzeCompression(setup, { k, steps: o.steps ?? budget.hyperSteps });
       figures = compressionFigures;
       break;
     case 'sensitivity': {
@@ -204,14 +204,14 @@ export function runAnalysis(o: AnalyzeOptions, io: Io): { report: AnalysisReport
         };
         iclAdapters.push('icl');
       }
-      report = analyzeSensitivity(setup, { draws: o.draws ?? budget.draws, orders: o.orders ?? budget.orders, k, steps: o.steps ?? budget.hyperSteps, iclAdapters });
+      report = await analyzeSensitivity(setup, { draws: o.draws ?? budget.draws, orders: o.orders ?? budget.orders, k, steps: o.steps ?? budget.hyperSteps, iclAdapters });
       figures = sensitivityFigures;
       break;
     }
     case 'transfer': {
       const shared = o.sharedPrefix ? loadKVPrefix(o.sharedPrefix).prefix : undefined;
       try {
-        report = analyzeTransfer(setup, {
+        report = await analyzeTransfer(setup, {
           steps: o.ptSteps ?? budget.ptSteps,
           evalEvery: o.ptEvalEvery ?? budget.ptEvalEvery,
           lr: o.ptLr,
@@ -274,7 +274,7 @@ export const analyzeCommand: Command = {
     });
     const int = (n: string) => numberOption(c, n, v[n], true);
     await startBackend(v.backend, io);
-    const { report, paths } = runAnalysis(
+    const { report, paths } = await runAnalysis(
       {
         analysis,
         out: v.out!,

@@ -126,7 +126,7 @@ export async function runDefault(o: DefaultOptions, io: Io): Promise<DefaultResu
     const methods: MethodName[] = ['zero-shot', 'icl', 'hyperllama', 'prefix-tuning-random', 'prefix-tuning-shared', 'prefix-tuning-hyper'];
     const progress = progressReporter(io);
     let done = 0;
-    const results = evaluate(
+    const results = await evaluate(
       tasks,
       { ...setup, adapters: { 'zero-shot': ['zero-shot'], icl: ['icl'] }, maxLength: DATA.maxLength, maxHyperLength: DATA.maxHyperLength, maxNewTokens: 24, batchSize: 16 },
       {

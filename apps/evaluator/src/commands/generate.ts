@@ -27,7 +27,7 @@ export interface GenerateTextOptions {
 }
 
 /** Load a model and tokenizer and continue one prompt (BOS prepended). */
-export function generateText(opts: GenerateTextOptions): { text: string; result: GenerateResult } {
+export async function generateText(opts: GenerateTextOptions): Promise<{ text: string; result: GenerateResult }> {
   const tokenizerPath = opts.tokenizer ?? (existsSync(opts.model) && statSync(opts.model).isDirectory() ? opts.model : undefined);
   if (!tokenizerPath) {
     throw new CliError('USAGE', `generate: --tokenizer is required when --model is a file (${opts.model})`, { field: 'tokenizer' });
@@ -39,7 +39,7 @@ export function generateText(opts: GenerateTextOptions): { text: string; result:
     const stored = prefixFile ? loadKVPrefix(prefixFile, model.config).prefix : undefined;
     try {
       const prompt = stored ? DEFAULT_TEMPLATE.prompt(opts.prompt) : opts.prompt;
-      const result = generate(model, [prompt], { ...sampling, tokenizer, addBos: true, prefix: stored, positionOffset: stored?.positionOffsets[0] });
+      const result = await generate(model, [prompt], { ...sampling, tokenizer, addBos: true, prefix: stored, positionOffset: stored?.positionOffsets[0] });
       return { text: result.texts![0], result };
     } finally {
       if (stored) tf.dispose([...stored.keys, ...stored.values]);
@@ -83,7 +83,7 @@ export const generateCommand: Command = {
       prefix: v.prefix,
     };
     await startBackend(v.backend, io);
-    const { text, result } = generateText(opts);
+    const { text, result } = await generateText(opts);
     io.stdout(text + '\n');
     const s = result.stats;
     io.stderr(`${s.newTokens} tokens in ${(s.prefillSeconds + s.decodeSeconds).toFixed(2)} s (${s.tokensPerSecond.toFixed(1)} tokens/s; prompt ${s.promptTokens} tokens)\n`);

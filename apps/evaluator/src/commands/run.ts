@@ -29,7 +29,7 @@ export interface RunOptions extends SetupOptions {
 }
 
 /** Evaluates the methods on the tasks, writes results.json / results.md / SVGs into `out`, returns the report. */
-export function runEvaluation(o: RunOptions, io: Io): { report: EvalReport; paths: ReturnType<typeof writeReport> } {
+export async function runEvaluation(o: RunOptions, io: Io): Promise<{ report: EvalReport; paths: ReturnType<typeof writeReport> }> {
   const loaded = loadTasks(o.tasks);
   io.stderr(`[hyperllama] ${loaded.summary}\n`);
   const setup = loadSetup(o);
@@ -50,7 +50,7 @@ export function runEvaluation(o: RunOptions, io: Io): { report: EvalReport; path
     const progress = progressReporter(io);
     const total = methods.length * loaded.tasks.length;
     let done = 0;
-    const results = evaluate(
+    const results = await evaluate(
       loaded.tasks,
       { ...setup, prefixes, batchSize: o.batchSize, maxNewTokens: o.maxNewTokens, maxLength: o.maxLength, scoring: o.scoring },
       {
@@ -124,7 +124,7 @@ export const runCommand: Command = {
     };
     if (!opts.checkpoint && !opts.model) throw new CliError('USAGE', 'run: give --checkpoint or --model', { field: 'checkpoint' });
     await startBackend(v.backend, io);
-    const { report, paths } = runEvaluation(opts, io);
+    const { report, paths } = await runEvaluation(opts, io);
     io.stdout(formatTable(report));
     io.stdout(`report: ${paths.json}\n        ${paths.markdown}\n        ${paths.chart}\n${paths.curves ? `        ${paths.curves}\n` : ''}`);
   },

@@ -207,17 +207,17 @@ export function obtainHyperLlama(setup: AnalysisSetup, o: { k: number; steps: nu
  * (`Input: … Output:`, no definition) behind `prefix` (or nothing), with `adapters` active. A finer signal than
  * exact match on a small model, where most generated answers score 0.
  */
-export function answerNll(setup: AnalysisSetup, model: LlamaModel, plan: TaskPlan, prefix: PrefixLike | undefined, adapters: readonly string[]): number {
+export async function answerNll(setup: AnalysisSetup, model: LlamaModel, plan: TaskPlan, prefix: PrefixLike | undefined, adapters: readonly string[]): Promise<number> {
   const o = { encoder: setup.tokenizer, maxLength: setup.maxLength, useDefinition: false };
   const logProbs: number[] = [];
   for (let start = 0; start < plan.instances.length; start += setup.batchSize) {
     const batch = collateZeroShot(plan.instances.slice(start, start + setup.batchSize).map((target) => ({ task: { definition: undefined }, target })), o);
-    withActiveAdapters(model, adapters, () => {
+    await withActiveAdapters(model, adapters, async () => {
       const hidden = prefix
         ? prefixedHidden(model, batch, prefix)
         : tf.tidy(() => model.forward({ inputIds: tf.tensor2d(batch.inputIds, undefined, 'int32'), attentionMask: tf.tensor2d(batch.attentionMask, undefined, 'int32'), returnHidden: true }).hidden!);
       try {
-        logProbs.push(...labelLogProbs(model, hidden, batch.labels).flat());
+        logProbs.push(...(await labelLogProbs(model, hidden, batch.labels)).flat());
       } finally {
         hidden.dispose();
       }

@@ -49,15 +49,15 @@ const contentOf = (text: string): string => text.replace(/\b(Input|Output):/g, '
 const retention = (n: Nll): number => (n.none - n.full >= 0.1 ? (n.none - n.prefix) / (n.none - n.full) : NaN);
 
 /** Mean negative log-likelihood per labelled token of `batch` (token-weighted over rows). */
-function nll(hl: HyperLlama, batch: LmBatch, prefix?: PrefixLike): number {
+async function nll(hl: HyperLlama, batch: LmBatch, prefix?: PrefixLike): Promise<number> {
   const model = hl.model;
   const adapters = hl.hasDownstreamAdapter ? ['downstream'] : [];
-  const lp = withActiveAdapters(model, adapters, () => {
+  const lp = await withActiveAdapters(model, adapters, async () => {
     const hidden = prefix
       ? prefixedHidden(model, batch, prefix)
       : tf.tidy(() => model.forward({ inputIds: tf.tensor2d(batch.inputIds, undefined, 'int32'), attentionMask: tf.tensor2d(batch.attentionMask, undefined, 'int32'), returnHidden: true }).hidden!);
     try {
-      return labelLogProbs(model, hidden, batch.labels);
+      return await labelLogProbs(model, hidden, batch.labels);
     } finally {
       hidden.dispose();
     }
@@ -70,31 +70,29 @@ function lmRow(ids: number[], labelFrom: number): LmBatch {
   return { inputIds: [ids], attentionMask: [ids.map(() => 1)], labels: [ids.map((id, t) => (t >= labelFrom ? id : IGNORE_INDEX))], lengths: [ids.length] };
 }
 
-function measureTask(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, prefix: PrefixLike, maxTokens: number): Omit<TaskRow, 'score'> {
+async function measureTask(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, prefix: PrefixLike, maxTokens: number): Promise<Omit<TaskRow, 'score'>> {
   const tok = setup.tokenizer;
   const o = { encoder: tok, maxLength: setup.maxLength, useDefinition: false };
   const shown = plan.examples.slice(0, taskHyperBatch(setup, hl, plan.task, plan.examples).hyper.numExamples[0]); // what the hypernetwork read
   const task = { definition: undefined };
   // (a) each demonstration's answer, given nothing / the prefix / all demonstrations (itself included) in context.
   const alone = collateZeroShot(shown.map((target) => ({ task, target })), o);
-  const answers: Nll = {
-    none: nll(hl, alone),
-    prefix: nll(hl, alone, prefix),
-    full: mean(shown.map((target) => nll(hl, collateFewShot([{ task, examples: shown, target }], o)))),
-  };
+  const full: number[] = [];
+  for (const target of shown) full.push(await nll(hl, collateFewShot([{ task, examples: shown, target }], o)));
+  const answers: Nll = { none: await nll(hl, alone), prefix: await nll(hl, alone, prefix), full: mean(full) };
   // (b) the demonstration text itself.
   const text = shown.map((e) => DEFAULT_TEMPLATE.prompt(e.input) + DEFAULT_TEMPLATE.answer(e.output) + DEFAULT_TEMPLATE.separator).join('');
   const ids = tok.encode(text, { bos: false, eos: false }).slice(0, setup.maxHyperLength);
   const once = lmRow([tok.bosId, ...ids], 1);
-  const reconstruction: Nll = { none: nll(hl, once), prefix: nll(hl, once, prefix), full: nll(hl, lmRow([tok.bosId, ...ids, ...ids], 1 + ids.length)) };
+  const reconstruction: Nll = { none: await nll(hl, once), prefix: await nll(hl, once, prefix), full: await nll(hl, lmRow([tok.bosId, ...ids, ...ids], 1 + ids.length)) };
   // Regeneration: `[BOS] Input:` behind the prefix (or nothing), greedy, as many tokens as the demonstrations have,
   // EOS not stopping it; compared with the demonstrations by ROUGE-L on their content (template words removed).
   const prompt = [tok.bosId, ...ids.slice(0, tok.encode(DEFAULT_TEMPLATE.prompt('').split(' ')[0], { bos: false, eos: false }).length)];
   const n = Math.min(maxTokens, ids.length + 1 - prompt.length);
   const reference = contentOf(shown.map((e) => `${e.input} ${e.output}`).join(' '));
-  const regenerate = (p?: PrefixLike): number =>
-    withActiveAdapters(hl.model, hl.hasDownstreamAdapter ? ['downstream'] : [], () => {
-      const out = generate(hl.model, [prompt], { maxNewTokens: n, prefix: p, positionOffset: p ? (p.positionOffsets?.[0] ?? p.length) : undefined, stopIds: [], padId: tok.padId }).tokens[0];
+  const regenerate = (p?: PrefixLike): Promise<number> =>
+    withActiveAdapters(hl.model, hl.hasDownstreamAdapter ? ['downstream'] : [], async () => {
+      const out = (await generate(hl.model, [prompt], { maxNewTokens: n, prefix: p, positionOffset: p ? (p.positionOffsets?.[0] ?? p.length) : undefined, stopIds: [], padId: tok.padId })).tokens[0];
       return rougeLScore(contentOf(continuationText(tok, prompt, out)), [reference]) / 100;
     });
   return {
@@ -106,7 +104,7 @@ function measureTask(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, prefi
     reconstruction,
     reconstructionGain: reconstruction.none - reconstruction.prefix,
     reconstructionRetention: retention(reconstruction),
-    regeneration: { prefix: regenerate(prefix), none: regenerate() },
+    regeneration: { prefix: await regenerate(prefix), none: await regenerate() },
   };
 }
 
@@ -116,7 +114,7 @@ function measureTask(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, prefi
  * the demonstration text can be recovered from the prefix alone (teacher-forced loss and greedy regeneration);
  * (c) the correlation, across tasks, of these measures with HyperLlama's score on the task.
  */
-export function analyzeCompression(setup: AnalysisSetup, o: CompressionAnalysisOptions): AnalysisReport {
+export async function analyzeCompression(setup: AnalysisSetup, o: CompressionAnalysisOptions): Promise<AnalysisReport> {
   const { hl, trained } = obtainHyperLlama(setup, { k: o.k, steps: o.steps });
   try {
     const plans = planTasks(setup.evalTasks, { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed });
@@ -124,11 +122,12 @@ export function analyzeCompression(setup: AnalysisSetup, o: CompressionAnalysisO
     let rows: TaskRow[];
     try {
       setup.log?.(`[compression] scoring HyperLlama on ${plans.length} tasks`);
-      const scores = evaluateMethod('hyperllama', plans, { ...evalSettings(setup, hl.model), hyperllama: hl, prefixes });
-      rows = plans.map((plan, i) => {
+      const scores = await evaluateMethod('hyperllama', plans, { ...evalSettings(setup, hl.model), hyperllama: hl, prefixes });
+      rows = [];
+      for (const [i, plan] of plans.entries()) {
         setup.log?.(`[compression ${i + 1}/${plans.length}] ${plan.task.name}`);
-        return { ...measureTask(setup, hl, plan, prefixes.get(plan.task.name)!, o.maxReconstructionTokens ?? 96), score: unitScore(scores[i]) };
-      });
+        rows.push({ ...(await measureTask(setup, hl, plan, prefixes.get(plan.task.name)!, o.maxReconstructionTokens ?? 96)), score: unitScore(scores[i]) });
+      }
     } finally {
       for (const p of prefixes.values()) disposePrefix(p);
     }

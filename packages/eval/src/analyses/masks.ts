@@ -62,12 +62,12 @@ interface VariantRow {
 }
 
 /** Trains and evaluates HyperLlama under each mask variant on the same tasks, demonstrations and instances. */
-export function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions): AnalysisReport {
+export async function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions): Promise<AnalysisReport> {
   if (o.variants.length === 0) throw new EvalError('BAD_OPTION', 'masks: no variant given', { field: 'variants' });
   const plans = planTasks(setup.evalTasks, { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed });
   const results: MethodResult[] = [];
   const rows: VariantRow[] = [];
-  o.variants.forEach((v, index) => {
+  for (const [index, v] of o.variants.entries()) {
     setup.log?.(`[masks ${index + 1}/${o.variants.length}] ${v.id}: training, then evaluating ${plans.length} tasks`);
     const { hl, steps, firstLoss, lastLoss } = trainVariant(setup, { k: v.k, downstreamView: v.view, lastExamples: v.lastExamples, steps: o.steps, lr: o.lr, batchSize: o.trainBatchSize });
     try {
@@ -79,15 +79,17 @@ export function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions): Anal
       let nlls: number[];
       if (v.view === 'nothing') {
         // Hidden prefix columns = no prefix (RoPE depends on relative positions only): the downstream model reads the instance alone.
-        scores = evaluateMethod('zero-shot', plans, { ...s, useDefinition: false, adapters: { 'zero-shot': adapters } });
+        scores = await evaluateMethod('zero-shot', plans, { ...s, useDefinition: false, adapters: { 'zero-shot': adapters } });
         positions = plans.map(() => 0);
-        nlls = plans.map((p) => answerNll(setup, hl.model, p, undefined, adapters));
+        nlls = [];
+        for (const p of plans) nlls.push(await answerNll(setup, hl.model, p, undefined, adapters));
       } else {
         const prefixes = new Map<string, PrefixLike>(plans.map((p) => [p.task.name, variantPrefix(setup, hl, p, v.lastExamples)]));
         try {
           positions = plans.map((p) => prefixes.get(p.task.name)!.length);
-          scores = evaluateMethod('hyperllama', plans, { ...s, hyperllama: hl, prefixes });
-          nlls = plans.map((p) => answerNll(setup, hl.model, p, prefixes.get(p.task.name), adapters));
+          scores = await evaluateMethod('hyperllama', plans, { ...s, hyperllama: hl, prefixes });
+          nlls = [];
+          for (const p of plans) nlls.push(await answerNll(setup, hl.model, p, prefixes.get(p.task.name), adapters));
         } finally {
           for (const p of prefixes.values()) disposePrefix(p);
         }
@@ -114,7 +116,7 @@ export function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions): Anal
     } finally {
       disposeHyperLlama(hl);
     }
-  });
+  }
   const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, steps: o.steps, lr: o.lr ?? 3e-3, tasks: plans.map((p) => p.task.name) };
   const evaluation = buildReport(results, configuration);
   return {

@@ -59,15 +59,15 @@ export function demonstrationDraws(plans: readonly TaskPlan[], o: { draws: numbe
 }
 
 /** Answer NLL (nats/token) of a plan's instances with its demonstrations in context (full attention), `adapters` active. */
-function fewShotNll(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, adapters: readonly string[]): number {
+async function fewShotNll(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, adapters: readonly string[]): Promise<number> {
   const model = hl.model;
   const logProbs: number[] = [];
   for (let start = 0; start < plan.instances.length; start += setup.batchSize) {
     const batch = collateFewShot(plan.instances.slice(start, start + setup.batchSize).map((target) => ({ task: plan.task, examples: plan.examples, target })), { encoder: setup.tokenizer, maxLength: setup.maxLength });
-    withActiveAdapters(model, adapters, () => {
+    await withActiveAdapters(model, adapters, async () => {
       const hidden = tf.tidy(() => model.forward({ inputIds: tf.tensor2d(batch.inputIds, undefined, 'int32'), attentionMask: tf.tensor2d(batch.attentionMask, undefined, 'int32'), returnHidden: true }).hidden!);
       try {
-        logProbs.push(...labelLogProbs(model, hidden, batch.labels).flat());
+        logProbs.push(...(await labelLogProbs(model, hidden, batch.labels)).flat());
       } finally {
         hidden.dispose();
       }
@@ -77,7 +77,7 @@ function fewShotNll(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, adapte
 }
 
 /** HyperLlama and ICL over several draws (and orders) of the k demonstrations: mean, spread and worst case per task. */
-export function analyzeSensitivity(setup: AnalysisSetup, o: SensitivityAnalysisOptions): AnalysisReport {
+export async function analyzeSensitivity(setup: AnalysisSetup, o: SensitivityAnalysisOptions): Promise<AnalysisReport> {
   const { hl, trained } = obtainHyperLlama(setup, { k: o.k, steps: o.steps });
   try {
     const base = planTasks(setup.evalTasks, { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed });
@@ -91,22 +91,22 @@ export function analyzeSensitivity(setup: AnalysisSetup, o: SensitivityAnalysisO
     // nlls[method][task] = the instances' answer NLL per draw
     const nlls: Record<Method, number[][]> = { hyperllama: base.map(() => []), icl: base.map(() => []) };
     const down = hl.hasDownstreamAdapter ? ['downstream'] : [];
-    sets.forEach((set, i) => {
+    for (const [i, set] of sets.entries()) {
       setup.log?.(`[sensitivity ${i + 1}/${sets.length}] ${set.kind} ${set.index}`);
       const prefixes = new Map<string, PrefixLike>(set.plans.map((p) => [p.task.name, variantPrefix(setup, hl, p)]));
       try {
-        evaluateMethod('hyperllama', set.plans, { ...s, prefixes }).forEach((r, t) => scores.hyperllama[set.kind][t].push(unitScore(r)));
-        evaluateMethod('icl', set.plans, s).forEach((r, t) => scores.icl[set.kind][t].push(unitScore(r)));
+        (await evaluateMethod('hyperllama', set.plans, { ...s, prefixes })).forEach((r, t) => scores.hyperllama[set.kind][t].push(unitScore(r)));
+        (await evaluateMethod('icl', set.plans, s)).forEach((r, t) => scores.icl[set.kind][t].push(unitScore(r)));
         if (set.kind === 'draw') {
-          set.plans.forEach((p, t) => {
-            nlls.hyperllama[t].push(answerNll(setup, hl.model, p, prefixes.get(p.task.name), down));
-            nlls.icl[t].push(fewShotNll(setup, hl, p, o.iclAdapters ?? []));
-          });
+          for (const [t, p] of set.plans.entries()) {
+            nlls.hyperllama[t].push(await answerNll(setup, hl.model, p, prefixes.get(p.task.name), down));
+            nlls.icl[t].push(await fewShotNll(setup, hl, p, o.iclAdapters ?? []));
+          }
         }
       } finally {
         for (const p of prefixes.values()) disposePrefix(p);
       }
-    });
+    }
     const tasks = base.map((p) => p.task.name);
     const perTask = tasks.map((task, t) => ({
       task,

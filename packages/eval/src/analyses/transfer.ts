@@ -83,7 +83,7 @@ type Init = (typeof INITS)[number];
  * family, another parameter; else same category), B's own HyperLlama prefix, the shared prefix, and random; curves
  * of the average score over steps.
  */
-export function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisOptions): AnalysisReport {
+export async function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisOptions): Promise<AnalysisReport> {
   const pool = o.pool ?? [...setup.evalTasks, ...setup.trainTasks];
   const pairs = setup.evalTasks.map((t) => ({ target: t, source: relatedTask(t, pool) })).filter((p) => p.source !== undefined) as Array<{ target: Task; source: { task: Task; relation: 'same family' | 'same category' } }>;
   if (pairs.length === 0) throw new EvalError('NO_RELATED_TASK', 'transfer: no evaluated task has a related task (same synthetic family or same category) in the pool', { field: 'tasks' });
@@ -102,7 +102,7 @@ export function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisOptions
     // nll[init][step] = per target task, the evaluated instances' answer NLL behind the prefix being tuned
     const nll: Record<Init, Map<number, number[]>> = { 'related-task': new Map(), 'own-task': new Map(), shared: new Map(), random: new Map() };
     const evalSteps = [...new Set([0, ...Array.from({ length: Math.floor(o.steps / o.evalEvery) }, (_, i) => (i + 1) * o.evalEvery), o.steps])];
-    pairs.forEach(({ target, source }, i) => {
+    for (const [i, { target, source }] of pairs.entries()) {
       setup.log?.(`[transfer ${i + 1}/${pairs.length}] ${target.name} (from ${source.task.name}, ${source.relation})`);
       const [planB] = planTasks([target], { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed });
       const [planA] = planTasks([source.task], { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed });
@@ -120,9 +120,9 @@ export function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisOptions
           for (let step = 0; ; step++) {
             if (evalSteps.includes(step)) {
               const prefixes = new Map([[target.name, pt.prefix()]]);
-              const [scores] = evaluateMethod('hyperllama', [planB], { ...s, prefixes });
+              const [scores] = await evaluateMethod('hyperllama', [planB], { ...s, prefixes });
               addPoint(curves[init], step, scores);
-              nll[init].set(step, [...(nll[init].get(step) ?? []), answerNll(setup, hl.model, planB, pt.prefix(), [])]);
+              nll[init].set(step, [...(nll[init].get(step) ?? []), await answerNll(setup, hl.model, planB, pt.prefix(), [])]);
               if (step === o.steps) final[init].push(scores);
             }
             if (step >= o.steps) break;
@@ -133,7 +133,7 @@ export function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisOptions
           pt.dispose();
         }
       }
-    });
+    }
     const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, steps: o.steps, evalEvery: o.evalEvery, lr: o.lr ?? 1e-2, k: hl.k, hyperllama: trained ? `trained here for ${o.hyperSteps} steps` : 'given checkpoint', sharedPrefix: o.sharedPrefix ? 'given' : `trained here for ${o.sharedSteps} steps`, pairs: pairs.map((p) => ({ target: p.target.name, source: p.source.task.name, relation: p.source.relation })) };
     const results: MethodResult[] = INITS.map((init) => ({ method: init, configuration: { init }, scores: final[init], curve: curves[init] }));
     const evaluation = buildReport(results, configuration);

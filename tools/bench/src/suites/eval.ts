@@ -40,10 +40,10 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
     for (const [kind, task] of tasks) {
       for (const method of ['hyperllama', 'icl'] as const) {
         const rates: number[] = [];
-        evaluate([task], settings, { methods: [method], shots: SHOTS, seed: 0, maxInstances: 2 }); // warm-up
+        await evaluate([task], settings, { methods: [method], shots: SHOTS, seed: 0, maxInstances: 2 }); // warm-up
         for (let r = 0; r < runs; r++) {
           const t0 = performance.now();
-          const [result] = evaluate([task], settings, { methods: [method], shots: SHOTS, seed: 0 });
+          const [result] = await evaluate([task], settings, { methods: [method], shots: SHOTS, seed: 0 });
           const n = result.scores[0].scores.length;
           rates.push(n / ((performance.now() - t0) / 1000));
         }
