@@ -19,17 +19,9 @@ import {
   syntheticFamilyOf,
   writeAnalysis,
   type AnalysisReport,
-  type EvalTokenizer,
 } from '../src/index.js';
+import { charTokenizer } from './helpers.js';
 
-/** Character-level tokenizer: 0 pad, 1 BOS, 2 EOS, printable ASCII 32..126 → 3..97. */
-const charTokenizer: EvalTokenizer = {
-  bosId: 1,
-  eosId: 2,
-  padId: 0,
-  encode: (text, opts = {}) => [...(opts.bos ? [1] : []), ...[...text].map((ch) => Math.max(3, Math.min(97, ch.charCodeAt(0) - 29)))],
-  decode: (ids) => ids.filter((id) => id >= 3 && id <= 97).map((id) => String.fromCharCode(id + 29)).join(''),
-};
 
 const variant = (family: string, i = 0) => SYNTHETIC_FAMILIES.find((f) => f.name === family)!.variants[i];
 const task = (family: string, i = 0, extra: Partial<Task> = {}): Task => ({ ...makeSyntheticTask(family, variant(family, i), { seed: 3, numExamples: 10, numInstances: 6 }), ...extra });

@@ -1,25 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { collateRankClassification, makeSyntheticTask, SYNTHETIC_FAMILIES, type Task } from '@hyperllama/datasets';
-import { createLlama, type LlamaModel } from '@hyperllama/llama-model';
 import { HyperLlama } from '@hyperllama/hypernet';
-import { EvalError, evaluate, labelLogProbs, parseMethods, planTasks, rankClassify, type EvalTokenizer } from '../src/index.js';
+import { EvalError, evaluate, labelLogProbs, parseMethods, planTasks, rankClassify } from '../src/index.js';
+import { charTokenizer, tinyModel } from './helpers.js';
 
-/** Character-level tokenizer for tests: 0 pad, 1 BOS, 2 EOS, printable ASCII 32..126 → 3..97. */
-const charTokenizer: EvalTokenizer = {
-  bosId: 1,
-  eosId: 2,
-  padId: 0,
-  encode: (text, opts = {}) => [...(opts.bos ? [1] : []), ...[...text].map((ch) => Math.max(3, Math.min(97, ch.charCodeAt(0) - 29)))],
-  decode: (ids) => ids.filter((id) => id >= 3 && id <= 97).map((id) => String.fromCharCode(id + 29)).join(''),
-};
-
-function tinyModel(seed: number): LlamaModel {
-  return createLlama(
-    { vocabSize: 98, hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 8, maxPositionEmbeddings: 1024, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: true, bosTokenId: 1, eosTokenId: 2, padTokenId: 0 },
-    { seed, std: 0.1 },
-  );
-}
 
 const family = (name: string) => SYNTHETIC_FAMILIES.find((f) => f.name === name)!;
 const classify: Task = makeSyntheticTask('symbol_rule', family('symbol_rule').variants[0], { seed: 4, numExamples: 8, numInstances: 6 });

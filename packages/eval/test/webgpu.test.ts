@@ -1,0 +1,44 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { makeSyntheticTask, SYNTHETIC_FAMILIES, type Task } from '@hyperllama/datasets';
+import { HyperLlama } from '@hyperllama/hypernet';
+import { BackendError, disposeBackend, initBackend } from '@hyperllama/runtime';
+import { evaluate } from '../src/index.js';
+import { charTokenizer, tinyModel } from './helpers.js';
+
+// Evaluation on the webgpu backend (Mesa's llvmpipe through OpenGL ES where there is no GPU), which in Node reads
+// tensors only asynchronously: rank classification and generation must score exactly as on the cpu backend.
+const started = await initBackend({ backend: 'webgpu' }).then(
+  (info) => ({ ok: true as const, why: info.reason }),
+  (e: unknown) => ({ ok: false as const, why: e instanceof BackendError ? e.message : String(e) }),
+);
+if (!started.ok) console.warn(`[webgpu.test] skipped: ${started.why}`);
+
+const family = (name: string) => SYNTHETIC_FAMILIES.find((f) => f.name === name)!;
+const tasks: Task[] = [
+  makeSyntheticTask('symbol_rule', family('symbol_rule').variants[0], { seed: 4, numExamples: 8, numInstances: 6 }),
+  { ...makeSyntheticTask('constant', 'c1', { seed: 4, numExamples: 8, numInstances: 3 }), metric: 'rougeL' },
+];
+
+describe.skipIf(!started.ok)(`evaluation on the webgpu backend (${started.why})`, () => {
+  afterAll(async () => {
+    await disposeBackend();
+  });
+
+  it('zero-shot, ICL and HyperLlama score every instance as on the cpu backend', async () => {
+    tf.setBackend('cpu');
+    const model = tinyModel(2);
+    const hl = new HyperLlama(model, { k: 2, hyper: { r: 2, alpha: 4 }, seed: 1 });
+    const settings = { model, tokenizer: charTokenizer, hyperllama: hl, maxNewTokens: 6, batchSize: 4 };
+    const options = { methods: ['zero-shot', 'icl', 'hyperllama'] as const, shots: 2, seed: 3 };
+    const scoresOf = async () => (await evaluate(tasks, settings, { ...options, methods: [...options.methods] })).map((r) => r.scores.map((s) => s.scores));
+    const onCpu = await scoresOf();
+    // The same variables, moved to the GPU backend on first use.
+    tf.setBackend('webgpu');
+    const onGpu = await scoresOf();
+    expect(onGpu).toEqual(onCpu);
+    expect(onCpu.flat(2).length).toBe(3 * (6 + 3));
+    hl.dispose();
+    model.dispose();
+  });
+});
