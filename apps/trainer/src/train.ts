@@ -111,7 +111,7 @@ export async function runStage(stage: Stage, cfg: TrainConfig, opts: RunOptions)
       let loss: number;
       let gradNorm: number;
       try {
-        ({ loss, gradNorm } = trainStep(job.params, optimizer, batch.loss, { lr, maxGradNorm: cfg.maxGradNorm > 0 ? cfg.maxGradNorm : undefined }));
+        ({ loss, gradNorm } = await trainStep(job.params, optimizer, batch.loss, { lr, maxGradNorm: cfg.maxGradNorm > 0 ? cfg.maxGradNorm : undefined }));
       } catch (e) {
         if (e instanceof HypernetError && e.code === 'HYPERNET_NON_FINITE_LOSS') {
           const last = resolveCheckpointDir(checkpointDir);

@@ -321,7 +321,7 @@ export async function evaluatePrefixTuning(
           perStep.get(step)!.push(last);
         }
         if (step >= p.steps) break;
-        withActiveAdapters(s.model, downstream, () => trainStep(tuned.trainableVariables(), optimizer, () => tuned.loss(s.model, train, { training: true })));
+        await withActiveAdapters(s.model, downstream, () => trainStep(tuned.trainableVariables(), optimizer, () => tuned.loss(s.model, train, { training: true })));
       }
     } finally {
       optimizer.dispose();

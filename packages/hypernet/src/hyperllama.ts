@@ -15,7 +15,7 @@ import { lmLoss, type KVPrefix, type LlamaModel } from '@hyperllama/llama-model'
 import { hfModuleName, injectLora, matchesTarget, namedLoraParameters, withActiveAdapters, type LoraConfig } from '@hyperllama/lora';
 import { Rng } from '@hyperllama/runtime';
 import { int2d } from './batch.js';
-import { bad } from './errors.js';
+import { bad, requireSyncRead } from './errors.js';
 
 /** LoRA settings of one adapter (PEFT's names in `@hyperllama/lora`'s `LoraConfig`), without its name. */
 export type AdapterOptions = Omit<LoraConfig, 'name' | 'rng'>;
@@ -221,6 +221,7 @@ export function prefixRelevant(model: LlamaModel, targets: NonNullable<AdapterOp
 
 /** Mean of the vocabulary rows [D] plus N(0, (0.1·σ)²) per entry, σ the std of all vocabulary entries. [k·D] */
 export function initialGistRows(model: LlamaModel, k: number, rng: Rng): Float32Array {
+  requireSyncRead('a new HyperLlama (its gist rows start at the vocabulary statistics)');
   const { mean, std } = tf.tidy(() => {
     const m = tf.mean(model.embedTokens, 0); // [D]
     const s = tf.sqrt(tf.mean(tf.square(tf.sub(model.embedTokens, tf.mean(model.embedTokens)))));

@@ -4,7 +4,7 @@ import { loadKVPrefix, saveKVPrefix, type GistPrefix } from '@hyperllama/gist-at
 import type { KVPrefix, LlamaModel } from '@hyperllama/llama-model';
 import { Rng } from '@hyperllama/runtime';
 import { int2d } from './batch.js';
-import { bad } from './errors.js';
+import { bad, requireSyncRead } from './errors.js';
 import { prefixLoss, type PrefixLike } from './hyperllama.js';
 
 /** How a {@link PrefixTuning} prefix starts: random (key/value statistics), a shared prefix, or a HyperLlama prefix. */
@@ -37,6 +37,7 @@ export class PrefixTuning {
    */
   static random(model: LlamaModel, length: number, opts: { sampleIds: number[][]; seed: number }): PrefixTuning {
     if (!Number.isInteger(length) || length < 1) bad('HYPERNET_BAD_OPTION', 'prefix length', 'a positive integer', length);
+    requireSyncRead('PrefixTuning.random (scaled to the keys and values of a forward pass)');
     const c = model.config;
     const rng = new Rng(opts.seed).fork('prefix-random');
     const stats = tf.tidy(() => {

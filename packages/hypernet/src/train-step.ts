@@ -13,22 +13,26 @@ export interface TrainStepOptions {
  * One optimisation step: gradients of `lossFn()` with respect to `params` (named as the optimizer knows them),
  * optional global-norm clipping, one optimizer update. Every intermediate tensor is freed, so the number of live
  * tensors does not grow from step to step. A NaN or infinite loss or gradient norm throws `HYPERNET_NON_FINITE_LOSS`
- * BEFORE the parameters change.
+ * BEFORE the parameters change. Values are read asynchronously, so it also runs on webgpu in Node.
  */
-export function trainStep(
+export async function trainStep(
   params: Record<string, tf.Variable>,
   optimizer: Optimizer,
   lossFn: () => tf.Scalar,
   opts: TrainStepOptions = {},
-): { loss: number; gradNorm: number } {
+): Promise<{ loss: number; gradNorm: number }> {
   const nameOf = new Map(Object.entries(params).map(([name, v]) => [v.name, name]));
   const { value, grads } = tf.variableGrads(lossFn, Object.values(params));
-  const loss = value.dataSync()[0];
-  value.dispose();
   const named: NamedGradients = {};
   for (const [varName, g] of Object.entries(grads)) named[nameOf.get(varName)!] = g;
   try {
-    const { grads: clipped, norm } = clipByGlobalNorm(named, opts.maxGradNorm ?? Number.MAX_VALUE);
+    let loss: number;
+    try {
+      loss = (await value.data())[0];
+    } finally {
+      value.dispose();
+    }
+    const { grads: clipped, norm } = await clipByGlobalNorm(named, opts.maxGradNorm ?? Number.MAX_VALUE);
     try {
       if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
         throw new HypernetError('HYPERNET_NON_FINITE_LOSS', `training diverged: loss = ${loss}, gradient norm = ${norm}; no update was applied`, {

@@ -21,7 +21,7 @@ beforeAll(async () => {
 afterAll(() => disposeBackend());
 
 describe('HyperLlama training touches exactly the trainable set', () => {
-  it('updates gist rows, hyper and downstream LoRA; every base weight stays bit-identical', () => {
+  it('updates gist rows, hyper and downstream LoRA; every base weight stays bit-identical', async () => {
     const model = tinyModel(3);
     const before = snapshot(model);
     const hl = new HyperLlama(model, { k: 2, hyper: { r: 4, alpha: 8 }, downstream: { r: 4, alpha: 8, targetModules: ['q_proj', 'v_proj'] }, seed: 5 });
@@ -48,7 +48,7 @@ describe('HyperLlama training touches exactly the trainable set', () => {
 
     const start = new Map(names.map((n) => [n, varData(params[n])]));
     const opt = new AdamW(params, { lr: 1e-2, weightDecay: 0 });
-    for (let s = 0; s < 3; s++) trainStep(params, opt, () => hl.loss(batchFor(hl, s), { training: true }));
+    for (let s = 0; s < 3; s++) await trainStep(params, opt, () => hl.loss(batchFor(hl, s), { training: true }));
     for (const n of names) expect(varData(params[n]), n).not.toEqual(start.get(n));
     for (const [n, v] of model.namedWeights()) expect(varData(v), n).toEqual(before.get(n));
     opt.dispose();
@@ -88,7 +88,7 @@ describe('prefix semantics', () => {
 });
 
 describe('live tensors', () => {
-  it('are the same after step 1 and step 200', () => {
+  it('are the same after step 1 and step 200', async () => {
     const model = tinyModel(6, { numHiddenLayers: 1 });
     const hl = new HyperLlama(model, { k: 2, hyper: { r: 2 }, seed: 1 });
     const params = hl.trainableVariables();
@@ -96,9 +96,7 @@ describe('live tensors', () => {
     const batch = batchFor(hl, 1, 1);
     let afterFirst = 0;
     for (let s = 1; s <= 200; s++) {
-      tf.tidy(() => {
-        trainStep(params, opt, () => hl.loss(batch, { training: true }), { maxGradNorm: 1 });
-      });
+      await trainStep(params, opt, () => hl.loss(batch, { training: true }), { maxGradNorm: 1 });
       if (s === 1) afterFirst = tf.memory().numTensors;
     }
     expect(tf.memory().numTensors).toBe(afterFirst);
@@ -137,7 +135,7 @@ describe('checkpoints', () => {
 });
 
 describe('PrefixTuning', () => {
-  it('random init follows the key/value statistics; only the prefix trains', () => {
+  it('random init follows the key/value statistics; only the prefix trains', async () => {
     const model = tinyModel(10);
     const before = snapshot(model);
     const sampleIds = [charEncoder.encode('Input: apple\nOutput: zorp')];
@@ -155,9 +153,9 @@ describe('PrefixTuning', () => {
     const batch = collateZeroShot(Array.from({ length: 4 }, () => episodes.next()), { encoder: charEncoder });
     const params = pt.trainableVariables();
     const opt = new AdamW(params, { lr: 0.05, weightDecay: 0 });
-    const first = trainStep(params, opt, () => pt.loss(model, batch, { training: true })).loss;
+    const first = (await trainStep(params, opt, () => pt.loss(model, batch, { training: true }))).loss;
     let last = first;
-    for (let s = 0; s < 30; s++) last = trainStep(params, opt, () => pt.loss(model, batch, { training: true })).loss;
+    for (let s = 0; s < 30; s++) last = (await trainStep(params, opt, () => pt.loss(model, batch, { training: true }))).loss;
     expect(last).toBeLessThan(first - 0.2);
     for (const [n, v] of model.namedWeights()) expect(varData(v), n).toEqual(before.get(n));
     opt.dispose();

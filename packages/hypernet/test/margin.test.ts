@@ -24,7 +24,7 @@ function evalLoss(lossOf: (eps: Episode[]) => tf.Scalar, episodes: Episode[]): n
 }
 
 describe('HyperLlama vs the same downstream model without a prefix', () => {
-  it(`wins on held-in tasks after ${STEPS} steps`, () => {
+  it(`wins on held-in tasks after ${STEPS} steps`, async () => {
     const evalSampler = new EpisodeSampler(tasks, { seed: 99, k: 2 });
     const evalEpisodes = Array.from({ length: 32 }, () => evalSampler.next());
 
@@ -37,7 +37,7 @@ describe('HyperLlama vs the same downstream model without a prefix', () => {
     let opt = new AdamW(params, { lr: 3e-3, weightDecay: 0 });
     for (let s = 0; s < STEPS; s++) {
       const batch = collate(Array.from({ length: BATCH }, () => sampler.next()));
-      trainStep(params, opt, () => hl.loss(batch, { training: true }), { maxGradNorm: 1 });
+      await trainStep(params, opt, () => hl.loss(batch, { training: true }), { maxGradNorm: 1 });
     }
     const hyperLoss = evalLoss((eps) => hl.loss(collate(eps)), evalEpisodes);
     opt.dispose();
@@ -51,7 +51,7 @@ describe('HyperLlama vs the same downstream model without a prefix', () => {
     opt = new AdamW(params, { lr: 3e-3, weightDecay: 0 });
     for (let s = 0; s < STEPS; s++) {
       const batch = collateZs(Array.from({ length: BATCH }, () => sampler.next()));
-      trainStep(params, opt, () => zs.loss(batch, { training: true }), { maxGradNorm: 1 });
+      await trainStep(params, opt, () => zs.loss(batch, { training: true }), { maxGradNorm: 1 });
     }
     const plainLoss = evalLoss((eps) => zs.loss(collateZs(eps)), evalEpisodes);
     opt.dispose();

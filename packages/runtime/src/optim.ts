@@ -270,16 +270,19 @@ export function loadOptimizerState(optimizer: Optimizer, path: string): void {
 
 /**
  * Scale gradients so that their global L2 norm is at most `maxNorm` (as `torch.nn.utils.clip_grad_norm_`).
- * Returns new gradient tensors (the caller disposes both sets) and the norm before clipping.
+ * Returns new gradient tensors (the caller disposes both sets) and the norm before clipping. The norm is read
+ * asynchronously (webgpu in Node reads no other way).
  */
-export function clipByGlobalNorm(grads: NamedGradients, maxNorm: number): { grads: NamedGradients; norm: number } {
+export async function clipByGlobalNorm(grads: NamedGradients, maxNorm: number): Promise<{ grads: NamedGradients; norm: number }> {
   checkNumber('maxNorm', maxNorm, 0, Infinity, true);
   const names = Object.keys(grads);
-  const norm = tf.tidy(() => {
-    if (names.length === 0) return 0;
-    const sq = names.map((n) => tf.sum(tf.square(grads[n])));
-    return Math.sqrt(tf.addN(sq).dataSync()[0]);
-  });
+  let norm = 0;
+  if (names.length > 0) {
+    // sum(stack), not addN: tfjs-backend-webgpu 4.22 reuses an AddN shader compiled for another input count.
+    const sumOfSquares = tf.tidy(() => tf.sum(tf.stack(names.map((n) => tf.sum(tf.square(grads[n]))))));
+    norm = Math.sqrt((await sumOfSquares.data())[0]);
+    sumOfSquares.dispose();
+  }
   const scale = norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
   const out: NamedGradients = {};
   for (const n of names) out[n] = scale === 1 ? tf.clone(grads[n]) : tf.tidy(() => tf.mul(grads[n], scale));

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BackendError, Rng, disposeBackend, initBackend } from '../src/index.js';
+import { BackendError, Rng, clipByGlobalNorm, disposeBackend, initBackend } from '../src/index.js';
 
 // The webgpu backend on whatever adapter this machine has (on a machine without a GPU: Mesa's llvmpipe through
 // OpenGL ES) must compute what the pure-JS cpu backend computes, forward and backward, on the ops of a Llama step.
@@ -57,5 +57,16 @@ describe.skipIf(!started.ok)(`webgpu backend (${started.why})`, () => {
       expect(Array.from(e).some((x) => x !== 0)).toBe(true);
     }
     tf.dispose([...got, ...expected.map((x) => x.t)]);
+  });
+
+  it('clipByGlobalNorm gives the exact norm for any number of gradients, one count after another', async () => {
+    tf.setBackend('webgpu');
+    // tfjs-backend-webgpu's AddN reuses a shader compiled for the previous input count; the norm must not depend on it.
+    for (const n of [5, 8, 17, 3]) {
+      const grads = Object.fromEntries(Array.from({ length: n }, (_, i) => [`g${i}`, tf.tensor1d([3, 4])])); // each of norm 5
+      const { grads: clipped, norm } = await clipByGlobalNorm(grads, 1);
+      expect(norm).toBeCloseTo(5 * Math.sqrt(n), 4);
+      tf.dispose([...Object.values(grads), ...Object.values(clipped)]);
+    }
   });
 });

@@ -153,7 +153,7 @@ export function variantPrefix(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPl
  * always; the gist rows when k matches), else from the default initialisation. Returns the HyperLlama and the
  * training losses (first and last).
  */
-export function trainVariant(setup: AnalysisSetup, o: TrainVariantOptions): { hl: HyperLlama; steps: number; firstLoss: number; lastLoss: number } {
+export async function trainVariant(setup: AnalysisSetup, o: TrainVariantOptions): Promise<{ hl: HyperLlama; steps: number; firstLoss: number; lastLoss: number }> {
   const hl = setup.loadHyperLlama ? fromStart(setup, o) : new HyperLlama(setup.loadModel(), { k: o.k, downstreamView: o.downstreamView, seed: setup.seed });
   const params = hl.trainableVariables();
   let firstLoss = NaN;
@@ -168,7 +168,7 @@ export function trainVariant(setup: AnalysisSetup, o: TrainVariantOptions): { hl
       const episodes = Array.from({ length: o.batchSize ?? 8 }, () => sampler.next());
       const batch = collateHyperLlama(episodes, copts);
       const from = o.lastExamples ? gistViewFrom(batch.hyper, episodes.map((e) => ({ definition: e.task.definition, examples: e.examples })), o.lastExamples, { encoder: setup.tokenizer }) : undefined;
-      const { loss } = trainStep(params, optimizer, () => hl.loss(batch, { training: true, gistViewFrom: from }), { maxGradNorm: 1 });
+      const { loss } = await trainStep(params, optimizer, () => hl.loss(batch, { training: true, gistViewFrom: from }), { maxGradNorm: 1 });
       if (step === 0) firstLoss = loss;
       lastLoss = loss;
     }
@@ -196,10 +196,10 @@ function fromStart(setup: AnalysisSetup, o: TrainVariantOptions): HyperLlama {
 }
 
 /** The setup's HyperLlama: the given checkpoint, or one trained now with the standard mask for `steps`. */
-export function obtainHyperLlama(setup: AnalysisSetup, o: { k: number; steps: number }): { hl: HyperLlama; trained: boolean } {
+export async function obtainHyperLlama(setup: AnalysisSetup, o: { k: number; steps: number }): Promise<{ hl: HyperLlama; trained: boolean }> {
   if (setup.loadHyperLlama) return { hl: setup.loadHyperLlama(setup.loadModel()), trained: false };
   setup.log?.(`no HyperLlama checkpoint given: training one (k=${o.k}, ${o.steps} steps)`);
-  return { hl: trainVariant(setup, { k: o.k, steps: o.steps }).hl, trained: true };
+  return { hl: (await trainVariant(setup, { k: o.k, steps: o.steps })).hl, trained: true };
 }
 
 /**

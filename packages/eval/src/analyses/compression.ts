@@ -115,7 +115,7 @@ async function measureTask(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan,
  * (c) the correlation, across tasks, of these measures with HyperLlama's score on the task.
  */
 export async function analyzeCompression(setup: AnalysisSetup, o: CompressionAnalysisOptions): Promise<AnalysisReport> {
-  const { hl, trained } = obtainHyperLlama(setup, { k: o.k, steps: o.steps });
+  const { hl, trained } = await obtainHyperLlama(setup, { k: o.k, steps: o.steps });
   try {
     const plans = planTasks(setup.evalTasks, { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed });
     const prefixes = new Map<string, PrefixLike>(plans.map((p) => [p.task.name, variantPrefix(setup, hl, p)]));

@@ -69,7 +69,7 @@ export async function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions)
   const rows: VariantRow[] = [];
   for (const [index, v] of o.variants.entries()) {
     setup.log?.(`[masks ${index + 1}/${o.variants.length}] ${v.id}: training, then evaluating ${plans.length} tasks`);
-    const { hl, steps, firstLoss, lastLoss } = trainVariant(setup, { k: v.k, downstreamView: v.view, lastExamples: v.lastExamples, steps: o.steps, lr: o.lr, batchSize: o.trainBatchSize });
+    const { hl, steps, firstLoss, lastLoss } = await trainVariant(setup, { k: v.k, downstreamView: v.view, lastExamples: v.lastExamples, steps: o.steps, lr: o.lr, batchSize: o.trainBatchSize });
     try {
       const s = evalSettings(setup, hl.model);
       const adapters = hl.hasDownstreamAdapter ? ['downstream'] : [];

@@ -78,7 +78,7 @@ async function fewShotNll(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, 
 
 /** HyperLlama and ICL over several draws (and orders) of the k demonstrations: mean, spread and worst case per task. */
 export async function analyzeSensitivity(setup: AnalysisSetup, o: SensitivityAnalysisOptions): Promise<AnalysisReport> {
-  const { hl, trained } = obtainHyperLlama(setup, { k: o.k, steps: o.steps });
+  const { hl, trained } = await obtainHyperLlama(setup, { k: o.k, steps: o.steps });
   try {
     const base = planTasks(setup.evalTasks, { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed });
     const sets = demonstrationDraws(base, { draws: o.draws, orders: o.orders, shots: setup.shots, seed: setup.seed });

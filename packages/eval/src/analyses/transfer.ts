@@ -59,16 +59,16 @@ export function relatedTask(target: Task, pool: readonly Task[]): { task: Task; 
 }
 
 /** A single prefix trained on zero-shot rows of every training task (the "shared" initialisation). */
-export function trainSharedPrefix(setup: AnalysisSetup, model: LlamaModel, o: { length: number; steps: number; lr?: number; batchSize?: number }): PrefixTuning {
+export async function trainSharedPrefix(setup: AnalysisSetup, model: LlamaModel, o: { length: number; steps: number; lr?: number; batchSize?: number }): Promise<PrefixTuning> {
   const copts = { encoder: setup.tokenizer, maxLength: setup.maxLength };
   const sampler = new EpisodeSampler([...setup.trainTasks], { seed: setup.seed, k: 0 });
   const draw = () => collateZeroShot(Array.from({ length: o.batchSize ?? 8 }, () => sampler.next()), copts);
-  return withActiveAdapters(model, [], () => {
+  return withActiveAdapters(model, [], async () => {
     const pt = PrefixTuning.random(model, o.length, { sampleIds: draw().inputIds, seed: setup.seed });
     const optimizer = new AdamW(pt.trainableVariables(), { lr: o.lr ?? 3e-3, weightDecay: 0 });
     for (let step = 0; step < o.steps; step++) {
       const batch = draw();
-      trainStep(pt.trainableVariables(), optimizer, () => pt.loss(model, batch, { training: true }), { maxGradNorm: 1 });
+      await trainStep(pt.trainableVariables(), optimizer, () => pt.loss(model, batch, { training: true }), { maxGradNorm: 1 });
     }
     optimizer.dispose();
     return pt;
@@ -87,13 +87,13 @@ export async function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisO
   const pool = o.pool ?? [...setup.evalTasks, ...setup.trainTasks];
   const pairs = setup.evalTasks.map((t) => ({ target: t, source: relatedTask(t, pool) })).filter((p) => p.source !== undefined) as Array<{ target: Task; source: { task: Task; relation: 'same family' | 'same category' } }>;
   if (pairs.length === 0) throw new EvalError('NO_RELATED_TASK', 'transfer: no evaluated task has a related task (same synthetic family or same category) in the pool', { field: 'tasks' });
-  const { hl, trained } = obtainHyperLlama(setup, { k: o.k, steps: o.hyperSteps });
+  const { hl, trained } = await obtainHyperLlama(setup, { k: o.k, steps: o.hyperSteps });
   let shared: KVPrefix | undefined = o.sharedPrefix;
   let ownShared: PrefixTuning | undefined;
   try {
     if (!shared) {
       setup.log?.(`[transfer] training a shared prefix (length ${hl.k}, ${o.sharedSteps} steps)`);
-      ownShared = trainSharedPrefix(setup, hl.model, { length: hl.k, steps: o.sharedSteps });
+      ownShared = await trainSharedPrefix(setup, hl.model, { length: hl.k, steps: o.sharedSteps });
       shared = ownShared.prefix();
     }
     const s = evalSettings(setup, hl.model);
@@ -126,7 +126,7 @@ export async function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisO
               if (step === o.steps) final[init].push(scores);
             }
             if (step >= o.steps) break;
-            withActiveAdapters(hl.model, [], () => trainStep(pt.trainableVariables(), optimizer, () => pt.loss(hl.model, train, { training: true }), { maxGradNorm: 1 }));
+            await withActiveAdapters(hl.model, [], () => trainStep(pt.trainableVariables(), optimizer, () => pt.loss(hl.model, train, { training: true }), { maxGradNorm: 1 }));
           }
         } finally {
           optimizer.dispose();

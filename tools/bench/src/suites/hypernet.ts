@@ -26,17 +26,17 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
     const cfg = { ...defaultConfig(c.stage), ...c.patch } as TrainConfig;
     const job = buildJob(c.stage, cfg);
     const optimizer = new AdamW(job.params, { lr: 1e-3, weightDecay: 0 });
-    const step = () => {
+    const step = async () => {
       const batch = job.next();
-      trainStep(job.params, optimizer, batch.loss, { maxGradNorm: 1 });
+      await trainStep(job.params, optimizer, batch.loss, { maxGradNorm: 1 });
       return batch.tokens;
     };
-    step(); // warm-up (kernel compilation, first allocations)
+    await step(); // warm-up (kernel compilation, first allocations)
     const runs: number[] = [];
     for (let i = 0; i < chunks; i++) {
       const t0 = performance.now();
       let tokens = 0;
-      for (let s = 0; s < stepsPerChunk; s++) tokens += step();
+      for (let s = 0; s < stepsPerChunk; s++) tokens += await step();
       runs.push(tokens / ((performance.now() - t0) / 1000));
     }
     rows.push({ suite: 'hypernet', name: `train ${c.name} (tiny default, batch ${cfg.batchSize})`, backend, metric: 'train throughput', value: median(runs), unit: 'tokens/s', runs });
