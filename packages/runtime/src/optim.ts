@@ -278,8 +278,9 @@ export async function clipByGlobalNorm(grads: NamedGradients, maxNorm: number): 
   const names = Object.keys(grads);
   let norm = 0;
   if (names.length > 0) {
-    // sum(stack), not addN: tfjs-backend-webgpu 4.22 reuses an AddN shader compiled for another input count.
-    const sumOfSquares = tf.tidy(() => tf.sum(tf.stack(names.map((n) => tf.sum(tf.square(grads[n]))))));
+    // Added one by one, in order: the same float32 sums as tf.addN on cpu and wasm, without tfjs-backend-webgpu 4.22's
+    // AddN, which reuses a shader compiled for another input count.
+    const sumOfSquares = tf.tidy(() => names.map((n) => tf.sum(tf.square(grads[n]))).reduce((total, x) => tf.add(total, x)));
     norm = Math.sqrt((await sumOfSquares.data())[0]);
     sumOfSquares.dispose();
   }
