@@ -53,7 +53,7 @@ export const generateCommand: Command = {
   summary: 'continue a prompt with a model (greedy by default)',
   usage:
     'hyperllama-eval generate --model <dir|model.bin> [--tokenizer <path>] --prompt <text> [--max-new-tokens N=256]\n' +
-    '    [--temperature T=0] [--top-k K] [--top-p P] [--seed S=0] [--stop-ids 1,2] [--prefix <prefix.safetensors>] [--backend auto|wasm|cpu|tensorflow]',
+    '    [--temperature T=0] [--top-k K] [--top-p P] [--seed S=0] [--stop-ids 1,2] [--prefix <prefix.safetensors>] [--backend auto|wasm|cpu|tensorflow|webgpu]',
   async run(argv: string[], io: Io) {
     const c = 'generate';
     const v = parseOptions(c, argv, {

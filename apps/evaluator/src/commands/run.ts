@@ -77,7 +77,7 @@ export const runCommand: Command = {
     'hyperllama-eval run --tasks <file|dir> --out <dir> [--checkpoint <hyperllama dir>] [--model <dir|.bin>] [--tokenizer <path>]\n' +
     '    [--methods zero-shot,icl,hyperllama[,prefix-tuning]] [--shots 16] [--max-instances 100] [--seed 0] [--prefix <file|dir>]\n' +
     '    [--shared-prefix <file>] [--batch-size 16] [--max-new-tokens 64] [--max-length 1024] [--scoring sum|mean]\n' +
-    '    [--pt-steps 20] [--pt-eval-every 5] [--pt-lr 0.01] [--backend auto|wasm|cpu|tensorflow]',
+    '    [--pt-steps 20] [--pt-eval-every 5] [--pt-lr 0.01] [--backend auto|wasm|cpu|tensorflow|webgpu]',
   async run(argv: string[], io: Io) {
     const c = 'run';
     const v = parseOptions(c, argv, {
