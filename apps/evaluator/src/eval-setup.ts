@@ -3,6 +3,7 @@ import { basename, isAbsolute, join, resolve } from 'node:path';
 import { loadKVPrefix } from '@hyperllama/gist-attention';
 import { HyperLlama, loadHyperLlama, readHypernetConfig, resolveCheckpointDir, type PrefixLike } from '@hyperllama/hypernet';
 import { loadLlama, type LlamaModel } from '@hyperllama/llama-model';
+import { onSyncReadBackend } from '@hyperllama/runtime';
 import { loadTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
 import { CliError, type Io } from './cli-kit.js';
 
@@ -31,8 +32,15 @@ function recorded(path: string, checkpoint: string): string {
   return join(checkpoint, path);
 }
 
-/** Loads the base model and tokenizer, and the HyperLlama when a checkpoint is given (its base hash is checked). */
-export function loadSetup(o: SetupOptions): EvalSetup {
+/**
+ * Loads the base model and tokenizer, and the HyperLlama when a checkpoint is given (its base hash is checked). The
+ * hash reads every weight, so on webgpu the loading runs on the cpu backend and the weights move on first use.
+ */
+export function loadSetup(o: SetupOptions): Promise<EvalSetup> {
+  return onSyncReadBackend(() => loadSetupHere(o));
+}
+
+function loadSetupHere(o: SetupOptions): EvalSetup {
   let checkpoint: string | undefined;
   let modelPath = o.model;
   let tokenizerPath = o.tokenizer;

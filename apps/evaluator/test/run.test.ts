@@ -88,7 +88,7 @@ describe('hyperllama-eval run / compress', () => {
     expect(prefix.length).toBe(2);
     expect(meta.shots).toBe('3');
     // The stored tensors are the hyper pass over the same seeded demonstrations that `run` uses.
-    const setup = loadSetup({ checkpoint: ckpt });
+    const setup = await loadSetup({ checkpoint: ckpt });
     const plan = planTasks(loadTasks(taskFile).tasks, { shots: 3, seed: 0 })[0];
     const direct = taskPrefix(setup.hyperllama!, plan, { model: setup.model, tokenizer: setup.tokenizer });
     prefix.keys.forEach((k, l) => expect(Array.from(k.dataSync())).toEqual(Array.from(direct.keys[l].dataSync())));

@@ -279,3 +279,19 @@ export async function disposeBackend(): Promise<void> {
 export function supportsSyncRead(): boolean {
   return tf.getBackend() !== 'webgpu';
 }
+
+/**
+ * Runs `f` on the cpu backend when the active one cannot read synchronously, then switches back: for loading code
+ * that reads what it creates (checksums, statistics). The tensors `f` creates move to the active backend on first
+ * use; tensors already on that backend cannot be read here.
+ */
+export async function onSyncReadBackend<T>(f: () => T): Promise<T> {
+  if (supportsSyncRead()) return f();
+  const active = tf.getBackend();
+  await tf.setBackend('cpu');
+  try {
+    return f();
+  } finally {
+    await tf.setBackend(active);
+  }
+}

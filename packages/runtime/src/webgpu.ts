@@ -8,6 +8,9 @@ import { BackendError } from './errors.js';
  * backend testable on machines without a GPU). `HYPERLLAMA_WEBGPU_ADAPTER=default|opengles` restricts the choice.
  *
  * In Node only asynchronous reads work (`await t.data()`); `dataSync()` of a tensor held on the GPU throws.
+ *
+ * Work the GPU rejects (e.g. a tensor larger than the adapter's maxStorageBufferBindingSize) only logs a validation
+ * error and leaves garbage in the output; here the next read throws `WEBGPU_ERROR` instead.
  */
 
 interface GpuLike {
@@ -17,8 +20,12 @@ interface AdapterLike {
   info?: { vendor?: string; architecture?: string; device?: string; description?: string };
   limits: Record<string, number>;
   features: { has(name: string): boolean };
-  requestDevice(descriptor?: Record<string, unknown>): Promise<unknown>;
+  requestDevice(descriptor?: Record<string, unknown>): Promise<DeviceLike>;
 }
+interface DeviceLike {
+  onuncapturederror: ((event: { error?: { message?: string } }) => void) | null;
+}
+type Read = (dataId: object) => Promise<unknown>;
 
 const ADAPTERS = [
   { name: 'default', flags: [] as string[], request: { powerPreference: 'high-performance' } },
@@ -35,8 +42,10 @@ const LIMITS = [
   'maxComputeInvocationsPerWorkgroup',
 ];
 
-let device: unknown = null;
+let device: DeviceLike | null = null;
 let description = '';
+/** The first error the GPU reported since the last read. */
+let gpuError: string | null = null;
 
 /** Create a WebGPU device and make `webgpu` the active tfjs backend. Returns a description of the adapter. */
 export async function initWebGPU(): Promise<string> {
@@ -83,6 +92,9 @@ export async function initWebGPU(): Promise<string> {
   const requiredLimits = Object.fromEntries(LIMITS.filter((k) => k in adapter.limits).map((k) => [k, adapter.limits[k]]));
   const requiredFeatures = adapter.features.has('timestamp-query') ? ['timestamp-query'] : [];
   device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  device.onuncapturederror = (event) => {
+    gpuError ??= event.error?.message ?? 'unknown GPU error';
+  };
   const g = globalThis as unknown as { navigator?: { gpu?: GpuLike } };
   if (!g.navigator) Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true });
   if (!g.navigator!.gpu) Object.defineProperty(g.navigator!, 'gpu', { value: found.gpu, configurable: true });
@@ -91,7 +103,21 @@ export async function initWebGPU(): Promise<string> {
   const label = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unnamed adapter';
   description = `${found.name} adapter (${label})`;
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
-  tf.registerBackend('webgpu', () => new webgpuBackend.WebGPUBackend(device, info));
+  tf.registerBackend('webgpu', () => {
+    const backend = new webgpuBackend.WebGPUBackend(device, info);
+    const read = (backend.read as Read).bind(backend);
+    (backend as unknown as { read: Read }).read = async (dataId) => {
+      const values = await read(dataId);
+      if (gpuError !== null) {
+        const message = gpuError.split('\n')[0];
+        gpuError = null;
+        const hint = /size/i.test(message) ? ' (a tensor exceeds what the adapter allows: use smaller batches or shorter sequences)' : '';
+        throw new BackendError('WEBGPU_ERROR', `the GPU rejected a computation, so its results are invalid: ${message}${hint}`, { message });
+      }
+      return values;
+    };
+    return backend;
+  });
   if (!(await tf.setBackend('webgpu'))) throw new BackendError('WEBGPU_INIT_FAILED', 'tf.setBackend("webgpu") returned false');
   return description;
 }

@@ -59,6 +59,24 @@ describe.skipIf(!started.ok)(`webgpu backend (${started.why})`, () => {
     tf.dispose([...got, ...expected.map((x) => x.t)]);
   });
 
+  it('a computation the GPU rejects makes the next read throw WEBGPU_ERROR instead of returning garbage', async () => {
+    tf.setBackend('webgpu');
+    const limit = (tf.backend() as unknown as { device: { limits: { maxStorageBufferBindingSize: number } } }).device.limits.maxStorageBufferBindingSize;
+    if (limit > 2 ** 28) return; // a real GPU's limit: too large to exceed cheaply here
+    const big = tf.fill([limit / 4 / 1024 + 16, 1024], 1); // just over the largest buffer a shader may bind
+    const out = tf.softmax(big);
+    const error = await out.data().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(BackendError);
+    expect((error as BackendError).code).toBe('WEBGPU_ERROR');
+    expect((error as BackendError).message).toMatch(/maximum storage buffer binding size/);
+    tf.dispose([big, out]);
+    // The error is reported once; later work reads normally.
+    expect(Array.from(await tf.add(tf.scalar(1), tf.scalar(2)).data())).toEqual([3]);
+  });
+
   it('clipByGlobalNorm gives the exact norm for any number of gradients, one count after another', async () => {
     tf.setBackend('webgpu');
     // tfjs-backend-webgpu's AddN reuses a shader compiled for the previous input count; the norm must not depend on it.

@@ -21,7 +21,7 @@ export interface CompressOptions extends SetupOptions {
  * Compresses one task into its HyperLlama prefix and stores it (safetensors with the task name, shots, seed and
  * checkpoint as metadata), so `run --prefix` and `generate --prefix` can serve it without the hypernetwork pass.
  */
-export function compressTask(o: CompressOptions, io: Io): { task: string; k: number; examples: number } {
+export async function compressTask(o: CompressOptions, io: Io): Promise<{ task: string; k: number; examples: number }> {
   const { tasks } = loadTasks(o.task);
   const chosen = o.taskName ? tasks.filter((t) => t.name === o.taskName) : tasks;
   if (chosen.length !== 1) {
@@ -30,7 +30,7 @@ export function compressTask(o: CompressOptions, io: Io): { task: string; k: num
       actual: chosen.length,
     });
   }
-  const setup = loadSetup(o);
+  const setup = await loadSetup(o);
   try {
     const hl = setup.hyperllama!;
     const [plan] = planTasks(chosen, { shots: o.shots, seed: o.seed });
@@ -81,7 +81,7 @@ export const compressCommand: Command = {
       maxHyperLength: numberOption(c, 'max-hyper-length', v['max-hyper-length'], true),
     };
     await startBackend(v.backend, io);
-    const r = compressTask(opts, io);
+    const r = await compressTask(opts, io);
     io.stdout(`wrote ${opts.out} (task ${r.task}, ${r.examples} demonstrations, prefix length ${r.k})\n`);
   },
 };

@@ -118,7 +118,7 @@ export async function runDefault(o: DefaultOptions, io: Io): Promise<DefaultResu
   io.stderr('\n== evaluation on held-out families ==\n');
   const started = performance.now();
   const tasks = heldOutTasks(o.seed, budget.tasksPerFamily);
-  const setup = loadSetup({ checkpoint: hyper });
+  const setup = await loadSetup({ checkpoint: hyper });
   try {
     loadAdapter(setup.model, icl, 'icl');
     loadAdapter(setup.model, zeroShot, 'zero-shot');

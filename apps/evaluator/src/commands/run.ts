@@ -32,7 +32,7 @@ export interface RunOptions extends SetupOptions {
 export async function runEvaluation(o: RunOptions, io: Io): Promise<{ report: EvalReport; paths: ReturnType<typeof writeReport> }> {
   const loaded = loadTasks(o.tasks);
   io.stderr(`[hyperllama] ${loaded.summary}\n`);
-  const setup = loadSetup(o);
+  const setup = await loadSetup(o);
   try {
     const prefixes = o.prefix ? loadPrefixes(o.prefix, setup.model) : undefined;
     let methods: MethodName[];
