@@ -281,9 +281,9 @@ export function supportsSyncRead(): boolean {
 }
 
 /**
- * Runs `f` on the cpu backend when the active one cannot read synchronously, then switches back: for loading code
- * that reads what it creates (checksums, statistics). The tensors `f` creates move to the active backend on first
- * use; tensors already on that backend cannot be read here.
+ * Runs the synchronous `f` on the cpu backend when the active one cannot read synchronously, then switches back: for
+ * loading code that reads what it creates (checksums, statistics). The tensors `f` creates move to the active backend
+ * on first use; tensors already on that backend cannot be read here.
  */
 export async function onSyncReadBackend<T>(f: () => T): Promise<T> {
   if (supportsSyncRead()) return f();
