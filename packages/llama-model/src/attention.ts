@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { maskedSoftmax } from '@hyperllama/runtime';
+import { maskedSoftmax, maxKernelTensorBytes } from '@hyperllama/runtime';
 
 /** Additive mask value for a hidden key (finite, so a row with every key hidden gives no NaN). */
 export const MASK_VALUE = -1e9;
@@ -28,12 +28,23 @@ export function attentionValues(probs: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D
 
 /**
  * Scaled dot-product attention. q [B, H, T, hd], k and v [B, nKv, S, hd], mask additive [B|1, 1, T, S]
- * → [B·T, H·hd] (tokens flattened for the output projection).
+ * → [B·T, H·hd] (tokens flattened for the output projection). When the [B, H, T, S] scores would exceed what the
+ * backend lets one kernel hold (webgpu's storage-buffer limit), the query rows are processed in chunks.
  */
 export function attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D): tf.Tensor2D {
   const [B, H, T, hd] = q.shape;
-  const scores = attentionScores(tf.mul(q, 1 / Math.sqrt(hd)), k); // [B, H, T, S]
-  const out = attentionValues(maskedSoftmax(scores, mask) as tf.Tensor4D, v); // [B, H, T, hd]; keeps only the probabilities
+  const S = k.shape[2];
+  const scaled = tf.mul(q, 1 / Math.sqrt(hd)) as tf.Tensor4D;
+  const rowsPerChunk = Math.max(1, Math.floor(maxKernelTensorBytes() / (4 * B * H * S)));
+  const chunks: tf.Tensor4D[] = [];
+  for (let t0 = 0; t0 < T; t0 += rowsPerChunk) {
+    const n = Math.min(rowsPerChunk, T - t0);
+    const qc = n === T ? scaled : (tf.slice(scaled, [0, 0, t0, 0], [B, H, n, hd]) as tf.Tensor4D);
+    const mc = n === T ? mask : (tf.slice(mask, [0, 0, t0, 0], [mask.shape[0], 1, n, S]) as tf.Tensor4D);
+    const probs = maskedSoftmax(attentionScores(qc, k), mc) as tf.Tensor4D; // [B, H, n, S]; keeps only the probabilities
+    chunks.push(attentionValues(probs, v)); // [B, H, n, hd]
+  }
+  const out = chunks.length === 1 ? chunks[0] : (tf.concat(chunks, 2) as tf.Tensor4D); // [B, H, T, hd]
   return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B * T, H * hd]);
 }
 

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { BackendError, disposeBackend, initBackend } from '@hyperllama/runtime';
 import { loadTokenizer } from '@hyperllama/tokenizer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generate, loadLlama } from '../src/index.js';
+import { createLlama, generate, loadLlama } from '../src/index.js';
 import { FIXTURES, STORIES, maxAbsDiff, readReference } from './helpers.js';
 
 // Generation on the webgpu backend (on a machine without a GPU: Mesa's llvmpipe through OpenGL ES), which in Node
@@ -45,6 +45,29 @@ describe.skipIf(!started.ok)(`on the webgpu backend (${started.why})`, () => {
     expect(tokens).toEqual(cpuTokens);
     tf.dispose([logits, ...inputs]);
     model.dispose();
+  });
+
+  it('attention over more than the adapter binds at once runs in chunks of query rows and equals cpu', async () => {
+    const limit = (tf.backend() as unknown as { device: { limits: { maxStorageBufferBindingSize: number } } }).device.limits.maxStorageBufferBindingSize;
+    if (limit > 2 ** 28) return; // a real GPU's limit: too large to exceed cheaply here
+    const config = { vocabSize: 64, hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 1, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 8, maxPositionEmbeddings: 4096, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: true, bosTokenId: 1, eosTokenId: 2 };
+    const [B, H] = [4, config.numAttentionHeads];
+    const T = Math.ceil(Math.sqrt(limit / (4 * B * H))) + 32; // [B, H, T, T] float32 scores just over the limit
+    const ids = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => 3 + ((b * 7 + t * 13) % 60)));
+    const lastLogits = async (backend: string) => {
+      tf.setBackend('cpu');
+      const model = createLlama(config, { seed: 5, std: 0.2 });
+      tf.setBackend(backend);
+      const inputIds = tf.tensor2d(ids, [B, T], 'int32');
+      const out = model.forward({ inputIds, lastLogitsOnly: true }).logits!;
+      const values = await out.data();
+      tf.dispose([inputIds, out]);
+      model.dispose();
+      return values;
+    };
+    const cpu = await lastLogits('cpu');
+    const gpu = await lastLogits('webgpu');
+    expect(maxAbsDiff(Array.from(gpu), Array.from(cpu))).toBeLessThan(1e-4);
   });
 
   const storiesBin = join(STORIES, 'stories260K.bin');

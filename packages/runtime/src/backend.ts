@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { BackendError } from './errors.js';
 import { loadNativeBlas } from './native.js';
 import { registerWasmKernels } from './wasm-kernels.js';
-import { initWebGPU } from './webgpu.js';
+import { initWebGPU, webgpuMaxBindingBytes } from './webgpu.js';
 
 export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu' | 'webgpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu'];
@@ -278,6 +278,14 @@ export async function disposeBackend(): Promise<void> {
  */
 export function supportsSyncRead(): boolean {
   return tf.getBackend() !== 'webgpu';
+}
+
+/**
+ * The largest tensor, in bytes, the active backend can give one kernel: the device's storage-buffer binding limit on
+ * webgpu (128 MiB on the software adapter), unbounded elsewhere. Ops that can be split (attention) stay under it.
+ */
+export function maxKernelTensorBytes(): number {
+  return tf.getBackend() === 'webgpu' ? webgpuMaxBindingBytes() : Infinity;
 }
 
 /**

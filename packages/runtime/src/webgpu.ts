@@ -24,6 +24,7 @@ interface AdapterLike {
 }
 interface DeviceLike {
   onuncapturederror: ((event: { error?: { message?: string } }) => void) | null;
+  limits: Record<string, number>;
 }
 type Read = (dataId: object) => Promise<unknown>;
 
@@ -120,4 +121,9 @@ export async function initWebGPU(): Promise<string> {
   });
   if (!(await tf.setBackend('webgpu'))) throw new BackendError('WEBGPU_INIT_FAILED', 'tf.setBackend("webgpu") returned false');
   return description;
+}
+
+/** The largest tensor (bytes) a webgpu shader may bind on the device in use; Infinity before one exists. */
+export function webgpuMaxBindingBytes(): number {
+  return device?.limits.maxStorageBufferBindingSize ?? Infinity;
 }
