@@ -4,12 +4,9 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportSniTasks, makeSyntheticTask, SYNTHETIC_FAMILIES } from '@hyperllama/datasets';
-import { HyperLlama, saveHyperLlama } from '@hyperllama/hypernet';
-import { createLlama, saveLlama } from '@hyperllama/llama-model';
 import { disposeBackend } from '@hyperllama/runtime';
-import { saveTokenizer } from '@hyperllama/tokenizer';
 import { charTokenizer } from '@hyperllama/trainer';
-import { cli } from './helpers.js';
+import { cli, writeTinyBase, writeUntrainedCheckpoint } from './helpers.js';
 
 let tmp: string;
 let modelDir: string;
@@ -20,14 +17,9 @@ beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'hyperllama-analyze-'));
   const tokenizer = charTokenizer();
   modelDir = join(tmp, 'base');
-  const config = { vocabSize: tokenizer.numTokens, hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 8, maxPositionEmbeddings: 1024, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: true, bosTokenId: 1, eosTokenId: 2, padTokenId: 0 };
-  const model = createLlama(config, { seed: 1, std: 0.1 });
-  saveLlama(model, modelDir);
-  saveTokenizer(tokenizer, modelDir);
-  const hl = new HyperLlama(model, { k: 2, hyper: { r: 2, alpha: 4 }, seed: 1 });
+  const model = writeTinyBase(modelDir, tokenizer, { vocabSize: tokenizer.numTokens, padTokenId: 0 });
   ckpt = join(tmp, 'ckpt');
-  saveHyperLlama(hl, ckpt, { basePath: modelDir, tokenizer: modelDir });
-  hl.dispose();
+  writeUntrainedCheckpoint(model, modelDir, ckpt, { k: 2, r: 2, alpha: 4, seed: 1 });
   model.dispose();
 });
 afterAll(async () => {

@@ -3,11 +3,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HyperLlama, saveHyperLlama } from '@hyperllama/hypernet';
 import { loadLlama } from '@hyperllama/llama-model';
 import { disposeBackend, initBackend } from '@hyperllama/runtime';
 import { convertModel } from '../src/index.js';
-import { cli } from './helpers.js';
+import { cli, writeUntrainedCheckpoint } from './helpers.js';
 
 const SHARED = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'shared');
 const STORIES = join(SHARED, 'models', 'stories260K');
@@ -28,10 +27,8 @@ describe.skipIf(missing !== undefined)(`hyperllama-eval run on real data (needs 
     convertModel({ from: join(STORIES, 'stories260K.bin'), tokenizer: join(STORIES, 'tok512.bin'), out: modelDir });
     // An untrained HyperLlama on the real base (fresh hyper LoRA and gists): exercises the full path, not quality.
     const model = loadLlama(modelDir, { trainable: false });
-    const hl = new HyperLlama(model, { k: 4, hyper: { r: 4, alpha: 8 }, seed: 0 });
     ckpt = join(tmp, 'ckpt');
-    saveHyperLlama(hl, ckpt, { basePath: modelDir, tokenizer: modelDir });
-    hl.dispose();
+    writeUntrainedCheckpoint(model, modelDir, ckpt, { k: 4, r: 4, alpha: 8, seed: 0 });
     model.dispose();
   });
   afterAll(async () => {

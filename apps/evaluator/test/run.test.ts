@@ -6,11 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_TEMPLATE, exportSniTasks, loadTasks, makeSyntheticTask, SYNTHETIC_FAMILIES } from '@hyperllama/datasets';
 import { planTasks, taskPrefix } from '@hyperllama/eval';
 import { loadKVPrefix } from '@hyperllama/gist-attention';
-import { HyperLlama, saveHyperLlama } from '@hyperllama/hypernet';
-import { createLlama, generate, saveLlama } from '@hyperllama/llama-model';
-import { PieceType, Tokenizer, saveTokenizer, tokenizerConfigFromPieces, tokenizerJsonFromPieces, type VocabPiece } from '@hyperllama/tokenizer';
+import { generate } from '@hyperllama/llama-model';
+import { PieceType, Tokenizer, tokenizerConfigFromPieces, tokenizerJsonFromPieces, type VocabPiece } from '@hyperllama/tokenizer';
 import { loadSetup } from '../src/index.js';
-import { cli } from './helpers.js';
+import { cli, writeTinyBase, writeUntrainedCheckpoint } from './helpers.js';
 
 /** A character-level SentencePiece-style tokenizer (no merges): <unk>, <s>, </s>, ▁ and printable ASCII. */
 function charTokenizer(): Tokenizer {
@@ -35,16 +34,9 @@ beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'hyperllama-run-'));
   const tokenizer = charTokenizer();
   modelDir = join(tmp, 'base');
-  const model = createLlama(
-    { vocabSize: tokenizer.vocabSize, hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 8, maxPositionEmbeddings: 1024, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: true, bosTokenId: 1, eosTokenId: 2 },
-    { seed: 1, std: 0.1 },
-  );
-  saveLlama(model, modelDir);
-  saveTokenizer(tokenizer, modelDir);
-  const hl = new HyperLlama(model, { k: 2, hyper: { r: 2, alpha: 4 }, seed: 1 });
+  const model = writeTinyBase(modelDir, tokenizer, { vocabSize: tokenizer.vocabSize });
   ckpt = join(tmp, 'ckpt');
-  saveHyperLlama(hl, ckpt, { basePath: modelDir, tokenizer: modelDir });
-  hl.dispose();
+  writeUntrainedCheckpoint(model, modelDir, ckpt, { k: 2, r: 2, alpha: 4, seed: 1 });
   model.dispose();
   tasksDir = join(tmp, 'tasks');
   const variant = SYNTHETIC_FAMILIES.find((f) => f.name === 'symbol_rule')!.variants[0];

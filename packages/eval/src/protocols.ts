@@ -151,8 +151,12 @@ export async function labelLogProbs(model: LlamaModel, hidden: tf.Tensor3D, labe
     const chosen = tf.gatherND(logits, tf.tensor2d(ids.map((id, n) => [n, id]), [ids.length, 2], 'int32')) as tf.Tensor1D; // [N]
     return tf.sub(chosen, logZ);
   });
-  const values = (await logProbs.data()) as Float32Array;
-  logProbs.dispose();
+  let values: Float32Array;
+  try {
+    values = (await logProbs.data()) as Float32Array;
+  } finally {
+    logProbs.dispose();
+  }
   values.forEach((v, n) => out[owner[n]].push(v));
   return out;
 }

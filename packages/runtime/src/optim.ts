@@ -281,8 +281,11 @@ export async function clipByGlobalNorm(grads: NamedGradients, maxNorm: number): 
     // Added one by one, in order: the same float32 sums as tf.addN on cpu and wasm, without tfjs-backend-webgpu 4.22's
     // AddN, which reuses a shader compiled for another input count.
     const sumOfSquares = tf.tidy(() => names.map((n) => tf.sum(tf.square(grads[n]))).reduce((total, x) => tf.add(total, x)));
-    norm = Math.sqrt((await sumOfSquares.data())[0]);
-    sumOfSquares.dispose();
+    try {
+      norm = Math.sqrt((await sumOfSquares.data())[0]);
+    } finally {
+      sumOfSquares.dispose();
+    }
   }
   const scale = norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
   const out: NamedGradients = {};
