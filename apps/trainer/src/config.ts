@@ -48,7 +48,7 @@ export const SCHEMA: Schema = {
   method: oneOf(['hyperllama', 'icl', 'zero-shot', 'shared-prefix'], 'multitask: what to train', { stages: ['multitask'] }),
   model: {
     base: str('base model: a Hugging Face Llama directory or llama2.c .bin (null = the tiny random-init default below)'),
-    tokenizer: str('tokenizer file or directory (null = the base directory\'s, else the built-in character tokenizer)'),
+    tokenizer: str('tokenizer file or directory, or builtin:word (whole words, 4,096 ids, built from the corpus) or builtin:char (null = the base directory\'s, else builtin:char)'),
     hiddenSize: int('hidden size of a from-scratch model', 1),
     numHiddenLayers: int('layers of a from-scratch model', 1),
     numAttentionHeads: int('attention heads of a from-scratch model', 1),
@@ -62,7 +62,8 @@ export const SCHEMA: Schema = {
     evalTasks: str('task file or folder for the held-out loss; null = unseen settings of the synthetic families, or with data.tasks the instances held out by data.heldOutShare', { stages: ['pretrain-base', 'multitask'] }),
     heldOutShare: num('with data.tasks and no data.evalTasks: share of each task\'s instances (its last ones) kept out of training for the held-out loss', 0, 0.9, { stages: ['pretrain-base', 'multitask'] }),
     corpus: str('text file or folder for language modelling / compression; null = the default corpus of @hyperllama/datasets'),
-    shots: int('few-shot examples per episode', 0),
+    shots: int('few-shot examples per episode (with synthetic tasks: the most per episode)', 0),
+    minShots: int('synthetic tasks: the fewest few-shot examples per episode; each episode draws between data.minShots and data.shots (null = data.shots)', 0, { nullable: true }),
     maxLength: int('longest downstream / LM row in tokens', 8),
     maxHyperLength: int('longest hypernetwork input in tokens (BOS and gists included)', 8),
     seqLen: int('pretrain-base / hyperpretrain: tokens per text window', 8),
@@ -114,7 +115,7 @@ export interface TrainConfig {
     maxPositionEmbeddings: number;
     initStd: number;
   };
-  data: { tasks: string | null; evalTasks: string | null; heldOutShare: number; corpus: string | null; shots: number; maxLength: number; maxHyperLength: number; seqLen: number; textFraction: number };
+  data: { tasks: string | null; evalTasks: string | null; heldOutShare: number; corpus: string | null; shots: number; minShots: number | null; maxLength: number; maxHyperLength: number; seqLen: number; textFraction: number };
   hyper: { from: string | null; k: number; scheme: 'restart' | 'continue'; r: number; alpha: number; dropout: number; targetModules: string | string[]; downstreamR: number };
   prefix: { init: (typeof PREFIX_INITS)[number]; length: number; task: string | null; shared: string | null; hypernet: string | null };
 }
@@ -151,7 +152,7 @@ export function defaultConfig(stage: Stage): TrainConfig {
       maxPositionEmbeddings: 1024,
       initStd: 0.02,
     },
-    data: { tasks: null, evalTasks: null, heldOutShare: 0.1, corpus: null, shots: 2, maxLength: 96, maxHyperLength: 192, seqLen: 64, textFraction: 0.5 },
+    data: { tasks: null, evalTasks: null, heldOutShare: 0.1, corpus: null, shots: 2, minShots: null, maxLength: 96, maxHyperLength: 192, seqLen: 64, textFraction: 0.5 },
     hyper: { from: null, k: 4, scheme: 'restart', r: 8, alpha: 16, dropout: 0, targetModules: 'all-linear', downstreamR: 0 },
     prefix: { init: 'random', length: 4, task: null, shared: null, hypernet: null },
   };

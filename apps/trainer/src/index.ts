@@ -12,9 +12,9 @@ export {
   type Stage,
   type TrainConfig,
 } from './config.js';
-export { charTokenizer } from './tiny.js';
+export { charTokenizer, wordTokenizer, BUILTIN_TOKENIZERS } from './tiny.js';
 export { scratchConfig, resolveTasks, holdOutInstances, type TaskSets } from './setup.js';
-export { buildJob, type Job } from './jobs.js';
+export { buildJob, type Job, type SwapControl } from './jobs.js';
 export { runStage, CHECKPOINT_DIR, FINAL_DIR, type RunOptions, type RunResult } from './train.js';
 export { Progress, processIo, type Io } from './progress.js';
 export { main, usage, stageHelp, resolveConfig } from './cli-main.js';

@@ -30,7 +30,19 @@ import { Rng, type RngState } from '@hyperllama/runtime';
 import { saveTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
 import type { Stage, TrainConfig } from './config.js';
 import { TrainerError } from './errors.js';
-import { fixedEpisodes, padLm, resolveCorpus, resolveModel, resolveTasks, resolveTokenizer, segmentLengths, textRow } from './setup.js';
+import {
+  fixedEpisodes,
+  padLm,
+  resolveCorpus,
+  resolveModel,
+  resolveTasks,
+  resolveTokenizer,
+  segmentLengths,
+  shotRange,
+  textRow,
+  trainingEpisodes,
+  type EpisodeSource,
+} from './setup.js';
 
 /** What the training loop needs from a stage. */
 export interface Job {
@@ -43,6 +55,8 @@ export interface Job {
   next(): { loss: () => tf.Scalar; tokens: number };
   /** Mean loss over the fixed held-out slice. */
   evaluate(): number;
+  /** HyperLlama stages: the held-out loss behind each sample's own prefix against another sample's (the swap control). */
+  swapControl?(): SwapControl;
   /** JSON-serialisable data position (samplers, mixing Rng). */
   getState(): unknown;
   setState(state: unknown): void;
@@ -52,6 +66,28 @@ export interface Job {
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+
+/** Held-out loss with each sample's own prefix and with another sample's; the gap with a 95% interval over batches. */
+export interface SwapControl {
+  ownLoss: number;
+  swappedLoss: number;
+  /** swappedLoss − ownLoss: > 0 when the prefix carries the sample's own input. */
+  gap: number;
+  gapLow: number;
+  gapHigh: number;
+  batches: number;
+}
+
+/** Own vs swapped prefix over fixed batches; the interval is mean ± 1.96 standard errors of the per-batch gaps. */
+function swapControlOver(hl: HyperLlama, batches: HyperBatch[]): SwapControl {
+  const own = batches.map((b) => tf.tidy(() => hl.loss(b).dataSync()[0]));
+  const swapped = batches.map((b) => tf.tidy(() => hl.swappedLoss(b).dataSync()[0]));
+  const gaps = swapped.map((s, i) => s - own[i]);
+  const gap = mean(gaps);
+  const sd = Math.sqrt(gaps.reduce((a, g) => a + (g - gap) ** 2, 0) / Math.max(1, gaps.length - 1));
+  const half = (1.96 * sd) / Math.sqrt(Math.max(1, gaps.length));
+  return { ownLoss: mean(own), swappedLoss: mean(swapped), gap, gapLow: gap - half, gapHigh: gap + half, batches: batches.length };
+}
 
 /** Mean of `lossOf` over batches of a fixed list (each in its own tidy). */
 function evalOver<T>(items: T[], batchSize: number, lossOf: (batch: T[]) => tf.Scalar): number {
@@ -110,16 +146,18 @@ function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
   const { model } = resolveModel(cfg, tokenizer, true);
   const params = Object.fromEntries(model.namedWeights());
   const docs = resolveCorpus(cfg);
-  const { train, evalTasks } = resolveTasks(cfg);
+  const sets = resolveTasks(cfg);
+  const { train, evalTasks } = sets;
   const lengths = segmentLengths(cfg.data.seqLen);
+  const shots = shotRange(cfg);
   let text = new CompressionSampler(docs, tokenizer, { seed: cfg.seed, lengths });
-  let episodes = new EpisodeSampler(train, { seed: cfg.seed, k: cfg.data.shots });
+  let episodes = trainingEpisodes(cfg, sets, shots);
   let mix = new Rng(cfg.seed).fork('mix');
   const fewShotRow = (e: Episode) => {
     const b = collateFewShot([e], { encoder: tokenizer, maxLength: cfg.data.maxLength });
     return { ids: b.inputIds[0] };
   };
-  const rowsFrom = (textSampler: CompressionSampler, episodeSampler: EpisodeSampler, rng: Rng, n: number) =>
+  const rowsFrom = (textSampler: CompressionSampler, episodeSampler: EpisodeSource, rng: Rng, n: number) =>
     Array.from({ length: n }, () => (rng.next() < cfg.data.textFraction ? { ids: textRow(textSampler, tokenizer.bosId) } : fewShotRow(episodeSampler.next())));
   const evalRng = new Rng(cfg.seed).fork('eval');
   const evalBatches = Array.from({ length: cfg.evalBatches }, (_, i) =>
@@ -127,7 +165,7 @@ function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
   );
   return {
     model,
-    summary: `pretrain-base: ${Object.keys(params).length} tensors (${count(params)} parameters), ${docs.length} documents + ${train.length} training tasks`,
+    summary: `pretrain-base: ${Object.keys(params).length} tensors (${count(params)} parameters), ${docs.length} documents + ${sets.fresh ? `fresh-content episodes of ${sets.fresh.length} synthetic task kinds` : `${train.length} training tasks`}`,
     params,
     next() {
       const batch = padLm(rowsFrom(text, episodes, mix, cfg.batchSize), tokenizer.padId);
@@ -136,9 +174,9 @@ function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
     evaluate: () => mean(evalBatches.map((b) => tf.tidy(() => plainLoss(model, b).dataSync()[0]))),
     getState: () => ({ text: text.getState(), episodes: episodes.getState(), mix: mix.getState() }),
     setState(s) {
-      const st = s as { text: CompressionSamplerState; episodes: EpisodeSamplerState; mix: RngState };
+      const st = s as { text: CompressionSamplerState; episodes: unknown; mix: RngState };
       text = new CompressionSampler(docs, tokenizer, { seed: cfg.seed, lengths }, st.text);
-      episodes = new EpisodeSampler(train, { seed: cfg.seed, k: cfg.data.shots }, st.episodes);
+      episodes = trainingEpisodes(cfg, sets, shots, st.episodes);
       mix = Rng.fromState(st.mix);
     },
     exportTo(dir) {
@@ -170,6 +208,7 @@ function hyperpretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
       return { loss: () => hl.loss(batch, { training: true }), tokens: hyperTokens(batch) };
     },
     evaluate: () => mean(evalBatches.map((b) => tf.tidy(() => hl.loss(b).dataSync()[0]))),
+    swapControl: () => swapControlOver(hl, evalBatches),
     getState: () => ({ text: sampler.getState() }),
     setState(s) {
       sampler = new CompressionSampler(docs, tokenizer, { seed: cfg.seed, lengths }, (s as { text: CompressionSamplerState }).text);
@@ -190,14 +229,23 @@ function hyperTokens(batch: HyperBatch): number {
 function multitaskJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
   const { model, basePath } = resolveModel(cfg, tokenizer, false);
   const baseHash = baseModelHash(model);
-  const { train, evalTasks } = resolveTasks(cfg);
-  const k = cfg.method === 'hyperllama' || cfg.method === 'icl' ? cfg.data.shots : 0;
-  let sampler = new EpisodeSampler(train, { seed: cfg.seed, k });
-  const evalEpisodes = fixedEpisodes(evalTasks, cfg.evalBatches * cfg.batchSize, cfg.seed + 1000, k);
+  const sets = resolveTasks(cfg);
+  const { train, evalTasks } = sets;
+  const fewShot = cfg.method === 'hyperllama' || cfg.method === 'icl';
+  const k = fewShot ? shotRange(cfg) : 0;
+  let sampler = trainingEpisodes(cfg, sets, k);
+  const evalEpisodes = fixedEpisodes(evalTasks, cfg.evalBatches * cfg.batchSize, cfg.seed + 1000, fewShot ? cfg.data.shots : 0);
   const draw = () => Array.from({ length: cfg.batchSize }, () => sampler.next());
   const copts = collateOptions(cfg, tokenizer);
 
-  let method: { params: Record<string, tf.Variable>; loss(eps: Episode[], training: boolean): tf.Scalar; tokens(eps: Episode[]): number; exportTo(dir: string): void; dispose(): void };
+  let method: {
+    params: Record<string, tf.Variable>;
+    loss(eps: Episode[], training: boolean): tf.Scalar;
+    tokens(eps: Episode[]): number;
+    swapControl?(): SwapControl;
+    exportTo(dir: string): void;
+    dispose(): void;
+  };
   if (cfg.method === 'hyperllama') {
     const hl = hyperFor(cfg, model, tokenizer);
     const collate = (eps: Episode[]) => collateHyperLlama(eps, { ...copts, gistIds: hl.gistIds });
@@ -205,6 +253,7 @@ function multitaskJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
       params: hl.trainableVariables(),
       loss: (eps, training) => hl.loss(collate(eps), { training }),
       tokens: (eps) => hyperTokens(collate(eps)),
+      swapControl: () => swapControlOver(hl, chunk(evalEpisodes, cfg.batchSize).map(collate)),
       exportTo: (dir) => exportHyper(hl, tokenizer, basePath, baseHash, dir),
       dispose: () => hl.dispose(),
     };
@@ -237,16 +286,17 @@ function multitaskJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
   }
   return {
     model,
-    summary: `multitask --method ${cfg.method}: ${count(method.params)} trainable parameters, ${train.length} training tasks, ${k} shots`,
+    summary: `multitask --method ${cfg.method}: ${count(method.params)} trainable parameters, ${sets.fresh ? `fresh-content episodes of ${sets.fresh.length} synthetic task kinds` : `${train.length} training tasks`}, ${typeof k === 'number' ? k : k.join('-')} shots`,
     params: method.params,
     next() {
       const eps = draw();
       return { loss: () => method.loss(eps, true), tokens: method.tokens(eps) };
     },
     evaluate: () => evalOver(evalEpisodes, cfg.batchSize, (eps) => method.loss(eps, false)),
+    ...(method.swapControl ? { swapControl: method.swapControl } : {}),
     getState: () => ({ episodes: sampler.getState() }),
     setState(s) {
-      sampler = new EpisodeSampler(train, { seed: cfg.seed, k }, (s as { episodes: EpisodeSamplerState }).episodes);
+      sampler = trainingEpisodes(cfg, sets, k, (s as { episodes: unknown }).episodes);
     },
     exportTo: (dir) => method.exportTo(dir),
     dispose() {
@@ -318,6 +368,10 @@ function pickTask(cfg: TrainConfig, all: Task[], heldOut: Task[]): Task {
     return t;
   }
   return heldOut[0] ?? all[all.length - 1];
+}
+
+function chunk<T>(items: T[], size: number): T[][] {
+  return Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
 }
 
 function count(params: Record<string, tf.Variable>): number {

@@ -3,11 +3,17 @@ import { join } from 'node:path';
 import {
   CompressionSampler,
   EpisodeSampler,
+  FreshEpisodeSampler,
   defaultCorpus,
   loadTasks,
   readCorpus,
+  syntheticKinds,
   syntheticTasks,
+  type Episode,
+  type EpisodeSamplerState,
+  type FreshEpisodeState,
   type LmBatch,
+  type SyntheticKind,
   type Task,
   type TextDocument,
 } from '@hyperllama/datasets';
@@ -15,10 +21,15 @@ import { createLlama, loadLlama, type LlamaConfig, type LlamaModel } from '@hype
 import { loadTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
 import type { Stage, TrainConfig } from './config.js';
 import { TrainerError } from './errors.js';
-import { charTokenizer } from './tiny.js';
+import { charTokenizer, wordTokenizer } from './tiny.js';
 
-/** The tokenizer: `model.tokenizer`, else the base directory's, else the built-in character tokenizer. */
+/**
+ * The tokenizer: `model.tokenizer` (a file or directory, or `builtin:word` / `builtin:char`), else the base directory's,
+ * else the built-in character tokenizer.
+ */
 export function resolveTokenizer(cfg: TrainConfig): Tokenizer {
+  if (cfg.model.tokenizer === 'builtin:word') return wordTokenizer(resolveCorpus(cfg));
+  if (cfg.model.tokenizer === 'builtin:char') return charTokenizer();
   if (cfg.model.tokenizer) return loadTokenizer(cfg.model.tokenizer);
   const base = cfg.model.base;
   if (base && existsSync(base) && statSync(base).isDirectory() && (existsSync(join(base, 'tokenizer.json')) || existsSync(join(base, 'tokenizer.model')))) {
@@ -72,6 +83,34 @@ export interface TaskSets {
   /** Every task (prefix-tune looks its task up here), held-out families last. */
   all: Task[];
   heldOutFamilies: Task[];
+  /**
+   * Synthetic training: the kinds of task whose content training episodes draw afresh every time (set when
+   * `data.tasks` is null; `train` then only lists fixed examples of those kinds).
+   */
+  fresh?: SyntheticKind[];
+}
+
+/** A stream of training episodes with a JSON-serialisable position. */
+export interface EpisodeSource {
+  next(): Episode;
+  getState(): unknown;
+}
+
+/** Demonstrations per training episode: `data.shots`, or a range from `data.minShots` for fresh synthetic episodes. */
+export function shotRange(cfg: TrainConfig): number | [number, number] {
+  const min = cfg.data.minShots;
+  if (min === null || min === cfg.data.shots) return cfg.data.shots;
+  if (min > cfg.data.shots) throw new TrainerError('CONFIG_BAD_VALUE', `data.minShots: expected at most data.shots (${cfg.data.shots}), got ${min}`, { field: 'data.minShots', actual: min });
+  return [min, cfg.data.shots];
+}
+
+/**
+ * The training episodes of a stage: fresh-content synthetic episodes (new labels, tables, constants every episode,
+ * `k` a number or a range) or episodes of the task files. `state` restores a position from a checkpoint.
+ */
+export function trainingEpisodes(cfg: TrainConfig, sets: TaskSets, k: number | [number, number], state?: unknown): EpisodeSource {
+  if (sets.fresh) return new FreshEpisodeSampler(sets.fresh, { seed: cfg.seed, k }, state as FreshEpisodeState | undefined);
+  return new EpisodeSampler(sets.train, { seed: cfg.seed, k: typeof k === 'number' ? k : k[1] }, state as EpisodeSamplerState | undefined);
 }
 
 export function resolveTasks(cfg: TrainConfig): TaskSets {
@@ -91,6 +130,7 @@ export function resolveTasks(cfg: TrainConfig): TaskSets {
   }
   const split = syntheticTasks({ seed: cfg.seed });
   return {
+    fresh: syntheticKinds({ seed: cfg.seed }).train,
     train: split.train,
     evalTasks: evalFile ?? split.heldOutParams,
     all: [...split.train, ...split.heldOutParams, ...split.heldOutFamilies, ...(evalFile ?? [])],

@@ -1,4 +1,5 @@
-import { PieceType, Tokenizer, tokenizerConfigFromPieces, tokenizerJsonFromPieces, type SentencePieceVocab } from '@hyperllama/tokenizer';
+import { syntheticVocabulary, type TextDocument } from '@hyperllama/datasets';
+import { PieceType, Tokenizer, buildWordTokenizer, tokenizerConfigFromPieces, tokenizerJsonFromPieces, type SentencePieceVocab } from '@hyperllama/tokenizer';
 
 /**
  * The built-in offline tokenizer of the tiny default: a character-level SentencePiece-style BPE vocabulary with
@@ -18,3 +19,18 @@ export function charTokenizer(): Tokenizer {
   const vocab: SentencePieceVocab = { pieces, unkId: 0, bosId: 1, eosId: 2, padId: -1, byteFallback: true, addDummyPrefix: false, removeExtraWhitespaces: false };
   return new Tokenizer(tokenizerJsonFromPieces(vocab), tokenizerConfigFromPieces(vocab), 'built-in character tokenizer');
 }
+
+/** Vocabulary size of the built-in word tokenizer. */
+export const WORD_VOCAB_SIZE = 4096;
+
+/**
+ * The built-in word tokenizer (`model.tokenizer: builtin:word`): whole words as single tokens — every word the
+ * synthetic tasks use, the numbers 0-99, then the corpus's most frequent words — up to 4,096 ids, with characters
+ * and UTF-8 bytes as the fallback, so any text encodes losslessly. Deterministic for the same corpus.
+ */
+export function wordTokenizer(corpus: readonly TextDocument[]): Tokenizer {
+  return buildWordTokenizer({ texts: corpus.map((d) => d.text), vocabSize: WORD_VOCAB_SIZE, include: ['Input', 'Output', ...syntheticVocabulary()] });
+}
+
+/** Names `model.tokenizer` accepts for the built-in tokenizers. */
+export const BUILTIN_TOKENIZERS = ['builtin:char', 'builtin:word'] as const;

@@ -16,7 +16,7 @@ import {
 } from '@hyperllama/runtime';
 import type { Stage, TrainConfig } from './config.js';
 import { TrainerError } from './errors.js';
-import { buildJob, type Job } from './jobs.js';
+import { buildJob, type Job, type SwapControl } from './jobs.js';
 import { Progress, type Io } from './progress.js';
 
 export const CHECKPOINT_DIR = 'checkpoint';
@@ -43,6 +43,8 @@ export interface RunResult {
   lastLoss: number;
   initialEvalLoss: number;
   evalLoss: number;
+  /** HyperLlama stages: the held-out loss behind each sample's own prefix against another sample's, at the end. */
+  swapControl?: SwapControl;
   tokensPerSecond: number;
   checkpoint: string;
   final?: string;
@@ -143,6 +145,14 @@ export async function runStage(stage: Stage, cfg: TrainConfig, opts: RunOptions)
         result.interrupted = true;
         break;
       }
+    }
+    if (!result.interrupted && step === cfg.steps && job.swapControl) {
+      const c = job.swapControl();
+      result.swapControl = c;
+      metric({ step, swapControl: c });
+      progress.note(
+        `step ${step}: swap control — held-out loss ${c.ownLoss.toFixed(4)} with each sample's own prefix, ${c.swappedLoss.toFixed(4)} with another's (gap ${c.gap.toFixed(4)} [95% CI ${c.gapLow.toFixed(4)}, ${c.gapHigh.toFixed(4)}])`,
+      );
     }
     if (!result.interrupted && step === cfg.steps) {
       writeDirAtomic(join(out, FINAL_DIR), (tmp) => job.exportTo(tmp));

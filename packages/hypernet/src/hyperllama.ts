@@ -199,6 +199,30 @@ export class HyperLlama {
     });
   }
 
+  /**
+   * The swap control of {@link loss}: row b's downstream pass runs behind the prefix computed from row (b+1) mod B's
+   * hyper input. Equal to `loss` when the prefix does not depend on what the hypernetwork reads; the gap
+   * `swappedLoss − loss` measures how much of the sample's own input the prefix carries.
+   */
+  swappedLoss(batch: HyperBatch): tf.Scalar {
+    const B = batch.hyper.inputIds.length;
+    if (B < 2) bad('HYPERNET_BAD_BATCH', 'batch', 'at least 2 rows to swap prefixes between', B);
+    const roll = <T>(xs: readonly T[]): T[] => [...xs.slice(1), xs[0]];
+    return tf.tidy(() => {
+      const own = this.encode(batch.hyper);
+      const rollTensor = <T extends tf.Tensor>(t: T): T => tf.concat([tf.slice(t, [1], [B - 1]), tf.slice(t, [0], [1])], 0) as T;
+      const other: GistPrefix = {
+        ...own,
+        keys: own.keys.map(rollTensor),
+        values: own.values.map(rollTensor),
+        ...(own.positionOffsets && own.positionOffsets.length === B ? { positionOffsets: roll(own.positionOffsets) } : {}),
+        ...(own.attentionMask && own.attentionMask.length === B ? { attentionMask: roll(own.attentionMask) } : {}),
+      };
+      const hidden = this.downstreamHidden(batch.downstream, other);
+      return lmLoss(this.model, hidden, int2d(batch.downstream.labels, 'downstream.labels'));
+    });
+  }
+
   dispose(): void {
     this.gistEmbeddings.dispose();
   }

@@ -1,5 +1,5 @@
 import type { Rng } from '@hyperllama/runtime';
-import { LETTERS, NONSENSE, NOUNS, TOPICS, VOWELS } from './words.js';
+import { LETTERS, NOUNS, TOPICS, VOWELS, contentWords, half, type ContentPool } from './words.js';
 
 export type Skill = 'transform' | 'classify' | 'lookup' | 'arithmetic' | 'format';
 
@@ -8,7 +8,7 @@ export interface Pair {
   output: string;
 }
 
-/** One task of a family, fixed by its variant and a task-specific random setup (label words, a lookup table...). */
+/** One task of a family: its variant plus the content drawn for it (label words, a lookup table, a constant...). */
 export interface TaskSetup {
   /** The label set, for classification tasks. */
   options?: string[];
@@ -17,14 +17,18 @@ export interface TaskSetup {
 }
 
 /**
- * A parameterised family of synthetic tasks. Each variant (a parameter setting, e.g. `shift3`) is a different task;
- * `setup` may draw further task-level choices (arbitrary label words, a key→value table) from the rng it is given.
+ * A parameterised family of synthetic tasks. Each variant (a rule or format, e.g. `shift3`, `square`) is a different
+ * task; `setup` draws the task's content (arbitrary label words, a key→value table, a constant answer) from the rng
+ * it is given and from one content pool, so the same variant yields new content at every draw. Training episodes
+ * draw fresh content every time from the `train` pool; held-out tasks draw theirs from the disjoint `heldout` pool.
  */
 export interface SyntheticFamily {
   name: string;
   skill: Skill;
   variants: readonly string[];
-  setup(variant: string, rng: Rng): TaskSetup;
+  /** No method is expected to solve it at the miniature's scale: reported apart from the headline average. */
+  control?: boolean;
+  setup(variant: string, rng: Rng, pool: ContentPool): TaskSetup;
 }
 
 // ---- input generators ----
@@ -41,9 +45,9 @@ const map = <T>(from: (rng: Rng) => T, to: (x: T) => string, show: (x: T) => str
     return { input: show(x), output: to(x) };
   });
 
-/** `count` distinct nonsense words in random order (arbitrary labels that carry no meaning). */
-function nonsense(rng: Rng, count: number): string[] {
-  return rng.sample(NONSENSE, count);
+/** `count` distinct content words of the pool in random order (arbitrary labels, keys and answers). */
+function labelWords(rng: Rng, pool: ContentPool, count: number): string[] {
+  return rng.sample(contentWords(pool), count);
 }
 
 const capitalise = (w: string): string => w.charAt(0).toUpperCase() + w.slice(1);
@@ -132,9 +136,9 @@ const symbolRule: SyntheticFamily = {
   name: 'symbol_rule',
   skill: 'classify',
   variants: Object.keys(RULES).flatMap((rule) => range(1, LABEL_SETS).map((i) => `${rule}_l${i}`)),
-  setup: (v, rng) => {
+  setup: (v, rng, pool) => {
     const rule = RULES[v.replace(/_l\d+$/, '')];
-    const [yes, no] = nonsense(rng, 2);
+    const [yes, no] = labelWords(rng, pool, 2);
     // Balanced classes: pick the label first, then draw inputs until one has it.
     return fn(
       (r) => {
@@ -152,10 +156,11 @@ const TOPIC_PAIRS = Object.keys(TOPICS).flatMap((a, i) => Object.keys(TOPICS).sl
 const symbolTopic: SyntheticFamily = {
   name: 'symbol_topic',
   skill: 'classify',
+  control: true,
   variants: TOPIC_PAIRS.flatMap(([a, b]) => range(1, 2).map((i) => `${a}_${b}_l${i}`)),
-  setup: (v, rng) => {
+  setup: (v, rng, pool) => {
     const topics = TOPIC_PAIRS.find(([a, b]) => v.startsWith(`${a}_${b}_`))!;
-    const labels = nonsense(rng, 2);
+    const labels = labelWords(rng, pool, 2);
     return fn(
       (r) => {
         const t = r.int(2);
@@ -167,18 +172,18 @@ const symbolTopic: SyntheticFamily = {
 };
 
 /** A small random key→value table: the answer for a key can only be copied from examples that show it. */
-const VALUE_KINDS: Record<string, (rng: Rng, n: number) => string[]> = {
-  word: (rng, n) => rng.sample(NOUNS.slice(0, 32), n),
+const VALUE_KINDS: Record<string, (rng: Rng, n: number, pool: ContentPool) => string[]> = {
+  word: (rng, n, pool) => rng.sample(half(NOUNS.slice(0, 32), pool), n),
   number: (rng, n) => rng.sample(range(10, 99), n).map(String),
-  color: (rng, n) => rng.sample(TOPICS.color, n),
+  color: (rng, n, pool) => rng.sample(half(TOPICS.color, pool), n),
 };
 const lookup: SyntheticFamily = {
   name: 'lookup',
   skill: 'lookup',
   variants: Object.keys(VALUE_KINDS).flatMap((kind) => range(1, 6).map((i) => `${kind}_t${i}`)),
-  setup: (v, rng) => {
-    const keys = nonsense(rng, 4);
-    const values = VALUE_KINDS[v.replace(/_t\d+$/, '')](rng, keys.length);
+  setup: (v, rng, pool) => {
+    const keys = labelWords(rng, pool, 4);
+    const values = VALUE_KINDS[v.replace(/_t\d+$/, '')](rng, keys.length, pool);
     return fn((r) => {
       const i = r.int(keys.length);
       return { input: keys[i], output: values[i] };
@@ -190,8 +195,8 @@ const constant: SyntheticFamily = {
   name: 'constant',
   skill: 'lookup',
   variants: range(1, 8).map((i) => `c${i}`),
-  setup: (_v, rng) => {
-    const answer = rng.pick(NONSENSE);
+  setup: (_v, rng, pool) => {
+    const answer = rng.pick(contentWords(pool));
     return map((r) => words(r, 1, 3).join(' '), () => answer);
   },
 };
@@ -217,6 +222,7 @@ const COMPARE: Record<string, (a: number, b: number) => number> = {
 const compare: SyntheticFamily = {
   name: 'compare',
   skill: 'arithmetic',
+  control: true,
   variants: Object.keys(COMPARE),
   setup: (v) => map((r) => [num(r, 49), num(r, 49)], ([a, b]) => String(COMPARE[v](a, b)), ([a, b]) => `${a} ${b}`),
 };
@@ -282,6 +288,7 @@ const join: SyntheticFamily = {
 const sort: SyntheticFamily = {
   name: 'sort',
   skill: 'transform',
+  control: true,
   variants: ['letters_asc', 'letters_desc', 'words_asc', 'words_desc', 'numbers_asc', 'numbers_desc'],
   setup: (v) => {
     const order = <T>(xs: T[], cmp: (a: T, b: T) => number): T[] => (v.endsWith('asc') ? [...xs].sort(cmp) : [...xs].sort(cmp).reverse());

@@ -1,9 +1,12 @@
-import { Rng } from '@hyperllama/runtime';
+import { Rng, type RngState } from '@hyperllama/runtime';
+import type { Episode } from '../sampler.js';
 import { fail } from '../errors.js';
 import { makeExample, type Example, type Task } from '../task.js';
-import { SYNTHETIC_FAMILIES, type SyntheticFamily } from './families.js';
+import { SYNTHETIC_FAMILIES, type SyntheticFamily, type TaskSetup } from './families.js';
+import type { ContentPool } from './words.js';
 
 export { SYNTHETIC_FAMILIES, type Pair, type Skill, type SyntheticFamily, type TaskSetup } from './families.js';
+export { CONTENT_WORDS, contentWords, syntheticVocabulary, type ContentPool } from './words.js';
 
 export interface SyntheticTaskOptions {
   seed: number;
@@ -11,6 +14,11 @@ export interface SyntheticTaskOptions {
   numExamples?: number;
   /** Number of instances per task (default 32). */
   numInstances?: number;
+  /**
+   * Where the task's content (label words, keys, values, constant answers) comes from: `train` (what training
+   * episodes draw from) or `heldout` (never seen in training). Default: `train`.
+   */
+  pool?: ContentPool;
 }
 
 export interface SyntheticSplitOptions extends SyntheticTaskOptions {
@@ -37,9 +45,28 @@ export function syntheticFamily(name: string): SyntheticFamily {
   return family;
 }
 
-/** `synth_<family>_<variant>`: a safe file name, unique across families. */
-export function syntheticTaskName(family: string, variant: string): string {
-  return `synth_${family}_${variant}`;
+/** `synth_<family>_<variant>` (`…_heldout` for held-out content): a safe file name, unique across families. */
+export function syntheticTaskName(family: string, variant: string, pool: ContentPool = 'train'): string {
+  return `synth_${family}_${variant}${pool === 'heldout' ? '_heldout' : ''}`;
+}
+
+/** Draws `n` input/output pairs, distinct inputs while the task's input space allows (then repeats). */
+function drawPairs(setup: TaskSetup, rng: Rng, n: number): Example[] {
+  const drawn: Example[] = [];
+  const inputs = new Set<string>();
+  for (let attempt = 0; drawn.length < n; attempt++) {
+    const { input, output } = setup.sample(rng);
+    if (inputs.has(input) && attempt < n * 20) continue;
+    inputs.add(input);
+    drawn.push(makeExample(input, [output]));
+  }
+  return drawn;
+}
+
+/** One synthetic task: a family's variant with content drawn from a pool. */
+export interface SyntheticKind {
+  family: string;
+  variant: string;
 }
 
 /**
@@ -54,20 +81,11 @@ export function makeSyntheticTask(familyName: string, variant: string, opts: Syn
   }
   const numExamples = opts.numExamples ?? 32;
   const numInstances = opts.numInstances ?? 32;
-  const name = syntheticTaskName(family.name, variant);
+  const pool = opts.pool ?? 'train';
+  const name = syntheticTaskName(family.name, variant, pool);
   const rng = new Rng(opts.seed).fork(name);
-  const setup = family.setup(variant, rng.fork('setup'));
-
-  const needed = numExamples + numInstances;
-  const drawn: Example[] = [];
-  const inputs = new Set<string>();
-  // Prefer distinct inputs; small input spaces (e.g. a 4-key lookup table) fall back to repeats.
-  for (let attempt = 0; drawn.length < needed; attempt++) {
-    const { input, output } = setup.sample(rng);
-    if (inputs.has(input) && attempt < needed * 20) continue;
-    inputs.add(input);
-    drawn.push(makeExample(input, [output]));
-  }
+  const setup = family.setup(variant, rng.fork('setup'), pool);
+  const drawn = drawPairs(setup, rng, numExamples + numInstances);
   const task: Task = {
     name,
     source: 'synthetic',
@@ -80,23 +98,131 @@ export function makeSyntheticTask(familyName: string, variant: string, opts: Syn
   return task;
 }
 
-/** Every task of every family, split into training and held-out (by family and by parameter) sets. */
-export function syntheticTasks(opts: SyntheticSplitOptions): SyntheticSplit {
+/** The kinds of task of each split: training variants, held-out variants of trained families, held-out families. */
+export interface SyntheticKindSplit {
+  train: SyntheticKind[];
+  heldOutParams: SyntheticKind[];
+  heldOutFamilies: SyntheticKind[];
+}
+
+/** Which (family, variant) pairs train and which are held out; depends only on the seed and the options. */
+export function syntheticKinds(opts: Pick<SyntheticSplitOptions, 'seed' | 'heldOutFamilies' | 'heldOutFraction'>): SyntheticKindSplit {
   const heldOutFamilies = opts.heldOutFamilies ?? DEFAULT_HELD_OUT_FAMILIES;
   heldOutFamilies.forEach(syntheticFamily);
   const fraction = opts.heldOutFraction ?? 0.25;
   if (!(fraction >= 0 && fraction < 1)) fail('BAD_OPTION', { file: 'synthetic', field: 'heldOutFraction' }, `expected a number in [0, 1), got ${fraction}`);
 
-  const split: SyntheticSplit = { train: [], heldOutParams: [], heldOutFamilies: [] };
+  const split: SyntheticKindSplit = { train: [], heldOutParams: [], heldOutFamilies: [] };
   for (const family of SYNTHETIC_FAMILIES) {
-    const tasks = family.variants.map((v) => makeSyntheticTask(family.name, v, opts));
+    const kinds = family.variants.map((variant) => ({ family: family.name, variant }));
     if (heldOutFamilies.includes(family.name)) {
-      split.heldOutFamilies.push(...tasks);
+      split.heldOutFamilies.push(...kinds);
       continue;
     }
     const count = fraction === 0 ? 0 : Math.max(1, Math.round(family.variants.length * fraction));
     const held = new Set(new Rng(opts.seed).fork(`held-out/${family.name}`).sample(family.variants, Math.min(count, family.variants.length - 1)));
-    for (const [i, task] of tasks.entries()) (held.has(family.variants[i]) ? split.heldOutParams : split.train).push(task);
+    for (const kind of kinds) (held.has(kind.variant) ? split.heldOutParams : split.train).push(kind);
   }
   return split;
+}
+
+/**
+ * Every task of every family, split into training and held-out (by family and by parameter) sets. Training tasks
+ * draw their content from the `train` pool; held-out tasks from the `heldout` pool, so no held-out label word, key,
+ * value or constant answer is ever a training target. (Training itself should use {@link FreshEpisodeSampler}, which
+ * draws new content for every episode; these fixed training tasks are for inspection and tests.)
+ */
+export function syntheticTasks(opts: SyntheticSplitOptions): SyntheticSplit {
+  const kinds = syntheticKinds(opts);
+  const make = (list: SyntheticKind[], pool: ContentPool) => list.map((k) => makeSyntheticTask(k.family, k.variant, { ...opts, pool }));
+  return { train: make(kinds.train, 'train'), heldOutParams: make(kinds.heldOutParams, 'heldout'), heldOutFamilies: make(kinds.heldOutFamilies, 'heldout') };
+}
+
+/** Whether a synthetic task name belongs to a control family (reported apart from the headline average). */
+export function isControlTask(name: string): boolean {
+  return SYNTHETIC_FAMILIES.some((f) => f.control && name.startsWith(syntheticTaskName(f.name, '')));
+}
+
+export interface FreshEpisodeOptions {
+  seed: number;
+  /** Demonstrations per episode: a number, or `[min, max]` drawn uniformly per episode. */
+  k: number | [number, number];
+  /** Content pool (default `train`). */
+  pool?: ContentPool;
+}
+
+/** JSON-serialisable position of a {@link FreshEpisodeSampler}. */
+export interface FreshEpisodeState {
+  kind: 'fresh-episodes';
+  position: number;
+  rng: RngState;
+}
+
+/**
+ * Few-shot episodes whose task content is new every time: each episode picks a family, then one of its variants, at random,
+ * draws that kind's content (label words and their assignment, lookup table, constant...) afresh from the pool, then
+ * k demonstrations and one target with distinct inputs. Memorising a task's content is useless: only reading the
+ * demonstrations predicts the target. The episode's task holds the demonstrations as `examples` and the target as
+ * its only instance. Restoring {@link getState} continues the same stream.
+ */
+export class FreshEpisodeSampler {
+  private rng: Rng;
+  private position = 0;
+  private readonly families: string[];
+  /** Family name → indices of its kinds. */
+  private readonly byFamily = new Map<string, number[]>();
+
+  constructor(
+    readonly kinds: readonly SyntheticKind[],
+    private readonly opts: FreshEpisodeOptions,
+    state?: FreshEpisodeState,
+  ) {
+    if (kinds.length === 0) fail('NO_TASKS', { file: 'FreshEpisodeSampler', field: 'kinds' }, 'needs at least one kind of task');
+    kinds.forEach((k, i) => {
+      syntheticFamily(k.family);
+      this.byFamily.set(k.family, [...(this.byFamily.get(k.family) ?? []), i]);
+    });
+    this.families = [...this.byFamily.keys()];
+    const [lo, hi] = typeof opts.k === 'number' ? [opts.k, opts.k] : opts.k;
+    if (!(Number.isInteger(lo) && Number.isInteger(hi) && lo >= 0 && hi >= lo)) {
+      fail('BAD_OPTION', { file: 'FreshEpisodeSampler', field: 'k' }, `expected an integer >= 0 or [min, max] with min <= max, got ${JSON.stringify(opts.k)}`);
+    }
+    if (state) {
+      if (state.kind !== 'fresh-episodes') fail('BAD_STATE', { file: 'FreshEpisodeSampler', field: 'kind' }, `expected "fresh-episodes", got ${JSON.stringify(state.kind)}`);
+      this.rng = Rng.fromState(state.rng);
+      this.position = state.position;
+    } else {
+      this.rng = new Rng(opts.seed).fork('fresh-episodes');
+    }
+  }
+
+  next(): Episode {
+    const rng = this.rng;
+    // Families are equally likely whatever their number of variants; then a variant of the family.
+    const family0 = this.families[rng.int(this.families.length)];
+    const taskIndex = rng.pick(this.byFamily.get(family0)!);
+    const { family: familyName, variant } = this.kinds[taskIndex];
+    const family = syntheticFamily(familyName);
+    const pool = this.opts.pool ?? 'train';
+    const [lo, hi] = typeof this.opts.k === 'number' ? [this.opts.k, this.opts.k] : this.opts.k;
+    const k = lo + rng.int(hi - lo + 1);
+    const setup = family.setup(variant, rng, pool);
+    const pairs = drawPairs(setup, rng, k + 1);
+    const target = pairs[k];
+    const task: Task = {
+      name: syntheticTaskName(family.name, variant, pool),
+      source: 'synthetic',
+      category: family.skill,
+      examples: pairs.slice(0, k),
+      instances: [target],
+      metric: setup.options ? 'accuracy' : 'exact',
+    };
+    if (setup.options) task.options = setup.options;
+    this.position++;
+    return { taskIndex, task, examples: task.examples, target, targetIndex: 0 };
+  }
+
+  getState(): FreshEpisodeState {
+    return { kind: 'fresh-episodes', position: this.position, rng: this.rng.getState() };
+  }
 }

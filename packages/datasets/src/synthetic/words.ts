@@ -23,3 +23,35 @@ export const TOPICS: Record<string, string[]> = {
 
 export const LETTERS = 'abcdefghijklmnopqrstuvwxyz';
 export const VOWELS = 'aeiou';
+
+/**
+ * Common English words used as task content: arbitrary label words, lookup keys and values, constant answers. Each
+ * synthetic task draws its content from one of two disjoint halves (see {@link contentWords}): training episodes
+ * only ever see the `train` half, held-out evaluation tasks only the `heldout` half. None of them is a topic word or a
+ * noun of the lists above (those are inputs and lookup values of training tasks).
+ */
+export const CONTENT_WORDS = [
+  'yes', 'no', 'good', 'bad', 'true', 'false', 'up', 'down', 'left', 'right', 'hot', 'cold', 'big', 'small', 'old', 'new',
+  'high', 'low', 'fast', 'slow', 'open', 'shut', 'rich', 'poor', 'dark', 'light', 'hard', 'soft', 'long', 'short', 'wet', 'dry',
+  'north', 'south', 'east', 'west', 'iron', 'wood', 'glass', 'paper', 'milk', 'bread', 'silver', 'brown', 'one', 'two', 'three', 'four',
+  'five', 'six', 'seven', 'eight', 'nine', 'ten', 'king', 'queen', 'city', 'town', 'farm', 'ship', 'train', 'road', 'land', 'sea',
+  'tree', 'leaf', 'rock', 'sand', 'fire', 'water', 'wind', 'rain', 'snow', 'ice', 'star', 'moon', 'day', 'night', 'year', 'week',
+  'man', 'woman', 'child', 'friend', 'war', 'peace', 'law', 'home', 'work', 'play', 'gift', 'book', 'song', 'door', 'wall', 'bank',
+];
+
+export type ContentPool = 'train' | 'heldout';
+
+/** One half of a word list: even positions for training content, odd positions for held-out content. */
+export function half<T>(items: readonly T[], pool: ContentPool): T[] {
+  return items.filter((_, i) => i % 2 === (pool === 'train' ? 0 : 1));
+}
+
+/** Arbitrary label words, keys and constant answers of a content pool: half of the made-up words and of {@link CONTENT_WORDS}. */
+export function contentWords(pool: ContentPool): string[] {
+  return [...half(NONSENSE, pool), ...half(CONTENT_WORDS, pool)];
+}
+
+/** Every word a synthetic task can show (a word tokenizer should keep each one a single token). */
+export function syntheticVocabulary(): string[] {
+  return [...new Set([...NOUNS, ...NONSENSE, ...CONTENT_WORDS, ...Object.values(TOPICS).flat()])];
+}

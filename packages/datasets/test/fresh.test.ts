@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import {
+  contentWords,
+  FreshEpisodeSampler,
+  isControlTask,
+  makeSyntheticTask,
+  SYNTHETIC_FAMILIES,
+  syntheticKinds,
+  syntheticTasks,
+  type Episode,
+} from '../src/index.js';
+import { NOUNS, TOPICS } from '../src/synthetic/words.js';
+
+const kinds = syntheticKinds({ seed: 0 });
+const draw = (sampler: FreshEpisodeSampler, n: number): Episode[] => Array.from({ length: n }, () => sampler.next());
+const familyOf = (name: string) => SYNTHETIC_FAMILIES.find((f) => name.startsWith(`synth_${f.name}_`))!.name;
+/** What an episode's content is: its label set, or its demonstrations' outputs. */
+const contentOf = (e: Episode) => (e.task.options ? e.task.options.join('/') : [...e.examples, e.target].map((x) => `${x.input}>${x.output}`).join('|'));
+
+describe('fresh-content synthetic episodes', () => {
+  it('draws new content for every episode of the same kind (labels, tables, constants)', () => {
+    for (const [family, variant] of [['lookup', 'word_t1'], ['symbol_rule', 'even_l1'], ['constant', 'c1']]) {
+      const sampler = new FreshEpisodeSampler([{ family, variant }], { seed: 1, k: 8 });
+      const episodes = draw(sampler, 40);
+      // Label pairs and constant answers come from a pool of ~60 words, tables from many more combinations.
+      expect(new Set(episodes.map(contentOf)).size, family).toBeGreaterThanOrEqual(25);
+      if (family === 'constant') expect(new Set(episodes.map((e) => e.target.output)).size).toBeGreaterThanOrEqual(20);
+      if (family === 'lookup') {
+        // Within one episode the table is consistent: a key shown twice has one value.
+        for (const e of episodes) {
+          const table = new Map<string, string>();
+          for (const x of [...e.examples, e.target]) {
+            expect(table.get(x.input) ?? x.output).toBe(x.output);
+            table.set(x.input, x.output);
+          }
+        }
+      }
+    }
+  });
+
+  it('never shows held-out content or held-out kinds in training episodes', () => {
+    const heldOut = new Set(contentWords('heldout'));
+    const train = new Set(contentWords('train'));
+    expect([...heldOut].filter((w) => train.has(w))).toEqual([]);
+    // No content word is an input or value word of the fixed lists either.
+    const listed = new Set([...NOUNS, ...Object.values(TOPICS).flat()]);
+    expect([...heldOut, ...train].filter((w) => listed.has(w))).toEqual([]);
+    const sampler = new FreshEpisodeSampler(kinds.train, { seed: 2, k: [2, 16] });
+    const trainedNames = new Set(kinds.train.map((k) => `synth_${k.family}_${k.variant}`));
+    let seen = 0;
+    for (const e of draw(sampler, 3000)) {
+      expect(trainedNames.has(e.task.name), e.task.name).toBe(true);
+      for (const x of [...e.examples, e.target]) {
+        // Content words are outputs (labels, values, constants) or lookup keys (inputs).
+        for (const word of [x.output, ...(familyOf(e.task.name) === 'lookup' ? [x.input] : [])]) {
+          expect(heldOut.has(word), `${e.task.name}: ${word}`).toBe(false);
+          if (train.has(word)) seen++;
+        }
+      }
+      for (const label of e.task.options ?? []) expect(heldOut.has(label)).toBe(false);
+    }
+    expect(seen).toBeGreaterThan(1000); // the check is not vacuous
+    // Held-out tasks draw their content from the held-out pool only.
+    const split = syntheticTasks({ seed: 0 });
+    for (const t of [...split.heldOutParams, ...split.heldOutFamilies].filter((x) => ['lookup', 'constant', 'symbol_rule', 'symbol_topic'].includes(familyOf(x.name)))) {
+      const words = [...(t.options ?? []), ...[...t.examples, ...t.instances].flatMap((x) => (familyOf(t.name) === 'lookup' ? [x.input] : [x.output]))];
+      for (const w of words) expect(train.has(w), `${t.name}: ${w}`).toBe(false);
+    }
+  });
+
+  it('picks families equally often whatever their number of variants, and shots within the range', () => {
+    const sampler = new FreshEpisodeSampler(kinds.train, { seed: 3, k: [2, 5] });
+    const counts = new Map<string, number>();
+    const shots = new Set<number>();
+    for (const e of draw(sampler, 4000)) {
+      counts.set(familyOf(e.task.name), (counts.get(familyOf(e.task.name)) ?? 0) + 1);
+      shots.add(e.examples.length);
+      expect(e.task.instances).toEqual([e.target]);
+    }
+    const families = new Set(kinds.train.map((k) => k.family));
+    expect(counts.size).toBe(families.size);
+    const expected = 4000 / families.size;
+    for (const [family, n] of counts) expect(Math.abs(n - expected), family).toBeLessThan(5 * Math.sqrt(expected));
+    expect([...shots].sort()).toEqual([2, 3, 4, 5]);
+  });
+
+  it('continues the same stream from a saved state', () => {
+    const a = new FreshEpisodeSampler(kinds.train, { seed: 4, k: [1, 4] });
+    draw(a, 17);
+    const b = new FreshEpisodeSampler(kinds.train, { seed: 4, k: [1, 4] }, JSON.parse(JSON.stringify(a.getState())));
+    expect(draw(b, 20)).toEqual(draw(a, 20));
+  });
+
+  it('rejects bad options with a typed error', () => {
+    expect(() => new FreshEpisodeSampler([], { seed: 0, k: 2 })).toThrow(/at least one kind/);
+    expect(() => new FreshEpisodeSampler(kinds.train, { seed: 0, k: [4, 2] })).toThrow(/min <= max/);
+    expect(() => new FreshEpisodeSampler([{ family: 'nope', variant: 'x' }], { seed: 0, k: 2 })).toThrow(/unknown family/);
+  });
+
+  it('marks the control families and names held-out content', () => {
+    expect(isControlTask('synth_sort_letters_asc_heldout')).toBe(true);
+    expect(isControlTask('synth_lookup_word_t1_heldout')).toBe(false);
+    expect(makeSyntheticTask('lookup', 'word_t1', { seed: 0, pool: 'heldout' }).name).toBe('synth_lookup_word_t1_heldout');
+  });
+});
