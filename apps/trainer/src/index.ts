@@ -12,8 +12,8 @@ export {
   type Stage,
   type TrainConfig,
 } from './config.js';
-export { charTokenizer, wordTokenizer, BUILTIN_TOKENIZERS } from './tiny.js';
-export { scratchConfig, resolveTasks, holdOutInstances, type TaskSets } from './setup.js';
+export { charTokenizer, wordTokenizer, BUILTIN_TOKENIZERS, WORD_VOCAB_SIZE } from './tiny.js';
+export { scratchConfig, resolveTasks, resolveTokenizer, holdOutInstances, shotRange, trainingEpisodes, type EpisodeSource, type TaskSets } from './setup.js';
 export { buildJob, type Job, type SwapControl } from './jobs.js';
 export { runStage, CHECKPOINT_DIR, FINAL_DIR, type RunOptions, type RunResult } from './train.js';
 export { Progress, processIo, type Io } from './progress.js';

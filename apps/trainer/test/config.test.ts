@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SCHEMA, STAGES, TrainerError, charTokenizer, defaultConfig, main, resolveConfig, stageHelp } from '../src/index.js';
+import { SCHEMA, STAGES, TrainerError, WORD_VOCAB_SIZE, defaultConfig, main, resolveConfig, resolveTokenizer, shotRange, stageHelp } from '../src/index.js';
 import { memoryIo } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'trainer-config-'));
@@ -50,13 +50,13 @@ describe('configuration', () => {
     for (const f of files) expect(() => resolveConfig('pretrain-base', { config: join(configs, f) })).not.toThrow();
     const cfg = resolveConfig('pretrain-base', { config: join(configs, 'default-base.yaml') });
     // From scratch, on the default corpus and the synthetic training families (no task file that could hold held-out tasks).
-    expect(cfg.model).toMatchObject({ base: null, tokenizer: null });
+    expect(cfg.model).toMatchObject({ base: null, tokenizer: 'builtin:word' });
     expect(cfg.data).toMatchObject({ tasks: null, corpus: null });
     const asset = join(configs, '..', '..', 'evaluator', 'assets', 'default-base', 'config.json');
     if (existsSync(asset)) {
       const hf = JSON.parse(readFileSync(asset, 'utf8'));
       expect([hf.hidden_size, hf.num_hidden_layers, hf.num_attention_heads, hf.num_key_value_heads, hf.intermediate_size, hf.vocab_size]).toEqual([
-        cfg.model.hiddenSize, cfg.model.numHiddenLayers, cfg.model.numAttentionHeads, cfg.model.numKeyValueHeads, cfg.model.intermediateSize, charTokenizer().numTokens,
+        cfg.model.hiddenSize, cfg.model.numHiddenLayers, cfg.model.numAttentionHeads, cfg.model.numKeyValueHeads, cfg.model.intermediateSize, WORD_VOCAB_SIZE,
       ]);
     }
   });
@@ -109,5 +109,33 @@ describe('progress', () => {
     const plain = new Progress({ isTTY: false, log: (l) => lines.push(l), status: () => {} }, 10, 5);
     for (let s = 1; s <= 10; s++) plain.update(s, 1, 10);
     expect(lines.map((l) => l.split('  ')[0])).toEqual(['step 5/10', 'step 10/10']);
+  });
+});
+
+describe('shots and the built-in tokenizers', () => {
+  it('draws shots in [data.minShots, data.shots] and rejects a minimum above the maximum', () => {
+    const cfg = defaultConfig('multitask');
+    expect(shotRange({ ...cfg, data: { ...cfg.data, shots: 8, minShots: null } })).toBe(8);
+    expect(shotRange({ ...cfg, data: { ...cfg.data, shots: 8, minShots: 2 } })).toEqual([2, 8]);
+    let caught: unknown;
+    try {
+      shotRange({ ...cfg, data: { ...cfg.data, shots: 4, minShots: 6 } });
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toBeInstanceOf(TrainerError);
+    expect((caught as TrainerError).message).toContain('data.minShots');
+  });
+
+  it('builtin:word makes whole words single tokens and round-trips any text; builtin:char spells characters', () => {
+    const cfg = defaultConfig('pretrain-base');
+    const word = resolveTokenizer({ ...cfg, model: { ...cfg.model, tokenizer: 'builtin:word' } });
+    expect(word.numTokens).toBe(WORD_VOCAB_SIZE);
+    const ids = word.encode('Input: the dax\nOutput: blick', { bos: false, eos: false });
+    expect(ids.map((id) => word.idToToken(id))).toEqual(['Input', ':', ' the', ' dax', '\n', 'Output', ':', ' blick']);
+    const odd = 'Zyzzyva — naïve 😀  tabs\there';
+    expect(word.decode(word.encode(odd, { bos: false, eos: false }))).toBe(odd);
+    const char = resolveTokenizer({ ...cfg, model: { ...cfg.model, tokenizer: 'builtin:char' } });
+    expect(char.encode('the', { bos: false, eos: false }).length).toBe(3);
   });
 });

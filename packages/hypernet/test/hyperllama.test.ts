@@ -163,3 +163,33 @@ describe('PrefixTuning', () => {
     model.dispose();
   });
 });
+
+describe('the prefix-swap control', () => {
+  it('equals the loss of a batch whose hyper inputs were rotated by hand, and the own loss when every row reads the same', () => {
+    const model = tinyModel(3);
+    const hl = new HyperLlama(model, { k: 2, hyper: { r: 4, alpha: 8 }, seed: 5 });
+    // Make the prefix depend on its input: the LoRA B factors start at 0, so move them off zero.
+    for (const v of Object.values(hl.trainableVariables())) v.assign(tf.tidy(() => tf.add(v, tf.randomNormal(v.shape, 0, 0.05, 'float32', 1))));
+    const batch = batchFor(hl, 0, 3);
+    const roll = <T>(xs: T[]): T[] => [...xs.slice(1), xs[0]];
+    const h = batch.hyper;
+    const rotated: HyperBatch = {
+      hyper: { inputIds: roll(h.inputIds), attentionMask: roll(h.attentionMask), gistPositions: roll(h.gistPositions), lengths: roll(h.lengths), numExamples: roll(h.numExamples) },
+      downstream: batch.downstream,
+    };
+    const swapped = tf.tidy(() => hl.swappedLoss(batch).dataSync()[0]);
+    const byHand = tf.tidy(() => hl.loss(rotated).dataSync()[0]);
+    const own = tf.tidy(() => hl.loss(batch).dataSync()[0]);
+    expect(Math.abs(swapped - byHand)).toBeLessThan(1e-5);
+    expect(Math.abs(swapped - own)).toBeGreaterThan(1e-4); // the rows differ, so the control is not vacuous
+
+    // Every row the same episode: another row's prefix is the row's own, so the gap is exactly 0.
+    const one = new EpisodeSampler(tasks, { seed: 9, k: 2 }).next();
+    const same = collateHyperLlama([one, one, one], { encoder: charEncoder, gistIds: hl.gistIds });
+    const [a, b] = tf.tidy(() => [hl.loss(same).dataSync()[0], hl.swappedLoss(same).dataSync()[0]]);
+    expect(b).toBe(a);
+    expect(() => hl.swappedLoss(collateHyperLlama([one], { encoder: charEncoder, gistIds: hl.gistIds }))).toThrow(HypernetError);
+    hl.dispose();
+    model.dispose();
+  });
+});
