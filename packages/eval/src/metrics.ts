@@ -70,11 +70,26 @@ export function normalizeAnswer(text: string): string {
   return kept.split(/\s+/).filter(Boolean).join(' ');
 }
 
-/** 1 when the normalised prediction equals any normalised reference, else 0. */
-export function exactMatch(prediction: string, references: readonly string[]): number {
+/** How exact match compares: `strict` (default) trims surrounding whitespace only; `sni` applies {@link normalizeAnswer}. */
+export type ExactMatchNormalization = 'strict' | 'sni';
+
+/**
+ * 1 when the prediction equals any reference, else 0. Strict by default: only surrounding whitespace is trimmed, so
+ * punctuation, brackets and case count (`[a b]` ≠ `a b`, `Dog` ≠ `dog`). `{ normalize: 'sni' }` compares after S-NI's
+ * normalisation ({@link normalizeAnswer}), as Super-NaturalInstructions' own scorer does (see {@link exactMatchSni}).
+ */
+export function exactMatch(prediction: string, references: readonly string[], opts: { normalize?: ExactMatchNormalization } = {}): number {
   checkReferences(references, 'exact');
-  const p = normalizeAnswer(prediction);
-  return references.some((r) => normalizeAnswer(r) === p) ? 1 : 0;
+  const norm = opts.normalize ?? 'strict';
+  if (norm !== 'strict' && norm !== 'sni') throw new EvalError('BAD_OPTION', `exactMatch: normalize: expected "strict" or "sni", got "${String(norm)}"`, { field: 'normalize', actual: norm });
+  const f = norm === 'sni' ? normalizeAnswer : (t: string) => t.trim();
+  const p = f(prediction);
+  return references.some((r) => f(r) === p) ? 1 : 0;
+}
+
+/** S-NI's exact match: 1 when the normalised prediction equals any normalised reference ({@link normalizeAnswer}). */
+export function exactMatchSni(prediction: string, references: readonly string[]): number {
+  return exactMatch(prediction, references, { normalize: 'sni' });
 }
 
 /** How an option's token log-likelihoods become its score: their sum, or their mean (length-normalised). */
@@ -82,9 +97,10 @@ export type RankScoring = 'sum' | 'mean';
 
 /**
  * Rank classification: `optionTokenLogProbs[j]` holds the log-probability of each token of option j given the
- * prompt; returns the index of the option with the highest sum (or mean) — the first one on ties.
+ * prompt; returns the index of the option with the highest mean (default: length-normalised, so a long option is not
+ * penalised for its length) or sum — the first one on ties.
  */
-export function rankClassify(optionTokenLogProbs: readonly (readonly number[])[], scoring: RankScoring = 'sum'): number {
+export function rankClassify(optionTokenLogProbs: readonly (readonly number[])[], scoring: RankScoring = 'mean'): number {
   if (optionTokenLogProbs.length === 0) throw new EvalError('NO_OPTIONS', 'rankClassify: expected at least one option, got none', { field: 'options' });
   let best = -1;
   let bestScore = Number.NEGATIVE_INFINITY;
@@ -103,4 +119,22 @@ export function rankClassify(optionTokenLogProbs: readonly (readonly number[])[]
 /** 1 when the chosen option is one of the references (compared exactly), else 0. */
 export function optionCorrect(options: readonly string[], chosen: number, references: readonly string[]): number {
   return references.includes(options[chosen]) ? 1 : 0;
+}
+
+/** One instance's answer loss: mean negative log-likelihood per token (nats/token) without and with the EOS token. */
+export interface AnswerLoss {
+  /** Over the answer's tokens only (NaN for an empty answer). The headline. */
+  withoutEos: number;
+  /** Over the answer's tokens and EOS (equal to `withoutEos` when the row holds no EOS label, e.g. a cut answer). */
+  withEos: number;
+}
+
+/**
+ * The answer loss of a teacher-forced row from its labelled tokens' log-probabilities (in order); `endsWithEos` says
+ * whether the last one is the EOS label.
+ */
+export function answerLoss(logProbs: readonly number[], endsWithEos: boolean): AnswerLoss {
+  const nll = (xs: readonly number[]) => (xs.length === 0 ? NaN : -xs.reduce((a, b) => a + b, 0) / xs.length);
+  const answer = endsWithEos ? logProbs.slice(0, -1) : logProbs;
+  return { withoutEos: nll(answer), withEos: nll(logProbs) };
 }

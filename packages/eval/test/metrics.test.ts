@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { EvalError, exactMatch, lcsLength, normalizeAnswer, optionCorrect, porterStem, rankClassify, rougeL, rougeLScore, rougeTokenize } from '../src/index.js';
+import { answerLoss, EvalError, exactMatch, exactMatchSni, lcsLength, normalizeAnswer, optionCorrect, porterStem, rankClassify, rougeL, rougeLScore, rougeTokenize } from '../src/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Made by tools/reference/porter_reference.py with NLTK 3.8's PorterStemmer (the stemmer rouge_score uses). */
@@ -81,22 +81,50 @@ describe('ROUGE-L', () => {
 });
 
 describe('exact match', () => {
-  it("normalises as S-NI does (lowercase, no ASCII punctuation, single spaces; articles kept)", () => {
+  it('is strict by default: only surrounding whitespace is trimmed; punctuation, brackets and case count', () => {
+    expect(exactMatch('[a b]', ['a b'])).toBe(0);
+    expect(exactMatch('Dog', ['dog'])).toBe(0);
+    expect(exactMatch('dog.', ['dog'])).toBe(0);
+    expect(exactMatch('a  b', ['a b'])).toBe(0); // inner whitespace counts too
+    expect(exactMatch('  [a b]\n', ['[a b]'])).toBe(1);
+    expect(exactMatch('dog', [' cat', 'dog '])).toBe(1);
+    expect(() => exactMatch('a', [])).toThrow(EvalError);
+    expect(() => exactMatch('a', ['a'], { normalize: 'loose' as never })).toThrow(EvalError);
+  });
+
+  it("normalises as S-NI does when asked (lowercase, no ASCII punctuation, single spaces; articles kept)", () => {
     expect(normalizeAnswer('  The  Answer: "B." ')).toBe('the answer b');
-    expect(exactMatch('the answer b', ['The Answer: "B."'])).toBe(1);
-    expect(exactMatch('answer b', ['The answer B'])).toBe(0); // articles are not removed
-    expect(exactMatch('no', ['yes', 'No!'])).toBe(1);
-    expect(exactMatch('n-o', ['no'])).toBe(1);
-    expect(exactMatch('nó', ['no'])).toBe(0); // only ASCII punctuation is removed
+    expect(exactMatchSni('the answer b', ['The Answer: "B."'])).toBe(1);
+    expect(exactMatch('the answer b', ['The Answer: "B."'], { normalize: 'sni' })).toBe(1);
+    expect(exactMatch('the answer b', ['The Answer: "B."'])).toBe(0);
+    expect(exactMatchSni('[a b]', ['a b'])).toBe(1);
+    expect(exactMatchSni('Dog', ['dog'])).toBe(1);
+    expect(exactMatchSni('answer b', ['The answer B'])).toBe(0); // articles are not removed
+    expect(exactMatchSni('no', ['yes', 'No!'])).toBe(1);
+    expect(exactMatchSni('n-o', ['no'])).toBe(1);
+    expect(exactMatchSni('nó', ['no'])).toBe(0); // only ASCII punctuation is removed
+  });
+});
+
+describe('answer loss', () => {
+  it('is the mean negative log-likelihood per answer token, without and with the EOS token', () => {
+    const l = answerLoss([-1, -2, -3, -0.5], true); // answer tokens -1, -2, -3; EOS -0.5
+    expect(l.withoutEos).toBeCloseTo(2, 12);
+    expect(l.withEos).toBeCloseTo(6.5 / 4, 12);
+    expect(answerLoss([-1, -3], false)).toEqual({ withoutEos: 2, withEos: 2 }); // a cut answer has no EOS
+    const empty = answerLoss([-0.25], true); // empty answer: EOS only
+    expect(Number.isNaN(empty.withoutEos)).toBe(true);
+    expect(empty.withEos).toBe(0.25);
   });
 });
 
 describe('rank classification', () => {
-  it('picks the highest sum, or the highest mean when length-normalised', () => {
+  it('picks the highest mean (length-normalised, the default), or the highest sum', () => {
     // option 0: sum -3 (mean -1.5); option 1: sum -4 (mean -1); option 2: sum -3.5 (mean -3.5)
     const lls = [[-1, -2], [-1, -1, -1, -1], [-3.5]];
     expect(rankClassify(lls, 'sum')).toBe(0);
     expect(rankClassify(lls, 'mean')).toBe(1);
+    expect(rankClassify(lls)).toBe(1);
     expect(rankClassify([[-1], [-1]])).toBe(0); // first on ties
     expect(optionCorrect(['yes', 'no'], 1, ['no'])).toBe(1);
     expect(optionCorrect(['yes', 'no'], 0, ['no'])).toBe(0);

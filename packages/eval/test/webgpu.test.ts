@@ -25,19 +25,23 @@ describe.skipIf(!started.ok)(`evaluation on the webgpu backend (${started.why})`
     await disposeBackend();
   });
 
-  it('zero-shot, ICL and HyperLlama score every instance as on the cpu backend', async () => {
+  it('zero-shot, ICL, HyperLlama and the swap control score every instance as on the cpu backend', async () => {
     tf.setBackend('cpu');
     const model = tinyModel(2);
     const hl = new HyperLlama(model, { k: 2, hyper: { r: 2, alpha: 4 }, seed: 1 });
     const settings = { model, tokenizer: charTokenizer, hyperllama: hl, maxNewTokens: 6, batchSize: 4 };
     const options = { methods: ['zero-shot', 'icl', 'hyperllama'] as const, shots: 2, seed: 3 };
     const scoresOf = async () => (await evaluate(tasks, settings, { ...options, methods: [...options.methods] })).map((r) => r.scores.map((s) => s.scores));
+    const lossesOf = async () => (await evaluate(tasks, settings, { ...options, methods: [...options.methods] })).map((r) => r.scores.map((s) => s.answerLoss!));
     const onCpu = await scoresOf();
+    const lossCpu = await lossesOf();
     // The same variables, moved to the GPU backend on first use.
     tf.setBackend('webgpu');
     const onGpu = await scoresOf();
+    const lossGpu = await lossesOf();
     expect(onGpu).toEqual(onCpu);
-    expect(onCpu.flat(2).length).toBe(3 * (6 + 3));
+    expect(onCpu.flat(2).length).toBe(4 * (6 + 3)); // zero-shot, icl, hyperllama, hyperllama-swap
+    lossGpu.flat(2).forEach((l, i) => expect(l).toBeCloseTo(lossCpu.flat(2)[i], 3));
     hl.dispose();
     model.dispose();
   });
