@@ -1,12 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
-import { DEFAULT_TEMPLATE, EpisodeSampler, collateHyperLlama, collateZeroShot, type Example, type HyperBatch, type HyperInputBatch, type Task } from '@hyperllama/datasets';
+import { DEFAULT_TEMPLATE, EpisodeSampler, IGNORE_INDEX, collateHyperLlama, collateZeroShot, type Example, type HyperBatch, type HyperInputBatch, type LmBatch, type Task } from '@hyperllama/datasets';
 import { HyperLlama, prefixedHidden, trainStep, type DownstreamView, type PrefixLike } from '@hyperllama/hypernet';
 import type { LlamaModel } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
 import { AdamW } from '@hyperllama/runtime';
-import { METRIC_SCALE, type TaskScores } from '../aggregate.js';
+import { METRIC_SCALE, finiteMean, type TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
-import { labelLogProbs, type EvalSettings, type EvalTokenizer, type TaskPlan } from '../protocols.js';
+import { answerLoss } from '../metrics.js';
+import { fitPlans, labelLogProbs, planTasks, type EvalSettings, type EvalTokenizer, type TaskPlan } from '../protocols.js';
 
 /** What every analysis runs on: a base model (loaded afresh for each trained variant), a tokenizer, tasks. */
 export interface AnalysisSetup {
@@ -106,6 +107,19 @@ export function averageWithError(results: readonly TaskScores[]): { average: num
   return { average, stderr: Math.sqrt(variance) / T };
 }
 
+/**
+ * The setup's plans for `tasks`, with one list of demonstrations per task that fits both the ICL rows and a hyper
+ * input of `gists` gists (so ICL and HyperLlama see the same demonstrations; use the largest k compared).
+ */
+export function setupPlans(setup: AnalysisSetup, tasks: readonly Task[], gists: number): TaskPlan[] {
+  return fitSetupPlans(setup, planTasks(tasks, { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed }), gists);
+}
+
+/** {@link setupPlans}' fitting for plans made otherwise (e.g. other draws of the demonstrations). */
+export function fitSetupPlans(setup: AnalysisSetup, plans: readonly TaskPlan[], gists: number): TaskPlan[] {
+  return fitPlans(plans, { tokenizer: setup.tokenizer, maxLength: setup.maxLength, maxHyperLength: setup.maxHyperLength, gists });
+}
+
 /** Evaluation settings on `model` with the setup's lengths and batch size. */
 export function evalSettings(setup: AnalysisSetup, model: LlamaModel): EvalSettings {
   return { model, tokenizer: setup.tokenizer, maxLength: setup.maxLength, maxHyperLength: setup.maxHyperLength, maxNewTokens: setup.maxNewTokens, batchSize: setup.batchSize };
@@ -203,13 +217,14 @@ export async function obtainHyperLlama(setup: AnalysisSetup, o: { k: number; ste
 }
 
 /**
- * Mean negative log-likelihood per answer token (EOS included) of a plan's evaluated instances, each read alone
- * (`Input: … Output:`, no definition) behind `prefix` (or nothing), with `adapters` active. A finer signal than
- * exact match on a small model, where most generated answers score 0.
+ * The answer loss of a plan's evaluated instances, each read alone (`Input: … Output:`, no definition) behind `prefix`
+ * (or nothing), with `adapters` active: per instance the mean negative log-likelihood per answer token WITHOUT the EOS
+ * token (the headline answer loss of `@hyperllama/eval`), averaged over instances. A finer signal than exact match on
+ * a small model, where most generated answers score 0. (`evaluateMethod` reports the same per instance.)
  */
 export async function answerNll(setup: AnalysisSetup, model: LlamaModel, plan: TaskPlan, prefix: PrefixLike | undefined, adapters: readonly string[]): Promise<number> {
   const o = { encoder: setup.tokenizer, maxLength: setup.maxLength, useDefinition: false };
-  const logProbs: number[] = [];
+  const losses: number[] = [];
   for (let start = 0; start < plan.instances.length; start += setup.batchSize) {
     const batch = collateZeroShot(plan.instances.slice(start, start + setup.batchSize).map((target) => ({ task: { definition: undefined }, target })), o);
     await withActiveAdapters(model, adapters, async () => {
@@ -217,13 +232,26 @@ export async function answerNll(setup: AnalysisSetup, model: LlamaModel, plan: T
         ? prefixedHidden(model, batch, prefix)
         : tf.tidy(() => model.forward({ inputIds: tf.tensor2d(batch.inputIds, undefined, 'int32'), attentionMask: tf.tensor2d(batch.attentionMask, undefined, 'int32'), returnHidden: true }).hidden!);
       try {
-        logProbs.push(...(await labelLogProbs(model, hidden, batch.labels)).flat());
+        losses.push(...rowAnswerLosses(await labelLogProbs(model, hidden, batch.labels), batch, setup.tokenizer.eosId));
       } finally {
         hidden.dispose();
       }
     });
   }
-  return -mean(logProbs);
+  return finiteMean(losses);
+}
+
+/** Per row of `batch`, the answer loss without EOS (nats/token) from its labels' log-probabilities. */
+export function rowAnswerLosses(logProbs: readonly number[][], batch: Pick<LmBatch, 'labels'>, eosId: number): number[] {
+  return logProbs.map((lp, r) => {
+    const labelled = batch.labels[r].filter((l) => l !== IGNORE_INDEX);
+    return answerLoss(lp, labelled.length > 0 && labelled[labelled.length - 1] === eosId).withoutEos;
+  });
+}
+
+/** Mean over tasks of each task's mean answer loss (without EOS), from `evaluateMethod`'s scores. */
+export function meanAnswerLoss(scores: readonly TaskScores[]): number {
+  return finiteMean(scores.map((t) => finiteMean(t.answerLoss ?? [])));
 }
 
 /** Frees a HyperLlama and its model. */

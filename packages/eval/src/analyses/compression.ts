@@ -4,8 +4,9 @@ import { prefixedHidden, type HyperLlama, type PrefixLike } from '@hyperllama/hy
 import { continuationText, generate } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
 import { rougeLScore } from '../metrics.js';
-import { evaluateMethod, labelLogProbs, planTasks, type TaskPlan } from '../protocols.js';
-import { disposeHyperLlama, disposePrefix, evalSettings, mean, obtainHyperLlama, pearson, spearman, taskHyperBatch, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
+import { finiteMean } from '../aggregate.js';
+import { evaluateMethod, labelLogProbs, type TaskPlan } from '../protocols.js';
+import { disposeHyperLlama, disposePrefix, evalSettings, mean, obtainHyperLlama, pearson, rowAnswerLosses, setupPlans, spearman, taskHyperBatch, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderScatter, type AnalysisReport } from './report.js';
 
 export interface CompressionAnalysisOptions {
@@ -48,8 +49,11 @@ const contentOf = (text: string): string => text.replace(/\b(Input|Output):/g, '
 
 const retention = (n: Nll): number => (n.none - n.full >= 0.1 ? (n.none - n.prefix) / (n.none - n.full) : NaN);
 
-/** Mean negative log-likelihood per labelled token of `batch` (token-weighted over rows). */
-async function nll(hl: HyperLlama, batch: LmBatch, prefix?: PrefixLike): Promise<number> {
+/**
+ * Mean over the rows of `batch` of each row's negative log-likelihood per labelled token, EOS left out (the answer
+ * loss of `@hyperllama/eval`; a row without EOS, like the demonstration text, counts every labelled token).
+ */
+async function nll(hl: HyperLlama, eosId: number, batch: LmBatch, prefix?: PrefixLike): Promise<number> {
   const model = hl.model;
   const adapters = hl.hasDownstreamAdapter ? ['downstream'] : [];
   const lp = await withActiveAdapters(model, adapters, async () => {
@@ -62,8 +66,7 @@ async function nll(hl: HyperLlama, batch: LmBatch, prefix?: PrefixLike): Promise
       hidden.dispose();
     }
   });
-  const all = lp.flat();
-  return -mean(all);
+  return finiteMean(rowAnswerLosses(lp, batch, eosId));
 }
 
 function lmRow(ids: number[], labelFrom: number): LmBatch {
@@ -78,13 +81,13 @@ async function measureTask(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan,
   // (a) each demonstration's answer, given nothing / the prefix / all demonstrations (itself included) in context.
   const alone = collateZeroShot(shown.map((target) => ({ task, target })), o);
   const full: number[] = [];
-  for (const target of shown) full.push(await nll(hl, collateFewShot([{ task, examples: shown, target }], o)));
-  const answers: Nll = { none: await nll(hl, alone), prefix: await nll(hl, alone, prefix), full: mean(full) };
+  for (const target of shown) full.push(await nll(hl, tok.eosId, collateFewShot([{ task, examples: shown, target }], o)));
+  const answers: Nll = { none: await nll(hl, tok.eosId, alone), prefix: await nll(hl, tok.eosId, alone, prefix), full: mean(full) };
   // (b) the demonstration text itself.
   const text = shown.map((e) => DEFAULT_TEMPLATE.prompt(e.input) + DEFAULT_TEMPLATE.answer(e.output) + DEFAULT_TEMPLATE.separator).join('');
   const ids = tok.encode(text, { bos: false, eos: false }).slice(0, setup.maxHyperLength);
   const once = lmRow([tok.bosId, ...ids], 1);
-  const reconstruction: Nll = { none: await nll(hl, once), prefix: await nll(hl, once, prefix), full: await nll(hl, lmRow([tok.bosId, ...ids, ...ids], 1 + ids.length)) };
+  const reconstruction: Nll = { none: await nll(hl, tok.eosId, once), prefix: await nll(hl, tok.eosId, once, prefix), full: await nll(hl, tok.eosId, lmRow([tok.bosId, ...ids, ...ids], 1 + ids.length)) };
   // Regeneration: `[BOS] Input:` behind the prefix (or nothing), greedy, as many tokens as the demonstrations have,
   // EOS not stopping it; compared with the demonstrations by ROUGE-L on their content (template words removed).
   const prompt = [tok.bosId, ...ids.slice(0, tok.encode(DEFAULT_TEMPLATE.prompt('').split(' ')[0], { bos: false, eos: false }).length)];
@@ -117,7 +120,7 @@ async function measureTask(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan,
 export async function analyzeCompression(setup: AnalysisSetup, o: CompressionAnalysisOptions): Promise<AnalysisReport> {
   const { hl, trained } = await obtainHyperLlama(setup, { k: o.k, steps: o.steps });
   try {
-    const plans = planTasks(setup.evalTasks, { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed });
+    const plans = setupPlans(setup, setup.evalTasks, hl.k);
     const prefixes = new Map<string, PrefixLike>(plans.map((p) => [p.task.name, variantPrefix(setup, hl, p)]));
     let rows: TaskRow[];
     try {
@@ -170,7 +173,7 @@ export async function analyzeCompression(setup: AnalysisSetup, o: CompressionAna
       configuration,
       variants: ['none', 'prefix', 'full'],
       table: {
-        header: ['task', 'HyperLlama score (%)', 'answer NLL none / prefix / full', 'answer gain', 'answer retention', 'text NLL none / prefix / full', 'text gain', 'regeneration ROUGE-L none / prefix'],
+        header: ['task', 'HyperLlama score (%)', 'answer loss none / prefix / full', 'answer gain', 'answer retention', 'text NLL none / prefix / full', 'text gain', 'regeneration ROUGE-L none / prefix'],
         rows: [...rows.map((r) => cells(r, r.task)), cells(meanRow, 'mean')],
       },
       extraTables: [{ title: 'Correlation with the task score across tasks', header: ['measure', 'tasks', 'Pearson r', 'Spearman ρ'], rows: correlations.map((c) => [c.measure, String(c.tasks), fixed(c.pearson), fixed(c.spearman)]) }],

@@ -1,9 +1,9 @@
 import type { DownstreamView, PrefixLike } from '@hyperllama/hypernet';
 import type { TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
-import { evaluateMethod, planTasks } from '../protocols.js';
+import { evaluateMethod } from '../protocols.js';
 import { buildReport, renderBarChart, type MethodResult } from '../report.js';
-import { answerNll, averageWithError, disposeHyperLlama, disposePrefix, evalSettings, mean, spearman, taskHyperBatch, trainVariant, variantPrefix, type AnalysisSetup } from './common.js';
+import { averageWithError, disposeHyperLlama, disposePrefix, evalSettings, mean, meanAnswerLoss, setupPlans, spearman, taskHyperBatch, trainVariant, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderScatter, type AnalysisReport } from './report.js';
 
 /** One mask variant: what the gists read and what the downstream tokens see. */
@@ -57,14 +57,15 @@ interface VariantRow {
   exampleTokens: number;
   average: number;
   stderr: number;
-  /** Mean over tasks of the evaluated instances' answer NLL (nats per token). */
+  /** Mean over tasks of the evaluated instances' answer loss (nats per token, without EOS). */
   answerNll: number;
 }
 
 /** Trains and evaluates HyperLlama under each mask variant on the same tasks, demonstrations and instances. */
 export async function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions): Promise<AnalysisReport> {
   if (o.variants.length === 0) throw new EvalError('BAD_OPTION', 'masks: no variant given', { field: 'variants' });
-  const plans = planTasks(setup.evalTasks, { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed });
+  // One list of demonstrations for every variant: it fits the ICL rows and the hyper input of the largest k.
+  const plans = setupPlans(setup, setup.evalTasks, Math.max(...o.variants.map((v) => v.k)));
   const results: MethodResult[] = [];
   const rows: VariantRow[] = [];
   for (const [index, v] of o.variants.entries()) {
@@ -76,20 +77,15 @@ export async function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions)
       const exampleTokens = plans.map((p) => taskHyperBatch(setup, hl, p.task, p.examples).hyper.lengths[0] - 1 - hl.k);
       let scores: TaskScores[];
       let positions: number[];
-      let nlls: number[];
       if (v.view === 'nothing') {
         // Hidden prefix columns = no prefix (RoPE depends on relative positions only): the downstream model reads the instance alone.
         scores = await evaluateMethod('zero-shot', plans, { ...s, useDefinition: false, adapters: { 'zero-shot': adapters } });
         positions = plans.map(() => 0);
-        nlls = [];
-        for (const p of plans) nlls.push(await answerNll(setup, hl.model, p, undefined, adapters));
       } else {
         const prefixes = new Map<string, PrefixLike>(plans.map((p) => [p.task.name, variantPrefix(setup, hl, p, v.lastExamples)]));
         try {
           positions = plans.map((p) => prefixes.get(p.task.name)!.length);
           scores = await evaluateMethod('hyperllama', plans, { ...s, hyperllama: hl, prefixes });
-          nlls = [];
-          for (const p of plans) nlls.push(await answerNll(setup, hl.model, p, prefixes.get(p.task.name), adapters));
         } finally {
           for (const p of prefixes.values()) disposePrefix(p);
         }
@@ -108,11 +104,11 @@ export async function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions)
         exampleTokens: mean(exampleTokens),
         average,
         stderr,
-        answerNll: mean(nlls),
+        answerNll: meanAnswerLoss(scores),
       };
       rows.push(row);
       results.push({ method: v.id, configuration: { ...row, average: undefined, stderr: undefined }, scores });
-      setup.log?.(`[masks] ${v.id}: ${pct(average)} ± ${pct(stderr)}, answer NLL ${fixed(row.answerNll)} (prefix positions ${row.prefixPositions.toFixed(1)})`);
+      setup.log?.(`[masks] ${v.id}: ${pct(average)} ± ${pct(stderr)}, answer loss ${fixed(row.answerNll)} (prefix positions ${row.prefixPositions.toFixed(1)})`);
     } finally {
       disposeHyperLlama(hl);
     }
@@ -126,7 +122,7 @@ export async function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions)
     configuration,
     variants: rows.map((r) => r.id),
     table: {
-      header: ['variant', 'what the downstream sees', 'prefix positions', 'example tokens / position', 'score (%)', '± s.e.', 'answer NLL', 'train loss first → last'],
+      header: ['variant', 'what the downstream sees', 'prefix positions', 'example tokens / position', 'score (%)', '± s.e.', 'answer loss (no EOS)', 'train loss first → last'],
       rows: rows.map((r) => [
         r.id,
         r.description,
@@ -163,7 +159,7 @@ function interpretMasks(rows: VariantRow[], tasks: number, instances: number): s
   const cmp = (a: VariantRow, b: VariantRow): string => {
     const d = a.average - b.average;
     const sig = Math.abs(d) > 2 * Math.hypot(a.stderr, b.stderr);
-    return `${a.id} ${pct(a.average)} vs ${b.id} ${pct(b.average)} (${d >= 0 ? '+' : ''}${(100 * d).toFixed(1)} points, ${sig ? 'more than' : 'within'} two standard errors; answer NLL ${fixed(a.answerNll)} vs ${fixed(b.answerNll)})`;
+    return `${a.id} ${pct(a.average)} vs ${b.id} ${pct(b.average)} (${d >= 0 ? '+' : ''}${(100 * d).toFixed(1)} points, ${sig ? 'more than' : 'within'} two standard errors; answer loss ${fixed(a.answerNll)} vs ${fixed(b.answerNll)})`;
   };
   const parts: string[] = [];
   const std = by.get('standard');
@@ -175,7 +171,7 @@ function interpretMasks(rows: VariantRow[], tasks: number, instances: number): s
   if (ks.length >= 3) {
     const rho = spearman(ks.map((r) => r.k), ks.map((r) => r.average));
     const rhoNll = spearman(ks.map((r) => r.k), ks.map((r) => r.answerNll));
-    parts.push(`Across k = ${ks.map((r) => r.k).join(', ')} the scores are ${ks.map((r) => pct(r.average)).join(', ')} (Spearman ρ = ${fixed(rho)} between k and score) and the answer NLLs ${ks.map((r) => fixed(r.answerNll)).join(', ')} (ρ = ${fixed(rhoNll)}).`);
+    parts.push(`Across k = ${ks.map((r) => r.k).join(', ')} the scores are ${ks.map((r) => pct(r.average)).join(', ')} (Spearman ρ = ${fixed(rho)} between k and score) and the answer losses ${ks.map((r) => fixed(r.answerNll)).join(', ')} (ρ = ${fixed(rhoNll)}).`);
   }
   const last = rows.filter((r) => r.lastExamples !== null);
   if (std && last.length > 0) parts.push(`Gists that read only the last examples: ${last.map((r) => cmp(r, std)).join('; ')}; the earlier examples still reach the gists indirectly, through the later tokens that attended to them.`);

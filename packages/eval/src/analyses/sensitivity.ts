@@ -1,11 +1,9 @@
-import * as tf from '@tensorflow/tfjs';
-import { collateFewShot } from '@hyperllama/datasets';
-import type { HyperLlama, PrefixLike } from '@hyperllama/hypernet';
-import { withActiveAdapters } from '@hyperllama/lora';
+import type { PrefixLike } from '@hyperllama/hypernet';
 import { Rng } from '@hyperllama/runtime';
+import { finiteMean, type TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
-import { evaluateMethod, labelLogProbs, planTasks, type TaskPlan } from '../protocols.js';
-import { answerNll, disposeHyperLlama, disposePrefix, evalSettings, fixedOrNa, mean, obtainHyperLlama, std, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
+import { evaluateMethod, planTasks, type TaskPlan } from '../protocols.js';
+import { disposeHyperLlama, disposePrefix, evalSettings, fitSetupPlans, fixedOrNa, mean, obtainHyperLlama, std, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
 import { pct, renderDotPlot, type AnalysisReport } from './report.js';
 
 export interface SensitivityAnalysisOptions {
@@ -58,50 +56,31 @@ export function demonstrationDraws(plans: readonly TaskPlan[], o: { draws: numbe
   return out;
 }
 
-/** Answer NLL (nats/token) of a plan's instances with its demonstrations in context (full attention), `adapters` active. */
-async function fewShotNll(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, adapters: readonly string[]): Promise<number> {
-  const model = hl.model;
-  const logProbs: number[] = [];
-  for (let start = 0; start < plan.instances.length; start += setup.batchSize) {
-    const batch = collateFewShot(plan.instances.slice(start, start + setup.batchSize).map((target) => ({ task: plan.task, examples: plan.examples, target })), { encoder: setup.tokenizer, maxLength: setup.maxLength });
-    await withActiveAdapters(model, adapters, async () => {
-      const hidden = tf.tidy(() => model.forward({ inputIds: tf.tensor2d(batch.inputIds, undefined, 'int32'), attentionMask: tf.tensor2d(batch.attentionMask, undefined, 'int32'), returnHidden: true }).hidden!);
-      try {
-        logProbs.push(...(await labelLogProbs(model, hidden, batch.labels)).flat());
-      } finally {
-        hidden.dispose();
-      }
-    });
-  }
-  return -mean(logProbs);
-}
-
 /** HyperLlama and ICL over several draws (and orders) of the k demonstrations: mean, spread and worst case per task. */
 export async function analyzeSensitivity(setup: AnalysisSetup, o: SensitivityAnalysisOptions): Promise<AnalysisReport> {
   const { hl, trained } = await obtainHyperLlama(setup, { k: o.k, steps: o.steps });
   try {
     const base = planTasks(setup.evalTasks, { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed });
-    const sets = demonstrationDraws(base, { draws: o.draws, orders: o.orders, shots: setup.shots, seed: setup.seed });
+    // Each draw's demonstrations fitted to both budgets: ICL and HyperLlama see the same ones.
+    const sets = demonstrationDraws(base, { draws: o.draws, orders: o.orders, shots: setup.shots, seed: setup.seed }).map((set) => ({ ...set, plans: fitSetupPlans(setup, set.plans, hl.k) }));
     const s = { ...evalSettings(setup, hl.model), hyperllama: hl, adapters: { icl: o.iclAdapters ?? [] } };
     // scores[method][kind][task] = one score per draw (or order), on [0, 1]
     const scores: Record<Method, Record<'draw' | 'order', number[][]>> = {
       hyperllama: { draw: base.map(() => []), order: base.map(() => []) },
       icl: { draw: base.map(() => []), order: base.map(() => []) },
     };
-    // nlls[method][task] = the instances' answer NLL per draw
+    // nlls[method][task] = the instances' answer loss (without EOS) per draw
     const nlls: Record<Method, number[][]> = { hyperllama: base.map(() => []), icl: base.map(() => []) };
-    const down = hl.hasDownstreamAdapter ? ['downstream'] : [];
     for (const [i, set] of sets.entries()) {
       setup.log?.(`[sensitivity ${i + 1}/${sets.length}] ${set.kind} ${set.index}`);
       const prefixes = new Map<string, PrefixLike>(set.plans.map((p) => [p.task.name, variantPrefix(setup, hl, p)]));
       try {
-        (await evaluateMethod('hyperllama', set.plans, { ...s, prefixes })).forEach((r, t) => scores.hyperllama[set.kind][t].push(unitScore(r)));
-        (await evaluateMethod('icl', set.plans, s)).forEach((r, t) => scores.icl[set.kind][t].push(unitScore(r)));
-        if (set.kind === 'draw') {
-          for (const [t, p] of set.plans.entries()) {
-            nlls.hyperllama[t].push(await answerNll(setup, hl.model, p, prefixes.get(p.task.name), down));
-            nlls.icl[t].push(await fewShotNll(setup, hl, p, o.iclAdapters ?? []));
-          }
+        const byMethod: Record<Method, TaskScores[]> = { hyperllama: await evaluateMethod('hyperllama', set.plans, { ...s, prefixes }), icl: await evaluateMethod('icl', set.plans, s) };
+        for (const m of METHODS) {
+          byMethod[m].forEach((r, t) => {
+            scores[m][set.kind][t].push(unitScore(r));
+            if (set.kind === 'draw') nlls[m][t].push(finiteMean(r.answerLoss ?? []));
+          });
         }
       } finally {
         for (const p of prefixes.values()) disposePrefix(p);
@@ -140,7 +119,7 @@ export async function analyzeSensitivity(setup: AnalysisSetup, o: SensitivityAna
       configuration,
       variants: [...METHODS],
       table: {
-        header: ['task', 'method', 'mean (%)', 'std over draws', 'worst draw', 'best draw', 'std over orders', 'answer NLL mean', 'NLL std over draws', 'worst-draw NLL'],
+        header: ['task', 'method', 'mean (%)', 'std over draws', 'worst draw', 'best draw', 'std over orders', 'answer loss mean (no EOS)', 'loss std over draws', 'worst-draw loss'],
         rows: [
           ...perTask.flatMap((r) => METHODS.map((m) => row(r.task, m, r[m].draws, r[m].orders ? pct(r[m].orders.std) : '–', r[m].nll))),
           ...METHODS.map((m) => [
@@ -196,7 +175,7 @@ function interpretSensitivity(
     `${verdict}; per task, HyperLlama varies more on ${hyperMore} of ${tasks} tasks and ICL on ${iclMore}.`,
   ];
   parts.push(
-    `In answer NLL, which every instance contributes to even when its exact-match score is 0, the spread over draws averages ${fixedOrNa(h.meanNllStd)} nats/token for HyperLlama and ${fixedOrNa(i.meanNllStd)} for ICL (means ${fixedOrNa(h.meanNll)} and ${fixedOrNa(i.meanNll)}); HyperLlama's NLL varies more on ${nllMore} of ${tasks} tasks.`,
+    `In answer loss (nats/token without EOS), which every instance contributes to even when its exact-match score is 0, the spread over draws averages ${fixedOrNa(h.meanNllStd)} nats/token for HyperLlama and ${fixedOrNa(i.meanNllStd)} for ICL (means ${fixedOrNa(h.meanNll)} and ${fixedOrNa(i.meanNll)}); HyperLlama's NLL varies more on ${nllMore} of ${tasks} tasks.`,
   );
   if (h.meanStdOverOrders !== null && i.meanStdOverOrders !== null) parts.push(`Re-ordering the same demonstrations moves scores by ${pct(h.meanStdOverOrders)} (HyperLlama) and ${pct(i.meanStdOverOrders)} (ICL) points on average.`);
   parts.push(`With at most ${instances} instances per task, part of every spread is the instances' own sampling noise (each score is a mean of few 0/1 outcomes), so a difference of a few points between the methods' spreads is not evidence of a real difference.`);

@@ -1,13 +1,13 @@
-import { EpisodeSampler, SYNTHETIC_FAMILIES, collateZeroShot, syntheticTaskName, type Task } from '@hyperllama/datasets';
+import { EpisodeSampler, SYNTHETIC_FAMILIES, collateZeroShot, syntheticTaskName, type Example, type Task } from '@hyperllama/datasets';
 import { PrefixTuning, trainStep, type HyperLlama } from '@hyperllama/hypernet';
 import type { KVPrefix, LlamaModel } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
-import { AdamW } from '@hyperllama/runtime';
-import type { TaskScores } from '../aggregate.js';
+import { AdamW, Rng } from '@hyperllama/runtime';
+import { finiteMean, type TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
-import { evaluateMethod, planTasks, type TaskPlan } from '../protocols.js';
+import { evaluateMethod, type TaskPlan } from '../protocols.js';
 import { buildReport, renderCurves, type CurvePoint, type MethodResult } from '../report.js';
-import { answerNll, disposeHyperLlama, disposePrefix, evalSettings, mean, obtainHyperLlama, variantPrefix, type AnalysisSetup } from './common.js';
+import { disposeHyperLlama, disposePrefix, evalSettings, mean, obtainHyperLlama, setupPlans, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderLines, type AnalysisReport } from './report.js';
 
 /** A prefix-tuning start from a task's HyperLlama prefix. */
@@ -31,6 +31,8 @@ export interface TransferAnalysisOptions {
   steps: number;
   evalEvery: number;
   lr?: number;
+  /** Examples per prefix-tuning minibatch, drawn seeded from the target's tuning pool (default 8). */
+  batchSize?: number;
   /** k and training steps of the HyperLlama trained when the setup has none. */
   k: number;
   hyperSteps: number;
@@ -99,14 +101,19 @@ export async function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisO
     const s = evalSettings(setup, hl.model);
     const final: Record<Init, TaskScores[]> = { 'related-task': [], 'own-task': [], shared: [], random: [] };
     const curves: Record<Init, CurvePoint[]> = { 'related-task': [], 'own-task': [], shared: [], random: [] };
-    // nll[init][step] = per target task, the evaluated instances' answer NLL behind the prefix being tuned
+    // nll[init][step] = per target task, the evaluated instances' answer loss (no EOS) behind the prefix being tuned
     const nll: Record<Init, Map<number, number[]>> = { 'related-task': new Map(), 'own-task': new Map(), shared: new Map(), random: new Map() };
     const evalSteps = [...new Set([0, ...Array.from({ length: Math.floor(o.steps / o.evalEvery) }, (_, i) => (i + 1) * o.evalEvery), o.steps])];
     for (const [i, { target, source }] of pairs.entries()) {
       setup.log?.(`[transfer ${i + 1}/${pairs.length}] ${target.name} (from ${source.task.name}, ${source.relation})`);
-      const [planB] = planTasks([target], { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed });
-      const [planA] = planTasks([source.task], { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed });
-      const train = collateZeroShot(planB.examples.map((t) => ({ task: { definition: undefined }, target: t })), { encoder: setup.tokenizer, maxLength: setup.maxLength, useDefinition: false });
+      const [planB] = setupPlans(setup, [target], hl.k);
+      const [planA] = setupPlans(setup, [source.task], hl.k);
+      // Prefix tuning trains on B's tuning pool (never an evaluated instance), seeded minibatches shared by every start.
+      const pool = planB.pool ?? planB.examples;
+      const asRows = (xs: readonly Example[]) => collateZeroShot(xs.map((t) => ({ task: { definition: undefined }, target: t })), { encoder: setup.tokenizer, maxLength: setup.maxLength, useDefinition: false });
+      const train = asRows(pool);
+      const rng = new Rng(setup.seed).fork(`transfer/${target.name}`);
+      const batches = Array.from({ length: o.steps }, () => asRows(rng.sample(pool, Math.min(o.batchSize ?? 8, pool.length))));
       const starts: Record<Init, () => PrefixTuning> = {
         'related-task': () => fromHyper(setup, hl, planA),
         'own-task': () => fromHyper(setup, hl, planB),
@@ -122,11 +129,12 @@ export async function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisO
               const prefixes = new Map([[target.name, pt.prefix()]]);
               const [scores] = await evaluateMethod('hyperllama', [planB], { ...s, prefixes });
               addPoint(curves[init], step, scores);
-              nll[init].set(step, [...(nll[init].get(step) ?? []), await answerNll(setup, hl.model, planB, pt.prefix(), [])]);
+              nll[init].set(step, [...(nll[init].get(step) ?? []), finiteMean(scores.answerLoss ?? [])]);
               if (step === o.steps) final[init].push(scores);
             }
             if (step >= o.steps) break;
-            await withActiveAdapters(hl.model, [], () => trainStep(pt.trainableVariables(), optimizer, () => pt.loss(hl.model, train, { training: true }), { maxGradNorm: 1 }));
+            const batch = batches[step];
+            await withActiveAdapters(hl.model, [], () => trainStep(pt.trainableVariables(), optimizer, () => pt.loss(hl.model, batch, { training: true }), { maxGradNorm: 1 }));
           }
         } finally {
           optimizer.dispose();
@@ -134,7 +142,7 @@ export async function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisO
         }
       }
     }
-    const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, steps: o.steps, evalEvery: o.evalEvery, lr: o.lr ?? 1e-2, k: hl.k, hyperllama: trained ? `trained here for ${o.hyperSteps} steps` : 'given checkpoint', sharedPrefix: o.sharedPrefix ? 'given' : `trained here for ${o.sharedSteps} steps`, pairs: pairs.map((p) => ({ target: p.target.name, source: p.source.task.name, relation: p.source.relation })) };
+    const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, steps: o.steps, evalEvery: o.evalEvery, lr: o.lr ?? 1e-2, batchSize: o.batchSize ?? 8, tuningPool: 'the target task\'s pool (its examples, else instances not evaluated)', k: hl.k, hyperllama: trained ? `trained here for ${o.hyperSteps} steps` : 'given checkpoint', sharedPrefix: o.sharedPrefix ? 'given' : `trained here for ${o.sharedSteps} steps`, pairs: pairs.map((p) => ({ target: p.target.name, source: p.source.task.name, relation: p.source.relation })) };
     const results: MethodResult[] = INITS.map((init) => ({ method: init, configuration: { init }, scores: final[init], curve: curves[init] }));
     const evaluation = buildReport(results, configuration);
     const steps = evaluation.methods['random'].curve!.map((p) => p.step);
@@ -151,7 +159,7 @@ export async function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisO
         rows: INITS.map((init) => [init, ...evaluation.methods[init].curve!.map((p) => pct(unit(p.average, evaluation.methods[init].metric)))]),
       },
       extraTables: [
-        { title: 'Answer NLL of the evaluated instances (nats/token, lower is better)', header: ['initialisation', ...steps.map((st) => `step ${st}`)], rows: INITS.map((init) => [init, ...nllCurves[init].map((p) => fixed(p.answerNll))]) },
+        { title: 'Answer loss of the evaluated instances (nats/token without EOS, lower is better)', header: ['initialisation', ...steps.map((st) => `step ${st}`)], rows: INITS.map((init) => [init, ...nllCurves[init].map((p) => fixed(p.answerNll))]) },
         {
           title: 'Final score per target task (%)',
           header: ['target task', 'source task (relation)', ...INITS],
@@ -181,7 +189,7 @@ export function transferFigures(r: AnalysisReport): Record<string, string> {
     'transfer.svg': renderCurves(r.evaluation!),
     'transfer-nll.svg': renderLines(
       INITS.map((init) => ({ name: init, points: nll[init].map((p) => ({ x: p.step, y: p.answerNll })) })),
-      { title: 'Prefix tuning by initialisation: answer NLL of the evaluated instances', xLabel: 'prefix-tuning steps', yLabel: 'answer NLL (nats/token)' },
+      { title: 'Prefix tuning by initialisation: answer loss of the evaluated instances', xLabel: 'prefix-tuning steps', yLabel: 'answer loss (nats/token, no EOS)' },
     ),
   };
 }
@@ -199,8 +207,8 @@ function interpretTransfer(
   const n1 = (init: Init) => fixed(nll[init][nll[init].length - 1].answerNll);
   const byNll = [...INITS].sort((a, b) => nll[a][nll[a].length - 1].answerNll - nll[b][nll[b].length - 1].answerNll);
   return [
-    `Answer NLL on the evaluated instances, before → after tuning: ${INITS.map((i) => `${i} ${n0(i)} → ${n1(i)}`).join(', ')} (lowest at the end first: ${byNll.join(' < ')}).`,
+    `Answer loss (nats/token, without EOS) on the evaluated instances, before → after tuning: ${INITS.map((i) => `${i} ${n0(i)} → ${n1(i)}`).join(', ')} (lowest at the end first: ${byNll.join(' < ')}).`,
     `Scores at step 0: ${INITS.map((i) => `${i} ${at(i)}`).join(', ')}; after tuning: ${INITS.map((i) => `${i} ${end(i)}`).join(', ')}.`,
-    `These are ${targets} target tasks with at most ${instances} instances each, one seed and short curves: score differences of a few points are within noise (most exact-match scores stay at 0), so the NLL curves are the more telling measure here.`,
+    `These are ${targets} target tasks with at most ${instances} instances each, one seed and short curves: score differences of a few points are within noise (most exact-match scores stay at 0), so the answer-loss curves are the more telling measure here.`,
   ].join(' ');
 }
