@@ -54,7 +54,7 @@ describe('hyperllama-eval run / compress', () => {
     expect(r.stderr).not.toMatch(/error/);
     expect(r.code).toBe(0);
     const report = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
-    const methods = ['zero-shot', 'icl', 'hyperllama', 'prefix-tuning-random', 'prefix-tuning-hyper'];
+    const methods = ['zero-shot', 'icl', 'hyperllama', 'hyperllama-swap', 'prefix-tuning-random', 'prefix-tuning-hyper', 'prefix-tuning-hyper-other'];
     expect(Object.keys(report.methods)).toEqual(methods);
     const taskNames = Object.keys(report.methods.icl.tasks);
     expect(taskNames).toHaveLength(2);
@@ -65,9 +65,22 @@ describe('hyperllama-eval run / compress', () => {
       expect(report.methods[m].average).toBeLessThanOrEqual(1);
     }
     expect(report.methods['prefix-tuning-hyper'].curve.map((p: { step: number }) => p.step)).toEqual([0, 1, 2]);
+    for (const m of methods) expect(report.methods[m].answerLoss).toBeGreaterThan(0);
+    expect(report.methods['zero-shot'].demonstrations).toBe(0);
+    expect(report.methods.icl.demonstrations).toBe(report.methods.hyperllama.demonstrations);
+    // The claims this run can test (no shared prefix: no claim 3), with their verdict lines printed last.
+    expect(report.claims.map((c: { id: string }) => c.id)).toEqual(['claim 1', 'claim 2', 'swap gap']);
+    expect(report.prefixTuning).toMatchObject({ steps: 2, evalSteps: [0, 1, 2], batchSize: 8, inits: ['random', 'hyper', 'hyper-other'] });
+    const table = r.stdout.slice(0, r.stdout.indexOf('report: '));
+    const tail = table.trimEnd().split('\n').slice(-3);
+    expect(tail[0]).toMatch(/^claim 1 \(HyperLlama beats zero-shot\): (holds|does not hold|inconclusive) — [+-]\d+\.\d points \[95% CI [+-]\d+\.\d, [+-]\d+\.\d\]; answer loss [+-]\d\.\d{3} nats\/token/);
+    expect(tail[1]).toMatch(/^claim 2 \(full-attention ICL beats HyperLlama\): /);
+    expect(tail[2]).toMatch(/^swap gap \(HyperLlama's own prefix beats another task's\): /);
+    expect(r.stdout).toMatch(/^hyperllama-swap\s/m);
+    expect(readFileSync(join(out, 'results.md'), 'utf8').trimEnd().split('\n').slice(-1)[0]).toBe(tail[2]);
     expect(report.configuration.checkpoint).toContain('ckpt');
     for (const f of ['results.md', 'methods.svg', 'prefix-tuning.svg']) expect(existsSync(join(out, f))).toBe(true);
-    expect(r.stdout).toMatch(/^task\s+metric\s+zero-shot\s+icl\s+hyperllama/m);
+    expect(r.stdout).toMatch(/^task\s+metric\s+zero-shot\s+icl\s+hyperllama\s+hyperllama-swap/m);
     expect(r.stdout).toMatch(/^average\s+mixed/m);
   });
 
@@ -104,11 +117,31 @@ describe('hyperllama-eval run / compress', () => {
     expect(b.methods.hyperllama.taskDetails).toEqual(a.methods.hyperllama.taskDetails);
   });
 
+  it('reports control tasks apart and leaves them out of the average and the claims', async () => {
+    const out = join(tmp, 'control');
+    const [controlTask, headlineTask] = readdirJson(tasksDir).map((f) => f.replace(/\.json$/, ''));
+    const r = await cli('run', '--checkpoint', ckpt, '--tasks', tasksDir, '--methods', 'zero-shot,hyperllama', '--shots', '3', '--max-instances', '3', '--max-new-tokens', '3', '--control', controlTask, '--resamples', '200', '--out', out, '--backend', 'cpu');
+    expect(r.code).toBe(0);
+    const report = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    expect(report.controlTasks).toEqual([controlTask]);
+    for (const m of ['zero-shot', 'hyperllama', 'hyperllama-swap']) {
+      expect(Object.keys(report.methods[m].tasks)).toEqual([headlineTask]);
+      expect(Object.keys(report.methods[m].control.tasks)).toEqual([controlTask]);
+      expect(report.methods[m].average).toBe(report.methods[m].tasks[headlineTask]);
+    }
+    expect(report.bootstrap).toEqual({ resamples: 200, seed: 0 });
+    expect(report.claims.map((c: { id: string }) => c.id)).toEqual(['claim 1', 'swap gap']);
+    expect(r.stdout).toContain(`control tasks (left out of the averages above and of the claims): ${controlTask}`);
+  });
+
   it('rejects bad usage with exit code 2', async () => {
     expect((await cli('run', '--tasks', tasksDir, '--out', tmp)).stderr).toContain('give --checkpoint or --model');
     const bad = await cli('run', '--model', modelDir, '--tasks', tasksDir, '--methods', 'icl,magic', '--out', join(tmp, 'x'));
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('unknown method "magic"');
+    const control = await cli('run', '--model', modelDir, '--tasks', tasksDir, '--control', 'nosuchtask', '--out', join(tmp, 'y'), '--backend', 'cpu');
+    expect(control.code).toBe(2);
+    expect(control.stderr).toContain('--control: no task named nosuchtask');
     expect((await cli('compress', '--task', tasksDir, '--out', 'x')).stderr).toContain('--checkpoint is required');
   });
 });

@@ -70,19 +70,40 @@ export function bootstrapDistribution(perTask: readonly (readonly number[])[], o
   const resamples = o.resamples ?? 2000;
   checkResamples(resamples);
   if (perTask.length === 0 || perTask.some((xs) => xs.length === 0)) throw new EvalError('NO_SCORES', 'bootstrap: every task needs at least one instance', { field: 'scores' });
-  const rng = new Rng(o.seed ?? 0).fork('bootstrap');
+  const draws = resampledIndices(perTask.map((xs) => xs.length), resamples, o.seed ?? 0);
   const out = new Array<number>(resamples);
   for (let r = 0; r < resamples; r++) {
     let total = 0;
-    for (const xs of perTask) {
+    perTask.forEach((xs, t) => {
       const n = xs.length;
+      const idx = draws[t];
       let sum = 0;
-      for (let i = 0; i < n; i++) sum += xs[rng.int(n)];
+      for (let i = r * n, end = i + n; i < end; i++) sum += xs[idx[i]];
       total += sum / n;
-    }
+    });
     out[r] = total / perTask.length;
   }
   return out;
+}
+
+/** The resampled indices of a stratified bootstrap, per task `resamples × n_t` of them, cached (every comparison of a report draws the same ones). */
+const drawCache = new Map<string, Int32Array[]>();
+
+function resampledIndices(sizes: readonly number[], resamples: number, seed: number): Int32Array[] {
+  const key = `${seed}|${resamples}|${sizes.join(',')}`;
+  const hit = drawCache.get(key);
+  if (hit) return hit;
+  const rng = new Rng(seed).fork('bootstrap');
+  const draws = sizes.map((n) => new Int32Array(resamples * n));
+  for (let r = 0; r < resamples; r++) {
+    sizes.forEach((n, t) => {
+      const d = draws[t];
+      for (let i = r * n, end = i + n; i < end; i++) d[i] = rng.int(n);
+    });
+  }
+  if (drawCache.size >= 8) drawCache.delete(drawCache.keys().next().value!);
+  drawCache.set(key, draws);
+  return draws;
 }
 
 function interval(point: number, perTask: number[][], o: BootstrapOptions): { point: number; low: number; high: number; resamples: number } {

@@ -22,10 +22,21 @@ export interface RunOptions extends SetupOptions {
   maxNewTokens?: number;
   maxLength?: number;
   scoring?: RankScoring;
-  /** Prefix tuning: steps per task and evaluation interval. */
+  /** Exact match: strict (default for non-S-NI tasks), S-NI's normalisation, or auto (sni for S-NI tasks). */
+  exactMatch?: 'auto' | 'strict' | 'sni';
+  /** Control tasks (names): reported apart, left out of the headline average and the claims. */
+  control?: string[];
+  /** Prefix tuning: steps per task and evaluation interval (older form of `ptEvalSteps`). */
   ptSteps?: number;
   ptEvalEvery?: number;
+  /** Prefix tuning: the steps the curve is evaluated at (the last is the number of steps; default 0,10,25,50). */
+  ptEvalSteps?: number[];
   ptLr?: number;
+  /** Prefix tuning: minibatch size and tuning-pool size per task. */
+  ptBatchSize?: number;
+  poolSize?: number;
+  /** Bootstrap resamples of the intervals (default 2000). */
+  resamples?: number;
 }
 
 /** Evaluates the methods on the tasks, writes results.json / results.md / SVGs into `out`, returns the report. */
@@ -41,30 +52,49 @@ export async function runEvaluation(o: RunOptions, io: Io): Promise<{ report: Ev
     } catch (e) {
       throw new CliError('USAGE', `run: --methods: ${(e as Error).message}`, { field: 'methods' });
     }
+    if (loaded.tasks.length < 2 && methods.includes('prefix-tuning-hyper-other')) {
+      io.stderr('[hyperllama] prefix-tuning-hyper-other needs another task\'s prefix: skipped (1 task)\n');
+      methods = methods.filter((m) => m !== 'prefix-tuning-hyper-other');
+    }
     if (methods.includes('prefix-tuning-shared') && !o.sharedPrefix) throw new CliError('USAGE', 'run: prefix-tuning-shared needs --shared-prefix <file>', { field: 'methods' });
     const sharedPrefix = o.sharedPrefix ? loadKVPrefix(o.sharedPrefix, setup.model.config).prefix : undefined;
     const missing = prefixes ? loaded.tasks.filter((t) => !prefixes.has(t.name)).map((t) => t.name) : [];
     if (prefixes && missing.length > 0 && !setup.hyperllama) {
       throw new CliError('MISSING_PREFIX', `run: --prefix ${o.prefix} has no prefix for task(s) ${missing.join(', ')} and no --checkpoint was given to compress them`, { field: 'prefix', actual: missing });
     }
+    const unknownControl = (o.control ?? []).filter((name) => !loaded.tasks.some((t) => t.name === name));
+    if (unknownControl.length > 0) throw new CliError('USAGE', `run: --control: no task named ${unknownControl.join(', ')}`, { field: 'control', actual: unknownControl });
     const progress = progressReporter(io);
-    const total = methods.length * loaded.tasks.length;
+    const swap = methods.includes('hyperllama') && loaded.tasks.length >= 2;
+    const total = (methods.length + (swap ? 1 : 0)) * loaded.tasks.length;
     let done = 0;
     const results = await evaluate(
       loaded.tasks,
-      { ...setup, prefixes, batchSize: o.batchSize, maxNewTokens: o.maxNewTokens, maxLength: o.maxLength, scoring: o.scoring },
+      { ...setup, prefixes, batchSize: o.batchSize, maxNewTokens: o.maxNewTokens, maxLength: o.maxLength, scoring: o.scoring, exactMatch: o.exactMatch },
       {
         methods,
         shots: o.shots,
         maxInstances: o.maxInstances,
         seed: o.seed,
-        prefixTuning: { steps: o.ptSteps ?? 20, evalEvery: o.ptEvalEvery ?? 5, lr: o.ptLr, sharedPrefix },
+        poolSize: o.poolSize,
+        control: o.control,
+        prefixTuning: {
+          ...(o.ptEvalSteps ? { evalSteps: o.ptEvalSteps } : o.ptSteps !== undefined ? { steps: o.ptSteps, evalEvery: o.ptEvalEvery ?? o.ptSteps } : {}),
+          lr: o.ptLr,
+          batchSize: o.ptBatchSize,
+          sharedPrefix,
+          seed: o.seed,
+        },
       },
       (e) => progress.update(`${e.method} ${e.task}`, ++done, total),
     );
     progress.end();
     for (const p of [...(prefixes?.values() ?? []), ...(sharedPrefix ? [sharedPrefix] : [])]) tf.dispose([...p.keys, ...p.values]);
-    const report = buildReport(results, { tasks: loaded.summary, tasksPath: o.tasks, ...setup.sources, prefix: o.prefix ?? null, sharedPrefix: o.sharedPrefix ?? null, backend: tf.getBackend() });
+    const report = buildReport(
+      results,
+      { tasks: loaded.summary, tasksPath: o.tasks, ...setup.sources, prefix: o.prefix ?? null, sharedPrefix: o.sharedPrefix ?? null, backend: tf.getBackend() },
+      { controlTasks: o.control, resamples: o.resamples, seed: o.seed },
+    );
     return { report, paths: writeReport(report, o.out) };
   } finally {
     setup.dispose();
@@ -72,12 +102,16 @@ export async function runEvaluation(o: RunOptions, io: Io): Promise<{ report: Ev
 }
 
 export const runCommand: Command = {
-  summary: 'evaluate zero-shot, ICL, HyperLlama and prefix tuning on tasks; print the table, write the report',
+  summary: 'evaluate zero-shot, ICL, HyperLlama (with its prefix-swap control) and prefix tuning on tasks; print the table and the verdicts, write the report',
   usage:
     'hyperllama-eval run --tasks <file|dir> --out <dir> [--checkpoint <hyperllama dir>] [--model <dir|.bin>] [--tokenizer <path>]\n' +
     '    [--methods zero-shot,icl,hyperllama[,prefix-tuning]] [--shots 16] [--max-instances 100] [--seed 0] [--prefix <file|dir>]\n' +
-    '    [--shared-prefix <file>] [--batch-size 16] [--max-new-tokens 64] [--max-length 1024] [--scoring sum|mean]\n' +
-    '    [--pt-steps 20] [--pt-eval-every 5] [--pt-lr 0.01] [--backend auto|wasm|cpu|tensorflow|webgpu]',
+    '    [--shared-prefix <file>] [--batch-size 16] [--max-new-tokens 64] [--max-length 1024] [--scoring mean|sum]\n' +
+    '    [--exact-match auto|strict|sni] [--control <task,...>] [--resamples 2000]\n' +
+    '    [--pt-eval-steps 0,10,25,50 | --pt-steps N --pt-eval-every M] [--pt-lr 0.01] [--pt-batch-size 8] [--pool-size 32]\n' +
+    '    [--backend auto|wasm|cpu|tensorflow|webgpu]\n' +
+    '  With hyperllama and at least 2 tasks it also runs the prefix-swap control (hyperllama-swap: each task behind another\n' +
+    "  task's prefix) and prints one verdict line per claim it can test (95% paired bootstrap intervals).",
   async run(argv: string[], io: Io) {
     const c = 'run';
     const v = parseOptions(c, argv, {
@@ -95,13 +129,23 @@ export const runCommand: Command = {
       'batch-size': undefined,
       'max-new-tokens': undefined,
       'max-length': undefined,
-      scoring: 'sum',
+      scoring: 'mean',
+      'exact-match': 'auto',
+      control: undefined,
+      resamples: undefined,
       'pt-steps': undefined,
       'pt-eval-every': undefined,
+      'pt-eval-steps': undefined,
       'pt-lr': undefined,
+      'pt-batch-size': undefined,
+      'pool-size': undefined,
       ...backendOption,
     });
-    if (v.scoring !== 'sum' && v.scoring !== 'mean') throw new CliError('USAGE', `run: --scoring: expected sum or mean, got "${v.scoring}"`, { field: 'scoring' });
+    if (v.scoring !== 'sum' && v.scoring !== 'mean') throw new CliError('USAGE', `run: --scoring: expected mean or sum, got "${v.scoring}"`, { field: 'scoring' });
+    const exact = v['exact-match'];
+    if (exact !== 'auto' && exact !== 'strict' && exact !== 'sni') throw new CliError('USAGE', `run: --exact-match: expected auto, strict or sni, got "${exact}"`, { field: 'exact-match' });
+    const list = (text: string | undefined) => (text === undefined ? undefined : text.split(',').map((x) => x.trim()).filter(Boolean));
+    const evalSteps = list(v['pt-eval-steps'])?.map((x) => numberOption(c, 'pt-eval-steps', x, true)!);
     const opts: RunOptions = {
       checkpoint: v.checkpoint,
       model: v.model,
@@ -118,9 +162,15 @@ export const runCommand: Command = {
       maxNewTokens: numberOption(c, 'max-new-tokens', v['max-new-tokens'], true),
       maxLength: numberOption(c, 'max-length', v['max-length'], true),
       scoring: v.scoring,
+      exactMatch: exact,
+      control: list(v.control),
+      resamples: numberOption(c, 'resamples', v.resamples, true),
       ptSteps: numberOption(c, 'pt-steps', v['pt-steps'], true),
       ptEvalEvery: numberOption(c, 'pt-eval-every', v['pt-eval-every'], true),
+      ptEvalSteps: evalSteps,
       ptLr: numberOption(c, 'pt-lr', v['pt-lr']),
+      ptBatchSize: numberOption(c, 'pt-batch-size', v['pt-batch-size'], true),
+      poolSize: numberOption(c, 'pool-size', v['pool-size'], true),
     };
     if (!opts.checkpoint && !opts.model) throw new CliError('USAGE', 'run: give --checkpoint or --model', { field: 'checkpoint' });
     await startBackend(v.backend, io);
