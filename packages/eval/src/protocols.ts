@@ -137,7 +137,8 @@ const FIT_SLACK = 16;
  * The plan with one list of demonstrations that fits BOTH budgets: the hyper input (definition, demonstrations and
  * the k gists within `maxHyperLength`) and every ICL row (definition, demonstrations, an instance and any of its
  * answers — the first reference and each option — plus EOS, within `maxLength`), dropping demonstrations from the end
- * until both fit. Idempotent; `drawn` keeps the count before fitting.
+ * until both fit. An instance whose row does not fit even without demonstrations is cut anyway and sees none; it does
+ * not empty the list for the others. Idempotent; `drawn` keeps the count before fitting.
  */
 export function fitPlan(plan: TaskPlan, f: FitOptions): TaskPlan {
   const drawn = plan.drawn ?? plan.examples.length;
@@ -157,9 +158,14 @@ export function fitPlan(plan: TaskPlan, f: FitOptions): TaskPlan {
       length: f.tokenizer.encode(template.prompt(inst.input) + template.answer(answer), { bos: false, eos: false }).length,
     })),
   );
-  const longest = Math.max(...candidates.map((c) => c.length));
-  for (const c of candidates.filter((c) => c.length >= longest - FIT_SLACK).sort((a, b) => b.length - a.length)) {
+  // A row too long even without demonstrations is cut anyway (it sees none); it does not take the others' away.
+  const head = (o.useDefinition ?? true) && definition ? template.definition(definition) : '';
+  const fitsAlone = (c: (typeof candidates)[number]) => f.tokenizer.encode(head + template.prompt(c.input) + template.answer(c.answer), { bos: false, eos: false }).length + 2 <= o.maxLength!;
+  const sorted = [...candidates].sort((a, b) => b.length - a.length);
+  const longest = sorted.find(fitsAlone)?.length ?? 0;
+  for (const c of sorted.filter((c) => c.length >= longest - FIT_SLACK && c.length <= longest + FIT_SLACK)) {
     if (count === 0) break;
+    if (!fitsAlone(c)) continue;
     count = Math.min(count, fewShotRow(o, definition, plan.examples.slice(0, count), c.input, c.answer).numExamples);
   }
   return { ...plan, examples: plan.examples.slice(0, count), drawn };

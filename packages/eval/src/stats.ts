@@ -71,7 +71,7 @@ export function bootstrapDistribution(perTask: readonly (readonly number[])[], o
   checkResamples(resamples);
   if (perTask.length === 0 || perTask.some((xs) => xs.length === 0)) throw new EvalError('NO_SCORES', 'bootstrap: every task needs at least one instance', { field: 'scores' });
   const draws = resampledIndices(perTask.map((xs) => xs.length), resamples, o.seed ?? 0);
-  const out = new Array<number>(resamples);
+  const out: number[] = [];
   for (let r = 0; r < resamples; r++) {
     let total = 0;
     perTask.forEach((xs, t) => {
@@ -81,7 +81,7 @@ export function bootstrapDistribution(perTask: readonly (readonly number[])[], o
       for (let i = r * n, end = i + n; i < end; i++) sum += xs[idx[i]];
       total += sum / n;
     });
-    out[r] = total / perTask.length;
+    out.push(total / perTask.length);
   }
   return out;
 }

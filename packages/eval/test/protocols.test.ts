@@ -158,6 +158,21 @@ describe('fitting the demonstrations', () => {
   });
 });
 
+describe('fitting: an instance too long for any row', () => {
+  it('is cut and sees no demonstration, but does not take the demonstrations away from the others', () => {
+    const long = makeExample('x'.repeat(300), [classify.options![0]]);
+    const task: Task = { ...classify, instances: [...classify.instances, long] };
+    const [drawn] = planTasks([task], { shots: 4, seed: 0 });
+    expect(drawn.instances).toContain(long);
+    const [fitted] = fitPlans([drawn], { tokenizer: charTokenizer, maxLength: 200, gists: 2 });
+    expect(fitted.examples).toEqual(drawn.examples);
+    expect(fewShotRow({ encoder: charTokenizer, maxLength: 200 }, undefined, fitted.examples, classify.instances[0].input, classify.options![0]).numExamples).toBe(4);
+    // A tighter budget drops from the end.
+    expect(fitPlans([drawn], { tokenizer: charTokenizer, maxLength: 90 })[0].examples).toEqual(drawn.examples.slice(0, fitPlans([drawn], { tokenizer: charTokenizer, maxLength: 90 })[0].examples.length));
+    expect(fitPlans([drawn], { tokenizer: charTokenizer, maxLength: 90 })[0].examples.length).toBeLessThan(4);
+  });
+});
+
 describe('labelLogProbs', () => {
   it('equals log-softmax of the full logits at the position before each label', async () => {
     const model = tinyModel(1);
