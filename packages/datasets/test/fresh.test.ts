@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import * as runtime from '@hyperllama/runtime';
 import {
-  contentWords,
   FreshEpisodeSampler,
+  isHeldOutContent,
   isControlTask,
   makeSyntheticTask,
   SYNTHETIC_FAMILIES,
@@ -9,7 +10,6 @@ import {
   syntheticTasks,
   type Episode,
 } from '../src/index.js';
-import { NOUNS, TOPICS } from '../src/synthetic/words.js';
 
 const kinds = syntheticKinds({ seed: 0 });
 const draw = (sampler: FreshEpisodeSampler, n: number): Episode[] => Array.from({ length: n }, () => sampler.next());
@@ -38,34 +38,44 @@ describe('fresh-content synthetic episodes', () => {
     }
   });
 
-  it('never shows held-out content or held-out kinds in training episodes', () => {
-    const heldOut = new Set(contentWords('heldout'));
-    const train = new Set(contentWords('train'));
-    expect([...heldOut].filter((w) => train.has(w))).toEqual([]);
-    // No content word is an input or value word of the fixed lists either.
-    const listed = new Set([...NOUNS, ...Object.values(TOPICS).flat()]);
-    expect([...heldOut, ...train].filter((w) => listed.has(w))).toEqual([]);
-    const sampler = new FreshEpisodeSampler(kinds.train, { seed: 2, k: [2, 16] });
-    const trainedNames = new Set(kinds.train.map((k) => `synth_${k.family}_${k.variant}`));
-    let seen = 0;
-    for (const e of draw(sampler, 3000)) {
-      expect(trainedNames.has(e.task.name), e.task.name).toBe(true);
-      for (const x of [...e.examples, e.target]) {
-        // Content words are outputs (labels, values, constants) or lookup keys (inputs).
-        for (const word of [x.output, ...(familyOf(e.task.name) === 'lookup' ? [x.input] : [])]) {
-          expect(heldOut.has(word), `${e.task.name}: ${word}`).toBe(false);
-          if (train.has(word)) seen++;
+  it('never shows held-out content (label assignments, tables, constants) or held-out kinds in training', () => {
+    const { Rng } = runtime;
+    // Setups of every content family: training draws never give held-out content, held-out draws only give it.
+    let drawn = 0;
+    for (const family of SYNTHETIC_FAMILIES.filter((f) => ['symbol_rule', 'symbol_topic', 'lookup', 'constant'].includes(f.name))) {
+      const seen = { train: new Set<string>(), heldout: new Set<string>() };
+      for (const variant of family.variants) {
+        for (let i = 0; i < 40; i++) {
+          for (const pool of ['train', 'heldout'] as const) {
+            const content = family.setup(variant, new Rng(i).fork(variant), pool).content!;
+            expect(isHeldOutContent(content), `${family.name} ${pool}`).toBe(pool === 'heldout');
+            seen[pool].add(content.join('/'));
+            drawn++;
+          }
         }
       }
-      for (const label of e.task.options ?? []) expect(heldOut.has(label)).toBe(false);
+      expect([...seen.heldout].filter((c) => seen.train.has(c)), family.name).toEqual([]);
+      expect(seen.heldout.size).toBeGreaterThan(family.variants.length * 10); // content really varies
     }
-    expect(seen).toBeGreaterThan(1000); // the check is not vacuous
-    // Held-out tasks draw their content from the held-out pool only.
-    const split = syntheticTasks({ seed: 0 });
-    for (const t of [...split.heldOutParams, ...split.heldOutFamilies].filter((x) => ['lookup', 'constant', 'symbol_rule', 'symbol_topic'].includes(familyOf(x.name)))) {
-      const words = [...(t.options ?? []), ...[...t.examples, ...t.instances].flatMap((x) => (familyOf(t.name) === 'lookup' ? [x.input] : [x.output]))];
-      for (const w of words) expect(train.has(w), `${t.name}: ${w}`).toBe(false);
+    expect(drawn).toBeGreaterThan(2000);
+    // Every word stays available to training: a word is held out only inside some contents.
+    const trainingAnswers = new Set<string>();
+    const sampler = new FreshEpisodeSampler(kinds.train, { seed: 2, k: [2, 16] });
+    const trainedNames = new Set(kinds.train.map((k) => `synth_${k.family}_${k.variant}`));
+    for (const e of draw(sampler, 3000)) {
+      expect(trainedNames.has(e.task.name), e.task.name).toBe(true);
+      const family = familyOf(e.task.name);
+      // Episodes show enough to recompute the content of label and constant tasks.
+      if (family === 'symbol_rule') expect(isHeldOutContent([`symbol_rule/${e.task.name.replace(/^synth_symbol_rule_/, '').replace(/_l\d+$/, '')}`, ...e.task.options!])).toBe(false);
+      if (family === 'constant') {
+        expect(isHeldOutContent(['constant', e.target.output])).toBe(false);
+        trainingAnswers.add(e.target.output);
+      }
     }
+    expect(trainingAnswers.size).toBeGreaterThan(120);
+    // Held-out tasks are named apart and hold held-out content only.
+    const split = syntheticTasks({ seed: 0, numExamples: 4, numInstances: 4 });
+    for (const t of split.heldOutParams.filter((x) => familyOf(x.name) === 'constant')) expect(isHeldOutContent(['constant', t.instances[0].output])).toBe(true);
   });
 
   it('picks families equally often whatever their number of variants, and shots within the range', () => {

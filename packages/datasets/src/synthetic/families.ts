@@ -1,5 +1,5 @@
 import type { Rng } from '@hyperllama/runtime';
-import { LETTERS, NOUNS, TOPICS, VOWELS, contentWords, half, type ContentPool } from './words.js';
+import { CONTENT, LETTERS, NOUNS, TOPICS, VOWELS, isHeldOutContent, type ContentPool } from './words.js';
 
 export type Skill = 'transform' | 'classify' | 'lookup' | 'arithmetic' | 'format';
 
@@ -12,6 +12,8 @@ export interface Pair {
 export interface TaskSetup {
   /** The label set, for classification tasks. */
   options?: string[];
+  /** What was drawn for this task (rule, labels, table, constant) when the family draws content; see `isHeldOutContent`. */
+  content?: string[];
   /** Draws one input and its output. */
   sample(rng: Rng): Pair;
 }
@@ -45,9 +47,21 @@ const map = <T>(from: (rng: Rng) => T, to: (x: T) => string, show: (x: T) => str
     return { input: show(x), output: to(x) };
   });
 
-/** `count` distinct content words of the pool in random order (arbitrary labels, keys and answers). */
-function labelWords(rng: Rng, pool: ContentPool, count: number): string[] {
-  return rng.sample(contentWords(pool), count);
+/** `count` distinct content words in random order (arbitrary labels, keys and answers). */
+function labelWords(rng: Rng, count: number): string[] {
+  return rng.sample(CONTENT, count);
+}
+
+/**
+ * Draws a task's content with `make` until it belongs to the pool: training never sees held-out content (a label
+ * assignment, a table, a constant), held-out tasks see nothing else. `what` names the rule the content goes with.
+ */
+function inPool<T>(pool: ContentPool, what: string, make: () => T, parts: (x: T) => string[]): { value: T; content: string[] } {
+  for (;;) {
+    const value = make();
+    const content = [what, ...parts(value)];
+    if (isHeldOutContent(content) === (pool === 'heldout')) return { value, content };
+  }
 }
 
 const capitalise = (w: string): string => w.charAt(0).toUpperCase() + w.slice(1);
@@ -138,17 +152,18 @@ const symbolRule: SyntheticFamily = {
   variants: Object.keys(RULES).flatMap((rule) => range(1, LABEL_SETS).map((i) => `${rule}_l${i}`)),
   setup: (v, rng, pool) => {
     const rule = RULES[v.replace(/_l\d+$/, '')];
-    const [yes, no] = labelWords(rng, pool, 2);
+    const { value: [yes, no], content } = inPool(pool, `symbol_rule/${v.replace(/_l\d+$/, '')}`, () => labelWords(rng, 2), (l) => l);
     // Balanced classes: pick the label first, then draw inputs until one has it.
-    return fn(
-      (r) => {
+    return {
+      sample: (r) => {
         const positive = r.int(2) === 0;
         let input = rule.input(r);
         while (rule.test(input) !== positive) input = rule.input(r);
         return { input, output: positive ? yes : no };
       },
-      [yes, no],
-    );
+      options: [yes, no],
+      content,
+    };
   },
 };
 
@@ -160,34 +175,49 @@ const symbolTopic: SyntheticFamily = {
   variants: TOPIC_PAIRS.flatMap(([a, b]) => range(1, 2).map((i) => `${a}_${b}_l${i}`)),
   setup: (v, rng, pool) => {
     const topics = TOPIC_PAIRS.find(([a, b]) => v.startsWith(`${a}_${b}_`))!;
-    const labels = labelWords(rng, pool, 2);
-    return fn(
-      (r) => {
+    const { value: labels, content } = inPool(pool, `symbol_topic/${topics.join('_')}`, () => labelWords(rng, 2), (l) => l);
+    return {
+      sample: (r) => {
         const t = r.int(2);
         return { input: r.pick(TOPICS[topics[t]]), output: labels[t] };
       },
-      labels,
-    );
+      options: labels,
+      content,
+    };
   },
 };
 
 /** A small random key→value table: the answer for a key can only be copied from examples that show it. */
-const VALUE_KINDS: Record<string, (rng: Rng, n: number, pool: ContentPool) => string[]> = {
-  word: (rng, n, pool) => rng.sample(half(NOUNS.slice(0, 32), pool), n),
+const VALUE_KINDS: Record<string, (rng: Rng, n: number) => string[]> = {
+  word: (rng, n) => rng.sample(NOUNS.slice(0, 32), n),
   number: (rng, n) => rng.sample(range(10, 99), n).map(String),
-  color: (rng, n, pool) => rng.sample(half(TOPICS.color, pool), n),
+  color: (rng, n) => rng.sample(TOPICS.color, n),
 };
 const lookup: SyntheticFamily = {
   name: 'lookup',
   skill: 'lookup',
   variants: Object.keys(VALUE_KINDS).flatMap((kind) => range(1, 6).map((i) => `${kind}_t${i}`)),
   setup: (v, rng, pool) => {
-    const keys = labelWords(rng, pool, 4);
-    const values = VALUE_KINDS[v.replace(/_t\d+$/, '')](rng, keys.length, pool);
-    return fn((r) => {
-      const i = r.int(keys.length);
-      return { input: keys[i], output: values[i] };
-    });
+    const kind = v.replace(/_t\d+$/, '');
+    const {
+      value: { keys, values },
+      content,
+    } = inPool(
+      pool,
+      `lookup/${kind}`,
+      () => {
+        const k = labelWords(rng, 4);
+        return { keys: k, values: VALUE_KINDS[kind](rng, k.length) };
+      },
+      (t) => [...t.keys, ...t.values],
+    );
+    return {
+      sample: (r) => {
+        const i = r.int(keys.length);
+        return { input: keys[i], output: values[i] };
+      },
+      content,
+    };
   },
 };
 
@@ -196,8 +226,8 @@ const constant: SyntheticFamily = {
   skill: 'lookup',
   variants: range(1, 8).map((i) => `c${i}`),
   setup: (_v, rng, pool) => {
-    const answer = rng.pick(contentWords(pool));
-    return map((r) => words(r, 1, 3).join(' '), () => answer);
+    const { value: answer, content } = inPool(pool, 'constant', () => rng.pick(CONTENT), (a) => [a]);
+    return { ...map((r) => words(r, 1, 3).join(' '), () => answer), content };
   },
 };
 

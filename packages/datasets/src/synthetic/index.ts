@@ -6,7 +6,7 @@ import { SYNTHETIC_FAMILIES, type SyntheticFamily, type TaskSetup } from './fami
 import type { ContentPool } from './words.js';
 
 export { SYNTHETIC_FAMILIES, type Pair, type Skill, type SyntheticFamily, type TaskSetup } from './families.js';
-export { CONTENT_WORDS, contentWords, syntheticVocabulary, type ContentPool } from './words.js';
+export { CONTENT, CONTENT_WORDS, isHeldOutContent, syntheticVocabulary, type ContentPool } from './words.js';
 
 export interface SyntheticTaskOptions {
   seed: number;
@@ -15,8 +15,8 @@ export interface SyntheticTaskOptions {
   /** Number of instances per task (default 32). */
   numInstances?: number;
   /**
-   * Where the task's content (label words, keys, values, constant answers) comes from: `train` (what training
-   * episodes draw from) or `heldout` (never seen in training). Default: `train`.
+   * Which content the task gets: `train` (what training episodes draw) or `heldout` (label assignments, lookup tables
+   * and constant answers that training never shows). Default: `train`.
    */
   pool?: ContentPool;
 }
@@ -128,8 +128,8 @@ export function syntheticKinds(opts: Pick<SyntheticSplitOptions, 'seed' | 'heldO
 
 /**
  * Every task of every family, split into training and held-out (by family and by parameter) sets. Training tasks
- * draw their content from the `train` pool; held-out tasks from the `heldout` pool, so no held-out label word, key,
- * value or constant answer is ever a training target. (Training itself should use {@link FreshEpisodeSampler}, which
+ * draw `train` content; held-out tasks `heldout` content, so no held-out label assignment, lookup table or constant
+ * answer is ever shown in training. (Training itself should use {@link FreshEpisodeSampler}, which
  * draws new content for every episode; these fixed training tasks are for inspection and tests.)
  */
 export function syntheticTasks(opts: SyntheticSplitOptions): SyntheticSplit {
