@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { disposeBackend } from '@hyperllama/runtime';
-import { BUDGETS, heldOutTasks, runCli, type Io } from '../src/index.js';
+import { BUDGETS, miniatureTasks, runCli, type Io } from '../src/index.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'hyperllama-default-'));
 afterAll(async () => {
@@ -20,20 +20,30 @@ describe('hyperllama-eval default --quick (what `npm start -- --quick` runs)', (
     expect(code, stderr.slice(-2000)).toBe(0);
 
     const report = JSON.parse(readFileSync(join(tmp, 'report', 'results.json'), 'utf8'));
-    const methods = ['zero-shot', 'icl', 'hyperllama', 'prefix-tuning-random', 'prefix-tuning-shared', 'prefix-tuning-hyper'];
-    expect(Object.keys(report.methods)).toEqual(methods);
-    const tasks = heldOutTasks(0, BUDGETS.quick.tasksPerFamily).map((t) => t.name);
-    expect(tasks.length).toBe(5); // one task of each held-out family, one unseen lookup table
-    for (const m of methods) {
-      expect(Object.keys(report.methods[m].tasks).sort()).toEqual([...tasks].sort());
+    const base = ['zero-shot', 'icl', 'hyperllama', 'hyperllama-swap'];
+    const inits = ['random', 'shared', 'hyper', 'hyper-other'];
+    expect(Object.keys(report.methods)).toEqual([...base, ...inits.map((i) => `prefix-tuning-${i}`)]);
+    const { headline, control } = miniatureTasks(0, BUDGETS.quick);
+    expect(headline.length).toBe(BUDGETS.quick.headlineTasks);
+    // One task per family in turn, all with held-out content; one task of each control family.
+    expect(new Set(headline.map((t) => t.name.replace(/_[^_]+(_[^_]+)?_heldout$/, ''))).size).toBe(headline.length);
+    for (const t of [...headline, ...control]) expect(t.name).toMatch(/_heldout$/);
+    expect(control.map((t) => t.name.split('_')[1]).sort()).toEqual(['compare', 'sort', 'symbol']);
+    expect(report.controlTasks.sort()).toEqual(control.map((t) => t.name).sort());
+    for (const m of Object.keys(report.methods)) {
+      expect(Object.keys(report.methods[m].tasks).sort()).toEqual(headline.map((t) => t.name).sort());
       expect(Number.isFinite(report.methods[m].average)).toBe(true);
-      for (const t of tasks) expect(report.methods[m].taskDetails[t].instances).toBe(BUDGETS.quick.maxInstances);
+      for (const t of headline) expect(report.methods[m].taskDetails[t.name].instances).toBe(BUDGETS.quick.maxInstances);
     }
-    for (const init of ['random', 'shared', 'hyper']) {
-      expect(report.methods[`prefix-tuning-${init}`].curve.map((p: { step: number }) => p.step)).toEqual([0, 2, 4]);
+    for (const init of inits) {
+      expect(report.methods[`prefix-tuning-${init}`].curve.map((p: { step: number }) => p.step)).toEqual(BUDGETS.quick.prefixTuningEvalSteps);
     }
+    // ICL and HyperLlama read the same demonstrations; zero-shot none.
+    expect(report.methods.icl.demonstrations).toBe(report.methods.hyperllama.demonstrations);
+    expect(report.methods['zero-shot'].demonstrations).toBe(0);
     for (const f of ['results.md', 'methods.svg', 'prefix-tuning.svg']) expect(existsSync(join(tmp, 'report', f))).toBe(true);
-    expect(stdout).toMatch(/^task\s+metric\s+zero-shot\s+icl\s+hyperllama\s+prefix-tuning-random/m);
+    expect(stdout).toMatch(/^task\s+metric\s+zero-shot\s+icl\s+hyperllama\s+hyperllama-swap\s+prefix-tuning-random/m);
+    for (const claim of [1, 2, 3]) expect(stdout).toMatch(new RegExp(`^claim ${claim} .*: (holds|does not hold|inconclusive)`, 'm'));
     const lines = stdout.trim().split('\n');
     expect(lines.slice(-5).join('\n')).toMatch(/HyperLlama checkpoint: .*multitask-hyperllama[\\/]final[\\/]hyperllama\nreport: .*results\.json/);
   }, 600_000);

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { DEFAULT_HELD_OUT_FAMILIES, syntheticTaskName, syntheticTasks, type Task } from '@hyperllama/datasets';
+import { SYNTHETIC_FAMILIES, isControlTask, syntheticTaskName, syntheticTasks, type Task } from '@hyperllama/datasets';
 import { buildReport, evaluate, formatTable, writeReport, type EvalReport, type MethodName } from '@hyperllama/eval';
 import { loadKVPrefix } from '@hyperllama/gist-attention';
 import { loadAdapter } from '@hyperllama/lora';
@@ -12,24 +12,40 @@ import { loadSetup, progressReporter } from '../eval-setup.js';
 
 /** How big the miniature is: `full` fits 15 minutes on 2 CPU cores, `quick` a few minutes (a smoke test). */
 export interface MiniatureBudget {
-  pretrainSteps: number;
+  /** Compression hyperpretraining steps before multi-task training (0: the stage is left out; see README). */
   hyperpretrainSteps: number;
+  /** Multi-task training steps, the same for every method. */
   multitaskSteps: number;
-  prefixTuningSteps: number;
-  prefixTuningEvalEvery: number;
-  /** Held-out tasks evaluated per held-out family, and instances per task. */
-  tasksPerFamily: number;
+  /** Held-out tasks in the headline average (at least this many exist), and control tasks per control family. */
+  headlineTasks: number;
+  controlTasksPerFamily: number;
+  /** Evaluated instances per task. */
   maxInstances: number;
+  /** Prefix tuning: steps at which each curve is evaluated (the last is the number of steps). */
+  prefixTuningEvalSteps: number[];
 }
 
 export const BUDGETS: Record<'full' | 'quick', MiniatureBudget> = {
-  full: { pretrainSteps: 600, hyperpretrainSteps: 150, multitaskSteps: 300, prefixTuningSteps: 30, prefixTuningEvalEvery: 10, tasksPerFamily: 2, maxInstances: 16 },
-  quick: { pretrainSteps: 40, hyperpretrainSteps: 10, multitaskSteps: 20, prefixTuningSteps: 4, prefixTuningEvalEvery: 2, tasksPerFamily: 1, maxInstances: 4 },
+  full: { hyperpretrainSteps: 0, multitaskSteps: 400, headlineTasks: 24, controlTasksPerFamily: 1, maxInstances: 32, prefixTuningEvalSteps: [0, 10, 25, 50] },
+  quick: { hyperpretrainSteps: 0, multitaskSteps: 20, headlineTasks: 4, controlTasksPerFamily: 1, maxInstances: 4, prefixTuningEvalSteps: [0, 2] },
 };
 
-/** Settings every stage and the evaluation share (the trainer's tiny default otherwise). */
-const SHOTS = 4;
-const DATA = { shots: SHOTS, maxLength: 128, maxHyperLength: 192 };
+/** Demonstrations per evaluated task; training episodes draw between MIN_TRAIN_SHOTS and SHOTS. */
+export const SHOTS = 16;
+const MIN_TRAIN_SHOTS = 2;
+/** Token budgets: an ICL row holds 16 demonstrations and the instance; the hyper input 16 demonstrations and the gists. */
+const DATA = { shots: SHOTS, minShots: MIN_TRAIN_SHOTS, maxLength: 400, maxHyperLength: 400, seqLen: 256 };
+
+/**
+ * Peak learning rate of each multi-task method (AdamW, cosine, 400 steps, batch 8), tuned on the held-out loss of
+ * unseen parameter settings over {1e-3, 3e-3, 1e-2} (see docs/tuning.md); prefix tuning uses 1e-2.
+ */
+export const LEARNING_RATES: Record<'hyperllama' | 'icl' | 'zero-shot' | 'shared-prefix', number> = {
+  hyperllama: 3e-3,
+  icl: 3e-3,
+  'zero-shot': 3e-3,
+  'shared-prefix': 1e-2,
+};
 
 export interface DefaultOptions {
   out: string;
@@ -62,36 +78,52 @@ function stageConfig(stage: Stage, patch: Record<string, unknown>): TrainConfig 
   return applyPatch(defaultConfig(stage), patch, `default (${stage})`);
 }
 
-/**
- * Families whose held-out *parameter* settings the miniature also evaluates: no held-out family is a lookup task, and
- * the paper found HyperLlama weakest on lookup/copying, so unseen lookup tables are evaluated as well.
- */
-export const PROBED_PARAMETER_FAMILIES: readonly string[] = ['lookup'];
+const familyOf = (task: Task): string => SYNTHETIC_FAMILIES.find((f) => task.name.startsWith(syntheticTaskName(f.name, '')))!.name;
 
-/**
- * The tasks the miniature evaluates: the first `perFamily` variants of each held-out family, then the first
- * `perFamily` held-out parameter settings of each probed family. None of them is seen in training.
- */
-export function heldOutTasks(seed: number, perFamily: number): Task[] {
-  const split = syntheticTasks({ seed });
-  const firstOf = (tasks: Task[], family: string) => tasks.filter((t) => t.name.startsWith(syntheticTaskName(family, ''))).slice(0, perFamily);
-  return [
-    ...DEFAULT_HELD_OUT_FAMILIES.flatMap((family) => firstOf(split.heldOutFamilies, family)),
-    ...PROBED_PARAMETER_FAMILIES.flatMap((family) => firstOf(split.heldOutParams, family)),
-  ];
+/** Takes up to `n` tasks, one family at a time in turn (every family represented before any gets a second task). */
+function roundRobin(tasks: readonly Task[], n: number): Task[] {
+  const byFamily = new Map<string, Task[]>();
+  for (const t of tasks) byFamily.set(familyOf(t), [...(byFamily.get(familyOf(t)) ?? []), t]);
+  const out: Task[] = [];
+  for (let round = 0; out.length < n && [...byFamily.values()].some((ts) => ts.length > round); round++) {
+    for (const ts of byFamily.values()) if (ts[round] && out.length < n) out.push(ts[round]);
+  }
+  return out;
 }
 
 /**
- * The paper in miniature, on the embedded default data: pretrain a tiny base (unless given), compression
- * hyperpretraining, multi-task training of HyperLlama and of the baselines (ICL LoRA, zero-shot LoRA, shared prefix)
- * on the training families, then evaluation on held-out families: zero-shot, ICL, HyperLlama, and prefix tuning from
- * random, shared and HyperLlama initialisations. Every stage runs through the trainer's library API.
+ * The tasks the miniature evaluates, none of them seen in training: held-out variants of the trained families and
+ * the held-out families, all with held-out content (label assignments, tables, constants training never shows).
+ * `headline` (at most `headlineTasks`, families in turn) makes the averages and the claims; `control` holds tasks of
+ * the control families, which no method is expected to solve at this scale, reported apart.
+ */
+export function miniatureTasks(seed: number, budget: Pick<MiniatureBudget, 'headlineTasks' | 'controlTasksPerFamily'>): { headline: Task[]; control: Task[] } {
+  const split = syntheticTasks({ seed });
+  const heldOut = [...split.heldOutParams, ...split.heldOutFamilies];
+  const control = heldOut.filter((t) => isControlTask(t.name));
+  const perFamily = new Map<string, number>();
+  return {
+    headline: roundRobin(heldOut.filter((t) => !isControlTask(t.name)), budget.headlineTasks),
+    control: control.filter((t) => {
+      const n = perFamily.get(familyOf(t)) ?? 0;
+      perFamily.set(familyOf(t), n + 1);
+      return n < budget.controlTasksPerFamily;
+    }),
+  };
+}
+
+/**
+ * The paper in miniature, on the embedded default data: pretrain a tiny base (unless given or embedded), optional
+ * compression hyperpretraining, multi-task training of HyperLlama and of the baselines (ICL LoRA, zero-shot LoRA,
+ * shared prefix) on fresh-content episodes of the training task kinds, then evaluation on held-out tasks: zero-shot,
+ * ICL, HyperLlama with its prefix-swap control, and prefix tuning from random, shared, own-HyperLlama and
+ * other-task-HyperLlama initialisations. Every stage runs through the trainer's library API.
  */
 export async function runDefault(o: DefaultOptions, io: Io): Promise<DefaultResult> {
   const budget = o.budget ?? BUDGETS[o.quick ? 'quick' : 'full'];
   const out = resolve(o.out);
   const seconds: Record<string, number> = {};
-  const common = { seed: o.seed, backend: o.backend ?? 'auto', saveEvery: 0, evalEvery: 0, logEvery: 25, data: DATA };
+  const common = { seed: o.seed, backend: o.backend ?? 'auto', saveEvery: 0, evalEvery: 0, logEvery: 25, batchSize: 8, data: DATA };
   const isTTY = io === processIo && Boolean(process.stderr.isTTY);
   const trainerIo = { log: (line: string) => io.stderr(`${line}\n`), isTTY, status: (line: string) => io.stderr(`\r${line}\x1b[K`) };
   const stage = async (name: string, s: Stage, patch: Record<string, unknown>): Promise<string> => {
@@ -106,51 +138,55 @@ export async function runDefault(o: DefaultOptions, io: Io): Promise<DefaultResu
 
   const given = o.base ?? embeddedBase();
   if (given) io.stderr(`[hyperllama] base model: ${given}\n`);
-  const base = given ?? join(await stage('base', 'pretrain-base', { steps: budget.pretrainSteps }), 'model');
+  const base = given ?? join(await stage('base', 'pretrain-base', { steps: 300, model: { tokenizer: 'builtin:word', numHiddenLayers: 4, hiddenSize: 192, numAttentionHeads: 6, numKeyValueHeads: 6, intermediateSize: 512 } }), 'model');
   if (!existsSync(join(base, 'config.json'))) throw new CliError('MISSING_FILE', `default: base model ${base} has no config.json`, { file: base });
   const model = { base };
-  const pre = await stage('hyperpretrain', 'hyperpretrain', { model, steps: budget.hyperpretrainSteps });
-  const hyper = join(await stage('multitask-hyperllama', 'multitask', { model, method: 'hyperllama', steps: budget.multitaskSteps, hyper: { from: join(pre, 'hyperllama') } }), 'hyperllama');
-  const icl = join(await stage('multitask-icl', 'multitask', { model, method: 'icl', steps: budget.multitaskSteps }), 'adapter');
-  const zeroShot = join(await stage('multitask-zero-shot', 'multitask', { model, method: 'zero-shot', steps: budget.multitaskSteps }), 'adapter');
-  const shared = join(await stage('multitask-shared-prefix', 'multitask', { model, method: 'shared-prefix', steps: budget.multitaskSteps }), 'prefix.safetensors');
+  const multitask = (method: keyof typeof LEARNING_RATES, extra: Record<string, unknown> = {}) =>
+    stage(`multitask-${method}`, 'multitask', { model, method, steps: budget.multitaskSteps, lr: LEARNING_RATES[method], warmupSteps: Math.min(20, budget.multitaskSteps), ...extra });
+  const pre = budget.hyperpretrainSteps > 0 ? await stage('hyperpretrain', 'hyperpretrain', { model, steps: budget.hyperpretrainSteps }) : undefined;
+  const hyper = join(await multitask('hyperllama', pre ? { hyper: { from: join(pre, 'hyperllama') } } : {}), 'hyperllama');
+  const icl = join(await multitask('icl'), 'adapter');
+  const zeroShot = join(await multitask('zero-shot'), 'adapter');
+  const shared = join(await multitask('shared-prefix'), 'prefix.safetensors');
 
-  io.stderr('\n== evaluation on held-out families ==\n');
+  io.stderr('\n== evaluation on held-out tasks ==\n');
   const started = performance.now();
-  const tasks = heldOutTasks(o.seed, budget.tasksPerFamily);
+  const { headline, control } = miniatureTasks(o.seed, budget);
+  const tasks = [...headline, ...control];
   const setup = await loadSetup({ checkpoint: hyper });
   try {
     loadAdapter(setup.model, icl, 'icl');
     loadAdapter(setup.model, zeroShot, 'zero-shot');
     const sharedPrefix = loadKVPrefix(shared, setup.model.config).prefix;
-    const methods: MethodName[] = ['zero-shot', 'icl', 'hyperllama', 'prefix-tuning-random', 'prefix-tuning-shared', 'prefix-tuning-hyper'];
+    const methods: MethodName[] = ['zero-shot', 'icl', 'hyperllama', 'prefix-tuning-random', 'prefix-tuning-shared', 'prefix-tuning-hyper', 'prefix-tuning-hyper-other'];
     const progress = progressReporter(io);
     let done = 0;
+    const total = (methods.length + 1) * tasks.length; // + the swap control
+    const prefixTuning = { evalSteps: budget.prefixTuningEvalSteps, lr: 1e-2, batchSize: 8, sharedPrefix, seed: o.seed };
     const results = await evaluate(
       tasks,
-      { ...setup, adapters: { 'zero-shot': ['zero-shot'], icl: ['icl'] }, maxLength: DATA.maxLength, maxHyperLength: DATA.maxHyperLength, maxNewTokens: 24, batchSize: 16 },
-      {
-        methods,
-        shots: SHOTS,
-        maxInstances: budget.maxInstances,
-        seed: o.seed,
-        prefixTuning: { steps: budget.prefixTuningSteps, evalEvery: budget.prefixTuningEvalEvery, lr: 1e-2, sharedPrefix, seed: o.seed },
-      },
-      (e) => progress.update(`${e.method} ${e.task}`, ++done, methods.length * tasks.length),
+      { ...setup, adapters: { 'zero-shot': ['zero-shot'], icl: ['icl'] }, maxLength: DATA.maxLength, maxHyperLength: DATA.maxHyperLength, maxNewTokens: 16, batchSize: 16 },
+      { methods, shots: SHOTS, maxInstances: budget.maxInstances, seed: o.seed, control: control.map((t) => t.name), prefixTuning },
+      (e) => progress.update(`${e.method} ${e.task}`, ++done, total),
     );
     progress.end();
     tf.dispose([...sharedPrefix.keys, ...sharedPrefix.values]);
     seconds.evaluation = (performance.now() - started) / 1000;
-    const report = buildReport(results, {
-      command: `hyperllama-eval default${o.quick ? ' --quick' : ''} --seed ${o.seed}`,
-      budget,
-      data: DATA,
-      tasks: 'held-out synthetic families (@hyperllama/datasets DEFAULT_HELD_OUT_FAMILIES) and held-out lookup tables',
-      base,
-      checkpoints: { hyperllama: hyper, icl, zeroShot, sharedPrefix: shared },
-      backend: tf.getBackend(),
-      seconds,
-    });
+    const report = buildReport(
+      results,
+      {
+        command: `hyperllama-eval default${o.quick ? ' --quick' : ''} --seed ${o.seed}`,
+        budget,
+        data: DATA,
+        learningRates: { ...LEARNING_RATES, 'prefix-tuning': prefixTuning.lr },
+        tasks: `held-out synthetic tasks (held-out variants and families, held-out content): ${headline.length} headline, ${control.length} control`,
+        base,
+        checkpoints: { hyperllama: hyper, icl, zeroShot, sharedPrefix: shared },
+        backend: tf.getBackend(),
+        seconds,
+      },
+      { controlTasks: control.map((t) => t.name), seed: o.seed },
+    );
     return { report, paths: writeReport(report, join(out, 'report')), checkpoint: hyper, seconds };
   } finally {
     setup.dispose();
