@@ -44,6 +44,9 @@ describe('hyperllama-eval default --quick (what `npm start -- --quick` runs)', (
     for (const f of ['results.md', 'methods.svg', 'prefix-tuning.svg']) expect(existsSync(join(tmp, 'report', f))).toBe(true);
     expect(stdout).toMatch(/^task\s+metric\s+zero-shot\s+icl\s+hyperllama\s+hyperllama-swap\s+prefix-tuning-random/m);
     for (const claim of [1, 2, 3]) expect(stdout).toMatch(new RegExp(`^claim ${claim} .*: (holds|does not hold|inconclusive)`, 'm'));
+    expect(stdout).toMatch(/^gate \(the base learns in context: ICL beats zero-shot by at least 20 points\): (passed|failed) — ICL − zero-shot [+-]\d/m);
+    expect(stdout).toMatch(/^gate \(the prefix carries the task: own prefix beats another task's\): (passed|failed)/m);
+    expect(readFileSync(join(tmp, 'report', 'results.md'), 'utf8')).toMatch(/## Gates\n\n- gate \(the base learns in context/);
     const lines = stdout.trim().split('\n');
     expect(lines.slice(-5).join('\n')).toMatch(/HyperLlama checkpoint: .*multitask-hyperllama[\\/]final[\\/]hyperllama\nreport: .*results\.json/);
   }, 600_000);

@@ -15,6 +15,9 @@ export interface CompressOptions extends SetupOptions {
   shots: number;
   seed: number;
   maxHyperLength?: number;
+  /** `run`'s settings that decide which demonstrations fit (ICL rows and hyper input read the same ones). */
+  maxLength?: number;
+  maxInstances?: number;
 }
 
 /**
@@ -33,8 +36,10 @@ export async function compressTask(o: CompressOptions, io: Io): Promise<{ task: 
   const setup = await loadSetup(o);
   try {
     const hl = setup.hyperllama!;
-    const [plan] = planTasks(chosen, { shots: o.shots, seed: o.seed });
-    const prefix = taskPrefix(hl, plan, { model: setup.model, tokenizer: setup.tokenizer, maxHyperLength: o.maxHyperLength });
+    // Planned and fitted exactly as `run` plans and fits (same seed, instances and length budgets), so the stored
+    // prefix is the one `run` would compute.
+    const [plan] = planTasks(chosen, { shots: o.shots, seed: o.seed, maxInstances: o.maxInstances ?? 100 });
+    const prefix = taskPrefix(hl, plan, { model: setup.model, tokenizer: setup.tokenizer, maxHyperLength: o.maxHyperLength, maxLength: o.maxLength });
     try {
       saveKVPrefix(o.out, prefix, {
         config: setup.model.config,
@@ -54,7 +59,9 @@ export const compressCommand: Command = {
   summary: "store a task's HyperLlama prefix (compress once, serve many times with run/generate --prefix)",
   usage:
     'hyperllama-eval compress --checkpoint <hyperllama dir> --task <file|dir> --out <prefix.safetensors> [--task-name <name>]\n' +
-    '    [--model <dir|.bin>] [--tokenizer <path>] [--shots 16] [--seed 0] [--max-hyper-length 1024] [--backend auto|wasm|cpu|tensorflow]',
+    '    [--model <dir|.bin>] [--tokenizer <path>] [--shots 16] [--seed 0] [--max-hyper-length 1024] [--max-length 1024]\n' +
+    '    [--max-instances 100] [--backend auto|wasm|cpu|tensorflow]\n' +
+    '  Give the --shots, --seed, --max-length and --max-instances that run will use: they decide which demonstrations fit.',
   async run(argv: string[], io: Io) {
     const c = 'compress';
     const v = parseOptions(c, argv, {
@@ -67,6 +74,8 @@ export const compressCommand: Command = {
       shots: '16',
       seed: '0',
       'max-hyper-length': undefined,
+      'max-length': undefined,
+      'max-instances': '100',
       ...backendOption,
     });
     const opts: CompressOptions = {
@@ -79,6 +88,8 @@ export const compressCommand: Command = {
       shots: numberOption(c, 'shots', v.shots, true)!,
       seed: numberOption(c, 'seed', v.seed, true)!,
       maxHyperLength: numberOption(c, 'max-hyper-length', v['max-hyper-length'], true),
+      maxLength: numberOption(c, 'max-length', v['max-length'], true),
+      maxInstances: numberOption(c, 'max-instances', v['max-instances'], true),
     };
     await startBackend(v.backend, io);
     const r = await compressTask(opts, io);

@@ -1,9 +1,9 @@
-import { existsSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { SYNTHETIC_FAMILIES, isControlTask, syntheticTaskName, syntheticTasks, type Task } from '@hyperllama/datasets';
-import { buildReport, evaluate, formatTable, writeReport, type EvalReport, type MethodName } from '@hyperllama/eval';
+import { buildReport, evaluate, formatTable, pairedBootstrap, writeReport, type EvalReport, type MethodName, type MethodResult } from '@hyperllama/eval';
 import { loadKVPrefix } from '@hyperllama/gist-attention';
 import { loadAdapter } from '@hyperllama/lora';
 import { applyPatch, defaultConfig, runStage, type Stage, type TrainConfig } from '@hyperllama/trainer';
@@ -59,6 +59,8 @@ export interface DefaultOptions {
 
 export interface DefaultResult {
   report: EvalReport;
+  /** The miniature's preconditions, one line each (also at the end of results.md). */
+  gates: string[];
   paths: ReturnType<typeof writeReport>;
   /** The multi-task HyperLlama checkpoint. */
   checkpoint: string;
@@ -110,6 +112,28 @@ export function miniatureTasks(seed: number, budget: Pick<MiniatureBudget, 'head
       return n < budget.controlTasksPerFamily;
     }),
   };
+}
+
+/** ICL must beat zero-shot by this many points on the headline tasks for the miniature to test anything. */
+export const ICL_GATE_POINTS = 20;
+
+/**
+ * The miniature's two preconditions, as printed lines: the base learns in context (ICL beats zero-shot by at least
+ * {@link ICL_GATE_POINTS} points on the headline tasks) and the HyperLlama prefix carries the task (own prefix beats
+ * another task's, the swap gap's interval excluding 0 on score or answer loss). The claims mean little when either fails.
+ */
+export function miniatureGates(results: readonly MethodResult[], report: EvalReport, seed: number): string[] {
+  const headline = (method: string) => results.find((r) => r.method === method)!.scores.filter((t) => !report.controlTasks.includes(t.task));
+  const gap = pairedBootstrap(headline('icl'), headline('zero-shot'), { seed });
+  const sign = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
+  const icl = `gate (the base learns in context: ICL beats zero-shot by at least ${ICL_GATE_POINTS} points): ${gap.difference >= ICL_GATE_POINTS ? 'passed' : 'failed'} — ICL − zero-shot ${sign(gap.difference)} points [95% CI ${sign(gap.low)}, ${sign(gap.high)}]`;
+  const swap = report.claims.find((c) => c.id === 'swap gap');
+  if (!swap) return [icl];
+  const c = swap.comparisons[0];
+  const loss = c.answerLoss;
+  const carried = swap.verdict === 'holds' || swap.answerLossVerdict === 'holds';
+  const lossText = loss ? `, answer loss ${(loss.difference >= 0 ? '+' : '') + loss.difference.toFixed(3)} nats/token [95% CI ${loss.low.toFixed(3)}, ${loss.high.toFixed(3)}]` : '';
+  return [icl, `gate (the prefix carries the task: own prefix beats another task's): ${carried ? 'passed' : 'failed'} — own − other ${sign(c.score.difference)} points [95% CI ${sign(c.score.low)}, ${sign(c.score.high)}]${lossText}`];
 }
 
 /**
@@ -187,7 +211,10 @@ export async function runDefault(o: DefaultOptions, io: Io): Promise<DefaultResu
       },
       { controlTasks: control.map((t) => t.name), seed: o.seed },
     );
-    return { report, paths: writeReport(report, join(out, 'report')), checkpoint: hyper, seconds };
+    const gates = miniatureGates(results, report, o.seed);
+    const paths = writeReport(report, join(out, 'report'));
+    if (paths.markdown) appendFileSync(paths.markdown, `\n## Gates\n\n${gates.map((g) => `- ${g}`).join('\n')}\n`);
+    return { report, gates, paths, checkpoint: hyper, seconds };
   } finally {
     setup.dispose();
   }
@@ -202,6 +229,7 @@ export const defaultCommand: Command = {
     const r = await runDefault({ out: v.out!, quick, seed: numberOption('default', 'seed', v.seed, true)!, base: v.base, backend: v.backend }, io);
     const total = Object.values(r.seconds).reduce((a, b) => a + b, 0);
     io.stdout('\n' + formatTable(r.report));
+    io.stdout(r.gates.join('\n') + '\n');
     io.stdout(`\ntotal ${total.toFixed(0)} s (${Object.entries(r.seconds).map(([k, s]) => `${k} ${s.toFixed(0)} s`).join(', ')})\n`);
     io.stdout(`HyperLlama checkpoint: ${r.checkpoint}\nreport: ${r.paths.json}\n        ${r.paths.markdown}\n        ${r.paths.chart}\n        ${r.paths.curves}\n`);
   },
