@@ -64,8 +64,11 @@ describe('every stage runs end to end on the tiny default and lowers its held-ou
     it(`multitask --method ${method}`, async () => {
       const from = method === 'hyperllama' ? ['--set', `hyper.from=${join(dir, 'hp', 'final', 'hyperllama')}`] : [];
       const base = method === 'icl' ? ['--base', join(dir, 'pb', 'final', 'model')] : [];
-      const r = await train('multitask', `mt-${method}`, ['--method', method, '--steps', '40', ...base, '--lr', method === 'shared-prefix' ? '0.05' : '0.02', ...from]);
-      expect(r.after).toBeLessThan(r.before - 0.1);
+      // Fresh-content episodes: on this random-init base only the prefix can learn, and no fixed answer per task is
+      // left to memorise, so HyperLlama gets more steps and a smaller margin.
+      const steps = method === 'hyperllama' ? '120' : '40';
+      const r = await train('multitask', `mt-${method}`, ['--method', method, '--steps', steps, ...base, '--lr', method === 'shared-prefix' ? '0.05' : '0.02', ...from]);
+      expect(r.after).toBeLessThan(r.before - (method === 'hyperllama' ? 0.05 : 0.1));
       if (method === 'icl' || method === 'zero-shot') expect(readAdapterConfig(join(r.out, 'final', 'adapter')).r).toBe(8);
       if (method === 'shared-prefix') expect(existsSync(join(r.out, 'final', 'prefix.safetensors'))).toBe(true);
     });
