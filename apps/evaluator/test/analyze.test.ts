@@ -3,9 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exportSniTasks, makeSyntheticTask, SYNTHETIC_FAMILIES } from '@hyperllama/datasets';
+import { exportSniTasks, isControlTask, makeSyntheticTask, SYNTHETIC_FAMILIES, syntheticKinds, syntheticTasks } from '@hyperllama/datasets';
+import { syntheticFamilyOf } from '@hyperllama/eval';
 import { disposeBackend } from '@hyperllama/runtime';
 import { charTokenizer } from '@hyperllama/trainer';
+import { ANALYZE_BUDGETS, analysisTrainEpisodes, defaultAnalysisTasks, trainShotsFor } from '../src/commands/analyze.js';
+import { miniatureTasks } from '../src/commands/default.js';
 import { cli, writeTinyBase, writeUntrainedCheckpoint } from './helpers.js';
 
 let tmp: string;
@@ -47,14 +50,63 @@ async function quick(name: string, ...extra: string[]): Promise<{ report: Record
   return { report, stdout: r.stdout, out };
 }
 
+describe('analysis defaults', () => {
+  it('the default tasks are headline tasks of the main job (held-out content, families in turn), never control tasks', () => {
+    expect(ANALYZE_BUDGETS.full.tasks).toBe(16);
+    expect(ANALYZE_BUDGETS.quick.tasks).toBe(2);
+    for (const seed of [0, 1]) {
+      const tasks = defaultAnalysisTasks(seed, ANALYZE_BUDGETS.full);
+      expect(tasks).toHaveLength(16);
+      expect(tasks.map((t) => t.name)).toEqual(miniatureTasks(seed, { headlineTasks: 16, controlTasksPerFamily: 1 }).headline.map((t) => t.name));
+      for (const t of tasks) {
+        expect(isControlTask(t.name)).toBe(false);
+        expect(t.name).toMatch(/_heldout$/);
+      }
+      // one family at a time: the first tasks are all of different families
+      const families = tasks.map((t) => syntheticFamilyOf(t.name));
+      expect(new Set(families.slice(0, 8)).size).toBe(8);
+      const trained = new Set(syntheticTasks({ seed }).train.map((t) => t.name));
+      for (const t of tasks) expect(trained.has(t.name.replace(/_heldout$/, ''))).toBe(false);
+    }
+    expect(defaultAnalysisTasks(0, ANALYZE_BUDGETS.quick).map((t) => t.name)).toEqual(defaultAnalysisTasks(0, ANALYZE_BUDGETS.full).slice(0, 2).map((t) => t.name));
+    expect(trainShotsFor(16)).toEqual([2, 16]);
+    expect(trainShotsFor(1)).toEqual([1, 1]);
+  });
+
+  it('without --train-tasks the analyses train on fresh-content episodes of the training kinds', () => {
+    const kinds = new Set(syntheticKinds({ seed: 0 }).train.map((k) => `synth_${k.family}_${k.variant}`));
+    const factory = analysisTrainEpisodes(0);
+    expect(factory.description).toMatch(/fresh-content/);
+    const source = factory(0, trainShotsFor(16));
+    const episodes = Array.from({ length: 200 }, () => source.next());
+    for (const e of episodes) {
+      expect(kinds.has(e.task.name)).toBe(true);
+      expect(e.examples.length).toBeGreaterThanOrEqual(2);
+      expect(e.examples.length).toBeLessThanOrEqual(16);
+    }
+    // Two draws of the same kind carry different content (a fixed training task would repeat its constant answer).
+    const constant = episodes.filter((e) => syntheticFamilyOf(e.task.name) === 'constant');
+    const byKind = new Map<string, Set<string>>();
+    for (const e of constant) byKind.set(e.task.name, (byKind.get(e.task.name) ?? new Set()).add(e.target.output));
+    expect([...byKind.values()].some((answers) => answers.size >= 2)).toBe(true);
+    // ... and the same seed gives the same stream (reproducible runs).
+    const again = analysisTrainEpisodes(0)(0, trainShotsFor(16));
+    expect(Array.from({ length: 5 }, () => again.next().examples)).toEqual(episodes.slice(0, 5).map((e) => e.examples));
+  });
+});
+
 describe('hyperllama-eval analyze --quick', () => {
-  it('masks: every variant is trained, evaluated on every task and reported with its prefix positions', async () => {
+  it('masks: every variant is trained (on fresh-content episodes), evaluated on every task and reported with its prefix positions', async () => {
     const { report, out } = await quick('masks', '--model', modelDir);
-    const ids = ['standard', 'positive', 'negative', 'last-1', 'last-2', 'k1', 'k2', 'k8', 'k16'];
+    const ids = ['standard', 'positive', 'negative', 'last-1', 'last-8', 'k1', 'k2', 'k8', 'k16'];
     expect(report.variants).toEqual(ids);
     expect(Object.keys(report.evaluation.methods)).toEqual(ids);
     const tasks = report.configuration.tasks;
-    expect(tasks).toHaveLength(2);
+    expect(tasks).toEqual(defaultAnalysisTasks(0, ANALYZE_BUDGETS.quick).map((t) => t.name));
+    expect(report.configuration.shots).toBe(16);
+    expect(report.configuration.trainShots).toEqual([2, 16]);
+    expect(report.configuration.training).toMatch(/^fresh-content episodes of \d+ synthetic task kinds .*, 2-16 shots$/);
+    expect(report.configuration.trainTasks).toMatch(/^fresh-content episodes/);
     const byId = Object.fromEntries(report.data.variants.map((v: any) => [v.id, v]));
     for (const id of ids) {
       expect(Object.keys(report.evaluation.methods[id].tasks)).toEqual(tasks);
@@ -104,11 +156,14 @@ describe('hyperllama-eval analyze --quick', () => {
     const { report, out } = await quick('transfer', '--model', modelDir);
     const inits = ['related-task', 'own-task', 'shared', 'random'];
     expect(report.variants).toEqual(inits);
+    expect(report.configuration.pairs.map((p: any) => p.target)).toEqual(defaultAnalysisTasks(0, ANALYZE_BUDGETS.quick).map((t) => t.name));
     for (const p of report.configuration.pairs) {
+      // held-out target: the same family and variant with other held-out content
       expect(p.relation).toBe('same family');
-      expect(p.source).not.toBe(p.target);
-      expect(p.source.split('_').slice(0, 2)).toEqual(p.target.split('_').slice(0, 2));
+      expect(p.source).toBe(`${p.target}_seed1`);
+      expect(syntheticFamilyOf(p.source)).toBe(syntheticFamilyOf(p.target));
     }
+    expect(report.configuration.sharedPrefix).toMatch(/fresh-content episodes/);
     for (const i of inits) {
       expect(report.evaluation.methods[i].curve.map((c: any) => c.step)).toEqual([0, 1]);
       expect(report.data.nllCurves[i].map((c: any) => c.step)).toEqual([0, 1]);
@@ -127,6 +182,7 @@ describe('hyperllama-eval analyze --quick', () => {
     expect(report.variants).toEqual(['standard', 'positive']);
     expect(report.configuration.tasks).toHaveLength(2);
     expect(report.configuration.shots).toBe(3);
+    expect(report.configuration.training).toBe('episodes of 1 fixed training tasks, 3 shots'); // the task file, not fresh episodes
     expect(report.evaluation.methods.standard.metric).toBe('mixed'); // accuracy and ROUGE-L tasks together
   });
 

@@ -1,26 +1,40 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { collateHyperLlama, makeSyntheticTask, SYNTHETIC_FAMILIES, type Task } from '@hyperllama/datasets';
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { collateHyperLlama, EpisodeSampler, makeSyntheticTask, SYNTHETIC_FAMILIES, syntheticKinds, syntheticTasks, type Episode, type Task } from '@hyperllama/datasets';
 import {
   averageWithError,
   defaultMaskVariants,
   demonstrationDraws,
+  describeTraining,
   EvalError,
+  freshTrainEpisodes,
   gistViewFrom,
   pearson,
   planTasks,
   ranks,
+  relatedHeldOutTask,
   relatedTask,
   renderDotPlot,
   renderScatter,
   spearman,
   syntheticFamilyOf,
+  syntheticKindOf,
+  trainingEpisodes,
+  trainSharedPrefix,
+  trainVariant,
   writeAnalysis,
   type AnalysisReport,
+  type AnalysisSetup,
+  type TrainEpisodes,
 } from '../src/index.js';
-import { charTokenizer } from './helpers.js';
+import { charTokenizer, tinyModel } from './helpers.js';
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+});
 
 
 const variant = (family: string, i = 0) => SYNTHETIC_FAMILIES.find((f) => f.name === family)!.variants[i];
@@ -93,6 +107,117 @@ describe('mask variants and related tasks', () => {
     const sni2 = { ...reverse, name: 'task002', category: 'Translation' };
     expect(relatedTask(sni, [sortA, sni, sni2])).toEqual({ task: sni2, relation: 'same category' });
     expect(relatedTask({ ...sni, category: 'Other' }, [sortA, sni2])).toBeUndefined();
+  });
+});
+
+describe('held-out synthetic tasks and their related tasks', () => {
+  const heldOut = syntheticTasks({ seed: 0 }).heldOutParams;
+
+  it('syntheticFamilyOf and syntheticKindOf read held-out task names', () => {
+    expect(syntheticFamilyOf('synth_symbol_rule_vowel_first_l2_heldout')).toBe('symbol_rule');
+    expect(syntheticFamilyOf('synth_case_title_heldout_seed1')).toBe('case');
+    expect(syntheticKindOf('synth_symbol_rule_vowel_first_l2_heldout')).toEqual({ family: 'symbol_rule', variant: 'vowel_first_l2', pool: 'heldout' });
+    expect(syntheticKindOf('synth_reverse_words')).toEqual({ family: 'reverse', variant: 'words', pool: 'train' });
+    expect(syntheticKindOf('synth_case_title_heldout_seed1')).toBeUndefined();
+    for (const t of heldOut) expect(syntheticKindOf(t.name)?.pool).toBe('heldout');
+  });
+
+  it('a held-out target\'s related task is its family and variant with other held-out content, under another name', () => {
+    for (const family of ['lookup', 'constant', 'symbol_rule']) {
+      const target = heldOut.find((t) => syntheticFamilyOf(t.name) === family)!;
+      const r = relatedTask(target, heldOut, { seed: 0 })!;
+      expect(r.relation).toBe('same family');
+      expect(r.task.name).toBe(`${target.name}_seed1`);
+      expect(syntheticFamilyOf(r.task.name)).toBe(family);
+      expect(r.task.examples).toHaveLength(target.examples.length);
+      expect(r.task.instances).toHaveLength(target.instances.length);
+      // Other content: the same kind drawn with seed 1, not the target's mapping.
+      const { name: _n, ...fromSeed1 } = makeSyntheticTask(syntheticKindOf(target.name)!.family, syntheticKindOf(target.name)!.variant, { seed: 1, pool: 'heldout' });
+      const { name: _m, ...related } = r.task;
+      expect(related).toEqual(fromSeed1);
+      expect(r.task.examples).not.toEqual(target.examples);
+    }
+    // The seed the target was made with is skipped: never the target itself.
+    expect(relatedHeldOutTask(heldOut[0], -1)!.name).toBe(`${heldOut[0].name}_seed1`);
+    // Without a seed, or for a target that is not held-out synthetic, the pool decides.
+    const target = heldOut[0];
+    const sameFamily = { ...target, name: `${target.name}_copy` };
+    expect(relatedTask(target, [sameFamily])).toEqual({ task: sameFamily, relation: 'same family' });
+    expect(relatedHeldOutTask(task('reverse'), 0)).toBeUndefined();
+  });
+});
+
+describe('training data of the analyses', () => {
+  const kinds = syntheticKinds({ seed: 0 }).train;
+  const base = { tokenizer: charTokenizer, evalTasks: [], seed: 7, shots: 4, maxInstances: 2, maxLength: 160, maxHyperLength: 160, maxNewTokens: 4, batchSize: 4 };
+
+  it('fresh-content training episodes: training kinds only, shots in the range, new content for the same kind', () => {
+    const source = freshTrainEpisodes(kinds)(0, [2, 16]);
+    const episodes = Array.from({ length: 300 }, () => source.next());
+    const trainNames = new Set(kinds.map((k) => `synth_${k.family}_${k.variant}`));
+    for (const e of episodes) {
+      expect(trainNames.has(e.task.name)).toBe(true);
+      expect(e.examples.length).toBeGreaterThanOrEqual(2);
+      expect(e.examples.length).toBeLessThanOrEqual(16);
+    }
+    // Two draws of the same kind carry different content: constant answers and lookup tables change from episode to episode.
+    const byKind = new Map<string, Episode[]>();
+    for (const e of episodes) byKind.set(e.task.name, [...(byKind.get(e.task.name) ?? []), e]);
+    const answers = (family: string) =>
+      [...byKind.entries()].filter(([name]) => syntheticFamilyOf(name) === family).map(([, es]) => {
+        // input → the answers it got over the kind's episodes (a fixed task would give each input one answer)
+        const seen = new Map<string, Set<string>>();
+        for (const x of es.flatMap((e) => [...e.examples, e.target])) seen.set(x.input, (seen.get(x.input) ?? new Set()).add(x.output));
+        return { episodes: es.length, distinctOutputs: new Set(es.flatMap((e) => [...e.examples, e.target].map((x) => x.output))).size, remapped: [...seen.values()].some((o) => o.size >= 2) };
+      });
+    // constant: every episode of a kind has one answer, and it changes between episodes of the same kind.
+    expect(answers('constant').some((c) => c.episodes >= 2 && c.distinctOutputs >= 2)).toBe(true);
+    // lookup and symbol_rule: the same input gets different answers in different episodes of the same kind.
+    for (const family of ['lookup', 'symbol_rule']) expect(answers(family).some((c) => c.remapped)).toBe(true);
+    expect(freshTrainEpisodes(kinds).description).toMatch(/fresh-content/);
+  });
+
+  it('trainingEpisodes prefers the episode source; fixed tasks only without it; neither is an error', () => {
+    const calls: Array<[number, number | [number, number]]> = [];
+    const fresh = freshTrainEpisodes(kinds);
+    const spy: TrainEpisodes = Object.assign((seed: number, k: number | [number, number]) => (calls.push([seed, k]), fresh(seed, k)), { description: 'spy episodes' });
+    const fixed = [task('reverse'), task('case')];
+    const setup: AnalysisSetup = { ...base, loadModel: () => tinyModel(0), trainEpisodes: spy, trainTasks: fixed, trainShots: [2, 4] };
+    expect(trainingEpisodes(setup).next().task.name.startsWith('synth_')).toBe(true);
+    expect(calls).toEqual([[7, [2, 4]]]);
+    expect(describeTraining(setup)).toBe('spy episodes, 2-4 shots');
+    const fromTasks = trainingEpisodes({ ...setup, trainEpisodes: undefined });
+    expect(fromTasks).toBeInstanceOf(EpisodeSampler);
+    expect(fromTasks.next().examples).toHaveLength(4); // the maximum of the range
+    expect(describeTraining({ ...setup, trainEpisodes: undefined })).toBe('episodes of 2 fixed training tasks, 4 shots');
+    expect(() => trainingEpisodes({ ...base, loadModel: () => tinyModel(0) })).toThrow(EvalError);
+  });
+
+  it('trainVariant and the shared prefix train on the episode source (not the training tasks)', async () => {
+    const calls: Array<number | [number, number]> = [];
+    let drawn = 0;
+    const fresh = freshTrainEpisodes(kinds);
+    const spy: TrainEpisodes = (seed, k) => {
+      calls.push(k);
+      const s = fresh(seed, k);
+      return { next: () => (drawn++, s.next()) };
+    };
+    // trainTasks would throw if sampled: EpisodeSampler needs at least one task, and here there is none to draw from.
+    const setup: AnalysisSetup = { ...base, loadModel: () => tinyModel(1), trainEpisodes: spy, trainTasks: [], trainShots: [2, 3] };
+    const { hl, steps, firstLoss, lastLoss } = await trainVariant(setup, { k: 2, steps: 2, batchSize: 2 });
+    try {
+      expect(steps).toBe(2);
+      expect(Number.isFinite(firstLoss) && Number.isFinite(lastLoss)).toBe(true);
+      expect(calls).toEqual([[2, 3]]);
+      expect(drawn).toBe(4);
+      const pt = await trainSharedPrefix(setup, hl.model, { length: 2, steps: 1, batchSize: 2 });
+      pt.dispose();
+      expect(calls).toEqual([[2, 3], 0]);
+      expect(drawn).toBe(8); // one batch to initialise, one per step
+    } finally {
+      hl.dispose();
+      hl.model.dispose();
+    }
   });
 });
 

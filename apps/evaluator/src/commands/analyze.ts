@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { DEFAULT_HELD_OUT_FAMILIES, loadTasks, syntheticTasks, type Task } from '@hyperllama/datasets';
+import { loadTasks, syntheticKinds, type Task } from '@hyperllama/datasets';
 import {
   ANALYSES,
   analyzeCompression,
@@ -10,15 +10,16 @@ import {
   analyzeTransfer,
   compressionFigures,
   defaultMaskVariants,
+  freshTrainEpisodes,
   markdownTable,
   maskFigures,
   sensitivityFigures,
-  syntheticFamilyOf,
   transferFigures,
   writeAnalysis,
   type AnalysisName,
   type AnalysisReport,
   type AnalysisSetup,
+  type TrainEpisodes,
 } from '@hyperllama/eval';
 import { loadKVPrefix } from '@hyperllama/gist-attention';
 import { baseModelHash, loadHyperLlama, readHypernetConfig, resolveCheckpointDir } from '@hyperllama/hypernet';
@@ -27,13 +28,12 @@ import { loadAdapter } from '@hyperllama/lora';
 import { loadTokenizer } from '@hyperllama/tokenizer';
 import { charTokenizer, defaultConfig, scratchConfig } from '@hyperllama/trainer';
 import { CliError, backendOption, numberOption, parseOptions, startBackend, type Command, type Io } from '../cli-kit.js';
-import { embeddedBase } from './default.js';
+import { SHOTS, embeddedBase, miniatureTasks } from './default.js';
 
 /** How much each analysis does: the full setting (minutes on 2 CPU cores) and `--quick` (a smoke test). */
 export interface AnalyzeBudget {
-  /** Default tasks: this many held-out families (their first variant) and held-out parameter settings (one per family). */
-  heldOutFamilies: number;
-  heldOutParams: number;
+  /** Default tasks: this many headline tasks of `hyperllama-eval default` (see {@link defaultAnalysisTasks}). */
+  tasks: number;
   maxInstances: number;
   /** Multi-task training steps of each mask variant, and of the HyperLlama trained when no checkpoint is given. */
   variantSteps: number;
@@ -48,16 +48,20 @@ export interface AnalyzeBudget {
 }
 
 export const ANALYZE_BUDGETS: Record<'full' | 'quick', AnalyzeBudget> = {
-  full: { heldOutFamilies: 4, heldOutParams: 12, maxInstances: 8, variantSteps: 50, hyperSteps: 150, draws: 6, orders: 3, ptSteps: 20, ptEvalEvery: 5, sharedSteps: 100, trainBatchSize: 8 },
-  quick: { heldOutFamilies: 1, heldOutParams: 1, maxInstances: 2, variantSteps: 1, hyperSteps: 1, draws: 2, orders: 1, ptSteps: 1, ptEvalEvery: 1, sharedSteps: 1, trainBatchSize: 2 },
+  full: { tasks: 16, maxInstances: 8, variantSteps: 50, hyperSteps: 150, draws: 6, orders: 3, ptSteps: 20, ptEvalEvery: 5, sharedSteps: 100, trainBatchSize: 8 },
+  quick: { tasks: 2, maxInstances: 2, variantSteps: 1, hyperSteps: 1, draws: 2, orders: 1, ptSteps: 1, ptEvalEvery: 1, sharedSteps: 1, trainBatchSize: 2 },
 };
 
 /**
- * The shots and lengths of `hyperllama-eval default`, except that few-shot rows may hold 320 tokens (the base's
- * pretraining length) so that ICL sees every demonstration the hypernetwork reads.
+ * The shots and lengths of `hyperllama-eval default`: 16 demonstrations per evaluated task, seen by ICL (rows of up to
+ * 400 tokens) and HyperLlama (hyper inputs of up to 400 tokens) alike; training episodes draw between
+ * {@link MIN_TRAIN_SHOTS} and the evaluated shots.
  */
-const SHOTS = 4;
-const LENGTHS = { maxLength: 320, maxHyperLength: 192, maxNewTokens: 24, batchSize: 16 };
+const LENGTHS = { maxLength: 400, maxHyperLength: 400, maxNewTokens: 24, batchSize: 16 };
+export const MIN_TRAIN_SHOTS = 2;
+
+/** Demonstrations per training episode for `shots` evaluated ones: drawn from [2, shots] (as `default` trains). */
+export const trainShotsFor = (shots: number): [number, number] => [Math.min(MIN_TRAIN_SHOTS, shots), shots];
 
 export interface AnalyzeOptions {
   analysis: AnalysisName;
@@ -88,25 +92,16 @@ export interface AnalyzeOptions {
 }
 
 /**
- * The default evaluated tasks: the first variant of each of the first `heldOutFamilies` held-out families (never seen in
- * any training) and one held-out parameter setting of each of the first `heldOutParams` training families (the family
- * was trained on, this parameter was not). Mixing both keeps some scores off the floor, which the correlations need.
+ * The default evaluated tasks: the first `tasks` headline tasks of `hyperllama-eval default` (`miniatureTasks`):
+ * held-out variants of the trained families and the held-out family `wrap`, all with held-out content, one family at a
+ * time in turn. Control tasks (families no method solves at this scale, `isControlTask`) are never among them.
  */
-export function defaultAnalysisTasks(seed: number, budget: Pick<AnalyzeBudget, 'heldOutFamilies' | 'heldOutParams'>): Task[] {
-  const split = syntheticTasks({ seed });
-  const families = DEFAULT_HELD_OUT_FAMILIES.slice(0, budget.heldOutFamilies).map((f) => split.heldOutFamilies.find((t) => syntheticFamilyOf(t.name) === f)!);
-  const seen = new Set<string>();
-  const params = split.heldOutParams.filter((t) => {
-    const family = syntheticFamilyOf(t.name) ?? t.name;
-    if (seen.has(family)) return false;
-    seen.add(family);
-    return true;
-  });
-  return [...families, ...params.slice(0, budget.heldOutParams)];
+export function defaultAnalysisTasks(seed: number, budget: Pick<AnalyzeBudget, 'tasks'>): Task[] {
+  return miniatureTasks(seed, { headlineTasks: budget.tasks, controlTasksPerFamily: 0 }).headline;
 }
 
 /** Where the base model, tokenizer and tasks come from; `log` lines go to stderr. */
-function buildSetup(o: AnalyzeOptions, budget: AnalyzeBudget, log: (line: string) => void): { setup: AnalysisSetup; pool: Task[]; sources: Record<string, unknown>; k: number } {
+function buildSetup(o: AnalyzeOptions, budget: AnalyzeBudget, log: (line: string) => void): { setup: AnalysisSetup; sources: Record<string, unknown>; k: number } {
   let modelPath = o.model;
   let tokenizerPath = o.tokenizer;
   let checkpoint: string | undefined;
@@ -144,18 +139,19 @@ function buildSetup(o: AnalyzeOptions, budget: AnalyzeBudget, log: (line: string
       }
     : undefined;
 
-  const split = syntheticTasks({ seed: o.seed });
   const evalTasks = o.tasks ? loadTasks(o.tasks).tasks : defaultAnalysisTasks(o.seed, budget);
-  const trainTasks = o.trainTasks ? loadTasks(o.trainTasks).tasks : split.train;
-  const pool = o.tasks ? [...loadTasks(o.tasks).tasks, ...trainTasks] : [...split.heldOutFamilies, ...split.heldOutParams, ...split.train];
+  const shots = o.shots ?? SHOTS;
   const setup: AnalysisSetup = {
     loadModel,
     tokenizer,
-    trainTasks,
+    // Training (mask variants, a HyperLlama trained here, transfer's shared prefix): the user's task file, else
+    // fresh-content episodes of the synthetic training kinds, as `default` trains.
+    ...(o.trainTasks ? { trainTasks: loadTasks(o.trainTasks).tasks } : { trainEpisodes: analysisTrainEpisodes(o.seed) }),
+    trainShots: trainShotsFor(shots),
     evalTasks,
     loadHyperLlama: loadHyper,
     seed: o.seed,
-    shots: o.shots ?? SHOTS,
+    shots,
     maxInstances: o.maxInstances ?? budget.maxInstances,
     ...LENGTHS,
     log,
@@ -164,17 +160,25 @@ function buildSetup(o: AnalyzeOptions, budget: AnalyzeBudget, log: (line: string
     model: modelPath ? resolve(modelPath) : 'random-init tiny default (no embedded base found)',
     tokenizer: tokenizerPath ? resolve(tokenizerPath) : 'built-in character tokenizer',
     checkpoint: checkpoint ? resolve(checkpoint) : null,
-    tasks: o.tasks ?? `synthetic (seed ${o.seed}): ${budget.heldOutFamilies} held-out families (first variant each) and ${budget.heldOutParams} held-out parameter settings of training families (one per family)`,
-    trainTasks: o.trainTasks ?? `synthetic training families (seed ${o.seed})`,
+    tasks:
+      o.tasks ??
+      `synthetic (seed ${o.seed}): the first ${evalTasks.length} headline tasks of hyperllama-eval default (held-out variants and families with held-out content, one family at a time in turn; no control task)`,
+    trainTasks: o.trainTasks ?? `fresh-content episodes of the synthetic training kinds (seed ${o.seed}; new label assignments, tables and constants every episode)`,
+    trainShots: setup.trainShots,
   };
-  return { setup, pool, sources, k };
+  return { setup, sources, k };
+}
+
+/** The analyses' training episodes without `--train-tasks`: fresh-content episodes of the synthetic training kinds of `seed`. */
+export function analysisTrainEpisodes(seed: number): TrainEpisodes {
+  return freshTrainEpisodes(syntheticKinds({ seed }).train);
 }
 
 /** Runs one analysis and writes its report into `o.out`. */
 export async function runAnalysis(o: AnalyzeOptions, io: Io): Promise<{ report: AnalysisReport; paths: ReturnType<typeof writeAnalysis> }> {
   const budget = ANALYZE_BUDGETS[o.quick ? 'quick' : 'full'];
   const log = (line: string) => io.stderr(`${line}\n`);
-  const { setup, pool, sources, k } = buildSetup(o, budget, log);
+  const { setup, sources, k } = buildSetup(o, budget, log);
   const started = performance.now();
   let report: AnalysisReport;
   let figures: (r: AnalysisReport) => Record<string, string>;
@@ -219,7 +223,6 @@ export async function runAnalysis(o: AnalyzeOptions, io: Io): Promise<{ report: 
           hyperSteps: o.steps ?? budget.hyperSteps,
           sharedPrefix: shared,
           sharedSteps: o.sharedSteps ?? budget.sharedSteps,
-          pool,
         });
       } finally {
         if (shared) tf.dispose([...shared.keys, ...shared.values]);
@@ -235,8 +238,8 @@ export async function runAnalysis(o: AnalyzeOptions, io: Io): Promise<{ report: 
 const USAGE =
   'hyperllama-eval analyze masks|compression|sensitivity|transfer [--quick] [--out runs/analyze/<analysis>] [--seed 0]\n' +
   '    [--checkpoint <hyperllama dir>] [--model <dir|.bin>] [--tokenizer <path>] [--tasks <file|dir>] [--train-tasks <file|dir>]\n' +
-  '    [--shots 4] [--max-instances N] [--steps N] [--k 4] [--backend auto|wasm|cpu|tensorflow]\n' +
-  '    masks: [--variants standard,positive,negative,last-1,last-2,k1,k2,k8,k16]\n' +
+  '    [--shots 16] [--max-instances N] [--steps N] [--k 4] [--backend auto|wasm|cpu|tensorflow]\n' +
+  '    masks: [--variants standard,positive,negative,last-1,last-8,k1,k2,k8,k16]\n' +
   '    sensitivity: [--draws 6] [--orders 3] [--icl-adapter <PEFT dir>]\n' +
   '    transfer: [--pt-steps 20] [--pt-eval-every 5] [--pt-lr 0.01] [--shared-prefix <file>] [--shared-steps 100]';
 

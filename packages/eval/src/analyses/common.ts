@@ -1,5 +1,19 @@
 import * as tf from '@tensorflow/tfjs';
-import { DEFAULT_TEMPLATE, EpisodeSampler, IGNORE_INDEX, collateHyperLlama, collateZeroShot, type Example, type HyperBatch, type HyperInputBatch, type LmBatch, type Task } from '@hyperllama/datasets';
+import {
+  DEFAULT_TEMPLATE,
+  EpisodeSampler,
+  FreshEpisodeSampler,
+  IGNORE_INDEX,
+  collateHyperLlama,
+  collateZeroShot,
+  type Episode,
+  type Example,
+  type HyperBatch,
+  type HyperInputBatch,
+  type LmBatch,
+  type SyntheticKind,
+  type Task,
+} from '@hyperllama/datasets';
 import { HyperLlama, prefixedHidden, trainStep, type DownstreamView, type PrefixLike } from '@hyperllama/hypernet';
 import type { LlamaModel } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
@@ -9,13 +23,48 @@ import { EvalError } from '../errors.js';
 import { answerLoss } from '../metrics.js';
 import { fitPlans, labelLogProbs, planTasks, type EvalSettings, type EvalTokenizer, type TaskPlan } from '../protocols.js';
 
-/** What every analysis runs on: a base model (loaded afresh for each trained variant), a tokenizer, tasks. */
+/** A stream of training episodes (a `FreshEpisodeSampler`, an `EpisodeSampler`, ...). */
+export interface EpisodeSource {
+  next(): Episode;
+}
+
+/**
+ * A new stream of training episodes for a seed and a number of demonstrations per episode (fixed, or `[min, max]`
+ * drawn per episode); `description` says in words what the episodes are (reports record it).
+ */
+export type TrainEpisodes = ((seed: number, k: number | [number, number]) => EpisodeSource) & { description?: string };
+
+/**
+ * Training episodes of synthetic task kinds with new content every episode (`FreshEpisodeSampler` of
+ * `@hyperllama/datasets`): label assignments, lookup tables and constants are drawn afresh, so a model trained on them
+ * has to read the demonstrations instead of memorising the tasks. Pass `syntheticKinds({ seed }).train`.
+ */
+export function freshTrainEpisodes(kinds: readonly SyntheticKind[]): TrainEpisodes {
+  const make = (seed: number, k: number | [number, number]) => new FreshEpisodeSampler(kinds, { seed, k });
+  return Object.assign(make, { description: `fresh-content episodes of ${kinds.length} synthetic task kinds (new content every episode)` });
+}
+
+/** What every analysis runs on: a base model (loaded afresh for each trained variant), a tokenizer, training data, tasks. */
 export interface AnalysisSetup {
   /** A new instance of the frozen base model (each trained variant injects its own adapters into its own copy). */
   loadModel(): LlamaModel;
   tokenizer: EvalTokenizer;
-  /** Tasks variants are trained on (multi-task HyperLlama training). */
-  trainTasks: readonly Task[];
+  /**
+   * Where every training episode comes from (mask variants' fine-tuning, the HyperLlama trained when none is given,
+   * transfer's shared prefix); preferred over `trainTasks`. For synthetic data use {@link freshTrainEpisodes}.
+   */
+  trainEpisodes?: TrainEpisodes;
+  /**
+   * Fixed training tasks (e.g. a user's task file): trained on in `EpisodeSampler` episodes, only when `trainEpisodes`
+   * is not given (fixed synthetic tasks would let a model memorise their content). Also part of transfer's default pool
+   * of related tasks.
+   */
+  trainTasks?: readonly Task[];
+  /**
+   * Demonstrations per training episode (default `shots`): a number, or `[min, max]` drawn per episode by
+   * `trainEpisodes`; with `trainTasks` every episode gets the maximum.
+   */
+  trainShots?: number | [number, number];
   /** Tasks evaluated (held out from training). */
   evalTasks: readonly Task[];
   /** A HyperLlama to use (compression, sensitivity, transfer) or start every variant from (masks): loads it onto `model`. */
@@ -31,6 +80,22 @@ export interface AnalysisSetup {
   batchSize: number;
   /** One line of progress (the CLI prints it on stderr). */
   log?: (line: string) => void;
+}
+
+/**
+ * The setup's training episodes with `k` demonstrations each (default: the setup's `trainShots`, else `shots`):
+ * `trainEpisodes` when given, else an `EpisodeSampler` over `trainTasks` (k: the maximum of a range).
+ */
+export function trainingEpisodes(setup: AnalysisSetup, k: number | [number, number] = setup.trainShots ?? setup.shots): EpisodeSource {
+  if (setup.trainEpisodes) return setup.trainEpisodes(setup.seed, k);
+  if (setup.trainTasks && setup.trainTasks.length > 0) return new EpisodeSampler([...setup.trainTasks], { seed: setup.seed, k: typeof k === 'number' ? k : k[1] });
+  throw new EvalError('NO_TRAINING_DATA', 'this analysis trains, but the setup has neither trainEpisodes nor trainTasks', { field: 'trainEpisodes' });
+}
+
+/** What the setup trains on, in words (reports record it). */
+export function describeTraining(setup: AnalysisSetup, k: number | [number, number] = setup.trainShots ?? setup.shots): string {
+  if (setup.trainEpisodes) return `${setup.trainEpisodes.description ?? 'episodes of the setup\'s episode source'}, ${typeof k === 'number' ? k : `${k[0]}-${k[1]}`} shots`;
+  return `episodes of ${setup.trainTasks?.length ?? 0} fixed training tasks, ${typeof k === 'number' ? k : k[1]} shots`;
 }
 
 /** Multi-task training of a HyperLlama variant (the compact loop of the trainer's `multitask` stage). */
@@ -162,8 +227,8 @@ export function variantPrefix(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPl
 }
 
 /**
- * Trains a HyperLlama variant on a fresh copy of the base: `steps` AdamW steps on few-shot episodes of the training
- * tasks (the setup's shots). Starts from `setup.loadHyperLlama`'s weights where names and shapes match (the hyper LoRA
+ * Trains a HyperLlama variant on a fresh copy of the base: `steps` AdamW steps on few-shot episodes of the setup's
+ * training data ({@link trainingEpisodes}: fresh-content episodes, else the training tasks). Starts from `setup.loadHyperLlama`'s weights where names and shapes match (the hyper LoRA
  * always; the gist rows when k matches), else from the default initialisation. Returns the HyperLlama and the
  * training losses (first and last).
  */
@@ -175,7 +240,7 @@ export async function trainVariant(setup: AnalysisSetup, o: TrainVariantOptions)
   // Under the `nothing` view without a downstream adapter no trainable parameter reaches the output: nothing to train.
   const steps = o.downstreamView === 'nothing' && !hl.hasDownstreamAdapter ? 0 : o.steps;
   if (steps > 0) {
-    const sampler = new EpisodeSampler([...setup.trainTasks], { seed: setup.seed, k: setup.shots });
+    const sampler = trainingEpisodes(setup);
     const optimizer = new AdamW(params, { lr: o.lr ?? 3e-3, weightDecay: 0 });
     const copts = { encoder: setup.tokenizer, gistIds: hl.gistIds, maxLength: setup.maxLength, maxHyperLength: setup.maxHyperLength };
     for (let step = 0; step < steps; step++) {
@@ -212,7 +277,7 @@ function fromStart(setup: AnalysisSetup, o: TrainVariantOptions): HyperLlama {
 /** The setup's HyperLlama: the given checkpoint, or one trained now with the standard mask for `steps`. */
 export async function obtainHyperLlama(setup: AnalysisSetup, o: { k: number; steps: number }): Promise<{ hl: HyperLlama; trained: boolean }> {
   if (setup.loadHyperLlama) return { hl: setup.loadHyperLlama(setup.loadModel()), trained: false };
-  setup.log?.(`no HyperLlama checkpoint given: training one (k=${o.k}, ${o.steps} steps)`);
+  setup.log?.(`no HyperLlama checkpoint given: training one (k=${o.k}, ${o.steps} steps on ${describeTraining(setup)})`);
   return { hl: (await trainVariant(setup, { k: o.k, steps: o.steps })).hl, trained: true };
 }
 

@@ -6,7 +6,7 @@ import { withActiveAdapters } from '@hyperllama/lora';
 import { rougeLScore } from '../metrics.js';
 import { finiteMean } from '../aggregate.js';
 import { evaluateMethod, labelLogProbs, type TaskPlan } from '../protocols.js';
-import { disposeHyperLlama, disposePrefix, evalSettings, mean, obtainHyperLlama, pearson, rowAnswerLosses, setupPlans, spearman, taskHyperBatch, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
+import { describeTraining, disposeHyperLlama, disposePrefix, evalSettings, mean, obtainHyperLlama, pearson, rowAnswerLosses, setupPlans, spearman, taskHyperBatch, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderScatter, type AnalysisReport } from './report.js';
 
 export interface CompressionAnalysisOptions {
@@ -145,7 +145,7 @@ export async function analyzeCompression(setup: AnalysisSetup, o: CompressionAna
       return { measure: name, tasks: ok.length, pearson: pearson(ok.map(f), ok.map((r) => r.score)), spearman: spearman(ok.map(f), ok.map((r) => r.score)) };
     });
     const avg = (f: (r: TaskRow) => number) => mean(rows.map(f).filter(Number.isFinite));
-    const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, k: hl.k, hyperllama: trained ? `trained here for ${o.steps} steps` : 'given checkpoint', tasks: rows.map((r) => r.task) };
+    const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, k: hl.k, hyperllama: trained ? `trained here for ${o.steps} steps on ${describeTraining(setup)}` : 'given checkpoint', tasks: rows.map((r) => r.task) };
     const cells = (r: Pick<TaskRow, 'answers' | 'answerGain' | 'answerRetention' | 'reconstruction' | 'reconstructionGain' | 'regeneration'> & { score: number }, name: string) => [
       name,
       pct(r.score),

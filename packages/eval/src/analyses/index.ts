@@ -1,6 +1,11 @@
 export {
   type AnalysisSetup,
+  type EpisodeSource,
+  type TrainEpisodes,
   type TrainVariantOptions,
+  freshTrainEpisodes,
+  trainingEpisodes,
+  describeTraining,
   mean,
   std,
   pearson,
@@ -16,4 +21,4 @@ export { ANALYSES, markdownTable, renderAnalysisMarkdown, writeAnalysis, renderS
 export { analyzeMasks, defaultMaskVariants, maskFigures, type MaskVariant, type MaskAnalysisOptions } from './masks.js';
 export { analyzeCompression, compressionFigures, type CompressionAnalysisOptions } from './compression.js';
 export { analyzeSensitivity, demonstrationDraws, sensitivityFigures, type SensitivityAnalysisOptions } from './sensitivity.js';
-export { analyzeTransfer, relatedTask, syntheticFamilyOf, trainSharedPrefix, transferFigures, type TransferAnalysisOptions } from './transfer.js';
+export { analyzeTransfer, relatedHeldOutTask, relatedTask, syntheticFamilyOf, syntheticKindOf, trainSharedPrefix, transferFigures, type TransferAnalysisOptions } from './transfer.js';

@@ -3,7 +3,7 @@ import type { TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
 import { evaluateMethod } from '../protocols.js';
 import { buildReport, renderBarChart, type MethodResult } from '../report.js';
-import { averageWithError, disposeHyperLlama, disposePrefix, evalSettings, mean, meanAnswerLoss, setupPlans, spearman, taskHyperBatch, trainVariant, variantPrefix, type AnalysisSetup } from './common.js';
+import { averageWithError, describeTraining, disposeHyperLlama, disposePrefix, evalSettings, mean, meanAnswerLoss, setupPlans, spearman, taskHyperBatch, trainVariant, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderScatter, type AnalysisReport } from './report.js';
 
 /** One mask variant: what the gists read and what the downstream tokens see. */
@@ -113,7 +113,7 @@ export async function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions)
       disposeHyperLlama(hl);
     }
   }
-  const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, steps: o.steps, lr: o.lr ?? 3e-3, tasks: plans.map((p) => p.task.name) };
+  const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, steps: o.steps, lr: o.lr ?? 3e-3, training: describeTraining(setup), tasks: plans.map((p) => p.task.name) };
   const evaluation = buildReport(results, configuration);
   return {
     format: 'hyperllama-analysis/1',

@@ -3,7 +3,7 @@ import { Rng } from '@hyperllama/runtime';
 import { finiteMean, type TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
 import { evaluateMethod, planTasks, type TaskPlan } from '../protocols.js';
-import { disposeHyperLlama, disposePrefix, evalSettings, fitSetupPlans, fixedOrNa, mean, obtainHyperLlama, std, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
+import { describeTraining, disposeHyperLlama, disposePrefix, evalSettings, fitSetupPlans, fixedOrNa, mean, obtainHyperLlama, std, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
 import { pct, renderDotPlot, type AnalysisReport } from './report.js';
 
 export interface SensitivityAnalysisOptions {
@@ -110,7 +110,7 @@ export async function analyzeSensitivity(setup: AnalysisSetup, o: SensitivityAna
     // Per task, which method varies more over draws.
     const hyperMore = perTask.filter((r) => r.hyperllama.draws.std > r.icl.draws.std).length;
     const iclMore = perTask.filter((r) => r.icl.draws.std > r.hyperllama.draws.std).length;
-    const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, draws: o.draws, orders: o.orders, k: hl.k, hyperllama: trained ? `trained here for ${o.steps} steps` : 'given checkpoint', iclAdapters: o.iclAdapters ?? [], tasks };
+    const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, draws: o.draws, orders: o.orders, k: hl.k, hyperllama: trained ? `trained here for ${o.steps} steps on ${describeTraining(setup)}` : 'given checkpoint', iclAdapters: o.iclAdapters ?? [], tasks };
     const row = (name: string, m: Method, x: { mean: number; std: number; worst: number; best: number }, orders: string, nll: Spread) => [name, m, pct(x.mean), pct(x.std), pct(x.worst), pct(x.best), orders, fixedOrNa(nll.mean), fixedOrNa(nll.std), fixedOrNa(nll.best)];
     return {
       format: 'hyperllama-analysis/1',

@@ -1,4 +1,4 @@
-import { EpisodeSampler, SYNTHETIC_FAMILIES, collateZeroShot, syntheticTaskName, type Example, type Task } from '@hyperllama/datasets';
+import { SYNTHETIC_FAMILIES, collateZeroShot, makeSyntheticTask, syntheticTaskName, type ContentPool, type Example, type SyntheticKind, type Task } from '@hyperllama/datasets';
 import { PrefixTuning, trainStep, type HyperLlama } from '@hyperllama/hypernet';
 import type { KVPrefix, LlamaModel } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
@@ -7,7 +7,7 @@ import { finiteMean, type TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
 import { evaluateMethod, type TaskPlan } from '../protocols.js';
 import { buildReport, renderCurves, type CurvePoint, type MethodResult } from '../report.js';
-import { disposeHyperLlama, disposePrefix, evalSettings, mean, obtainHyperLlama, setupPlans, variantPrefix, type AnalysisSetup } from './common.js';
+import { describeTraining, disposeHyperLlama, disposePrefix, evalSettings, mean, obtainHyperLlama, setupPlans, trainingEpisodes, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderLines, type AnalysisReport } from './report.js';
 
 /** A prefix-tuning start from a task's HyperLlama prefix. */
@@ -39,19 +39,60 @@ export interface TransferAnalysisOptions {
   /** A trained shared prefix (batch 1); default: one trained here on the training tasks for `sharedSteps`. */
   sharedPrefix?: KVPrefix;
   sharedSteps: number;
-  /** Where related source tasks are looked for (default: the evaluated and the training tasks). */
+  /**
+   * Where related source tasks are looked for, for targets that are not held-out synthetic tasks (default: the
+   * evaluated and the training tasks); a held-out synthetic target gets a generated one (see {@link relatedTask}).
+   */
   pool?: readonly Task[];
 }
 
-/** The synthetic family of a task name (`synth_<family>_<variant>`), if it is one. */
+/**
+ * The synthetic family of a task name (`synth_<family>_<variant>`, `…_heldout` for held-out content, or anything
+ * further after it), if it is one: the longest family name the task name starts with.
+ */
 export function syntheticFamilyOf(name: string): string | undefined {
   return SYNTHETIC_FAMILIES.map((f) => f.name)
     .filter((f) => name.startsWith(syntheticTaskName(f, '')))
     .sort((a, b) => b.length - a.length)[0];
 }
 
-/** A task related to `target`: the same synthetic family with another parameter, else the same category; first in pool order. */
-export function relatedTask(target: Task, pool: readonly Task[]): { task: Task; relation: 'same family' | 'same category' } | undefined {
+/** The family, variant and content pool of an exact synthetic task name (`synth_<family>_<variant>[_heldout]`), if it is one. */
+export function syntheticKindOf(name: string): (SyntheticKind & { pool: ContentPool }) | undefined {
+  for (const f of SYNTHETIC_FAMILIES) {
+    for (const variant of f.variants) {
+      for (const pool of ['train', 'heldout'] as const) if (syntheticTaskName(f.name, variant, pool) === name) return { family: f.name, variant, pool };
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Another task of a held-out synthetic task's family and variant, with other held-out content: generated like it
+ * (`makeSyntheticTask(family, variant, { pool: 'heldout' })`, as many examples and instances) from seed `seed + 1`
+ * (or the next seed whose examples differ from the target's), named `<target>_seed<s>`. Undefined when `target` is
+ * not a held-out synthetic task.
+ */
+export function relatedHeldOutTask(target: Task, seed: number): Task | undefined {
+  const kind = syntheticKindOf(target.name);
+  if (!kind || kind.pool !== 'heldout') return undefined;
+  const same = JSON.stringify(target.examples);
+  let task: Task | undefined;
+  for (let s = seed + 1; s <= seed + 8; s++) {
+    task = makeSyntheticTask(kind.family, kind.variant, { seed: s, pool: 'heldout', numExamples: target.examples.length, numInstances: target.instances.length });
+    task.name = `${target.name}_seed${s}`;
+    if (JSON.stringify(task.examples) !== same) break;
+  }
+  return task;
+}
+
+/**
+ * A task related to `target`. A held-out synthetic target (held-out content, name ending `_heldout`) with `o.seed`
+ * gets {@link relatedHeldOutTask}: its family and variant with other held-out content (relation `same family`).
+ * Otherwise, first in pool order: a task of the same synthetic family (another parameter), else of the same category.
+ */
+export function relatedTask(target: Task, pool: readonly Task[], o: { seed?: number } = {}): { task: Task; relation: 'same family' | 'same category' } | undefined {
+  const generated = o.seed === undefined ? undefined : relatedHeldOutTask(target, o.seed);
+  if (generated) return { task: generated, relation: 'same family' };
   const others = pool.filter((t) => t.name !== target.name);
   const family = syntheticFamilyOf(target.name);
   const sameFamily = family ? others.find((t) => syntheticFamilyOf(t.name) === family) : undefined;
@@ -60,10 +101,13 @@ export function relatedTask(target: Task, pool: readonly Task[]): { task: Task; 
   return sameCategory ? { task: sameCategory, relation: 'same category' } : undefined;
 }
 
-/** A single prefix trained on zero-shot rows of every training task (the "shared" initialisation). */
+/**
+ * A single prefix trained on zero-shot rows of the setup's training data (the "shared" initialisation): the targets of
+ * its training episodes ({@link trainingEpisodes} with k = 0: fresh-content episodes, else the training tasks).
+ */
 export async function trainSharedPrefix(setup: AnalysisSetup, model: LlamaModel, o: { length: number; steps: number; lr?: number; batchSize?: number }): Promise<PrefixTuning> {
   const copts = { encoder: setup.tokenizer, maxLength: setup.maxLength };
-  const sampler = new EpisodeSampler([...setup.trainTasks], { seed: setup.seed, k: 0 });
+  const sampler = trainingEpisodes(setup, 0);
   const draw = () => collateZeroShot(Array.from({ length: o.batchSize ?? 8 }, () => sampler.next()), copts);
   return withActiveAdapters(model, [], async () => {
     const pt = PrefixTuning.random(model, o.length, { sampleIds: draw().inputIds, seed: setup.seed });
@@ -77,17 +121,21 @@ export async function trainSharedPrefix(setup: AnalysisSetup, model: LlamaModel,
   });
 }
 
+/** How transfer picks each target's related task, in words (reports record it). */
+const RELATED_TASKS = 'a held-out synthetic target: its family and variant with other held-out content (seed + 1); another target: a task of its synthetic family (another parameter), else of its category, from the pool';
+
 const INITS = ['related-task', 'own-task', 'shared', 'random'] as const;
 type Init = (typeof INITS)[number];
 
 /**
- * Prefix tuning on each target task B from four initialisations: the HyperLlama prefix of a related task A (same
+ * Prefix tuning on each target task B from four initialisations: the HyperLlama prefix of a related task A (for a
+ * held-out synthetic B its family and variant with other held-out content, see {@link relatedTask}; else same
  * family, another parameter; else same category), B's own HyperLlama prefix, the shared prefix, and random; curves
  * of the average score over steps.
  */
 export async function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisOptions): Promise<AnalysisReport> {
-  const pool = o.pool ?? [...setup.evalTasks, ...setup.trainTasks];
-  const pairs = setup.evalTasks.map((t) => ({ target: t, source: relatedTask(t, pool) })).filter((p) => p.source !== undefined) as Array<{ target: Task; source: { task: Task; relation: 'same family' | 'same category' } }>;
+  const pool = o.pool ?? [...setup.evalTasks, ...(setup.trainTasks ?? [])];
+  const pairs = setup.evalTasks.map((t) => ({ target: t, source: relatedTask(t, pool, { seed: setup.seed }) })).filter((p) => p.source !== undefined) as Array<{ target: Task; source: { task: Task; relation: 'same family' | 'same category' } }>;
   if (pairs.length === 0) throw new EvalError('NO_RELATED_TASK', 'transfer: no evaluated task has a related task (same synthetic family or same category) in the pool', { field: 'tasks' });
   const { hl, trained } = await obtainHyperLlama(setup, { k: o.k, steps: o.hyperSteps });
   let shared: KVPrefix | undefined = o.sharedPrefix;
@@ -142,7 +190,7 @@ export async function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisO
         }
       }
     }
-    const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, steps: o.steps, evalEvery: o.evalEvery, lr: o.lr ?? 1e-2, batchSize: o.batchSize ?? 8, tuningPool: 'the target task\'s pool (its examples, else instances not evaluated)', k: hl.k, hyperllama: trained ? `trained here for ${o.hyperSteps} steps` : 'given checkpoint', sharedPrefix: o.sharedPrefix ? 'given' : `trained here for ${o.sharedSteps} steps`, pairs: pairs.map((p) => ({ target: p.target.name, source: p.source.task.name, relation: p.source.relation })) };
+    const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, steps: o.steps, evalEvery: o.evalEvery, lr: o.lr ?? 1e-2, batchSize: o.batchSize ?? 8, tuningPool: 'the target task\'s pool (its examples, else instances not evaluated)', k: hl.k, hyperllama: trained ? `trained here for ${o.hyperSteps} steps on ${describeTraining(setup)}` : 'given checkpoint', sharedPrefix: o.sharedPrefix ? 'given' : `trained here for ${o.sharedSteps} steps on zero-shot rows: ${describeTraining(setup, 0)}`, relatedTasks: RELATED_TASKS, pairs: pairs.map((p) => ({ target: p.target.name, source: p.source.task.name, relation: p.source.relation })) };
     const results: MethodResult[] = INITS.map((init) => ({ method: init, configuration: { init }, scores: final[init], curve: curves[init] }));
     const evaluation = buildReport(results, configuration);
     const steps = evaluation.methods['random'].curve!.map((p) => p.step);
