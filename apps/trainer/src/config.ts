@@ -68,6 +68,7 @@ export const SCHEMA: Schema = {
     maxHyperLength: int('longest hypernetwork input in tokens (BOS and gists included)', 8),
     seqLen: int('pretrain-base / hyperpretrain: tokens per text window', 8),
     textFraction: num('pretrain-base: share of rows that are corpus text (the rest are synthetic episodes)', 0, 1, { stages: ['pretrain-base'] }),
+    repeatFraction: num('pretrain-base: share of rows that are a random run of words followed by its repetition (teaches copying from context); with textFraction at most 1', 0, 1, { stages: ['pretrain-base'] }),
   },
   hyper: {
     from: str('start from this HyperLlama checkpoint (e.g. the hyperpretrain output\'s hyperllama/ folder)'),
@@ -115,7 +116,7 @@ export interface TrainConfig {
     maxPositionEmbeddings: number;
     initStd: number;
   };
-  data: { tasks: string | null; evalTasks: string | null; heldOutShare: number; corpus: string | null; shots: number; minShots: number | null; maxLength: number; maxHyperLength: number; seqLen: number; textFraction: number };
+  data: { tasks: string | null; evalTasks: string | null; heldOutShare: number; corpus: string | null; shots: number; minShots: number | null; maxLength: number; maxHyperLength: number; seqLen: number; textFraction: number; repeatFraction: number };
   hyper: { from: string | null; k: number; scheme: 'restart' | 'continue'; r: number; alpha: number; dropout: number; targetModules: string | string[]; downstreamR: number };
   prefix: { init: (typeof PREFIX_INITS)[number]; length: number; task: string | null; shared: string | null; hypernet: string | null };
 }
@@ -152,7 +153,7 @@ export function defaultConfig(stage: Stage): TrainConfig {
       maxPositionEmbeddings: 1024,
       initStd: 0.02,
     },
-    data: { tasks: null, evalTasks: null, heldOutShare: 0.1, corpus: null, shots: 2, minShots: null, maxLength: 96, maxHyperLength: 192, seqLen: 64, textFraction: 0.5 },
+    data: { tasks: null, evalTasks: null, heldOutShare: 0.1, corpus: null, shots: 2, minShots: null, maxLength: 96, maxHyperLength: 192, seqLen: 64, textFraction: 0.5, repeatFraction: 0 },
     hyper: { from: null, k: 4, scheme: 'restart', r: 8, alpha: 16, dropout: 0, targetModules: 'all-linear', downstreamR: 0 },
     prefix: { init: 'random', length: 4, task: null, shared: null, hypernet: null },
   };

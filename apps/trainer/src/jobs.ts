@@ -13,6 +13,7 @@ import {
   type HyperBatch,
   type LmBatch,
   type Task,
+  syntheticVocabulary,
 } from '@hyperllama/datasets';
 import { saveLlama, type LlamaModel } from '@hyperllama/llama-model';
 import { saveAdapter, setActiveAdapters } from '@hyperllama/lora';
@@ -157,8 +158,17 @@ function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
     const b = collateFewShot([e], { encoder: tokenizer, maxLength: cfg.data.maxLength });
     return { ids: b.inputIds[0] };
   };
+  if (cfg.data.textFraction + cfg.data.repeatFraction > 1) {
+    throw new TrainerError('CONFIG_BAD_VALUE', `data.repeatFraction: data.textFraction + data.repeatFraction must be at most 1, got ${cfg.data.textFraction} + ${cfg.data.repeatFraction}`, { field: 'data.repeatFraction' });
+  }
+  const words = repeatVocabulary(tokenizer);
   const rowsFrom = (textSampler: CompressionSampler, episodeSampler: EpisodeSource, rng: Rng, n: number) =>
-    Array.from({ length: n }, () => (rng.next() < cfg.data.textFraction ? { ids: textRow(textSampler, tokenizer.bosId) } : fewShotRow(episodeSampler.next())));
+    Array.from({ length: n }, () => {
+      const r = rng.next();
+      if (r < cfg.data.textFraction) return { ids: textRow(textSampler, tokenizer.bosId) };
+      if (r < cfg.data.textFraction + cfg.data.repeatFraction) return { ids: repeatRow(words, rng, tokenizer.bosId, cfg.data.seqLen) };
+      return fewShotRow(episodeSampler.next());
+    });
   const evalRng = new Rng(cfg.seed).fork('eval');
   const evalBatches = Array.from({ length: cfg.evalBatches }, (_, i) =>
     padLm(rowsFrom(new CompressionSampler(docs, tokenizer, { seed: cfg.seed + 1000 + i, lengths }), new EpisodeSampler(evalTasks, { seed: cfg.seed + 1000 + i, k: cfg.data.shots }), evalRng, cfg.batchSize), tokenizer.padId),
@@ -219,6 +229,27 @@ function hyperpretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
       model.dispose();
     },
   };
+}
+
+/** Token ids of single-token words (with a leading space) that repeat rows are made of. */
+function repeatVocabulary(tokenizer: Tokenizer): number[] {
+  const ids = syntheticVocabulary()
+    .map((w) => tokenizer.encode(` ${w}`, { bos: false, eos: false }))
+    .filter((t) => t.length === 1)
+    .map((t) => t[0]);
+  return [...new Set(ids)];
+}
+
+/**
+ * `[BOS] w1 … wn w1 … wn`: n random words (n in [4, seqLen/2]) then the same run again. Only copying from context
+ * predicts the second half, which is the skill in-context learning rests on (induction); a base trained without
+ * such rows learns the episodes' format long before it learns to copy an answer shown in the examples.
+ */
+function repeatRow(words: number[], rng: Rng, bosId: number, seqLen: number): number[] {
+  if (words.length === 0) return [bosId];
+  const n = 4 + rng.int(Math.max(1, Math.floor(seqLen / 2) - 3));
+  const run = Array.from({ length: n }, () => words[rng.int(words.length)]);
+  return [bosId, ...run, ...run];
 }
 
 function hyperTokens(batch: HyperBatch): number {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SCHEMA, STAGES, TrainerError, WORD_VOCAB_SIZE, defaultConfig, main, resolveConfig, resolveTokenizer, shotRange, stageHelp } from '../src/index.js';
+import { SCHEMA, STAGES, TrainerError, WORD_VOCAB_SIZE, buildJob, defaultConfig, main, resolveConfig, resolveTokenizer, shotRange, stageHelp } from '../src/index.js';
 import { memoryIo } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'trainer-config-'));
@@ -137,5 +137,19 @@ describe('shots and the built-in tokenizers', () => {
     expect(word.decode(word.encode(odd, { bos: false, eos: false }))).toBe(odd);
     const char = resolveTokenizer({ ...cfg, model: { ...cfg.model, tokenizer: 'builtin:char' } });
     expect(char.encode('the', { bos: false, eos: false }).length).toBe(3);
+  });
+});
+
+describe('pretrain-base row mixture', () => {
+  it('rejects text and repeat shares that add up to more than 1, naming data.repeatFraction', () => {
+    const cfg = defaultConfig('pretrain-base');
+    let caught: unknown;
+    try {
+      buildJob('pretrain-base', { ...cfg, data: { ...cfg.data, textFraction: 0.8, repeatFraction: 0.5 } });
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toBeInstanceOf(TrainerError);
+    expect((caught as TrainerError).message).toMatch(/data\.repeatFraction/);
   });
 });
