@@ -2,7 +2,7 @@
 // Tunes the peak learning rate of each multi-task method of the miniature (`npm start`): for every method and
 // learning rate, trains from the embedded base with the miniature's settings and reads the held-out loss (fresh
 // episodes of unseen parameter settings with held-out content) at the end. Prints a table; --json writes the numbers.
-//   node tools/scripts/tune-learning-rates.mjs [--steps 400] [--lrs 1e-3,3e-3,1e-2] [--methods hyperllama,icl,zero-shot,shared-prefix] [--json out.json]
+//   node tools/scripts/tune-learning-rates.mjs [--steps 200] [--lrs 1e-3,3e-3,1e-2] [--methods hyperllama,icl,zero-shot,shared-prefix] [--json out.json]
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +12,7 @@ const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : fallback;
 };
-const steps = Number(arg('steps', '400'));
+const steps = Number(arg('steps', '200'));
 const lrs = arg('lrs', '1e-3,3e-3,1e-2').split(',').map(Number);
 const methods = arg('methods', 'hyperllama,icl,zero-shot,shared-prefix').split(',');
 const base = 'apps/evaluator/assets/default-base';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SCHEMA, STAGES, TrainerError, WORD_VOCAB_SIZE, buildJob, defaultConfig, main, resolveConfig, resolveTokenizer, shotRange, stageHelp } from '../src/index.js';
+import { SCHEMA, STAGES, TrainerError, WORD_VOCAB_SIZE, buildJob, charTokenizer, defaultConfig, main, resolveConfig, resolveTokenizer, shotRange, stageHelp } from '../src/index.js';
 import { memoryIo } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'trainer-config-'));
@@ -50,13 +50,13 @@ describe('configuration', () => {
     for (const f of files) expect(() => resolveConfig('pretrain-base', { config: join(configs, f) })).not.toThrow();
     const cfg = resolveConfig('pretrain-base', { config: join(configs, 'default-base.yaml') });
     // From scratch, on the default corpus and the synthetic training families (no task file that could hold held-out tasks).
-    expect(cfg.model).toMatchObject({ base: null, tokenizer: 'builtin:word' });
+    expect(cfg.model).toMatchObject({ base: null, tokenizer: null });
     expect(cfg.data).toMatchObject({ tasks: null, corpus: null });
     const asset = join(configs, '..', '..', 'evaluator', 'assets', 'default-base', 'config.json');
     if (existsSync(asset)) {
       const hf = JSON.parse(readFileSync(asset, 'utf8'));
       expect([hf.hidden_size, hf.num_hidden_layers, hf.num_attention_heads, hf.num_key_value_heads, hf.intermediate_size, hf.vocab_size]).toEqual([
-        cfg.model.hiddenSize, cfg.model.numHiddenLayers, cfg.model.numAttentionHeads, cfg.model.numKeyValueHeads, cfg.model.intermediateSize, WORD_VOCAB_SIZE,
+        cfg.model.hiddenSize, cfg.model.numHiddenLayers, cfg.model.numAttentionHeads, cfg.model.numKeyValueHeads, cfg.model.intermediateSize, charTokenizer().numTokens,
       ]);
     }
   });
