@@ -129,9 +129,10 @@ export const ICL_GATE_POINTS = 20;
  */
 export function miniatureGates(results: readonly MethodResult[], report: EvalReport, seed: number): string[] {
   const headline = (method: string) => results.find((r) => r.method === method)!.scores.filter((t) => !report.controlTasks.includes(t.task));
+  // Scores are fractions (accuracy, exact match) on the synthetic tasks: ×100 gives points.
   const gap = pairedBootstrap(headline('icl'), headline('zero-shot'), { seed });
-  const sign = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
-  const icl = `gate (the base learns in context: ICL beats zero-shot by at least ${ICL_GATE_POINTS} points): ${gap.difference >= ICL_GATE_POINTS ? 'passed' : 'failed'} — ICL − zero-shot ${sign(gap.difference)} points [95% CI ${sign(gap.low)}, ${sign(gap.high)}]`;
+  const sign = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}`;
+  const icl = `gate (the base learns in context: ICL beats zero-shot by at least ${ICL_GATE_POINTS} points): ${100 * gap.difference >= ICL_GATE_POINTS ? 'passed' : 'failed'} — ICL − zero-shot ${sign(gap.difference)} points [95% CI ${sign(gap.low)}, ${sign(gap.high)}]`;
   const swap = report.claims.find((c) => c.id === 'swap gap');
   if (!swap) return [icl];
   const c = swap.comparisons[0];
