@@ -162,6 +162,9 @@ function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
     throw new TrainerError('CONFIG_BAD_VALUE', `data.repeatFraction: data.textFraction + data.repeatFraction must be at most 1, got ${cfg.data.textFraction} + ${cfg.data.repeatFraction}`, { field: 'data.repeatFraction' });
   }
   const words = repeatVocabulary(tokenizer);
+  if (cfg.data.repeatFraction > 0 && words.length === 0) {
+    throw new TrainerError('CONFIG_BAD_VALUE', 'data.repeatFraction: repeat rows are made of whole-word tokens, and this tokenizer has none (use model.tokenizer: builtin:word)', { field: 'data.repeatFraction' });
+  }
   const rowsFrom = (textSampler: CompressionSampler, episodeSampler: EpisodeSource, rng: Rng, n: number) =>
     Array.from({ length: n }, () => {
       const r = rng.next();
@@ -246,7 +249,6 @@ function repeatVocabulary(tokenizer: Tokenizer): number[] {
  * such rows learns the episodes' format long before it learns to copy an answer shown in the examples.
  */
 function repeatRow(words: number[], rng: Rng, bosId: number, seqLen: number): number[] {
-  if (words.length === 0) return [bosId];
   const n = 4 + rng.int(Math.max(1, Math.floor(seqLen / 2) - 3));
   const run = Array.from({ length: n }, () => words[rng.int(words.length)]);
   return [bosId, ...run, ...run];

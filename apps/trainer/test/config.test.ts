@@ -152,4 +152,9 @@ describe('pretrain-base row mixture', () => {
     expect(caught).toBeInstanceOf(TrainerError);
     expect((caught as TrainerError).message).toMatch(/data\.repeatFraction/);
   });
+
+  it('rejects repeat rows with a tokenizer that has no whole-word tokens (the character tokenizer)', () => {
+    const cfg = defaultConfig('pretrain-base');
+    expect(() => buildJob('pretrain-base', { ...cfg, data: { ...cfg.data, textFraction: 0.5, repeatFraction: 0.2 } })).toThrow(/whole-word tokens/);
+  });
 });
