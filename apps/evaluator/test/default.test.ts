@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SYNTHETIC_FAMILIES } from '@hyperllama/datasets';
+import { syntheticFamilyOf } from '@hyperllama/eval';
 import { disposeBackend } from '@hyperllama/runtime';
 import { BUDGETS, miniatureTasks, runCli, type Io } from '../src/index.js';
 
@@ -27,10 +27,9 @@ describe('hyperllama-eval default --quick (what `npm start -- --quick` runs)', (
     const { headline, control } = miniatureTasks(0, BUDGETS.quick);
     expect(headline.length).toBe(BUDGETS.quick.headlineTasks);
     // One task per family in turn, all with held-out content; one task of each control family.
-    const family = (name: string) => SYNTHETIC_FAMILIES.filter((f) => name.startsWith(`synth_${f.name}_`)).sort((x, y) => y.name.length - x.name.length)[0].name;
-    expect(new Set(headline.map((t) => family(t.name))).size).toBe(headline.length);
+    expect(new Set(headline.map((t) => syntheticFamilyOf(t.name))).size).toBe(headline.length);
     for (const t of [...headline, ...control]) expect(t.name).toMatch(/_heldout$/);
-    expect(control.map((t) => family(t.name)).sort()).toEqual(['compare', 'sort', 'symbol_topic']);
+    expect(control.map((t) => syntheticFamilyOf(t.name)).sort()).toEqual(['compare', 'sort', 'symbol_topic']);
     expect(report.controlTasks.sort()).toEqual(control.map((t) => t.name).sort());
     const ptTasks = headline.slice(0, BUDGETS.quick.prefixTuningTasks);
     for (const m of Object.keys(report.methods)) {

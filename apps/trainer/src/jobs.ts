@@ -56,8 +56,11 @@ export interface Job {
   next(): { loss: () => tf.Scalar; tokens: number };
   /** Mean loss over the fixed held-out slice. */
   evaluate(): number;
-  /** HyperLlama stages: the held-out loss behind each sample's own prefix against another sample's (the swap control). */
-  swapControl?(): SwapControl;
+  /**
+   * HyperLlama stages: the held-out loss behind each sample's own prefix against another sample's (the swap control);
+   * undefined when no held-out batch has two rows to swap between.
+   */
+  swapControl?(): SwapControl | undefined;
   /** JSON-serialisable data position (samplers, mixing Rng). */
   getState(): unknown;
   setState(state: unknown): void;
@@ -79,8 +82,13 @@ export interface SwapControl {
   batches: number;
 }
 
-/** Own vs swapped prefix over fixed batches; the interval is mean ± 1.96 standard errors of the per-batch gaps. */
-function swapControlOver(hl: HyperLlama, batches: HyperBatch[]): SwapControl {
+/**
+ * Own vs swapped prefix over fixed batches of at least 2 rows (a single row has nobody to swap with); the interval
+ * is mean ± 1.96 standard errors of the per-batch gaps.
+ */
+function swapControlOver(hl: HyperLlama, all: HyperBatch[]): SwapControl | undefined {
+  const batches = all.filter((b) => b.hyper.inputIds.length >= 2);
+  if (batches.length === 0) return undefined;
   const own = batches.map((b) => tf.tidy(() => hl.loss(b).dataSync()[0]));
   const swapped = batches.map((b) => tf.tidy(() => hl.swappedLoss(b).dataSync()[0]));
   const gaps = swapped.map((s, i) => s - own[i]);
@@ -275,7 +283,7 @@ function multitaskJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
     params: Record<string, tf.Variable>;
     loss(eps: Episode[], training: boolean): tf.Scalar;
     tokens(eps: Episode[]): number;
-    swapControl?(): SwapControl;
+    swapControl?(): SwapControl | undefined;
     exportTo(dir: string): void;
     dispose(): void;
   };

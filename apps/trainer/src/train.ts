@@ -146,17 +146,18 @@ export async function runStage(stage: Stage, cfg: TrainConfig, opts: RunOptions)
         break;
       }
     }
-    if (!result.interrupted && step === cfg.steps && job.swapControl) {
-      const c = job.swapControl();
-      result.swapControl = c;
-      metric({ step, swapControl: c });
-      progress.note(
-        `step ${step}: swap control — held-out loss ${c.ownLoss.toFixed(4)} with each sample's own prefix, ${c.swappedLoss.toFixed(4)} with another's (gap ${c.gap.toFixed(4)} [95% CI ${c.gapLow.toFixed(4)}, ${c.gapHigh.toFixed(4)}])`,
-      );
-    }
     if (!result.interrupted && step === cfg.steps) {
       writeDirAtomic(join(out, FINAL_DIR), (tmp) => job.exportTo(tmp));
       result.final = join(out, FINAL_DIR);
+      // After the export, so that nothing here can cost the run its outputs.
+      const c = job.swapControl?.();
+      if (c) {
+        result.swapControl = c;
+        metric({ step, swapControl: c });
+        progress.note(
+          `step ${step}: swap control — held-out loss ${c.ownLoss.toFixed(4)} with each sample's own prefix, ${c.swappedLoss.toFixed(4)} with another's (gap ${c.gap.toFixed(4)} [95% CI ${c.gapLow.toFixed(4)}, ${c.gapHigh.toFixed(4)}])`,
+        );
+      }
     }
   } finally {
     progress.done();

@@ -74,6 +74,17 @@ describe('every stage runs end to end on the tiny default and lowers its held-ou
     });
   }
 
+  it('a HyperLlama stage with one row per batch finishes and exports (its swap control has nobody to swap with)', async () => {
+    const out = join(dir, 'hp-b1');
+    const io = memoryIo();
+    const code = await main(['hyperpretrain', '--out', out, '--eval-every', '0', '--save-every', '0', ...TINY, '--set', 'batchSize=1', '--steps', '3'], io, () => {});
+    expect(code, io.lines.join('\n')).toBe(0);
+    expect(existsSync(join(out, 'final', 'hyperllama'))).toBe(true);
+    expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8')).not.toContain('swapControl');
+    // With rows to swap, the control is logged.
+    expect(readFileSync(join(dir, 'hp', 'metrics.jsonl'), 'utf8')).toContain('"swapControl"');
+  });
+
   for (const init of ['random', 'shared', 'hyper']) {
     it(`prefix-tune --init ${init}`, async () => {
       const extra = init === 'shared' ? ['--shared', join(dir, 'mt-shared-prefix', 'final', 'prefix.safetensors')] : init === 'hyper' ? ['--hypernet', join(dir, 'mt-hyperllama', 'final', 'hyperllama')] : [];

@@ -2,8 +2,8 @@ import { appendFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { SYNTHETIC_FAMILIES, isControlTask, syntheticTaskName, syntheticTasks, type Task } from '@hyperllama/datasets';
-import { buildReport, evaluate, formatTable, pairedBootstrap, writeReport, type EvalReport, type MethodName, type MethodResult } from '@hyperllama/eval';
+import { isControlTask, syntheticTasks, type Task } from '@hyperllama/datasets';
+import { buildReport, evaluate, formatTable, pairedBootstrap, syntheticFamilyOf, writeReport, type EvalReport, type MethodName, type MethodResult } from '@hyperllama/eval';
 import { loadKVPrefix } from '@hyperllama/gist-attention';
 import { loadAdapter } from '@hyperllama/lora';
 import { applyPatch, defaultConfig, runStage, type Stage, type TrainConfig } from '@hyperllama/trainer';
@@ -85,7 +85,7 @@ function stageConfig(stage: Stage, patch: Record<string, unknown>): TrainConfig 
   return applyPatch(defaultConfig(stage), patch, `default (${stage})`);
 }
 
-const familyOf = (task: Task): string => SYNTHETIC_FAMILIES.find((f) => task.name.startsWith(syntheticTaskName(f.name, '')))!.name;
+const familyOf = (task: Task): string => syntheticFamilyOf(task.name)!;
 
 /** Takes up to `n` tasks, one family at a time in turn (every family represented before any gets a second task). */
 function roundRobin(tasks: readonly Task[], n: number): Task[] {
