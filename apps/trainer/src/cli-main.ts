@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { HyperLlamaError } from '@hyperllama/runtime';
 import { STAGES, applyPatch, defaultConfig, optionHelp, parseSetting, readConfigFile, type Stage, type TrainConfig } from './config.js';
@@ -97,7 +98,7 @@ export function resolveConfig(stage: Stage, values: Record<string, unknown>): Tr
   return cfg;
 }
 
-/** The CLI: returns the process exit code (0 done, 1 error, 2 usage, 130 interrupted). */
+/** The CLI: returns the process exit code (0 done, 1 error, 2 usage, 130 SIGINT, 143 SIGTERM). */
 export async function main(argv: string[], io: Io = processIo, stdout: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
   const [stageArg, ...rest] = argv;
   if (!stageArg || stageArg === '--help' || stageArg === '-h' || stageArg === 'help') {
@@ -124,6 +125,7 @@ export async function main(argv: string[], io: Io = processIo, stdout: (s: strin
     let cfg: TrainConfig;
     if (typeof values.resume === 'string') {
       out = values.resume;
+      if (!existsSync(`${out}/config.json`)) throw new TrainerError('CHECKPOINT_NOT_FOUND', `${out}: no run to resume (no config.json)`, { file: out });
       // The run's own resolved configuration, then any flags given now (e.g. more --steps).
       const saved = readConfigFile(`${out}/config.json`) as Record<string, unknown>;
       const { stage: savedStage, ...savedCfg } = saved;
@@ -143,7 +145,8 @@ export async function main(argv: string[], io: Io = processIo, stdout: (s: strin
     );
     if (result.final) io.log(`outputs: ${result.final}`);
     io.log(`checkpoint: ${result.checkpoint}`);
-    return result.interrupted ? 130 : 0;
+    // 128 + the signal's number, as a shell reports a process the signal ended.
+    return result.interrupted ? (result.signal === 'SIGTERM' ? 143 : 130) : 0;
   } catch (e) {
     if (e instanceof RangeError || /out of memory|allocation failed|Invalid (typed )?array length/i.test((e as Error).message ?? '')) {
       io.log(`hyperllama-train ${stage}: error OUT_OF_MEMORY: ${(e as Error).message}. Lower batchSize, data.maxLength / data.maxHyperLength / data.seqLen, or the model size.`);

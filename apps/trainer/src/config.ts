@@ -198,7 +198,8 @@ export function applyPatch(base: TrainConfig, patch: unknown, source: string): T
     if (typeof value !== 'object' || value === null || Array.isArray(value)) configError('CONFIG_BAD_VALUE', prefix || '<root>', 'an object', value, source);
     for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
       const path = prefix ? `${prefix}.${key}` : key;
-      const node = schema[key];
+      // Own keys only: "constructor" or "__proto__" in a config file must not reach Object's prototype.
+      const node = Object.hasOwn(schema, key) ? schema[key] : undefined;
       if (!node) configError('CONFIG_UNKNOWN_KEY', path, `one of the known keys (${Object.keys(schema).join(', ')})`, key, source);
       if (isLeaf(node)) target[key] = checkLeaf(node, v, path, source);
       else walk(node, target[key] as Record<string, unknown>, v, path);
@@ -211,7 +212,12 @@ export function applyPatch(base: TrainConfig, patch: unknown, source: string): T
 /** Read a JSON (`.json`) or YAML (`.yaml`/`.yml`, or anything else) config file. */
 export function readConfigFile(file: string): unknown {
   if (!existsSync(file)) throw new TrainerError('CONFIG_NOT_FOUND', `${file}: no such config file`, { file });
-  const text = readFileSync(file, 'utf8');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new TrainerError('CONFIG_NOT_FOUND', `${file}: cannot read the config file (${(e as Error).message})`, { file });
+  }
   try {
     return extname(file).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text);
   } catch (e) {
@@ -224,7 +230,7 @@ export function leafAt(path: string): Leaf | undefined {
   let node: Leaf | Schema | undefined = SCHEMA;
   for (const key of path.split('.')) {
     if (!node || isLeaf(node)) return undefined;
-    node = (node as Schema)[key];
+    node = Object.hasOwn(node, key) ? (node as Schema)[key] : undefined;
   }
   return node && isLeaf(node) ? node : undefined;
 }

@@ -17,6 +17,7 @@ import {
 import type { Stage, TrainConfig } from './config.js';
 import { TrainerError } from './errors.js';
 import { buildJob, type Job, type SwapControl } from './jobs.js';
+import { acquireRunLock } from './lock.js';
 import { Progress, type Io } from './progress.js';
 
 export const CHECKPOINT_DIR = 'checkpoint';
@@ -38,6 +39,8 @@ export interface RunResult {
   /** Steps completed (equals config.steps unless interrupted). */
   step: number;
   interrupted: boolean;
+  /** The signal that interrupted the run (SIGINT or SIGTERM), else null. */
+  signal: NodeJS.Signals | null;
   /** Training loss of the first and last step of this process; held-out loss before training (NaN when resumed) and at the end. */
   firstLoss: number;
   lastLoss: number;
@@ -67,6 +70,16 @@ interface SavedState {
 export async function runStage(stage: Stage, cfg: TrainConfig, opts: RunOptions): Promise<RunResult> {
   const out = resolve(opts.out);
   mkdirSync(out, { recursive: true });
+  // Before anything in `out` is read or written: a second run on the same directory is refused here.
+  const release = acquireRunLock(out, stage, opts.io.log);
+  try {
+    return await runLocked(stage, cfg, opts, out);
+  } finally {
+    release();
+  }
+}
+
+async function runLocked(stage: Stage, cfg: TrainConfig, opts: RunOptions, out: string): Promise<RunResult> {
   const backend = await initBackend({ backend: cfg.backend as BackendName, threads: cfg.threads || undefined });
   opts.io.log(`backend: ${backend.name} (${backend.reason})`);
 
@@ -78,9 +91,11 @@ export async function runStage(stage: Stage, cfg: TrainConfig, opts: RunOptions)
   const checkpointDir = join(out, CHECKPOINT_DIR);
   let step = 0;
   if (opts.resume) {
-    step = restore(checkpointDir, stage, job, optimizer);
-    truncateMetrics(metricsFile, step);
-    opts.io.log(`resumed from ${checkpointDir} at step ${step}`);
+    let from: string;
+    ({ step, dir: from } = restore(checkpointDir, stage, job, optimizer));
+    const dropped = truncateMetrics(metricsFile, step);
+    if (dropped > 0) opts.io.log(`${metricsFile}: repaired: dropped ${dropped} unreadable line(s) (a write cut off when the run was killed)`);
+    opts.io.log(`resumed from ${from} at step ${step}`);
   } else {
     writeFileSync(metricsFile, '');
   }
@@ -91,7 +106,22 @@ export async function runStage(stage: Stage, cfg: TrainConfig, opts: RunOptions)
 
   let savedAt = step;
   const save = () => {
-    writeDirAtomic(checkpointDir, (tmp) => saveCheckpoint(tmp, stage, cfg, step, job, optimizer));
+    // Checked before anything is written: a non-finite weight must never replace the last good checkpoint.
+    const tensors = new Map<string, ReturnType<typeof fromFloat32>>();
+    for (const [name, v] of Object.entries(job.params)) {
+      const values = v.dataSync() as Float32Array;
+      const bad = values.findIndex((x) => !Number.isFinite(x));
+      if (bad >= 0) {
+        const last = resolveCheckpointDir(checkpointDir);
+        throw new TrainerError('NON_FINITE_WEIGHTS', `step ${step}: trainable tensor ${name} holds ${values[bad]} at index ${bad}; no checkpoint was written${last ? ` (the last good one is ${last})` : ''}; try a lower --lr or a smaller maxGradNorm`, {
+          step,
+          tensor: name,
+          checkpoint: last ?? null,
+        });
+      }
+      tensors.set(name, fromFloat32(values, v.shape));
+    }
+    writeDirAtomic(checkpointDir, (tmp) => saveCheckpoint(tmp, stage, cfg, step, job, optimizer, tensors));
     savedAt = step;
   };
   let stopSignal: NodeJS.Signals | null = null;
@@ -103,7 +133,7 @@ export async function runStage(stage: Stage, cfg: TrainConfig, opts: RunOptions)
     process.on('SIGTERM', onSignal);
   }
   const progress = new Progress(opts.io, cfg.steps, cfg.logEvery);
-  const result: RunResult = { step, interrupted: false, firstLoss: NaN, lastLoss: NaN, initialEvalLoss: initialEval, evalLoss: NaN, tokensPerSecond: 0, checkpoint: checkpointDir };
+  const result: RunResult = { step, interrupted: false, signal: null, firstLoss: NaN, lastLoss: NaN, initialEvalLoss: initialEval, evalLoss: NaN, tokensPerSecond: 0, checkpoint: checkpointDir };
   let tokens = 0;
   const started = performance.now();
   try {
@@ -143,6 +173,7 @@ export async function runStage(stage: Stage, cfg: TrainConfig, opts: RunOptions)
         if (savedAt !== step) save();
         progress.note(`${stopSignal}: checkpoint written to ${checkpointDir} at step ${step}; continue with --resume ${out}`);
         result.interrupted = true;
+        result.signal = stopSignal;
         break;
       }
     }
@@ -172,8 +203,7 @@ export async function runStage(stage: Stage, cfg: TrainConfig, opts: RunOptions)
   return result;
 }
 
-function saveCheckpoint(dir: string, stage: Stage, cfg: TrainConfig, step: number, job: Job, optimizer: AdamW): void {
-  const tensors = new Map(Object.entries(job.params).map(([name, v]) => [name, fromFloat32(v.dataSync() as Float32Array, v.shape)]));
+function saveCheckpoint(dir: string, stage: Stage, cfg: TrainConfig, step: number, job: Job, optimizer: AdamW, tensors: Map<string, ReturnType<typeof fromFloat32>>): void {
   writeSafetensors(join(dir, TRAINABLE_FILE), tensors, { format: 'pt' });
   const { tensors: opt, metadata } = optimizer.stateEntries();
   writeSafetensors(join(dir, OPTIMIZER_FILE), opt, metadata);
@@ -186,15 +216,25 @@ function saveCheckpoint(dir: string, stage: Stage, cfg: TrainConfig, step: numbe
 
 function readState(dir: string): SavedState {
   const file = join(dir, STATE_FILE);
+  let state: SavedState;
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as SavedState;
+    state = JSON.parse(readFileSync(file, 'utf8')) as SavedState;
   } catch (e) {
     throw new TrainerError('CHECKPOINT_BAD', `${file}: cannot read the training state (${(e as Error).message})`, { file });
   }
+  // Parsed JSON of the wrong shape would otherwise resume at step undefined or crash in setState.
+  const field = (name: string, expected: string): never => {
+    throw new TrainerError('CHECKPOINT_BAD', `${file}: field "${name}": expected ${expected}`, { file, field: name, expected });
+  };
+  if (typeof state !== 'object' || state === null || Array.isArray(state)) field('<root>', 'an object');
+  if (typeof state.stage !== 'string') field('stage', 'a stage name');
+  if (!Number.isSafeInteger(state.step) || state.step < 0) field('step', 'a non-negative integer');
+  if (state.dropout !== undefined && (typeof state.dropout !== 'object' || state.dropout === null || Array.isArray(state.dropout))) field('dropout', 'an object');
+  return state;
 }
 
-/** Load weights, optimizer state and data position from the last good checkpoint; returns its step. */
-function restore(checkpointDir: string, stage: Stage, job: Job, optimizer: AdamW): number {
+/** Load weights, optimizer state and data position from the last good checkpoint; returns its step and folder. */
+function restore(checkpointDir: string, stage: Stage, job: Job, optimizer: AdamW): { step: number; dir: string } {
   const dir = resolveCheckpointDir(checkpointDir);
   if (!dir) throw new TrainerError('CHECKPOINT_NOT_FOUND', `${checkpointDir}: no checkpoint to resume from`, { file: checkpointDir });
   const state = readState(dir);
@@ -213,20 +253,43 @@ function restore(checkpointDir: string, stage: Stage, job: Job, optimizer: AdamW
     if (e.shape.join(',') !== v.shape.join(',')) {
       throw new TrainerError('CHECKPOINT_MISMATCH', `${file}: ${name} has shape [${e.shape}], the run's is [${v.shape}]`, { file, field: name });
     }
-    tf.tidy(() => v.assign(tf.tensor(toFloat32(e, name), v.shape, 'float32')));
+    const values = toFloat32(e, name);
+    const bad = values.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) throw new TrainerError('CHECKPOINT_BAD', `${file}: tensor ${name} holds ${values[bad]} at index ${bad}`, { file, tensor: name });
+    tf.tidy(() => v.assign(tf.tensor(values, v.shape, 'float32')));
   }
   const optFile = readSafetensors(join(dir, OPTIMIZER_FILE));
   optimizer.loadStateEntries(optFile.tensors, optFile.metadata, join(dir, OPTIMIZER_FILE));
   job.setState(state.data);
   for (const [adapter, states] of Object.entries(state.dropout ?? {})) setDropoutRngStates(job.model, adapter, states);
-  return state.step;
+  return { step: state.step, dir };
 }
 
-/** Drop metric lines past `step` (written after the checkpoint a resumed run continues from). */
-function truncateMetrics(file: string, step: number): void {
-  if (!existsSync(file)) return;
+/**
+ * Drop metric lines past `step` (written after the checkpoint a resumed run continues from) and lines that do not
+ * parse (a kill mid-append leaves a truncated last line). Returns how many unreadable lines were dropped.
+ */
+export function truncateMetrics(file: string, step: number): number {
+  if (!existsSync(file)) return 0;
+  let dropped = 0;
   const kept = readFileSync(file, 'utf8')
     .split('\n')
-    .filter((line) => line.trim() !== '' && (JSON.parse(line) as { step: number }).step <= step);
-  writeFileSync(file, kept.map((l) => l + '\n').join(''));
+    .filter((line) => {
+      if (line.trim() === '') return false;
+      let m: unknown;
+      try {
+        m = JSON.parse(line);
+      } catch {
+        dropped++;
+        return false;
+      }
+      const s = (m as { step?: unknown } | null)?.step;
+      if (typeof s !== 'number') {
+        dropped++;
+        return false;
+      }
+      return s <= step;
+    });
+  writeFileAtomic(file, kept.map((l) => l + '\n').join(''));
+  return dropped;
 }

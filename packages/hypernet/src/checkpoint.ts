@@ -55,7 +55,12 @@ export function writeDirAtomic(dir: string, fill: (tmp: string) => void): void {
   const old = `${target}.old`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  fill(tmp);
+  try {
+    fill(tmp);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true }); // a failed fill leaves nothing behind; `dir` is untouched
+    throw e;
+  }
   if (existsSync(target)) {
     rmSync(old, { recursive: true, force: true });
     renameSync(target, old);
