@@ -41,12 +41,13 @@ export function requireOption(command: string, name: string, value: string | und
   return value;
 }
 
-/** A number option; `integer` also demands an integer; undefined stays undefined. */
-export function numberOption(command: string, name: string, value: string | undefined, integer = false): number | undefined {
+/** A number option; `integer` also demands an integer, `min` a smallest value; undefined stays undefined. */
+export function numberOption(command: string, name: string, value: string | undefined, integer = false, min = -Infinity): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
-    throw new CliError('USAGE', `${command}: --${name}: expected ${integer ? 'an integer' : 'a number'}, got "${value}"`, { command, field: name, actual: value });
+  if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min) {
+    const what = `${integer ? 'an integer' : 'a number'}${min > -Infinity ? ` ≥ ${min}` : ''}`;
+    throw new CliError('USAGE', `${command}: --${name}: expected ${what}, got "${value}"`, { command, field: name, actual: value });
   }
   return n;
 }

@@ -57,6 +57,7 @@ function loadSetupHere(o: SetupOptions): EvalSetup {
   const model = loadLlama(modelPath, { trainable: false });
   try {
     const tokenizer = loadTokenizer(tokenizerPath, { vocabSize: model.config.vocabSize });
+    checkTokenizerFits(tokenizer, tokenizerPath, model, modelPath);
     const hyperllama = checkpoint ? loadHyperLlama(model, checkpoint).hyperllama : undefined;
     return {
       model,
@@ -71,6 +72,23 @@ function loadSetupHere(o: SetupOptions): EvalSetup {
   } catch (e) {
     model.dispose();
     throw e;
+  }
+}
+
+/**
+ * A `TOKENIZER_MISMATCH` error unless the tokenizer's ids (gist tokens aside, which live past the vocabulary) are
+ * exactly the model's vocabulary: a smaller one cannot decode what the model generates, a larger one indexes past
+ * the embedding.
+ */
+export function checkTokenizerFits(tokenizer: Tokenizer, tokenizerPath: string, model: LlamaModel, modelPath: string): void {
+  const tokens = tokenizer.numTokens - tokenizer.gistIds.length;
+  if (tokens !== model.config.vocabSize) {
+    throw new CliError('TOKENIZER_MISMATCH', `tokenizer ${tokenizerPath} has ${tokens} tokens but the model ${modelPath} has vocabSize ${model.config.vocabSize}: they do not belong together`, {
+      field: 'tokenizer',
+      file: tokenizerPath,
+      expected: model.config.vocabSize,
+      actual: tokens,
+    });
   }
 }
 

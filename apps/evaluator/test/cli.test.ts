@@ -31,7 +31,7 @@ describe('hyperllama-eval dispatcher', () => {
     expect(missing.stderr).toContain('generate: --model is required');
     const badNumber = await cli('generate', '--model', 'x', '--max-new-tokens', 'lots');
     expect(badNumber.code).toBe(2);
-    expect(badNumber.stderr).toContain('--max-new-tokens: expected an integer, got "lots"');
+    expect(badNumber.stderr).toContain('--max-new-tokens: expected an integer ≥ 1, got "lots"');
     expect((await cli('convert', '--from', 'a', '--wat')).code).toBe(2);
   });
 

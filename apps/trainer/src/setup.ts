@@ -68,7 +68,21 @@ export function scratchConfig(cfg: TrainConfig, tokenizer: Tokenizer): LlamaConf
 
 /** The base model: `model.base` loaded, or the seeded random-init tiny default (identical for the same seed). */
 export function resolveModel(cfg: TrainConfig, tokenizer: Tokenizer, trainable: boolean): { model: LlamaModel; basePath: string } {
-  if (cfg.model.base) return { model: loadLlama(cfg.model.base, { trainable }), basePath: cfg.model.base };
+  if (cfg.model.base) {
+    const model = loadLlama(cfg.model.base, { trainable });
+    // Gist tokens live past the vocabulary; every other id must index the base's embedding exactly.
+    const tokens = tokenizer.numTokens - tokenizer.gistIds.length;
+    if (tokens !== model.config.vocabSize) {
+      model.dispose();
+      throw new TrainerError('TOKENIZER_MISMATCH', `model.tokenizer: ${cfg.model.tokenizer ?? tokenizer.source} has ${tokens} tokens but the base ${cfg.model.base} has vocabSize ${model.config.vocabSize}`, {
+        field: 'model.tokenizer',
+        file: cfg.model.tokenizer ?? tokenizer.source,
+        expected: model.config.vocabSize,
+        actual: tokens,
+      });
+    }
+    return { model, basePath: cfg.model.base };
+  }
   const model = createLlama(scratchConfig(cfg, tokenizer), { seed: cfg.seed, std: cfg.model.initStd, trainable });
   return { model, basePath: `random-init(seed=${cfg.seed})` };
 }
@@ -98,6 +112,8 @@ export interface EpisodeSource {
 
 /** Demonstrations per training episode: `data.shots`, or a range from `data.minShots` for fresh synthetic episodes. */
 export function shotRange(cfg: TrainConfig): number | [number, number] {
+  // Only few-shot training asks for a range: an episode with no demonstration cannot teach reading them.
+  if (cfg.data.shots < 1) throw new TrainerError('CONFIG_BAD_VALUE', `data.shots: expected at least 1 demonstration per few-shot episode, got ${cfg.data.shots}`, { field: 'data.shots', actual: cfg.data.shots });
   const min = cfg.data.minShots;
   if (min === null || min === cfg.data.shots) return cfg.data.shots;
   if (min > cfg.data.shots) throw new TrainerError('CONFIG_BAD_VALUE', `data.minShots: expected at most data.shots (${cfg.data.shots}), got ${min}`, { field: 'data.minShots', actual: min });

@@ -55,6 +55,25 @@ describe('hyperllama-train in a child process', () => {
     expect(steps).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
   });
 
+  it('SIGTERM writes a checkpoint and exits with 143; meanwhile a second run on the same --out is refused by the lock', async () => {
+    const out = join(dir, 'terminated');
+    const child = spawnCli(run(out, 400));
+    const done = finished(child);
+    await waitForStep(out, 2);
+    const second = await finished(spawnCli(run(out, 4)));
+    expect(second.code, second.output).toBe(1);
+    expect(second.output).toMatch(new RegExp(`error OUT_LOCKED: .*hyperllama-train\\.lock: .* is in use by process ${child.pid} on \\S+, started \\d{4}-`));
+    expect(second.output).not.toMatch(/^\s+at /m); // one line, no stack trace
+    child.kill('SIGTERM');
+    const r = await done;
+    expect(r.code, r.output).toBe(143);
+    expect(r.output).toContain(`SIGTERM: checkpoint written to ${join(out, 'checkpoint')}`);
+    const state = JSON.parse(readFileSync(join(out, 'checkpoint', 'state.json'), 'utf8'));
+    expect(state.step).toBeGreaterThanOrEqual(2);
+    expect(state.step).toBeLessThan(400);
+    expect(existsSync(join(out, 'hyperllama-train.lock'))).toBe(false);
+  });
+
   it('SIGINT writes a loadable checkpoint and exits with 130', async () => {
     const out = join(dir, 'interrupted');
     const child = spawnCli(run(out, 400));

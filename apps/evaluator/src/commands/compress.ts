@@ -85,11 +85,11 @@ export const compressCommand: Command = {
       task: requireOption(c, 'task', v.task),
       taskName: v['task-name'],
       out: requireOption(c, 'out', v.out),
-      shots: numberOption(c, 'shots', v.shots, true)!,
+      shots: numberOption(c, 'shots', v.shots, true, 1)!,
       seed: numberOption(c, 'seed', v.seed, true)!,
-      maxHyperLength: numberOption(c, 'max-hyper-length', v['max-hyper-length'], true),
-      maxLength: numberOption(c, 'max-length', v['max-length'], true),
-      maxInstances: numberOption(c, 'max-instances', v['max-instances'], true),
+      maxHyperLength: numberOption(c, 'max-hyper-length', v['max-hyper-length'], true, 1),
+      maxLength: numberOption(c, 'max-length', v['max-length'], true, 1),
+      maxInstances: numberOption(c, 'max-instances', v['max-instances'], true, 1),
     };
     await startBackend(v.backend, io);
     const r = await compressTask(opts, io);

@@ -5,6 +5,7 @@ import { loadKVPrefix } from '@hyperllama/gist-attention';
 import { generate, loadLlama, type GenerateResult } from '@hyperllama/llama-model';
 import { loadTokenizer } from '@hyperllama/tokenizer';
 import { CliError, backendOption, numberOption, parseOptions, requireOption, startBackend, type Command, type Io } from '../cli-kit.js';
+import { checkTokenizerFits } from '../eval-setup.js';
 
 export interface GenerateTextOptions {
   /** An HF model directory or a llama2.c `.bin`. */
@@ -35,6 +36,7 @@ export async function generateText(opts: GenerateTextOptions): Promise<{ text: s
   const model = loadLlama(opts.model, { trainable: false });
   try {
     const tokenizer = loadTokenizer(tokenizerPath, { vocabSize: model.config.vocabSize });
+    checkTokenizerFits(tokenizer, tokenizerPath, model, opts.model);
     const { prefix: prefixFile, ...sampling } = opts;
     const stored = prefixFile ? loadKVPrefix(prefixFile, model.config).prefix : undefined;
     try {
@@ -74,7 +76,7 @@ export const generateCommand: Command = {
       model: requireOption(c, 'model', v.model),
       tokenizer: v.tokenizer,
       prompt: v.prompt!,
-      maxNewTokens: numberOption(c, 'max-new-tokens', v['max-new-tokens'], true)!,
+      maxNewTokens: numberOption(c, 'max-new-tokens', v['max-new-tokens'], true, 1)!,
       temperature: numberOption(c, 'temperature', v.temperature),
       topK: numberOption(c, 'top-k', v['top-k'], true),
       topP: numberOption(c, 'top-p', v['top-p']),
