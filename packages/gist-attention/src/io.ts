@@ -110,7 +110,10 @@ export function loadKVPrefix(path: string, expectedConfig?: LlamaConfig): Loaded
     if (expectedConfig) {
       check(H === expectedConfig.numKeyValueHeads && hd === expectedConfig.headDim, 'GIST_CONFIG_MISMATCH', `${name}.shape`, `[B, ${expectedConfig.numKeyValueHeads}, ${k}, ${expectedConfig.headDim}]`, entry.shape, where);
     }
-    return tf.tensor4d(toFloat32(entry, name), [B, H, P, hd]);
+    const data = toFloat32(entry, name);
+    const bad = data.findIndex((x) => !Number.isFinite(x));
+    check(bad < 0, 'GIST_BAD_PREFIX_FILE', name, 'finite values', `${data[bad]} at index ${bad}`, where);
+    return tf.tensor4d(data, [B, H, P, hd]);
   };
   const keys: tf.Tensor4D[] = [];
   const values: tf.Tensor4D[] = [];

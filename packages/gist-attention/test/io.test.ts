@@ -129,4 +129,14 @@ describe('saveKVPrefix / loadKVPrefix', () => {
     expect(codeOf(() => saveKVPrefix(path, prefix, { config, meta: { k: '9' } }))).toBe('GIST_BAD_META');
     expect(codeOf(() => loadKVPrefix(join(dir, 'missing.safetensors')))).toBe('SAFETENSORS_UNREADABLE');
   });
+
+  it('NaN in a stored prefix is GIST_BAD_PREFIX_FILE naming the file and the tensor', () => {
+    const path = join(dir, 'nan.safetensors');
+    const values = new Float32Array(2 * 3 * 4);
+    values[7] = NaN;
+    const t = fromFloat32(values, [1, 2, 3, 4]);
+    const md = { format: 'hyperllama-kv-prefix', format_version: '1', k: '3', scheme: 'restart', config_hash: configHash(config), num_layers: '1', position_offsets: '[3]' };
+    writeSafetensors(path, { 'layers.0.keys': fromFloat32(new Float32Array(24), [1, 2, 3, 4]), 'layers.0.values': t }, md);
+    expect(() => loadKVPrefix(path)).toThrow(`${path}: layers.0.values: expected finite values, got "NaN at index 7"`);
+  });
 });

@@ -134,6 +134,13 @@ export function readHypernetConfig(dir: string): HypernetConfigJson {
   return json;
 }
 
+/** `values`, unless one is NaN or ±Infinity (a `HYPERNET_BAD_CHECKPOINT` naming the file). */
+function finiteRows(values: Float32Array, file: string): Float32Array {
+  const bad = values.findIndex((x) => !Number.isFinite(x));
+  if (bad >= 0) throw new HypernetError('HYPERNET_BAD_CHECKPOINT', `${file}: gist_embeddings holds ${values[bad]} at index ${bad}`, { file, tensor: 'gist_embeddings', index: bad });
+  return values;
+}
+
 function adapterOptions(c: PeftLoraConfig): AdapterOptions {
   return { r: c.r, alpha: c.loraAlpha, dropout: c.loraDropout, targetModules: c.targetModules, useRslora: c.useRslora };
 }
@@ -166,7 +173,7 @@ export function loadHyperLlama(model: LlamaModel, dir: string, opts: { baseHash?
     scheme: config.scheme,
     hyper: adapterOptions(readAdapterConfig(hyperDir)),
     downstream: downDir ? adapterOptions(readAdapterConfig(downDir)) : undefined,
-    gistEmbeddings: toFloat32(entry, 'gist_embeddings'),
+    gistEmbeddings: finiteRows(toFloat32(entry, 'gist_embeddings'), gistFile),
     downstreamView: config.downstream_view,
   });
   loadAdapter(model, hyperDir, 'hyper');

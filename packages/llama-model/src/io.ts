@@ -41,6 +41,12 @@ function weightFiles(dir: string): string[] {
   return [...new Set(Object.values(index.weight_map))].map((f) => join(dir, f));
 }
 
+/** Index of the first NaN or ±Infinity in `values`, or -1. */
+function firstNonFinite(values: Float32Array): number {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return i;
+  return -1;
+}
+
 /** Read an HF Llama directory's config and weights (F32/F16/BF16, decoded to float32) without building a model. */
 export function readHfLlama(dir: string): { config: LlamaConfig; weights: HostWeights } {
   const configPath = join(dir, 'config.json');
@@ -49,7 +55,11 @@ export function readHfLlama(dir: string): { config: LlamaConfig; weights: HostWe
   for (const file of weightFiles(dir)) {
     for (const [name, entry] of readSafetensors(file).tensors) {
       if (weights.has(name)) throw new ModelError('DUPLICATE_TENSOR', `${file}: tensor "${name}" also appears in another shard`, { file, tensor: name });
-      weights.set(name, { shape: entry.shape, data: toFloat32(entry, name) });
+      const data = toFloat32(entry, name);
+      // A NaN weight would turn every logit NaN far from here; stop at the file, naming the tensor.
+      const bad = firstNonFinite(data);
+      if (bad >= 0) throw new ModelError('NON_FINITE_WEIGHT', `${file}: tensor "${name}" holds ${data[bad]} at index ${bad}`, { file, tensor: name, index: bad });
+      weights.set(name, { shape: entry.shape, data });
     }
   }
   return { config, weights };

@@ -108,6 +108,11 @@ export function readLlama2c(path: string): { config: LlamaConfig; weights: HostW
     return out;
   };
   const arrays = Object.fromEntries(Object.entries(sizes).map(([k, n]) => [k, take(n)])) as Record<keyof typeof sizes, Float32Array>;
+  for (const [name, values] of Object.entries(arrays)) {
+    if (name === 'freqReal' || name === 'freqImag') continue; // legacy RoPE tables, never read
+    const i = values.findIndex((x) => !Number.isFinite(x));
+    if (i >= 0) throw new ModelError('NON_FINITE_WEIGHT', `${path}: llama2.c array "${name}" holds ${values[i]} at index ${i}`, { file: path, tensor: name, index: i });
+  }
 
   const weights: HostWeights = new Map();
   const put = (name: string, shape: number[], data: Float32Array) => weights.set(name, { shape, data });

@@ -122,6 +122,26 @@ describe('saveLlama / loadLlama', () => {
     expect(err.message).toContain('model.layers.0.self_attn.k_proj.weight: expected [24,32], got [32,24]');
   });
 
+  it('NaN or Infinity in loaded weights is NON_FINITE_WEIGHT naming the file and the tensor', () => {
+    const tensors = fixtureTensors();
+    const name = 'model.layers.1.self_attn.v_proj.weight';
+    const values = toFloat32(tensors.get(name)!, name).slice();
+    values[5] = NaN;
+    tensors.set(name, fromFloat32(values, tensors.get(name)!.shape));
+    const dir = modelDir('nan-', { 'model.safetensors': tensors });
+    const err = thrown(() => loadLlama(dir));
+    expect(err.code).toBe('NON_FINITE_WEIGHT');
+    expect(err.message).toBe(`${join(dir, 'model.safetensors')}: tensor "${name}" holds NaN at index 5`);
+    // llama2.c: the header's 7 int32s, then the embedding table first
+    const bin = Buffer.from(readFileSync(join(FIXTURES, 'tiny-llama2c-untied.bin')));
+    bin.writeFloatLE(-Infinity, 28 + 4 * 3);
+    const file = join(tmp, 'inf.bin');
+    writeFileSync(file, bin);
+    const e2 = thrown(() => loadLlama(file));
+    expect(e2.code).toBe('NON_FINITE_WEIGHT');
+    expect(e2.message).toBe(`${file}: llama2.c array "embed" holds -Infinity at index 3`);
+  });
+
   it('rejects missing files and truncated llama2.c checkpoints with ModelError', () => {
     expect(thrown(() => loadLlama(join(tmp, 'nope'))).code).toBe('NOT_FOUND');
     expect(thrown(() => loadLlama(modelDir('empty-', {}))).code).toBe('NO_WEIGHTS');

@@ -189,8 +189,16 @@ export function loadAdapter(model: LinearHost, dir: string, name: string): void 
         badDtype,
       });
     }
+    // Every tensor checked before any is assigned: a NaN factor leaves the model as it was.
+    const decoded = new Map<string, Float32Array>();
+    for (const [key] of expected) {
+      const values = toFloat32(tensors.get(key)!, key);
+      const bad = values.findIndex((x) => !Number.isFinite(x));
+      if (bad >= 0) throw new LoraError('PEFT_NON_FINITE', `${file}: tensor "${key}" holds ${values[bad]} at index ${bad}`, { file, tensor: key, index: bad });
+      decoded.set(key, values);
+    }
     for (const [key, { variable, peftShape }] of expected) {
-      const values = transpose(toFloat32(tensors.get(key)!, key), peftShape[0], peftShape[1]);
+      const values = transpose(decoded.get(key)!, peftShape[0], peftShape[1]);
       tf.tidy(() => variable.assign(tf.tensor2d(values, variable.shape as [number, number])));
     }
   } catch (e) {

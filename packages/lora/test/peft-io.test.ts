@@ -172,6 +172,27 @@ describe('PEFT adapter files', () => {
     x.dispose();
   });
 
+  it('NaN in adapter weights is PEFT_NON_FINITE naming the file and the tensor, and the model is left without the adapter', () => {
+    const tensors = readSafetensors(join(FIXTURE, 'adapter_model.safetensors')).tensors;
+    const base = JSON.parse(readFileSync(join(FIXTURE, 'adapter_config.json'), 'utf8'));
+    const name = [...tensors.keys()].find((k) => k.endsWith('lora_B.weight'))!;
+    const values = toFloat32(tensors.get(name)!, name).slice();
+    values[1] = NaN;
+    const dir = join(tmp, 'nan-adapter');
+    saveFixtureCopy(dir, new Map([...tensors, [name, fromFloat32(values, tensors.get(name)!.shape)]]), base);
+    const { h } = fixtureHost();
+    let err: unknown;
+    try {
+      loadAdapter(h, dir, 'default');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(LoraError);
+    expect((err as LoraError).code).toBe('PEFT_NON_FINITE');
+    expect((err as LoraError).message).toBe(`${join(dir, 'adapter_model.safetensors')}: tensor "${name}" holds NaN at index 1`);
+    expect(listAdapters(h)).toEqual([]);
+  });
+
   it('rejects configs it cannot honour (wrong peft_type, DoRA, bias, rank mismatch with an existing adapter)', () => {
     const tensors = readSafetensors(join(FIXTURE, 'adapter_model.safetensors')).tensors;
     const base = JSON.parse(readFileSync(join(FIXTURE, 'adapter_config.json'), 'utf8'));
