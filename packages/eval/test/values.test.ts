@@ -1,10 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { makeExample, type Task } from '@hyperllama/datasets';
-import { HyperLlama } from '@hyperllama/hypernet';
+import { collateZeroShot, makeExample, type Task } from '@hyperllama/datasets';
+import { HyperLlama, plainLoss, trainStep } from '@hyperllama/hypernet';
 import { LlamaModel, type HostWeights, type LlamaConfig } from '@hyperllama/llama-model';
+import { AdamW } from '@hyperllama/runtime';
 import { buildReport, evaluate } from '../src/index.js';
-import { charTokenizer } from './helpers.js';
+import { charTokenizer, tinyModel } from './helpers.js';
 
 /**
  * Value tests of the evaluation protocols: scores and answer losses of a model whose next-token distribution is set
@@ -134,6 +135,44 @@ describe('evaluation scores of a hand-built bigram model', () => {
     const [sum] = await evaluate([classify], { model, tokenizer: charTokenizer, scoring: 'sum' }, { methods: ['zero-shot'], shots: 0, seed: 0 });
     expect(sum.scores[0].scores).toEqual([0, 1, 0, 0]);
     hl.dispose();
+    model.dispose();
+  });
+});
+
+describe('end to end: a model that has learned a lookup answers it', () => {
+  it('after 40 steps on a 4-entry table, greedy generation scores > 0 (here ≥ 3 of 4) on exact match and ROUGE-L; 0 before training', async () => {
+    // Input letter → word; the answer depends on the input, 9 characters back from "Output:".
+    const table = [['a', 'cat'], ['b', 'dog'], ['c', 'sun'], ['d', 'map']];
+    const examples = table.map(([i, o]) => makeExample(i, [o]));
+    const lookup: Task = { name: 'lookup', source: 'test', metric: 'exact', examples, instances: examples };
+    const model = tinyModel(0);
+    const scores = async () => {
+      const out: number[][] = [];
+      for (const metric of ['exact', 'rougeL'] as const) {
+        const [zs] = await evaluate([{ ...lookup, metric }], { model, tokenizer: charTokenizer, maxNewTokens: 6 }, { methods: ['zero-shot'], shots: 0, seed: 0 });
+        out.push(zs.scores[0].scores);
+      }
+      return out;
+    };
+    const before = await scores();
+    expect(before).toEqual([[0, 0, 0, 0], [0, 0, 0, 0]]);
+
+    // Every weight trained on the four zero-shot rows "[BOS] Input: a\nOutput: cat[EOS]" (loss on " cat" + EOS).
+    const params = Object.fromEntries(model.namedWeights());
+    const opt = new AdamW(params, { lr: 1e-2, weightDecay: 0 });
+    const batch = collateZeroShot(examples.map((e) => ({ task: lookup, target: e })), { encoder: charTokenizer });
+    let loss = Infinity;
+    for (let step = 0; step < 40; step++) loss = (await trainStep(params, opt, () => plainLoss(model, batch, { training: true }))).loss;
+    expect(loss).toBeLessThan(0.1);
+
+    const [exactScores, rougeScores] = await scores();
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(mean(exactScores)).toBeGreaterThan(0); // measured: all four right (loss 0.021), [1, 1, 1, 1] and ROUGE-L 100
+    expect(mean(rougeScores)).toBeGreaterThan(0);
+    expect(mean(exactScores)).toBeGreaterThanOrEqual(0.75);
+    // Where the strict exact match is 1, the prediction equals the reference, so ROUGE-L is 100 there.
+    exactScores.forEach((e, i) => e === 1 && expect(rougeScores[i]).toBe(100));
+    opt.dispose();
     model.dispose();
   });
 });
