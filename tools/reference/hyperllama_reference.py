@@ -111,8 +111,10 @@ def load_checkpoint(ckpt_dir, base_dir=None):
     hc = read_json(os.path.join(ckpt_dir, "hypernet_config.json"))
     assert hc["format"] == "hyperllama-hypernet", f"{ckpt_dir}: not a HyperLlama checkpoint"
     assert hc.get("downstream_view", "gists") == "gists", "only the standard downstream view (gists) is implemented"
-    if base_dir is None:
-        base_dir = os.path.normpath(os.path.join(ckpt_dir, hc["base_model"]["path"]))
+    if base_dir is None:  # the recorded path: absolute, relative to the working directory, or to the checkpoint
+        recorded = hc["base_model"]["path"]
+        assert recorded, f"{ckpt_dir}: no base_model.path recorded; give --base"
+        base_dir = recorded if os.path.isdir(recorded) else os.path.normpath(os.path.join(ckpt_dir, recorded))
     cfg, w = load_base(base_dir)
     digest = base_model_hash(w, cfg)
     assert digest == hc["base_model"]["hash"], f"{base_dir}: base hash {digest[:16]}… ≠ checkpoint's {hc['base_model']['hash'][:16]}…"
