@@ -92,7 +92,7 @@ async function runLocked(stage: Stage, cfg: TrainConfig, opts: RunOptions, out: 
   let step = 0;
   if (opts.resume) {
     let from: string;
-    ({ step, dir: from } = restore(checkpointDir, stage, job, optimizer));
+    ({ step, dir: from } = restoreCheckpoint(checkpointDir, stage, job, optimizer));
     const dropped = truncateMetrics(metricsFile, step);
     if (dropped > 0) opts.io.log(`${metricsFile}: repaired: dropped ${dropped} unreadable line(s) (a write cut off when the run was killed)`);
     opts.io.log(`resumed from ${from} at step ${step}`);
@@ -233,8 +233,11 @@ function readState(dir: string): SavedState {
   return state;
 }
 
-/** Load weights, optimizer state and data position from the last good checkpoint; returns its step and folder. */
-function restore(checkpointDir: string, stage: Stage, job: Job, optimizer: AdamW): { step: number; dir: string } {
+/**
+ * Load weights, optimizer state and data position from the last good checkpoint (`checkpointDir`, else the
+ * `.old` a cut-off save left); returns its step and folder. Anything unusable is a typed error naming the file.
+ */
+export function restoreCheckpoint(checkpointDir: string, stage: Stage, job: Job, optimizer: AdamW): { step: number; dir: string } {
   const dir = resolveCheckpointDir(checkpointDir);
   if (!dir) throw new TrainerError('CHECKPOINT_NOT_FOUND', `${checkpointDir}: no checkpoint to resume from`, { file: checkpointDir });
   const state = readState(dir);
@@ -258,10 +261,28 @@ function restore(checkpointDir: string, stage: Stage, job: Job, optimizer: AdamW
     if (bad >= 0) throw new TrainerError('CHECKPOINT_BAD', `${file}: tensor ${name} holds ${values[bad]} at index ${bad}`, { file, tensor: name });
     tf.tidy(() => v.assign(tf.tensor(values, v.shape, 'float32')));
   }
-  const optFile = readSafetensors(join(dir, OPTIMIZER_FILE));
-  optimizer.loadStateEntries(optFile.tensors, optFile.metadata, join(dir, OPTIMIZER_FILE));
-  job.setState(state.data);
-  for (const [adapter, states] of Object.entries(state.dropout ?? {})) setDropoutRngStates(job.model, adapter, states);
+  const optPath = join(dir, OPTIMIZER_FILE);
+  const optFile = readSafetensors(optPath);
+  // The optimizer counts its own steps: one that disagrees with state.json comes from another save.
+  if (Number(optFile.metadata.step) !== state.step) {
+    throw new TrainerError('CHECKPOINT_MISMATCH', `${optPath}: optimizer step ${optFile.metadata.step}, but ${STATE_FILE} says step ${state.step}`, { file: optPath, field: 'step' });
+  }
+  for (const [name, e] of optFile.tensors) {
+    if (e.dtype !== 'F32' && e.dtype !== 'F16' && e.dtype !== 'BF16') continue;
+    const values = toFloat32(e, name);
+    const bad = values.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) throw new TrainerError('CHECKPOINT_BAD', `${optPath}: tensor ${name} holds ${values[bad]} at index ${bad}`, { file: optPath, tensor: name });
+  }
+  optimizer.loadStateEntries(optFile.tensors, optFile.metadata, optPath);
+  const stateFile = join(dir, STATE_FILE);
+  // The samplers and Rngs check little of what they are given: a damaged position is this file's fault.
+  try {
+    job.setState(state.data);
+    for (const [adapter, states] of Object.entries(state.dropout ?? {})) setDropoutRngStates(job.model, adapter, states);
+  } catch (e) {
+    if (e instanceof TrainerError) throw e;
+    throw new TrainerError('CHECKPOINT_BAD', `${stateFile}: cannot restore the data position or dropout state (${(e as Error).message})`, { file: stateFile }, { cause: e });
+  }
   return { step: state.step, dir };
 }
 

@@ -6,7 +6,7 @@ import type { LlamaModel } from '@hyperllama/llama-model';
 import { loadAdapter, readAdapterConfig, saveAdapter, type PeftLoraConfig } from '@hyperllama/lora';
 import { fromFloat32, readSafetensors, toFloat32, writeFileAtomic, writeSafetensors } from '@hyperllama/runtime';
 import { HypernetError, bad } from './errors.js';
-import { HyperLlama, type AdapterOptions, type DownstreamView } from './hyperllama.js';
+import { DOWNSTREAM_VIEWS, HyperLlama, type AdapterOptions, type DownstreamView } from './hyperllama.js';
 
 export const HYPERNET_CONFIG_FILE = 'hypernet_config.json';
 export const GIST_EMBEDDINGS_FILE = 'gist_embeddings.safetensors';
@@ -131,6 +131,21 @@ export function readHypernetConfig(dir: string): HypernetConfigJson {
   if (!Number.isInteger(json.k) || json.k < 1) bad('HYPERNET_BAD_CONFIG', 'k', 'a positive integer', json.k, ctx);
   if (json.scheme !== 'restart' && json.scheme !== 'continue') bad('HYPERNET_BAD_CONFIG', 'scheme', '"restart" or "continue"', json.scheme, ctx);
   if (typeof json.base_model?.hash !== 'string') bad('HYPERNET_BAD_CONFIG', 'base_model.hash', 'a string', json.base_model?.hash, ctx);
+  const nullableString = (v: unknown) => v === null || v === undefined || (typeof v === 'string' && v !== '');
+  if (!nullableString(json.base_model.path)) bad('HYPERNET_BAD_CONFIG', 'base_model.path', 'a path or null', json.base_model.path, ctx);
+  if (!nullableString(json.tokenizer)) bad('HYPERNET_BAD_CONFIG', 'tokenizer', 'a path or null', json.tokenizer, ctx);
+  if (!Array.isArray(json.gist_ids) || json.gist_ids.length !== json.k || !json.gist_ids.every((id) => Number.isInteger(id) && id >= 0)) {
+    bad('HYPERNET_BAD_CONFIG', 'gist_ids', `${json.k} non-negative integer ids`, json.gist_ids, ctx);
+  }
+  // Adapter folders are names inside the checkpoint.
+  const folder = (v: unknown) => typeof v === 'string' && /^[\w.-]+$/.test(v) && v !== '.' && v !== '..';
+  if (typeof json.adapters !== 'object' || json.adapters === null || !folder(json.adapters.hyper)) bad('HYPERNET_BAD_CONFIG', 'adapters.hyper', 'a folder name', json.adapters?.hyper, ctx);
+  if (json.adapters.downstream !== null && json.adapters.downstream !== undefined && !folder(json.adapters.downstream)) {
+    bad('HYPERNET_BAD_CONFIG', 'adapters.downstream', 'a folder name or null', json.adapters.downstream, ctx);
+  }
+  if (json.downstream_view !== undefined && !DOWNSTREAM_VIEWS.includes(json.downstream_view)) {
+    bad('HYPERNET_BAD_CONFIG', 'downstream_view', DOWNSTREAM_VIEWS.join(' | '), json.downstream_view, ctx);
+  }
   return json;
 }
 

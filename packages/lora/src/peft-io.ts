@@ -88,6 +88,9 @@ function configError(file: string, field: string, expected: string, actual: unkn
   });
 }
 
+/** The largest LoRA rank an adapter_config.json may give. */
+const MAX_RANK = 65536;
+
 /** Read and validate a PEFT LoRA adapter_config.json (features this package does not implement are errors). */
 export function readAdapterConfig(dir: string): PeftLoraConfig {
   const file = join(dir, ADAPTER_CONFIG_FILE);
@@ -99,9 +102,10 @@ export function readAdapterConfig(dir: string): PeftLoraConfig {
   }
   if (typeof raw !== 'object' || raw === null) configError(file, '<root>', 'a JSON object', raw);
   if (raw.peft_type !== 'LORA') configError(file, 'peft_type', '"LORA"', raw.peft_type);
-  if (!Number.isInteger(raw.r) || (raw.r as number) < 1) configError(file, 'r', 'a positive integer', raw.r);
+  // Bounded so a damaged r cannot ask for a multi-gigabyte allocation before the weights are compared.
+  if (!Number.isInteger(raw.r) || (raw.r as number) < 1 || (raw.r as number) > MAX_RANK) configError(file, 'r', `an integer in [1, ${MAX_RANK}]`, raw.r);
   const alpha = raw.lora_alpha ?? 8;
-  if (typeof alpha !== 'number' || !(alpha > 0)) configError(file, 'lora_alpha', 'a positive number', alpha);
+  if (typeof alpha !== 'number' || !(alpha > 0) || !Number.isFinite(alpha)) configError(file, 'lora_alpha', 'a positive number', alpha);
   const dropout = raw.lora_dropout ?? 0;
   if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1)) configError(file, 'lora_dropout', 'a number in [0, 1)', dropout);
   const targets = raw.target_modules;
@@ -141,6 +145,17 @@ export function loadAdapter(model: LinearHost, dir: string, name: string): void 
   const file = join(dir, ADAPTER_WEIGHTS_FILE);
   const { tensors } = readSafetensors(file);
 
+  // The saved factors carry the rank too: a config that disagrees with them is caught before anything is injected.
+  for (const [key, t] of tensors) {
+    if (key.endsWith('.lora_A.weight') && t.shape.length === 2 && t.shape[0] !== config.r) {
+      throw new LoraError('PEFT_RANK_MISMATCH', `${file}: ${key} has rank ${t.shape[0]} but ${ADAPTER_CONFIG_FILE} says r = ${config.r}`, {
+        file,
+        field: 'r',
+        expected: config.r,
+        actual: t.shape[0],
+      });
+    }
+  }
   const existing = listAdapters(model).includes(name);
   if (existing && getAdapterInfo(model, name).r !== config.r) {
     throw new LoraError('PEFT_RANK_MISMATCH', `${dir}: r = ${config.r} but the model's adapter "${name}" has r = ${getAdapterInfo(model, name).r}`, {
@@ -151,7 +166,13 @@ export function loadAdapter(model: LinearHost, dir: string, name: string): void 
     });
   }
   if (!existing) {
-    injectLora(model, { name, r: config.r, alpha: config.loraAlpha, dropout: config.loraDropout, targetModules: config.targetModules, useRslora: config.useRslora });
+    try {
+      injectLora(model, { name, r: config.r, alpha: config.loraAlpha, dropout: config.loraDropout, targetModules: config.targetModules, useRslora: config.useRslora });
+    } catch (e) {
+      // e.g. target_modules that match nothing: the config file is what is wrong, so name it.
+      if (e instanceof LoraError) throw new LoraError(e.code, `${join(dir, ADAPTER_CONFIG_FILE)}: ${e.message}`, { ...e.details, file: join(dir, ADAPTER_CONFIG_FILE) }, { cause: e });
+      throw e;
+    }
   }
   try {
     const params = namedLoraParameters(model, name);

@@ -350,5 +350,35 @@ export function validateTokenizerJson(json: unknown, source: string): asserts js
     const a = t as Partial<AddedTokenJson> | null;
     if (!a || typeof a.content !== 'string' || !Number.isInteger(a.id) || a.id! < 0) bad(`added_tokens[${i}] needs a string "content" and an integer "id"`);
   });
-  for (const key of ['normalizer', 'pre_tokenizer', 'post_processor', 'decoder']) j[key] ??= null;
+  for (const key of ['normalizer', 'pre_tokenizer', 'post_processor', 'decoder']) {
+    j[key] ??= null;
+    checkComponent(j[key], key, bad);
+  }
+}
+
+/** Fields of `Sequence` components that hold their parts. */
+const PARTS = ['normalizers', 'pretokenizers', 'processors', 'decoders'];
+
+/**
+ * A pipeline component is null or an object with a string `type`; its parts (in a Sequence) are components too, and a
+ * `pattern` is `{String}` or `{Regex}`. The tokenizers engine accepts some malformed ones and fails later, on encode
+ * or decode, with a TypeError.
+ */
+function checkComponent(v: unknown, path: string, bad: (what: string) => never): void {
+  if (v === null) return;
+  if (typeof v !== 'object' || Array.isArray(v) || typeof (v as { type?: unknown }).type !== 'string') bad(`${path} is not null or an object with a string "type"`);
+  const c = v as Record<string, unknown>;
+  for (const key of PARTS) {
+    if (!(key in c)) continue;
+    if (!Array.isArray(c[key])) bad(`${path}.${key} is not an array`);
+    (c[key] as unknown[]).forEach((part, i) => {
+      if (part === null) bad(`${path}.${key}[${i}] is null`);
+      checkComponent(part, `${path}.${key}[${i}]`, bad);
+    });
+  }
+  if ('pattern' in c) {
+    const p = c.pattern as Record<string, unknown> | null;
+    const keys = p && typeof p === 'object' && !Array.isArray(p) ? Object.keys(p) : [];
+    if (keys.length !== 1 || !['String', 'Regex'].includes(keys[0]) || typeof p![keys[0]] !== 'string') bad(`${path}.pattern is not {"String": …} or {"Regex": …}`);
+  }
 }
