@@ -1,4 +1,4 @@
-import { linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { TrainerError } from './errors.js';
@@ -78,4 +78,21 @@ export function acquireRunLock(out: string, stage: string, log: (line: string) =
     const holder = readHolder(file);
     if (holder && holder.pid === me.pid && holder.host === me.host && holder.started === me.started) rmSync(file, { force: true });
   };
+}
+
+/**
+ * Remove the temporary files and folders (`<name>.<pid>.tmp`, `<name>.tmp-<pid>`) that processes no longer running
+ * left in `out` when they were killed mid-write; returns their names. Call it while holding the lock.
+ */
+export function removeStaleTemporaries(out: string): string[] {
+  const removed: string[] = [];
+  for (const name of readdirSync(out)) {
+    const m = /\.(\d+)\.tmp$/.exec(name) ?? /\.tmp-(\d+)$/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || alive(pid)) continue;
+    rmSync(join(out, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
 }

@@ -17,7 +17,7 @@ import {
 import type { Stage, TrainConfig } from './config.js';
 import { TrainerError } from './errors.js';
 import { buildJob, type Job, type SwapControl } from './jobs.js';
-import { acquireRunLock } from './lock.js';
+import { acquireRunLock, removeStaleTemporaries } from './lock.js';
 import { Progress, type Io } from './progress.js';
 
 export const CHECKPOINT_DIR = 'checkpoint';
@@ -73,6 +73,8 @@ export async function runStage(stage: Stage, cfg: TrainConfig, opts: RunOptions)
   // Before anything in `out` is read or written: a second run on the same directory is refused here.
   const release = acquireRunLock(out, stage, opts.io.log);
   try {
+    const stale = removeStaleTemporaries(out);
+    if (stale.length > 0) opts.io.log(`${out}: removed what killed runs left half-written: ${stale.join(', ')}`);
     return await runLocked(stage, cfg, opts, out);
   } finally {
     release();

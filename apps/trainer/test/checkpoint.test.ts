@@ -199,15 +199,20 @@ describe('the run lock', () => {
     expect(() => acquireRunLock(out, 'multitask', () => {})).toThrow(/OUT_LOCKED|in use by process 1 on elsewhere.*another host/);
   });
 
-  it('a stale lock (holder gone) is taken over with a message and released at the end', async () => {
+  it('a stale lock (holder gone) is taken over with a message and released at the end; its half-written temporaries go', async () => {
     const out = freshRun();
     const gone = spawn('true');
     await new Promise((r) => gone.on('exit', r));
     writeFileSync(lockOf(out), holder(gone.pid!));
+    // what a kill mid-write leaves: a checkpoint folder being filled, a metrics rewrite
+    mkdirSync(join(out, `checkpoint.tmp-${gone.pid}`));
+    writeFileSync(join(out, `metrics.jsonl.${gone.pid}.tmp`), '{"step"');
     const r = await train(['multitask', '--resume', out, '--steps', '6']);
     expect(r.code, r.log).toBe(0);
     expect(r.log).toContain(`${lockOf(out)}: taking over a stale lock: process ${gone.pid} on ${hostname()} (started 2026-01-02T03:04:05.000Z) is gone`);
     expect(existsSync(lockOf(out))).toBe(false);
+    expect(r.log).toContain(`removed what killed runs left half-written: checkpoint.tmp-${gone.pid}, metrics.jsonl.${gone.pid}.tmp`);
+    expect(readdirSync(out).filter((f) => /tmp/.test(f))).toEqual([]);
   });
 
   it('is held during the run, names this process, and a second acquire in the meantime is refused', () => {
