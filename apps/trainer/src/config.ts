@@ -48,7 +48,8 @@ export const SCHEMA: Schema = {
   method: oneOf(['hyperllama', 'icl', 'zero-shot', 'shared-prefix'], 'multitask: what to train', { stages: ['multitask'] }),
   model: {
     base: str('base model: a Hugging Face Llama directory or llama2.c .bin (null = the tiny random-init default below)'),
-    tokenizer: str('tokenizer file or directory, or builtin:word (whole words, 4,096 ids, built from the corpus) or builtin:char (null = the base directory\'s, else builtin:char)'),
+    tokenizer: str('tokenizer file or directory, or builtin:word (whole words, model.vocabSize ids, built from the corpus) or builtin:char (null = the base directory\'s, else builtin:char)'),
+    vocabSize: int('builtin:word: ids in the vocabulary (at least the synthetic tasks\' words, about 1,950; null = 4,096)', 1, { nullable: true }),
     hiddenSize: int('hidden size of a from-scratch model', 1),
     numHiddenLayers: int('layers of a from-scratch model', 1),
     numAttentionHeads: int('attention heads of a from-scratch model', 1),
@@ -108,6 +109,7 @@ export interface TrainConfig {
   model: {
     base: string | null;
     tokenizer: string | null;
+    vocabSize: number | null;
     hiddenSize: number;
     numHiddenLayers: number;
     numAttentionHeads: number;
@@ -145,6 +147,7 @@ export function defaultConfig(stage: Stage): TrainConfig {
     model: {
       base: null,
       tokenizer: null,
+      vocabSize: null,
       hiddenSize: 64,
       numHiddenLayers: 2,
       numAttentionHeads: 4,

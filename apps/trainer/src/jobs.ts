@@ -177,7 +177,7 @@ function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
     Array.from({ length: n }, () => {
       const r = rng.next();
       if (r < cfg.data.textFraction) return { ids: textRow(textSampler, tokenizer.bosId) };
-      if (r < cfg.data.textFraction + cfg.data.repeatFraction) return { ids: repeatRow(words, rng, tokenizer.bosId, cfg.data.seqLen) };
+      if (r < cfg.data.textFraction + cfg.data.repeatFraction) return repeatRow(words, rng, tokenizer.bosId, cfg.data.seqLen);
       return fewShotRow(episodeSampler.next());
     });
   const evalRng = new Rng(cfg.seed).fork('eval');
@@ -252,14 +252,16 @@ function repeatVocabulary(tokenizer: Tokenizer): number[] {
 }
 
 /**
- * `[BOS] w1 … wn w1 … wn`: n random words (n in [4, seqLen/2]) then the same run again. Only copying from context
- * predicts the second half, which is the skill in-context learning rests on (induction); a base trained without
- * such rows learns the episodes' format long before it learns to copy an answer shown in the examples.
+ * `[BOS] w1 … wn w1 … wn`: n random words (n in [4, seqLen/2]) then the same run again, with the loss on the second
+ * run after its first word (the only tokens that can be predicted, and only by copying from context). Copying is the
+ * skill in-context learning rests on (induction); a base trained without such rows learns the episodes' format long
+ * before it learns to copy an answer shown in the examples.
  */
-function repeatRow(words: number[], rng: Rng, bosId: number, seqLen: number): number[] {
+function repeatRow(words: number[], rng: Rng, bosId: number, seqLen: number): { ids: number[]; labels: number[] } {
   const n = 4 + rng.int(Math.max(1, Math.floor(seqLen / 2) - 3));
   const run = Array.from({ length: n }, () => words[rng.int(words.length)]);
-  return [bosId, ...run, ...run];
+  const ids = [bosId, ...run, ...run];
+  return { ids, labels: ids.map((id, t) => (t >= n + 2 ? id : -100)) };
 }
 
 function hyperTokens(batch: HyperBatch): number {

@@ -21,14 +21,17 @@ import { createLlama, loadLlama, type LlamaConfig, type LlamaModel } from '@hype
 import { loadTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
 import type { Stage, TrainConfig } from './config.js';
 import { TrainerError } from './errors.js';
-import { charTokenizer, wordTokenizer } from './tiny.js';
+import { WORD_VOCAB_SIZE, charTokenizer, wordTokenizer } from './tiny.js';
 
 /**
  * The tokenizer: `model.tokenizer` (a file or directory, or `builtin:word` / `builtin:char`), else the base directory's,
  * else the built-in character tokenizer.
  */
 export function resolveTokenizer(cfg: TrainConfig): Tokenizer {
-  if (cfg.model.tokenizer === 'builtin:word') return wordTokenizer(resolveCorpus(cfg));
+  if (cfg.model.vocabSize !== null && cfg.model.tokenizer !== 'builtin:word') {
+    throw new TrainerError('CONFIG_BAD_VALUE', `model.vocabSize: only the built-in word tokenizer takes a size (model.tokenizer: builtin:word), got model.tokenizer ${JSON.stringify(cfg.model.tokenizer)}`, { field: 'model.vocabSize' });
+  }
+  if (cfg.model.tokenizer === 'builtin:word') return wordTokenizer(resolveCorpus(cfg), cfg.model.vocabSize ?? WORD_VOCAB_SIZE);
   if (cfg.model.tokenizer === 'builtin:char') return charTokenizer();
   if (cfg.model.tokenizer) return loadTokenizer(cfg.model.tokenizer);
   const base = cfg.model.base;

@@ -20,16 +20,17 @@ export function charTokenizer(): Tokenizer {
   return new Tokenizer(tokenizerJsonFromPieces(vocab), tokenizerConfigFromPieces(vocab), 'built-in character tokenizer');
 }
 
-/** Vocabulary size of the built-in word tokenizer. */
+/** Default vocabulary size of the built-in word tokenizer. */
 export const WORD_VOCAB_SIZE = 4096;
 
 /**
  * The built-in word tokenizer (`model.tokenizer: builtin:word`): whole words as single tokens — every word the
- * synthetic tasks use, the numbers 0-99, then the corpus's most frequent words — up to 4,096 ids, with characters
- * and UTF-8 bytes as the fallback, so any text encodes losslessly. Deterministic for the same corpus.
+ * synthetic tasks use, the numbers 0-99, then the corpus's most frequent words — up to `vocabSize` ids, with
+ * characters and UTF-8 bytes as the fallback, so any text encodes losslessly. Deterministic for the same corpus.
+ * A size too small for the tasks' words is the tokenizer package's typed error.
  */
-export function wordTokenizer(corpus: readonly TextDocument[]): Tokenizer {
-  return buildWordTokenizer({ texts: corpus.map((d) => d.text), vocabSize: WORD_VOCAB_SIZE, include: ['Input', 'Output', ...syntheticVocabulary()] });
+export function wordTokenizer(corpus: readonly TextDocument[], vocabSize = WORD_VOCAB_SIZE): Tokenizer {
+  return buildWordTokenizer({ texts: corpus.map((d) => d.text), vocabSize, include: ['Input', 'Output', ...syntheticVocabulary()] });
 }
 
 /** Names `model.tokenizer` accepts for the built-in tokenizers. */

@@ -127,6 +127,27 @@ describe('shots and the built-in tokenizers', () => {
     expect((caught as TrainerError).message).toContain('data.minShots');
   });
 
+  it('model.vocabSize sizes the built-in word tokenizer and is refused for any other tokenizer', () => {
+    const cfg = defaultConfig('pretrain-base');
+    const small = resolveTokenizer({ ...cfg, model: { ...cfg.model, tokenizer: 'builtin:word', vocabSize: 2048 } });
+    expect(small.numTokens).toBe(2048);
+    // The task words stay whole at the smaller size; the corpus words past it fall back to characters.
+    expect(small.encode(' dax', { bos: false, eos: false })).toHaveLength(1);
+    const refused = (model: Partial<typeof cfg.model>) => {
+      try {
+        resolveTokenizer({ ...cfg, model: { ...cfg.model, ...model } });
+      } catch (e) {
+        return e as { code?: string; message: string };
+      }
+      return undefined;
+    };
+    const char = refused({ tokenizer: 'builtin:char', vocabSize: 2048 });
+    expect(char).toBeInstanceOf(TrainerError);
+    expect(char?.message).toContain('model.vocabSize');
+    // Fewer ids than the tasks' words: the tokenizer package's typed error names the size it needs.
+    expect(refused({ tokenizer: 'builtin:word', vocabSize: 100 })?.code).toBe('TOKENIZER_BAD_OPTION');
+  });
+
   it('builtin:word makes whole words single tokens and round-trips any text; builtin:char spells characters', () => {
     const cfg = defaultConfig('pretrain-base');
     const word = resolveTokenizer({ ...cfg, model: { ...cfg.model, tokenizer: 'builtin:word' } });
