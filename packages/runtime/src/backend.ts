@@ -29,6 +29,11 @@ export interface BackendOptions {
   verbose?: boolean;
   /** wasm matMul path (default `auto`). */
   matMul?: MatMulPath;
+  /**
+   * webgpu only: device limits to request instead of the adapter's largest, e.g. `{ maxStorageBufferBindingSize:
+   * 2 ** 27 }` to behave like a GPU that binds 128 MiB at most (values below WebGPU's defaults become the defaults).
+   */
+  webgpuLimits?: Record<string, number>;
 }
 
 export interface BackendInfo {
@@ -46,6 +51,8 @@ export interface BackendInfo {
 
 const require = createRequire(import.meta.url);
 let current: BackendInfo | null = null;
+/** The webgpu limits (JSON) the current webgpu backend was initialised with. */
+let webgpuLimitsInUse = '{}';
 let workerDir: string | null = null;
 /** tfjs-backend-wasm registers its factory once at import; after removeBackend it cannot come back in this process. */
 let wasmRemoved = false;
@@ -183,7 +190,9 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   if (options.wasmThreads !== undefined && !(Number.isInteger(options.wasmThreads) && options.wasmThreads >= 1)) {
     throw new BackendError('BAD_THREADS', `wasmThreads must be a positive integer, got ${options.wasmThreads}`, { field: 'wasmThreads', actual: options.wasmThreads });
   }
-  if (current && (requested === 'auto' || requested === current.name)) return current;
+  // A webgpu device asked for with other limits is a different backend: it replaces the current device.
+  const otherLimits = current?.name === 'webgpu' && requested === 'webgpu' && JSON.stringify(options.webgpuLimits ?? {}) !== webgpuLimitsInUse;
+  if (current && (requested === 'auto' || requested === current.name) && !otherLimits) return current;
   if (current) await disposeBackend();
 
   const source = forced ? 'forced by HYPERLLAMA_BACKEND' : options.backend && options.backend !== 'auto' ? 'requested' : 'auto';
@@ -204,9 +213,11 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   }
   if (requested === 'webgpu') {
     try {
-      const adapter = await initWebGPU();
+      const adapter = await initWebGPU(options.webgpuLimits);
       info = { name: 'webgpu', reason: `${source}: WebGPU on the ${adapter}`, threads: 1, matMul: 'backend', matMulThreads: 1 };
+      webgpuLimitsInUse = JSON.stringify(options.webgpuLimits ?? {});
     } catch (e) {
+      if (e instanceof BackendError && e.code === 'BAD_OPTION') throw e;
       throw new BackendError('BACKEND_UNAVAILABLE', `backend "webgpu" failed to initialise: ${(e as Error).message}`, { actual: 'webgpu' });
     }
   }

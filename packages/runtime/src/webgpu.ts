@@ -44,15 +44,31 @@ const LIMITS = [
 ];
 
 let device: DeviceLike | null = null;
+/** The Dawn instance the first adapter came from, and which of ADAPTERS it was. */
+let instance: { gpu: GpuLike; name: string } | null = null;
+/** The limits `device` was requested with (JSON), so a request for other limits gets a new device. */
+let deviceLimits = '';
 let description = '';
 /** The first error the GPU reported since the last read. */
 let gpuError: string | null = null;
 
-/** Create a WebGPU device and make `webgpu` the active tfjs backend. Returns a description of the adapter. */
-export async function initWebGPU(): Promise<string> {
-  if (device) {
+/**
+ * Create a WebGPU device and make `webgpu` the active tfjs backend. Returns a description of the adapter.
+ * `limits` replaces the adapter's largest values for those limits (e.g. `{ maxStorageBufferBindingSize: 2 ** 27 }`
+ * gives a device that binds at most 128 MiB, as a small GPU would); WebGPU raises a value below its default to the
+ * default. Asking for other limits than the current device's replaces the device (its tensors are lost).
+ */
+export async function initWebGPU(limits: Record<string, number> = {}): Promise<string> {
+  const wanted = JSON.stringify(limits);
+  if (device && wanted === deviceLimits) {
     if (!(await tf.setBackend('webgpu'))) throw new BackendError('WEBGPU_INIT_FAILED', 'tf.setBackend("webgpu") returned false');
     return description;
+  }
+  if (device) {
+    if (tf.getBackend() === 'webgpu') await tf.setBackend('cpu');
+    // The old device is left to the garbage collector: destroying it under Dawn's pending callbacks aborted the process.
+    if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
+    device = null;
   }
   let dawn: { create(flags: string[]): GpuLike; globals: Record<string, unknown> };
   try {
@@ -74,9 +90,10 @@ export async function initWebGPU(): Promise<string> {
   const only = process.env.HYPERLLAMA_WEBGPU_ADAPTER;
   const tried: string[] = [];
   let found: { gpu: GpuLike; adapter: AdapterLike; name: string } | null = null;
-  for (const a of ADAPTERS.filter((x) => !only || x.name === only)) {
+  // A second device comes from the same Dawn instance: a second instance in one process aborted it.
+  for (const a of ADAPTERS.filter((x) => (instance ? x.name === instance.name : !only || x.name === only))) {
     try {
-      const gpu = dawn.create(a.flags);
+      const gpu = instance?.gpu ?? dawn.create(a.flags);
       const adapter = await gpu.requestAdapter(a.request);
       if (adapter) {
         found = { gpu, adapter, name: a.name };
@@ -89,10 +106,19 @@ export async function initWebGPU(): Promise<string> {
   }
   if (!found) throw new BackendError('BACKEND_UNAVAILABLE', `no WebGPU adapter (${tried.join('; ')})`, { tried });
 
+  instance = { gpu: found.gpu, name: found.name };
   const { adapter } = found;
   const requiredLimits = Object.fromEntries(LIMITS.filter((k) => k in adapter.limits).map((k) => [k, adapter.limits[k]]));
+  for (const [k, v] of Object.entries(limits)) {
+    if (!(k in adapter.limits)) throw new BackendError('BAD_OPTION', `unknown WebGPU limit "${k}"`, { field: 'webgpuLimits', actual: k });
+    if (!(v > 0 && v <= adapter.limits[k])) {
+      throw new BackendError('BAD_OPTION', `WebGPU limit ${k}=${v} is outside what the adapter allows (at most ${adapter.limits[k]})`, { field: 'webgpuLimits', actual: v });
+    }
+    requiredLimits[k] = v;
+  }
   const requiredFeatures = adapter.features.has('timestamp-query') ? ['timestamp-query'] : [];
   device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  deviceLimits = wanted;
   device.onuncapturederror = (event) => {
     gpuError ??= event.error?.message ?? 'unknown GPU error';
   };

@@ -1,16 +1,19 @@
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, describe, expect, it } from 'vitest';
-import { BackendError, Rng, clipByGlobalNorm, disposeBackend, initBackend } from '../src/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findWebGPUAdapter } from '../../../tools/scripts/webgpu-adapter.mjs';
+import { BackendError, Rng, clipByGlobalNorm, disposeBackend, initBackend, maxKernelTensorBytes } from '../src/index.js';
 
 // The webgpu backend on whatever adapter this machine has (on a machine without a GPU: Mesa's llvmpipe through
 // OpenGL ES) must compute what the pure-JS cpu backend computes, forward and backward, on the ops of a Llama step.
-const started = await initBackend({ backend: 'webgpu' }).then(
-  (info) => ({ ok: true as const, why: info.reason }),
-  (e: unknown) => ({ ok: false as const, why: e instanceof BackendError ? e.message : String(e) }),
-);
-if (!started.ok) console.warn(`[webgpu.test] skipped: ${started.why}`);
+// Whether an adapter exists is asked of Dawn directly, before our code runs: only its absence skips; any error from
+// initBackend itself fails.
+const found = await findWebGPUAdapter();
+if (!found.adapter) console.warn(`[webgpu.test] skipped: ${found.why}`);
 
-describe.skipIf(!started.ok)(`webgpu backend (${started.why})`, () => {
+describe.skipIf(!found.adapter)(`webgpu backend (${found.adapter ?? found.why})`, () => {
+  beforeAll(async () => {
+    expect((await initBackend({ backend: 'webgpu' })).name).toBe('webgpu');
+  });
   afterAll(async () => {
     await disposeBackend();
   });
@@ -60,9 +63,11 @@ describe.skipIf(!started.ok)(`webgpu backend (${started.why})`, () => {
   });
 
   it('a computation the GPU rejects makes the next read throw WEBGPU_ERROR instead of returning garbage', async () => {
-    tf.setBackend('webgpu');
+    // A real GPU binds GiBs; a device that binds 128 MiB (WebGPU's default) is cheap to exceed on any adapter.
+    await initBackend({ backend: 'webgpu', webgpuLimits: { maxStorageBufferBindingSize: 2 ** 27 } });
     const limit = (tf.backend() as unknown as { device: { limits: { maxStorageBufferBindingSize: number } } }).device.limits.maxStorageBufferBindingSize;
-    if (limit > 2 ** 28) return; // a real GPU's limit: too large to exceed cheaply here
+    expect(limit).toBe(2 ** 27);
+    expect(maxKernelTensorBytes()).toBe(2 ** 27);
     const big = tf.fill([limit / 4 / 1024 + 16, 1024], 1); // just over the largest buffer a shader may bind
     const out = tf.softmax(big);
     const error = await out.data().then(
@@ -75,6 +80,19 @@ describe.skipIf(!started.ok)(`webgpu backend (${started.why})`, () => {
     tf.dispose([big, out]);
     // The error is reported once; later work reads normally.
     expect(Array.from(await tf.add(tf.scalar(1), tf.scalar(2)).data())).toEqual([3]);
+    // Back to the adapter's largest limits: a new device.
+    await initBackend({ backend: 'webgpu' });
+    expect(maxKernelTensorBytes()).toBeGreaterThanOrEqual(2 ** 27);
+  });
+
+  it('limits the adapter cannot give are a BAD_OPTION, not a missing backend', async () => {
+    const error = await initBackend({ backend: 'webgpu', webgpuLimits: { maxStorageBufferBindingSize: 2 ** 60 } }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(BackendError);
+    expect((error as BackendError).code).toBe('BAD_OPTION');
+    expect((await initBackend({ backend: 'webgpu' })).name).toBe('webgpu');
   });
 
   it('clipByGlobalNorm gives the exact norm for any number of gradients, one count after another', async () => {
