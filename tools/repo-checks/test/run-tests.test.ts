@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -90,5 +91,27 @@ describe('test totals', () => {
     expect(run({}).stdout).toBe(a.stdout);
     // Restricting the adapter to one that never exists here changes what the probe finds, and so the fingerprint.
     expect(run({ HYPERLLAMA_WEBGPU_ADAPTER: 'none-such' }).stdout).not.toBe(a.stdout);
+  });
+
+  it('the fingerprint depends on the contents of ../shared', () => {
+    // The script reads <its repo>/../shared: give a copy of it a fake repository with and without a shared folder.
+    const tmp = mkdtempSync(join(tmpdir(), 'test-inputs-'));
+    try {
+      const scripts = join(tmp, 'repo', 'tools', 'scripts');
+      mkdirSync(scripts, { recursive: true });
+      for (const f of ['test-inputs.mjs', 'webgpu-adapter.mjs']) copyFileSync(join(root, 'tools', 'scripts', f), join(scripts, f));
+      const fingerprint = () => spawnSync(process.execPath, [join(scripts, 'test-inputs.mjs')], { encoding: 'utf8' }).stdout;
+      const absent = fingerprint();
+      mkdirSync(join(tmp, 'shared', 'models'), { recursive: true });
+      writeFileSync(join(tmp, 'shared', 'models', 'm.bin'), 'a');
+      const one = fingerprint();
+      writeFileSync(join(tmp, 'shared', 'models', 'm.bin'), 'b');
+      const changed = fingerprint();
+      writeFileSync(join(tmp, 'shared', 'NOTES.md'), 'notes are not test inputs');
+      expect(new Set([absent, one, changed]).size).toBe(3);
+      expect(fingerprint()).toBe(changed);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });
