@@ -66,7 +66,8 @@ export async function initWebGPU(limits: Record<string, number> = {}): Promise<s
   }
   if (device) {
     if (tf.getBackend() === 'webgpu') await tf.setBackend('cpu');
-    // The old device is left to the garbage collector: destroying it under Dawn's pending callbacks aborted the process.
+    // Replacing a device by destroying it and starting a new Dawn instance aborted the process (std::system_error);
+    // leaving the old device to the garbage collector and reusing the instance (below) does not.
     if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
     device = null;
   }
@@ -90,7 +91,7 @@ export async function initWebGPU(limits: Record<string, number> = {}): Promise<s
   const only = process.env.HYPERLLAMA_WEBGPU_ADAPTER;
   const tried: string[] = [];
   let found: { gpu: GpuLike; adapter: AdapterLike; name: string } | null = null;
-  // A second device comes from the same Dawn instance: a second instance in one process aborted it.
+  // A replacement device comes from the first device's Dawn instance (see above).
   for (const a of ADAPTERS.filter((x) => (instance ? x.name === instance.name : !only || x.name === only))) {
     try {
       const gpu = instance?.gpu ?? dawn.create(a.flags);
