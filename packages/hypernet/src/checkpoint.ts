@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { PositionScheme } from '@hyperllama/gist-attention';
 import type { LlamaModel } from '@hyperllama/llama-model';
 import { loadAdapter, readAdapterConfig, saveAdapter, type PeftLoraConfig } from '@hyperllama/lora';
-import { fromFloat32, readSafetensors, toFloat32, writeFileAtomic, writeSafetensors } from '@hyperllama/runtime';
+import { HyperLlamaError, fromFloat32, readSafetensors, toFloat32, writeFileAtomic, writeSafetensors } from '@hyperllama/runtime';
 import { HypernetError, bad } from './errors.js';
 import { DOWNSTREAM_VIEWS, HyperLlama, type AdapterOptions, type DownstreamView } from './hyperllama.js';
 
@@ -183,14 +183,17 @@ export function loadHyperLlama(model: LlamaModel, dir: string, opts: { baseHash?
   }
   const hyperDir = join(dir, 'hyper');
   const downDir = config.adapters?.downstream ? join(dir, config.adapters.downstream) : undefined;
-  const hyperllama = new HyperLlama(model, {
-    k: config.k,
-    scheme: config.scheme,
-    hyper: adapterOptions(readAdapterConfig(hyperDir)),
-    downstream: downDir ? adapterOptions(readAdapterConfig(downDir)) : undefined,
-    gistEmbeddings: finiteRows(toFloat32(entry, 'gist_embeddings'), gistFile),
-    downstreamView: config.downstream_view,
-  });
+  const hyper = adapterOptions(readAdapterConfig(hyperDir));
+  const downstream = downDir ? adapterOptions(readAdapterConfig(downDir)) : undefined;
+  let hyperllama: HyperLlama;
+  try {
+    hyperllama = new HyperLlama(model, { k: config.k, scheme: config.scheme, hyper, downstream, gistEmbeddings: finiteRows(toFloat32(entry, 'gist_embeddings'), gistFile), downstreamView: config.downstream_view });
+  } catch (e) {
+    // Adapter options the model cannot take (e.g. target_modules that match nothing) are the adapter config's fault.
+    if (!(e instanceof HyperLlamaError) || e instanceof HypernetError && e.code === 'HYPERNET_BAD_CHECKPOINT') throw e;
+    const file = join(downDir && /downstream/.test(e.message) ? downDir : hyperDir, 'adapter_config.json');
+    throw new HypernetError('HYPERNET_BAD_CHECKPOINT', `${file}: ${e.message}`, { file, cause: e.code }, { cause: e });
+  }
   loadAdapter(model, hyperDir, 'hyper');
   if (downDir) loadAdapter(model, downDir, 'downstream');
   return { hyperllama, config };

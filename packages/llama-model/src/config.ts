@@ -30,8 +30,9 @@ function bad(source: string, field: string, expected: string, actual: unknown): 
   });
 }
 
-function positiveInt(source: string, field: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) bad(source, field, 'a positive integer', v);
+function positiveInt(source: string, field: string, v: unknown, max = 2 ** 24): number {
+  // The bound turns a damaged size into this error instead of a failed allocation far away.
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > max) bad(source, field, `a positive integer up to ${max}`, v);
   return v;
 }
 
@@ -93,9 +94,10 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
 /** Check a {@link LlamaConfig} built in code (the same rules as {@link parseLlamaConfig}). */
 export function validateLlamaConfig(config: LlamaConfig, source = 'LlamaConfig'): LlamaConfig {
   const c = config;
-  for (const f of ['vocabSize', 'hiddenSize', 'intermediateSize', 'numHiddenLayers', 'numAttentionHeads', 'numKeyValueHeads', 'headDim', 'maxPositionEmbeddings'] as const) {
+  for (const f of ['vocabSize', 'hiddenSize', 'intermediateSize', 'numAttentionHeads', 'numKeyValueHeads', 'headDim', 'maxPositionEmbeddings'] as const) {
     positiveInt(source, f, c[f]);
   }
+  positiveInt(source, 'numHiddenLayers', c.numHiddenLayers, 4096);
   positiveNumber(source, 'rmsNormEps', c.rmsNormEps);
   positiveNumber(source, 'ropeTheta', c.ropeTheta);
   if (c.numAttentionHeads % c.numKeyValueHeads !== 0) {

@@ -339,22 +339,33 @@ export function validateTokenizerJson(json: unknown, source: string): asserts js
   if (model!.type !== undefined && !['BPE', 'WordPiece', 'Unigram'].includes(model!.type as string)) {
     bad(`model.type ${JSON.stringify(model!.type)} is not BPE, WordPiece or Unigram`);
   }
-  if (!Array.isArray(model!.vocab)) {
+  // Unigram lists [piece, score] pairs; BPE and WordPiece map piece → id. The engine takes either shape for any model
+  // and then yields undefined ids.
+  const unigram = model!.type === 'Unigram';
+  if (Array.isArray(model!.vocab) !== unigram) bad(`model.vocab is ${Array.isArray(model!.vocab) ? 'a list' : 'an object'}, which ${model!.type ?? 'BPE'} does not use`);
+  if (unigram) {
+    (model!.vocab as unknown[]).forEach((e, i) => {
+      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || typeof e[1] !== 'number') bad(`model.vocab[${i}] is not a [piece, score] pair`);
+    });
+  } else {
     for (const [token, id] of Object.entries(model!.vocab as Record<string, unknown>)) {
-      if (!Number.isInteger(id) || (id as number) < 0) bad(`model.vocab["${token}"] = ${JSON.stringify(id)} is not an id`);
+      if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= MAX_TOKEN_ID) bad(`model.vocab["${token}"] = ${JSON.stringify(id)} is not an id in [0, ${MAX_TOKEN_ID})`);
     }
   }
   j.added_tokens ??= [];
   if (!Array.isArray(j.added_tokens)) bad('"added_tokens" is not an array');
   (j.added_tokens as unknown[]).forEach((t, i) => {
     const a = t as Partial<AddedTokenJson> | null;
-    if (!a || typeof a.content !== 'string' || !Number.isInteger(a.id) || a.id! < 0) bad(`added_tokens[${i}] needs a string "content" and an integer "id"`);
+    if (!a || typeof a.content !== 'string' || !Number.isInteger(a.id) || a.id! < 0 || a.id! >= MAX_TOKEN_ID) bad(`added_tokens[${i}] needs a string "content" and an integer "id" in [0, ${MAX_TOKEN_ID})`);
   });
   for (const key of ['normalizer', 'pre_tokenizer', 'post_processor', 'decoder']) {
     j[key] ??= null;
     checkComponent(j[key], key, bad);
   }
 }
+
+/** No vocabulary comes near 2^24 tokens; a larger id is damage (and would make every id array enormous). */
+const MAX_TOKEN_ID = 2 ** 24;
 
 /** Fields of `Sequence` components that hold their parts. */
 const PARTS = ['normalizers', 'pretokenizers', 'processors', 'decoders'];

@@ -40,7 +40,8 @@ export function loadSniTask(file: string): Task {
   const category = optionalText(obj, 'Categories', place, ', ');
   if (category !== undefined) task.category = category;
   const options = readOptionalStrings(obj, 'Options', place);
-  if (options !== undefined) task.options = options;
+  // An empty label set is no label set, as in the JSONL and MetaICL loaders (rank classification needs labels).
+  if (options !== undefined && options.length > 0) task.options = options;
   if ('Metric' in obj) {
     const metric = readString(obj, 'Metric', place);
     if (!METRICS.includes(metric as Metric)) fail('BAD_FIELD', { file, field: 'Metric' }, `expected one of ${METRICS.join(', ')}, got "${metric}"`);
