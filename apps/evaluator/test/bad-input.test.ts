@@ -102,6 +102,11 @@ describe('hyperllama-eval bad input: a typed error naming what was wrong, non-ze
       expect(r.stderr).toContain(`${flag}: expected an integer ≥ 1, got "${value}"`);
     }
     expect((await cli('generate', '--model', modelDir, '--prompt', 'hi', '--max-new-tokens', '0')).stderr).toContain('--max-new-tokens: expected an integer ≥ 1');
+    for (const flag of ['--shots', '--steps']) {
+      const r = await cli('analyze', 'masks', '--model', modelDir, '--tasks', tasksDir, flag, '0', '--backend', 'cpu', '--out', join(tmp, 'a'));
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(`${flag}: expected an integer ≥ 1, got "0"`);
+    }
   });
 
   it('a tokenizer that does not match the model (vocabulary size)', async () => {

@@ -275,14 +275,15 @@ export const analyzeCommand: Command = {
       'shared-steps': undefined,
       ...backendOption,
     });
-    const int = (n: string) => numberOption(c, n, v[n], true);
+    // Counts (shots, steps, draws, ...) below 1 would analyse nothing; only the seed may be any integer.
+    const int = (n: string, min = 1) => numberOption(c, n, v[n], true, min);
     await startBackend(v.backend, io);
     const { report, paths } = await runAnalysis(
       {
         analysis,
         out: v.out!,
         quick,
-        seed: int('seed')!,
+        seed: int('seed', -Infinity)!,
         checkpoint: v.checkpoint,
         model: v.model,
         tokenizer: v.tokenizer,
