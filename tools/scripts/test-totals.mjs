@@ -32,10 +32,11 @@ export function summarize(reports, { root, ci, allow, conditions, problems = [] 
     for (const file of result.testResults ?? []) {
       const path = file.name.startsWith(root) ? file.name.slice(root.length + 1) : file.name;
       const tests = file.assertionResults ?? [];
-      // A test file that crashed before reporting its tests counts as one failure.
-      if (file.status === 'failed' && tests.length === 0) {
+      // A file that failed with no failed test (it crashed, or a beforeAll/afterAll hook failed and vitest marked
+      // its tests skipped) counts as one failure.
+      if (file.status === 'failed' && !tests.some((t) => t.status === 'failed')) {
         failed++;
-        failures.push(`${path}: ${(file.message || 'crashed before its tests ran').split('\n')[0]}`);
+        failures.push(`${path}: ${(file.message || (tests.length ? 'a hook failed, so its tests did not run' : 'crashed before its tests ran')).split('\n')[0]}`);
       }
       for (const t of tests) {
         if (t.status === 'passed') passed++;

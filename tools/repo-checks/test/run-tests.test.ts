@@ -67,6 +67,14 @@ describe('test totals', () => {
     expect(lines.join('\n')).toMatch(/FAILED: packages\/runtime\/test\/webgpu\.test\.ts › webgpu matches cpu — allow-listed only when no-webgpu-adapter, which does not hold here \(adapter: opengles\)/);
   });
 
+  it('a file whose hook failed (its tests reported skipped, none failed) is a failure', () => {
+    // What vitest writes when beforeAll throws: the file failed, every test skipped, no message.
+    const result = { testResults: [{ name: `${R}/packages/runtime/test/webgpu.test.ts`, status: 'failed', message: '', assertionResults: [{ fullName: 'webgpu matches cpu', status: 'skipped' }] }] };
+    const s = summarize([{ project: 'packages/runtime', result }], { root: R, ci: false, allow, conditions: machine(false, false) });
+    expect([s.passed, s.failed, s.skipped.length]).toEqual([0, 1, 1]);
+    expect(s.failures).toEqual(['packages/runtime/test/webgpu.test.ts: a hook failed, so its tests did not run']);
+  });
+
   it('a project without a report and problems found before the run are failures', () => {
     const s = summarize([{ project: 'apps/trainer', result: null }], { root: R, ci: true, allow, conditions: machine(false, false), problems: ['../shared is missing'] });
     expect(s.failed).toBe(2);
