@@ -179,6 +179,9 @@ export interface FuzzReport {
   /** Error codes of the typed rejections, with counts. */
   codes: Record<string, number>;
   bugs: string[];
+  /** The slowest round (a reader that takes seconds on a few hundred bytes has a pathological path). */
+  slowestMs: number;
+  slowest: string;
 }
 
 const enc = new TextEncoder();
@@ -187,7 +190,7 @@ const bytesOf = (c: Uint8Array | string) => (typeof c === 'string' ? enc.encode(
 /** Runs `rounds` seeded mutations of `target` in `dir` (emptied first). */
 export function fuzz<R>(target: FuzzTarget<R>, dir: string, rounds: number, seed: number): FuzzReport {
   const rng = new Prng(seed);
-  const report: FuzzReport = { name: target.name, rounds, accepted: 0, rejected: 0, codes: {}, bugs: [] };
+  const report: FuzzReport = { name: target.name, rounds, accepted: 0, rejected: 0, codes: {}, bugs: [], slowestMs: 0, slowest: '' };
   for (let round = 0; round < rounds; round++) {
     const files = target.seeds[round % target.seeds.length];
     rmSync(dir, { recursive: true, force: true });
@@ -219,6 +222,7 @@ export function fuzz<R>(target: FuzzTarget<R>, dir: string, rounds: number, seed
     writeFileSync(file, mutated.bytes);
     const tag = `#${round} ${victim}: ${mutated.what}`;
     let result: R | undefined;
+    const started = performance.now();
     try {
       result = target.read(dir);
       try {
@@ -236,6 +240,8 @@ export function fuzz<R>(target: FuzzTarget<R>, dir: string, rounds: number, seed
         report.codes[err.code!] = (report.codes[err.code!] ?? 0) + 1;
       }
     } finally {
+      const ms = performance.now() - started;
+      if (ms > report.slowestMs) [report.slowestMs, report.slowest] = [ms, tag];
       target.cleanup?.(result);
     }
   }
@@ -244,10 +250,10 @@ export function fuzz<R>(target: FuzzTarget<R>, dir: string, rounds: number, seed
 
 /** One table row per reader, for the test output and the report. */
 export function formatReports(reports: FuzzReport[], seconds: Record<string, number>): string {
-  const rows = reports.map((r) => `${r.name.padEnd(34)} ${String(r.rounds).padStart(6)} ${String(r.accepted).padStart(9)} ${String(r.rejected).padStart(15)} ${String(r.bugs.length).padStart(5)} ${seconds[r.name].toFixed(1).padStart(6)}s`);
+  const rows = reports.map((r) => `${r.name.padEnd(34)} ${String(r.rounds).padStart(6)} ${String(r.accepted).padStart(9)} ${String(r.rejected).padStart(15)} ${String(r.bugs.length).padStart(5)} ${seconds[r.name].toFixed(1).padStart(6)}s ${r.slowestMs.toFixed(0).padStart(6)}ms`);
   const total = reports.reduce((a, r) => ({ n: a.n + r.rounds, acc: a.acc + r.accepted, rej: a.rej + r.rejected, bugs: a.bugs + r.bugs.length }), { n: 0, acc: 0, rej: 0, bugs: 0 });
   return [
-    `${'reader'.padEnd(34)} ${'rounds'.padStart(6)} ${'accepted'.padStart(9)} ${'typed-rejected'.padStart(15)} ${'bugs'.padStart(5)} ${'time'.padStart(7)}`,
+    `${'reader'.padEnd(34)} ${'rounds'.padStart(6)} ${'accepted'.padStart(9)} ${'typed-rejected'.padStart(15)} ${'bugs'.padStart(5)} ${'time'.padStart(7)} ${'slowest'.padStart(8)}`,
     ...rows,
     `${'total'.padEnd(34)} ${String(total.n).padStart(6)} ${String(total.acc).padStart(9)} ${String(total.rej).padStart(15)} ${String(total.bugs).padStart(5)}`,
   ].join('\n');
