@@ -148,12 +148,14 @@ function checkTasks(l: LoadedTasks) {
   for (const t of l.tasks) {
     invariant(typeof t.name === 'string' && t.name !== '', `task name ${JSON.stringify(t.name)}`);
     invariant(Array.isArray(t.instances) && t.instances.length > 0, `${t.name}: no instances`);
-    invariant(['accuracy', 'rougeL', 'exact'].includes(t.metric) || typeof t.metric === 'string', `${t.name}: metric ${t.metric}`);
+    invariant(['accuracy', 'rougeL', 'exact'].includes(t.metric), `${t.name}: metric ${t.metric}`);
     if (t.options !== undefined) invariant(Array.isArray(t.options) && t.options.length > 0 && t.options.every((o) => typeof o === 'string'), `${t.name}: options ${JSON.stringify(t.options)}`);
     for (const e of [...t.examples, ...t.instances]) {
       invariant(typeof e.input === 'string' && typeof e.output === 'string', `${t.name}: example ${JSON.stringify(e).slice(0, 80)}`);
       if (e.outputs !== undefined) invariant(Array.isArray(e.outputs) && e.outputs.length > 0 && e.outputs.every((o) => typeof o === 'string'), `${t.name}: outputs ${JSON.stringify(e.outputs)}`);
       if (e.options !== undefined) invariant(Array.isArray(e.options) && e.options.every((o) => typeof o === 'string'), `${t.name}: options ${JSON.stringify(e.options)}`);
+      // Rank classification scores over the label set: an accuracy task without one cannot be evaluated.
+      if (t.metric === 'accuracy') invariant((e.options ?? t.options ?? []).length > 0, `${t.name}: metric accuracy but no options for ${JSON.stringify(e.input).slice(0, 40)}`);
     }
   }
 }

@@ -46,6 +46,9 @@ export function loadSniTask(file: string): Task {
     const metric = readString(obj, 'Metric', place);
     if (!METRICS.includes(metric as Metric)) fail('BAD_FIELD', { file, field: 'Metric' }, `expected one of ${METRICS.join(', ')}, got "${metric}"`);
     task.metric = metric as Metric;
+    // Accuracy is rank classification over the label set: without one the task cannot be scored.
+    const unlabeled = [...task.examples, ...task.instances].find((e) => !(e.options ?? task.options)?.length);
+    if (metric === 'accuracy' && unlabeled) fail('BAD_FIELD', { file, field: 'Options' }, `"Metric": "accuracy" needs a label set ("Options", or "options" on every example); "${unlabeled.input.slice(0, 40)}" has none`);
   }
   return assertHasInstances(task, place);
 }
