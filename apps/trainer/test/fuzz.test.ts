@@ -304,6 +304,15 @@ beforeAll(async () => {
     json: jsonFile,
     structured: header,
     read: (dir) => loadLlama(dir, { trainable: false }),
+    // An accepted model must compute: finite logits for a few tokens within its context. Only with weights of
+    // ordinary size: finite but huge weights (a flipped exponent) overflow in any reader's model, which is the file's
+    // content, not a format violation.
+    check: (m: LlamaModel) => {
+      for (const v of m.namedWeights().values()) if ((v.dataSync() as Float32Array).some((x) => Math.abs(x) > 100)) return;
+      const ids = [1, 3, 5].map((i) => i % m.config.vocabSize).slice(0, m.config.maxPositionEmbeddings);
+      const logits = tf.tidy(() => m.forward({ inputIds: tf.tensor2d([ids], [1, ids.length], 'int32') }).logits!.dataSync() as Float32Array);
+      invariant(isFinite32(logits), `non-finite logits (${JSON.stringify({ rmsNormEps: m.config.rmsNormEps, ropeTheta: m.config.ropeTheta })})`);
+    },
     cleanup: (m?: LlamaModel) => m?.dispose(),
     typed: (e) => e instanceof ModelError || e instanceof SafetensorsError,
   });
