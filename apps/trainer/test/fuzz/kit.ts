@@ -169,6 +169,8 @@ export interface FuzzTarget<R> {
   cleanup?(result: R | undefined): void;
   /** Is `e` the owning package's typed error? */
   typed(e: unknown): boolean;
+  /** A reader that repairs instead of refusing (every mutant must then be accepted). */
+  repairs?: boolean;
 }
 
 export interface FuzzReport {
