@@ -236,7 +236,7 @@ export function fuzz<R>(target: FuzzTarget<R>, dir: string, rounds: number, seed
     } catch (e) {
       const err = e as { message?: string; code?: string };
       if (!target.typed(e)) report.bugs.push(`${tag}: untyped ${(e as Error)?.constructor?.name}: ${String(err?.message).slice(0, 200)}`);
-      else if (!String(err.message).includes(file) && !String(err.message).includes(dirname(file))) report.bugs.push(`${tag}: ${err.code} does not name the file: ${err.message.slice(0, 200)}`);
+      else if (!String(err.message).includes(file) && !String(err.message).includes(dirname(file))) report.bugs.push(`${tag}: ${err.code} does not name the file: ${String(err.message).slice(0, 200)}`);
       else {
         report.rejected++;
         report.codes[err.code!] = (report.codes[err.code!] ?? 0) + 1;
