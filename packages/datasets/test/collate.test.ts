@@ -137,6 +137,28 @@ describe('collation against hand-written fixtures', () => {
     });
   });
 
+  it('compression batch of uneven rows: hyper rows left-padded (gists in the same columns), downstream right-padded', () => {
+    const segments = [
+      { a: [10, 11], b: [12, 13], c: [14, 15], d: [16] },
+      { a: [20], b: [21], c: [22], d: [23] },
+    ];
+    expect(collateCompression(segments, { encoder, gistIds: GISTS })).toEqual({
+      hyper: {
+        inputIds: [[1, 10, 11, 16, 40, 41], [0, 1, 20, 23, 40, 41]],
+        attentionMask: [[1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1]],
+        gistPositions: [[4, 5], [4, 5]],
+        lengths: [6, 5],
+        numExamples: [0, 0],
+      },
+      downstream: {
+        inputIds: [[1, 12, 13, 14, 15], [1, 21, 22, 0, 0]],
+        attentionMask: [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]],
+        labels: [[_, _, _, 14, 15], [_, _, 22, _, _]],
+        lengths: [5, 3],
+      },
+    });
+  });
+
   it('rank classification: one row per option, the gold index, and the shared hyper row', () => {
     const task: Task = { name: 't', source: 'test', examples: [], instances: [], options: ['a', 'x'], metric: 'accuracy' };
     const instances = [{ input: 'c', output: 'x' }, { input: 'b', output: 'a', options: ['b', 'a', 'c'] }];

@@ -23,11 +23,3 @@ export {
 } from './positions.js';
 export { type GistPrefix, type ExtractOptions, extractGistPrefix, disposePrefix } from './prefix.js';
 export { PREFIX_FORMAT, configHash, saveKVPrefix, loadKVPrefix, type LoadedPrefix } from './io.js';
-export {
-  IGNORE_LABEL,
-  type HyperInput,
-  type DownstreamInput,
-  hyperInput,
-  downstreamInput,
-  compressionInputs,
-} from './episodes.js';

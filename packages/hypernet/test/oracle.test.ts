@@ -2,8 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { HyperBatch } from '@hyperllama/datasets';
-import { downstreamInput, hyperInput } from '@hyperllama/gist-attention';
+import { collateHyperLlama, type HyperBatch, type PromptTemplate, type TokenEncoder } from '@hyperllama/datasets';
 import { loadLlama } from '@hyperllama/llama-model';
 import { disposeBackend, initBackend, readSafetensors, toFloat32, toInt32, type SafetensorsEntry } from '@hyperllama/runtime';
 import { loadHyperLlama } from '../src/index.js';
@@ -77,6 +76,15 @@ function batchOf(ref: Reference): HyperBatch {
 
 afterAll(() => disposeBackend());
 
+/** Token ids written as text ("5 6 7"), so the collator can be fed the oracle's id rows as they are. */
+const idEncoder = (padId: number, bosId: number): TokenEncoder => ({
+  encode: (text) => text.split(' ').filter((t) => t !== '').map(Number),
+  bosId,
+  eosId: -1,
+  padId,
+});
+const ID_TEMPLATE: PromptTemplate = { definition: (d) => d, prompt: (input) => `${input} `, answer: (output) => output, separator: '' };
+
 const batchJson = JSON.parse(readFileSync(join(FIXTURES, 'batch.json'), 'utf8'));
 
 describe.each(['cpu', 'wasm'] as const)('HyperLlama matches the NumPy oracle (%s backend)', (backend) => {
@@ -89,14 +97,21 @@ describe.each(['cpu', 'wasm'] as const)('HyperLlama matches the NumPy oracle (%s
     expect(model.config.numKeyValueHeads).toBeLessThan(model.config.numAttentionHeads); // GQA
     const batch = batchOf(ref);
 
-    // The oracle's padding is the project's: gist-attention's layouts give the same ids, masks, gist columns, labels.
-    const hyper = hyperInput(batchJson.hyper, hl.gistIds, { padId: batchJson.pad_id });
-    expect(hyper.inputIds).toEqual(batch.hyper.inputIds);
-    expect(hyper.attentionMask).toEqual(batch.hyper.attentionMask);
-    expect(hyper.gistPositions).toEqual(batch.hyper.gistPositions);
-    const down = downstreamInput(batchJson.contexts, batchJson.targets, { padId: batchJson.pad_id });
-    expect(down.inputIds).toEqual(batch.downstream.inputIds);
-    expect(down.labels).toEqual(batch.downstream.labels);
+    // The oracle's padding is the project's: the collator, fed the same ids, gives the same hyper ids, masks and gist
+    // columns, and the same downstream ids and labels behind its BOS column (the oracle's downstream rows have no BOS).
+    const collated = collateHyperLlama(
+      batchJson.hyper.map((row: number[], b: number) => ({
+        task: {},
+        examples: [{ input: row.slice(1).join(' '), output: '' }],
+        target: { input: batchJson.contexts[b].join(' '), output: batchJson.targets[b].join(' ') },
+      })),
+      { encoder: idEncoder(batchJson.pad_id, batchJson.hyper[0][0]), template: ID_TEMPLATE, gistIds: hl.gistIds, eos: false },
+    );
+    expect(collated.hyper.inputIds).toEqual(batch.hyper.inputIds);
+    expect(collated.hyper.attentionMask).toEqual(batch.hyper.attentionMask);
+    expect(collated.hyper.gistPositions).toEqual(batch.hyper.gistPositions);
+    expect(collated.downstream.inputIds.map((r) => r.slice(1))).toEqual(batch.downstream.inputIds);
+    expect(collated.downstream.labels.map((r) => r.slice(1))).toEqual(batch.downstream.labels);
 
     // Prefix: per layer keys/values [B=3, nKvHeads=2, k=3, headDim=8]; restart offsets k, continue one past the last gist.
     const prefix = hl.encode(batch.hyper);
