@@ -13,7 +13,7 @@ Usage (Debian's python3-torch; the pyenv python on these machines lacks it):
   /usr/bin/python3 tools/reference/bench_reference.py [--config tiny,small[,default]] [--model DIR] [--json FILE]
 HYPERLLAMA_REF_PROFILE=train|forward also prints PyTorch's per-op CPU times of one step (for the gap analysis).
 By default each configuration runs with Debian's OpenBLAS (pthread build) on all cores and one torch thread, the
-fastest 2-core setting measured (FINDINGS.md): LD_LIBRARY_PATH=/usr/lib/<arch>/openblas-pthread, OPENBLAS_NUM_THREADS
+fastest 2-core setting measured: LD_LIBRARY_PATH=/usr/lib/<arch>/openblas-pthread, OPENBLAS_NUM_THREADS
 = cores, torch.set_num_threads(1). --blas-threads and --torch-threads override it. Compare with
   npm run bench -- --config tiny --json t.json --reference FILE
 """

@@ -3,7 +3,7 @@ import { check } from './errors.js';
 import { type Rows, paddingRows, toRows } from './layout.js';
 
 /**
- * How positions continue from the hyper pass to the downstream pass (DESIGN.md):
+ * How positions continue from the hyper pass to the downstream pass:
  * - `restart`: the gist keys are re-rotated to positions 0..k-1 and downstream tokens start at k, so a prefix does not
  *   depend on where the examples ended.
  * - `continue`: the gist keys keep the positions they had in the hyper pass and downstream tokens continue right after

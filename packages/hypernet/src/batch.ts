@@ -1,5 +1,4 @@
 import * as tf from '@tensorflow/tfjs';
-import type { LmBatch } from '@hyperllama/datasets';
 import { bad } from './errors.js';
 
 /** int32 tensor [B, T] from host rows (all rows the same length). */
@@ -17,9 +16,4 @@ export function realTokens(batch: { attentionMask: readonly (readonly number[])[
   let n = 0;
   for (const row of batch.attentionMask) for (const m of row) n += m;
   return n;
-}
-
-/** Labels on every real token (plain language modelling over a padded batch). */
-export function lmLabelsEverywhere(batch: LmBatch): LmBatch {
-  return { ...batch, labels: batch.inputIds.map((row, b) => row.map((id, t) => (batch.attentionMask[b][t] === 1 ? id : -100))) };
 }

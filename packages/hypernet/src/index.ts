@@ -1,5 +1,5 @@
 export { HypernetError } from './errors.js';
-export { int2d, realTokens, lmLabelsEverywhere } from './batch.js';
+export { int2d, realTokens } from './batch.js';
 export {
   HyperLlama,
   DEFAULT_HYPER_LORA,

@@ -3,7 +3,7 @@ import { SOFTMAX_CE_KERNEL } from './cross-entropy.js';
 import type { NativeBlas } from './native.js';
 
 /**
- * Kernel fixes for the wasm backend (FINDINGS.md):
+ * Kernel fixes for the wasm backend:
  * - `BatchMatMul`: tfjs-wasm only runs un-transposed products with batch 1 on XNNPACK; transposed or batched products
  *   fall to a scalar loop (10-20x slower). The override transposes explicitly, folds a shared right operand into one
  *   big product, and runs other batches as a loop of batch-1 products. Autograd's matMul gradients (which use the
