@@ -27,7 +27,7 @@ import {
   realTokens,
   writeHyperLlama,
 } from '@hyperllama/hypernet';
-import { Rng, type RngState } from '@hyperllama/runtime';
+import { Rng, mean, type RngState } from '@hyperllama/runtime';
 import { saveTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
 import type { Stage, TrainConfig } from './config.js';
 import { TrainerError } from './errors.js';
@@ -69,7 +69,6 @@ export interface Job {
   dispose(): void;
 }
 
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
 /** Held-out loss with each sample's own prefix and with another sample's; the gap with a 95% interval over batches. */
 export interface SwapControl {
@@ -92,17 +91,17 @@ function swapControlOver(hl: HyperLlama, all: HyperBatch[]): SwapControl | undef
   const own = batches.map((b) => tf.tidy(() => hl.loss(b).dataSync()[0]));
   const swapped = batches.map((b) => tf.tidy(() => hl.swappedLoss(b).dataSync()[0]));
   const gaps = swapped.map((s, i) => s - own[i]);
-  const gap = mean(gaps);
+  const gap = mean(gaps, 0);
   const sd = Math.sqrt(gaps.reduce((a, g) => a + (g - gap) ** 2, 0) / Math.max(1, gaps.length - 1));
   const half = (1.96 * sd) / Math.sqrt(Math.max(1, gaps.length));
-  return { ownLoss: mean(own), swappedLoss: mean(swapped), gap, gapLow: gap - half, gapHigh: gap + half, batches: batches.length };
+  return { ownLoss: mean(own, 0), swappedLoss: mean(swapped, 0), gap, gapLow: gap - half, gapHigh: gap + half, batches: batches.length };
 }
 
 /** Mean of `lossOf` over batches of a fixed list (each in its own tidy). */
 function evalOver<T>(items: T[], batchSize: number, lossOf: (batch: T[]) => tf.Scalar): number {
   const losses: number[] = [];
   for (let i = 0; i < items.length; i += batchSize) losses.push(tf.tidy(() => lossOf(items.slice(i, i + batchSize)).dataSync()[0]));
-  return mean(losses);
+  return mean(losses, 0);
 }
 
 function collateOptions(cfg: TrainConfig, tokenizer: Tokenizer) {
@@ -192,7 +191,7 @@ function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
       const batch = padLm(rowsFrom(text, episodes, mix, cfg.batchSize), tokenizer.padId);
       return { loss: () => plainLoss(model, batch, { training: true }), tokens: realTokens(batch) };
     },
-    evaluate: () => mean(evalBatches.map((b) => tf.tidy(() => plainLoss(model, b).dataSync()[0]))),
+    evaluate: () => mean(evalBatches.map((b) => tf.tidy(() => plainLoss(model, b).dataSync()[0])), 0),
     getState: () => ({ text: text.getState(), episodes: episodes.getState(), mix: mix.getState() }),
     setState(s) {
       const st = s as { text: CompressionSamplerState; episodes: unknown; mix: RngState };
@@ -228,7 +227,7 @@ function hyperpretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
       const batch = collateCompression(Array.from({ length: cfg.batchSize }, () => sampler.next()), opts);
       return { loss: () => hl.loss(batch, { training: true }), tokens: hyperTokens(batch) };
     },
-    evaluate: () => mean(evalBatches.map((b) => tf.tidy(() => hl.loss(b).dataSync()[0]))),
+    evaluate: () => mean(evalBatches.map((b) => tf.tidy(() => hl.loss(b).dataSync()[0])), 0),
     swapControl: () => swapControlOver(hl, evalBatches),
     getState: () => ({ text: sampler.getState() }),
     setState(s) {

@@ -1,3 +1,4 @@
+import { IGNORE_INDEX } from '@hyperllama/runtime';
 import { fail } from './errors.js';
 import { optionsOf, type Example, type Task } from './task.js';
 
@@ -11,9 +12,6 @@ export interface TokenEncoder {
   eosId: number;
   padId: number;
 }
-
-/** Label value that the loss ignores (prompt, padding, BOS). */
-export const IGNORE_INDEX = -100;
 
 /**
  * How an example becomes text. A demonstration is `prompt(input) + answer(output) + separator`; a target is

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { IGNORE_INDEX } from '@hyperllama/runtime';
 import {
   collateCompression,
   collateFewShot,
@@ -6,7 +7,6 @@ import {
   collateRankClassification,
   collateZeroShot,
   EpisodeSampler,
-  IGNORE_INDEX,
   syntheticTasks,
   type EpisodeLike,
   type PromptTemplate,

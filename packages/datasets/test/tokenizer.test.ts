@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadTokenizer } from '@hyperllama/tokenizer';
 import { describe, expect, it } from 'vitest';
-import { collateHyperLlama, collateRankClassification, EpisodeSampler, IGNORE_INDEX, syntheticTasks } from '../src/index.js';
+import { IGNORE_INDEX } from '@hyperllama/runtime';
+import { collateHyperLlama, collateRankClassification, EpisodeSampler, syntheticTasks } from '../src/index.js';
 import { SHARED } from './helpers.js';
 
 const MODEL = join(SHARED, 'models/stories260K/tok512.model');

@@ -1,4 +1,5 @@
 import type { Metric } from '@hyperllama/datasets';
+import { mean } from '@hyperllama/runtime';
 import { EvalError } from './errors.js';
 
 /** Largest value of each metric: accuracy and exact match are fractions, ROUGE-L is ×100 as S-NI reports it. */
@@ -57,7 +58,6 @@ export interface Summary {
   average: GroupSummary;
 }
 
-const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /** Mean of the finite values (NaN when there is none): an empty answer has no answer loss. */
 export function finiteMean(xs: readonly number[]): number {

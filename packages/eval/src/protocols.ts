@@ -1,7 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   DEFAULT_TEMPLATE,
-  IGNORE_INDEX,
   answerRow,
   collateHyperLlama,
   collateZeroShot,
@@ -20,7 +19,7 @@ import type { GistPrefix } from '@hyperllama/gist-attention';
 import { continuationText, generate, type KVPrefix, type LlamaModel, type TextCodec } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
 import { HyperLlama, PrefixTuning, prefixedHidden, trainStep, type PrefixInit, type PrefixLike } from '@hyperllama/hypernet';
-import { AdamW, Rng } from '@hyperllama/runtime';
+import { AdamW, IGNORE_INDEX, Rng, mean } from '@hyperllama/runtime';
 import { categoryKey, type TaskScores } from './aggregate.js';
 import { EvalError } from './errors.js';
 import { answerLoss, exactMatch, optionCorrect, rankClassify, rougeLScore, type ExactMatchNormalization, type RankScoring } from './metrics.js';
@@ -331,7 +330,6 @@ function answerText(s: EvalSettings, prompt: number[], tokens: number[]): string
   return (cut >= 0 ? text.slice(0, cut) : text).trim();
 }
 
-const mean = (xs: readonly number[]): number => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
 
 /**
  * Scores every instance of a planned task under one condition (rank classification, or generation + metric) and
@@ -404,7 +402,7 @@ async function scoreTask(plan: Pick<TaskPlan, 'task' | 'instances'>, condition: 
         seen.push(Math.min(...options.map((_, j) => rows[first + j].numExamples)));
       });
     }
-    return { ...meta, metric: 'accuracy', scores, answerLoss: losses, answerLossWithEos: lossesWithEos, demonstrations: mean(seen) };
+    return { ...meta, metric: 'accuracy', scores, answerLoss: losses, answerLossWithEos: lossesWithEos, demonstrations: mean(seen, 0) };
   }
 
   const metric = task.metric === 'rougeL' ? 'rougeL' : 'exact';
@@ -425,7 +423,7 @@ async function scoreTask(plan: Pick<TaskPlan, 'task' | 'instances'>, condition: 
     lossRows.forEach((row, i) => pushLoss(row, logProbs[i]));
   }
   promptRows.forEach((r) => seen.push(r.numExamples));
-  return { ...meta, metric, scores, answerLoss: losses, answerLossWithEos: lossesWithEos, demonstrations: mean(seen) };
+  return { ...meta, metric, scores, answerLoss: losses, answerLossWithEos: lossesWithEos, demonstrations: mean(seen, 0) };
 }
 
 /** The hyper pass over a (fitted) plan's definition and demonstrations, and how many demonstrations it read. */
@@ -697,7 +695,7 @@ export async function evaluatePrefixTuning(
     steps: total,
     evalSteps: schedule,
     batchSize,
-    poolSize: { min: Math.min(...poolSizes), max: Math.max(...poolSizes), mean: mean(poolSizes) },
+    poolSize: { min: Math.min(...poolSizes), max: Math.max(...poolSizes), mean: mean(poolSizes, 0) },
     poolSplitFromInstances: plans.filter((pl) => pl.poolFrom === 'instances').map((pl) => pl.task.name),
     pools,
     seed: p.seed ?? 0,
@@ -795,7 +793,7 @@ export async function evaluate(
     maxLength: s.maxLength ?? 1024,
     maxHyperLength: s.maxHyperLength ?? 1024,
     maxNewTokens: s.maxNewTokens ?? 64,
-    demonstrationsPerTask: { drawn: mean(plans.map((p) => p.drawn ?? p.examples.length)), fitted: mean(demonstrations) },
+    demonstrationsPerTask: { drawn: mean(plans.map((p) => p.drawn ?? p.examples.length), 0), fitted: mean(demonstrations, 0) },
     ...(controlNames.size > 0 ? { controlTasks: [...controlNames] } : {}),
   };
   const prefixes = needsPrefixes ? taskPrefixes(plans, s) : new Map<string, TaskPrefix>();

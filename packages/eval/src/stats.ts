@@ -1,4 +1,4 @@
-import { Rng } from '@hyperllama/runtime';
+import { Rng, mean } from '@hyperllama/runtime';
 import { METRIC_SCALE, type TaskScores } from './aggregate.js';
 import { EvalError } from './errors.js';
 
@@ -55,7 +55,6 @@ export function quantile(sorted: readonly number[], q: number): number {
   return lo === hi ? sorted[lo] : sorted[lo] + (pos - lo) * (sorted[hi] - sorted[lo]);
 }
 
-const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 function checkResamples(n: number): void {
   if (!Number.isInteger(n) || n < 1) throw new EvalError('BAD_OPTION', `bootstrap resamples: expected an integer >= 1, got ${n}`, { field: 'resamples', actual: n });

@@ -1,7 +1,6 @@
 export { GistAttentionError } from './errors.js';
 export { type Rows, type GistSpan, toRows, findGistSpans, findGistPositions, padRows } from './layout.js';
 export {
-  HIDDEN,
   type Visibility,
   type MaskOptions,
   spanVisibility,

@@ -1,9 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
+import { MASK_VALUE } from '@hyperllama/llama-model';
 import { check } from './errors.js';
 import { type GistSpan, type Rows, findGistSpans, gistIdSet, paddingRows, toRows } from './layout.js';
-
-/** Value added to the attention scores of hidden columns (exp of it underflows to exactly 0 in float32). */
-export const HIDDEN = -1e9;
 
 /**
  * A visibility pattern: `data[((b * T) + i) * (P + T) + c] = 1` when query row i of batch row b may attend to
@@ -109,7 +107,7 @@ export function downstreamVisibility(opts: MaskOptions & { batch?: number; seqLe
 }
 
 /** Additive float32 mask [B, 1, T, P+T]: 0 where visible, `hidden` (default -1e9) elsewhere. A constant. */
-export function toAdditiveMask(v: Visibility, hidden = HIDDEN): tf.Tensor4D {
+export function toAdditiveMask(v: Visibility, hidden = MASK_VALUE): tf.Tensor4D {
   const values = new Float32Array(v.data.length);
   for (let n = 0; n < values.length; n++) values[n] = v.data[n] === 1 ? 0 : hidden;
   return tf.tensor4d(values, v.shape, 'float32');

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { maskedSoftmax, maxKernelTensorBytes } from '@hyperllama/runtime';
 
-/** Additive mask value for a hidden key (finite, so a row with every key hidden gives no NaN). */
+/** Additive mask value for a hidden key: finite, so a row with every key hidden gives no NaN; exp of it underflows to exactly 0 in float32. */
 export const MASK_VALUE = -1e9;
 
 /**

@@ -5,7 +5,6 @@ export { applyRope, ropeCosSin, rotate } from './rope.js';
 export { MASK_VALUE, attend, attentionScores, attentionValues, causalMask, addPaddingMask } from './attention.js';
 export {
   LlamaModel,
-  rmsNorm,
   emptyCache,
   disposeCache,
   expectedWeightShapes,
@@ -17,7 +16,7 @@ export {
   type LayerKV,
   type HostWeights,
 } from './model.js';
-export { lmLoss, IGNORE_INDEX } from './loss.js';
+export { lmLoss } from './loss.js';
 export { readLlama2c, permuteForRotateHalf } from './llama2c.js';
 export { loadLlama, saveLlama, readHfLlama, exportWeights, type LoadOptions } from './io.js';
 export { createLlama } from './init.js';

@@ -1,10 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { linearCrossEntropy } from '@hyperllama/runtime';
+import { IGNORE_INDEX, linearCrossEntropy } from '@hyperllama/runtime';
 import { DenseLinear } from './linear.js';
 import type { LlamaModel } from './model.js';
-
-/** Label value that takes no part in the loss (as in Hugging Face). */
-export const IGNORE_INDEX = -100;
 
 /** The LM head as one weight, when it is one: the tied embedding [V, D], or an unwrapped dense lm_head [D, V]. */
 function plainHead(model: LlamaModel): { weight: tf.Tensor2D; transposed: boolean } | undefined {

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { rmsNorm as fusedRmsNorm, supportsSyncRead, swiglu } from '@hyperllama/runtime';
+import { rmsNorm, supportsSyncRead, swiglu } from '@hyperllama/runtime';
 import { ModelError } from './errors.js';
 import { validateLlamaConfig, type LlamaConfig } from './config.js';
 import { DenseLinear, findDenseBase, uniqueVariableName, type LinearModule } from './linear.js';
@@ -146,14 +146,6 @@ interface NormWeights {
   input: tf.Variable<tf.Rank.R1>;
   /** [D] */
   postAttention: tf.Variable<tf.Rank.R1>;
-}
-
-/**
- * RMSNorm as HF Llama: x / sqrt(mean(x²) + eps) · w. x [N, D], w [D]. The runtime's op with its own gradient keeps
- * only x and the [N, 1] reciprocal RMS for the backward pass.
- */
-export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
-  return fusedRmsNorm(x, weight, eps);
 }
 
 /** Hugging Face Llama (`LlamaForCausalLM`) on tfjs. Build one with `loadLlama`, `createLlama` or from host weights. */

@@ -3,7 +3,6 @@ import {
   DEFAULT_TEMPLATE,
   EpisodeSampler,
   FreshEpisodeSampler,
-  IGNORE_INDEX,
   collateHyperLlama,
   collateZeroShot,
   type Episode,
@@ -17,7 +16,7 @@ import {
 import { HyperLlama, prefixedHidden, trainStep, type DownstreamView, type PrefixLike } from '@hyperllama/hypernet';
 import type { LlamaModel } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
-import { AdamW } from '@hyperllama/runtime';
+import { AdamW, IGNORE_INDEX, mean } from '@hyperllama/runtime';
 import { METRIC_SCALE, finiteMean, type TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
 import { answerLoss } from '../metrics.js';
@@ -111,7 +110,6 @@ export interface TrainVariantOptions {
   batchSize?: number;
 }
 
-export const mean = (xs: readonly number[]): number => (xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
 
 /** Population standard deviation. */
 export function std(xs: readonly number[]): number {

@@ -1,12 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
-import { DEFAULT_TEMPLATE, IGNORE_INDEX, collateFewShot, collateZeroShot, type LmBatch } from '@hyperllama/datasets';
+import { IGNORE_INDEX, mean } from '@hyperllama/runtime';
+import { DEFAULT_TEMPLATE, collateFewShot, collateZeroShot, type LmBatch } from '@hyperllama/datasets';
 import { prefixedHidden, type HyperLlama, type PrefixLike } from '@hyperllama/hypernet';
 import { continuationText, generate } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
 import { rougeLScore } from '../metrics.js';
 import { finiteMean } from '../aggregate.js';
 import { evaluateMethod, labelLogProbs, type TaskPlan } from '../protocols.js';
-import { describeTraining, disposeHyperLlama, disposePrefix, evalSettings, mean, obtainHyperLlama, pearson, rowAnswerLosses, setupPlans, spearman, taskHyperBatch, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
+import { describeTraining, disposeHyperLlama, disposePrefix, evalSettings, obtainHyperLlama, pearson, rowAnswerLosses, setupPlans, spearman, taskHyperBatch, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderScatter, type AnalysisReport } from './report.js';
 
 export interface CompressionAnalysisOptions {

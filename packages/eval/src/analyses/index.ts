@@ -6,7 +6,6 @@ export {
   freshTrainEpisodes,
   trainingEpisodes,
   describeTraining,
-  mean,
   std,
   pearson,
   spearman,

@@ -1,9 +1,10 @@
+import { mean } from '@hyperllama/runtime';
 import type { DownstreamView, PrefixLike } from '@hyperllama/hypernet';
 import type { TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
 import { evaluateMethod } from '../protocols.js';
 import { buildReport, renderBarChart, type MethodResult } from '../report.js';
-import { averageWithError, describeTraining, disposeHyperLlama, disposePrefix, evalSettings, mean, meanAnswerLoss, setupPlans, spearman, taskHyperBatch, trainVariant, variantPrefix, type AnalysisSetup } from './common.js';
+import { averageWithError, describeTraining, disposeHyperLlama, disposePrefix, evalSettings, meanAnswerLoss, setupPlans, spearman, taskHyperBatch, trainVariant, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderScatter, type AnalysisReport } from './report.js';
 
 /** One mask variant: what the gists read and what the downstream tokens see. */

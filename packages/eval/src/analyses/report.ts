@@ -1,3 +1,4 @@
+import { mean } from '@hyperllama/runtime';
 import { EvalError } from '../errors.js';
 import { reportWriter } from '../files.js';
 import type { EvalReport } from '../report.js';
@@ -197,7 +198,6 @@ export function renderLines(series: ReadonlyArray<{ name: string; points: Readon
   return svg(left + w + 190, top + h + 50, o.title, body);
 }
 
-const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /** A [0, 1] score as a percentage with one decimal ("–" when missing). */
 export const pct = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? '–' : (100 * x).toFixed(1));

@@ -1,9 +1,9 @@
 import type { PrefixLike } from '@hyperllama/hypernet';
-import { Rng } from '@hyperllama/runtime';
+import { Rng, mean } from '@hyperllama/runtime';
 import { finiteMean, type TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
 import { evaluateMethod, planTasks, type TaskPlan } from '../protocols.js';
-import { describeTraining, disposeHyperLlama, disposePrefix, evalSettings, fitSetupPlans, fixedOrNa, mean, obtainHyperLlama, std, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
+import { describeTraining, disposeHyperLlama, disposePrefix, evalSettings, fitSetupPlans, fixedOrNa, obtainHyperLlama, std, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
 import { pct, renderDotPlot, type AnalysisReport } from './report.js';
 
 export interface SensitivityAnalysisOptions {

@@ -2,12 +2,12 @@ import { SYNTHETIC_FAMILIES, collateZeroShot, makeSyntheticTask, syntheticTaskNa
 import { PrefixTuning, trainStep, type HyperLlama } from '@hyperllama/hypernet';
 import type { KVPrefix, LlamaModel } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
-import { AdamW, Rng } from '@hyperllama/runtime';
+import { AdamW, Rng, mean } from '@hyperllama/runtime';
 import { finiteMean, type TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
 import { evaluateMethod, type TaskPlan } from '../protocols.js';
 import { buildReport, renderCurves, type CurvePoint, type MethodResult } from '../report.js';
-import { describeTraining, disposeHyperLlama, disposePrefix, evalSettings, mean, obtainHyperLlama, setupPlans, trainingEpisodes, variantPrefix, type AnalysisSetup } from './common.js';
+import { describeTraining, disposeHyperLlama, disposePrefix, evalSettings, obtainHyperLlama, setupPlans, trainingEpisodes, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderLines, type AnalysisReport } from './report.js';
 
 /** A prefix-tuning start from a task's HyperLlama prefix. */
