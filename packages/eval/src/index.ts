@@ -2,7 +2,6 @@ export { EvalError } from './errors.js';
 export { porterStem } from './porter.js';
 export {
   rougeTokenize,
-  lcsLength,
   rougeL,
   rougeLScore,
   normalizeAnswer,
@@ -46,7 +45,6 @@ export {
   renderBarChart,
   renderCurves,
   curveMethods,
-  escapeXml,
   writeReport,
   type CurvePoint,
   type MethodResult,

@@ -523,8 +523,6 @@ export function renderMarkdown(report: EvalReport): string {
 
 const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
 
-export { escapeXml };
-
 /** Horizontal grid lines and labels for a 0–100 axis. */
 function yAxis(left: number, top: number, plotW: number, plotH: number, label: string): string[] {
   const out: string[] = [];

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { answerLoss, EvalError, exactMatch, exactMatchSni, lcsLength, normalizeAnswer, optionCorrect, porterStem, rankClassify, rougeL, rougeLScore, rougeTokenize } from '../src/index.js';
+import { lcsLength } from '../src/metrics.js';
+import { answerLoss, EvalError, exactMatch, exactMatchSni, normalizeAnswer, optionCorrect, porterStem, rankClassify, rougeL, rougeLScore, rougeTokenize } from '../src/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Made by tools/reference/porter_reference.py with NLTK 3.8's PorterStemmer (the stemmer rouge_score uses). */

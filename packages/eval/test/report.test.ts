@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildReport, escapeXml, formatTable, renderBarChart, renderCurves, renderMarkdown, verdictLines, writeReport, type MethodResult, type TaskScores } from '../src/index.js';
+import { escapeXml } from '../src/svg.js';
+import { buildReport, formatTable, renderBarChart, renderCurves, renderMarkdown, verdictLines, writeReport, type MethodResult, type TaskScores } from '../src/index.js';
 
 /** Minimal XML well-formedness check: balanced, properly nested tags, quoted attributes, known entities only. */
 function checkXml(text: string): { elements: Array<{ name: string; attrs: Record<string, string> }>; texts: string[] } {

@@ -1,5 +1,5 @@
 export { GistAttentionError } from './errors.js';
-export { type Rows, type GistSpan, toRows, findGistSpans, findGistPositions, padRows } from './layout.js';
+export { type Rows, type GistSpan, findGistPositions, padRows } from './layout.js';
 export {
   type Visibility,
   type MaskOptions,
@@ -10,7 +10,6 @@ export {
   toBooleanMask,
   gistMask,
   downstreamMask,
-  visibilityRows,
 } from './masks.js';
 export {
   type PositionScheme,
