@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SCHEMA, STAGES, TrainerError, WORD_VOCAB_SIZE, buildJob, charTokenizer, defaultConfig, main, resolveConfig, resolveTokenizer, shotRange, stageHelp } from '../src/index.js';
+import { SCHEMA, STAGES, TrainerError, WORD_VOCAB_SIZE, buildJob, defaultConfig, main, resolveConfig, resolveTokenizer, shotRange, stageHelp } from '../src/index.js';
 import { memoryIo } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'trainer-config-'));
@@ -43,20 +43,25 @@ describe('configuration', () => {
     expect(overridden).toMatchObject({ steps: 9, method: 'icl', hyper: { k: 5 }, data: { tasks: null } });
   });
 
-  it('every shipped config in configs/ is valid; default-base matches the committed embedded model', () => {
+  it('every shipped config in configs/ is valid; the two default-base phases match the committed embedded model', () => {
     const configs = join(dirname(fileURLToPath(import.meta.url)), '..', 'configs');
     const files = readdirSync(configs).filter((f) => f.endsWith('.yaml'));
-    expect(files).toContain('default-base.yaml');
+    expect(files).toEqual(expect.arrayContaining(['default-base-copy.yaml', 'default-base.yaml']));
     for (const f of files) expect(() => resolveConfig('pretrain-base', { config: join(configs, f) })).not.toThrow();
-    const cfg = resolveConfig('pretrain-base', { config: join(configs, 'default-base.yaml') });
-    // From scratch, on the default corpus and the synthetic training families (no task file that could hold held-out tasks).
-    expect(cfg.model).toMatchObject({ base: null, tokenizer: null });
-    expect(cfg.data).toMatchObject({ tasks: null, corpus: null });
+    // Phase 1 from scratch with the built-in word tokenizer; phase 2 continues from phase 1's exported model. Both on
+    // the default corpus and the synthetic training kinds (no task file that could hold held-out tasks).
+    const copy = resolveConfig('pretrain-base', { config: join(configs, 'default-base-copy.yaml') });
+    const episodes = resolveConfig('pretrain-base', { config: join(configs, 'default-base.yaml') });
+    expect(copy.model).toMatchObject({ base: null, tokenizer: 'builtin:word' });
+    expect(copy.data).toMatchObject({ repeatFraction: 1, textFraction: 0 });
+    expect(episodes.model).toMatchObject({ base: 'runs/default-base-copy/final/model', tokenizer: null });
+    for (const cfg of [copy, episodes]) expect(cfg.data).toMatchObject({ tasks: null, corpus: null });
     const asset = join(configs, '..', '..', 'evaluator', 'assets', 'default-base', 'config.json');
     if (existsSync(asset)) {
       const hf = JSON.parse(readFileSync(asset, 'utf8'));
+      const m = copy.model;
       expect([hf.hidden_size, hf.num_hidden_layers, hf.num_attention_heads, hf.num_key_value_heads, hf.intermediate_size, hf.vocab_size]).toEqual([
-        cfg.model.hiddenSize, cfg.model.numHiddenLayers, cfg.model.numAttentionHeads, cfg.model.numKeyValueHeads, cfg.model.intermediateSize, charTokenizer().numTokens,
+        m.hiddenSize, m.numHiddenLayers, m.numAttentionHeads, m.numKeyValueHeads, m.intermediateSize, m.vocabSize,
       ]);
     }
   });
