@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, isAbsolute, join, resolve } from 'node:path';
-import { loadKVPrefix } from '@hyperllama/gist-attention';
-import { HyperLlama, loadHyperLlama, readHypernetConfig, resolveCheckpointDir, type PrefixLike } from '@hyperllama/hypernet';
+import { Prefix } from '@hyperllama/gist-attention';
+import { HyperLlama, loadHyperLlama, readHypernetConfig, resolveCheckpointDir } from '@hyperllama/hypernet';
 import { loadLlama, type LlamaModel } from '@hyperllama/llama-model';
 import { onSyncReadBackend } from '@hyperllama/runtime';
 import { loadTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
@@ -96,7 +96,7 @@ export function checkTokenizerFits(tokenizer: Tokenizer, tokenizerPath: string, 
  * Stored task prefixes (from `compress`) by task name: a prefix file, or a directory of them. The task name is the
  * file's `task` metadata, else its base name.
  */
-export function loadPrefixes(path: string, model: LlamaModel): Map<string, PrefixLike> {
+export function loadPrefixes(path: string, model: LlamaModel): Map<string, Prefix> {
   if (!existsSync(path)) throw new CliError('MISSING_FILE', `--prefix ${path}: no such file or directory`, { file: path, field: 'prefix' });
   const files = statSync(path).isDirectory()
     ? readdirSync(path)
@@ -104,10 +104,10 @@ export function loadPrefixes(path: string, model: LlamaModel): Map<string, Prefi
         .sort()
         .map((n) => join(path, n))
     : [path];
-  const out = new Map<string, PrefixLike>();
+  const out = new Map<string, Prefix>();
   for (const file of files) {
-    const { prefix, meta } = loadKVPrefix(file, model.config);
-    out.set(meta.task ?? basename(file).replace(/\.safetensors$/, ''), prefix);
+    const prefix = Prefix.load(file, model.config);
+    out.set(prefix.meta.task ?? basename(file).replace(/\.safetensors$/, ''), prefix);
   }
   return out;
 }

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_TEMPLATE, exportSniTasks, loadTasks, makeSyntheticTask, SYNTHETIC_FAMILIES } from '@hyperllama/datasets';
 import { planTasks, taskPrefix } from '@hyperllama/eval';
-import { loadKVPrefix } from '@hyperllama/gist-attention';
+import { Prefix } from '@hyperllama/gist-attention';
 import { generate } from '@hyperllama/llama-model';
 import { PieceType, Tokenizer, tokenizerConfigFromPieces, tokenizerJsonFromPieces, type VocabPiece } from '@hyperllama/tokenizer';
 import { loadSetup } from '../src/index.js';
@@ -89,9 +89,9 @@ describe('hyperllama-eval run / compress', () => {
     const prefixFile = join(tmp, 'task.safetensors');
     const c = await cli('compress', '--checkpoint', ckpt, '--task', taskFile, '--shots', '3', '--out', prefixFile, '--backend', 'cpu');
     expect(c.code).toBe(0);
-    const { prefix, meta } = loadKVPrefix(prefixFile);
+    const prefix = Prefix.load(prefixFile);
     expect(prefix.length).toBe(2);
-    expect(meta.shots).toBe('3');
+    expect(prefix.meta.shots).toBe('3');
     // The stored tensors are the hyper pass over the same seeded demonstrations that `run` uses.
     const setup = await loadSetup({ checkpoint: ckpt });
     const plan = planTasks(loadTasks(taskFile).tasks, { shots: 3, seed: 0 })[0];
@@ -100,11 +100,12 @@ describe('hyperllama-eval run / compress', () => {
     prefix.values.forEach((v, l) => expect(Array.from(v.dataSync())).toEqual(Array.from(direct.values[l].dataSync())));
     // generate --prefix continues an instance input behind the stored prefix, as the library does.
     const input = plan.instances[0].input;
-    const expected = await generate(setup.model, [DEFAULT_TEMPLATE.prompt(input)], { maxNewTokens: 6, tokenizer: setup.tokenizer, prefix: direct, positionOffset: direct.positionOffsets[0] });
+    const expected = await generate(setup.model, [DEFAULT_TEMPLATE.prompt(input)], { maxNewTokens: 6, tokenizer: setup.tokenizer, prefix: direct });
     const g = await cli('generate', '--model', modelDir, '--prefix', prefixFile, '--prompt', input, '--max-new-tokens', '6', '--backend', 'cpu');
     expect(g.code).toBe(0);
     expect(g.stdout).toBe(expected.texts![0] + '\n');
-    tf.dispose([...prefix.keys, ...prefix.values, ...direct.keys, ...direct.values]);
+    prefix.dispose();
+    direct.dispose();
     setup.dispose();
 
     const common = ['--tasks', taskFile, '--methods', 'hyperllama', '--shots', '3', '--max-new-tokens', '3', '--backend', 'cpu'];

@@ -375,7 +375,7 @@ function prefixTuneJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
     const prefix = hyper.encode(batch.hyper);
     setActiveAdapters(model, hyper.hasDownstreamAdapter ? ['downstream'] : []);
     pt = PrefixTuning.fromPrefix(prefix);
-    tf.dispose([...prefix.keys, ...prefix.values]);
+    prefix.dispose();
   }
   const pool: Task = { ...task, instances: task.examples };
   let sampler = new EpisodeSampler([pool], { seed: cfg.seed, k: 0 });

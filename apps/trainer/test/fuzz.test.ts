@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { stringify as toYaml, parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DatasetError, exportSniTasks, loadTasks, makeSyntheticTask, type LoadedTasks } from '@hyperllama/datasets';
-import { GistAttentionError, loadKVPrefix, saveKVPrefix, type LoadedPrefix } from '@hyperllama/gist-attention';
+import { GistAttentionError, Prefix } from '@hyperllama/gist-attention';
 import { HypernetError, HyperLlama, loadHyperLlama, saveHyperLlama, baseModelHash } from '@hyperllama/hypernet';
 import { ModelError, createLlama, loadLlama, saveLlama, type LlamaConfig, type LlamaModel } from '@hyperllama/llama-model';
 import { LoraError, deleteAdapter, injectLora, listAdapters, loadAdapter, saveAdapter } from '@hyperllama/lora';
@@ -320,21 +320,20 @@ beforeAll(async () => {
   // prefix files
   const prefixFile = join(scratch('prefix'), 'p.safetensors');
   const t4 = () => tf.tensor4d(Float32Array.from({ length: 2 * 2 * 3 * 4 }, (_, i) => Math.sin(i)), [2, 2, 3, 4]);
-  saveKVPrefix(prefixFile, { keys: [t4(), t4()], values: [t4(), t4()], length: 3, scheme: 'continue', positionOffsets: [5, 7] }, { config: TINY_CONFIG, meta: { task: 'demo' } });
+  new Prefix({ keys: [t4(), t4()], values: [t4(), t4()], length: 3, scheme: 'continue', positionOffsets: [5, 7] }).save(prefixFile, { config: TINY_CONFIG, meta: { task: 'demo' } });
   targets.push({
     name: 'prefix file (.safetensors)',
     seeds: [{ 'p.safetensors': read(prefixFile) }],
     structured: header,
-    read: (dir) => loadKVPrefix(join(dir, 'p.safetensors'), TINY_CONFIG),
-    check: (r: LoadedPrefix) => {
-      const p = r.prefix;
+    read: (dir) => Prefix.load(join(dir, 'p.safetensors'), TINY_CONFIG),
+    check: (p: Prefix) => {
       invariant(p.keys.length === TINY_CONFIG.numHiddenLayers && p.values.length === p.keys.length, 'layer count');
       for (const t of [...p.keys, ...p.values]) {
         invariant(t.shape.join() === [p.positionOffsets.length, 2, p.length, 4].join(), `shape ${t.shape}`);
         invariant(isFinite32(t.dataSync() as Float32Array), 'non-finite prefix values');
       }
     },
-    cleanup: (r?: LoadedPrefix) => r && tf.dispose([...r.prefix.keys, ...r.prefix.values]),
+    cleanup: (p?: Prefix) => p?.dispose(),
     typed: (e) => e instanceof GistAttentionError || e instanceof SafetensorsError,
   });
 

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadLlama } from '@hyperllama/llama-model';
 import { loadHyperLlama } from '@hyperllama/hypernet';
 import { disposeBackend, initBackend } from '@hyperllama/runtime';
-import { loadKVPrefix } from '@hyperllama/gist-attention';
+import { Prefix } from '@hyperllama/gist-attention';
 import { readAdapterConfig } from '@hyperllama/lora';
 import { charTokenizer, defaultConfig, main } from '../src/index.js';
 import { createLlama } from '@hyperllama/llama-model';
@@ -91,8 +91,9 @@ describe('every stage runs end to end on the tiny default and lowers its held-ou
       const r = await train('prefix-tune', `pt-${init}`, ['--init', init, '--steps', '40', '--lr', '0.05', ...extra]);
       expect(r.after).toBeLessThan(r.before - 0.03);
       const model = buildDefaultBase();
-      const { prefix } = loadKVPrefix(join(r.out, 'final', 'prefix.safetensors'), model.config);
+      const prefix = Prefix.load(join(r.out, 'final', 'prefix.safetensors'), model.config);
       expect(prefix.length).toBe(4);
+      prefix.dispose();
       model.dispose();
     });
   }

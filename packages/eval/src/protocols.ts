@@ -15,10 +15,10 @@ import {
   type Task,
   type TokenEncoder,
 } from '@hyperllama/datasets';
-import type { GistPrefix } from '@hyperllama/gist-attention';
-import { continuationText, generate, type KVPrefix, type LlamaModel, type TextCodec } from '@hyperllama/llama-model';
+import type { Prefix } from '@hyperllama/gist-attention';
+import { continuationText, generate, type LlamaModel, type TextCodec } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
-import { HyperLlama, PrefixTuning, prefixedHidden, trainStep, type PrefixInit, type PrefixLike } from '@hyperllama/hypernet';
+import { HyperLlama, PrefixTuning, prefixedHidden, trainStep, type PrefixInit } from '@hyperllama/hypernet';
 import { AdamW, IGNORE_INDEX, Rng, mean } from '@hyperllama/runtime';
 import { categoryKey, type TaskScores } from './aggregate.js';
 import { EvalError } from './errors.js';
@@ -243,16 +243,15 @@ function plainCondition(s: EvalSettings, mode: 'zeroshot' | 'fewshot', adapters:
 }
 
 /** A downstream condition behind a prefix of batch 1 (a HyperLlama prefix or a tuned one); rows hold the instance only. */
-function prefixCondition(s: EvalSettings, prefix: PrefixLike, adapters: readonly string[], demonstrations?: number): Condition {
+function prefixCondition(s: EvalSettings, prefix: Prefix, adapters: readonly string[], demonstrations?: number): Condition {
   const { model } = s;
-  const offset = prefix.positionOffsets?.[0] ?? prefix.length;
   return {
     mode: 'hyper',
     examples: [],
     prefixDemonstrations: demonstrations,
     hidden: (batch) => withActiveAdapters(model, adapters, () => prefixedHidden(model, batch, prefix)),
     generate: (prompts, maxNewTokens) =>
-      withActiveAdapters(model, adapters, async () => (await generate(model, prompts, { maxNewTokens, prefix, positionOffset: offset, stopIds: [model.config.eosTokenId], padId: s.tokenizer.padId })).tokens),
+      withActiveAdapters(model, adapters, async () => (await generate(model, prompts, { maxNewTokens, prefix, stopIds: [model.config.eosTokenId], padId: s.tokenizer.padId })).tokens),
   };
 }
 
@@ -427,7 +426,7 @@ async function scoreTask(plan: Pick<TaskPlan, 'task' | 'instances'>, condition: 
 }
 
 /** The hyper pass over a (fitted) plan's definition and demonstrations, and how many demonstrations it read. */
-function encodeTaskPrefix(hl: HyperLlama, plan: TaskPlan, s: EvalSettings): { prefix: GistPrefix & PrefixLike; demonstrations: number } {
+function encodeTaskPrefix(hl: HyperLlama, plan: TaskPlan, s: EvalSettings): { prefix: Prefix; demonstrations: number } {
   const fitted = fitPlan(plan, fitOptions(s, hl.k));
   const o = { ...collateOptions(s), gistIds: [...hl.gistIds], maxHyperLength: s.maxHyperLength ?? 1024 };
   // Only the hyper half is used; the downstream half needs some target, any one will do.
@@ -440,7 +439,7 @@ function encodeTaskPrefix(hl: HyperLlama, plan: TaskPlan, s: EvalSettings): { pr
  * The HyperLlama prefix of a task (batch 1): the hyper pass over its definition and demonstrations, once. The plan is
  * fitted first ({@link fitPlan} with the HyperLlama's k), so the prefix reads the demonstrations ICL sees.
  */
-export function taskPrefix(hl: HyperLlama, plan: TaskPlan, s: EvalSettings): GistPrefix {
+export function taskPrefix(hl: HyperLlama, plan: TaskPlan, s: EvalSettings): Prefix {
   return encodeTaskPrefix(hl, plan, s).prefix;
 }
 
@@ -453,13 +452,13 @@ function hyperDemonstrations(plan: TaskPlan, s: EvalSettings, gists: number): nu
 
 /** A task's HyperLlama prefix with the demonstrations it read; `owned` when computed here (the caller disposes it). */
 export interface TaskPrefix {
-  prefix: PrefixLike;
+  prefix: Prefix;
   demonstrations: number;
   owned: boolean;
 }
 
 /** Each plan's HyperLlama prefix, once: the stored one when given, else the hyper pass. */
-export function taskPrefixes(plans: readonly TaskPlan[], s: EvalSettings & { hyperllama?: HyperLlama; prefixes?: ReadonlyMap<string, PrefixLike> }): Map<string, TaskPrefix> {
+export function taskPrefixes(plans: readonly TaskPlan[], s: EvalSettings & { hyperllama?: HyperLlama; prefixes?: ReadonlyMap<string, Prefix> }): Map<string, TaskPrefix> {
   const out = new Map<string, TaskPrefix>();
   try {
     for (const plan of plans) {
@@ -481,7 +480,7 @@ export function taskPrefixes(plans: readonly TaskPlan[], s: EvalSettings & { hyp
 
 /** Frees the prefixes {@link taskPrefixes} computed (stored ones stay with their owner). */
 export function disposeTaskPrefixes(prefixes: ReadonlyMap<string, TaskPrefix>): void {
-  for (const p of prefixes.values()) if (p.owned) tf.dispose([...p.prefix.keys, ...p.prefix.values]);
+  for (const p of prefixes.values()) if (p.owned) p.prefix.dispose();
 }
 
 /**
@@ -528,7 +527,7 @@ export interface MethodRunOptions {
 export async function evaluateMethod(
   method: BaseMethod,
   plans: readonly TaskPlan[],
-  s: EvalSettings & { hyperllama?: HyperLlama; prefixes?: ReadonlyMap<string, PrefixLike> },
+  s: EvalSettings & { hyperllama?: HyperLlama; prefixes?: ReadonlyMap<string, Prefix> },
   onProgress?: (e: ProgressEvent) => void,
   o: MethodRunOptions = {},
 ): Promise<TaskScores[]> {
@@ -554,7 +553,7 @@ export async function evaluateMethod(
       try {
         out.push(await scoreTask(plan, prefixCondition(s, prefix, downstreamAdapters(s), demonstrations), s));
       } finally {
-        if (computed) tf.dispose([...computed.prefix.keys, ...computed.prefix.values]);
+        computed?.prefix.dispose();
       }
     } else if (method === 'icl') {
       out.push(await scoreTask(plan, plainCondition(s, 'fewshot', s.adapters?.icl ?? [], { examples: context.examples, definition: context.task.definition }), s));
@@ -591,7 +590,7 @@ export interface PrefixTuningOptions {
   /** Prefix length for `random` (default: the HyperLlama's k, else 8). */
   length?: number;
   /** `shared`: the trained shared prefix (batch 1). */
-  sharedPrefix?: KVPrefix;
+  sharedPrefix?: Prefix;
   /** Seed of the random initialisation and of the minibatch draws (default 0). */
   seed?: number;
   /** `hyper-other`: task → the task whose HyperLlama prefix to start from (default {@link swapPartners}). */
@@ -638,7 +637,7 @@ function resolveInits(p: PrefixTuningOptions, s: { hyperllama?: HyperLlama; pref
  */
 export async function evaluatePrefixTuning(
   plans: readonly TaskPlan[],
-  s: EvalSettings & { hyperllama?: HyperLlama; prefixes?: ReadonlyMap<string, PrefixLike> },
+  s: EvalSettings & { hyperllama?: HyperLlama; prefixes?: ReadonlyMap<string, Prefix> },
   p: PrefixTuningOptions,
   onProgress?: (e: ProgressEvent) => void,
   hyperPrefixes?: ReadonlyMap<string, TaskPrefix>,
@@ -768,7 +767,7 @@ export interface EvaluateOptions extends PlanOptions {
  */
 export async function evaluate(
   tasks: readonly Task[],
-  s: EvalSettings & { hyperllama?: HyperLlama; prefixes?: ReadonlyMap<string, PrefixLike> },
+  s: EvalSettings & { hyperllama?: HyperLlama; prefixes?: ReadonlyMap<string, Prefix> },
   o: EvaluateOptions,
   onProgress?: (e: ProgressEvent) => void,
 ): Promise<MethodResult[]> {

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { DEFAULT_TEMPLATE, answerRow, collateRankClassification, fewShotRow, makeExample, makeSyntheticTask, SYNTHETIC_FAMILIES, type Example, type Task } from '@hyperllama/datasets';
-import { HyperLlama, PrefixTuning, type PrefixLike } from '@hyperllama/hypernet';
+import type { Prefix } from '@hyperllama/gist-attention';
+import { HyperLlama, PrefixTuning } from '@hyperllama/hypernet';
 import { continuationText, generate } from '@hyperllama/llama-model';
 import { Rng } from '@hyperllama/runtime';
 import {
@@ -334,7 +335,7 @@ describe('the prefix-swap control', () => {
 
     // One prefix for every task: swapping changes nothing.
     const one = taskPrefix(hl, plans[0], s);
-    const prefixes = new Map<string, PrefixLike>(tasks.map((t) => [t.name, one]));
+    const prefixes = new Map<string, Prefix>(tasks.map((t) => [t.name, one]));
     const own = await evaluateMethod('hyperllama', plans, { ...s, hyperllama: hl, prefixes });
     const swapped = await evaluateMethod('hyperllama', plans, { ...s, hyperllama: hl, prefixes }, undefined, { swap: partners });
     expect(swapped).toEqual(own);

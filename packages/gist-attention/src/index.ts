@@ -19,5 +19,5 @@ export {
   downstreamOffsets,
   downstreamPositionIds,
 } from './positions.js';
-export { type GistPrefix, type ExtractOptions, extractGistPrefix, disposePrefix } from './prefix.js';
-export { PREFIX_FORMAT, configHash, saveKVPrefix, loadKVPrefix, type LoadedPrefix } from './io.js';
+export { Prefix, type PrefixParts, type ExtractOptions, extractGistPrefix } from './prefix.js';
+export { PREFIX_FORMAT, configHash } from './io.js';

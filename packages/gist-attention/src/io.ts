@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { LlamaConfig } from '@hyperllama/llama-model';
 import { type SafetensorsEntry, fromFloat32, readSafetensors, toFloat32, writeSafetensors } from '@hyperllama/runtime';
 import { check } from './errors.js';
-import type { GistPrefix } from './prefix.js';
+import type { Prefix, PrefixParts } from './prefix.js';
 import { checkScheme } from './positions.js';
 
 /** Value of the `format` metadata key of a saved prefix. */
@@ -36,17 +36,8 @@ export function configHash(config: LlamaConfig): string {
 
 const RESERVED = ['format', 'format_version', 'k', 'scheme', 'config_hash', 'num_layers', 'position_offsets'];
 
-/**
- * Writes a prefix as safetensors (atomically): tensors `layers.{i}.keys` / `layers.{i}.values` (F32,
- * [B, nKvHeads, k, headDim]) and metadata `format`, `k`, `scheme`, `config_hash` (of `config`), `num_layers`,
- * `position_offsets` (JSON) plus the caller's own string `meta` (e.g. a task or model name).
- */
-export function saveKVPrefix(
-  path: string,
-  prefix: GistPrefix,
-  opts: { config: LlamaConfig; meta?: Record<string, string> },
-): void {
-  const { config, meta = {} } = opts;
+/** `Prefix.save`: the file format (see there). */
+export function writePrefixFile(path: string, prefix: Prefix, config: LlamaConfig, meta: Record<string, string>): void {
   checkScheme(prefix.scheme);
   for (const key of Object.keys(meta)) check(!RESERVED.includes(key), 'GIST_BAD_META', `meta.${key}`, `a key other than ${RESERVED.join(', ')}`, key);
   check(prefix.keys.length === prefix.values.length && prefix.keys.length > 0, 'GIST_BAD_SHAPE', 'prefix', 'as many key as value tensors (>= 1)', [prefix.keys.length, prefix.values.length]);
@@ -67,18 +58,8 @@ export function saveKVPrefix(
   });
 }
 
-/** What {@link loadKVPrefix} returns: the prefix (caller disposes), the saved config hash and the caller's metadata. */
-export interface LoadedPrefix {
-  prefix: GistPrefix;
-  configHash: string;
-  meta: Record<string, string>;
-}
-
-/**
- * Reads a prefix written by {@link saveKVPrefix}. With `expectedConfig`, a prefix saved for another config (hash
- * mismatch) or whose shapes do not fit it (layers, KV heads, head size) is a `GIST_CONFIG_MISMATCH` error.
- */
-export function loadKVPrefix(path: string, expectedConfig?: LlamaConfig): LoadedPrefix {
+/** `Prefix.load`: reads and checks a prefix file (see there). */
+export function readPrefixFile(path: string, expectedConfig?: LlamaConfig): PrefixParts {
   const file = readSafetensors(path);
   const md = file.metadata;
   const where = { file: path };
@@ -132,5 +113,5 @@ export function loadKVPrefix(path: string, expectedConfig?: LlamaConfig): Loaded
   }
   const meta = Object.fromEntries(Object.entries(md).filter(([key]) => !RESERVED.includes(key)));
   checkScheme(scheme);
-  return { prefix: { keys, values, length: k, scheme, positionOffsets: offsets as number[] }, configHash: md.config_hash, meta };
+  return { keys, values, length: k, scheme, positionOffsets: offsets as number[], meta };
 }

@@ -7,20 +7,17 @@ import { Rng } from '@hyperllama/runtime';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   GistAttentionError,
-  type GistPrefix,
+  Prefix,
   type PositionScheme,
-  disposePrefix,
   downstreamMask,
   downstreamPositionIds,
   extractGistPrefix,
   findGistPositions,
   gistMask,
   hyperPositionIds,
-  loadKVPrefix,
   padRows,
   positionIdsFromMask,
   positionTensor,
-  saveKVPrefix,
 } from '../src/index.js';
 import { tinyConfig, tinyModel } from './helpers.js';
 
@@ -66,7 +63,7 @@ const downstream = [
 const ints = (rows: number[][]) => tf.tensor2d(rows, [rows.length, rows[0].length], 'int32');
 
 /** Hyper pass (left- or right-padded) with returnKV; returns the prefix under `scheme` and the gist positions. */
-function hyperPrefix(side: 'left' | 'right', scheme: PositionScheme, shift = 0, embeddings = extra): GistPrefix {
+function hyperPrefix(side: 'left' | 'right', scheme: PositionScheme, shift = 0, embeddings = extra): Prefix {
   const hyper = padRows(examples.map((e) => [...e, ...GISTS]), { padId: PAD, side });
   return tf.tidy(() => {
     const mask = gistMask({ ...hyper, gistIds: GISTS });
@@ -74,11 +71,11 @@ function hyperPrefix(side: 'left' | 'right', scheme: PositionScheme, shift = 0, 
     const { kv } = model.forward({ inputIds: ints(hyper.inputIds), extraEmbeddings: embeddings, mask, positionIds, returnKV: true });
     const gistPositions = findGistPositions(hyper.inputIds, GISTS, hyper.attentionMask);
     return extractGistPrefix(kv!, gistPositions, scheme, { ...config, hyperPositions: positionIds }) as unknown as tf.TensorContainer;
-  }) as unknown as GistPrefix;
+  }) as unknown as Prefix;
 }
 
 /** Downstream logits [B][T][V] behind a prefix (right-padded downstream rows). */
-function downstreamLogits(prefix: GistPrefix): tf.Tensor3D {
+function downstreamLogits(prefix: Prefix): tf.Tensor3D {
   const down = padRows(downstream, { padId: PAD, side: 'right' });
   return tf.tidy(() => {
     const mask = downstreamMask({ prefixLength: prefix.length, attentionMask: down.attentionMask });
@@ -127,7 +124,7 @@ describe('a prefix extracted under each scheme gives the downstream logits of th
         // continue: the very same numbers (measured 0); restart: rounding of other RoPE angles (measured ~1e-6)
         expect(maxDiff(got, want)).toBeLessThan(scheme === 'continue' ? 1e-6 : 1e-5);
         logits.dispose();
-        disposePrefix(prefix);
+        prefix.dispose();
         expect(tf.memory().numTensors).toBe(before);
       });
     }
@@ -148,8 +145,8 @@ describe('restart scheme', () => {
       rotated.dispose();
     }
     tf.dispose(back);
-    disposePrefix(cont);
-    disposePrefix(rest);
+    cont.dispose();
+    rest.dispose();
   });
 
   it('the prefix does not depend on where the examples ended; a continue prefix does', () => {
@@ -164,7 +161,7 @@ describe('restart scheme', () => {
       expect(diff(cont.keys[l], contShifted.keys[l])).toBeGreaterThan(1e-2);
     }
     expect(contShifted.positionOffsets).toEqual(cont.positionOffsets.map((o) => o + 7));
-    for (const p of [rest, restShifted, cont, contShifted]) disposePrefix(p);
+    for (const p of [rest, restShifted, cont, contShifted]) p.dispose();
   });
 });
 
@@ -194,14 +191,14 @@ describe('extraction keeps gradients and round-trips through a file', () => {
   it('a saved and reloaded prefix gives bit-identical downstream logits', () => {
     const path = join(dir, 'task.safetensors');
     const prefix = hyperPrefix('right', 'continue');
-    saveKVPrefix(path, prefix, { config, meta: { task: 'toy' } });
-    const loaded = loadKVPrefix(path, config);
+    prefix.save(path, { config, meta: { task: 'toy' } });
+    const loaded = Prefix.load(path, config);
     const a = downstreamLogits(prefix);
-    const b = downstreamLogits(loaded.prefix);
+    const b = downstreamLogits(loaded);
     expect(b.dataSync()).toEqual(a.dataSync());
     tf.dispose([a, b]);
-    disposePrefix(prefix);
-    disposePrefix(loaded.prefix);
+    prefix.dispose();
+    loaded.dispose();
   });
 });
 

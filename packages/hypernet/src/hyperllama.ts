@@ -8,10 +8,10 @@ import {
   toAdditiveMask,
   positionIdsFromMask,
   positionTensor,
-  type GistPrefix,
+  Prefix,
   type PositionScheme,
 } from '@hyperllama/gist-attention';
-import { lmLoss, type KVPrefix, type LlamaModel } from '@hyperllama/llama-model';
+import { lmLoss, type LlamaModel } from '@hyperllama/llama-model';
 import { hfModuleName, injectLora, matchesTarget, namedLoraParameters, withActiveAdapters, type LoraConfig } from '@hyperllama/lora';
 import { Rng } from '@hyperllama/runtime';
 import { int2d } from './batch.js';
@@ -58,13 +58,6 @@ export interface EncodeOptions {
 }
 
 export const DEFAULT_HYPER_LORA: AdapterOptions = { r: 8, alpha: 16, dropout: 0, targetModules: 'all-linear' };
-
-/**
- * A downstream pass's own prefix: per row, where its position ids start (default: the prefix length), and which
- * prefix columns it may attend to (`attentionMask` [B or 1, P], 1 = visible; default all). `generate` and the KV
- * cache ignore `attentionMask`: give it only to {@link prefixedHidden} (training and scoring passes).
- */
-export type PrefixLike = KVPrefix & { positionOffsets?: number[]; attentionMask?: number[][] };
 
 /**
  * HyperLlama (Phang 2024): one base Llama used twice. The hyper pass runs it with the `hyper` LoRA on
@@ -136,7 +129,7 @@ export class HyperLlama {
    * (under the `examples-and-gists` view: [B, nKvHeads, H, headDim] with the hyper input's padding as its
    * `attentionMask`). Differentiable; the caller disposes the prefix (outside a tidy).
    */
-  encode(hyper: HyperInputBatch, opts: EncodeOptions = {}): GistPrefix & PrefixLike {
+  encode(hyper: HyperInputBatch, opts: EncodeOptions = {}): Prefix {
     const rows = hyper.gistPositions;
     rows.forEach((row, b) => {
       row.forEach((t, j) => {
@@ -162,11 +155,11 @@ export class HyperLlama {
         });
         const p = extractGistPrefix(out.kv!, kept, scheme, { ropeTheta: c.ropeTheta, headDim: c.headDim, hyperPositions: positions });
         return { keys: p.keys, values: p.values, positionOffsets: p.positionOffsets } as unknown as tf.TensorContainer;
-      }) as unknown as GistPrefix;
-      return { keys, values, length: kept[0].length, scheme, positionOffsets };
+      }) as unknown as Pick<Prefix, 'keys' | 'values' | 'positionOffsets'>;
+      return new Prefix({ keys, values, length: kept[0].length, scheme, positionOffsets });
     });
-    if (whole) return { ...prefix, attentionMask: hyper.attentionMask.map((r) => [...r]) };
-    if (this.downstreamView === 'nothing') return { ...prefix, attentionMask: rows.map((r) => r.map(() => 0)) };
+    if (whole) return prefix.with({ attentionMask: hyper.attentionMask });
+    if (this.downstreamView === 'nothing') return prefix.with({ attentionMask: rows.map((r) => r.map(() => 0)) });
     return prefix;
   }
 
@@ -186,7 +179,7 @@ export class HyperLlama {
   }
 
   /** The downstream pass behind `prefix`: hidden states [B, T, D] (feed them to `lmLoss`). Hyper adapter off. */
-  downstreamHidden(batch: Pick<LmBatch, 'inputIds' | 'attentionMask'>, prefix: PrefixLike, opts: { training?: boolean } = {}): tf.Tensor3D {
+  downstreamHidden(batch: Pick<LmBatch, 'inputIds' | 'attentionMask'>, prefix: Prefix, opts: { training?: boolean } = {}): tf.Tensor3D {
     return withActiveAdapters(this.model, this.hasDownstreamAdapter ? ['downstream'] : [], () => prefixedHidden(this.model, batch, prefix, opts));
   }
 
@@ -211,13 +204,12 @@ export class HyperLlama {
     return tf.tidy(() => {
       const own = this.encode(batch.hyper);
       const rollTensor = <T extends tf.Tensor>(t: T): T => tf.concat([tf.slice(t, [1], [B - 1]), tf.slice(t, [0], [1])], 0) as T;
-      const other: GistPrefix = {
-        ...own,
+      const other = own.with({
         keys: own.keys.map(rollTensor),
         values: own.values.map(rollTensor),
-        ...(own.positionOffsets && own.positionOffsets.length === B ? { positionOffsets: roll(own.positionOffsets) } : {}),
+        ...(own.positionOffsets.length === B ? { positionOffsets: roll(own.positionOffsets) } : {}),
         ...(own.attentionMask && own.attentionMask.length === B ? { attentionMask: roll(own.attentionMask) } : {}),
-      };
+      });
       const hidden = this.downstreamHidden(batch.downstream, other);
       return lmLoss(this.model, hidden, int2d(batch.downstream.labels, 'downstream.labels'));
     });
@@ -265,11 +257,11 @@ export function initialGistRows(model: LlamaModel, k: number, rng: Rng): Float32
 export function prefixedHidden(
   model: LlamaModel,
   batch: Pick<LmBatch, 'inputIds' | 'attentionMask'>,
-  prefix: PrefixLike,
+  prefix: Prefix,
   opts: { training?: boolean } = {},
 ): tf.Tensor3D {
   const B = batch.inputIds.length;
-  const offsets = prefix.positionOffsets ?? [prefix.length];
+  const offsets = prefix.positionOffsets;
   if (offsets.length !== B && offsets.length !== 1) bad('HYPERNET_BAD_BATCH', 'prefix.positionOffsets', `1 or ${B} entries`, offsets.length);
   const perRow = offsets.length === B ? offsets : Array<number>(B).fill(offsets[0]);
   const visible = prefix.attentionMask;
@@ -302,6 +294,6 @@ export function plainLoss(model: LlamaModel, batch: LmBatch, opts: { training?: 
 }
 
 /** LM loss of a padded batch behind a prefix (shared prefix, prefix tuning). */
-export function prefixLoss(model: LlamaModel, batch: LmBatch, prefix: PrefixLike, opts: { training?: boolean } = {}): tf.Scalar {
+export function prefixLoss(model: LlamaModel, batch: LmBatch, prefix: Prefix, opts: { training?: boolean } = {}): tf.Scalar {
   return tf.tidy(() => lmLoss(model, prefixedHidden(model, batch, prefix, opts), int2d(batch.labels, 'labels'), { training: opts.training }));
 }

@@ -12,7 +12,6 @@ export {
   type DownstreamView,
   type EncodeOptions,
   type HyperLlamaOptions,
-  type PrefixLike,
 } from './hyperllama.js';
 export { LoraBaseline } from './baselines.js';
 export { PrefixTuning, type PrefixInit } from './prefix-tuning.js';

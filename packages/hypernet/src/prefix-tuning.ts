@@ -1,11 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import type { LmBatch } from '@hyperllama/datasets';
-import { loadKVPrefix, saveKVPrefix, type GistPrefix } from '@hyperllama/gist-attention';
-import type { KVPrefix, LlamaModel } from '@hyperllama/llama-model';
+import { Prefix } from '@hyperllama/gist-attention';
+import type { LlamaModel } from '@hyperllama/llama-model';
 import { Rng } from '@hyperllama/runtime';
 import { int2d } from './batch.js';
 import { bad, requireSyncRead } from './errors.js';
-import { prefixLoss, type PrefixLike } from './hyperllama.js';
+import { prefixLoss } from './hyperllama.js';
 
 /** How a {@link PrefixTuning} prefix starts: random (key/value statistics), a shared prefix, or a HyperLlama prefix. */
 export type PrefixInit = 'random' | 'shared' | 'hyper';
@@ -14,7 +14,7 @@ let counter = 0;
 
 /**
  * A trainable soft prefix (prefix tuning, Li & Liang 2021, in past-key-values form): per layer K and V Variables of
- * shape [1, nKvHeads, P, headDim] (keys after RoPE, as `KVPrefix` holds them), put in front of every row of a
+ * shape [1, nKvHeads, P, headDim] (keys after RoPE, as a `Prefix` holds them), put in front of every row of a
  * frozen model. Downstream positions start at P. Also serves as the "single shared prefix trained across tasks"
  * baseline.
  */
@@ -55,18 +55,19 @@ export class PrefixTuning {
   }
 
   /** Start from an existing prefix (row `row` of it): a trained shared prefix, or a HyperLlama prefix of the task. */
-  static fromPrefix(prefix: KVPrefix, row = 0): PrefixTuning {
-    const pick = (t: tf.Tensor4D) => tf.slice(t, [row, 0, 0, 0], [1, t.shape[1], t.shape[2], t.shape[3]]) as tf.Tensor4D;
-    const keys = prefix.keys.map(pick);
-    const values = prefix.values.map(pick);
-    const p = new PrefixTuning(keys, values);
-    tf.dispose([...keys, ...values]);
+  static fromPrefix(prefix: Prefix, row = 0): PrefixTuning {
+    const one = prefix.row(row);
+    const p = new PrefixTuning(one.keys, one.values);
+    one.dispose();
     return p;
   }
 
-  /** The prefix as the model takes it (batch 1, tiled over any batch; positions start at P). */
-  prefix(): PrefixLike {
-    return { keys: this.keys, values: this.values, length: this.length, scheme: 'restart', positionOffsets: [this.length] };
+  /**
+   * The prefix being tuned (batch 1, tiled over any batch; positions start at P): a view of the variables, not a
+   * copy — do not dispose it; {@link dispose} frees them.
+   */
+  prefix(): Prefix {
+    return new Prefix({ keys: this.keys, values: this.values, length: this.length, scheme: 'restart', positionOffsets: [this.length] });
   }
 
   trainableVariables(): Record<string, tf.Variable> {
@@ -83,14 +84,13 @@ export class PrefixTuning {
 
   /** Saves as a `@hyperllama/gist-attention` prefix file (safetensors + metadata). */
   save(path: string, model: LlamaModel, meta: Record<string, string> = {}): void {
-    const p: GistPrefix = { keys: this.keys, values: this.values, length: this.length, scheme: 'restart', positionOffsets: [this.length] };
-    saveKVPrefix(path, p, { config: model.config, meta: { kind: 'prefix-tuning', ...meta } });
+    this.prefix().save(path, { config: model.config, meta: { kind: 'prefix-tuning', ...meta } });
   }
 
   static load(path: string, model: LlamaModel): PrefixTuning {
-    const { prefix } = loadKVPrefix(path, model.config);
+    const prefix = Prefix.load(path, model.config);
     const p = PrefixTuning.fromPrefix(prefix);
-    tf.dispose([...prefix.keys, ...prefix.values]);
+    prefix.dispose();
     return p;
   }
 

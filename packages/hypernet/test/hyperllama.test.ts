@@ -80,7 +80,7 @@ describe('prefix semantics', () => {
     const fresh = tinyModel(4); // same seed: same base weights, no adapters at all
     const bare = tf.tidy(() => prefixedHidden(fresh, b.downstream, prefix).dataSync() as Float32Array);
     expect(viaHyper).toEqual(bare);
-    tf.dispose([...prefix.keys, ...prefix.values]);
+    prefix.dispose();
     fresh.dispose();
     hl.dispose();
     model.dispose();

@@ -73,7 +73,7 @@ describe('downstream views (attention-mask ablations)', () => {
       const prefix = tf.tidy(() => hl.encode(one.hyper) as unknown as tf.TensorContainer) as unknown as ReturnType<typeof hl.encode>;
       expect(prefix.length).toBe(H); // every example token and every gist is a prefix position
       expect(prefix.positionOffsets).toEqual([H]);
-      tf.dispose([...prefix.keys, ...prefix.values]);
+      prefix.dispose();
       // Reference: the concatenated sequence under a plain causal mask, read at the downstream rows.
       const reference = tf.tidy(() => {
         const ids = tf.tensor2d([[...one.hyper.inputIds[0], ...one.downstream.inputIds[0]]], undefined, 'int32');

@@ -141,7 +141,8 @@ describe.each(['cpu', 'wasm'] as const)('HyperLlama matches the NumPy oracle (%s
     expect(Math.abs(loss - expected)).toBeLessThan(TOL);
     console.log(`${backend} ${scheme}: max rel/abs error prefix ${worstKV.toExponential(2)}, logits ${worstLogit.toExponential(2)}, loss ${loss.toFixed(7)} vs ${expected.toFixed(7)}`);
 
-    tf.dispose([...prefix.keys, ...prefix.values, logits]);
+    prefix.dispose();
+    logits.dispose();
     hl.dispose();
     model.dispose();
   });

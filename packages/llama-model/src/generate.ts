@@ -33,7 +33,7 @@ export interface GenerateOptions {
   stopIds?: number[];
   /** Soft prefix every row attends to (batch 1 or B). */
   prefix?: KVPrefix;
-  /** Position of the first prompt token (default: the prefix length, or 0). */
+  /** Position of the first prompt token (default: the prefix's first `positionOffsets` entry, else its length, or 0). */
   positionOffset?: number;
   /** Needed for string prompts and to return text. */
   tokenizer?: TextCodec;
@@ -110,7 +110,7 @@ export async function generate(model: LlamaModel, prompts: number[][] | string[]
   const padId = opts.padId ?? c.padTokenId ?? 0;
   const stopIds = new Set(opts.stopIds ?? [c.eosTokenId]);
   const P = opts.prefix?.length ?? 0;
-  const offset = opts.positionOffset ?? P;
+  const offset = opts.positionOffset ?? opts.prefix?.positionOffsets?.[0] ?? P;
   const rngs = ids.map((_, row) => new Rng(opts.seed ?? 0).fork(`row ${row}`));
 
   // Left-padded prompt batch: ids, 1/0 mask over [prefix, prompt], positions counting real tokens from `offset`.

@@ -9,12 +9,15 @@ import { addPaddingMask, attend, causalMask } from './attention.js';
 /**
  * A soft prefix: per layer keys and values [B, nKvHeads, P, headDim] placed in front of the sequence's own. Keys are
  * stored AFTER RoPE (rotated to the positions they were given) and are used as they are. B may be 1 for any batch.
+ * `positionOffsets` (per row, or one for all) is where the positions after the prefix start: `generate`'s default
+ * offset; `forward` takes explicit `positionIds` (its default continues right after the prefix and cache).
+ * `@hyperllama/gist-attention`'s `Prefix` is one.
  */
 export interface KVPrefix {
-  keys: tf.Tensor4D[];
-  values: tf.Tensor4D[];
-  length: number;
-  scheme?: 'restart' | 'continue';
+  readonly keys: readonly tf.Tensor4D[];
+  readonly values: readonly tf.Tensor4D[];
+  readonly length: number;
+  readonly positionOffsets?: readonly number[];
 }
 
 /** Keys (after RoPE) and values of everything attended to so far, per layer [B, nKvHeads, length, headDim]. */
@@ -29,7 +32,7 @@ export function emptyCache(): KVCache {
   return { keys: [], values: [], length: 0 };
 }
 
-export function disposeCache(cache: KVCache | KVPrefix): void {
+export function disposeCache(cache: KVCache): void {
   tf.dispose([...cache.keys, ...cache.values]);
 }
 
@@ -339,9 +342,9 @@ export class LlamaModel {
   }
 
   /** Checks the prefix and cache against the config; returns them (non-empty ones, prefix first), their total length and batch. */
-  private checkPast(prefix?: KVPrefix, cache?: KVCache): { parts: KVCache[]; length: number; batch: number } {
+  private checkPast(prefix?: KVPrefix, cache?: KVCache): { parts: KVPrefix[]; length: number; batch: number } {
     const c = this.config;
-    const parts: KVCache[] = [];
+    const parts: KVPrefix[] = [];
     let batch = 1;
     for (const [what, p] of [['prefix', prefix], ['cache', cache]] as const) {
       if (!p || p.length === 0) continue;

@@ -21,7 +21,7 @@ import {
   type AnalysisSetup,
   type TrainEpisodes,
 } from '@hyperllama/eval';
-import { loadKVPrefix } from '@hyperllama/gist-attention';
+import { Prefix } from '@hyperllama/gist-attention';
 import { baseModelHash, loadHyperLlama, readHypernetConfig, resolveCheckpointDir } from '@hyperllama/hypernet';
 import { createLlama, loadLlama } from '@hyperllama/llama-model';
 import { loadAdapter } from '@hyperllama/lora';
@@ -213,7 +213,7 @@ export async function runAnalysis(o: AnalyzeOptions, io: Io): Promise<{ report: 
       break;
     }
     case 'transfer': {
-      const shared = o.sharedPrefix ? loadKVPrefix(o.sharedPrefix).prefix : undefined;
+      const shared = o.sharedPrefix ? Prefix.load(o.sharedPrefix) : undefined;
       try {
         report = await analyzeTransfer(setup, {
           steps: o.ptSteps ?? budget.ptSteps,
@@ -225,7 +225,7 @@ export async function runAnalysis(o: AnalyzeOptions, io: Io): Promise<{ report: 
           sharedSteps: o.sharedSteps ?? budget.sharedSteps,
         });
       } finally {
-        if (shared) tf.dispose([...shared.keys, ...shared.values]);
+        shared?.dispose();
       }
       figures = transferFigures;
       break;

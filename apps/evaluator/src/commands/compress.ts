@@ -1,7 +1,5 @@
 import { loadTasks } from '@hyperllama/datasets';
-import { saveKVPrefix } from '@hyperllama/gist-attention';
 import { planTasks, taskPrefix } from '@hyperllama/eval';
-import * as tf from '@tensorflow/tfjs';
 import { CliError, backendOption, numberOption, parseOptions, requireOption, startBackend, type Command, type Io } from '../cli-kit.js';
 import { loadSetup, type SetupOptions } from '../eval-setup.js';
 
@@ -41,12 +39,12 @@ export async function compressTask(o: CompressOptions, io: Io): Promise<{ task: 
     const [plan] = planTasks(chosen, { shots: o.shots, seed: o.seed, maxInstances: o.maxInstances ?? 100 });
     const prefix = taskPrefix(hl, plan, { model: setup.model, tokenizer: setup.tokenizer, maxHyperLength: o.maxHyperLength, maxLength: o.maxLength });
     try {
-      saveKVPrefix(o.out, prefix, {
+      prefix.save(o.out, {
         config: setup.model.config,
         meta: { task: plan.task.name, shots: String(plan.examples.length), seed: String(o.seed), checkpoint: setup.sources.checkpoint ?? '' },
       });
     } finally {
-      tf.dispose([...prefix.keys, ...prefix.values]);
+      prefix.dispose();
     }
     io.stderr(`[hyperllama] compressed ${plan.examples.length} demonstrations of ${plan.task.name} into ${hl.k} gist positions\n`);
     return { task: plan.task.name, k: hl.k, examples: plan.examples.length };

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { isControlTask, syntheticTasks, type Task } from '@hyperllama/datasets';
 import { buildReport, evaluate, formatTable, pairedBootstrap, syntheticFamilyOf, writeReport, type EvalReport, type MethodName, type MethodResult } from '@hyperllama/eval';
-import { loadKVPrefix } from '@hyperllama/gist-attention';
+import { Prefix } from '@hyperllama/gist-attention';
 import { loadAdapter } from '@hyperllama/lora';
 import { applyPatch, defaultConfig, runStage, type Stage, type TrainConfig } from '@hyperllama/trainer';
 import { CliError, backendOption, numberOption, parseOptions, processIo, type Command, type Io } from '../cli-kit.js';
@@ -188,7 +188,7 @@ export async function runDefault(o: DefaultOptions, io: Io): Promise<DefaultResu
   try {
     loadAdapter(setup.model, icl, 'icl');
     loadAdapter(setup.model, zeroShot, 'zero-shot');
-    const sharedPrefix = loadKVPrefix(shared, setup.model.config).prefix;
+    const sharedPrefix = Prefix.load(shared, setup.model.config);
     const baseMethods: MethodName[] = ['zero-shot', 'icl', 'hyperllama'];
     const inits: MethodName[] = ['prefix-tuning-random', 'prefix-tuning-shared', 'prefix-tuning-hyper', 'prefix-tuning-hyper-other'];
     // Prefix tuning (50 steps and 4 evaluations per task and initialisation) runs on a subset to fit the budget.
@@ -204,7 +204,7 @@ export async function runDefault(o: DefaultOptions, io: Io): Promise<DefaultResu
       ...(await evaluate(ptTasks, settings, { methods: inits, shots: SHOTS, maxInstances: budget.prefixTuningInstances, seed: o.seed, prefixTuning }, onProgress)),
     ];
     progress.end();
-    tf.dispose([...sharedPrefix.keys, ...sharedPrefix.values]);
+    sharedPrefix.dispose();
     seconds.evaluation = (performance.now() - started) / 1000;
     const report = buildReport(
       results,

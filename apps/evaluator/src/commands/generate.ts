@@ -1,7 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
-import * as tf from '@tensorflow/tfjs';
 import { DEFAULT_TEMPLATE } from '@hyperllama/datasets';
-import { loadKVPrefix } from '@hyperllama/gist-attention';
+import { Prefix } from '@hyperllama/gist-attention';
 import { generate, loadLlama, type GenerateResult } from '@hyperllama/llama-model';
 import { loadTokenizer } from '@hyperllama/tokenizer';
 import { CliError, backendOption, numberOption, parseOptions, requireOption, startBackend, type Command, type Io } from '../cli-kit.js';
@@ -38,13 +37,13 @@ export async function generateText(opts: GenerateTextOptions): Promise<{ text: s
     const tokenizer = loadTokenizer(tokenizerPath, { vocabSize: model.config.vocabSize });
     checkTokenizerFits(tokenizer, tokenizerPath, model, opts.model);
     const { prefix: prefixFile, ...sampling } = opts;
-    const stored = prefixFile ? loadKVPrefix(prefixFile, model.config).prefix : undefined;
+    const stored = prefixFile ? Prefix.load(prefixFile, model.config) : undefined;
     try {
       const prompt = stored ? DEFAULT_TEMPLATE.prompt(opts.prompt) : opts.prompt;
-      const result = await generate(model, [prompt], { ...sampling, tokenizer, addBos: true, prefix: stored, positionOffset: stored?.positionOffsets[0] });
+      const result = await generate(model, [prompt], { ...sampling, tokenizer, addBos: true, prefix: stored });
       return { text: result.texts![0], result };
     } finally {
-      if (stored) tf.dispose([...stored.keys, ...stored.values]);
+      stored?.dispose();
     }
   } finally {
     model.dispose();

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { loadTasks } from '@hyperllama/datasets';
-import { loadKVPrefix } from '@hyperllama/gist-attention';
+import { Prefix } from '@hyperllama/gist-attention';
 import { buildReport, evaluate, formatTable, parseMethods, writeReport, type EvalReport, type MethodName, type RankScoring } from '@hyperllama/eval';
 import { CliError, backendOption, numberOption, parseOptions, requireOption, startBackend, type Command, type Io } from '../cli-kit.js';
 import { loadPrefixes, loadSetup, progressReporter, type SetupOptions } from '../eval-setup.js';
@@ -57,7 +57,7 @@ export async function runEvaluation(o: RunOptions, io: Io): Promise<{ report: Ev
       methods = methods.filter((m) => m !== 'prefix-tuning-hyper-other');
     }
     if (methods.includes('prefix-tuning-shared') && !o.sharedPrefix) throw new CliError('USAGE', 'run: prefix-tuning-shared needs --shared-prefix <file>', { field: 'methods' });
-    const sharedPrefix = o.sharedPrefix ? loadKVPrefix(o.sharedPrefix, setup.model.config).prefix : undefined;
+    const sharedPrefix = o.sharedPrefix ? Prefix.load(o.sharedPrefix, setup.model.config) : undefined;
     const missing = prefixes ? loaded.tasks.filter((t) => !prefixes.has(t.name)).map((t) => t.name) : [];
     if (prefixes && missing.length > 0 && !setup.hyperllama) {
       throw new CliError('MISSING_PREFIX', `run: --prefix ${o.prefix} has no prefix for task(s) ${missing.join(', ')} and no --checkpoint was given to compress them`, { field: 'prefix', actual: missing });
@@ -89,7 +89,7 @@ export async function runEvaluation(o: RunOptions, io: Io): Promise<{ report: Ev
       (e) => progress.update(`${e.method} ${e.task}`, ++done, total),
     );
     progress.end();
-    for (const p of [...(prefixes?.values() ?? []), ...(sharedPrefix ? [sharedPrefix] : [])]) tf.dispose([...p.keys, ...p.values]);
+    for (const p of [...(prefixes?.values() ?? []), ...(sharedPrefix ? [sharedPrefix] : [])]) p.dispose();
     const report = buildReport(
       results,
       { tasks: loaded.summary, tasksPath: o.tasks, ...setup.sources, prefix: o.prefix ?? null, sharedPrefix: o.sharedPrefix ?? null, backend: tf.getBackend() },

@@ -13,7 +13,8 @@ import {
   type SyntheticKind,
   type Task,
 } from '@hyperllama/datasets';
-import { HyperLlama, prefixedHidden, trainStep, type DownstreamView, type PrefixLike } from '@hyperllama/hypernet';
+import type { Prefix } from '@hyperllama/gist-attention';
+import { HyperLlama, prefixedHidden, trainStep, type DownstreamView } from '@hyperllama/hypernet';
 import type { LlamaModel } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
 import { AdamW, IGNORE_INDEX, mean } from '@hyperllama/runtime';
@@ -218,7 +219,7 @@ export function taskHyperBatch(setup: AnalysisSetup, hl: HyperLlama, task: Task,
 }
 
 /** A task's prefix under a trained variant (batch 1); the caller disposes it. */
-export function variantPrefix(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, lastExamples?: number): PrefixLike {
+export function variantPrefix(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, lastExamples?: number): Prefix {
   const batch = taskHyperBatch(setup, hl, plan.task, plan.examples);
   const from = lastExamples ? gistViewFrom(batch.hyper, [{ definition: plan.task.definition, examples: plan.examples }], lastExamples, { encoder: setup.tokenizer }) : undefined;
   return hl.encode(batch.hyper, { gistViewFrom: from });
@@ -285,7 +286,7 @@ export async function obtainHyperLlama(setup: AnalysisSetup, o: { k: number; ste
  * token (the headline answer loss of `@hyperllama/eval`), averaged over instances. A finer signal than exact match on
  * a small model, where most generated answers score 0. (`evaluateMethod` reports the same per instance.)
  */
-export async function answerNll(setup: AnalysisSetup, model: LlamaModel, plan: TaskPlan, prefix: PrefixLike | undefined, adapters: readonly string[]): Promise<number> {
+export async function answerNll(setup: AnalysisSetup, model: LlamaModel, plan: TaskPlan, prefix: Prefix | undefined, adapters: readonly string[]): Promise<number> {
   const o = { encoder: setup.tokenizer, maxLength: setup.maxLength, useDefinition: false };
   const losses: number[] = [];
   for (let start = 0; start < plan.instances.length; start += setup.batchSize) {
@@ -321,9 +322,4 @@ export function meanAnswerLoss(scores: readonly TaskScores[]): number {
 export function disposeHyperLlama(hl: HyperLlama): void {
   hl.dispose();
   hl.model.dispose();
-}
-
-/** Frees a prefix's tensors. */
-export function disposePrefix(p: PrefixLike): void {
-  tf.dispose([...p.keys, ...p.values]);
 }

@@ -1,13 +1,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { IGNORE_INDEX, mean } from '@hyperllama/runtime';
 import { DEFAULT_TEMPLATE, collateFewShot, collateZeroShot, type LmBatch } from '@hyperllama/datasets';
-import { prefixedHidden, type HyperLlama, type PrefixLike } from '@hyperllama/hypernet';
+import type { Prefix } from '@hyperllama/gist-attention';
+import { prefixedHidden, type HyperLlama } from '@hyperllama/hypernet';
 import { continuationText, generate } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
 import { rougeLScore } from '../metrics.js';
 import { finiteMean } from '../aggregate.js';
 import { evaluateMethod, labelLogProbs, type TaskPlan } from '../protocols.js';
-import { describeTraining, disposeHyperLlama, disposePrefix, evalSettings, obtainHyperLlama, pearson, rowAnswerLosses, setupPlans, spearman, taskHyperBatch, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
+import { describeTraining, disposeHyperLlama, evalSettings, obtainHyperLlama, pearson, rowAnswerLosses, setupPlans, spearman, taskHyperBatch, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderScatter, type AnalysisReport } from './report.js';
 
 export interface CompressionAnalysisOptions {
@@ -54,7 +55,7 @@ const retention = (n: Nll): number => (n.none - n.full >= 0.1 ? (n.none - n.pref
  * Mean over the rows of `batch` of each row's negative log-likelihood per labelled token, EOS left out (the answer
  * loss of `@hyperllama/eval`; a row without EOS, like the demonstration text, counts every labelled token).
  */
-async function nll(hl: HyperLlama, eosId: number, batch: LmBatch, prefix?: PrefixLike): Promise<number> {
+async function nll(hl: HyperLlama, eosId: number, batch: LmBatch, prefix?: Prefix): Promise<number> {
   const model = hl.model;
   const adapters = hl.hasDownstreamAdapter ? ['downstream'] : [];
   const lp = await withActiveAdapters(model, adapters, async () => {
@@ -74,7 +75,7 @@ function lmRow(ids: number[], labelFrom: number): LmBatch {
   return { inputIds: [ids], attentionMask: [ids.map(() => 1)], labels: [ids.map((id, t) => (t >= labelFrom ? id : IGNORE_INDEX))], lengths: [ids.length] };
 }
 
-async function measureTask(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, prefix: PrefixLike, maxTokens: number): Promise<Omit<TaskRow, 'score'>> {
+async function measureTask(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, prefix: Prefix, maxTokens: number): Promise<Omit<TaskRow, 'score'>> {
   const tok = setup.tokenizer;
   const o = { encoder: tok, maxLength: setup.maxLength, useDefinition: false };
   const shown = plan.examples.slice(0, taskHyperBatch(setup, hl, plan.task, plan.examples).hyper.numExamples[0]); // what the hypernetwork read
@@ -94,9 +95,9 @@ async function measureTask(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan,
   const prompt = [tok.bosId, ...ids.slice(0, tok.encode(DEFAULT_TEMPLATE.prompt('').split(' ')[0], { bos: false, eos: false }).length)];
   const n = Math.min(maxTokens, ids.length + 1 - prompt.length);
   const reference = contentOf(shown.map((e) => `${e.input} ${e.output}`).join(' '));
-  const regenerate = (p?: PrefixLike): Promise<number> =>
+  const regenerate = (p?: Prefix): Promise<number> =>
     withActiveAdapters(hl.model, hl.hasDownstreamAdapter ? ['downstream'] : [], async () => {
-      const out = (await generate(hl.model, [prompt], { maxNewTokens: n, prefix: p, positionOffset: p ? (p.positionOffsets?.[0] ?? p.length) : undefined, stopIds: [], padId: tok.padId })).tokens[0];
+      const out = (await generate(hl.model, [prompt], { maxNewTokens: n, prefix: p, stopIds: [], padId: tok.padId })).tokens[0];
       return rougeLScore(contentOf(continuationText(tok, prompt, out)), [reference]) / 100;
     });
   return {
@@ -122,7 +123,7 @@ export async function analyzeCompression(setup: AnalysisSetup, o: CompressionAna
   const { hl, trained } = await obtainHyperLlama(setup, { k: o.k, steps: o.steps });
   try {
     const plans = setupPlans(setup, setup.evalTasks, hl.k);
-    const prefixes = new Map<string, PrefixLike>(plans.map((p) => [p.task.name, variantPrefix(setup, hl, p)]));
+    const prefixes = new Map<string, Prefix>(plans.map((p) => [p.task.name, variantPrefix(setup, hl, p)]));
     let rows: TaskRow[];
     try {
       setup.log?.(`[compression] scoring HyperLlama on ${plans.length} tasks`);
@@ -133,7 +134,7 @@ export async function analyzeCompression(setup: AnalysisSetup, o: CompressionAna
         rows.push({ ...(await measureTask(setup, hl, plan, prefixes.get(plan.task.name)!, o.maxReconstructionTokens ?? 96)), score: unitScore(scores[i]) });
       }
     } finally {
-      for (const p of prefixes.values()) disposePrefix(p);
+      for (const p of prefixes.values()) p.dispose();
     }
     const measures: Array<[string, (r: TaskRow) => number]> = [
       ['answer gain from the prefix, nats/token (a)', (r) => r.answerGain],

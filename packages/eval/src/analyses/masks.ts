@@ -1,10 +1,11 @@
 import { mean } from '@hyperllama/runtime';
-import type { DownstreamView, PrefixLike } from '@hyperllama/hypernet';
+import type { Prefix } from '@hyperllama/gist-attention';
+import type { DownstreamView } from '@hyperllama/hypernet';
 import type { TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
 import { evaluateMethod } from '../protocols.js';
 import { buildReport, renderBarChart, type MethodResult } from '../report.js';
-import { averageWithError, describeTraining, disposeHyperLlama, disposePrefix, evalSettings, meanAnswerLoss, setupPlans, spearman, taskHyperBatch, trainVariant, variantPrefix, type AnalysisSetup } from './common.js';
+import { averageWithError, describeTraining, disposeHyperLlama, evalSettings, meanAnswerLoss, setupPlans, spearman, taskHyperBatch, trainVariant, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderScatter, type AnalysisReport } from './report.js';
 
 /** One mask variant: what the gists read and what the downstream tokens see. */
@@ -83,12 +84,12 @@ export async function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions)
         scores = await evaluateMethod('zero-shot', plans, { ...s, useDefinition: false, adapters: { 'zero-shot': adapters } });
         positions = plans.map(() => 0);
       } else {
-        const prefixes = new Map<string, PrefixLike>(plans.map((p) => [p.task.name, variantPrefix(setup, hl, p, v.lastExamples)]));
+        const prefixes = new Map<string, Prefix>(plans.map((p) => [p.task.name, variantPrefix(setup, hl, p, v.lastExamples)]));
         try {
           positions = plans.map((p) => prefixes.get(p.task.name)!.length);
           scores = await evaluateMethod('hyperllama', plans, { ...s, hyperllama: hl, prefixes });
         } finally {
-          for (const p of prefixes.values()) disposePrefix(p);
+          for (const p of prefixes.values()) p.dispose();
         }
       }
       const { average, stderr } = averageWithError(scores);

@@ -1,9 +1,9 @@
-import type { PrefixLike } from '@hyperllama/hypernet';
+import type { Prefix } from '@hyperllama/gist-attention';
 import { Rng, mean } from '@hyperllama/runtime';
 import { finiteMean, type TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
 import { evaluateMethod, planTasks, type TaskPlan } from '../protocols.js';
-import { describeTraining, disposeHyperLlama, disposePrefix, evalSettings, fitSetupPlans, fixedOrNa, obtainHyperLlama, std, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
+import { describeTraining, disposeHyperLlama, evalSettings, fitSetupPlans, fixedOrNa, obtainHyperLlama, std, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
 import { pct, renderDotPlot, type AnalysisReport } from './report.js';
 
 export interface SensitivityAnalysisOptions {
@@ -73,7 +73,7 @@ export async function analyzeSensitivity(setup: AnalysisSetup, o: SensitivityAna
     const nlls: Record<Method, number[][]> = { hyperllama: base.map(() => []), icl: base.map(() => []) };
     for (const [i, set] of sets.entries()) {
       setup.log?.(`[sensitivity ${i + 1}/${sets.length}] ${set.kind} ${set.index}`);
-      const prefixes = new Map<string, PrefixLike>(set.plans.map((p) => [p.task.name, variantPrefix(setup, hl, p)]));
+      const prefixes = new Map<string, Prefix>(set.plans.map((p) => [p.task.name, variantPrefix(setup, hl, p)]));
       try {
         const byMethod: Record<Method, TaskScores[]> = { hyperllama: await evaluateMethod('hyperllama', set.plans, { ...s, prefixes }), icl: await evaluateMethod('icl', set.plans, s) };
         for (const m of METHODS) {
@@ -83,7 +83,7 @@ export async function analyzeSensitivity(setup: AnalysisSetup, o: SensitivityAna
           });
         }
       } finally {
-        for (const p of prefixes.values()) disposePrefix(p);
+        for (const p of prefixes.values()) p.dispose();
       }
     }
     const tasks = base.map((p) => p.task.name);

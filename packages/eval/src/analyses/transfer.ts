@@ -1,13 +1,14 @@
 import { SYNTHETIC_FAMILIES, collateZeroShot, makeSyntheticTask, syntheticTaskName, type ContentPool, type Example, type SyntheticKind, type Task } from '@hyperllama/datasets';
 import { PrefixTuning, trainStep, type HyperLlama } from '@hyperllama/hypernet';
-import type { KVPrefix, LlamaModel } from '@hyperllama/llama-model';
+import type { Prefix } from '@hyperllama/gist-attention';
+import type { LlamaModel } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
 import { AdamW, Rng, mean } from '@hyperllama/runtime';
 import { finiteMean, type TaskScores } from '../aggregate.js';
 import { EvalError } from '../errors.js';
 import { evaluateMethod, type TaskPlan } from '../protocols.js';
 import { buildReport, renderCurves, type CurvePoint, type MethodResult } from '../report.js';
-import { describeTraining, disposeHyperLlama, disposePrefix, evalSettings, obtainHyperLlama, setupPlans, trainingEpisodes, variantPrefix, type AnalysisSetup } from './common.js';
+import { describeTraining, disposeHyperLlama, evalSettings, obtainHyperLlama, setupPlans, trainingEpisodes, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderLines, type AnalysisReport } from './report.js';
 
 /** A prefix-tuning start from a task's HyperLlama prefix. */
@@ -16,7 +17,7 @@ function fromHyper(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan): Prefix
   try {
     return PrefixTuning.fromPrefix(prefix);
   } finally {
-    disposePrefix(prefix);
+    prefix.dispose();
   }
 }
 
@@ -37,7 +38,7 @@ export interface TransferAnalysisOptions {
   k: number;
   hyperSteps: number;
   /** A trained shared prefix (batch 1); default: one trained here on the training tasks for `sharedSteps`. */
-  sharedPrefix?: KVPrefix;
+  sharedPrefix?: Prefix;
   sharedSteps: number;
   /**
    * Where related source tasks are looked for, for targets that are not held-out synthetic tasks (default: the
@@ -138,7 +139,7 @@ export async function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisO
   const pairs = setup.evalTasks.map((t) => ({ target: t, source: relatedTask(t, pool, { seed: setup.seed }) })).filter((p) => p.source !== undefined) as Array<{ target: Task; source: { task: Task; relation: 'same family' | 'same category' } }>;
   if (pairs.length === 0) throw new EvalError('NO_RELATED_TASK', 'transfer: no evaluated task has a related task (same synthetic family or same category) in the pool', { field: 'tasks' });
   const { hl, trained } = await obtainHyperLlama(setup, { k: o.k, steps: o.hyperSteps });
-  let shared: KVPrefix | undefined = o.sharedPrefix;
+  let shared: Prefix | undefined = o.sharedPrefix;
   let ownShared: PrefixTuning | undefined;
   try {
     if (!shared) {
