@@ -2,7 +2,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { getDropoutRngStates, listAdapters, setDropoutRngStates } from '@hyperllama/lora';
-import { HypernetError, resolveCheckpointDir, trainStep, writeDirAtomic } from '@hyperllama/hypernet';
+import { HypernetError, fit, resolveCheckpointDir, writeDirAtomic } from '@hyperllama/hypernet';
 import {
   AdamW,
   fromFloat32,
@@ -139,45 +139,52 @@ async function runLocked(stage: Stage, cfg: TrainConfig, opts: RunOptions, out: 
   let tokens = 0;
   const started = performance.now();
   try {
-    while (step < cfg.steps) {
-      const lr = schedule(step);
-      const batch = job.next();
-      let loss: number;
-      let gradNorm: number;
-      try {
-        ({ loss, gradNorm } = await trainStep(job.params, optimizer, batch.loss, { lr, maxGradNorm: cfg.maxGradNorm > 0 ? cfg.maxGradNorm : undefined }));
-      } catch (e) {
-        if (e instanceof HypernetError && e.code === 'HYPERNET_NON_FINITE_LOSS') {
-          const last = resolveCheckpointDir(checkpointDir);
-          throw new TrainerError('NON_FINITE_LOSS', `step ${step + 1}: ${e.message}. ${last ? `The last good checkpoint is ${last} (step ${readState(last).step}); ` : 'No checkpoint was written yet; '}try a lower --lr or a smaller maxGradNorm`, {
-            step: step + 1,
-            checkpoint: last ?? null,
-          });
-        }
-        throw e;
+    let batch: ReturnType<Job['next']>;
+    try {
+      await fit({
+        params: job.params,
+        optimizer,
+        steps: cfg.steps,
+        startStep: step,
+        schedule,
+        maxGradNorm: cfg.maxGradNorm > 0 ? cfg.maxGradNorm : undefined,
+        objective: () => {
+          batch = job.next();
+          return batch.loss;
+        },
+        onStep: async ({ step: taken, loss, lr, gradNorm }) => {
+          step = taken;
+          tokens += batch.tokens;
+          const seconds = (performance.now() - started) / 1000;
+          result.tokensPerSecond = tokens / seconds;
+          if (Number.isNaN(result.firstLoss)) result.firstLoss = loss;
+          result.lastLoss = loss;
+          metric({ step, loss, lr, gradNorm, tokens: batch.tokens, tokensPerSecond: Math.round(result.tokensPerSecond), seconds: Math.round(seconds * 10) / 10 });
+          progress.update(step, loss, result.tokensPerSecond);
+          if ((cfg.evalEvery > 0 && step % cfg.evalEvery === 0) || step === cfg.steps) {
+            result.evalLoss = job.evaluate();
+            metric({ step, evalLoss: result.evalLoss });
+            progress.note(`step ${step}: held-out loss ${result.evalLoss.toFixed(4)}`);
+          }
+          if ((cfg.saveEvery > 0 && step % cfg.saveEvery === 0) || step === cfg.steps) save();
+          await new Promise((r) => setImmediate(r)); // lets SIGINT/SIGTERM handlers run
+          if (!stopSignal) return;
+          if (savedAt !== step) save();
+          progress.note(`${stopSignal}: checkpoint written to ${checkpointDir} at step ${step}; continue with --resume ${out}`);
+          result.interrupted = true;
+          result.signal = stopSignal;
+          return 'stop';
+        },
+      });
+    } catch (e) {
+      if (e instanceof HypernetError && e.code === 'HYPERNET_NON_FINITE_LOSS') {
+        const last = resolveCheckpointDir(checkpointDir);
+        throw new TrainerError('NON_FINITE_LOSS', `step ${step + 1}: ${e.message}. ${last ? `The last good checkpoint is ${last} (step ${readState(last).step}); ` : 'No checkpoint was written yet; '}try a lower --lr or a smaller maxGradNorm`, {
+          step: step + 1,
+          checkpoint: last ?? null,
+        });
       }
-      step++;
-      tokens += batch.tokens;
-      const seconds = (performance.now() - started) / 1000;
-      result.tokensPerSecond = tokens / seconds;
-      if (Number.isNaN(result.firstLoss)) result.firstLoss = loss;
-      result.lastLoss = loss;
-      metric({ step, loss, lr, gradNorm, tokens: batch.tokens, tokensPerSecond: Math.round(result.tokensPerSecond), seconds: Math.round(seconds * 10) / 10 });
-      progress.update(step, loss, result.tokensPerSecond);
-      if ((cfg.evalEvery > 0 && step % cfg.evalEvery === 0) || step === cfg.steps) {
-        result.evalLoss = job.evaluate();
-        metric({ step, evalLoss: result.evalLoss });
-        progress.note(`step ${step}: held-out loss ${result.evalLoss.toFixed(4)}`);
-      }
-      if ((cfg.saveEvery > 0 && step % cfg.saveEvery === 0) || step === cfg.steps) save();
-      await new Promise((r) => setImmediate(r)); // lets SIGINT/SIGTERM handlers run
-      if (stopSignal) {
-        if (savedAt !== step) save();
-        progress.note(`${stopSignal}: checkpoint written to ${checkpointDir} at step ${step}; continue with --resume ${out}`);
-        result.interrupted = true;
-        result.signal = stopSignal;
-        break;
-      }
+      throw e;
     }
     if (!result.interrupted && step === cfg.steps) {
       writeDirAtomic(join(out, FINAL_DIR), (tmp) => job.exportTo(tmp));

@@ -18,7 +18,7 @@ import {
 import type { Prefix } from '@hyperllama/gist-attention';
 import { continuationText, generate, type LlamaModel, type TextCodec } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
-import { HyperLlama, PrefixTuning, prefixedHidden, trainStep, type PrefixInit } from '@hyperllama/hypernet';
+import { HyperLlama, PrefixTuning, fit, prefixedHidden, type PrefixInit } from '@hyperllama/hypernet';
 import { AdamW, IGNORE_INDEX, Rng, mean } from '@hyperllama/runtime';
 import { categoryKey, type TaskScores } from './aggregate.js';
 import { EvalError } from './errors.js';
@@ -669,14 +669,15 @@ export async function evaluatePrefixTuning(
       for (const init of inits) {
         const { tuned, demonstrations } = startPrefix(init, plan, s, p, own, partners, asRows(pool));
         const optimizer = new AdamW(tuned.trainableVariables(), { lr, weightDecay: 0 });
+        const points = curves.get(init)!;
         try {
-          for (let step = 0; ; step++) {
-            const point = curves.get(init)!.get(step);
-            if (point) point.push(await scoreTask(plan, prefixCondition(s, tuned.prefix(), downstream, demonstrations), s));
-            if (step >= total) break;
-            const batch = batches[step];
-            await withActiveAdapters(s.model, downstream, () => trainStep(tuned.trainableVariables(), optimizer, () => tuned.loss(s.model, batch, { training: true })));
-          }
+          await fit({
+            params: tuned.trainableVariables(),
+            optimizer,
+            steps: total,
+            objective: (step) => () => withActiveAdapters(s.model, downstream, () => tuned.loss(s.model, batches[step], { training: true })),
+            evaluate: { at: (step) => points.has(step), run: async (step) => void points.get(step)!.push(await scoreTask(plan, prefixCondition(s, tuned.prefix(), downstream, demonstrations), s)) },
+          });
         } finally {
           optimizer.dispose();
           tuned.dispose();

@@ -30,3 +30,4 @@ export {
   type SaveHyperLlamaOptions,
 } from './checkpoint.js';
 export { trainStep, type TrainStepOptions } from './train-step.js';
+export { fit, type FitOptions, type FitResult, type FitStep } from './fit.js';

@@ -14,7 +14,7 @@ import {
   type Task,
 } from '@hyperllama/datasets';
 import type { Prefix } from '@hyperllama/gist-attention';
-import { HyperLlama, prefixedHidden, trainStep, type DownstreamView } from '@hyperllama/hypernet';
+import { HyperLlama, fit, prefixedHidden, type DownstreamView } from '@hyperllama/hypernet';
 import type { LlamaModel } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
 import { AdamW, IGNORE_INDEX, mean } from '@hyperllama/runtime';
@@ -242,14 +242,18 @@ export async function trainVariant(setup: AnalysisSetup, o: TrainVariantOptions)
     const sampler = trainingEpisodes(setup);
     const optimizer = new AdamW(params, { lr: o.lr ?? 3e-3, weightDecay: 0 });
     const copts = { encoder: setup.tokenizer, gistIds: hl.gistIds, maxLength: setup.maxLength, maxHyperLength: setup.maxHyperLength };
-    for (let step = 0; step < steps; step++) {
-      const episodes = Array.from({ length: o.batchSize ?? 8 }, () => sampler.next());
-      const batch = collateHyperLlama(episodes, copts);
-      const from = o.lastExamples ? gistViewFrom(batch.hyper, episodes.map((e) => ({ definition: e.task.definition, examples: e.examples })), o.lastExamples, { encoder: setup.tokenizer }) : undefined;
-      const { loss } = await trainStep(params, optimizer, () => hl.loss(batch, { training: true, gistViewFrom: from }), { maxGradNorm: 1 });
-      if (step === 0) firstLoss = loss;
-      lastLoss = loss;
-    }
+    ({ firstLoss, lastLoss } = await fit({
+      params,
+      optimizer,
+      steps,
+      maxGradNorm: 1,
+      objective: () => {
+        const episodes = Array.from({ length: o.batchSize ?? 8 }, () => sampler.next());
+        const batch = collateHyperLlama(episodes, copts);
+        const from = o.lastExamples ? gistViewFrom(batch.hyper, episodes.map((e) => ({ definition: e.task.definition, examples: e.examples })), o.lastExamples, { encoder: setup.tokenizer }) : undefined;
+        return () => hl.loss(batch, { training: true, gistViewFrom: from });
+      },
+    }));
     optimizer.dispose();
   }
   return { hl, steps, firstLoss, lastLoss };

@@ -1,5 +1,5 @@
 import { SYNTHETIC_FAMILIES, collateZeroShot, makeSyntheticTask, syntheticTaskName, type ContentPool, type Example, type SyntheticKind, type Task } from '@hyperllama/datasets';
-import { PrefixTuning, trainStep, type HyperLlama } from '@hyperllama/hypernet';
+import { PrefixTuning, fit, type HyperLlama } from '@hyperllama/hypernet';
 import type { Prefix } from '@hyperllama/gist-attention';
 import type { LlamaModel } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
@@ -113,10 +113,16 @@ export async function trainSharedPrefix(setup: AnalysisSetup, model: LlamaModel,
   return withActiveAdapters(model, [], async () => {
     const pt = PrefixTuning.random(model, o.length, { sampleIds: draw().inputIds, seed: setup.seed });
     const optimizer = new AdamW(pt.trainableVariables(), { lr: o.lr ?? 3e-3, weightDecay: 0 });
-    for (let step = 0; step < o.steps; step++) {
-      const batch = draw();
-      await trainStep(pt.trainableVariables(), optimizer, () => pt.loss(model, batch, { training: true }), { maxGradNorm: 1 });
-    }
+    await fit({
+      params: pt.trainableVariables(),
+      optimizer,
+      steps: o.steps,
+      maxGradNorm: 1,
+      objective: () => {
+        const batch = draw();
+        return () => pt.loss(model, batch, { training: true });
+      },
+    });
     optimizer.dispose();
     return pt;
   });
@@ -172,19 +178,22 @@ export async function analyzeTransfer(setup: AnalysisSetup, o: TransferAnalysisO
       for (const init of INITS) {
         const pt = starts[init]();
         const optimizer = new AdamW(pt.trainableVariables(), { lr: o.lr ?? 1e-2, weightDecay: 0 });
+        const score = async (step: number) => {
+          const prefixes = new Map([[target.name, pt.prefix()]]);
+          const [scores] = await evaluateMethod('hyperllama', [planB], { ...s, prefixes });
+          addPoint(curves[init], step, scores);
+          nll[init].set(step, [...(nll[init].get(step) ?? []), finiteMean(scores.answerLoss ?? [])]);
+          if (step === o.steps) final[init].push(scores);
+        };
         try {
-          for (let step = 0; ; step++) {
-            if (evalSteps.includes(step)) {
-              const prefixes = new Map([[target.name, pt.prefix()]]);
-              const [scores] = await evaluateMethod('hyperllama', [planB], { ...s, prefixes });
-              addPoint(curves[init], step, scores);
-              nll[init].set(step, [...(nll[init].get(step) ?? []), finiteMean(scores.answerLoss ?? [])]);
-              if (step === o.steps) final[init].push(scores);
-            }
-            if (step >= o.steps) break;
-            const batch = batches[step];
-            await withActiveAdapters(hl.model, [], () => trainStep(pt.trainableVariables(), optimizer, () => pt.loss(hl.model, batch, { training: true }), { maxGradNorm: 1 }));
-          }
+          await fit({
+            params: pt.trainableVariables(),
+            optimizer,
+            steps: o.steps,
+            maxGradNorm: 1,
+            objective: (step) => () => withActiveAdapters(hl.model, [], () => pt.loss(hl.model, batches[step], { training: true })),
+            evaluate: { at: (step) => evalSteps.includes(step), run: score },
+          });
         } finally {
           optimizer.dispose();
           pt.dispose();

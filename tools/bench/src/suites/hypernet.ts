@@ -2,7 +2,7 @@
 // 64-wide Llama, the built-in character tokenizer, synthetic tasks, the default corpus): real tokens per second of
 // optimizer steps (forward + backward + AdamW), hyper-pass and downstream tokens both counted for HyperLlama.
 import * as tf from '@tensorflow/tfjs';
-import { trainStep } from '@hyperllama/hypernet';
+import { fit } from '@hyperllama/hypernet';
 import { AdamW } from '@hyperllama/runtime';
 import { buildJob, defaultConfig, type Stage, type TrainConfig } from '@hyperllama/trainer';
 import { median, type BenchRecord, type SuiteOptions } from '../types.js';
@@ -26,17 +26,25 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
     const cfg = { ...defaultConfig(c.stage), ...c.patch } as TrainConfig;
     const job = buildJob(c.stage, cfg);
     const optimizer = new AdamW(job.params, { lr: 1e-3, weightDecay: 0 });
-    const step = async () => {
-      const batch = job.next();
-      await trainStep(job.params, optimizer, batch.loss, { maxGradNorm: 1 });
-      return batch.tokens;
-    };
-    await step(); // warm-up (kernel compilation, first allocations)
+    let tokens = 0;
+    const train = (steps: number) =>
+      fit({
+        params: job.params,
+        optimizer,
+        steps,
+        maxGradNorm: 1,
+        objective: () => {
+          const batch = job.next();
+          tokens += batch.tokens;
+          return batch.loss;
+        },
+      });
+    await train(1); // warm-up (kernel compilation, first allocations)
     const runs: number[] = [];
     for (let i = 0; i < chunks; i++) {
       const t0 = performance.now();
-      let tokens = 0;
-      for (let s = 0; s < stepsPerChunk; s++) tokens += await step();
+      tokens = 0;
+      await train(stepsPerChunk);
       runs.push(tokens / ((performance.now() - t0) / 1000));
     }
     rows.push({ suite: 'hypernet', name: `train ${c.name} (tiny default, batch ${cfg.batchSize})`, backend, metric: 'train throughput', value: median(runs), unit: 'tokens/s', runs });
