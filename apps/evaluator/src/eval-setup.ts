@@ -1,10 +1,10 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { basename, isAbsolute, join, resolve } from 'node:path';
+import { basename, join } from 'node:path';
 import { Prefix } from '@hyperllama/gist-attention';
-import { HyperLlama, loadHyperLlama, readHypernetConfig, resolveCheckpointDir } from '@hyperllama/hypernet';
-import { loadLlama, type LlamaModel } from '@hyperllama/llama-model';
+import { HyperLlama, HypernetError, loadPretrained, resolveCheckpointDir } from '@hyperllama/hypernet';
+import type { LlamaModel } from '@hyperllama/llama-model';
 import { onSyncReadBackend } from '@hyperllama/runtime';
-import { loadTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
+import type { Tokenizer } from '@hyperllama/tokenizer';
 import { CliError, type Io } from './cli-kit.js';
 
 /** The model, tokenizer and (with a checkpoint) HyperLlama an evaluation runs on. */
@@ -26,12 +26,6 @@ export interface SetupOptions {
   tokenizer?: string;
 }
 
-/** A path recorded in a checkpoint: as given when it exists, else relative to the checkpoint. */
-function recorded(path: string, checkpoint: string): string {
-  if (isAbsolute(path) || existsSync(path)) return path;
-  return join(checkpoint, path);
-}
-
 /**
  * Loads the base model and tokenizer, and the HyperLlama when a checkpoint is given (its base hash is checked). The
  * hash reads every weight, so on webgpu the loading runs on the cpu backend and the weights move on first use.
@@ -40,55 +34,20 @@ export function loadSetup(o: SetupOptions): Promise<EvalSetup> {
   return onSyncReadBackend(() => loadSetupHere(o));
 }
 
+/** `HyperLlama.fromPretrained` (with a checkpoint) or `loadPretrained` (a base), their missing paths as usage errors. */
 function loadSetupHere(o: SetupOptions): EvalSetup {
-  let checkpoint: string | undefined;
-  let modelPath = o.model;
-  let tokenizerPath = o.tokenizer;
-  if (o.checkpoint) {
-    checkpoint = resolveCheckpointDir(o.checkpoint);
-    if (!checkpoint) throw new CliError('MISSING_FILE', `--checkpoint ${o.checkpoint}: no such directory`, { file: o.checkpoint, field: 'checkpoint' });
-    const config = readHypernetConfig(checkpoint);
-    modelPath ??= config.base_model.path ? recorded(config.base_model.path, checkpoint) : undefined;
-    tokenizerPath ??= config.tokenizer ? recorded(config.tokenizer, checkpoint) : undefined;
-  }
-  if (!modelPath) throw new CliError('USAGE', 'give --model (or a --checkpoint that records its base model path)', { field: 'model' });
-  tokenizerPath ??= existsSync(modelPath) && statSync(modelPath).isDirectory() ? modelPath : undefined;
-  if (!tokenizerPath) throw new CliError('USAGE', `give --tokenizer: the model ${modelPath} is a file`, { field: 'tokenizer' });
-  const model = loadLlama(modelPath, { trainable: false });
   try {
-    const tokenizer = loadTokenizer(tokenizerPath, { vocabSize: model.config.vocabSize });
-    checkTokenizerFits(tokenizer, tokenizerPath, model, modelPath);
-    const hyperllama = checkpoint ? loadHyperLlama(model, checkpoint).hyperllama : undefined;
-    return {
-      model,
-      tokenizer,
-      hyperllama,
-      sources: { checkpoint: checkpoint ? resolve(checkpoint) : null, model: resolve(modelPath), tokenizer: resolve(tokenizerPath) },
-      dispose() {
-        hyperllama?.dispose();
-        model.dispose();
-      },
-    };
+    if (o.checkpoint) {
+      const checkpoint = resolveCheckpointDir(o.checkpoint);
+      if (!checkpoint) throw new CliError('MISSING_FILE', `--checkpoint ${o.checkpoint}: no such directory`, { file: o.checkpoint, field: 'checkpoint' });
+      return HyperLlama.fromPretrained(checkpoint, { model: o.model, tokenizer: o.tokenizer });
+    }
+    if (!o.model) throw new CliError('USAGE', 'give --model (or a --checkpoint that records its base model path)', { field: 'model' });
+    return loadPretrained(o.model, { tokenizer: o.tokenizer });
   } catch (e) {
-    model.dispose();
+    if (e instanceof HypernetError && e.code === 'HYPERNET_NO_BASE') throw new CliError('USAGE', 'give --model (or a --checkpoint that records its base model path)', { field: 'model' });
+    if (e instanceof HypernetError && e.code === 'HYPERNET_NO_TOKENIZER') throw new CliError('USAGE', `give --tokenizer: the model ${String(e.details.model)} is a file`, { field: 'tokenizer' });
     throw e;
-  }
-}
-
-/**
- * A `TOKENIZER_MISMATCH` error unless the tokenizer's ids (gist tokens aside, which live past the vocabulary) are
- * exactly the model's vocabulary: a smaller one cannot decode what the model generates, a larger one indexes past
- * the embedding.
- */
-export function checkTokenizerFits(tokenizer: Tokenizer, tokenizerPath: string, model: LlamaModel, modelPath: string): void {
-  const tokens = tokenizer.numTokens - tokenizer.gistIds.length;
-  if (tokens !== model.config.vocabSize) {
-    throw new CliError('TOKENIZER_MISMATCH', `tokenizer ${tokenizerPath} has ${tokens} tokens but the model ${modelPath} has vocabSize ${model.config.vocabSize}: they do not belong together`, {
-      field: 'tokenizer',
-      file: tokenizerPath,
-      expected: model.config.vocabSize,
-      actual: tokens,
-    });
   }
 }
 

@@ -109,7 +109,7 @@ function collateOptions(cfg: TrainConfig, tokenizer: Tokenizer) {
 }
 
 function hyperFor(cfg: TrainConfig, model: LlamaModel, withTokenizer: Tokenizer): HyperLlama {
-  if (cfg.hyper.from) return loadHyperLlama(model, cfg.hyper.from).hyperllama;
+  if (cfg.hyper.from) return loadHyperLlama(cfg.hyper.from, model).hyperllama;
   const h = cfg.hyper;
   const hl = new HyperLlama(model, {
     k: h.k,
@@ -358,7 +358,7 @@ function prefixTuneJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
   const tasks = resolveTasks(cfg);
   const task = pickTask(cfg, tasks.all, tasks.heldOutFamilies);
   const copts = collateOptions(cfg, tokenizer);
-  const hyper = cfg.prefix.hypernet ? loadHyperLlama(model, cfg.prefix.hypernet).hyperllama : undefined;
+  const hyper = cfg.prefix.hypernet ? loadHyperLlama(cfg.prefix.hypernet, model).hyperllama : undefined;
   if (hyper) setActiveAdapters(model, hyper.hasDownstreamAdapter ? ['downstream'] : []);
   let pt: PrefixTuning;
   if (cfg.prefix.init === 'random') {

@@ -348,7 +348,7 @@ beforeAll(async () => {
     seeds: [readDir(adapterDir)],
     json: jsonFile,
     structured: header,
-    read: (dir) => loadAdapter(model, dir, 'fz'),
+    read: (dir) => loadAdapter(dir, model, 'fz'),
     cleanup: dropAdapters,
     typed: (e) => e instanceof LoraError || e instanceof SafetensorsError,
   });
@@ -365,7 +365,7 @@ beforeAll(async () => {
     seeds: [readDir(hlDir)],
     json: jsonFile,
     structured: header,
-    read: (dir) => loadHyperLlama(model, dir, { baseHash }),
+    read: (dir) => loadHyperLlama(dir, model, { baseHash }),
     check: (r: ReturnType<typeof loadHyperLlama>) => invariant(isFinite32(r.hyperllama.gistEmbeddings.dataSync() as Float32Array), 'non-finite gist rows'),
     cleanup: (r?: ReturnType<typeof loadHyperLlama>) => {
       r?.hyperllama.dispose();

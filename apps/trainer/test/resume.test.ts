@@ -88,7 +88,7 @@ describe('hyperllama-train in a child process', () => {
     expect(r.output).toContain(`--resume ${out}`);
     const cfg = defaultConfig('hyperpretrain');
     const base = createLlama(scratchConfig(cfg, charTokenizer()), { seed: 0, std: cfg.model.initStd, trainable: false });
-    const { hyperllama, config } = loadHyperLlama(base, join(out, 'checkpoint', 'hyperllama'));
+    const { hyperllama, config } = loadHyperLlama(join(out, 'checkpoint', 'hyperllama'), base);
     expect(config.k).toBe(cfg.hyper.k);
     hyperllama.dispose();
     base.dispose();

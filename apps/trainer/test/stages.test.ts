@@ -54,10 +54,10 @@ describe('every stage runs end to end on the tiny default and lowers its held-ou
   it('hyperpretrain → a HyperLlama checkpoint that loads on its base only', async () => {
     const r = await train('hyperpretrain', 'hp', ['--steps', '40', '--lr', '0.01']);
     expect(r.after).toBeLessThan(r.before - 0.1);
-    const { hyperllama, config } = loadHyperLlama(buildDefaultBase(), join(r.out, 'final', 'hyperllama'));
+    const { hyperllama, config } = loadHyperLlama(join(r.out, 'final', 'hyperllama'), buildDefaultBase());
     expect(config.base_model.path).toBe('random-init(seed=0)');
     hyperllama.dispose();
-    expect(() => loadHyperLlama(loadLlama(join(dir, 'pb', 'final', 'model')), join(r.out, 'final', 'hyperllama'))).toThrow(/HYPERNET|hash/);
+    expect(() => loadHyperLlama(join(r.out, 'final', 'hyperllama'), loadLlama(join(dir, 'pb', 'final', 'model')))).toThrow(/HYPERNET|hash/);
   });
 
   for (const method of ['hyperllama', 'icl', 'zero-shot', 'shared-prefix']) {

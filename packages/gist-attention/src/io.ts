@@ -37,7 +37,7 @@ export function configHash(config: LlamaConfig): string {
 const RESERVED = ['format', 'format_version', 'k', 'scheme', 'config_hash', 'num_layers', 'position_offsets'];
 
 /** `Prefix.save`: the file format (see there). */
-export function writePrefixFile(path: string, prefix: Prefix, config: LlamaConfig, meta: Record<string, string>): void {
+export function writePrefixFile(prefix: Prefix, path: string, config: LlamaConfig, meta: Record<string, string>): void {
   checkScheme(prefix.scheme);
   for (const key of Object.keys(meta)) check(!RESERVED.includes(key), 'GIST_BAD_META', `meta.${key}`, `a key other than ${RESERVED.join(', ')}`, key);
   check(prefix.keys.length === prefix.values.length && prefix.keys.length > 0, 'GIST_BAD_SHAPE', 'prefix', 'as many key as value tensors (>= 1)', [prefix.keys.length, prefix.values.length]);

@@ -105,7 +105,7 @@ export class Prefix implements KVPrefix {
    * `position_offsets` (JSON) plus the string `meta` (default: the prefix's own). Visible columns are not saved.
    */
   save(path: string, opts: { config: LlamaConfig; meta?: Record<string, string> }): void {
-    writePrefixFile(path, this, opts.config, opts.meta ?? { ...this.meta });
+    writePrefixFile(this, path, opts.config, opts.meta ?? { ...this.meta });
   }
 
   /**

@@ -164,7 +164,7 @@ function adapterOptions(c: PeftLoraConfig): AdapterOptions {
  * Load a HyperLlama checkpoint onto `model`, a base Llama without adapters. The base must be the one the checkpoint
  * was trained on: a different {@link baseModelHash} is a `HYPERNET_BASE_MISMATCH` error (nothing is injected then).
  */
-export function loadHyperLlama(model: LlamaModel, dir: string, opts: { baseHash?: string } = {}): { hyperllama: HyperLlama; config: HypernetConfigJson } {
+export function loadHyperLlama(dir: string, model: LlamaModel, opts: { baseHash?: string } = {}): { hyperllama: HyperLlama; config: HypernetConfigJson } {
   const config = readHypernetConfig(dir);
   const hash = opts.baseHash ?? baseModelHash(model);
   if (hash !== config.base_model.hash) {
@@ -194,7 +194,7 @@ export function loadHyperLlama(model: LlamaModel, dir: string, opts: { baseHash?
     const file = join(downDir && /downstream/.test(e.message) ? downDir : hyperDir, 'adapter_config.json');
     throw new HypernetError('HYPERNET_BAD_CHECKPOINT', `${file}: ${e.message}`, { file, cause: e.code }, { cause: e });
   }
-  loadAdapter(model, hyperDir, 'hyper');
-  if (downDir) loadAdapter(model, downDir, 'downstream');
+  loadAdapter(hyperDir, model, 'hyper');
+  if (downDir) loadAdapter(downDir, model, 'downstream');
   return { hyperllama, config };
 }

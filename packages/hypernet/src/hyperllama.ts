@@ -16,6 +16,7 @@ import { hfModuleName, injectLora, matchesTarget, namedLoraParameters, withActiv
 import { Rng } from '@hyperllama/runtime';
 import { int2d } from './batch.js';
 import { bad, requireSyncRead } from './errors.js';
+import { fromPretrained, type FromPretrainedOptions, type PretrainedHyperLlama } from './pretrained.js';
 
 /** LoRA settings of one adapter (PEFT's names in `@hyperllama/lora`'s `LoraConfig`), without its name. */
 export type AdapterOptions = Omit<LoraConfig, 'name' | 'rng'>;
@@ -80,6 +81,14 @@ export class HyperLlama {
   readonly hyperAdapter: Required<Pick<AdapterOptions, 'r' | 'alpha' | 'dropout'>> & AdapterOptions;
   readonly downstreamAdapter: AdapterOptions | undefined;
   readonly downstreamView: DownstreamView;
+
+  /**
+   * Load a checkpoint with its base model and tokenizer, resolved from its own `hypernet_config.json` (see
+   * {@link fromPretrained}): `HyperLlama.fromPretrained('ckpt/')` → `{ hyperllama, model, tokenizer, config, sources }`.
+   */
+  static fromPretrained(dir: string, opts: FromPretrainedOptions = {}): PretrainedHyperLlama {
+    return fromPretrained(dir, opts);
+  }
 
   /** Injects the adapters into `model` (which it then owns together with the caller) and creates the gist rows. */
   constructor(

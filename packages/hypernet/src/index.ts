@@ -29,5 +29,18 @@ export {
   type HypernetConfigJson,
   type SaveHyperLlamaOptions,
 } from './checkpoint.js';
+export {
+  fromPretrained,
+  loadPretrained,
+  resolvePretrained,
+  recordedPath,
+  checkTokenizerFits,
+  type FromPretrainedOptions,
+  type LoadPretrainedOptions,
+  type Pretrained,
+  type PretrainedHyperLlama,
+  type PretrainedSources,
+  type ResolvedPretrained,
+} from './pretrained.js';
 export { trainStep, type TrainStepOptions } from './train-step.js';
 export { fit, type FitOptions, type FitResult, type FitStep } from './fit.js';

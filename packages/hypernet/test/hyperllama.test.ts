@@ -119,14 +119,14 @@ describe('checkpoints', () => {
     saveHyperLlama(hl, join(dir, 'ckpt'), { basePath: 'tiny-random-8' });
 
     const again = tinyModel(8);
-    const { hyperllama, config } = loadHyperLlama(again, join(dir, 'ckpt'));
+    const { hyperllama, config } = loadHyperLlama(join(dir, 'ckpt'), again);
     expect(config).toMatchObject({ k: 3, scheme: 'continue', base_model: { path: 'tiny-random-8' } });
     expect(tf.tidy(() => hyperllama.loss(b).dataSync()[0])).toBe(before);
 
     const otherBase = tinyModel(9);
-    expect(() => loadHyperLlama(otherBase, join(dir, 'ckpt'))).toThrowError(HypernetError);
+    expect(() => loadHyperLlama(join(dir, 'ckpt'), otherBase)).toThrowError(HypernetError);
     try {
-      loadHyperLlama(otherBase, join(dir, 'ckpt'));
+      loadHyperLlama(join(dir, 'ckpt'), otherBase);
     } catch (e) {
       expect((e as HypernetError).code).toBe('HYPERNET_BASE_MISMATCH');
     }

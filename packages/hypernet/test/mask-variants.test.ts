@@ -137,7 +137,7 @@ describe('downstream views (attention-mask ablations)', () => {
     try {
       saveHyperLlama(hl, dir, { basePath: null });
       expect(JSON.parse(readFileSync(join(dir, 'hypernet_config.json'), 'utf8')).downstream_view).toBe('examples-and-gists');
-      const { hyperllama } = loadHyperLlama(model, dir);
+      const { hyperllama } = loadHyperLlama(dir, model);
       expect(hyperllama.downstreamView).toBe('examples-and-gists');
       hyperllama.dispose();
     } finally {

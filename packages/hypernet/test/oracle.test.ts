@@ -92,7 +92,7 @@ describe.each(['cpu', 'wasm'] as const)('HyperLlama matches the NumPy oracle (%s
     await initBackend({ backend, threads: 1 });
     const ref = readReference(scheme);
     const model = loadLlama(join(FIXTURES, 'base'));
-    const { hyperllama: hl, config } = loadHyperLlama(model, join(FIXTURES, scheme));
+    const { hyperllama: hl, config } = loadHyperLlama(join(FIXTURES, scheme), model);
     expect(config.scheme).toBe(scheme);
     expect(model.config.numKeyValueHeads).toBeLessThan(model.config.numAttentionHeads); // GQA
     const batch = batchOf(ref);

@@ -140,7 +140,7 @@ export function readAdapterConfig(dir: string): PeftLoraConfig {
  * {@link LoraError} lists the missing, unexpected and mis-shaped keys (and the model is left unchanged when the
  * adapter was injected by this call). F32, F16 and BF16 weights are accepted.
  */
-export function loadAdapter(model: LinearHost, dir: string, name: string): void {
+export function loadAdapter(dir: string, model: LinearHost, name: string): void {
   const config = readAdapterConfig(dir);
   const file = join(dir, ADAPTER_WEIGHTS_FILE);
   const { tensors } = readSafetensors(file);

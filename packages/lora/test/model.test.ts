@@ -101,7 +101,7 @@ describe('LoRA through the Llama model', () => {
     const expected = logits(model, x);
     saveAdapter(model, 'downstream', join(tmp, 'a'), { baseModelNameOrPath: 'tiny' });
     const fresh = tiny();
-    loadAdapter(fresh, join(tmp, 'a'), 'downstream');
+    loadAdapter(join(tmp, 'a'), fresh, 'downstream');
     expect(maxAbsDiff(logits(fresh, x), expected)).toBe(0);
     x.dispose();
   });

@@ -58,7 +58,7 @@ function fixtureHost(): { h: MapHost; x: tf.Tensor2D; expected: Record<string, n
 describe('PEFT adapter files', () => {
   it('loads an adapter written in PEFT\'s layout and reproduces the reference outputs (numpy, PEFT conventions)', () => {
     const { h, x, expected } = fixtureHost();
-    loadAdapter(h, FIXTURE, 'default');
+    loadAdapter(FIXTURE, h, 'default');
     expect(getAdapterInfo(h, 'default')).toMatchObject({ r: 4, alpha: 8, dropout: 0.05, targetModules: ['up_proj', 'q_proj'] });
     for (const [name, y] of Object.entries(expected)) {
       const m = h.getLinear(name.replace(/^model\./, ''));
@@ -107,7 +107,7 @@ describe('PEFT adapter files', () => {
     const dir = join(tmp, 'roundtrip');
     saveAdapter(h, 'hyper', dir);
     const h2 = host();
-    loadAdapter(h2, dir, 'hyper');
+    loadAdapter(dir, h2, 'hyper');
     const a = namedLoraParameters(h, 'hyper');
     const b = namedLoraParameters(h2, 'hyper');
     expect([...b.keys()]).toEqual([...a.keys()]);
@@ -117,7 +117,7 @@ describe('PEFT adapter files', () => {
     expect(maxAbsDiff(y1.dataSync(), y2.dataSync())).toBe(0);
     // Loading into an existing adapter of the same rank overwrites its values.
     for (const v of b.values()) v.assign(tf.zerosLike(v));
-    loadAdapter(h2, dir, 'hyper');
+    loadAdapter(dir, h2, 'hyper');
     const y3 = h2.forward(x);
     expect(maxAbsDiff(y3.dataSync(), y1.dataSync())).toBe(0);
     tf.dispose([x, y1, y2, y3]);
@@ -129,7 +129,7 @@ describe('PEFT adapter files', () => {
     const half = new Map([...src.tensors].map(([k, t]) => [k, fromFloat32(toFloat32(t), t.shape, 'F16')]));
     saveFixtureCopy(dir, half);
     const { h, x } = fixtureHost();
-    loadAdapter(h, dir, 'default');
+    loadAdapter(dir, h, 'default');
     const lora = namedLoraParameters(h, 'default').get('layers.0.self_attn.q_proj.lora_B')!;
     const fromFile = toFloat32(half.get('base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight')!);
     expect(lora.dataSync()[1]).toBe(fromFile[1 * 4 + 0]); // lora_B.weight [out, r]: our B[0][1] = file[1][0]
@@ -157,7 +157,7 @@ describe('PEFT adapter files', () => {
     const { h, x } = fixtureHost();
     let err: unknown;
     try {
-      loadAdapter(h, dir, 'default');
+      loadAdapter(dir, h, 'default');
     } catch (e) {
       err = e;
     }
@@ -183,7 +183,7 @@ describe('PEFT adapter files', () => {
     const { h } = fixtureHost();
     let err: unknown;
     try {
-      loadAdapter(h, dir, 'default');
+      loadAdapter(dir, h, 'default');
     } catch (e) {
       err = e;
     }
@@ -205,10 +205,10 @@ describe('PEFT adapter files', () => {
     ] as const) {
       const dir = join(tmp, 'bad-config');
       saveFixtureCopy(dir, tensors, { ...base, ...patch });
-      expect(() => loadAdapter(h, dir, 'default')).toThrow(message);
+      expect(() => loadAdapter(dir, h, 'default')).toThrow(message);
     }
     injectLora(h, { name: 'default', r: 2, targetModules: ['q_proj'] });
-    expect(() => loadAdapter(h, FIXTURE, 'default')).toThrow(/r = 4 but the model's adapter "default" has r = 2/);
-    expect(() => loadAdapter(h, join(tmp, 'nowhere'), 'x')).toThrow(LoraError);
+    expect(() => loadAdapter(FIXTURE, h, 'default')).toThrow(/r = 4 but the model's adapter "default" has r = 2/);
+    expect(() => loadAdapter(join(tmp, 'nowhere'), h, 'x')).toThrow(LoraError);
   });
 });

@@ -263,7 +263,7 @@ export function saveOptimizerState(optimizer: Optimizer, path: string): void {
 }
 
 /** Restore an optimizer's state from a file written by {@link saveOptimizerState}. */
-export function loadOptimizerState(optimizer: Optimizer, path: string): void {
+export function loadOptimizerState(path: string, optimizer: Optimizer): void {
   const { tensors, metadata } = readSafetensors(path);
   optimizer.loadStateEntries(tensors, metadata, path);
 }

@@ -55,7 +55,7 @@ describe('AdamW', () => {
           saveOptimizerState(opt, file);
           opt.dispose();
           opt = new AdamW({ p }, { lr: 0.05 });
-          loadOptimizerState(opt, file);
+          loadOptimizerState(file, opt);
         }
         opt.step({ p: tf.tensor1d(g) });
       });
@@ -75,8 +75,8 @@ describe('AdamW', () => {
     const file = join(dir, 'mismatch.safetensors');
     saveOptimizerState(opt, file);
     const other = new AdamW({ a: b });
-    expect(() => loadOptimizerState(other, file)).toThrow(/shape \[2\] but the parameter is \[3\]/);
-    expect(() => loadOptimizerState(new Sgd({ a }), file)).toThrow(OptionError);
+    expect(() => loadOptimizerState(file, other)).toThrow(/shape \[2\] but the parameter is \[3\]/);
+    expect(() => loadOptimizerState(file, new Sgd({ a }))).toThrow(OptionError);
   });
 
   it('validates options', () => {
@@ -97,7 +97,7 @@ describe('SGD', () => {
     const file = join(dir, 'sgd.safetensors');
     saveOptimizerState(opt, file);
     const opt2 = new Sgd({ p }, { lr: 0.1, momentum: 0.9 });
-    loadOptimizerState(opt2, file);
+    loadOptimizerState(file, opt2);
     opt2.step({ p: tf.tensor1d([1]) }); // buf = 1.71 + 1 = 2.71; p = 0.71 − 0.271 = 0.439
     expect(p.dataSync()[0]).toBeCloseTo(0.439, 6);
   });

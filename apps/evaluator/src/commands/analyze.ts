@@ -1,5 +1,4 @@
-import { existsSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { loadTasks, syntheticKinds, type Task } from '@hyperllama/datasets';
 import {
@@ -22,7 +21,7 @@ import {
   type TrainEpisodes,
 } from '@hyperllama/eval';
 import { Prefix } from '@hyperllama/gist-attention';
-import { baseModelHash, loadHyperLlama, readHypernetConfig, resolveCheckpointDir } from '@hyperllama/hypernet';
+import { baseModelHash, loadHyperLlama, resolveCheckpointDir, resolvePretrained } from '@hyperllama/hypernet';
 import { createLlama, loadLlama } from '@hyperllama/llama-model';
 import { loadAdapter } from '@hyperllama/lora';
 import { loadTokenizer } from '@hyperllama/tokenizer';
@@ -107,13 +106,10 @@ function buildSetup(o: AnalyzeOptions, budget: AnalyzeBudget, log: (line: string
   let checkpoint: string | undefined;
   let k = o.k ?? 4;
   if (o.checkpoint) {
-    checkpoint = resolveCheckpointDir(o.checkpoint);
-    if (!checkpoint) throw new CliError('MISSING_FILE', `--checkpoint ${o.checkpoint}: no such directory`, { file: o.checkpoint, field: 'checkpoint' });
-    const config = readHypernetConfig(checkpoint);
-    const recorded = (p: string) => (isAbsolute(p) || existsSync(p) ? p : join(checkpoint!, p));
-    modelPath ??= config.base_model.path ? recorded(config.base_model.path) : undefined;
-    tokenizerPath ??= config.tokenizer ? recorded(config.tokenizer) : undefined;
-    k = config.k;
+    if (!resolveCheckpointDir(o.checkpoint)) throw new CliError('MISSING_FILE', `--checkpoint ${o.checkpoint}: no such directory`, { file: o.checkpoint, field: 'checkpoint' });
+    const r = resolvePretrained(o.checkpoint, { model: modelPath, tokenizer: tokenizerPath });
+    ({ checkpoint, model: modelPath, tokenizer: tokenizerPath } = r);
+    k = r.config.k;
   }
   modelPath ??= embeddedBase();
   let loadModel: () => ReturnType<typeof loadLlama>;
@@ -135,7 +131,7 @@ function buildSetup(o: AnalyzeOptions, budget: AnalyzeBudget, log: (line: string
   const loadHyper = checkpoint
     ? (model: ReturnType<typeof loadModel>) => {
         baseHash ??= baseModelHash(model);
-        return loadHyperLlama(model, checkpoint!, { baseHash }).hyperllama;
+        return loadHyperLlama(checkpoint!, model, { baseHash }).hyperllama;
       }
     : undefined;
 
@@ -203,7 +199,7 @@ export async function runAnalysis(o: AnalyzeOptions, io: Io): Promise<{ report: 
         const inner = setup.loadModel;
         setup.loadModel = () => {
           const m = inner();
-          loadAdapter(m, o.iclAdapter!, 'icl');
+          loadAdapter(o.iclAdapter!, m, 'icl');
           return m;
         };
         iclAdapters.push('icl');

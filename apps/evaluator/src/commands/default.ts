@@ -186,8 +186,8 @@ export async function runDefault(o: DefaultOptions, io: Io): Promise<DefaultResu
   const tasks = [...headline, ...control];
   const setup = await loadSetup({ checkpoint: hyper });
   try {
-    loadAdapter(setup.model, icl, 'icl');
-    loadAdapter(setup.model, zeroShot, 'zero-shot');
+    loadAdapter(icl, setup.model, 'icl');
+    loadAdapter(zeroShot, setup.model, 'zero-shot');
     const sharedPrefix = Prefix.load(shared, setup.model.config);
     const baseMethods: MethodName[] = ['zero-shot', 'icl', 'hyperllama'];
     const inits: MethodName[] = ['prefix-tuning-random', 'prefix-tuning-shared', 'prefix-tuning-hyper', 'prefix-tuning-hyper-other'];

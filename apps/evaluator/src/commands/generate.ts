@@ -1,10 +1,8 @@
-import { existsSync, statSync } from 'node:fs';
 import { DEFAULT_TEMPLATE } from '@hyperllama/datasets';
 import { Prefix } from '@hyperllama/gist-attention';
-import { generate, loadLlama, type GenerateResult } from '@hyperllama/llama-model';
-import { loadTokenizer } from '@hyperllama/tokenizer';
+import { HypernetError, loadPretrained, type Pretrained } from '@hyperllama/hypernet';
+import { generate, type GenerateResult } from '@hyperllama/llama-model';
 import { CliError, backendOption, numberOption, parseOptions, requireOption, startBackend, type Command, type Io } from '../cli-kit.js';
-import { checkTokenizerFits } from '../eval-setup.js';
 
 export interface GenerateTextOptions {
   /** An HF model directory or a llama2.c `.bin`. */
@@ -28,14 +26,17 @@ export interface GenerateTextOptions {
 
 /** Load a model and tokenizer and continue one prompt (BOS prepended). */
 export async function generateText(opts: GenerateTextOptions): Promise<{ text: string; result: GenerateResult }> {
-  const tokenizerPath = opts.tokenizer ?? (existsSync(opts.model) && statSync(opts.model).isDirectory() ? opts.model : undefined);
-  if (!tokenizerPath) {
-    throw new CliError('USAGE', `generate: --tokenizer is required when --model is a file (${opts.model})`, { field: 'tokenizer' });
-  }
-  const model = loadLlama(opts.model, { trainable: false });
+  let loaded: Pretrained;
   try {
-    const tokenizer = loadTokenizer(tokenizerPath, { vocabSize: model.config.vocabSize });
-    checkTokenizerFits(tokenizer, tokenizerPath, model, opts.model);
+    loaded = loadPretrained(opts.model, { tokenizer: opts.tokenizer });
+  } catch (e) {
+    if (e instanceof HypernetError && e.code === 'HYPERNET_NO_TOKENIZER') {
+      throw new CliError('USAGE', `generate: --tokenizer is required when --model is a file (${opts.model})`, { field: 'tokenizer' });
+    }
+    throw e;
+  }
+  const { model, tokenizer } = loaded;
+  try {
     const { prefix: prefixFile, ...sampling } = opts;
     const stored = prefixFile ? Prefix.load(prefixFile, model.config) : undefined;
     try {
