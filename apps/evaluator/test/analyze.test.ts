@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportSniTasks, isControlTask, makeSyntheticTask, SYNTHETIC_FAMILIES, syntheticKinds, syntheticTasks } from '@hyperllama/datasets';
 import { syntheticFamilyOf } from '@hyperllama/eval';
 import { disposeBackend } from '@hyperllama/runtime';
-import { charTokenizer } from '@hyperllama/trainer';
+import { charTokenizer } from '@hyperllama/training';
 import { ANALYZE_BUDGETS, analysisTrainEpisodes, defaultAnalysisTasks, trainShotsFor } from '../src/commands/analyze.js';
 import { miniatureTasks } from '../src/commands/default.js';
 import { cli, writeTinyBase, writeUntrainedCheckpoint } from './helpers.js';

@@ -1,11 +1,22 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { HyperLlamaError } from '@hyperllama/runtime';
-import { STAGES, applyPatch, defaultConfig, optionHelp, parseSetting, readConfigFile, type Stage, type TrainConfig } from './config.js';
-import { TrainerError } from './errors.js';
-import { processIo, type Io } from './progress.js';
-import { STAGE_OUTPUT } from './setup.js';
-import { runStage, type RunResult } from './train.js';
+import {
+  STAGES,
+  STAGE_OUTPUT,
+  TrainerError,
+  applyPatch,
+  defaultConfig,
+  optionHelp,
+  parseSetting,
+  processIo,
+  readConfigFile,
+  runStage,
+  type Io,
+  type RunResult,
+  type Stage,
+  type TrainConfig,
+} from '@hyperllama/training';
 
 const FLAGS = {
   config: { type: 'string' },

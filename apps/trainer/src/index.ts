@@ -1,21 +1,2 @@
-export { TrainerError } from './errors.js';
-export {
-  STAGES,
-  METHODS,
-  PREFIX_INITS,
-  SCHEMA,
-  defaultConfig,
-  applyPatch,
-  readConfigFile,
-  parseSetting,
-  optionHelp,
-  type Stage,
-  type TrainConfig,
-} from './config.js';
-export { charTokenizer, wordTokenizer, BUILTIN_TOKENIZERS, WORD_VOCAB_SIZE } from './tiny.js';
-export { scratchConfig, resolveTasks, resolveTokenizer, holdOutInstances, shotRange, trainingEpisodes, type EpisodeSource, type TaskSets } from './setup.js';
-export { buildJob, type Job, type SwapControl } from './jobs.js';
-export { runStage, restoreCheckpoint, truncateMetrics, CHECKPOINT_DIR, FINAL_DIR, type RunOptions, type RunResult } from './train.js';
-export { acquireRunLock, removeStaleTemporaries, LOCK_FILE, type LockHolder } from './lock.js';
-export { Progress, processIo, type Io } from './progress.js';
+/** `hyperllama-train`'s command line; the stages, config and checkpoints are `@hyperllama/training`. */
 export { main, usage, stageHelp, resolveConfig } from './cli-main.js';

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeDirAtomic } from '@hyperllama/hypernet';
 import { disposeBackend, fromFloat32, initBackend, readSafetensors, toFloat32, writeFileAtomic, writeSafetensors } from '@hyperllama/runtime';
-import { LOCK_FILE, acquireRunLock, main, truncateMetrics } from '../src/index.js';
+import { LOCK_FILE, acquireRunLock, truncateMetrics } from '@hyperllama/training';
+import { main } from '../src/index.js';
 import { TINY, memoryIo } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'trainer-checkpoint-'));

@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLlama, saveLlama } from '@hyperllama/llama-model';
 import { disposeBackend, initBackend } from '@hyperllama/runtime';
 import { saveTokenizer } from '@hyperllama/tokenizer';
-import { charTokenizer, defaultConfig, main, scratchConfig } from '../src/index.js';
+import { charTokenizer, defaultConfig, scratchConfig } from '@hyperllama/training';
+import { main } from '../src/index.js';
 import { TINY, finished, memoryIo, spawnCli } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'trainer-cli-errors-'));

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SCHEMA, STAGES, TrainerError, WORD_VOCAB_SIZE, buildJob, defaultConfig, main, resolveConfig, resolveTokenizer, shotRange, stageHelp } from '../src/index.js';
+import { SCHEMA, STAGES, TrainerError, WORD_VOCAB_SIZE, buildJob, defaultConfig, resolveTokenizer, shotRange } from '@hyperllama/training';
+import { main, resolveConfig, stageHelp } from '../src/index.js';
 import { memoryIo } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'trainer-config-'));
@@ -105,7 +106,7 @@ describe('configuration', () => {
 
 describe('progress', () => {
   it('draws a bar on a terminal and writes log lines every logEvery steps otherwise', async () => {
-    const { Progress } = await import('../src/index.js');
+    const { Progress } = await import('@hyperllama/training');
     const bar: string[] = [];
     const tty = new Progress({ isTTY: true, log: () => {}, status: (l) => bar.push(l) }, 10, 5);
     tty.update(5, 1.23456, 1000);

@@ -16,7 +16,8 @@ import { ModelError, createLlama, loadLlama, saveLlama, type LlamaConfig, type L
 import { LoraError, deleteAdapter, injectLora, listAdapters, loadAdapter, saveAdapter } from '@hyperllama/lora';
 import { AdamW, OptionError, SafetensorsError, disposeBackend, initBackend, readSafetensors, serializeSafetensors, toFloat32, type SafetensorsEntry } from '@hyperllama/runtime';
 import { PieceType, TokenizerError, Tokenizer, loadTokenizer, saveTokenizer, tokenizerConfigFromPieces, tokenizerJsonFromPieces, type VocabPiece } from '@hyperllama/tokenizer';
-import { LOCK_FILE, TrainerError, acquireRunLock, applyPatch, buildJob, defaultConfig, main, readConfigFile, restoreCheckpoint, truncateMetrics, type Job } from '../src/index.js';
+import { LOCK_FILE, TrainerError, acquireRunLock, applyPatch, buildJob, defaultConfig, readConfigFile, restoreCheckpoint, truncateMetrics, type Job } from '@hyperllama/training';
+import { main } from '../src/index.js';
 import { fuzz, formatReports, mutateJson, type Files, type FuzzReport, type FuzzTarget, type Prng } from './fuzz/kit.js';
 import { TINY, memoryIo } from './helpers.js';
 

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Io } from '../src/index.js';
+import type { Io } from '@hyperllama/training';
 
 export const APP_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 

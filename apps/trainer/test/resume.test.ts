@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLlama } from '@hyperllama/llama-model';
 import { loadHyperLlama } from '@hyperllama/hypernet';
-import { charTokenizer, defaultConfig } from '../src/index.js';
-import { scratchConfig } from '../src/setup.js';
+import { charTokenizer, defaultConfig } from '@hyperllama/training';
+import { scratchConfig } from '@hyperllama/training';
 import { TINY, finished, spawnCli } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'trainer-resume-'));

@@ -7,9 +7,10 @@ import { loadHyperLlama } from '@hyperllama/hypernet';
 import { disposeBackend, initBackend } from '@hyperllama/runtime';
 import { Prefix } from '@hyperllama/gist-attention';
 import { readAdapterConfig } from '@hyperllama/lora';
-import { charTokenizer, defaultConfig, main } from '../src/index.js';
+import { charTokenizer, defaultConfig } from '@hyperllama/training';
+import { main } from '../src/index.js';
 import { createLlama } from '@hyperllama/llama-model';
-import { scratchConfig } from '../src/setup.js';
+import { scratchConfig } from '@hyperllama/training';
 
 /** The tiny default base the CLI builds with seed 0. */
 function buildDefaultBase() {

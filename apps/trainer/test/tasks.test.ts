@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EpisodeSampler, makeExample, type Task } from '@hyperllama/datasets';
 import { describe, expect, it } from 'vitest';
-import { holdOutInstances, resolveConfig, resolveTasks, TrainerError } from '../src/index.js';
+import { holdOutInstances, resolveTasks, TrainerError } from '@hyperllama/training';
+import { resolveConfig } from '../src/index.js';
 
 const task = (name: string, instances: number, examples = 0): Task => ({
   name,

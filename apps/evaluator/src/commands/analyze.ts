@@ -25,7 +25,7 @@ import { baseModelHash, loadHyperLlama, resolveCheckpointDir, resolvePretrained 
 import { createLlama, loadLlama } from '@hyperllama/llama-model';
 import { loadAdapter } from '@hyperllama/lora';
 import { loadTokenizer } from '@hyperllama/tokenizer';
-import { charTokenizer, defaultConfig, scratchConfig } from '@hyperllama/trainer';
+import { charTokenizer, defaultConfig, scratchConfig } from '@hyperllama/training';
 import { CliError, backendOption, numberOption, parseOptions, startBackend, type Command, type Io } from '../cli-kit.js';
 import { SHOTS, embeddedBase, miniatureTasks } from './default.js';
 

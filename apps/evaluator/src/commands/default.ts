@@ -6,7 +6,7 @@ import { isControlTask, syntheticTasks, type Task } from '@hyperllama/datasets';
 import { buildReport, evaluate, formatTable, pairedBootstrap, syntheticFamilyOf, writeReport, type EvalReport, type MethodName, type MethodResult } from '@hyperllama/eval';
 import { Prefix } from '@hyperllama/gist-attention';
 import { loadAdapter } from '@hyperllama/lora';
-import { applyPatch, defaultConfig, runStage, type Stage, type TrainConfig } from '@hyperllama/trainer';
+import { applyPatch, defaultConfig, runStage, type Stage, type TrainConfig } from '@hyperllama/training';
 import { CliError, backendOption, numberOption, parseOptions, processIo, type Command, type Io } from '../cli-kit.js';
 import { loadSetup, progressReporter } from '../eval-setup.js';
 

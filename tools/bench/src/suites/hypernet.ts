@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { fit } from '@hyperllama/hypernet';
 import { AdamW } from '@hyperllama/runtime';
-import { buildJob, defaultConfig, type Stage, type TrainConfig } from '@hyperllama/trainer';
+import { buildJob, defaultConfig, type Stage, type TrainConfig } from '@hyperllama/training';
 import { median, type BenchRecord, type SuiteOptions } from '../types.js';
 
 const CASES: Array<{ name: string; stage: Stage; patch?: Partial<TrainConfig> }> = [
