@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { syntheticFamilyOf } from '@hyperllama/eval';
+import { syntheticFamilyOf } from '@hyperllama/experiments';
 import { disposeBackend } from '@hyperllama/runtime';
 import { BUDGETS, miniatureTasks, runCli, type Io } from '../src/index.js';
 

@@ -92,4 +92,5 @@ export {
   type PrefixTuningOptions,
   type EvaluateOptions,
 } from './protocols.js';
-export * from './analyses/index.js';
+export { reportWriter } from './files.js';
+export { escapeXml, num, svgDocument } from './svg.js';

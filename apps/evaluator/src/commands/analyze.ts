@@ -19,7 +19,7 @@ import {
   type AnalysisReport,
   type AnalysisSetup,
   type TrainEpisodes,
-} from '@hyperllama/eval';
+} from '@hyperllama/experiments';
 import { Prefix } from '@hyperllama/gist-attention';
 import { baseModelHash, loadHyperLlama, resolveCheckpointDir, resolvePretrained } from '@hyperllama/hypernet';
 import { createLlama, loadLlama } from '@hyperllama/llama-model';

@@ -5,9 +5,7 @@ import type { Prefix } from '@hyperllama/gist-attention';
 import { prefixedHidden, type HyperLlama } from '@hyperllama/hypernet';
 import { continuationText, generate } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
-import { rougeLScore } from '../metrics.js';
-import { finiteMean } from '../aggregate.js';
-import { evaluateMethod, labelLogProbs, type TaskPlan } from '../protocols.js';
+import { evaluateMethod, finiteMean, labelLogProbs, rougeLScore, type TaskPlan } from '@hyperllama/eval';
 import { describeTraining, disposeHyperLlama, evalSettings, obtainHyperLlama, pearson, rowAnswerLosses, setupPlans, spearman, taskHyperBatch, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderScatter, type AnalysisReport } from './report.js';
 

@@ -4,10 +4,7 @@ import type { Prefix } from '@hyperllama/gist-attention';
 import type { LlamaModel } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
 import { AdamW, Rng, mean } from '@hyperllama/runtime';
-import { finiteMean, type TaskScores } from '../aggregate.js';
-import { EvalError } from '../errors.js';
-import { evaluateMethod, type TaskPlan } from '../protocols.js';
-import { buildReport, renderCurves, type CurvePoint, type MethodResult } from '../report.js';
+import { buildReport, type CurvePoint, EvalError, evaluateMethod, finiteMean, type MethodResult, renderCurves, type TaskPlan, type TaskScores } from '@hyperllama/eval';
 import { describeTraining, disposeHyperLlama, evalSettings, obtainHyperLlama, setupPlans, trainingEpisodes, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderLines, type AnalysisReport } from './report.js';
 

@@ -1,10 +1,7 @@
 import { mean } from '@hyperllama/runtime';
 import type { Prefix } from '@hyperllama/gist-attention';
 import type { DownstreamView } from '@hyperllama/hypernet';
-import type { TaskScores } from '../aggregate.js';
-import { EvalError } from '../errors.js';
-import { evaluateMethod } from '../protocols.js';
-import { buildReport, renderBarChart, type MethodResult } from '../report.js';
+import { buildReport, EvalError, evaluateMethod, type MethodResult, renderBarChart, type TaskScores } from '@hyperllama/eval';
 import { averageWithError, describeTraining, disposeHyperLlama, evalSettings, meanAnswerLoss, setupPlans, spearman, taskHyperBatch, trainVariant, variantPrefix, type AnalysisSetup } from './common.js';
 import { fixed, pct, renderScatter, type AnalysisReport } from './report.js';
 

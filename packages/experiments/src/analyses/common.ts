@@ -18,10 +18,7 @@ import { HyperLlama, fit, prefixedHidden, type DownstreamView } from '@hyperllam
 import type { LlamaModel } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
 import { AdamW, IGNORE_INDEX, mean } from '@hyperllama/runtime';
-import { METRIC_SCALE, finiteMean, type TaskScores } from '../aggregate.js';
-import { EvalError } from '../errors.js';
-import { answerLoss } from '../metrics.js';
-import { fitPlans, labelLogProbs, planTasks, type EvalSettings, type EvalTokenizer, type TaskPlan } from '../protocols.js';
+import { answerLoss, EvalError, type EvalSettings, type EvalTokenizer, finiteMean, fitPlans, labelLogProbs, METRIC_SCALE, planTasks, type TaskPlan, type TaskScores } from '@hyperllama/eval';
 
 /** A stream of training episodes (a `FreshEpisodeSampler`, an `EpisodeSampler`, ...). */
 export interface EpisodeSource {

@@ -1,8 +1,5 @@
 import { mean } from '@hyperllama/runtime';
-import { EvalError } from '../errors.js';
-import { reportWriter } from '../files.js';
-import type { EvalReport } from '../report.js';
-import { escapeXml, num, svgDocument as svg } from '../svg.js';
+import { escapeXml, EvalError, type EvalReport, num, reportWriter, svgDocument as svg } from '@hyperllama/eval';
 
 export type AnalysisName = 'masks' | 'compression' | 'sensitivity' | 'transfer';
 export const ANALYSES: readonly AnalysisName[] = ['masks', 'compression', 'sensitivity', 'transfer'];

@@ -9,11 +9,9 @@ import {
   defaultMaskVariants,
   demonstrationDraws,
   describeTraining,
-  EvalError,
   freshTrainEpisodes,
   gistViewFrom,
   pearson,
-  planTasks,
   ranks,
   relatedHeldOutTask,
   relatedTask,
@@ -30,6 +28,7 @@ import {
   type AnalysisSetup,
   type TrainEpisodes,
 } from '../src/index.js';
+import { EvalError, planTasks } from '@hyperllama/eval';
 import { charTokenizer, tinyModel } from './helpers.js';
 
 beforeAll(async () => {

@@ -1,8 +1,6 @@
 import type { Prefix } from '@hyperllama/gist-attention';
 import { Rng, mean } from '@hyperllama/runtime';
-import { finiteMean, type TaskScores } from '../aggregate.js';
-import { EvalError } from '../errors.js';
-import { evaluateMethod, planTasks, type TaskPlan } from '../protocols.js';
+import { EvalError, evaluateMethod, finiteMean, planTasks, type TaskPlan, type TaskScores } from '@hyperllama/eval';
 import { describeTraining, disposeHyperLlama, evalSettings, fitSetupPlans, fixedOrNa, obtainHyperLlama, std, unitScore, variantPrefix, type AnalysisSetup } from './common.js';
 import { pct, renderDotPlot, type AnalysisReport } from './report.js';
 
