@@ -4,11 +4,10 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportSniTasks, isControlTask, makeSyntheticTask, SYNTHETIC_FAMILIES, syntheticKinds, syntheticTasks } from '@hyperllama/datasets';
-import { syntheticFamilyOf } from '@hyperllama/experiments';
+import { miniatureTasks, syntheticFamilyOf } from '@hyperllama/experiments';
 import { disposeBackend } from '@hyperllama/runtime';
 import { charTokenizer } from '@hyperllama/training';
 import { ANALYZE_BUDGETS, analysisTrainEpisodes, defaultAnalysisTasks, trainShotsFor } from '../src/commands/analyze.js';
-import { miniatureTasks } from '../src/commands/default.js';
 import { cli, writeTinyBase, writeUntrainedCheckpoint } from './helpers.js';
 
 let tmp: string;

@@ -2,9 +2,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { syntheticFamilyOf } from '@hyperllama/experiments';
+import { BUDGETS, miniatureTasks, syntheticFamilyOf } from '@hyperllama/experiments';
 import { disposeBackend } from '@hyperllama/runtime';
-import { BUDGETS, miniatureTasks, runCli, type Io } from '../src/index.js';
+import { runCli, type Io } from '../src/index.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'hyperllama-default-'));
 afterAll(async () => {

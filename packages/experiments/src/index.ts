@@ -1,1 +1,14 @@
 export * from './analyses/index.js';
+export {
+  runMiniature,
+  miniatureTasks,
+  miniatureGates,
+  BUDGETS,
+  LEARNING_RATES,
+  SHOTS,
+  ICL_GATE_POINTS,
+  type MiniatureBudget,
+  type MiniatureOptions,
+  type MiniatureIo,
+  type MiniatureResult,
+} from './miniature.js';

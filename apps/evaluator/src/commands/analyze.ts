@@ -19,6 +19,8 @@ import {
   type AnalysisReport,
   type AnalysisSetup,
   type TrainEpisodes,
+  SHOTS,
+  miniatureTasks,
 } from '@hyperllama/experiments';
 import { Prefix } from '@hyperllama/gist-attention';
 import { baseModelHash, loadHyperLlama, resolveCheckpointDir, resolvePretrained } from '@hyperllama/hypernet';
@@ -27,7 +29,7 @@ import { loadAdapter } from '@hyperllama/lora';
 import { loadTokenizer } from '@hyperllama/tokenizer';
 import { charTokenizer, defaultConfig, scratchConfig } from '@hyperllama/training';
 import { CliError, backendOption, numberOption, parseOptions, startBackend, type Command, type Io } from '../cli-kit.js';
-import { SHOTS, embeddedBase, miniatureTasks } from './default.js';
+import { embeddedBase } from './default.js';
 
 /** How much each analysis does: the full setting (minutes on 2 CPU cores) and `--quick` (a smoke test). */
 export interface AnalyzeBudget {
