@@ -110,6 +110,7 @@ describe('hyperllama-eval run / compress', () => {
 
     const common = ['--tasks', taskFile, '--methods', 'hyperllama', '--shots', '3', '--max-new-tokens', '3', '--backend', 'cpu'];
     const onTheFly = await cli('run', '--checkpoint', ckpt, ...common, '--out', join(tmp, 'a'));
+    expect(onTheFly.code).toBe(0);
     const stored = await cli('run', '--model', modelDir, '--prefix', prefixFile, ...common, '--out', join(tmp, 'b'));
     expect(stored.code).toBe(0);
     const a = JSON.parse(readFileSync(join(tmp, 'a', 'results.json'), 'utf8'));

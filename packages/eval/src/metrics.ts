@@ -19,9 +19,9 @@ export function rougeTokenize(text: string, opts: { stem?: boolean } = {}): stri
 
 /** Length of the longest common subsequence of two token lists (O(|a|·|b|) time, O(|b|) memory). */
 export function lcsLength(a: readonly string[], b: readonly string[]): number {
-  let prev = new Array<number>(b.length + 1).fill(0);
+  let prev = Array.from({ length: b.length + 1 }, () => 0);
   for (const x of a) {
-    const row = new Array<number>(b.length + 1).fill(0);
+    const row = Array.from({ length: b.length + 1 }, () => 0);
     for (let j = 1; j <= b.length; j++) row[j] = x === b[j - 1] ? prev[j - 1] + 1 : Math.max(prev[j], row[j - 1]);
     prev = row;
   }

@@ -29,7 +29,7 @@ const TABLE: Array<[string | number, string | number, number]> = [
   ['w', EOS, 8],
   ['x', EOS, 8],
 ];
-const L: number[][] = Array.from({ length: V }, () => new Array<number>(V).fill(0));
+const L: number[][] = Array.from({ length: V }, () => Array.from({ length: V }, () => 0));
 for (const [p, n, v] of TABLE) L[typeof p === 'number' ? p : id(p)][typeof n === 'number' ? n : id(n)] = v;
 
 /** log p(next | prev) in float64, straight from the table. */

@@ -223,7 +223,7 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
     // Copy runs along the last axis, walking the other axes like an odometer.
     const r = x.shape.length;
     const run = sizes[r - 1];
-    const index = new Array<number>(r - 1).fill(0);
+    const index = Array.from({ length: r - 1 }, () => 0);
     for (let row = 0; row < n / run; row++) {
       let offset = begin[r - 1];
       for (let d = 0; d < r - 1; d++) offset += (begin[d] + index[d]) * strides[d];

@@ -43,7 +43,7 @@ describe('Rng (xoshiro128**)', () => {
     expect(Math.abs(variance(u) - 1 / 12)).toBeLessThan(0.002);
     expect(Math.abs(mean(z))).toBeLessThan(5 / Math.sqrt(n));
     expect(Math.abs(variance(z) - 1)).toBeLessThan(0.03);
-    const counts = new Array(7).fill(0);
+    const counts = Array.from({ length: 7 }, () => 0);
     for (let i = 0; i < 70_000; i++) counts[rng.int(7)]++;
     for (const c of counts) expect(Math.abs(c - 10_000)).toBeLessThan(500);
   });

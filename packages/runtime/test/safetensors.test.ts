@@ -121,13 +121,13 @@ describe('validation', () => {
     ['header past the end', (() => { const b = Buffer.alloc(16); b.writeBigUInt64LE(100n); return new Uint8Array(b); })(), /runs past the end/],
     ['invalid JSON', handMade('{"a":', []), /not valid UTF-8 JSON/],
     ['JSON array', handMade('[]', []), /not a JSON object/],
-    ['unknown dtype', handMade({ a: { dtype: 'F64', shape: [1], data_offsets: [0, 8] } }, new Array(8).fill(0)), /unknown dtype "F64"/],
-    ['negative shape', handMade({ a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, new Array(4).fill(0)), /shape/],
-    ['size mismatch', handMade({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, new Array(8).fill(0)), /needs 12 bytes/],
-    ['offsets out of bounds', handMade(ok, new Array(4).fill(0)), /exceed the 4 data bytes/],
-    ['trailing bytes', handMade(ok, new Array(12).fill(0)), /4 bytes after the last tensor/],
-    ['overlap', handMade({ ...ok, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, new Array(8).fill(0)), /overlap|gap/],
-    ['gap', handMade({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, new Array(8).fill(0)), /gap/],
+    ['unknown dtype', handMade({ a: { dtype: 'F64', shape: [1], data_offsets: [0, 8] } }, Array.from({ length: 8 }, () => 0)), /unknown dtype "F64"/],
+    ['negative shape', handMade({ a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, Array.from({ length: 4 }, () => 0)), /shape/],
+    ['size mismatch', handMade({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, Array.from({ length: 8 }, () => 0)), /needs 12 bytes/],
+    ['offsets out of bounds', handMade(ok, Array.from({ length: 4 }, () => 0)), /exceed the 4 data bytes/],
+    ['trailing bytes', handMade(ok, Array.from({ length: 12 }, () => 0)), /4 bytes after the last tensor/],
+    ['overlap', handMade({ ...ok, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, Array.from({ length: 8 }, () => 0)), /overlap|gap/],
+    ['gap', handMade({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, Array.from({ length: 8 }, () => 0)), /gap/],
     ['metadata not strings', handMade({ __metadata__: { x: 1 } }, []), /not a string/],
   ];
   for (const [name, bytes, pattern] of cases) {
@@ -145,7 +145,7 @@ describe('validation', () => {
   }
 
   it('names the tensor at fault', () => {
-    const bytes = handMade({ weight: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, new Array(8).fill(0));
+    const bytes = handMade({ weight: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, Array.from({ length: 8 }, () => 0));
     expect(() => readSafetensors(bytes, 'm.safetensors')).toThrow(/tensor "weight"/);
   });
 
