@@ -24,13 +24,15 @@ interface Leaf {
 type Schema = { [key: string]: Leaf | Schema };
 const isLeaf = (x: Leaf | Schema): x is Leaf => typeof (x as Leaf).kind === 'string' && typeof (x as Leaf).help === 'string';
 
-const int = (help: string, min = 0, extra: Partial<Leaf> = {}): Leaf => ({ kind: 'int', help, min, ...extra });
-const num = (help: string, min = 0, max = Infinity, extra: Partial<Leaf> = {}): Leaf => ({ kind: 'number', help, min, max, ...extra });
-const str = (help: string, extra: Partial<Leaf> = {}): Leaf => ({ kind: 'string', help, nullable: true, ...extra });
-const oneOf = (values: readonly string[], help: string, extra: Partial<Leaf> = {}): Leaf => ({ kind: 'enum', values, help, ...extra });
+// The helpers keep each leaf's kind, values and nullability as literal types, from which `TrainConfig` is derived.
+const int = <const E extends Partial<Leaf> = {}>(help: string, min = 0, extra?: E) => ({ kind: 'int', help, min, ...extra }) as { kind: 'int'; help: string; min: number } & E;
+const num = (help: string, min = 0, max = Infinity, extra: Partial<Leaf> = {}) => ({ kind: 'number', help, min, max, ...extra }) as { kind: 'number'; help: string; min: number; max: number };
+const str = (help: string, extra: Partial<Leaf> = {}) => ({ kind: 'string', help, nullable: true, ...extra }) as { kind: 'string'; help: string; nullable: true };
+const oneOf = <const V extends readonly string[]>(values: V, help: string, extra: Partial<Leaf> = {}) => ({ kind: 'enum', values, help, ...extra }) as { kind: 'enum'; values: V; help: string };
+const targets = (help: string) => ({ kind: 'targets', help }) as { kind: 'targets'; help: string };
 
 /** Every option of every stage. Keys are the paths used in config files and in `--set path=value`. */
-export const SCHEMA: Schema = {
+export const SCHEMA = {
   seed: int('seed of every random choice (init, data order, dropout)'),
   steps: int('number of optimizer steps', 1),
   batchSize: int('rows per step', 1),
@@ -45,7 +47,7 @@ export const SCHEMA: Schema = {
   logEvery: int('log line every N steps when not on a terminal', 1),
   backend: oneOf(['auto', 'tensorflow', 'wasm', 'cpu'], 'tfjs backend (auto: tensorflow, then wasm, then cpu)'),
   threads: int('wasm threads (0 = the runtime default: all cores, at most 8)'),
-  method: oneOf(['hyperllama', 'icl', 'zero-shot', 'shared-prefix'], 'multitask: what to train', { stages: ['multitask'] }),
+  method: oneOf(METHODS, 'multitask: what to train', { stages: ['multitask'] }),
   model: {
     base: str('base model: a Hugging Face Llama directory or llama2.c .bin (null = the tiny random-init default below)'),
     tokenizer: str('tokenizer file or directory, or builtin:word (whole words, model.vocabSize ids, built from the corpus) or builtin:char (null = the base directory\'s, else builtin:char)'),
@@ -78,7 +80,7 @@ export const SCHEMA: Schema = {
     r: int('hyper LoRA rank', 1),
     alpha: num('hyper LoRA alpha', 0),
     dropout: num('hyper LoRA dropout', 0, 0.99),
-    targetModules: { kind: 'targets', help: 'LoRA target modules (a list of names, a regex, or "all-linear")' },
+    targetModules: targets('LoRA target modules (a list of names, a regex, or "all-linear")'),
     downstreamR: int('downstream LoRA rank (0 = frozen downstream model)', 0),
   },
   prefix: {
@@ -88,40 +90,26 @@ export const SCHEMA: Schema = {
     shared: str('prefix-tune --init shared: the shared prefix file (multitask --method shared-prefix output prefix.safetensors)'),
     hypernet: str('prefix-tune --init hyper: the HyperLlama checkpoint folder'),
   },
-};
+} satisfies Schema;
 
-export interface TrainConfig {
-  seed: number;
-  steps: number;
-  batchSize: number;
-  lr: number;
-  schedule: 'constant' | 'linear' | 'cosine';
-  warmupSteps: number;
-  weightDecay: number;
-  maxGradNorm: number;
-  saveEvery: number;
-  evalEvery: number;
-  evalBatches: number;
-  logEvery: number;
-  backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
-  threads: number;
-  method: (typeof METHODS)[number];
-  model: {
-    base: string | null;
-    tokenizer: string | null;
-    vocabSize: number | null;
-    hiddenSize: number;
-    numHiddenLayers: number;
-    numAttentionHeads: number;
-    numKeyValueHeads: number;
-    intermediateSize: number;
-    maxPositionEmbeddings: number;
-    initStd: number;
-  };
-  data: { tasks: string | null; evalTasks: string | null; heldOutShare: number; corpus: string | null; shots: number; minShots: number | null; maxLength: number; maxHyperLength: number; seqLen: number; textFraction: number; repeatFraction: number };
-  hyper: { from: string | null; k: number; scheme: 'restart' | 'continue'; r: number; alpha: number; dropout: number; targetModules: string | string[]; downstreamR: number };
-  prefix: { init: (typeof PREFIX_INITS)[number]; length: number; task: string | null; shared: string | null; hypernet: string | null };
-}
+/** The value a schema leaf holds: its kind's type (an enum's values), or null too when nullable. */
+type LeafValue<L> = L extends { kind: 'int' | 'number' }
+  ? OrNull<number, L>
+  : L extends { kind: 'string' }
+    ? OrNull<string, L>
+    : L extends { kind: 'bool' }
+      ? OrNull<boolean, L>
+      : L extends { kind: 'enum'; values: readonly (infer V)[] }
+        ? V
+        : L extends { kind: 'targets' }
+          ? string | string[]
+          : never;
+type OrNull<T, L> = L extends { nullable: true } ? T | null : T;
+/** The config a schema describes: one value per leaf, nested as the schema is. */
+type ConfigOf<S> = { -readonly [K in keyof S]: S[K] extends { kind: string; help: string } ? LeafValue<S[K]> : ConfigOf<S[K]> };
+
+/** A full training config: derived from {@link SCHEMA}, its one source of truth. */
+export type TrainConfig = ConfigOf<typeof SCHEMA>;
 
 /**
  * The documented tiny default: a 2-layer, 64-wide Llama initialised at random, the built-in character tokenizer,
@@ -208,7 +196,7 @@ export function applyPatch(base: TrainConfig, patch: unknown, source: string): T
       else walk(node, target[key] as Record<string, unknown>, v, path);
     }
   };
-  walk(SCHEMA, out, patch, '');
+  walk(SCHEMA as Schema, out, patch, '');
   return out as unknown as TrainConfig;
 }
 
@@ -230,7 +218,7 @@ export function readConfigFile(file: string): unknown {
 
 /** The schema leaf at a dotted path, or undefined. */
 export function leafAt(path: string): Leaf | undefined {
-  let node: Leaf | Schema | undefined = SCHEMA;
+  let node: Leaf | Schema | undefined = SCHEMA as Schema;
   for (const key of path.split('.')) {
     if (!node || isLeaf(node)) return undefined;
     node = Object.hasOwn(node, key) ? (node as Schema)[key] : undefined;
@@ -268,6 +256,6 @@ export function optionHelp(stage: Stage): string[] {
       } else walk(node, values[key] as Record<string, unknown>, path);
     }
   };
-  walk(SCHEMA, defaults, '');
+  walk(SCHEMA as Schema, defaults, '');
   return lines;
 }
