@@ -74,3 +74,18 @@ describe.each(workspaces.map((dir) => [dir.slice(root.length + 1), dir]))('the m
     expect(undeclared).toEqual([]);
   });
 });
+
+describe('apps stay thin', () => {
+  it('no app depends on another app (their shared logic lives in packages/)', () => {
+    const apps = workspaces.filter((dir) => dir.slice(root.length + 1).startsWith('apps/'));
+    const names = new Set(apps.map((dir) => JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name as string));
+    const edges = apps.flatMap((dir) => {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+      const declared = Object.keys({ ...pkg.dependencies, ...pkg.devDependencies, ...pkg.optionalDependencies, ...pkg.peerDependencies });
+      const imported = [...importedPackages(join(dir, 'src')).keys(), ...importedPackages(join(dir, 'test')).keys()];
+      return [...new Set([...declared, ...imported])].filter((name) => name !== pkg.name && names.has(name)).map((name) => `${pkg.name} → ${name}`);
+    });
+    expect(names.size).toBeGreaterThan(1);
+    expect(edges).toEqual([]);
+  });
+});

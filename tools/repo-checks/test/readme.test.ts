@@ -30,7 +30,7 @@ export function readmeCommands(markdown: string): Command[] {
   let inBlock = false;
   let pending: Command | null = null;
   lines.forEach((raw, i) => {
-    if (/^```/.test(raw)) {
+    if (raw.startsWith('```')) {
       inBlock = !inBlock && /^```(sh|bash|shell)\s*$/.test(raw);
       return;
     }
@@ -213,7 +213,7 @@ describe.each(commands.map((c) => [`README line ${c.line}: ${c.text}`, c] as con
     return;
   }
 
-  if (/python3$/.test(head)) {
+  if (String(head).endsWith('python3')) {
     it('runs a committed script whose options include those used', () => {
       const script = readFileSync(join(root, rest[0]), 'utf8');
       for (const f of rest.filter((x) => x.startsWith('--'))) expect(script).toContain(`"${f}"`);
