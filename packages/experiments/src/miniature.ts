@@ -29,7 +29,7 @@ export interface MiniatureBudget {
 }
 
 export const BUDGETS: Record<'full' | 'quick', MiniatureBudget> = {
-  full: { hyperpretrainSteps: 0, multitaskSteps: 300, headlineTasks: 24, controlTasksPerFamily: 1, maxInstances: 32, prefixTuningEvalSteps: [0, 10, 25, 50], prefixTuningTasks: 20, prefixTuningInstances: 8 },
+  full: { hyperpretrainSteps: 0, multitaskSteps: 150, headlineTasks: 24, controlTasksPerFamily: 1, maxInstances: 32, prefixTuningEvalSteps: [0, 10, 25, 50], prefixTuningTasks: 20, prefixTuningInstances: 8 },
   quick: { hyperpretrainSteps: 0, multitaskSteps: 20, headlineTasks: 4, controlTasksPerFamily: 1, maxInstances: 4, prefixTuningEvalSteps: [0, 2], prefixTuningTasks: 2, prefixTuningInstances: 4 },
 };
 
@@ -40,7 +40,7 @@ const MIN_TRAIN_SHOTS = 2;
 const DATA = { shots: SHOTS, minShots: MIN_TRAIN_SHOTS, maxLength: 400, maxHyperLength: 400, seqLen: 256 };
 
 /**
- * Peak learning rate of each multi-task method (AdamW, cosine, 300 steps, batch 8): the trainer's default 3e-3 for
+ * Peak learning rate of each multi-task method (AdamW, cosine, 150 steps, batch 8): the trainer's default 3e-3 for
  * the LoRA methods and HyperLlama, 1e-2 for the shared prefix (a prefix alone needs larger steps to converge in the
  * same number of steps). Not yet tuned per method: `node tools/scripts/tune-learning-rates.mjs` sweeps them on the
  * held-out loss. Prefix tuning uses 1e-2.
