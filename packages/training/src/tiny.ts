@@ -4,7 +4,7 @@ import { PieceType, Tokenizer, buildWordTokenizer, tokenizerConfigFromPieces, to
 /**
  * The built-in offline tokenizer of the tiny default: a character-level SentencePiece-style BPE vocabulary with
  * byte fallback. Ids: 0 `<unk>` (also padding), 1 `<s>`, 2 `</s>`, 3..258 the byte pieces `<0x00>`..`<0xFF>`, then
- * one piece per character: `\n`, `\t`, `▁` (space) and printable ASCII 33..126 (357 in all). Any other character is
+ * one piece per character: `\n`, `\t`, `▁` (space) and printable ASCII 33..126 (356 in all). Any other character is
  * spelled in UTF-8 bytes. No merges: every character is one token, which keeps synthetic tasks easy to learn.
  */
 export function charTokenizer(): Tokenizer {
