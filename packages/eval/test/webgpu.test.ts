@@ -29,7 +29,7 @@ describe.skipIf(!found.adapter)(`evaluation on the webgpu backend (${found.adapt
   });
 
   it('zero-shot, ICL, HyperLlama and the swap control score every instance as on the cpu backend', async () => {
-    tf.setBackend('cpu');
+    void tf.setBackend('cpu');
     const model = tinyModel(2);
     const hl = new HyperLlama(model, { k: 2, hyper: { r: 2, alpha: 4 }, seed: 1 });
     const settings = { model, tokenizer: charTokenizer, hyperllama: hl, maxNewTokens: 6, batchSize: 4 };
@@ -39,7 +39,7 @@ describe.skipIf(!found.adapter)(`evaluation on the webgpu backend (${found.adapt
     const onCpu = await scoresOf();
     const lossCpu = await lossesOf();
     // The same variables, moved to the GPU backend on first use.
-    tf.setBackend('webgpu');
+    void tf.setBackend('webgpu');
     const onGpu = await scoresOf();
     const lossGpu = await lossesOf();
     expect(onGpu).toEqual(onCpu);

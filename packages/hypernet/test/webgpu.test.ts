@@ -24,7 +24,7 @@ describe.skipIf(!found.adapter)(`training on the webgpu backend (${found.adapter
   });
 
   it('initialisations that read statistics say so; built on cpu, a HyperLlama trains on webgpu exactly as on cpu', async () => {
-    tf.setBackend('webgpu');
+    void tf.setBackend('webgpu');
     const onGpu = tinyModel(3);
     const error = (f: () => unknown) => {
       try {
@@ -39,12 +39,12 @@ describe.skipIf(!found.adapter)(`training on the webgpu backend (${found.adapter
     onGpu.dispose();
 
     const losses = async (backendForSteps: string) => {
-      tf.setBackend('cpu');
+      void tf.setBackend('cpu');
       const model = tinyModel(3);
       const hl = new HyperLlama(model, { k: 2, hyper: { r: 2 }, seed: 1 });
       const sampler = new EpisodeSampler(tasks, { seed: 2, k: 2 });
       const batch = collateHyperLlama(Array.from({ length: 3 }, () => sampler.next()), { encoder: charEncoder, gistIds: hl.gistIds });
-      tf.setBackend(backendForSteps);
+      void tf.setBackend(backendForSteps);
       // Plain SGD: Adam's normalisation would turn last-bit differences of near-zero gradients into full steps.
       const optimizer = new Sgd(hl.trainableVariables(), { lr: 0.5 });
       const out: number[] = [];

@@ -23,11 +23,11 @@ describe.skipIf(!found.adapter)(`on the webgpu backend (${found.adapter ?? found
   let cpuTokens: number[][];
   beforeAll(async () => {
     expect((await initBackend({ backend: 'webgpu' })).name).toBe('webgpu');
-    tf.setBackend('cpu');
+    void tf.setBackend('cpu');
     const model = loadLlama(dir, { trainable: false });
     cpuTokens = (await generate(model, prompts, { maxNewTokens: 10, stopIds: [] })).tokens;
     model.dispose();
-    tf.setBackend('webgpu');
+    void tf.setBackend('webgpu');
   });
   afterAll(async () => {
     await disposeBackend();
@@ -58,9 +58,9 @@ describe.skipIf(!found.adapter)(`on the webgpu backend (${found.adapter ?? found
     const T = Math.ceil(Math.sqrt(limit / (4 * B * H))) + 32; // [B, H, T, T] float32 scores just over the limit
     const ids = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => 3 + ((b * 7 + t * 13) % 60)));
     const lastLogits = async (backend: string) => {
-      tf.setBackend('cpu');
+      void tf.setBackend('cpu');
       const model = createLlama(config, { seed: 5, std: 0.2 });
-      tf.setBackend(backend);
+      void tf.setBackend(backend);
       const inputIds = tf.tensor2d(ids, [B, T], 'int32');
       const out = model.forward({ inputIds, lastLogitsOnly: true }).logits!;
       const values = await out.data();

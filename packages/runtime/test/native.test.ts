@@ -19,11 +19,11 @@ describe.skipIf(!native.blas)(`native matMul on wasm (${native.why})`, () => {
   const random = (shape: number[]) => ({ data: rng.normalArray(shape.reduce((a, b) => a * b, 1), 0, 1), shape });
   type Host = ReturnType<typeof random>;
   const on = <T>(backend: string, f: () => T): T => {
-    tf.setBackend(backend);
+    void tf.setBackend(backend);
     try {
       return f();
     } finally {
-      tf.setBackend('wasm');
+      void tf.setBackend('wasm');
     }
   };
   const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {

@@ -12,11 +12,11 @@ afterAll(async () => {
 
 describe('wasm gather of rows', () => {
   const on = <T>(backend: string, f: () => T): T => {
-    tf.setBackend(backend);
+    void tf.setBackend(backend);
     try {
       return f();
     } finally {
-      tf.setBackend('wasm');
+      void tf.setBackend('wasm');
     }
   };
 
@@ -53,9 +53,9 @@ describe('wasm slice from a heap view', () => {
       const y = tf.slice(tf.tensor(values, shape), begin, sizes);
       return { shape: y.shape, data: Array.from(y.dataSync()) };
     });
-    tf.setBackend('cpu');
+    void tf.setBackend('cpu');
     const expected = run();
-    tf.setBackend('wasm');
+    void tf.setBackend('wasm');
     expect(run()).toEqual(expected);
   });
 });

@@ -50,7 +50,7 @@ function llamaLikeLoss(p: Record<string, tf.Tensor>, ids: tf.Tensor2D, labels: t
 }
 
 function gradsOn(backend: string, values: Record<string, { data: Float32Array; shape: number[] }>): Record<string, Float32Array> {
-  tf.setBackend(backend);
+  void tf.setBackend(backend);
   return tf.tidy(() => {
     const names = Object.keys(values);
     const params = names.map((n) => tf.tensor(values[n].data, values[n].shape));
@@ -101,7 +101,7 @@ describe('wasm kernels', () => {
       const a = rng.normalArray(sa.reduce((x, y) => x * y, 1));
       const b = rng.normalArray(sb.reduce((x, y) => x * y, 1));
       const run = (backend: string) => {
-        tf.setBackend(backend);
+        void tf.setBackend(backend);
         return tf.tidy(() => tf.matMul(tf.tensor(a, sa), tf.tensor(b, sb), ta, tb).dataSync() as Float32Array);
       };
       const ref = run('cpu');

@@ -46,9 +46,9 @@ describe.skipIf(!found.adapter)(`webgpu backend (${found.adapter ?? found.why})`
 
   it('matches the cpu backend on a forward and backward pass', async () => {
     const inputs = { emb: host([12, 16]), norm: host([16]), wqk: host([16, 32]), w1: host([32, 24]), w2: host([24, 16]) };
-    tf.setBackend('cpu');
+    void tf.setBackend('cpu');
     const expected = await Promise.all(lossAndGrads(inputs).map(async (t) => ({ data: await t.data(), t })));
-    tf.setBackend('webgpu');
+    void tf.setBackend('webgpu');
     const got = lossAndGrads(inputs);
     for (let i = 0; i < got.length; i++) {
       const g = await got[i].data();
@@ -96,7 +96,7 @@ describe.skipIf(!found.adapter)(`webgpu backend (${found.adapter ?? found.why})`
   });
 
   it('clipByGlobalNorm gives the exact norm for any number of gradients, one count after another', async () => {
-    tf.setBackend('webgpu');
+    void tf.setBackend('webgpu');
     // tfjs-backend-webgpu's AddN reuses a shader compiled for the previous input count; the norm must not depend on it.
     for (const n of [5, 8, 17, 3]) {
       const grads = Object.fromEntries(Array.from({ length: n }, (_, i) => [`g${i}`, tf.tensor1d([3, 4])])); // each of norm 5
