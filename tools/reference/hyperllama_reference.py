@@ -43,7 +43,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from llama_reference import read_safetensors, rms_norm, rotate_half, silu, softmax  # noqa: E402
+from llama_reference import read_safetensors, rms_norm, rotate_half, silu, softmax, write_safetensors  # noqa: E402
 
 IGNORE = -100
 LINEARS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -296,23 +296,6 @@ def answer_loss(logits, labels):
 
 
 # ---------------------------------------------------------------- reference files
-
-
-def write_safetensors(path, tensors, metadata):
-    import struct
-
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name in sorted(tensors):
-        arr = np.asarray(tensors[name])
-        dtype = "I32" if arr.dtype.kind in "iu" else "F32"
-        raw = np.ascontiguousarray(arr, dtype="<i4" if dtype == "I32" else "<f4").tobytes()
-        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    text = json.dumps(header, separators=(",", ":"))
-    text += " " * ((8 - (8 + len(text)) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text.encode() + b"".join(blobs))
 
 
 def reference(ckpt_dir, batch, out, base_dir=None):

@@ -46,10 +46,10 @@ def read_safetensors(path):
     return out
 
 
-def write_safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
+def write_safetensors(path, tensors, metadata=None):
+    header, blobs, offset = ({"__metadata__": metadata} if metadata else {}), [], 0
     for name in sorted(tensors):
-        arr = tensors[name]
+        arr = np.asarray(tensors[name])
         dtype = "I32" if arr.dtype.kind in "iu" else "F32"
         raw = np.ascontiguousarray(arr, dtype="<i4" if dtype == "I32" else "<f4").tobytes()
         header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + len(raw)]}
