@@ -81,12 +81,16 @@ async function main(): Promise<void> {
   const model = base();
   saveLlama(model, join(OUT, 'base'));
   model.dispose();
-  checkpoint('restart', {
-    k: 3,
-    scheme: 'restart',
-    hyper: { r: 4, alpha: 8 }, // every linear that can change the prefix (HyperLlama's default)
-    downstream: { r: 2, alpha: 4, targetModules: ['q_proj', 'v_proj', 'o_proj', 'down_proj'] },
-  }, 100);
+  checkpoint(
+    'restart',
+    {
+      k: 3,
+      scheme: 'restart',
+      hyper: { r: 4, alpha: 8 }, // every linear that can change the prefix (HyperLlama's default)
+      downstream: { r: 2, alpha: 4, targetModules: ['q_proj', 'v_proj', 'o_proj', 'down_proj'] },
+    },
+    100,
+  );
   checkpoint('continue', { k: 3, scheme: 'continue', hyper: { r: 4, alpha: 4, useRslora: true } }, 200);
 
   // Token ids 3..39 (0 pad, 1 BOS, 2 EOS). Rows of different lengths, so padding and per-row positions matter.
@@ -94,7 +98,11 @@ async function main(): Promise<void> {
   const ids = (n: number) => Array.from({ length: n }, () => 3 + rng.int(CONFIG.vocabSize - 3));
   const batch = {
     pad_id: 0,
-    hyper: [[1, ...ids(10)], [1, ...ids(5)], [1, ...ids(13)]], // [BOS] examples…; the gists are appended by the oracle
+    hyper: [
+      [1, ...ids(10)],
+      [1, ...ids(5)],
+      [1, ...ids(13)],
+    ], // [BOS] examples…; the gists are appended by the oracle
     contexts: [ids(3), ids(6), ids(1)],
     targets: [ids(4), ids(2), [...ids(3), 2]],
   };

@@ -27,13 +27,17 @@ let projects = ['packages', 'apps', 'tools']
 // --projects=a,b (or --projects a,b) restricts nx to those projects; only their reports are expected then.
 const pi = nxArgs.findIndex((a) => a === '--projects' || a.startsWith('--projects='));
 if (pi >= 0) {
-  const wanted = (nxArgs[pi].includes('=') ? nxArgs[pi].split('=')[1] : nxArgs[pi + 1] ?? '').split(',');
+  const wanted = (nxArgs[pi].includes('=') ? nxArgs[pi].split('=')[1] : (nxArgs[pi + 1] ?? '')).split(',');
   projects = projects.filter((p) => wanted.includes(p.name));
 }
 
 const problems = [];
 const shared = join(root, '..', 'shared');
-if (!existsSync(join(shared, 'models')) || !existsSync(join(shared, 'tokenizers')) || !existsSync(join(shared, 'data'))) {
+if (
+  !existsSync(join(shared, 'models')) ||
+  !existsSync(join(shared, 'tokenizers')) ||
+  !existsSync(join(shared, 'data'))
+) {
   const why = `${shared} (models, tokenizers, data) is missing: the tests on real models, tokenizers and datasets skip`;
   if (ci) problems.push(`${why}; CI must provide it beside the repository`);
   else console.error(`[run-tests] ${why}`);
@@ -45,7 +49,9 @@ if (!existsSync(addon)) {
   addonWhy = 'npm ci does not build the optional OpenBLAS addon (`npm run build:native -w @hyperllama/runtime`)';
   if (ci) {
     // CI tests the native path wherever it can be built; build.mjs --required says why when it cannot.
-    const b = spawnSync(process.execPath, [join(root, 'packages', 'runtime', 'native', 'build.mjs'), '--required'], { encoding: 'utf8' });
+    const b = spawnSync(process.execPath, [join(root, 'packages', 'runtime', 'native', 'build.mjs'), '--required'], {
+      encoding: 'utf8',
+    });
     process.stderr.write(b.stderr ?? '');
     const last = (b.stderr ?? '').trim().split('\n').pop() ?? '';
     addonWhy = `this machine cannot build the optional OpenBLAS addon: ${last.replace(/^\[hyperllama\] /, '')}`;
@@ -58,19 +64,27 @@ const args = ['nx', 'run-many', '-t', 'build', 'test', '--outputStyle=stream', .
 const nx = spawnSync('npx', args, { cwd: root, stdio: 'inherit' });
 
 // Conditions the allow-list may name, evaluated on this machine after the run.
-const probe = spawnSync(process.execPath, [join(here, 'webgpu-adapter.mjs')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 60_000 });
+const probe = spawnSync(process.execPath, [join(here, 'webgpu-adapter.mjs')], {
+  encoding: 'utf8',
+  stdio: ['ignore', 'pipe', 'ignore'],
+  timeout: 60_000,
+});
 const adapterLine = (probe.stdout ?? '').trim();
 const conditions = {
-  'no-webgpu-adapter': probe.status === 0 && adapterLine.startsWith('none: ')
-    ? { holds: true, why: adapterLine.slice('none: '.length) }
-    : { holds: false, why: probe.status === 0 ? `adapter: ${adapterLine}` : 'the adapter probe failed' },
+  'no-webgpu-adapter':
+    probe.status === 0 && adapterLine.startsWith('none: ')
+      ? { holds: true, why: adapterLine.slice('none: '.length) }
+      : { holds: false, why: probe.status === 0 ? `adapter: ${adapterLine}` : 'the adapter probe failed' },
   'native-addon-unavailable': { holds: !existsSync(addon), why: addonWhy },
 };
 const allow = JSON.parse(readFileSync(join(here, 'allowed-skips.json'), 'utf8')).allowed;
 
 const reports = projects.map((p) => {
   const file = join(p.dir, '.vitest-result.json');
-  return { project: p.dir.slice(root.length + 1), result: existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : null };
+  return {
+    project: p.dir.slice(root.length + 1),
+    result: existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : null,
+  };
 });
 const summary = summarize(reports, { root, ci, allow, conditions, problems });
 if (nx.status !== 0 && summary.failed === 0) {

@@ -46,7 +46,11 @@ const addon = join(root, 'packages', 'runtime', 'native', 'build', 'hyperllama_b
 add('native', existsSync(addon) ? createHash('sha256').update(readFileSync(addon)).digest('hex') : 'absent');
 
 // The adapter, asked in a child process: Dawn writes warnings to stderr, and stdout must hold only the fingerprint.
-const probe = spawnSync(process.execPath, [join(here, 'webgpu-adapter.mjs')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 60_000 });
+const probe = spawnSync(process.execPath, [join(here, 'webgpu-adapter.mjs')], {
+  encoding: 'utf8',
+  stdio: ['ignore', 'pipe', 'ignore'],
+  timeout: 60_000,
+});
 add('webgpu', probe.status === 0 ? probe.stdout.trim() : `probe failed (${probe.status ?? probe.signal})`);
 
 console.log(hash.digest('hex'));

@@ -36,7 +36,9 @@ export function summarize(reports, { root, ci, allow, conditions, problems = [] 
       // its tests skipped) counts as one failure.
       if (file.status === 'failed' && !tests.some((t) => t.status === 'failed')) {
         failed++;
-        failures.push(`${path}: ${(file.message || (tests.length ? 'a hook failed, so its tests did not run' : 'crashed before its tests ran')).split('\n')[0]}`);
+        failures.push(
+          `${path}: ${(file.message || (tests.length ? 'a hook failed, so its tests did not run' : 'crashed before its tests ran')).split('\n')[0]}`,
+        );
       }
       for (const t of tests) {
         if (t.status === 'passed') passed++;
@@ -66,7 +68,10 @@ function allowance(file, name, allow, conditions) {
   }
   if (entries.length) {
     const c = conditions[entries[0].when];
-    return { allowed: false, reason: `allow-listed only when ${entries[0].when}, which does not hold here${c ? ` (${c.why})` : ''}` };
+    return {
+      allowed: false,
+      reason: `allow-listed only when ${entries[0].when}, which does not hold here${c ? ` (${c.why})` : ''}`,
+    };
   }
   return { allowed: false, reason: 'not on the allow-list' };
 }
@@ -77,7 +82,8 @@ export function formatTotals(summary, { ci }) {
   const { skipped, notAllowed } = summary;
   if (skipped.length) {
     lines.push('skipped tests:');
-    for (const s of skipped) lines.push(`  ${s.allowed ? 'allowed' : ci ? 'FAILED' : 'skipped'}: ${s.file} › ${s.name} — ${s.reason}`);
+    for (const s of skipped)
+      lines.push(`  ${s.allowed ? 'allowed' : ci ? 'FAILED' : 'skipped'}: ${s.file} › ${s.name} — ${s.reason}`);
   }
   if (summary.failures.length) {
     lines.push('failures:');
@@ -88,7 +94,8 @@ export function formatTotals(summary, { ci }) {
   const allowedText = [...reasons].map(([r, n]) => `${n}: ${r}`).join('; ');
   const allowedCount = skipped.length - notAllowed.length;
   let line = `${skipped.length} skipped (allowed: ${allowedCount}${allowedText ? ` — ${allowedText}` : ''}`;
-  if (notAllowed.length) line += `; not allowed: ${notAllowed.length}${ci ? ', counted as failed because CI=true' : ', which CI counts as failed'}`;
+  if (notAllowed.length)
+    line += `; not allowed: ${notAllowed.length}${ci ? ', counted as failed because CI=true' : ', which CI counts as failed'}`;
   lines.push(`${line})`);
   lines.push(`${summary.passed} passed, ${summary.failed} failed`);
   return lines;

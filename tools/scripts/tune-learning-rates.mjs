@@ -23,15 +23,58 @@ try {
   for (const method of methods) {
     for (const lr of lrs) {
       const out = join(tmp, `${method}-${lr}`);
-      const args = [cli, 'multitask', '--method', method, '--base', base, '--seed', '0', '--steps', String(steps), '--out', out, '--save-every', '0', '--eval-every', '0',
-        '--set', `lr=${lr}`, '--set', 'batchSize=8', '--set', `warmupSteps=${Math.min(20, steps)}`, '--set', 'data.shots=16', '--set', 'data.minShots=2',
-        '--set', 'data.maxLength=400', '--set', 'data.maxHyperLength=400', '--set', 'evalBatches=4'];
+      const args = [
+        cli,
+        'multitask',
+        '--method',
+        method,
+        '--base',
+        base,
+        '--seed',
+        '0',
+        '--steps',
+        String(steps),
+        '--out',
+        out,
+        '--save-every',
+        '0',
+        '--eval-every',
+        '0',
+        '--set',
+        `lr=${lr}`,
+        '--set',
+        'batchSize=8',
+        '--set',
+        `warmupSteps=${Math.min(20, steps)}`,
+        '--set',
+        'data.shots=16',
+        '--set',
+        'data.minShots=2',
+        '--set',
+        'data.maxLength=400',
+        '--set',
+        'data.maxHyperLength=400',
+        '--set',
+        'evalBatches=4',
+      ];
       const started = Date.now();
       execFileSync(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-      const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
       const evals = metrics.filter((m) => m.evalLoss !== undefined);
-      rows.push({ method, lr, steps, initial: evals[0].evalLoss, final: evals.at(-1).evalLoss, seconds: (Date.now() - started) / 1000 });
-      console.log(`${method} lr ${lr}: held-out loss ${evals[0].evalLoss.toFixed(4)} → ${evals.at(-1).evalLoss.toFixed(4)}`);
+      rows.push({
+        method,
+        lr,
+        steps,
+        initial: evals[0].evalLoss,
+        final: evals.at(-1).evalLoss,
+        seconds: (Date.now() - started) / 1000,
+      });
+      console.log(
+        `${method} lr ${lr}: held-out loss ${evals[0].evalLoss.toFixed(4)} → ${evals.at(-1).evalLoss.toFixed(4)}`,
+      );
       rmSync(out, { recursive: true, force: true });
     }
   }

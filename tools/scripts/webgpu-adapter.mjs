@@ -18,7 +18,10 @@ export async function findWebGPUAdapter() {
   try {
     dawn = await import('webgpu');
   } catch (e) {
-    return { adapter: null, why: `the optional package "webgpu" is not installed (${String(e?.message ?? e).split('\n')[0]})` };
+    return {
+      adapter: null,
+      why: `the optional package "webgpu" is not installed (${String(e?.message ?? e).split('\n')[0]})`,
+    };
   }
   // Mesa's GLES driver needs no display with this platform (the runtime sets the same default).
   process.env.EGL_PLATFORM ??= 'surfaceless';

@@ -11,7 +11,10 @@ const repo = new URL('../../../', import.meta.url);
 if (!existsSync(cli) && existsSync(new URL('nx.json', repo))) {
   console.error('hyperllama-eval: first run in this checkout: building it (npx nx run @hyperllama/evaluator:build)');
   // Build output goes to stderr: stdout belongs to the command.
-  const r = spawnSync('npx', ['nx', 'run', '@hyperllama/evaluator:build', '--outputStyle=static'], { cwd: fileURLToPath(repo), stdio: ['ignore', 2, 2] });
+  const r = spawnSync('npx', ['nx', 'run', '@hyperllama/evaluator:build', '--outputStyle=static'], {
+    cwd: fileURLToPath(repo),
+    stdio: ['ignore', 2, 2],
+  });
   if (r.status !== 0) console.error(`hyperllama-eval: the build failed (exit ${r.status ?? r.signal})`);
 }
 if (!existsSync(cli)) {

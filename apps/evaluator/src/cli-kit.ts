@@ -28,26 +28,41 @@ export type OptionSpec = Record<string, string | undefined>;
 /** Parse `--name value` options strictly (unknown options and stray positionals are CliErrors). */
 export function parseOptions(command: string, argv: string[], spec: OptionSpec): Record<string, string | undefined> {
   const options: NonNullable<ParseArgsConfig['options']> = {};
-  for (const [name, def] of Object.entries(spec)) options[name] = def === undefined ? { type: 'string' } : { type: 'string', default: def };
+  for (const [name, def] of Object.entries(spec))
+    options[name] = def === undefined ? { type: 'string' } : { type: 'string', default: def };
   try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Record<string, string | undefined>;
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Record<
+      string,
+      string | undefined
+    >;
   } catch (e) {
     throw new CliError('USAGE', `${command}: ${(e as Error).message}`, { command });
   }
 }
 
 export function requireOption(command: string, name: string, value: string | undefined): string {
-  if (value === undefined || value === '') throw new CliError('USAGE', `${command}: --${name} is required`, { command, field: name });
+  if (value === undefined || value === '')
+    throw new CliError('USAGE', `${command}: --${name} is required`, { command, field: name });
   return value;
 }
 
 /** A number option; `integer` also demands an integer, `min` a smallest value; undefined stays undefined. */
-export function numberOption(command: string, name: string, value: string | undefined, integer = false, min = -Infinity): number | undefined {
+export function numberOption(
+  command: string,
+  name: string,
+  value: string | undefined,
+  integer = false,
+  min = -Infinity,
+): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min) {
     const what = `${integer ? 'an integer' : 'a number'}${min > -Infinity ? ` ≥ ${min}` : ''}`;
-    throw new CliError('USAGE', `${command}: --${name}: expected ${what}, got "${value}"`, { command, field: name, actual: value });
+    throw new CliError('USAGE', `${command}: --${name}: expected ${what}, got "${value}"`, {
+      command,
+      field: name,
+      actual: value,
+    });
   }
   return n;
 }

@@ -39,14 +39,27 @@ function loadSetupHere(o: SetupOptions): EvalSetup {
   try {
     if (o.checkpoint) {
       const checkpoint = resolveCheckpointDir(o.checkpoint);
-      if (!checkpoint) throw new CliError('MISSING_FILE', `--checkpoint ${o.checkpoint}: no such directory`, { file: o.checkpoint, field: 'checkpoint' });
+      if (!checkpoint)
+        throw new CliError('MISSING_FILE', `--checkpoint ${o.checkpoint}: no such directory`, {
+          file: o.checkpoint,
+          field: 'checkpoint',
+        });
       return HyperLlama.fromPretrained(checkpoint, { model: o.model, tokenizer: o.tokenizer });
     }
-    if (!o.model) throw new CliError('USAGE', 'give --model (or a --checkpoint that records its base model path)', { field: 'model' });
+    if (!o.model)
+      throw new CliError('USAGE', 'give --model (or a --checkpoint that records its base model path)', {
+        field: 'model',
+      });
     return loadPretrained(o.model, { tokenizer: o.tokenizer });
   } catch (e) {
-    if (e instanceof HypernetError && e.code === 'HYPERNET_NO_BASE') throw new CliError('USAGE', 'give --model (or a --checkpoint that records its base model path)', { field: 'model' });
-    if (e instanceof HypernetError && e.code === 'HYPERNET_NO_TOKENIZER') throw new CliError('USAGE', `give --tokenizer: the model ${String(e.details.model)} is a file`, { field: 'tokenizer' });
+    if (e instanceof HypernetError && e.code === 'HYPERNET_NO_BASE')
+      throw new CliError('USAGE', 'give --model (or a --checkpoint that records its base model path)', {
+        field: 'model',
+      });
+    if (e instanceof HypernetError && e.code === 'HYPERNET_NO_TOKENIZER')
+      throw new CliError('USAGE', `give --tokenizer: the model ${String(e.details.model)} is a file`, {
+        field: 'tokenizer',
+      });
     throw e;
   }
 }
@@ -56,7 +69,8 @@ function loadSetupHere(o: SetupOptions): EvalSetup {
  * file's `task` metadata, else its base name.
  */
 export function loadPrefixes(path: string, model: LlamaModel): Map<string, Prefix> {
-  if (!existsSync(path)) throw new CliError('MISSING_FILE', `--prefix ${path}: no such file or directory`, { file: path, field: 'prefix' });
+  if (!existsSync(path))
+    throw new CliError('MISSING_FILE', `--prefix ${path}: no such file or directory`, { file: path, field: 'prefix' });
   const files = statSync(path).isDirectory()
     ? readdirSync(path)
         .filter((n) => n.endsWith('.safetensors'))
@@ -72,7 +86,10 @@ export function loadPrefixes(path: string, model: LlamaModel): Map<string, Prefi
 }
 
 /** Progress on stderr: one rewritten line on a terminal, plain lines otherwise. */
-export function progressReporter(io: Io, isTty = Boolean(process.stderr.isTTY)): { update(label: string, done: number, total: number): void; end(): void } {
+export function progressReporter(
+  io: Io,
+  isTty = Boolean(process.stderr.isTTY),
+): { update(label: string, done: number, total: number): void; end(): void } {
   const start = performance.now();
   let drawn = false;
   return {
@@ -92,4 +109,3 @@ export function progressReporter(io: Io, isTty = Boolean(process.stderr.isTTY)):
     },
   };
 }
-

@@ -5,4 +5,10 @@ export { generateText, generateCommand, type GenerateTextOptions } from './comma
 export { runEvaluation, runCommand, type RunOptions } from './commands/run.js';
 export { compressTask, compressCommand, type CompressOptions } from './commands/compress.js';
 export { loadSetup, loadPrefixes, type EvalSetup, type SetupOptions } from './eval-setup.js';
-export { runDefault, defaultCommand, embeddedBase, type DefaultOptions, type DefaultResult } from './commands/default.js';
+export {
+  runDefault,
+  defaultCommand,
+  embeddedBase,
+  type DefaultOptions,
+  type DefaultResult,
+} from './commands/default.js';

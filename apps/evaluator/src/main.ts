@@ -19,7 +19,15 @@ export const commands: Record<string, Command> = {
 
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((n) => n.length));
-  return ['usage: hyperllama-eval <command> [options]', '', 'commands:', ...Object.entries(commands).map(([n, c]) => `  ${n.padEnd(width)}  ${c.summary}`), '', 'hyperllama-eval <command> --help shows its options.', ''].join('\n');
+  return [
+    'usage: hyperllama-eval <command> [options]',
+    '',
+    'commands:',
+    ...Object.entries(commands).map(([n, c]) => `  ${n.padEnd(width)}  ${c.summary}`),
+    '',
+    'hyperllama-eval <command> --help shows its options.',
+    '',
+  ].join('\n');
 }
 
 /**

@@ -3,11 +3,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exportSniTasks, isControlTask, makeSyntheticTask, SYNTHETIC_FAMILIES, syntheticKinds, syntheticTasks } from '@hyperllama/datasets';
+import {
+  exportSniTasks,
+  isControlTask,
+  makeSyntheticTask,
+  SYNTHETIC_FAMILIES,
+  syntheticKinds,
+  syntheticTasks,
+} from '@hyperllama/datasets';
 import { miniatureTasks, syntheticFamilyOf } from '@hyperllama/experiments';
 import { disposeBackend } from '@hyperllama/runtime';
 import { charTokenizer } from '@hyperllama/training';
-import { ANALYZE_BUDGETS, analysisTrainEpisodes, defaultAnalysisTasks, trainShotsFor } from '../src/commands/analyze.js';
+import {
+  ANALYZE_BUDGETS,
+  analysisTrainEpisodes,
+  defaultAnalysisTasks,
+  trainShotsFor,
+} from '../src/commands/analyze.js';
 import { cli, writeTinyBase, writeUntrainedCheckpoint } from './helpers.js';
 
 let tmp: string;
@@ -30,7 +42,10 @@ afterAll(async () => {
 });
 
 /** Runs `analyze <name> --quick` and returns the parsed results.json after checking the files the report lists. */
-async function quick(name: string, ...extra: string[]): Promise<{ report: Record<string, any>; stdout: string; out: string }> {
+async function quick(
+  name: string,
+  ...extra: string[]
+): Promise<{ report: Record<string, any>; stdout: string; out: string }> {
   const out = join(tmp, name);
   const r = await cli('analyze', name, '--quick', '--out', out, '--backend', 'wasm', ...extra);
   expect(r.stderr).not.toMatch(/error/i);
@@ -56,7 +71,9 @@ describe('analysis defaults', () => {
     for (const seed of [0, 1]) {
       const tasks = defaultAnalysisTasks(seed, ANALYZE_BUDGETS.full);
       expect(tasks).toHaveLength(16);
-      expect(tasks.map((t) => t.name)).toEqual(miniatureTasks(seed, { headlineTasks: 16, controlTasksPerFamily: 1 }).headline.map((t) => t.name));
+      expect(tasks.map((t) => t.name)).toEqual(
+        miniatureTasks(seed, { headlineTasks: 16, controlTasksPerFamily: 1 }).headline.map((t) => t.name),
+      );
       for (const t of tasks) {
         expect(isControlTask(t.name)).toBe(false);
         expect(t.name).toMatch(/_heldout$/);
@@ -67,7 +84,11 @@ describe('analysis defaults', () => {
       const trained = new Set(syntheticTasks({ seed }).train.map((t) => t.name));
       for (const t of tasks) expect(trained.has(t.name.replace(/_heldout$/, ''))).toBe(false);
     }
-    expect(defaultAnalysisTasks(0, ANALYZE_BUDGETS.quick).map((t) => t.name)).toEqual(defaultAnalysisTasks(0, ANALYZE_BUDGETS.full).slice(0, 2).map((t) => t.name));
+    expect(defaultAnalysisTasks(0, ANALYZE_BUDGETS.quick).map((t) => t.name)).toEqual(
+      defaultAnalysisTasks(0, ANALYZE_BUDGETS.full)
+        .slice(0, 2)
+        .map((t) => t.name),
+    );
     expect(trainShotsFor(16)).toEqual([2, 16]);
     expect(trainShotsFor(1)).toEqual([1, 1]);
   });
@@ -104,7 +125,9 @@ describe('hyperllama-eval analyze --quick', () => {
     expect(tasks).toEqual(defaultAnalysisTasks(0, ANALYZE_BUDGETS.quick).map((t) => t.name));
     expect(report.configuration.shots).toBe(16);
     expect(report.configuration.trainShots).toEqual([2, 16]);
-    expect(report.configuration.training).toMatch(/^fresh-content episodes of \d+ synthetic task kinds .*, 2-16 shots$/);
+    expect(report.configuration.training).toMatch(
+      /^fresh-content episodes of \d+ synthetic task kinds .*, 2-16 shots$/,
+    );
     expect(report.configuration.trainTasks).toMatch(/^fresh-content episodes/);
     const byId = Object.fromEntries(report.data.variants.map((v: any) => [v.id, v]));
     for (const id of ids) {
@@ -129,7 +152,8 @@ describe('hyperllama-eval analyze --quick', () => {
     expect(report.configuration.hyperllama).toBe('given checkpoint');
     expect(report.data.tasks).toHaveLength(2);
     for (const t of report.data.tasks) {
-      for (const n of [t.answers, t.reconstruction]) for (const c of ['none', 'prefix', 'full']) expect(Number.isFinite(n[c]) && n[c] > 0).toBe(true);
+      for (const n of [t.answers, t.reconstruction])
+        for (const c of ['none', 'prefix', 'full']) expect(Number.isFinite(n[c]) && n[c] > 0).toBe(true);
       expect(t.regeneration.prefix).toBeGreaterThanOrEqual(0);
     }
     expect(report.data.correlations.map((c: any) => c.measure)).toHaveLength(4);
@@ -148,14 +172,19 @@ describe('hyperllama-eval analyze --quick', () => {
         for (const x of t[m].drawNlls) expect(x).toBeGreaterThan(0);
       }
     }
-    expect(report.table.rows.filter((r: string[]) => r[0] === 'average').map((r: string[]) => r[1])).toEqual(['hyperllama', 'icl']);
+    expect(report.table.rows.filter((r: string[]) => r[0] === 'average').map((r: string[]) => r[1])).toEqual([
+      'hyperllama',
+      'icl',
+    ]);
   });
 
   it('transfer: curves for the four initialisations on targets that have a related task', async () => {
     const { report, out } = await quick('transfer', '--model', modelDir);
     const inits = ['related-task', 'own-task', 'shared', 'random'];
     expect(report.variants).toEqual(inits);
-    expect(report.configuration.pairs.map((p: any) => p.target)).toEqual(defaultAnalysisTasks(0, ANALYZE_BUDGETS.quick).map((t) => t.name));
+    expect(report.configuration.pairs.map((p: any) => p.target)).toEqual(
+      defaultAnalysisTasks(0, ANALYZE_BUDGETS.quick).map((t) => t.name),
+    );
     for (const p of report.configuration.pairs) {
       // held-out target: the same family and variant with other held-out content
       expect(p.relation).toBe('same family');
@@ -174,10 +203,27 @@ describe('hyperllama-eval analyze --quick', () => {
 
   it('runs on user task files (evaluated and training tasks) and a subset of variants', async () => {
     const dir = join(tmp, 'user-tasks');
-    const mk = (family: string, i: number) => makeSyntheticTask(family, SYNTHETIC_FAMILIES.find((f) => f.name === family)!.variants[i], { seed: 5, numExamples: 6, numInstances: 3 });
+    const mk = (family: string, i: number) =>
+      makeSyntheticTask(family, SYNTHETIC_FAMILIES.find((f) => f.name === family)!.variants[i], {
+        seed: 5,
+        numExamples: 6,
+        numInstances: 3,
+      });
     exportSniTasks([mk('symbol_rule', 0), { ...mk('constant', 0), metric: 'rougeL' }], join(dir, 'eval'));
     exportSniTasks([mk('reverse', 0)], join(dir, 'train'));
-    const { report } = await quick('masks', '--model', modelDir, '--tasks', join(dir, 'eval'), '--train-tasks', join(dir, 'train'), '--variants', 'standard,positive', '--shots', '3');
+    const { report } = await quick(
+      'masks',
+      '--model',
+      modelDir,
+      '--tasks',
+      join(dir, 'eval'),
+      '--train-tasks',
+      join(dir, 'train'),
+      '--variants',
+      'standard,positive',
+      '--shots',
+      '3',
+    );
     expect(report.variants).toEqual(['standard', 'positive']);
     expect(report.configuration.tasks).toHaveLength(2);
     expect(report.configuration.shots).toBe(3);
@@ -189,7 +235,19 @@ describe('hyperllama-eval analyze --quick', () => {
     const bad = await cli('analyze', 'everything', '--quick');
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('expected one of masks, compression, sensitivity, transfer');
-    const v = await cli('analyze', 'masks', '--quick', '--model', modelDir, '--variants', 'standard,bogus', '--backend', 'cpu', '--out', join(tmp, 'x'));
+    const v = await cli(
+      'analyze',
+      'masks',
+      '--quick',
+      '--model',
+      modelDir,
+      '--variants',
+      'standard,bogus',
+      '--backend',
+      'cpu',
+      '--out',
+      join(tmp, 'x'),
+    );
     expect(v.code).toBe(2);
     expect(v.stderr).toContain('unknown bogus');
   });

@@ -6,7 +6,14 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportSniTasks, makeSyntheticTask } from '@hyperllama/datasets';
-import { PieceType, Tokenizer, saveTokenizer, tokenizerConfigFromPieces, tokenizerJsonFromPieces, type VocabPiece } from '@hyperllama/tokenizer';
+import {
+  PieceType,
+  Tokenizer,
+  saveTokenizer,
+  tokenizerConfigFromPieces,
+  tokenizerJsonFromPieces,
+  type VocabPiece,
+} from '@hyperllama/tokenizer';
 import { cli, writeTinyBase, writeUntrainedCheckpoint } from './helpers.js';
 
 function tokenizerOf(n: number): Tokenizer {
@@ -17,7 +24,16 @@ function tokenizerOf(n: number): Tokenizer {
     { piece: '</s>', score: 0, type: PieceType.Control },
     ...['▁', ...chars].map((piece) => ({ piece, score: 0, type: PieceType.Normal })),
   ];
-  const vocab = { pieces, unkId: 0, bosId: 1, eosId: 2, padId: -1, byteFallback: false, addDummyPrefix: true, removeExtraWhitespaces: false };
+  const vocab = {
+    pieces,
+    unkId: 0,
+    bosId: 1,
+    eosId: 2,
+    padId: -1,
+    byteFallback: false,
+    addDummyPrefix: true,
+    removeExtraWhitespaces: false,
+  };
   return new Tokenizer(tokenizerJsonFromPieces(vocab), tokenizerConfigFromPieces(vocab), 'char.model');
 }
 
@@ -42,8 +58,21 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 function child(args: string[]): Promise<{ code: number | null; output: string }> {
   const app = join(dirname(fileURLToPath(import.meta.url)), '..');
   const paths = join(tmp, 'tsconfig.paths.json');
-  writeFileSync(paths, JSON.stringify({ extends: join(app, 'tsconfig.json'), compilerOptions: { baseUrl: join(app, '..', '..'), paths: { '@hyperllama/*': ['packages/*/src/index.ts', 'apps/*/src/index.ts'] } } }));
-  const p = spawn(process.execPath, ['--import', 'tsx', join(app, 'src', 'cli.ts'), ...args], { cwd: app, env: { ...process.env, TSX_TSCONFIG_PATH: paths }, stdio: ['ignore', 'pipe', 'pipe'] });
+  writeFileSync(
+    paths,
+    JSON.stringify({
+      extends: join(app, 'tsconfig.json'),
+      compilerOptions: {
+        baseUrl: join(app, '..', '..'),
+        paths: { '@hyperllama/*': ['packages/*/src/index.ts', 'apps/*/src/index.ts'] },
+      },
+    }),
+  );
+  const p = spawn(process.execPath, ['--import', 'tsx', join(app, 'src', 'cli.ts'), ...args], {
+    cwd: app,
+    env: { ...process.env, TSX_TSCONFIG_PATH: paths },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   p.stdout.on('data', (d) => (output += d));
   p.stderr.on('data', (d) => (output += d));
@@ -65,7 +94,11 @@ describe('hyperllama-eval bad input: a typed error naming what was wrong, non-ze
   it('a missing --tasks path', async () => {
     const nowhere = join(tmp, 'nowhere');
     expectTyped(await cli('run', '--model', modelDir, '--tasks', nowhere, ...common()), 'MISSING_FILE', nowhere);
-    expectTyped(await cli('compress', '--checkpoint', ckpt, '--task', nowhere, '--out', join(tmp, 'p'), '--backend', 'cpu'), '\\w+', nowhere);
+    expectTyped(
+      await cli('compress', '--checkpoint', ckpt, '--task', nowhere, '--out', join(tmp, 'p'), '--backend', 'cpu'),
+      '\\w+',
+      nowhere,
+    );
   });
 
   it('a malformed checkpoint: truncated hypernet_config.json, truncated gist rows, a missing adapter', async () => {
@@ -84,7 +117,11 @@ describe('hyperllama-eval bad input: a typed error naming what was wrong, non-ze
     const noAdapter = join(tmp, 'no-adapter');
     cpSync(ckpt, noAdapter, { recursive: true });
     rmSync(join(noAdapter, 'hyper', 'adapter_model.safetensors'));
-    expectTyped(await cli('run', '--checkpoint', noAdapter, '--tasks', tasksDir, ...common()), '\\w+', join(noAdapter, 'hyper'));
+    expectTyped(
+      await cli('run', '--checkpoint', noAdapter, '--tasks', tasksDir, ...common()),
+      '\\w+',
+      join(noAdapter, 'hyper'),
+    );
   });
 
   it('--shots 0 (and other counts below 1) are usage errors naming the option', async () => {
@@ -96,14 +133,34 @@ describe('hyperllama-eval bad input: a typed error naming what was wrong, non-ze
       expect(r.code).toBe(2);
       expect(r.stderr).toContain('--shots: expected an integer ≥ 1, got "0"');
     }
-    for (const [flag, value] of [['--max-instances', '0'], ['--pt-steps', '0'], ['--batch-size', '0'], ['--pool-size', '0']]) {
+    for (const [flag, value] of [
+      ['--max-instances', '0'],
+      ['--pt-steps', '0'],
+      ['--batch-size', '0'],
+      ['--pool-size', '0'],
+    ]) {
       const r = await cli('run', '--model', modelDir, '--tasks', tasksDir, flag, value, ...common());
       expect(r.code).toBe(2);
       expect(r.stderr).toContain(`${flag}: expected an integer ≥ 1, got "${value}"`);
     }
-    expect((await cli('generate', '--model', modelDir, '--prompt', 'hi', '--max-new-tokens', '0')).stderr).toContain('--max-new-tokens: expected an integer ≥ 1');
+    expect((await cli('generate', '--model', modelDir, '--prompt', 'hi', '--max-new-tokens', '0')).stderr).toContain(
+      '--max-new-tokens: expected an integer ≥ 1',
+    );
     for (const flag of ['--shots', '--steps']) {
-      const r = await cli('analyze', 'masks', '--model', modelDir, '--tasks', tasksDir, flag, '0', '--backend', 'cpu', '--out', join(tmp, 'a'));
+      const r = await cli(
+        'analyze',
+        'masks',
+        '--model',
+        modelDir,
+        '--tasks',
+        tasksDir,
+        flag,
+        '0',
+        '--backend',
+        'cpu',
+        '--out',
+        join(tmp, 'a'),
+      );
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toContain(`${flag}: expected an integer ≥ 1, got "0"`);
     }
@@ -111,13 +168,42 @@ describe('hyperllama-eval bad input: a typed error naming what was wrong, non-ze
 
   it('a tokenizer that does not match the model (vocabulary size)', async () => {
     const named = [`tokenizer ${smallTok} has 44 tokens`, `model ${modelDir} has vocabSize 98`];
-    expectTyped(await cli('run', '--model', modelDir, '--tokenizer', smallTok, '--tasks', tasksDir, '--methods', 'zero-shot', ...common()), 'TOKENIZER_MISMATCH', ...named);
-    expectTyped(await cli('generate', '--model', modelDir, '--tokenizer', smallTok, '--prompt', 'hi', '--backend', 'cpu'), 'TOKENIZER_MISMATCH', ...named);
+    expectTyped(
+      await cli(
+        'run',
+        '--model',
+        modelDir,
+        '--tokenizer',
+        smallTok,
+        '--tasks',
+        tasksDir,
+        '--methods',
+        'zero-shot',
+        ...common(),
+      ),
+      'TOKENIZER_MISMATCH',
+      ...named,
+    );
+    expectTyped(
+      await cli('generate', '--model', modelDir, '--tokenizer', smallTok, '--prompt', 'hi', '--backend', 'cpu'),
+      'TOKENIZER_MISMATCH',
+      ...named,
+    );
   });
 
   it('in a child process: exit code 1 and one error line, no stack trace', async () => {
     const nowhere = join(tmp, 'nowhere');
-    const r = await child(['run', '--model', modelDir, '--tasks', nowhere, '--out', join(tmp, 'o'), '--backend', 'cpu']);
+    const r = await child([
+      'run',
+      '--model',
+      modelDir,
+      '--tasks',
+      nowhere,
+      '--out',
+      join(tmp, 'o'),
+      '--backend',
+      'cpu',
+    ]);
     expect(r.code).toBe(1);
     expect(r.output).toContain(`hyperllama-eval run: error MISSING_FILE: ${nowhere}`);
     expect(r.output).not.toMatch(/^\s+at /m);

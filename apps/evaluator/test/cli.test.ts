@@ -8,7 +8,16 @@ import { loadTokenizer } from '@hyperllama/tokenizer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from './helpers.js';
 
-const STORIES = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'shared', 'models', 'stories260K');
+const STORIES = join(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  '..',
+  '..',
+  'shared',
+  'models',
+  'stories260K',
+);
 const bin = join(STORIES, 'stories260K.bin');
 const tokBin = join(STORIES, 'tok512.bin');
 
@@ -44,17 +53,37 @@ describe('hyperllama-eval dispatcher', () => {
 
 describe.skipIf(!existsSync(bin) || !existsSync(tokBin))(`stories260K through the CLI (needs ${bin})`, () => {
   const expected = () => readFileSync(join(STORIES, 'expected_greedy.txt'), 'utf8');
-  const greedy = ['--prompt', '', '--max-new-tokens', '256', '--temperature', '0', '--stop-ids', '1', '--backend', 'cpu'];
+  const greedy = [
+    '--prompt',
+    '',
+    '--max-new-tokens',
+    '256',
+    '--temperature',
+    '0',
+    '--stop-ids',
+    '1',
+    '--backend',
+    'cpu',
+  ];
 
   it('convert writes an HF directory that loads to the same model and tokenizer', async () => {
     const out = join(tmp, 'stories-hf');
     const r = await cli('convert', '--from', bin, '--tokenizer', tokBin, '--out', out);
     expect(r.code).toBe(0);
-    for (const f of ['config.json', 'model.safetensors', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json']) {
+    for (const f of [
+      'config.json',
+      'model.safetensors',
+      'generation_config.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]) {
       expect(existsSync(join(out, f))).toBe(true);
     }
     const [a, b] = [loadLlama(bin), loadLlama(out)];
-    for (const [name, v] of a.namedWeights()) expect(Buffer.from(b.namedWeights().get(name)!.dataSync().buffer).equals(Buffer.from(v.dataSync().buffer))).toBe(true);
+    for (const [name, v] of a.namedWeights())
+      expect(Buffer.from(b.namedWeights().get(name)!.dataSync().buffer).equals(Buffer.from(v.dataSync().buffer))).toBe(
+        true,
+      );
     a.dispose();
     b.dispose();
     const text = 'Once upon a time, Lily saw a big red ball.';
@@ -70,14 +99,27 @@ describe.skipIf(!existsSync(bin) || !existsSync(tokBin))(`stories260K through th
 
   it('generate from the converted directory (its own tokenizer) prints exactly expected_greedy.txt', async () => {
     const out = join(tmp, 'stories-hf');
-    if (!existsSync(join(out, 'config.json'))) expect((await cli('convert', '--from', bin, '--tokenizer', tokBin, '--out', out)).code).toBe(0);
+    if (!existsSync(join(out, 'config.json')))
+      expect((await cli('convert', '--from', bin, '--tokenizer', tokBin, '--out', out)).code).toBe(0);
     const r = await cli('generate', '--model', out, ...greedy);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(expected());
   });
 
   it('a prompt is continued (text after the prompt), and sampling is reproducible by seed', async () => {
-    const args = ['generate', '--model', bin, '--tokenizer', tokBin, '--prompt', 'Once upon a time', '--max-new-tokens', '20', '--backend', 'cpu'];
+    const args = [
+      'generate',
+      '--model',
+      bin,
+      '--tokenizer',
+      tokBin,
+      '--prompt',
+      'Once upon a time',
+      '--max-new-tokens',
+      '20',
+      '--backend',
+      'cpu',
+    ];
     const greedyRun = await cli(...args);
     expect(expected().startsWith('Once upon a time' + greedyRun.stdout.trimEnd())).toBe(true);
     const s1 = await cli(...args, '--temperature', '1', '--seed', '7');

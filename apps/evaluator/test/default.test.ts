@@ -36,21 +36,34 @@ describe('hyperllama-eval default --quick (what `npm start -- --quick` runs)', (
       const pt = m.startsWith('prefix-tuning-');
       expect(Object.keys(report.methods[m].tasks).sort()).toEqual((pt ? ptTasks : headline).map((t) => t.name).sort());
       expect(Number.isFinite(report.methods[m].average)).toBe(true);
-      for (const t of pt ? ptTasks : headline) expect(report.methods[m].taskDetails[t.name].instances).toBe(pt ? BUDGETS.quick.prefixTuningInstances : BUDGETS.quick.maxInstances);
+      for (const t of pt ? ptTasks : headline)
+        expect(report.methods[m].taskDetails[t.name].instances).toBe(
+          pt ? BUDGETS.quick.prefixTuningInstances : BUDGETS.quick.maxInstances,
+        );
     }
     for (const init of inits) {
-      expect(report.methods[`prefix-tuning-${init}`].curve.map((p: { step: number }) => p.step)).toEqual(BUDGETS.quick.prefixTuningEvalSteps);
+      expect(report.methods[`prefix-tuning-${init}`].curve.map((p: { step: number }) => p.step)).toEqual(
+        BUDGETS.quick.prefixTuningEvalSteps,
+      );
     }
     // ICL and HyperLlama read the same demonstrations; zero-shot none.
     expect(report.methods.icl.demonstrations).toBe(report.methods.hyperllama.demonstrations);
     expect(report.methods['zero-shot'].demonstrations).toBe(0);
-    for (const f of ['results.md', 'methods.svg', 'prefix-tuning.svg']) expect(existsSync(join(tmp, 'report', f))).toBe(true);
+    for (const f of ['results.md', 'methods.svg', 'prefix-tuning.svg'])
+      expect(existsSync(join(tmp, 'report', f))).toBe(true);
     expect(stdout).toMatch(/^task\s+metric\s+zero-shot\s+icl\s+hyperllama\s+hyperllama-swap\s+prefix-tuning-random/m);
-    for (const claim of [1, 2, 3]) expect(stdout).toMatch(new RegExp(`^claim ${claim} .*: (holds|does not hold|inconclusive)`, 'm'));
-    expect(stdout).toMatch(/^gate \(the base learns in context: ICL beats zero-shot by at least 20 points\): (passed|failed) — ICL − zero-shot [+-]\d/m);
+    for (const claim of [1, 2, 3])
+      expect(stdout).toMatch(new RegExp(`^claim ${claim} .*: (holds|does not hold|inconclusive)`, 'm'));
+    expect(stdout).toMatch(
+      /^gate \(the base learns in context: ICL beats zero-shot by at least 20 points\): (passed|failed) — ICL − zero-shot [+-]\d/m,
+    );
     expect(stdout).toMatch(/^gate \(the prefix carries the task: own prefix beats another task's\): (passed|failed)/m);
-    expect(readFileSync(join(tmp, 'report', 'results.md'), 'utf8')).toMatch(/## Gates\n\n- gate \(the base learns in context/);
+    expect(readFileSync(join(tmp, 'report', 'results.md'), 'utf8')).toMatch(
+      /## Gates\n\n- gate \(the base learns in context/,
+    );
     const lines = stdout.trim().split('\n');
-    expect(lines.slice(-5).join('\n')).toMatch(/HyperLlama checkpoint: .*multitask-hyperllama[\\/]final[\\/]hyperllama\nreport: .*results\.json/);
+    expect(lines.slice(-5).join('\n')).toMatch(
+      /HyperLlama checkpoint: .*multitask-hyperllama[\\/]final[\\/]hyperllama\nreport: .*results\.json/,
+    );
   }, 600_000);
 });

@@ -40,7 +40,22 @@ describe.skipIf(missing !== undefined)(`hyperllama-eval run on real data (needs 
     const metaicl = join(tmp, 'metaicl');
     mkdirSync(metaicl);
     for (const dir of METAICL) symlinkSync(dir, join(metaicl, dir.split('/').pop()!));
-    const common = ['--checkpoint', ckpt, '--methods', 'zero-shot,icl,hyperllama', '--shots', '4', '--max-instances', '4', '--max-new-tokens', '8', '--max-length', '512', '--backend', 'wasm'];
+    const common = [
+      '--checkpoint',
+      ckpt,
+      '--methods',
+      'zero-shot,icl,hyperllama',
+      '--shots',
+      '4',
+      '--max-instances',
+      '4',
+      '--max-new-tokens',
+      '8',
+      '--max-length',
+      '512',
+      '--backend',
+      'wasm',
+    ];
     const a = await cli('run', '--tasks', metaicl, '--out', join(tmp, 'metaicl-report'), ...common);
     expect(a.stderr).not.toMatch(/error/i);
     expect(a.code).toBe(0);

@@ -3,11 +3,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_TEMPLATE, exportSniTasks, loadTasks, makeSyntheticTask, SYNTHETIC_FAMILIES } from '@hyperllama/datasets';
+import {
+  DEFAULT_TEMPLATE,
+  exportSniTasks,
+  loadTasks,
+  makeSyntheticTask,
+  SYNTHETIC_FAMILIES,
+} from '@hyperllama/datasets';
 import { planTasks, taskPrefix } from '@hyperllama/eval';
 import { Prefix } from '@hyperllama/gist-attention';
 import { generate } from '@hyperllama/llama-model';
-import { PieceType, Tokenizer, tokenizerConfigFromPieces, tokenizerJsonFromPieces, type VocabPiece } from '@hyperllama/tokenizer';
+import {
+  PieceType,
+  Tokenizer,
+  tokenizerConfigFromPieces,
+  tokenizerJsonFromPieces,
+  type VocabPiece,
+} from '@hyperllama/tokenizer';
 import { loadSetup } from '../src/index.js';
 import { cli, writeTinyBase, writeUntrainedCheckpoint } from './helpers.js';
 
@@ -20,7 +32,16 @@ function charTokenizer(): Tokenizer {
     { piece: '</s>', score: 0, type: PieceType.Control },
     ...['▁', ...chars].map((piece) => ({ piece, score: 0, type: PieceType.Normal })),
   ];
-  const vocab = { pieces, unkId: 0, bosId: 1, eosId: 2, padId: -1, byteFallback: false, addDummyPrefix: true, removeExtraWhitespaces: false };
+  const vocab = {
+    pieces,
+    unkId: 0,
+    bosId: 1,
+    eosId: 2,
+    padId: -1,
+    byteFallback: false,
+    addDummyPrefix: true,
+    removeExtraWhitespaces: false,
+  };
   return new Tokenizer(tokenizerJsonFromPieces(vocab), tokenizerConfigFromPieces(vocab), 'char.model');
 }
 
@@ -41,7 +62,10 @@ beforeAll(async () => {
   tasksDir = join(tmp, 'tasks');
   const variant = SYNTHETIC_FAMILIES.find((f) => f.name === 'symbol_rule')!.variants[0];
   exportSniTasks(
-    [makeSyntheticTask('symbol_rule', variant, { seed: 2, numExamples: 6, numInstances: 4 }), { ...makeSyntheticTask('constant', 'c1', { seed: 2, numExamples: 6, numInstances: 3 }), metric: 'rougeL' }],
+    [
+      makeSyntheticTask('symbol_rule', variant, { seed: 2, numExamples: 6, numInstances: 4 }),
+      { ...makeSyntheticTask('constant', 'c1', { seed: 2, numExamples: 6, numInstances: 3 }), metric: 'rougeL' },
+    ],
     tasksDir,
   );
 });
@@ -50,11 +74,41 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 describe('hyperllama-eval run / compress', () => {
   it('evaluates every method on every task and writes a well-formed report; the table is printed', async () => {
     const out = join(tmp, 'report');
-    const r = await cli('run', '--checkpoint', ckpt, '--tasks', tasksDir, '--methods', 'zero-shot,icl,hyperllama,prefix-tuning', '--shots', '3', '--max-instances', '3', '--max-new-tokens', '3', '--pt-steps', '2', '--pt-eval-every', '1', '--out', out, '--backend', 'cpu');
+    const r = await cli(
+      'run',
+      '--checkpoint',
+      ckpt,
+      '--tasks',
+      tasksDir,
+      '--methods',
+      'zero-shot,icl,hyperllama,prefix-tuning',
+      '--shots',
+      '3',
+      '--max-instances',
+      '3',
+      '--max-new-tokens',
+      '3',
+      '--pt-steps',
+      '2',
+      '--pt-eval-every',
+      '1',
+      '--out',
+      out,
+      '--backend',
+      'cpu',
+    );
     expect(r.stderr).not.toMatch(/error/);
     expect(r.code).toBe(0);
     const report = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
-    const methods = ['zero-shot', 'icl', 'hyperllama', 'hyperllama-swap', 'prefix-tuning-random', 'prefix-tuning-hyper', 'prefix-tuning-hyper-other'];
+    const methods = [
+      'zero-shot',
+      'icl',
+      'hyperllama',
+      'hyperllama-swap',
+      'prefix-tuning-random',
+      'prefix-tuning-hyper',
+      'prefix-tuning-hyper-other',
+    ];
     expect(Object.keys(report.methods)).toEqual(methods);
     const taskNames = Object.keys(report.methods.icl.tasks);
     expect(taskNames).toHaveLength(2);
@@ -70,10 +124,17 @@ describe('hyperllama-eval run / compress', () => {
     expect(report.methods.icl.demonstrations).toBe(report.methods.hyperllama.demonstrations);
     // The claims this run can test (no shared prefix: no claim 3), with their verdict lines printed last.
     expect(report.claims.map((c: { id: string }) => c.id)).toEqual(['claim 1', 'claim 2', 'swap gap']);
-    expect(report.prefixTuning).toMatchObject({ steps: 2, evalSteps: [0, 1, 2], batchSize: 8, inits: ['random', 'hyper', 'hyper-other'] });
+    expect(report.prefixTuning).toMatchObject({
+      steps: 2,
+      evalSteps: [0, 1, 2],
+      batchSize: 8,
+      inits: ['random', 'hyper', 'hyper-other'],
+    });
     const table = r.stdout.slice(0, r.stdout.indexOf('report: '));
     const tail = table.trimEnd().split('\n').slice(-3);
-    expect(tail[0]).toMatch(/^claim 1 \(HyperLlama beats zero-shot\): (holds|does not hold|inconclusive) — [+-]\d+\.\d points \[95% CI [+-]\d+\.\d, [+-]\d+\.\d\]; answer loss [+-]\d\.\d{3} nats\/token/);
+    expect(tail[0]).toMatch(
+      /^claim 1 \(HyperLlama beats zero-shot\): (holds|does not hold|inconclusive) — [+-]\d+\.\d points \[95% CI [+-]\d+\.\d, [+-]\d+\.\d\]; answer loss [+-]\d\.\d{3} nats\/token/,
+    );
     expect(tail[1]).toMatch(/^claim 2 \(full-attention ICL beats HyperLlama\): /);
     expect(tail[2]).toMatch(/^swap gap \(HyperLlama's own prefix beats another task's\): /);
     expect(r.stdout).toMatch(/^hyperllama-swap\s/m);
@@ -87,7 +148,19 @@ describe('hyperllama-eval run / compress', () => {
   it('compress stores a prefix that run --prefix and generate --prefix serve as compressing on the fly would', async () => {
     const taskFile = join(tasksDir, readdirJson(tasksDir)[0]);
     const prefixFile = join(tmp, 'task.safetensors');
-    const c = await cli('compress', '--checkpoint', ckpt, '--task', taskFile, '--shots', '3', '--out', prefixFile, '--backend', 'cpu');
+    const c = await cli(
+      'compress',
+      '--checkpoint',
+      ckpt,
+      '--task',
+      taskFile,
+      '--shots',
+      '3',
+      '--out',
+      prefixFile,
+      '--backend',
+      'cpu',
+    );
     expect(c.code).toBe(0);
     const prefix = Prefix.load(prefixFile);
     expect(prefix.length).toBe(2);
@@ -100,15 +173,42 @@ describe('hyperllama-eval run / compress', () => {
     prefix.values.forEach((v, l) => expect(Array.from(v.dataSync())).toEqual(Array.from(direct.values[l].dataSync())));
     // generate --prefix continues an instance input behind the stored prefix, as the library does.
     const input = plan.instances[0].input;
-    const expected = await generate(setup.model, [DEFAULT_TEMPLATE.prompt(input)], { maxNewTokens: 6, tokenizer: setup.tokenizer, prefix: direct });
-    const g = await cli('generate', '--model', modelDir, '--prefix', prefixFile, '--prompt', input, '--max-new-tokens', '6', '--backend', 'cpu');
+    const expected = await generate(setup.model, [DEFAULT_TEMPLATE.prompt(input)], {
+      maxNewTokens: 6,
+      tokenizer: setup.tokenizer,
+      prefix: direct,
+    });
+    const g = await cli(
+      'generate',
+      '--model',
+      modelDir,
+      '--prefix',
+      prefixFile,
+      '--prompt',
+      input,
+      '--max-new-tokens',
+      '6',
+      '--backend',
+      'cpu',
+    );
     expect(g.code).toBe(0);
     expect(g.stdout).toBe(expected.texts![0] + '\n');
     prefix.dispose();
     direct.dispose();
     setup.dispose();
 
-    const common = ['--tasks', taskFile, '--methods', 'hyperllama', '--shots', '3', '--max-new-tokens', '3', '--backend', 'cpu'];
+    const common = [
+      '--tasks',
+      taskFile,
+      '--methods',
+      'hyperllama',
+      '--shots',
+      '3',
+      '--max-new-tokens',
+      '3',
+      '--backend',
+      'cpu',
+    ];
     const onTheFly = await cli('run', '--checkpoint', ckpt, ...common, '--out', join(tmp, 'a'));
     expect(onTheFly.code).toBe(0);
     const stored = await cli('run', '--model', modelDir, '--prefix', prefixFile, ...common, '--out', join(tmp, 'b'));
@@ -122,7 +222,29 @@ describe('hyperllama-eval run / compress', () => {
   it('reports control tasks apart and leaves them out of the average and the claims', async () => {
     const out = join(tmp, 'control');
     const [controlTask, headlineTask] = readdirJson(tasksDir).map((f) => f.replace(/\.json$/, ''));
-    const r = await cli('run', '--checkpoint', ckpt, '--tasks', tasksDir, '--methods', 'zero-shot,hyperllama', '--shots', '3', '--max-instances', '3', '--max-new-tokens', '3', '--control', controlTask, '--resamples', '200', '--out', out, '--backend', 'cpu');
+    const r = await cli(
+      'run',
+      '--checkpoint',
+      ckpt,
+      '--tasks',
+      tasksDir,
+      '--methods',
+      'zero-shot,hyperllama',
+      '--shots',
+      '3',
+      '--max-instances',
+      '3',
+      '--max-new-tokens',
+      '3',
+      '--control',
+      controlTask,
+      '--resamples',
+      '200',
+      '--out',
+      out,
+      '--backend',
+      'cpu',
+    );
     expect(r.code).toBe(0);
     const report = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
     expect(report.controlTasks).toEqual([controlTask]);
@@ -138,10 +260,32 @@ describe('hyperllama-eval run / compress', () => {
 
   it('rejects bad usage with exit code 2', async () => {
     expect((await cli('run', '--tasks', tasksDir, '--out', tmp)).stderr).toContain('give --checkpoint or --model');
-    const bad = await cli('run', '--model', modelDir, '--tasks', tasksDir, '--methods', 'icl,magic', '--out', join(tmp, 'x'));
+    const bad = await cli(
+      'run',
+      '--model',
+      modelDir,
+      '--tasks',
+      tasksDir,
+      '--methods',
+      'icl,magic',
+      '--out',
+      join(tmp, 'x'),
+    );
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('unknown method "magic"');
-    const control = await cli('run', '--model', modelDir, '--tasks', tasksDir, '--control', 'nosuchtask', '--out', join(tmp, 'y'), '--backend', 'cpu');
+    const control = await cli(
+      'run',
+      '--model',
+      modelDir,
+      '--tasks',
+      tasksDir,
+      '--control',
+      'nosuchtask',
+      '--out',
+      join(tmp, 'y'),
+      '--backend',
+      'cpu',
+    );
     expect(control.code).toBe(2);
     expect(control.stderr).toContain('--control: no task named nosuchtask');
     expect((await cli('compress', '--task', tasksDir, '--out', 'x')).stderr).toContain('--checkpoint is required');

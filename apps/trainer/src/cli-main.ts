@@ -57,8 +57,10 @@ const FLAG_PATHS: Record<string, string> = {
 };
 
 const STAGE_SUMMARY: Record<Stage, string> = {
-  'pretrain-base': 'train every weight of a small Llama (from scratch, or from --base) on corpus text + synthetic training-family episodes',
-  hyperpretrain: 'compression hyperpretraining: the hypernetwork reads text segments A and D, the downstream model predicts C after B',
+  'pretrain-base':
+    'train every weight of a small Llama (from scratch, or from --base) on corpus text + synthetic training-family episodes',
+  hyperpretrain:
+    'compression hyperpretraining: the hypernetwork reads text segments A and D, the downstream model predicts C after B',
   multitask: 'multi-task training on few-shot episodes: --method hyperllama | icl | zero-shot | shared-prefix',
   'prefix-tune': 'tune a prefix on one task, --init random | shared | hyper, recording the evaluation curve',
 };
@@ -87,7 +89,9 @@ export function stageHelp(stage: Stage): string {
     '  --resume <dir>         continue the run in <dir> from its last checkpoint, bit-identically',
     '  --steps, --save-every, --eval-every, --seed, --lr, --batch-size, --backend <auto|tensorflow|wasm|cpu>',
     ...(stage === 'multitask' ? ['  --method <hyperllama|icl|zero-shot|shared-prefix>'] : []),
-    ...(stage === 'prefix-tune' ? ['  --init <random|shared|hyper>, --task <name>, --shared <prefix file>, --hypernet <checkpoint dir>'] : []),
+    ...(stage === 'prefix-tune'
+      ? ['  --init <random|shared|hyper>, --task <name>, --shared <prefix file>, --hypernet <checkpoint dir>']
+      : []),
     '  --base <dir>           base model (Hugging Face Llama directory or llama2.c .bin)',
     '  --set <path=value>     any option below (repeatable), e.g. --set hyper.k=8',
     '',
@@ -110,7 +114,11 @@ export function resolveConfig(stage: Stage, values: Record<string, unknown>): Tr
 }
 
 /** The CLI: returns the process exit code (0 done, 1 error, 2 usage, 130 SIGINT, 143 SIGTERM). */
-export async function main(argv: string[], io: Io = processIo, stdout: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
+export async function main(
+  argv: string[],
+  io: Io = processIo,
+  stdout: (s: string) => void = (s) => process.stdout.write(s),
+): Promise<number> {
   const [stageArg, ...rest] = argv;
   if (!stageArg || stageArg === '--help' || stageArg === '-h' || stageArg === 'help') {
     stdout(usage() + '\n');
@@ -136,11 +144,17 @@ export async function main(argv: string[], io: Io = processIo, stdout: (s: strin
     let cfg: TrainConfig;
     if (typeof values.resume === 'string') {
       out = values.resume;
-      if (!existsSync(`${out}/config.json`)) throw new TrainerError('CHECKPOINT_NOT_FOUND', `${out}: no run to resume (no config.json)`, { file: out });
+      if (!existsSync(`${out}/config.json`))
+        throw new TrainerError('CHECKPOINT_NOT_FOUND', `${out}: no run to resume (no config.json)`, { file: out });
       // The run's own resolved configuration, then any flags given now (e.g. more --steps).
       const saved = readConfigFile(`${out}/config.json`) as Record<string, unknown>;
       const { stage: savedStage, ...savedCfg } = saved;
-      if (savedStage !== stage) throw new TrainerError('CHECKPOINT_STAGE', `${out}/config.json: the run is stage "${String(savedStage)}", not "${stage}"`, { file: `${out}/config.json` });
+      if (savedStage !== stage)
+        throw new TrainerError(
+          'CHECKPOINT_STAGE',
+          `${out}/config.json: the run is stage "${String(savedStage)}", not "${stage}"`,
+          { file: `${out}/config.json` },
+        );
       cfg = applyPatch(defaultConfig(stage), savedCfg, `${out}/config.json`);
       for (const [flag, path] of Object.entries(FLAG_PATHS)) {
         const v = values[flag];
@@ -159,8 +173,13 @@ export async function main(argv: string[], io: Io = processIo, stdout: (s: strin
     // 128 + the signal's number, as a shell reports a process the signal ended.
     return result.interrupted ? (result.signal === 'SIGTERM' ? 143 : 130) : 0;
   } catch (e) {
-    if (e instanceof RangeError || /out of memory|allocation failed|Invalid (typed )?array length/i.test((e as Error).message ?? '')) {
-      io.log(`hyperllama-train ${stage}: error OUT_OF_MEMORY: ${(e as Error).message}. Lower batchSize, data.maxLength / data.maxHyperLength / data.seqLen, or the model size.`);
+    if (
+      e instanceof RangeError ||
+      /out of memory|allocation failed|Invalid (typed )?array length/i.test((e as Error).message ?? '')
+    ) {
+      io.log(
+        `hyperllama-train ${stage}: error OUT_OF_MEMORY: ${(e as Error).message}. Lower batchSize, data.maxLength / data.maxHyperLength / data.seqLen, or the model size.`,
+      );
       return 1;
     }
     if (e instanceof HyperLlamaError) {

@@ -1,10 +1,29 @@
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeDirAtomic } from '@hyperllama/hypernet';
-import { disposeBackend, fromFloat32, initBackend, readSafetensors, toFloat32, writeFileAtomic, writeSafetensors } from '@hyperllama/runtime';
+import {
+  disposeBackend,
+  fromFloat32,
+  initBackend,
+  readSafetensors,
+  toFloat32,
+  writeFileAtomic,
+  writeSafetensors,
+} from '@hyperllama/runtime';
 import { LOCK_FILE, acquireRunLock, truncateMetrics } from '@hyperllama/training';
 import { main } from '../src/index.js';
 import { TINY, memoryIo } from './helpers.js';
@@ -42,7 +61,9 @@ function freshRun(): string {
 /** Every file under `d` (recursively) → its bytes, to show a failed command changed nothing. */
 const snapshot = (d: string) =>
   Object.fromEntries(
-    (readdirSync(d, { recursive: true }) as string[]).filter((f) => statSync(join(d, f)).isFile()).map((f) => [f, readFileSync(join(d, f)).toString('base64')]),
+    (readdirSync(d, { recursive: true }) as string[])
+      .filter((f) => statSync(join(d, f)).isFile())
+      .map((f) => [f, readFileSync(join(d, f)).toString('base64')]),
   );
 const steps = (out: string) =>
   readFileSync(join(out, 'metrics.jsonl'), 'utf8')
@@ -96,13 +117,20 @@ describe('resume errors are typed, name what is wrong, and leave the checkpoint 
     const out = freshRun();
     let r = await train(['hyperpretrain', '--resume', out]);
     expect(r.code).toBe(1);
-    expect(r.log).toContain(`error CHECKPOINT_STAGE: ${out}/config.json: the run is stage "multitask", not "hyperpretrain"`);
+    expect(r.log).toContain(
+      `error CHECKPOINT_STAGE: ${out}/config.json: the run is stage "multitask", not "hyperpretrain"`,
+    );
     const stateFile = join(out, 'checkpoint', 'state.json');
-    writeFileSync(stateFile, readFileSync(stateFile, 'utf8').replace('"stage": "multitask"', '"stage": "hyperpretrain"'));
+    writeFileSync(
+      stateFile,
+      readFileSync(stateFile, 'utf8').replace('"stage": "multitask"', '"stage": "hyperpretrain"'),
+    );
     const before = snapshot(join(out, 'checkpoint'));
     r = await train(['multitask', '--resume', out, '--steps', '6']);
     expect(r.code).toBe(1);
-    expect(r.log).toContain(`error CHECKPOINT_STAGE: ${join(out, 'checkpoint')}: the checkpoint is from stage "hyperpretrain", not "multitask"`);
+    expect(r.log).toContain(
+      `error CHECKPOINT_STAGE: ${join(out, 'checkpoint')}: the checkpoint is from stage "hyperpretrain", not "multitask"`,
+    );
     expect(snapshot(join(out, 'checkpoint'))).toEqual(before);
   });
 
@@ -112,7 +140,10 @@ describe('resume errors are typed, name what is wrong, and leave the checkpoint 
     const good = readFileSync(stateFile, 'utf8');
     const cases: Array<[string, RegExp]> = [
       [good.slice(0, good.length / 2), /CHECKPOINT_BAD: .*state\.json: cannot read the training state/],
-      [JSON.stringify({ stage: 'multitask', data: null }), /CHECKPOINT_BAD: .*state\.json: field "step": expected a non-negative integer/],
+      [
+        JSON.stringify({ stage: 'multitask', data: null }),
+        /CHECKPOINT_BAD: .*state\.json: field "step": expected a non-negative integer/,
+      ],
       ['[]', /CHECKPOINT_BAD: .*state\.json: field "<root>"/],
     ];
     for (const [text, expected] of cases) {
@@ -143,13 +174,17 @@ describe('resume errors are typed, name what is wrong, and leave the checkpoint 
     writeSafetensors(file, new Map(rest), metadata);
     let r = await train(['multitask', '--resume', out, '--steps', '6']);
     expect(r.code).toBe(1);
-    expect(r.log).toContain(`error CHECKPOINT_MISMATCH: ${file}: holds ${tensors.size - 1} tensors, the run trains ${tensors.size} (missing: ${first[0]})`);
+    expect(r.log).toContain(
+      `error CHECKPOINT_MISMATCH: ${file}: holds ${tensors.size - 1} tensors, the run trains ${tensors.size} (missing: ${first[0]})`,
+    );
     const [name, entry] = first;
     const flat = toFloat32(entry, name);
     writeSafetensors(file, new Map([[name, fromFloat32(flat, [flat.length])], ...rest]), metadata);
     r = await train(['multitask', '--resume', out, '--steps', '6']);
     expect(r.code).toBe(1);
-    expect(r.log).toContain(`error CHECKPOINT_MISMATCH: ${file}: ${name} has shape [${flat.length}], the run's is [${entry.shape}]`);
+    expect(r.log).toContain(
+      `error CHECKPOINT_MISMATCH: ${file}: ${name} has shape [${flat.length}], the run's is [${entry.shape}]`,
+    );
   });
 });
 
@@ -166,7 +201,10 @@ describe('metrics.jsonl repair', () => {
 
   it('keeps lines up to the step, drops later ones and unreadable ones', () => {
     const f = join(dir, 'm.jsonl');
-    writeFileSync(f, '{"step":0,"evalLoss":3}\n{"step":1,"loss":2}\nnot json\n{"nostep":1}\n{"step":2,"loss":1}\n{"step":3,"lo');
+    writeFileSync(
+      f,
+      '{"step":0,"evalLoss":3}\n{"step":1,"loss":2}\nnot json\n{"nostep":1}\n{"step":2,"loss":1}\n{"step":3,"lo',
+    );
     expect(truncateMetrics(f, 1)).toBe(3);
     expect(readFileSync(f, 'utf8')).toBe('{"step":0,"evalLoss":3}\n{"step":1,"loss":2}\n');
   });
@@ -174,7 +212,8 @@ describe('metrics.jsonl repair', () => {
 
 describe('the run lock', () => {
   const lockOf = (out: string) => join(out, LOCK_FILE);
-  const holder = (pid: number, host = hostname()) => JSON.stringify({ pid, host, started: '2026-01-02T03:04:05.000Z', stage: 'multitask' });
+  const holder = (pid: number, host = hostname()) =>
+    JSON.stringify({ pid, host, started: '2026-01-02T03:04:05.000Z', stage: 'multitask' });
 
   it('a live holder is refused, naming its pid, host and start time; nothing in the run changes', async () => {
     const out = freshRun();
@@ -182,10 +221,15 @@ describe('the run lock', () => {
     try {
       writeFileSync(lockOf(out), holder(other.pid!));
       const before = { ckpt: snapshot(join(out, 'checkpoint')), run: snapshot(out) };
-      for (const args of [['multitask', '--resume', out, '--steps', '6'], ['multitask', '--out', out, '--steps', '2', ...RUN]]) {
+      for (const args of [
+        ['multitask', '--resume', out, '--steps', '6'],
+        ['multitask', '--out', out, '--steps', '2', ...RUN],
+      ]) {
         const r = await train(args);
         expect(r.code).toBe(1);
-        expect(r.log).toContain(`error OUT_LOCKED: ${lockOf(out)}: ${out} is in use by process ${other.pid} on ${hostname()}, started 2026-01-02T03:04:05.000Z`);
+        expect(r.log).toContain(
+          `error OUT_LOCKED: ${lockOf(out)}: ${out} is in use by process ${other.pid} on ${hostname()}, started 2026-01-02T03:04:05.000Z`,
+        );
       }
       expect({ ckpt: snapshot(join(out, 'checkpoint')), run: snapshot(out) }).toEqual(before);
     } finally {
@@ -197,7 +241,9 @@ describe('the run lock', () => {
     const out = join(dir, 'remote');
     mkdirSync(out);
     writeFileSync(lockOf(out), holder(1, 'elsewhere'));
-    expect(() => acquireRunLock(out, 'multitask', () => {})).toThrow(/OUT_LOCKED|in use by process 1 on elsewhere.*another host/);
+    expect(() => acquireRunLock(out, 'multitask', () => {})).toThrow(
+      /OUT_LOCKED|in use by process 1 on elsewhere.*another host/,
+    );
   });
 
   it('a stale lock (holder gone) is taken over with a message and released at the end; its half-written temporaries go', async () => {
@@ -210,9 +256,13 @@ describe('the run lock', () => {
     writeFileSync(join(out, `metrics.jsonl.${gone.pid}.tmp`), '{"step"');
     const r = await train(['multitask', '--resume', out, '--steps', '6']);
     expect(r.code, r.log).toBe(0);
-    expect(r.log).toContain(`${lockOf(out)}: taking over a stale lock: process ${gone.pid} on ${hostname()} (started 2026-01-02T03:04:05.000Z) is gone`);
+    expect(r.log).toContain(
+      `${lockOf(out)}: taking over a stale lock: process ${gone.pid} on ${hostname()} (started 2026-01-02T03:04:05.000Z) is gone`,
+    );
     expect(existsSync(lockOf(out))).toBe(false);
-    expect(r.log).toContain(`removed what killed runs left half-written: checkpoint.tmp-${gone.pid}, metrics.jsonl.${gone.pid}.tmp`);
+    expect(r.log).toContain(
+      `removed what killed runs left half-written: checkpoint.tmp-${gone.pid}, metrics.jsonl.${gone.pid}.tmp`,
+    );
     expect(readdirSync(out).filter((f) => /tmp/.test(f))).toEqual([]);
   });
 
@@ -251,9 +301,26 @@ describe('non-finite values during training', () => {
   it('weights that overflow to Infinity stop the run with a typed error naming the tensor, and no checkpoint is written', async () => {
     const out = join(dir, 'overflow');
     // lr 1e39 is finite in the config but Infinity in float32: the first update makes weights non-finite.
-    const r = await train(['multitask', '--out', out, '--steps', '4', ...RUN, '--save-every', '1', '--lr', '1e39', '--set', 'warmupSteps=0', '--set', 'maxGradNorm=0']);
+    const r = await train([
+      'multitask',
+      '--out',
+      out,
+      '--steps',
+      '4',
+      ...RUN,
+      '--save-every',
+      '1',
+      '--lr',
+      '1e39',
+      '--set',
+      'warmupSteps=0',
+      '--set',
+      'maxGradNorm=0',
+    ]);
     expect(r.code).toBe(1);
-    expect(r.log).toMatch(/error NON_FINITE_WEIGHTS: step 1: trainable tensor \S+ holds (NaN|-?Infinity) at index \d+; no checkpoint was written;/);
+    expect(r.log).toMatch(
+      /error NON_FINITE_WEIGHTS: step 1: trainable tensor \S+ holds (NaN|-?Infinity) at index \d+; no checkpoint was written;/,
+    );
     expect(existsSync(join(out, 'checkpoint'))).toBe(false);
     expect(existsSync(join(out, 'final'))).toBe(false);
   });

@@ -45,22 +45,50 @@ describe('hyperllama-train bad input: a typed error naming what was wrong, exit 
   it('a missing --config file, and a --config that is a directory', async () => {
     const missing = join(dir, 'nowhere.yaml');
     expectTyped(await train('multitask', '--config', missing, ...out('c1')), 'CONFIG_NOT_FOUND', missing);
-    expectTyped(await train('multitask', '--config', dir, ...out('c2')), 'CONFIG_NOT_FOUND', `${dir}: cannot read the config file`);
+    expectTyped(
+      await train('multitask', '--config', dir, ...out('c2')),
+      'CONFIG_NOT_FOUND',
+      `${dir}: cannot read the config file`,
+    );
   });
 
   it('--steps 0', async () => {
-    expectTyped(await train('multitask', '--steps', '0', ...out('s')), 'CONFIG_BAD_VALUE', '--steps: "steps": expected an integer ≥ 1, got 0');
+    expectTyped(
+      await train('multitask', '--steps', '0', ...out('s')),
+      'CONFIG_BAD_VALUE',
+      '--steps: "steps": expected an integer ≥ 1, got 0',
+    );
   });
 
   it('--set data.shots=0 for few-shot training', async () => {
     for (const method of ['hyperllama', 'icl']) {
-      expectTyped(await train('multitask', '--method', method, '--set', 'data.shots=0', '--set', 'data.minShots=0', '--steps', '1', ...out(`shots-${method}`), ...TINY), 'CONFIG_BAD_VALUE', 'data.shots: expected at least 1 demonstration per few-shot episode, got 0');
+      expectTyped(
+        await train(
+          'multitask',
+          '--method',
+          method,
+          '--set',
+          'data.shots=0',
+          '--set',
+          'data.minShots=0',
+          '--steps',
+          '1',
+          ...out(`shots-${method}`),
+          ...TINY,
+        ),
+        'CONFIG_BAD_VALUE',
+        'data.shots: expected at least 1 demonstration per few-shot episode, got 0',
+      );
     }
   });
 
   it('a missing tasks path', async () => {
     const nowhere = join(dir, 'no-tasks');
-    expectTyped(await train('multitask', '--set', `data.tasks=${nowhere}`, ...out('t'), ...TINY), 'MISSING_FILE', nowhere);
+    expectTyped(
+      await train('multitask', '--set', `data.tasks=${nowhere}`, ...out('t'), ...TINY),
+      'MISSING_FILE',
+      nowhere,
+    );
   });
 
   it('a malformed HyperLlama checkpoint (--hypernet, hyper.from)', async () => {
@@ -68,14 +96,34 @@ describe('hyperllama-train bad input: a typed error naming what was wrong, exit 
     mkdirSync(bad);
     writeFileSync(join(bad, 'hypernet_config.json'), '{"format": "hyperllama-hypernet", "k": ');
     const file = join(bad, 'hypernet_config.json');
-    expectTyped(await train('prefix-tune', '--init', 'hyper', '--hypernet', bad, ...out('h1'), ...TINY), 'HYPERNET_BAD_CONFIG', file);
-    expectTyped(await train('multitask', '--set', `hyper.from=${bad}`, ...out('h2'), ...TINY), 'HYPERNET_BAD_CONFIG', file);
+    expectTyped(
+      await train('prefix-tune', '--init', 'hyper', '--hypernet', bad, ...out('h1'), ...TINY),
+      'HYPERNET_BAD_CONFIG',
+      file,
+    );
+    expectTyped(
+      await train('multitask', '--set', `hyper.from=${bad}`, ...out('h2'), ...TINY),
+      'HYPERNET_BAD_CONFIG',
+      file,
+    );
   });
 
   it('a tokenizer that does not match the base model (vocabulary size), for every method', async () => {
     for (const method of ['hyperllama', 'zero-shot']) {
       expectTyped(
-        await train('multitask', '--base', base, '--method', method, '--set', 'model.tokenizer=builtin:word', '--steps', '1', ...out(`tok-${method}`), ...TINY),
+        await train(
+          'multitask',
+          '--base',
+          base,
+          '--method',
+          method,
+          '--set',
+          'model.tokenizer=builtin:word',
+          '--steps',
+          '1',
+          ...out(`tok-${method}`),
+          ...TINY,
+        ),
         'TOKENIZER_MISMATCH',
         `model.tokenizer: builtin:word has 4096 tokens but the base ${base} has vocabSize ${charTokenizer().numTokens}`,
       );

@@ -3,7 +3,16 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SCHEMA, STAGES, TrainerError, WORD_VOCAB_SIZE, buildJob, defaultConfig, resolveTokenizer, shotRange } from '@hyperllama/training';
+import {
+  SCHEMA,
+  STAGES,
+  TrainerError,
+  WORD_VOCAB_SIZE,
+  buildJob,
+  defaultConfig,
+  resolveTokenizer,
+  shotRange,
+} from '@hyperllama/training';
 import { main, resolveConfig, stageHelp } from '../src/index.js';
 import { memoryIo } from './helpers.js';
 
@@ -29,18 +38,41 @@ function error(f: () => unknown): TrainerError {
 function leafPaths(schema: Record<string, unknown>, prefix = ''): string[] {
   return Object.entries(schema).flatMap(([k, v]) => {
     const path = prefix ? `${prefix}.${k}` : k;
-    return typeof (v as { kind?: unknown }).kind === 'string' && typeof (v as { help?: unknown }).help === 'string' ? [path] : leafPaths(v as Record<string, unknown>, path);
+    return typeof (v as { kind?: unknown }).kind === 'string' && typeof (v as { help?: unknown }).help === 'string'
+      ? [path]
+      : leafPaths(v as Record<string, unknown>, path);
   });
 }
 
 describe('configuration', () => {
   it('reads YAML and JSON alike; flags override the file', () => {
-    const yaml = file('a.yaml', 'steps: 7\nlr: 0.5\nhyper:\n  k: 3\n  targetModules: [q_proj, v_proj]\ndata:\n  tasks: /x/tasks\n');
-    const json = file('a.json', JSON.stringify({ steps: 7, lr: 0.5, hyper: { k: 3, targetModules: ['q_proj', 'v_proj'] }, data: { tasks: '/x/tasks' } }));
+    const yaml = file(
+      'a.yaml',
+      'steps: 7\nlr: 0.5\nhyper:\n  k: 3\n  targetModules: [q_proj, v_proj]\ndata:\n  tasks: /x/tasks\n',
+    );
+    const json = file(
+      'a.json',
+      JSON.stringify({
+        steps: 7,
+        lr: 0.5,
+        hyper: { k: 3, targetModules: ['q_proj', 'v_proj'] },
+        data: { tasks: '/x/tasks' },
+      }),
+    );
     const fromYaml = resolveConfig('multitask', { config: yaml });
     expect(fromYaml).toEqual(resolveConfig('multitask', { config: json }));
-    expect(fromYaml).toMatchObject({ steps: 7, lr: 0.5, hyper: { k: 3, targetModules: ['q_proj', 'v_proj'], r: 8 }, data: { tasks: '/x/tasks' } });
-    const overridden = resolveConfig('multitask', { config: yaml, steps: '9', method: 'icl', set: ['hyper.k=5', 'data.tasks=null'] });
+    expect(fromYaml).toMatchObject({
+      steps: 7,
+      lr: 0.5,
+      hyper: { k: 3, targetModules: ['q_proj', 'v_proj'], r: 8 },
+      data: { tasks: '/x/tasks' },
+    });
+    const overridden = resolveConfig('multitask', {
+      config: yaml,
+      steps: '9',
+      method: 'icl',
+      set: ['hyper.k=5', 'data.tasks=null'],
+    });
     expect(overridden).toMatchObject({ steps: 9, method: 'icl', hyper: { k: 5 }, data: { tasks: null } });
   });
 
@@ -61,8 +93,20 @@ describe('configuration', () => {
     if (existsSync(asset)) {
       const hf = JSON.parse(readFileSync(asset, 'utf8'));
       const m = copy.model;
-      expect([hf.hidden_size, hf.num_hidden_layers, hf.num_attention_heads, hf.num_key_value_heads, hf.intermediate_size, hf.vocab_size]).toEqual([
-        m.hiddenSize, m.numHiddenLayers, m.numAttentionHeads, m.numKeyValueHeads, m.intermediateSize, m.vocabSize,
+      expect([
+        hf.hidden_size,
+        hf.num_hidden_layers,
+        hf.num_attention_heads,
+        hf.num_key_value_heads,
+        hf.intermediate_size,
+        hf.vocab_size,
+      ]).toEqual([
+        m.hiddenSize,
+        m.numHiddenLayers,
+        m.numAttentionHeads,
+        m.numKeyValueHeads,
+        m.intermediateSize,
+        m.vocabSize,
       ]);
     }
   });
@@ -75,10 +119,14 @@ describe('configuration', () => {
     const badValue = error(() => resolveConfig('multitask', { config: file('b.json', '{"hyper": {"k": 0}}') }));
     expect(badValue.code).toBe('CONFIG_BAD_VALUE');
     expect(badValue.message).toMatch(/"hyper\.k": expected an integer ≥ 1, got 0/);
-    expect(error(() => resolveConfig('multitask', { method: 'telepathy' })).message).toMatch(/"method": expected one of hyperllama, icl, zero-shot, shared-prefix/);
+    expect(error(() => resolveConfig('multitask', { method: 'telepathy' })).message).toMatch(
+      /"method": expected one of hyperllama, icl, zero-shot, shared-prefix/,
+    );
     expect(error(() => resolveConfig('multitask', { steps: 'many' })).message).toContain('"steps"');
     expect(error(() => resolveConfig('multitask', { set: ['nope.x=1'] })).code).toBe('CONFIG_UNKNOWN_KEY');
-    expect(error(() => resolveConfig('multitask', { config: file('c.yaml', 'steps: [1, 2\n') })).code).toBe('CONFIG_BAD_SYNTAX');
+    expect(error(() => resolveConfig('multitask', { config: file('c.yaml', 'steps: [1, 2\n') })).code).toBe(
+      'CONFIG_BAD_SYNTAX',
+    );
   });
 
   it('--help of each stage explains every option it uses', async () => {
@@ -182,6 +230,8 @@ describe('pretrain-base row mixture', () => {
 
   it('rejects repeat rows with a tokenizer that has no whole-word tokens (the character tokenizer)', () => {
     const cfg = defaultConfig('pretrain-base');
-    expect(() => buildJob('pretrain-base', { ...cfg, data: { ...cfg.data, textFraction: 0.5, repeatFraction: 0.2 } })).toThrow(/whole-word tokens/);
+    expect(() =>
+      buildJob('pretrain-base', { ...cfg, data: { ...cfg.data, textFraction: 0.5, repeatFraction: 0.2 } }),
+    ).toThrow(/whole-word tokens/);
   });
 });

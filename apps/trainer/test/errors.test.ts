@@ -20,7 +20,28 @@ describe('divergence', () => {
     const out = join(dir, 'nan');
     const io = memoryIo();
     // An absurd learning rate: the first update blows the weights up to ~1e30, the next loss overflows.
-    const code = await main(['multitask', '--method', 'zero-shot', '--out', out, '--steps', '10', '--save-every', '1', '--eval-every', '0', '--lr', '1e30', '--set', 'warmupSteps=0', ...TINY], io, () => {});
+    const code = await main(
+      [
+        'multitask',
+        '--method',
+        'zero-shot',
+        '--out',
+        out,
+        '--steps',
+        '10',
+        '--save-every',
+        '1',
+        '--eval-every',
+        '0',
+        '--lr',
+        '1e30',
+        '--set',
+        'warmupSteps=0',
+        ...TINY,
+      ],
+      io,
+      () => {},
+    );
     expect(code).toBe(1);
     const log = io.lines.join('\n');
     expect(log).toMatch(/NON_FINITE_LOSS: step (\d+): training diverged: loss = (NaN|Infinity)/);
@@ -36,7 +57,9 @@ describe('divergence', () => {
 
   it('a missing base model is a typed error naming the path', async () => {
     const io = memoryIo();
-    expect(await main(['multitask', '--base', join(dir, 'nowhere'), '--out', join(dir, 'x'), ...TINY], io, () => {})).toBe(1);
+    expect(
+      await main(['multitask', '--base', join(dir, 'nowhere'), '--out', join(dir, 'x'), ...TINY], io, () => {}),
+    ).toBe(1);
     expect(io.lines.join('\n')).toMatch(/error \w+: .*nowhere/);
   });
 });

@@ -12,7 +12,20 @@ export function memoryIo(): Io & { lines: string[] } {
 }
 
 /** Flags of a tiny, fast run: few steps, one wasm thread. */
-export const TINY = ['--set', 'threads=1', '--set', 'batchSize=4', '--set', 'evalBatches=1', '--set', 'data.seqLen=32', '--set', 'data.maxHyperLength=96', '--set', 'data.maxLength=64'];
+export const TINY = [
+  '--set',
+  'threads=1',
+  '--set',
+  'batchSize=4',
+  '--set',
+  'evalBatches=1',
+  '--set',
+  'data.seqLen=32',
+  '--set',
+  'data.maxHyperLength=96',
+  '--set',
+  'data.maxLength=64',
+];
 
 /**
  * The real CLI in a child process: `node --import tsx src/cli.ts …`, with tsconfig paths mapping every
@@ -21,13 +34,19 @@ export const TINY = ['--set', 'threads=1', '--set', 'batchSize=4', '--set', 'eva
 export function spawnCli(args: string[]): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', join(APP_DIR, 'src', 'cli.ts'), ...args], {
     cwd: APP_DIR,
-    env: { ...process.env, TSX_TSCONFIG_PATH: join(APP_DIR, 'test', 'tsconfig.paths.json'), HYPERLLAMA_BACKEND: 'wasm' },
+    env: {
+      ...process.env,
+      TSX_TSCONFIG_PATH: join(APP_DIR, 'test', 'tsconfig.paths.json'),
+      HYPERLLAMA_BACKEND: 'wasm',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 }
 
 /** Resolves with the exit code (or signal) and the output. */
-export function finished(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string }> {
+export function finished(
+  child: ChildProcess,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string }> {
   let output = '';
   child.stdout?.on('data', (d) => (output += d));
   child.stderr?.on('data', (d) => (output += d));

@@ -12,14 +12,33 @@ const dir = mkdtempSync(join(tmpdir(), 'trainer-resume-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 // LoRA dropout on: its Rng streams must resume too.
-const run = (out: string, steps = 24) => ['hyperpretrain', '--out', out, '--steps', String(steps), '--save-every', '4', '--eval-every', '8', '--set', 'hyper.dropout=0.1', ...TINY];
+const run = (out: string, steps = 24) => [
+  'hyperpretrain',
+  '--out',
+  out,
+  '--steps',
+  String(steps),
+  '--save-every',
+  '4',
+  '--eval-every',
+  '8',
+  '--set',
+  'hyper.dropout=0.1',
+  ...TINY,
+];
 
 /** Polls metrics.jsonl until a training step ≥ `step` is logged. */
 async function waitForStep(out: string, step: number): Promise<number> {
   const file = join(out, 'metrics.jsonl');
   for (;;) {
     if (existsSync(file)) {
-      const steps = readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((m) => 'loss' in m).map((m) => m.step as number);
+      const steps = readFileSync(file, 'utf8')
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+        .filter((m) => 'loss' in m)
+        .map((m) => m.step as number);
       if (steps.length && steps[steps.length - 1] >= step) return steps[steps.length - 1];
     }
     await new Promise((r) => setTimeout(r, 20));
@@ -27,7 +46,12 @@ async function waitForStep(out: string, step: number): Promise<number> {
 }
 
 const bytes = (path: string) => readFileSync(path);
-const OUTPUTS = ['checkpoint/trainable.safetensors', 'checkpoint/optimizer.safetensors', 'final/hyperllama/gist_embeddings.safetensors', 'final/hyperllama/hyper/adapter_model.safetensors'];
+const OUTPUTS = [
+  'checkpoint/trainable.safetensors',
+  'checkpoint/optimizer.safetensors',
+  'final/hyperllama/gist_embeddings.safetensors',
+  'final/hyperllama/hyper/adapter_model.safetensors',
+];
 
 describe('hyperllama-train in a child process', () => {
   it('killed with SIGKILL mid-run and resumed, ends byte-identical to an uninterrupted run', async () => {
@@ -51,7 +75,12 @@ describe('hyperllama-train in a child process', () => {
     expect(from).toBeLessThan(24);
     for (const f of OUTPUTS) expect(bytes(join(killed, f)).equals(bytes(join(straight, f))), f).toBe(true);
     // the metrics log reads as one run: every step once
-    const steps = readFileSync(join(killed, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => 'loss' in m).map((m) => m.step);
+    const steps = readFileSync(join(killed, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((m) => 'loss' in m)
+      .map((m) => m.step);
     expect(steps).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
   });
 
@@ -62,7 +91,11 @@ describe('hyperllama-train in a child process', () => {
     await waitForStep(out, 2);
     const second = await finished(spawnCli(run(out, 4)));
     expect(second.code, second.output).toBe(1);
-    expect(second.output).toMatch(new RegExp(`error OUT_LOCKED: .*hyperllama-train\\.lock: .* is in use by process ${child.pid} on \\S+, started \\d{4}-`));
+    expect(second.output).toMatch(
+      new RegExp(
+        `error OUT_LOCKED: .*hyperllama-train\\.lock: .* is in use by process ${child.pid} on \\S+, started \\d{4}-`,
+      ),
+    );
     expect(second.output).not.toMatch(/^\s+at /m); // one line, no stack trace
     child.kill('SIGTERM');
     const r = await done;
@@ -87,7 +120,11 @@ describe('hyperllama-train in a child process', () => {
     expect(state.step).toBeLessThan(400);
     expect(r.output).toContain(`--resume ${out}`);
     const cfg = defaultConfig('hyperpretrain');
-    const base = createLlama(scratchConfig(cfg, charTokenizer()), { seed: 0, std: cfg.model.initStd, trainable: false });
+    const base = createLlama(scratchConfig(cfg, charTokenizer()), {
+      seed: 0,
+      std: cfg.model.initStd,
+      trainable: false,
+    });
     const { hyperllama, config } = loadHyperLlama(join(out, 'checkpoint', 'hyperllama'), base);
     expect(config.k).toBe(cfg.hyper.k);
     hyperllama.dispose();

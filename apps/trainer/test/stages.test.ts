@@ -29,13 +29,25 @@ afterAll(async () => {
 });
 
 /** Runs the CLI in-process; returns the held-out losses before and after (from metrics.jsonl). */
-async function train(stage: string, name: string, extra: string[]): Promise<{ before: number; after: number; out: string }> {
+async function train(
+  stage: string,
+  name: string,
+  extra: string[],
+): Promise<{ before: number; after: number; out: string }> {
   const out = join(dir, name);
   const io = memoryIo();
-  const code = await main([stage, '--out', out, '--eval-every', '0', '--save-every', '0', ...TINY, '--set', 'evalBatches=2', ...extra], io, () => {});
+  const code = await main(
+    [stage, '--out', out, '--eval-every', '0', '--save-every', '0', ...TINY, '--set', 'evalBatches=2', ...extra],
+    io,
+    () => {},
+  );
   console.log(`${stage} ${name}: ${io.lines.slice(-3, -2)}`);
   expect(code, io.lines.join('\n')).toBe(0);
-  const evals = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => 'evalLoss' in m);
+  const evals = readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((m) => 'evalLoss' in m);
   expect(evals[0].step).toBe(0);
   return { before: evals[0].evalLoss, after: evals[evals.length - 1].evalLoss, out };
 }
@@ -58,7 +70,9 @@ describe('every stage runs end to end on the tiny default and lowers its held-ou
     const { hyperllama, config } = loadHyperLlama(join(r.out, 'final', 'hyperllama'), buildDefaultBase());
     expect(config.base_model.path).toBe('random-init(seed=0)');
     hyperllama.dispose();
-    expect(() => loadHyperLlama(join(r.out, 'final', 'hyperllama'), loadLlama(join(dir, 'pb', 'final', 'model')))).toThrow(/HYPERNET|hash/);
+    expect(() =>
+      loadHyperLlama(join(r.out, 'final', 'hyperllama'), loadLlama(join(dir, 'pb', 'final', 'model'))),
+    ).toThrow(/HYPERNET|hash/);
   });
 
   for (const method of ['hyperllama', 'icl', 'zero-shot', 'shared-prefix']) {
@@ -68,9 +82,19 @@ describe('every stage runs end to end on the tiny default and lowers its held-ou
       // Fresh-content episodes: on this random-init base only the prefix can learn, and no fixed answer per task is
       // left to memorise, so HyperLlama gets more steps and a smaller margin.
       const steps = method === 'hyperllama' ? '120' : '40';
-      const r = await train('multitask', `mt-${method}`, ['--method', method, '--steps', steps, ...base, '--lr', method === 'shared-prefix' ? '0.05' : '0.02', ...from]);
+      const r = await train('multitask', `mt-${method}`, [
+        '--method',
+        method,
+        '--steps',
+        steps,
+        ...base,
+        '--lr',
+        method === 'shared-prefix' ? '0.05' : '0.02',
+        ...from,
+      ]);
       expect(r.after).toBeLessThan(r.before - (method === 'hyperllama' ? 0.05 : 0.1));
-      if (method === 'icl' || method === 'zero-shot') expect(readAdapterConfig(join(r.out, 'final', 'adapter')).r).toBe(8);
+      if (method === 'icl' || method === 'zero-shot')
+        expect(readAdapterConfig(join(r.out, 'final', 'adapter')).r).toBe(8);
       if (method === 'shared-prefix') expect(existsSync(join(r.out, 'final', 'prefix.safetensors'))).toBe(true);
     });
   }
@@ -78,7 +102,24 @@ describe('every stage runs end to end on the tiny default and lowers its held-ou
   it('a HyperLlama stage with one row per batch finishes and exports (its swap control has nobody to swap with)', async () => {
     const out = join(dir, 'hp-b1');
     const io = memoryIo();
-    const code = await main(['hyperpretrain', '--out', out, '--eval-every', '0', '--save-every', '0', ...TINY, '--set', 'batchSize=1', '--steps', '3'], io, () => {});
+    const code = await main(
+      [
+        'hyperpretrain',
+        '--out',
+        out,
+        '--eval-every',
+        '0',
+        '--save-every',
+        '0',
+        ...TINY,
+        '--set',
+        'batchSize=1',
+        '--steps',
+        '3',
+      ],
+      io,
+      () => {},
+    );
     expect(code, io.lines.join('\n')).toBe(0);
     expect(existsSync(join(out, 'final', 'hyperllama'))).toBe(true);
     expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8')).not.toContain('swapControl');
@@ -88,7 +129,12 @@ describe('every stage runs end to end on the tiny default and lowers its held-ou
 
   for (const init of ['random', 'shared', 'hyper']) {
     it(`prefix-tune --init ${init}`, async () => {
-      const extra = init === 'shared' ? ['--shared', join(dir, 'mt-shared-prefix', 'final', 'prefix.safetensors')] : init === 'hyper' ? ['--hypernet', join(dir, 'mt-hyperllama', 'final', 'hyperllama')] : [];
+      const extra =
+        init === 'shared'
+          ? ['--shared', join(dir, 'mt-shared-prefix', 'final', 'prefix.safetensors')]
+          : init === 'hyper'
+            ? ['--hypernet', join(dir, 'mt-hyperllama', 'final', 'hyperllama')]
+            : [];
       const r = await train('prefix-tune', `pt-${init}`, ['--init', init, '--steps', '40', '--lr', '0.05', ...extra]);
       expect(r.after).toBeLessThan(r.before - 0.03);
       const model = buildDefaultBase();

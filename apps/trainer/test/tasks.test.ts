@@ -17,15 +17,27 @@ const task = (name: string, instances: number, examples = 0): Task => ({
 /** A plain JSONL task file with n instances. */
 function jsonl(dir: string, name: string, n: number): string {
   const file = join(dir, `${name}.jsonl`);
-  writeFileSync(file, Array.from({ length: n }, (_, i) => JSON.stringify({ input: `${name} ${i}`, output: `out ${i}` })).join('\n'));
+  writeFileSync(
+    file,
+    Array.from({ length: n }, (_, i) => JSON.stringify({ input: `${name} ${i}`, output: `out ${i}` })).join('\n'),
+  );
   return file;
 }
 
 describe('held-out instances of task files', () => {
-  it('keeps each task\'s last instances out of training: round(share·n), at least one, never all', () => {
+  it("keeps each task's last instances out of training: round(share·n), at least one, never all", () => {
     const { train, heldOut } = holdOutInstances([task('a', 20), task('b', 2), task('c', 1), task('d', 7)], 0.1);
-    expect(train.map((t) => [t.name, t.instances.length])).toEqual([['a', 18], ['b', 1], ['c', 1], ['d', 6]]);
-    expect(heldOut.map((t) => [t.name, t.instances.length])).toEqual([['a', 2], ['b', 1], ['d', 1]]);
+    expect(train.map((t) => [t.name, t.instances.length])).toEqual([
+      ['a', 18],
+      ['b', 1],
+      ['c', 1],
+      ['d', 6],
+    ]);
+    expect(heldOut.map((t) => [t.name, t.instances.length])).toEqual([
+      ['a', 2],
+      ['b', 1],
+      ['d', 1],
+    ]);
     expect(heldOut[0].instances.map((x) => x.input)).toEqual(['a instance 18', 'a instance 19']);
     expect(holdOutInstances([task('a', 20)], 0.9).heldOut[0].instances).toHaveLength(18);
     expect(holdOutInstances([task('a', 20)], 0).heldOut).toEqual([]);
@@ -59,7 +71,9 @@ describe('held-out instances of task files', () => {
     expect(split.all[0].instances).toHaveLength(10);
 
     const evalFile = jsonl(dir, 'farewell', 3);
-    const given = resolveTasks(resolveConfig('multitask', { set: [`data.tasks=${trainFile}`, `data.evalTasks=${evalFile}`] }));
+    const given = resolveTasks(
+      resolveConfig('multitask', { set: [`data.tasks=${trainFile}`, `data.evalTasks=${evalFile}`] }),
+    );
     expect(given.train[0].instances).toHaveLength(10);
     expect(given.evalTasks.map((t) => t.name)).toEqual(['farewell']);
 

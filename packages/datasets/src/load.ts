@@ -30,22 +30,32 @@ export interface LoadedTasks {
 export function loadTasks(path: string, opts: LoadTasksOptions = {}): LoadedTasks {
   const format = opts.format ?? 'auto';
   if (format !== 'auto' && !FORMATS.includes(format)) {
-    fail('UNKNOWN_FORMAT', { file: path, field: 'format' }, `unknown format "${format}"; expected auto, ${FORMATS.join(', ')}`);
+    fail(
+      'UNKNOWN_FORMAT',
+      { file: path, field: 'format' },
+      `unknown format "${format}"; expected auto, ${FORMATS.join(', ')}`,
+    );
   }
   if (!existsSync(path)) fail('MISSING_FILE', { file: path }, 'no such file or directory');
   const loaded = statSync(path).isDirectory() ? loadDir(path, format, opts) : [loadFile(path, format, opts)];
   const entries = loaded.flat();
-  if (entries.length === 0) fail('NO_TASKS', { file: path }, 'no tasks found (expected S-NI .json, MetaICL folders or .jsonl files)');
+  if (entries.length === 0)
+    fail('NO_TASKS', { file: path }, 'no tasks found (expected S-NI .json, MetaICL folders or .jsonl files)');
 
   const seen = new Set<string>();
   for (const { task } of entries) {
-    if (seen.has(task.name)) fail('DUPLICATE_TASK', { file: path, field: 'name' }, `two tasks are named "${task.name}"`);
+    if (seen.has(task.name))
+      fail('DUPLICATE_TASK', { file: path, field: 'name' }, `two tasks are named "${task.name}"`);
     seen.add(task.name);
   }
   const formats = entries.map((e) => e.format);
   const counts = FORMATS.filter((f) => formats.includes(f)).map((f) => `${formats.filter((x) => x === f).length} ${f}`);
   const instances = entries.reduce((n, e) => n + e.task.instances.length, 0);
-  return { formats, tasks: entries.map((e) => e.task), summary: `${counts.join(' + ')} tasks (${instances} instances) from ${path}` };
+  return {
+    formats,
+    tasks: entries.map((e) => e.task),
+    summary: `${counts.join(' + ')} tasks (${instances} instances) from ${path}`,
+  };
 }
 
 interface Entry {
@@ -60,7 +70,9 @@ function loadFile(file: string, format: 'auto' | TaskFormat, opts: MetaIclOption
   if (detected === 'metaicl') {
     const m = /^(.+)_(\d+)_(\d+)_(train|dev|test)\.jsonl$/.exec(name);
     if (!m) fail('UNKNOWN_FORMAT', { file }, 'not a MetaICL file name (<task>_<k>_<seed>_{train,dev,test}.jsonl)');
-    const tasks = loadMetaIclDir(dirname(file), opts).filter((t) => t.name === m[1] || t.name === `${m[1]}_${m[2]}_${m[3]}`);
+    const tasks = loadMetaIclDir(dirname(file), opts).filter(
+      (t) => t.name === m[1] || t.name === `${m[1]}_${m[2]}_${m[3]}`,
+    );
     return tasks.map((task) => ({ format: 'metaicl', task }));
   }
   return [{ format: detected, task: loadLineTask(file, detected) }];
@@ -71,9 +83,13 @@ function detectFileFormat(file: string): TaskFormat {
   if (ext === '.json') return 'sni';
   if (ext === '.jsonl') {
     if (isMetaIclFileName(basename(file))) return 'metaicl';
-    const firstLine = readFileSync(file, 'utf8').split('\n').find((l) => l.trim() !== '');
+    const firstLine = readFileSync(file, 'utf8')
+      .split('\n')
+      .find((l) => l.trim() !== '');
     if (firstLine === undefined) fail('NO_INSTANCES', { file }, 'empty JSONL file');
-    const lineFormat: LineFormat | undefined = detectLineFormat(asObject(parseJson(firstLine, { file, line: 1 }), { file, line: 1 }));
+    const lineFormat: LineFormat | undefined = detectLineFormat(
+      asObject(parseJson(firstLine, { file, line: 1 }), { file, line: 1 }),
+    );
     if (lineFormat) return lineFormat;
     fail('UNKNOWN_FORMAT', { file, line: 1 }, 'JSONL lines have neither {input, output} nor {inputs, targets}');
   }
@@ -91,6 +107,7 @@ function loadDir(dir: string, format: 'auto' | TaskFormat, opts: MetaIclOptions)
   const files = names.map((n) => join(dir, n)).filter((p) => statSync(p).isFile());
   const json = files.filter((p) => extname(p).toLowerCase() === '.json');
   const jsonl = files.filter((p) => extname(p).toLowerCase() === '.jsonl');
-  if (format === 'sni' || (format === 'auto' && json.length > 0)) return json.map((f) => [{ format: 'sni', task: loadSniTask(f) }]);
+  if (format === 'sni' || (format === 'auto' && json.length > 0))
+    return json.map((f) => [{ format: 'sni', task: loadSniTask(f) }]);
   return jsonl.map((f) => loadFile(f, format, opts));
 }

@@ -59,14 +59,25 @@ export class EpisodeSampler {
     state?: EpisodeSamplerState,
   ) {
     if (tasks.length === 0) fail('NO_TASKS', { file: 'EpisodeSampler', field: 'tasks' }, 'needs at least one task');
-    if (!Number.isInteger(opts.k) || opts.k < 0) fail('BAD_OPTION', { file: 'EpisodeSampler', field: 'k' }, `expected an integer >= 0, got ${opts.k}`);
+    if (!Number.isInteger(opts.k) || opts.k < 0)
+      fail('BAD_OPTION', { file: 'EpisodeSampler', field: 'k' }, `expected an integer >= 0, got ${opts.k}`);
     const cap = opts.maxPerTask ?? 30000;
-    if (!Number.isInteger(cap) || cap < 1) fail('BAD_OPTION', { file: 'EpisodeSampler', field: 'maxPerTask' }, `expected an integer >= 1, got ${cap}`);
+    if (!Number.isInteger(cap) || cap < 1)
+      fail('BAD_OPTION', { file: 'EpisodeSampler', field: 'maxPerTask' }, `expected an integer >= 1, got ${cap}`);
     if (state) {
-      if (state.kind !== 'episodes') fail('BAD_STATE', { file: 'EpisodeSampler', field: 'kind' }, `expected "episodes", got ${JSON.stringify(state.kind)}`);
+      if (state.kind !== 'episodes')
+        fail(
+          'BAD_STATE',
+          { file: 'EpisodeSampler', field: 'kind' },
+          `expected "episodes", got ${JSON.stringify(state.kind)}`,
+        );
       this.startEpoch(state.epoch, Rng.fromState(state.epochRng));
       if (!(state.position >= 0 && state.position <= this.order.length)) {
-        fail('BAD_STATE', { file: 'EpisodeSampler', field: 'position' }, `expected 0..${this.order.length}, got ${state.position}`);
+        fail(
+          'BAD_STATE',
+          { file: 'EpisodeSampler', field: 'position' },
+          `expected 0..${this.order.length}, got ${state.position}`,
+        );
       }
       this.position = state.position;
       this.rng = Rng.fromState(state.rng);
@@ -110,7 +121,13 @@ export class EpisodeSampler {
   }
 
   getState(): EpisodeSamplerState {
-    return { kind: 'episodes', epoch: this.epoch, position: this.position, epochRng: this.epochStart, rng: this.rng.getState() };
+    return {
+      kind: 'episodes',
+      epoch: this.epoch,
+      position: this.position,
+      epochRng: this.epochStart,
+      rng: this.rng.getState(),
+    };
   }
 }
 
@@ -160,12 +177,22 @@ export class CompressionSampler {
   ) {
     const { a, b, c, d } = opts.lengths;
     if (![a, b, c, d].every((n) => Number.isInteger(n) && n >= 1)) {
-      fail('BAD_OPTION', { file: 'CompressionSampler', field: 'lengths' }, `expected positive integers, got ${JSON.stringify(opts.lengths)}`);
+      fail(
+        'BAD_OPTION',
+        { file: 'CompressionSampler', field: 'lengths' },
+        `expected positive integers, got ${JSON.stringify(opts.lengths)}`,
+      );
     }
     this.weights = documents.map((doc) => doc.text.length);
-    if (!this.weights.some((w) => w > 0)) fail('NO_DOCUMENTS', { file: 'CompressionSampler', field: 'documents' }, 'no non-empty document');
+    if (!this.weights.some((w) => w > 0))
+      fail('NO_DOCUMENTS', { file: 'CompressionSampler', field: 'documents' }, 'no non-empty document');
     if (state) {
-      if (state.kind !== 'compression') fail('BAD_STATE', { file: 'CompressionSampler', field: 'kind' }, `expected "compression", got ${JSON.stringify(state.kind)}`);
+      if (state.kind !== 'compression')
+        fail(
+          'BAD_STATE',
+          { file: 'CompressionSampler', field: 'kind' },
+          `expected "compression", got ${JSON.stringify(state.kind)}`,
+        );
       this.rng = Rng.fromState(state.rng);
       this.position = state.position;
     } else {
@@ -190,9 +217,20 @@ export class CompressionSampler {
       const ids = this.encoder.encode(text.slice(offset, offset + window), { bos: false, eos: false });
       if (ids.length < total) continue;
       this.position++;
-      return { document, offset, a: ids.slice(0, a), b: ids.slice(a, a + b), c: ids.slice(a + b, a + b + c), d: ids.slice(a + b + c, total) };
+      return {
+        document,
+        offset,
+        a: ids.slice(0, a),
+        b: ids.slice(a, a + b),
+        c: ids.slice(a + b, a + b + c),
+        d: ids.slice(a + b + c, total),
+      };
     }
-    return fail('CORPUS_TOO_SHORT', { file: 'CompressionSampler', field: 'lengths' }, `no window of ${total} tokens found in ${tries} draws`);
+    return fail(
+      'CORPUS_TOO_SHORT',
+      { file: 'CompressionSampler', field: 'lengths' },
+      `no window of ${total} tokens found in ${tries} draws`,
+    );
   }
 
   getState(): CompressionSamplerState {

@@ -17,7 +17,11 @@ export interface SymbolizeOptions {
 export function symbolize(task: Task, seed: number, opts: SymbolizeOptions = {}): Task {
   const options = task.options;
   if (!options || options.length < 2) {
-    fail('NOT_CLASSIFICATION', { file: task.name, field: 'options' }, 'symbolize needs a classification task with a shared label set of at least 2 options');
+    fail(
+      'NOT_CLASSIFICATION',
+      { file: task.name, field: 'options' },
+      'symbolize needs a classification task with a shared label set of at least 2 options',
+    );
   }
   const rng = new Rng(seed).fork(`symbolize/${task.name}`);
   const labels = [...new Set(options)];
@@ -38,7 +42,12 @@ export function symbolize(task: Task, seed: number, opts: SymbolizeOptions = {})
     list.map((e, i) => {
       const swap = (label: string): string => {
         const s = symbolOf.get(label);
-        if (s === undefined) fail('BAD_FIELD', { file: task.name, field: `${field}[${i}].output` }, `output "${label}" is not one of the task's options`);
+        if (s === undefined)
+          fail(
+            'BAD_FIELD',
+            { file: task.name, field: `${field}[${i}].output` },
+            `output "${label}" is not one of the task's options`,
+          );
         return s;
       };
       const out: Example = { ...e, output: swap(e.output) };

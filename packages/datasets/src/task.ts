@@ -43,7 +43,11 @@ export function optionsOf(task: Task, example: Example): string[] | undefined {
 }
 
 /** Builds an {@link Example} from one or more references, keeping `outputs` only when there are several. */
-export function makeExample(input: string, references: string[], extra: { options?: string[]; id?: string } = {}): Example {
+export function makeExample(
+  input: string,
+  references: string[],
+  extra: { options?: string[]; id?: string } = {},
+): Example {
   const example: Example = { input, output: references[0] };
   if (references.length > 1) example.outputs = [...references];
   if (extra.options !== undefined) example.options = extra.options;
@@ -56,12 +60,17 @@ export function makeExample(input: string, references: string[], extra: { option
 export type JsonObject = Record<string, unknown>;
 
 export function asObject(value: unknown, place: Place): JsonObject {
-  if (typeName(value) !== 'object') fail('BAD_FIELD', place, `expected an object, got ${typeName(value)}`, { expected: 'object', actual: typeName(value) });
+  if (typeName(value) !== 'object')
+    fail('BAD_FIELD', place, `expected an object, got ${typeName(value)}`, {
+      expected: 'object',
+      actual: typeName(value),
+    });
   return value as JsonObject;
 }
 
 function field(obj: JsonObject, key: string, place: Place): unknown {
-  if (!(key in obj) || obj[key] === undefined) fail('MISSING_FIELD', { ...place, field: joinField(place.field, key) }, 'missing required field');
+  if (!(key in obj) || obj[key] === undefined)
+    fail('MISSING_FIELD', { ...place, field: joinField(place.field, key) }, 'missing required field');
   return obj[key];
 }
 
@@ -85,7 +94,12 @@ export function readStrings(obj: JsonObject, key: string, place: Place, allowEmp
   const isText = (v: unknown): boolean => typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v));
   if (isText(value)) return [String(value)];
   if (!Array.isArray(value) || !value.every(isText) || (!allowEmpty && value.length === 0)) {
-    mistyped(place, key, allowEmpty ? 'a string or an array of strings' : 'a string or a non-empty array of strings', value);
+    mistyped(
+      place,
+      key,
+      allowEmpty ? 'a string or an array of strings' : 'a string or a non-empty array of strings',
+      value,
+    );
   }
   return (value as unknown[]).map(String);
 }
@@ -103,10 +117,15 @@ export function readOptionalStrings(obj: JsonObject, key: string, place: Place):
 }
 
 function mistyped(place: Place, key: string, expected: string, value: unknown): never {
-  return fail('BAD_FIELD', { ...place, field: joinField(place.field, key) }, `expected ${expected}, got ${typeName(value)}`, {
-    expected,
-    actual: typeName(value),
-  });
+  return fail(
+    'BAD_FIELD',
+    { ...place, field: joinField(place.field, key) },
+    `expected ${expected}, got ${typeName(value)}`,
+    {
+      expected,
+      actual: typeName(value),
+    },
+  );
 }
 
 /** Throws `NO_INSTANCES` for a task with nothing to evaluate. */

@@ -21,7 +21,14 @@ const TINY: PromptTemplate = { definition: (d) => `${d}|`, prompt: (i) => `${i}=
 const GISTS = [40, 41];
 
 const episodes: EpisodeLike[] = [
-  { task: { definition: 'D' }, examples: [{ input: 'ab', output: 'c' }, { input: 'ba', output: 'x' }], target: { input: 'c', output: 'ab' } },
+  {
+    task: { definition: 'D' },
+    examples: [
+      { input: 'ab', output: 'c' },
+      { input: 'ba', output: 'x' },
+    ],
+    target: { input: 'c', output: 'ab' },
+  },
   { task: {}, examples: [{ input: 'x', output: 'b' }], target: { input: 'b', output: 'x' } },
 ];
 
@@ -106,7 +113,10 @@ describe('collation against hand-written fixtures', () => {
     // Room for 6 - BOS = 5 tokens: the answer and EOS (3) plus the last 2 prompt tokens "c=".
     expect(collateZeroShot([episodes[0]], { ...o, maxLength: 6 }).inputIds).toEqual([[1, 12, 14, 10, 11, 2]]);
     expect(collateZeroShot([episodes[0]], { ...o, maxLength: 5 }).inputIds).toEqual([[1, 14, 10, 11, 2]]);
-    expect(collateZeroShot([episodes[0]], { ...o, maxLength: 3 })).toMatchObject({ inputIds: [[1, 10, 11]], labels: [[_, 10, 11]] });
+    expect(collateZeroShot([episodes[0]], { ...o, maxLength: 3 })).toMatchObject({
+      inputIds: [[1, 10, 11]],
+      labels: [[_, 10, 11]],
+    });
     const left = collateZeroShot(episodes, { ...o, useDefinition: false, padSide: 'left', eos: false });
     expect(left.inputIds).toEqual([
       [1, 12, 14, 10, 11],
@@ -121,7 +131,9 @@ describe('collation against hand-written fixtures', () => {
   it('a token merged across the prompt/answer boundary is labelled with the answer, never split', () => {
     const merging = new CharEncoder(VOCAB, ['=a']);
     // "c=" encodes as [c, =]; "c=ab" as [c, =a, b]: the common prefix is [c].
-    expect(collateZeroShot([{ task: {}, target: { input: 'c', output: 'ab' } }], { encoder: merging, template: TINY })).toEqual({
+    expect(
+      collateZeroShot([{ task: {}, target: { input: 'c', output: 'ab' } }], { encoder: merging, template: TINY }),
+    ).toEqual({
       inputIds: [[1, 12, 20, 11, 2]],
       attentionMask: [[1, 1, 1, 1, 1]],
       labels: [[_, _, 20, 11, 2]],
@@ -132,7 +144,13 @@ describe('collation against hand-written fixtures', () => {
   it('compression batch: [BOS] A D gists for the hypernetwork, [BOS] B C with loss on C downstream', () => {
     const batch = collateCompression([{ a: [5, 6], b: [7], c: [8, 9], d: [10] }], { encoder, gistIds: [40] });
     expect(batch).toEqual({
-      hyper: { inputIds: [[1, 5, 6, 10, 40]], attentionMask: [[1, 1, 1, 1, 1]], gistPositions: [[4]], lengths: [5], numExamples: [0] },
+      hyper: {
+        inputIds: [[1, 5, 6, 10, 40]],
+        attentionMask: [[1, 1, 1, 1, 1]],
+        gistPositions: [[4]],
+        lengths: [5],
+        numExamples: [0],
+      },
       downstream: { inputIds: [[1, 7, 8, 9]], attentionMask: [[1, 1, 1, 1]], labels: [[_, _, 8, 9]], lengths: [4] },
     });
   });
@@ -144,24 +162,52 @@ describe('collation against hand-written fixtures', () => {
     ];
     expect(collateCompression(segments, { encoder, gistIds: GISTS })).toEqual({
       hyper: {
-        inputIds: [[1, 10, 11, 16, 40, 41], [0, 1, 20, 23, 40, 41]],
-        attentionMask: [[1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1]],
-        gistPositions: [[4, 5], [4, 5]],
+        inputIds: [
+          [1, 10, 11, 16, 40, 41],
+          [0, 1, 20, 23, 40, 41],
+        ],
+        attentionMask: [
+          [1, 1, 1, 1, 1, 1],
+          [0, 1, 1, 1, 1, 1],
+        ],
+        gistPositions: [
+          [4, 5],
+          [4, 5],
+        ],
         lengths: [6, 5],
         numExamples: [0, 0],
       },
       downstream: {
-        inputIds: [[1, 12, 13, 14, 15], [1, 21, 22, 0, 0]],
-        attentionMask: [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]],
-        labels: [[_, _, _, 14, 15], [_, _, 22, _, _]],
+        inputIds: [
+          [1, 12, 13, 14, 15],
+          [1, 21, 22, 0, 0],
+        ],
+        attentionMask: [
+          [1, 1, 1, 1, 1],
+          [1, 1, 1, 0, 0],
+        ],
+        labels: [
+          [_, _, _, 14, 15],
+          [_, _, 22, _, _],
+        ],
         lengths: [5, 3],
       },
     });
   });
 
   it('rank classification: one row per option, the gold index, and the shared hyper row', () => {
-    const task: Task = { name: 't', source: 'test', examples: [], instances: [], options: ['a', 'x'], metric: 'accuracy' };
-    const instances = [{ input: 'c', output: 'x' }, { input: 'b', output: 'a', options: ['b', 'a', 'c'] }];
+    const task: Task = {
+      name: 't',
+      source: 'test',
+      examples: [],
+      instances: [],
+      options: ['a', 'x'],
+      metric: 'accuracy',
+    };
+    const instances = [
+      { input: 'c', output: 'x' },
+      { input: 'b', output: 'a', options: ['b', 'a', 'c'] },
+    ];
     const batch = collateRankClassification(task, instances, [{ input: 'ab', output: 'c' }], 'hyper', o);
     expect(batch.rows.inputIds).toEqual([
       [1, 12, 14, 10, 2],
@@ -181,7 +227,13 @@ describe('collation against hand-written fixtures', () => {
     expect(batch.rowOption).toEqual([0, 1, 0, 1, 2]);
     expect(batch.gold).toEqual([1, 1]);
     expect(batch.hyper?.inputIds).toEqual([[1, 10, 11, 14, 12, 15, 40, 41]]);
-    const fewshot = collateRankClassification(task, instances.slice(0, 1), [{ input: 'ab', output: 'c' }], 'fewshot', o);
+    const fewshot = collateRankClassification(
+      task,
+      instances.slice(0, 1),
+      [{ input: 'ab', output: 'c' }],
+      'fewshot',
+      o,
+    );
     expect(fewshot.rows.inputIds).toEqual([
       [1, 10, 11, 14, 12, 15, 12, 14, 10, 2],
       [1, 10, 11, 14, 12, 15, 12, 14, 13, 2],
@@ -191,7 +243,10 @@ describe('collation against hand-written fixtures', () => {
 
   it('the default template is "Input: …\\nOutput: …\\n\\n" with the definition first', () => {
     const enc = new CharEncoder();
-    const batch = collateHyperLlama([{ ...episodes[0], task: { definition: 'Copy.' } }], { encoder: enc, gistIds: [500] });
+    const batch = collateHyperLlama([{ ...episodes[0], task: { definition: 'Copy.' } }], {
+      encoder: enc,
+      gistIds: [500],
+    });
     const hyper = batch.hyper.inputIds[0];
     expect(enc.decode(hyper.slice(1, -1))).toBe('Copy.\n\nInput: ab\nOutput: c\n\nInput: ba\nOutput: x\n\n');
     const down = batch.downstream;
@@ -225,7 +280,10 @@ describe('collation properties on sampled synthetic episodes', () => {
       expect(hyper.attentionMask[b].reduce((s, m) => s + m, 0)).toBe(hyper.lengths[b]);
       // Greedy: one more demonstration would not have fitted.
       if (hyper.numExamples[b] < ep.examples.length) {
-        const longer = collateHyperLlama([{ ...ep, examples: ep.examples.slice(0, hyper.numExamples[b] + 1) }], { ...o, maxHyperLength: undefined });
+        const longer = collateHyperLlama([{ ...ep, examples: ep.examples.slice(0, hyper.numExamples[b] + 1) }], {
+          ...o,
+          maxHyperLength: undefined,
+        });
         expect(longer.hyper.lengths[0]).toBeGreaterThan(120);
       }
     }

@@ -7,18 +7,26 @@ import { CharEncoder, tempDir } from './helpers.js';
 
 describe('default corpus', () => {
   const docs = defaultCorpus();
-  const dataDir = join(dirname(createRequire(import.meta.url).resolve(`${DEFAULT_CORPUS.package}/package.json`)), 'data');
+  const dataDir = join(
+    dirname(createRequire(import.meta.url).resolve(`${DEFAULT_CORPUS.package}/package.json`)),
+    'data',
+  );
 
   it('reads every text of the installed package from node_modules: over 1 MB of English prose', () => {
     expect(dataDir).toContain('node_modules');
-    const files = readdirSync(dataDir).filter((f) => f.endsWith('.txt')).sort();
+    const files = readdirSync(dataDir)
+      .filter((f) => f.endsWith('.txt'))
+      .sort();
     expect(docs.map((d) => d.name)).toEqual(files);
     expect(docs.length).toBeGreaterThan(200);
     const total = docs.reduce((n, d) => n + d.text.length, 0);
     expect(total).toBeGreaterThan(1_000_000);
     expect(docs[0].text).toBe(readFileSync(join(dataDir, files[0]), 'utf8'));
     // Prose: mostly letters and spaces, common English words present.
-    const sample = docs.map((d) => d.text).join(' ').slice(0, 200_000);
+    const sample = docs
+      .map((d) => d.text)
+      .join(' ')
+      .slice(0, 200_000);
     expect((sample.match(/[A-Za-z ]/g) ?? []).length / sample.length).toBeGreaterThan(0.9);
     expect(sample.split(/\s+/).filter((w) => w === 'the').length).toBeGreaterThan(1000);
   });
@@ -49,7 +57,9 @@ describe('text files and folders', () => {
   it('gives typed errors for a missing path and a folder without text', () => {
     const dir = tempDir('corpus-empty');
     writeFileSync(join(dir, 'x.bin'), 'x');
-    expect(() => readTextFolder(dir)).toThrow(expect.objectContaining({ code: 'NO_DOCUMENTS', details: expect.objectContaining({ file: dir }) }));
+    expect(() => readTextFolder(dir)).toThrow(
+      expect.objectContaining({ code: 'NO_DOCUMENTS', details: expect.objectContaining({ file: dir }) }),
+    );
     expect(() => readCorpus(join(dir, 'nope'))).toThrow(expect.objectContaining({ code: 'MISSING_FILE' }));
   });
 });

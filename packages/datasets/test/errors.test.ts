@@ -5,7 +5,12 @@ import { describe, expect, it } from 'vitest';
 import { DatasetError, loadTasks, type LoadTasksOptions } from '../src/index.js';
 import { tempDir } from './helpers.js';
 
-const goodSni = { Definition: ['d'], 'Positive Examples': [], 'Negative Examples': [], Instances: [{ id: 'x', input: 'a', output: ['b'] }] };
+const goodSni = {
+  Definition: ['d'],
+  'Positive Examples': [],
+  'Negative Examples': [],
+  Instances: [{ id: 'x', input: 'a', output: ['b'] }],
+};
 
 /** The DatasetError thrown by loading `path`, checked to name the file (and the field, when given). */
 function errorOf(path: string, opts?: LoadTasksOptions): DatasetError {
@@ -64,7 +69,10 @@ describe('malformed inputs give typed errors naming file and field', () => {
     expectError(noInstances, 'MISSING_FIELD', noInstances, 'Instances');
 
     const badOptions = join(dir, 'd.jsonl');
-    writeFileSync(badOptions, '{"input": "a", "output": "b", "options": "b"}\n{"input": "a", "output": "b", "options": [1, null]}\n');
+    writeFileSync(
+      badOptions,
+      '{"input": "a", "output": "b", "options": "b"}\n{"input": "a", "output": "b", "options": [1, null]}\n',
+    );
     expectError(badOptions, 'BAD_FIELD', badOptions, 'options');
 
     const dir2 = tempDir('metaicl-field');

@@ -15,11 +15,16 @@ const kinds = syntheticKinds({ seed: 0 });
 const draw = (sampler: FreshEpisodeSampler, n: number): Episode[] => Array.from({ length: n }, () => sampler.next());
 const familyOf = (name: string) => SYNTHETIC_FAMILIES.find((f) => name.startsWith(`synth_${f.name}_`))!.name;
 /** What an episode's content is: its label set, or its demonstrations' outputs. */
-const contentOf = (e: Episode) => (e.task.options ? e.task.options.join('/') : [...e.examples, e.target].map((x) => `${x.input}>${x.output}`).join('|'));
+const contentOf = (e: Episode) =>
+  e.task.options ? e.task.options.join('/') : [...e.examples, e.target].map((x) => `${x.input}>${x.output}`).join('|');
 
 describe('fresh-content synthetic episodes', () => {
   it('draws new content for every episode of the same kind (labels, tables, constants)', () => {
-    for (const [family, variant] of [['lookup', 'word_t1'], ['symbol_rule', 'even_l1'], ['constant', 'c1']]) {
+    for (const [family, variant] of [
+      ['lookup', 'word_t1'],
+      ['symbol_rule', 'even_l1'],
+      ['constant', 'c1'],
+    ]) {
       const sampler = new FreshEpisodeSampler([{ family, variant }], { seed: 1, k: 8 });
       const episodes = draw(sampler, 40);
       // Label pairs and constant answers come from a pool of ~60 words, tables from many more combinations.
@@ -42,7 +47,9 @@ describe('fresh-content synthetic episodes', () => {
     const { Rng } = runtime;
     // Setups of every content family: training draws never give held-out content, held-out draws only give it.
     let drawn = 0;
-    for (const family of SYNTHETIC_FAMILIES.filter((f) => ['symbol_rule', 'symbol_topic', 'lookup', 'constant'].includes(f.name))) {
+    for (const family of SYNTHETIC_FAMILIES.filter((f) =>
+      ['symbol_rule', 'symbol_topic', 'lookup', 'constant'].includes(f.name),
+    )) {
       const seen = { train: new Set<string>(), heldout: new Set<string>() };
       for (const variant of family.variants) {
         for (let i = 0; i < 40; i++) {
@@ -54,7 +61,10 @@ describe('fresh-content synthetic episodes', () => {
           }
         }
       }
-      expect([...seen.heldout].filter((c) => seen.train.has(c)), family.name).toEqual([]);
+      expect(
+        [...seen.heldout].filter((c) => seen.train.has(c)),
+        family.name,
+      ).toEqual([]);
       expect(seen.heldout.size).toBeGreaterThan(family.variants.length * 10); // content really varies
     }
     expect(drawn).toBeGreaterThan(2000);
@@ -66,7 +76,13 @@ describe('fresh-content synthetic episodes', () => {
       expect(trainedNames.has(e.task.name), e.task.name).toBe(true);
       const family = familyOf(e.task.name);
       // Episodes show enough to recompute the content of label and constant tasks.
-      if (family === 'symbol_rule') expect(isHeldOutContent([`symbol_rule/${e.task.name.replace(/^synth_symbol_rule_/, '').replace(/_l\d+$/, '')}`, ...e.task.options!])).toBe(false);
+      if (family === 'symbol_rule')
+        expect(
+          isHeldOutContent([
+            `symbol_rule/${e.task.name.replace(/^synth_symbol_rule_/, '').replace(/_l\d+$/, '')}`,
+            ...e.task.options!,
+          ]),
+        ).toBe(false);
       if (family === 'constant') {
         expect(isHeldOutContent(['constant', e.target.output])).toBe(false);
         trainingAnswers.add(e.target.output);
@@ -75,7 +91,8 @@ describe('fresh-content synthetic episodes', () => {
     expect(trainingAnswers.size).toBeGreaterThan(120);
     // Held-out tasks are named apart and hold held-out content only.
     const split = syntheticTasks({ seed: 0, numExamples: 4, numInstances: 4 });
-    for (const t of split.heldOutParams.filter((x) => familyOf(x.name) === 'constant')) expect(isHeldOutContent(['constant', t.instances[0].output])).toBe(true);
+    for (const t of split.heldOutParams.filter((x) => familyOf(x.name) === 'constant'))
+      expect(isHeldOutContent(['constant', t.instances[0].output])).toBe(true);
   });
 
   it('picks families equally often whatever their number of variants, and shots within the range', () => {
@@ -104,12 +121,16 @@ describe('fresh-content synthetic episodes', () => {
   it('rejects bad options with a typed error', () => {
     expect(() => new FreshEpisodeSampler([], { seed: 0, k: 2 })).toThrow(/at least one kind/);
     expect(() => new FreshEpisodeSampler(kinds.train, { seed: 0, k: [4, 2] })).toThrow(/min <= max/);
-    expect(() => new FreshEpisodeSampler([{ family: 'nope', variant: 'x' }], { seed: 0, k: 2 })).toThrow(/unknown family/);
+    expect(() => new FreshEpisodeSampler([{ family: 'nope', variant: 'x' }], { seed: 0, k: 2 })).toThrow(
+      /unknown family/,
+    );
   });
 
   it('marks the control families and names held-out content', () => {
     expect(isControlTask('synth_sort_letters_asc_heldout')).toBe(true);
     expect(isControlTask('synth_lookup_word_t1_heldout')).toBe(false);
-    expect(makeSyntheticTask('lookup', 'word_t1', { seed: 0, pool: 'heldout' }).name).toBe('synth_lookup_word_t1_heldout');
+    expect(makeSyntheticTask('lookup', 'word_t1', { seed: 0, pool: 'heldout' }).name).toBe(
+      'synth_lookup_word_t1_heldout',
+    );
   });
 });

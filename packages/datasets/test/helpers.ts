@@ -23,7 +23,10 @@ export class CharEncoder implements TokenEncoder {
   private readonly ids = new Map<string, number>();
   private readonly pieces: string[];
 
-  constructor(fixed: Record<string, number> = {}, private readonly merges: string[] = []) {
+  constructor(
+    fixed: Record<string, number> = {},
+    private readonly merges: string[] = [],
+  ) {
     for (const [piece, id] of Object.entries(fixed)) this.ids.set(piece, id);
     this.pieces = [];
     for (const [piece, id] of this.ids) this.pieces[id] = piece;
@@ -31,7 +34,7 @@ export class CharEncoder implements TokenEncoder {
 
   encode(text: string, opts: { bos?: boolean; eos?: boolean } = {}): number[] {
     const out: number[] = opts.bos ? [this.bosId] : [];
-    for (let i = 0; i < text.length; ) {
+    for (let i = 0; i < text.length;) {
       const piece = this.merges.find((m) => text.startsWith(m, i)) ?? text[i];
       out.push(this.idOf(piece));
       i += piece.length;

@@ -8,10 +8,17 @@ const SNI = join(SHARED, 'data/sni');
 const METAICL = join(SHARED, 'data/metaicl');
 
 /** Non-blank lines of a file, counted without the loaders. */
-const lineCount = (file: string): number => readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').length;
+const lineCount = (file: string): number =>
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '').length;
 
 describe.skipIf(!existsSync(SNI))(`S-NI task files (${SNI})`, () => {
-  const files = existsSync(SNI) ? readdirSync(SNI).filter((f) => f.endsWith('.json')).sort() : [];
+  const files = existsSync(SNI)
+    ? readdirSync(SNI)
+        .filter((f) => f.endsWith('.json'))
+        .sort()
+    : [];
 
   it('loads every file, one task each, with the instance and example counts of the file', () => {
     const { tasks, formats, summary } = loadTasks(SNI);
@@ -25,7 +32,9 @@ describe.skipIf(!existsSync(SNI))(`S-NI task files (${SNI})`, () => {
       expect(task.instances.length).toBe(raw.Instances.length);
       expect(task.examples.length).toBe(raw['Positive Examples'].length);
       expect(task.definition).toBe(raw.Definition.join('\n'));
-      expect(task.instances.map((e) => e.outputs ?? [e.output])).toEqual(raw.Instances.map((x: { output: unknown[] }) => x.output.map(String)));
+      expect(task.instances.map((e) => e.outputs ?? [e.output])).toEqual(
+        raw.Instances.map((x: { output: unknown[] }) => x.output.map(String)),
+      );
       expect(task.instances.map((e) => e.id)).toEqual(raw.Instances.map((x: { id: string }) => x.id));
       total += raw.Instances.length;
     }
@@ -34,7 +43,11 @@ describe.skipIf(!existsSync(SNI))(`S-NI task files (${SNI})`, () => {
 });
 
 describe.skipIf(!existsSync(METAICL))(`MetaICL task folders (${METAICL})`, () => {
-  const dirs = existsSync(METAICL) ? readdirSync(METAICL).filter((d) => !d.endsWith('.json')).sort() : [];
+  const dirs = existsSync(METAICL)
+    ? readdirSync(METAICL)
+        .filter((d) => !d.endsWith('.json'))
+        .sort()
+    : [];
 
   it('loads every task folder with the line counts of its train and test (else dev) files, options kept', () => {
     const { tasks } = loadTasks(METAICL);
@@ -46,7 +59,10 @@ describe.skipIf(!existsSync(METAICL))(`MetaICL task folders (${METAICL})`, () =>
       const evalFile = existsSync(file('test')) ? file('test') : file('dev');
       expect(task.examples.length).toBe(lineCount(file('train')));
       expect(task.instances.length).toBe(lineCount(evalFile));
-      const raw = readFileSync(evalFile, 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l));
+      const raw = readFileSync(evalFile, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l));
       expect(task.instances.map((e) => e.output)).toEqual(raw.map((r) => r.output));
       // Options: the shared label set or each line's own list, exactly as in the file.
       expect(task.instances.map((e) => e.options ?? task.options ?? [])).toEqual(raw.map((r) => r.options));
@@ -84,7 +100,10 @@ describe('small files in every format', () => {
         Definition: 'Say hi.',
         'Positive Examples': [{ input: 'a', output: 'hi', explanation: 'because' }],
         'Negative Examples': [],
-        Instances: [{ input: 'b', output: ['hi', 'hello'] }, { input: 'c', output: ['hey'] }],
+        Instances: [
+          { input: 'b', output: ['hi', 'hello'] },
+          { input: 'c', output: ['hey'] },
+        ],
       }),
     );
     const [task] = loadTasks(file).tasks;
@@ -93,7 +112,10 @@ describe('small files in every format', () => {
       source: 'sni',
       definition: 'Say hi.',
       examples: [{ input: 'a', output: 'hi' }],
-      instances: [{ input: 'b', output: 'hi', outputs: ['hi', 'hello'] }, { input: 'c', output: 'hey' }],
+      instances: [
+        { input: 'b', output: 'hi', outputs: ['hi', 'hello'] },
+        { input: 'c', output: 'hey' },
+      ],
       metric: 'rougeL',
     };
     expect(task).toEqual(expected);
@@ -105,7 +127,10 @@ describe('small files in every format', () => {
       join(dir, 'p3task.jsonl'),
       '{"inputs": "Is it big?", "targets": "yes", "answer_choices": ["yes", "no"]}\n\n{"inputs": "Is it red?", "targets": ["no"], "answer_choices": ["yes", "no"]}\n',
     );
-    writeFileSync(join(dir, 'plain.jsonl'), '{"input": "1+1", "output": "2"}\n{"input": "2+2", "output": ["4", "four"], "options": ["3", "4"]}\n');
+    writeFileSync(
+      join(dir, 'plain.jsonl'),
+      '{"input": "1+1", "output": "2"}\n{"input": "2+2", "output": ["4", "four"], "options": ["3", "4"]}\n',
+    );
     const { tasks, formats, summary } = loadTasks(dir);
     expect(formats).toEqual(['p3', 'jsonl']);
     expect(summary).toBe(`1 p3 + 1 jsonl tasks (4 instances) from ${dir}`);
@@ -113,7 +138,10 @@ describe('small files in every format', () => {
       name: 'p3task',
       source: 'p3',
       examples: [],
-      instances: [{ input: 'Is it big?', output: 'yes' }, { input: 'Is it red?', output: 'no' }],
+      instances: [
+        { input: 'Is it big?', output: 'yes' },
+        { input: 'Is it red?', output: 'no' },
+      ],
       options: ['yes', 'no'],
       metric: 'accuracy',
     });
@@ -121,7 +149,10 @@ describe('small files in every format', () => {
       name: 'plain',
       source: 'jsonl',
       examples: [],
-      instances: [{ input: '1+1', output: '2' }, { input: '2+2', output: '4', outputs: ['4', 'four'], options: ['3', '4'] }],
+      instances: [
+        { input: '1+1', output: '2' },
+        { input: '2+2', output: '4', outputs: ['4', 'four'], options: ['3', '4'] },
+      ],
       metric: 'rougeL',
     });
   });

@@ -11,7 +11,9 @@ import {
 } from '../src/index.js';
 import { CharEncoder } from './helpers.js';
 
-const tasks: Task[] = ['shift1', 'shift2', 'shift3', 'shift4', 'shift5'].map((v) => makeSyntheticTask('caesar', v, { seed: 2, numExamples: 10, numInstances: 8 }));
+const tasks: Task[] = ['shift1', 'shift2', 'shift3', 'shift4', 'shift5'].map((v) =>
+  makeSyntheticTask('caesar', v, { seed: 2, numExamples: 10, numInstances: 8 }),
+);
 const summary = (e: Episode) => `${e.taskIndex}/${e.targetIndex}:${e.examples.map((x) => x.input).join(',')}`;
 const draw = (s: { next(): Episode }, n: number) => Array.from({ length: n }, () => summary(s.next()));
 
@@ -26,7 +28,9 @@ describe('EpisodeSampler', () => {
       const b = new EpisodeSampler(tasks, opts, state);
       expect(draw(b, 100)).toEqual(draw(a, 100));
     }
-    expect(draw(new EpisodeSampler(tasks, { ...opts, seed: 12 }), 20)).not.toEqual(draw(new EpisodeSampler(tasks, opts), 20));
+    expect(draw(new EpisodeSampler(tasks, { ...opts, seed: 12 }), 20)).not.toEqual(
+      draw(new EpisodeSampler(tasks, opts), 20),
+    );
   });
 
   it('visits every target once per epoch, in an order that changes between epochs', () => {
@@ -34,7 +38,8 @@ describe('EpisodeSampler', () => {
     expect(s.epochLength).toBe(40);
     const epoch1 = Array.from({ length: 40 }, () => s.next());
     const epoch2 = Array.from({ length: 40 }, () => s.next());
-    for (const epoch of [epoch1, epoch2]) expect(new Set(epoch.map((e) => `${e.taskIndex}/${e.targetIndex}`)).size).toBe(40);
+    for (const epoch of [epoch1, epoch2])
+      expect(new Set(epoch.map((e) => `${e.taskIndex}/${e.targetIndex}`)).size).toBe(40);
     expect(epoch2.map(summary)).not.toEqual(epoch1.map(summary));
     for (const e of epoch1) {
       expect(e.target).toBe(e.task.instances[e.targetIndex]);
@@ -77,7 +82,10 @@ describe('CompressionSampler', () => {
   const docs: TextDocument[] = [
     { name: 'one', text: 'the quick brown fox jumps over the lazy dog and runs far away into the woods' },
     { name: 'two', text: 'a tiny text' },
-    { name: 'three', text: 'alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma' },
+    {
+      name: 'three',
+      text: 'alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma',
+    },
   ];
   const lengths = { a: 5, b: 4, c: 6, d: 3 };
 

@@ -24,7 +24,10 @@ function expectSymbolTuned(before: Task, after: Task): void {
 }
 
 describe('symbolize', () => {
-  const synthetic = { ...makeSyntheticTask('symbol_topic', 'animal_fruit_l1', { seed: 1 }), definition: 'Name the topic.' };
+  const synthetic = {
+    ...makeSyntheticTask('symbol_topic', 'animal_fruit_l1', { seed: 1 }),
+    definition: 'Name the topic.',
+  };
 
   it('relabels a classification task consistently with arbitrary symbols, deterministically per seed', () => {
     const a = symbolize(synthetic, 5);
@@ -36,7 +39,14 @@ describe('symbolize', () => {
 
   it('handles label sets larger than the symbol list', () => {
     const options = Array.from({ length: 120 }, (_, i) => `label${i}`);
-    const task: Task = { name: 'many', source: 'test', examples: [], instances: options.map((o) => ({ input: o, output: o })), options, metric: 'accuracy' };
+    const task: Task = {
+      name: 'many',
+      source: 'test',
+      examples: [],
+      instances: options.map((o) => ({ input: o, output: o })),
+      options,
+      metric: 'accuracy',
+    };
     expectSymbolTuned(task, symbolize(task, 1));
   });
 
@@ -44,13 +54,21 @@ describe('symbolize', () => {
     const free = makeSyntheticTask('caesar', 'shift1', { seed: 1 });
     expect(() => symbolize(free, 1)).toThrow(expect.objectContaining({ code: 'NOT_CLASSIFICATION' }));
     const bad = { ...synthetic, instances: [{ input: 'x', output: 'not-a-label' }] };
-    expect(() => symbolize(bad, 1)).toThrow(expect.objectContaining({ code: 'BAD_FIELD', details: expect.objectContaining({ field: 'instances[0].output' }) }));
+    expect(() => symbolize(bad, 1)).toThrow(
+      expect.objectContaining({
+        code: 'BAD_FIELD',
+        details: expect.objectContaining({ field: 'instances[0].output' }),
+      }),
+    );
   });
 
   const sst2 = join(SHARED, 'data/metaicl/glue-sst2');
-  it.skipIf(!existsSync(sst2))(`turns a real MetaICL classification task into its symbol-tuning variant (${sst2})`, () => {
-    const [task] = loadTasks(sst2).tasks;
-    expect(task.options).toEqual(['negative', 'positive']);
-    expectSymbolTuned(task, symbolize(task, 3));
-  });
+  it.skipIf(!existsSync(sst2))(
+    `turns a real MetaICL classification task into its symbol-tuning variant (${sst2})`,
+    () => {
+      const [task] = loadTasks(sst2).tasks;
+      expect(task.options).toEqual(['negative', 'positive']);
+      expectSymbolTuned(task, symbolize(task, 3));
+    },
+  );
 });

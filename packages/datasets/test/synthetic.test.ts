@@ -1,7 +1,14 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { exportSniTasks, loadTasks, makeSyntheticTask, SYNTHETIC_FAMILIES, syntheticTasks, type Task } from '../src/index.js';
+import {
+  exportSniTasks,
+  loadTasks,
+  makeSyntheticTask,
+  SYNTHETIC_FAMILIES,
+  syntheticTasks,
+  type Task,
+} from '../src/index.js';
 import { tempDir } from './helpers.js';
 
 const all = (seed: number): Task[] => {
@@ -13,21 +20,40 @@ const pairs = (t: Task) => [...t.examples, ...t.instances];
 
 /** Outputs recomputed from inputs by small independent implementations, per family and variant. */
 const REFERENCE: Record<string, (variant: string, input: string) => string> = {
-  reverse: (v, x) => (v === 'words' ? x.split(' ').reverse().join(' ') : Array.from(x).reverse().join('')[v === 'chars_upper' ? 'toUpperCase' : 'toString']()),
-  caesar: (v, x) => String.fromCharCode(...Array.from(x, (c) => 97 + ((c.charCodeAt(0) - 97 + Number(v.replace('shift', ''))) % 26))),
-  arith: (v, x) => String(v.startsWith('add') ? Number(x) + Number(v.slice(3)) : v.startsWith('sub') ? Number(x) - Number(v.slice(3)) : Number(x) * Number(v.slice(3))),
+  reverse: (v, x) =>
+    v === 'words'
+      ? x.split(' ').reverse().join(' ')
+      : Array.from(x).reverse().join('')[v === 'chars_upper' ? 'toUpperCase' : 'toString'](),
+  caesar: (v, x) =>
+    String.fromCharCode(...Array.from(x, (c) => 97 + ((c.charCodeAt(0) - 97 + Number(v.replace('shift', ''))) % 26))),
+  arith: (v, x) =>
+    String(
+      v.startsWith('add')
+        ? Number(x) + Number(v.slice(3))
+        : v.startsWith('sub')
+          ? Number(x) - Number(v.slice(3))
+          : Number(x) * Number(v.slice(3)),
+    ),
   compare: (v, x) => {
     const [a, b] = x.split(' ').map(Number);
     return String({ max: Math.max(a, b), min: Math.min(a, b), sum: a + b, diff: Math.abs(a - b) }[v]);
   },
-  count: (v, x) => String(v === 'words' ? x.split(' ').length : v === 'letters' ? x.length : Array.from(x).filter((c) => (v === 'vowels' ? 'aeiou' : v.slice(-1)).includes(c)).length),
+  count: (v, x) =>
+    String(
+      v === 'words'
+        ? x.split(' ').length
+        : v === 'letters'
+          ? x.length
+          : Array.from(x).filter((c) => (v === 'vowels' ? 'aeiou' : v.slice(-1)).includes(c)).length,
+    ),
   date_format: (v, x) => {
     const [y, m, d] = x.split('-');
     const parts: Record<string, string> = { y, m, d };
     const sep = { slash: '/', dot: '.', dash: '-' }[v.split('_')[1]]!;
     return Array.from(v.split('_')[0], (k) => parts[k]).join(sep);
   },
-  wrap: (v, x) => ({ square: `[${x}]`, round: `(${x})`, angle: `<${x}>`, quote: `"${x}"`, star: `*${x}*`, curly: `{${x}}` })[v]!,
+  wrap: (v, x) =>
+    ({ square: `[${x}]`, round: `(${x})`, angle: `<${x}>`, quote: `"${x}"`, star: `*${x}*`, curly: `{${x}}` })[v]!,
   join: (v, x) => x.split(' ').join({ dash: '-', underscore: '_', plus: '+', bar: '|', comma: ',', slash: '/' }[v]!),
   case: (v, x) =>
     ({
@@ -37,7 +63,12 @@ const REFERENCE: Record<string, (variant: string, input: string) => string> = {
       swap: Array.from(x, (c) => (/[a-z]/.test(c) ? c.toUpperCase() : c.toLowerCase())).join(''),
       alternate: Array.from(x.toLowerCase(), (c, i) => (i % 2 ? c : c.toUpperCase())).join(''),
     })[v]!,
-  repeat: (v, x) => (v.startsWith('word') ? Array(Number(v.at(-1))).fill(x).join(' ') : Array.from(x, (c) => c.repeat(Number(v.at(-1)))).join('')),
+  repeat: (v, x) =>
+    v.startsWith('word')
+      ? Array(Number(v.at(-1)))
+          .fill(x)
+          .join(' ')
+      : Array.from(x, (c) => c.repeat(Number(v.at(-1)))).join(''),
   pick: (v, x) => {
     const items = v.startsWith('word') ? x.split(' ') : Array.from(x);
     const which = v.replace(/^(word|char)_/, '');
@@ -56,7 +87,9 @@ describe('synthetic task families', () => {
 
   it('has at least 12 families covering every skill, each with several parameter settings', () => {
     expect(SYNTHETIC_FAMILIES.length).toBeGreaterThanOrEqual(12);
-    expect(new Set(SYNTHETIC_FAMILIES.map((f) => f.skill))).toEqual(new Set(['transform', 'classify', 'lookup', 'arithmetic', 'format']));
+    expect(new Set(SYNTHETIC_FAMILIES.map((f) => f.skill))).toEqual(
+      new Set(['transform', 'classify', 'lookup', 'arithmetic', 'format']),
+    );
     for (const f of SYNTHETIC_FAMILIES) expect(f.variants.length).toBeGreaterThanOrEqual(3);
     expect(tasks.length).toBe(SYNTHETIC_FAMILIES.reduce((n, f) => n + f.variants.length, 0));
     expect(new Set(tasks.map((t) => t.name)).size).toBe(tasks.length);
@@ -82,10 +115,15 @@ describe('synthetic task families', () => {
       expect(t.metric).toBe('accuracy');
       expect(new Set(pairs(t).map((e) => e.output))).toEqual(new Set(t.options));
       // Balanced: each label at least a quarter of the time.
-      for (const label of t.options!) expect(pairs(t).filter((e) => e.output === label).length).toBeGreaterThan(pairs(t).length / 4);
+      for (const label of t.options!)
+        expect(pairs(t).filter((e) => e.output === label).length).toBeGreaterThan(pairs(t).length / 4);
     }
     // Label words differ between tasks of the same rule (they come from each task's own setup).
-    const labelSets = new Set(['l1', 'l2', 'l3', 'l4'].map((l) => makeSyntheticTask('symbol_rule', `even_${l}`, { seed: 7 }).options!.join('/')));
+    const labelSets = new Set(
+      ['l1', 'l2', 'l3', 'l4'].map((l) =>
+        makeSyntheticTask('symbol_rule', `even_${l}`, { seed: 7 }).options!.join('/'),
+      ),
+    );
     expect(labelSets.size).toBeGreaterThan(1);
   });
 
@@ -99,7 +137,8 @@ describe('synthetic task families', () => {
       const shown = new Set(t.examples.map((e) => e.input));
       for (const e of t.instances) expect(shown.has(e.input)).toBe(true);
     }
-    for (const t of tasks.filter((x) => x.name.startsWith('synth_constant_'))) expect(new Set(pairs(t).map((e) => e.output)).size).toBe(1);
+    for (const t of tasks.filter((x) => x.name.startsWith('synth_constant_')))
+      expect(new Set(pairs(t).map((e) => e.output)).size).toBe(1);
   });
 
   it('stays within short printable ASCII', () => {
@@ -118,7 +157,8 @@ describe('synthetic task families', () => {
     const s = syntheticTasks({ seed: 7 });
     const family = (t: Task) => SYNTHETIC_FAMILIES.find((f) => t.name.startsWith(`synth_${f.name}_`))!.name;
     const names = [s.train, s.heldOutParams, s.heldOutFamilies].map((list) => new Set(list.map((t) => t.name)));
-    for (const [i, a] of names.entries()) for (const b of names.slice(i + 1)) expect([...a].filter((n) => b.has(n))).toEqual([]);
+    for (const [i, a] of names.entries())
+      for (const b of names.slice(i + 1)) expect([...a].filter((n) => b.has(n))).toEqual([]);
     const heldFamilies = new Set(s.heldOutFamilies.map(family));
     expect(heldFamilies).toEqual(new Set(['sort', 'symbol_topic', 'compare', 'wrap']));
     expect(s.train.filter((t) => heldFamilies.has(family(t)))).toEqual([]);

@@ -36,7 +36,9 @@ describe.skipIf(!existsSync(MODEL))(`collation with the real stories260K tokeniz
 
   it('rank-classification rows differ only in the option tokens', () => {
     const task = tasks.find((t) => t.options)!;
-    const batch = collateRankClassification(task, task.instances.slice(0, 1), task.examples.slice(0, 4), 'fewshot', { encoder: tokenizer });
+    const batch = collateRankClassification(task, task.instances.slice(0, 1), task.examples.slice(0, 4), 'fewshot', {
+      encoder: tokenizer,
+    });
     const [a, b] = batch.rows.labels.map((row) => row.filter((l) => l !== IGNORE_INDEX));
     expect(tokenizer.decode(a.slice(0, -1)).trim()).toBe(task.options![0]);
     expect(tokenizer.decode(b.slice(0, -1)).trim()).toBe(task.options![1]);

@@ -58,7 +58,6 @@ export interface Summary {
   average: GroupSummary;
 }
 
-
 /** Mean of the finite values (NaN when there is none): an empty answer has no answer loss. */
 export function finiteMean(xs: readonly number[]): number {
   const ok = xs.filter(Number.isFinite);
@@ -85,13 +84,26 @@ function combine(items: ReadonlyArray<{ metric: Metric; value: number }>): { met
 
 /** Per-task means, per-category pooled means and the macro average over tasks. */
 export function summarize(results: readonly TaskScores[]): Summary {
-  if (results.length === 0) throw new EvalError('NO_RESULTS', 'summarize: expected at least one task, got none', { field: 'results' });
+  if (results.length === 0)
+    throw new EvalError('NO_RESULTS', 'summarize: expected at least one task, got none', { field: 'results' });
   const tasks: Record<string, TaskSummary> = {};
   for (const r of results) {
-    if (r.scores.length === 0) throw new EvalError('NO_SCORES', `summarize: task "${r.task}" has no scored instances`, { field: `${r.task}.scores` });
-    if (r.task in tasks) throw new EvalError('DUPLICATE_TASK', `summarize: task "${r.task}" appears twice`, { field: 'task', actual: r.task });
+    if (r.scores.length === 0)
+      throw new EvalError('NO_SCORES', `summarize: task "${r.task}" has no scored instances`, {
+        field: `${r.task}.scores`,
+      });
+    if (r.task in tasks)
+      throw new EvalError('DUPLICATE_TASK', `summarize: task "${r.task}" appears twice`, {
+        field: 'task',
+        actual: r.task,
+      });
     for (const key of ['answerLoss', 'answerLossWithEos'] as const) {
-      if (r[key] && r[key]!.length !== r.scores.length) throw new EvalError('BAD_SCORES', `summarize: task "${r.task}" has ${r.scores.length} scores but ${r[key]!.length} ${key} values`, { field: `${r.task}.${key}` });
+      if (r[key] && r[key]!.length !== r.scores.length)
+        throw new EvalError(
+          'BAD_SCORES',
+          `summarize: task "${r.task}" has ${r.scores.length} scores but ${r[key]!.length} ${key} values`,
+          { field: `${r.task}.${key}` },
+        );
     }
     tasks[r.task] = {
       metric: r.metric,
@@ -120,7 +132,11 @@ export function summarize(results: readonly TaskScores[]): Summary {
     instances: results.reduce((n, r) => n + r.scores.length, 0),
   };
   const all = Object.values(tasks);
-  const extras = { answerLoss: overTasks(all, (t) => t.answerLoss), answerLossWithEos: overTasks(all, (t) => t.answerLossWithEos), demonstrations: overTasks(all, (t) => t.demonstrations) };
+  const extras = {
+    answerLoss: overTasks(all, (t) => t.answerLoss),
+    answerLossWithEos: overTasks(all, (t) => t.answerLossWithEos),
+    demonstrations: overTasks(all, (t) => t.demonstrations),
+  };
   for (const [k, v] of Object.entries(extras)) if (v !== undefined) average[k as keyof typeof extras] = v;
   return { tasks, categories, average };
 }

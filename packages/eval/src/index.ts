@@ -15,7 +15,16 @@ export {
   type RougeLScore,
   type RankScoring,
 } from './metrics.js';
-export { METRIC_SCALE, categoryKey, finiteMean, summarize, type TaskScores, type TaskSummary, type GroupSummary, type Summary } from './aggregate.js';
+export {
+  METRIC_SCALE,
+  categoryKey,
+  finiteMean,
+  summarize,
+  type TaskScores,
+  type TaskSummary,
+  type GroupSummary,
+  type Summary,
+} from './aggregate.js';
 export {
   pairedBootstrap,
   bootstrapMean,

@@ -47,7 +47,10 @@ export function rougeL(prediction: string, reference: string, opts: { stem?: boo
 }
 
 function checkReferences(references: readonly string[], metric: string): void {
-  if (references.length === 0) throw new EvalError('NO_REFERENCES', `${metric}: an instance needs at least one reference, got none`, { field: 'references' });
+  if (references.length === 0)
+    throw new EvalError('NO_REFERENCES', `${metric}: an instance needs at least one reference, got none`, {
+      field: 'references',
+    });
 }
 
 /** S-NI's per-instance ROUGE-L: the best F-measure over the references, ×100 (so in [0, 100]). */
@@ -78,10 +81,18 @@ export type ExactMatchNormalization = 'strict' | 'sni';
  * punctuation, brackets and case count (`[a b]` ≠ `a b`, `Dog` ≠ `dog`). `{ normalize: 'sni' }` compares after S-NI's
  * normalisation ({@link normalizeAnswer}), as Super-NaturalInstructions' own scorer does (see {@link exactMatchSni}).
  */
-export function exactMatch(prediction: string, references: readonly string[], opts: { normalize?: ExactMatchNormalization } = {}): number {
+export function exactMatch(
+  prediction: string,
+  references: readonly string[],
+  opts: { normalize?: ExactMatchNormalization } = {},
+): number {
   checkReferences(references, 'exact');
   const norm = opts.normalize ?? 'strict';
-  if (norm !== 'strict' && norm !== 'sni') throw new EvalError('BAD_OPTION', `exactMatch: normalize: expected "strict" or "sni", got "${String(norm)}"`, { field: 'normalize', actual: norm });
+  if (norm !== 'strict' && norm !== 'sni')
+    throw new EvalError('BAD_OPTION', `exactMatch: normalize: expected "strict" or "sni", got "${String(norm)}"`, {
+      field: 'normalize',
+      actual: norm,
+    });
   const f = norm === 'sni' ? normalizeAnswer : (t: string) => t.trim();
   const p = f(prediction);
   return references.some((r) => f(r) === p) ? 1 : 0;
@@ -100,12 +111,17 @@ export type RankScoring = 'sum' | 'mean';
  * prompt; returns the index of the option with the highest mean (default: length-normalised, so a long option is not
  * penalised for its length) or sum — the first one on ties.
  */
-export function rankClassify(optionTokenLogProbs: readonly (readonly number[])[], scoring: RankScoring = 'mean'): number {
-  if (optionTokenLogProbs.length === 0) throw new EvalError('NO_OPTIONS', 'rankClassify: expected at least one option, got none', { field: 'options' });
+export function rankClassify(
+  optionTokenLogProbs: readonly (readonly number[])[],
+  scoring: RankScoring = 'mean',
+): number {
+  if (optionTokenLogProbs.length === 0)
+    throw new EvalError('NO_OPTIONS', 'rankClassify: expected at least one option, got none', { field: 'options' });
   let best = -1;
   let bestScore = Number.NEGATIVE_INFINITY;
   optionTokenLogProbs.forEach((logProbs, j) => {
-    if (logProbs.length === 0) throw new EvalError('EMPTY_OPTION', `rankClassify: option ${j} has no tokens`, { field: `options[${j}]` });
+    if (logProbs.length === 0)
+      throw new EvalError('EMPTY_OPTION', `rankClassify: option ${j} has no tokens`, { field: `options[${j}]` });
     const sum = logProbs.reduce((a, b) => a + b, 0);
     const score = scoring === 'mean' ? sum / logProbs.length : sum;
     if (best < 0 || score > bestScore) {

@@ -6,24 +6,26 @@
  */
 
 /** Words the NLTK variant maps directly. */
-const IRREGULAR = new Map<string, string>(Object.entries({
-  sky: 'sky',
-  skies: 'sky',
-  dying: 'die',
-  lying: 'lie',
-  tying: 'tie',
-  news: 'news',
-  innings: 'inning',
-  inning: 'inning',
-  outings: 'outing',
-  outing: 'outing',
-  cannings: 'canning',
-  canning: 'canning',
-  howe: 'howe',
-  proceed: 'proceed',
-  exceed: 'exceed',
-  succeed: 'succeed',
-}));
+const IRREGULAR = new Map<string, string>(
+  Object.entries({
+    sky: 'sky',
+    skies: 'sky',
+    dying: 'die',
+    lying: 'lie',
+    tying: 'tie',
+    news: 'news',
+    innings: 'inning',
+    inning: 'inning',
+    outings: 'outing',
+    outing: 'outing',
+    cannings: 'canning',
+    canning: 'canning',
+    howe: 'howe',
+    proceed: 'proceed',
+    exceed: 'exceed',
+    succeed: 'succeed',
+  }),
+);
 
 const VOWELS = new Set(['a', 'e', 'i', 'o', 'u']);
 
@@ -60,7 +62,9 @@ function endsDoubleConsonant(word: string): boolean {
 function endsCvc(word: string): boolean {
   const n = word.length;
   if (n >= 3) {
-    return isConsonant(word, n - 3) && !isConsonant(word, n - 2) && isConsonant(word, n - 1) && !'wxy'.includes(word[n - 1]);
+    return (
+      isConsonant(word, n - 3) && !isConsonant(word, n - 2) && isConsonant(word, n - 1) && !'wxy'.includes(word[n - 1])
+    );
   }
   return n === 2 && !isConsonant(word, 0) && isConsonant(word, 1);
 }
@@ -105,7 +109,11 @@ function step1b(word: string): string {
     }
   }
   if (stem === undefined) return word;
-  for (const [suffix, replacement] of [['at', 'ate'], ['bl', 'ble'], ['iz', 'ize']]) {
+  for (const [suffix, replacement] of [
+    ['at', 'ate'],
+    ['bl', 'ble'],
+    ['iz', 'ize'],
+  ]) {
     if (stem.endsWith(suffix)) return stem + replacement.slice(suffix.length);
   }
   if (endsDoubleConsonant(stem)) return 'lsz'.includes(stem[stem.length - 1]) ? stem : stem.slice(0, -1);
@@ -159,7 +167,11 @@ const STEP3: Rule[] = [
 ];
 
 const STEP4: Rule[] = [
-  ...['al', 'ance', 'ence', 'er', 'ic', 'able', 'ible', 'ant', 'ement', 'ment', 'ent'].map((s): Rule => [s, '', aboveOne]),
+  ...['al', 'ance', 'ence', 'er', 'ic', 'able', 'ible', 'ant', 'ement', 'ment', 'ent'].map((s): Rule => [
+    s,
+    '',
+    aboveOne,
+  ]),
   ['ion', '', (stem) => aboveOne(stem) && (stem.endsWith('s') || stem.endsWith('t'))],
   ...['ou', 'ism', 'ate', 'iti', 'ous', 'ive', 'ize'].map((s): Rule => [s, '', aboveOne]),
 ];

@@ -22,7 +22,15 @@ import { HyperLlama, PrefixTuning, fit, prefixedHidden, type PrefixInit } from '
 import { AdamW, IGNORE_INDEX, Rng, mean } from '@hyperllama/runtime';
 import { categoryKey, type TaskScores } from './aggregate.js';
 import { EvalError } from './errors.js';
-import { answerLoss, exactMatch, optionCorrect, rankClassify, rougeLScore, type ExactMatchNormalization, type RankScoring } from './metrics.js';
+import {
+  answerLoss,
+  exactMatch,
+  optionCorrect,
+  rankClassify,
+  rougeLScore,
+  type ExactMatchNormalization,
+  type RankScoring,
+} from './metrics.js';
 import type { CurvePoint, MethodResult } from './report.js';
 
 /** What evaluation needs from a tokenizer (`@hyperllama/tokenizer`'s `Tokenizer` provides it). */
@@ -85,15 +93,26 @@ export function balancedDemonstrations(pool: readonly Example[], k: number, rng:
  * demonstrations plus instances not selected for evaluation (`poolFrom: 'instances'`).
  */
 export function planTasks(tasks: readonly Task[], o: PlanOptions): TaskPlan[] {
-  if (!Number.isInteger(o.shots) || o.shots < 0) throw new EvalError('BAD_OPTION', `shots: expected an integer >= 0, got ${o.shots}`, { field: 'shots', actual: o.shots });
+  if (!Number.isInteger(o.shots) || o.shots < 0)
+    throw new EvalError('BAD_OPTION', `shots: expected an integer >= 0, got ${o.shots}`, {
+      field: 'shots',
+      actual: o.shots,
+    });
   const poolSize = o.poolSize ?? 32;
-  if (!Number.isInteger(poolSize) || poolSize < 0) throw new EvalError('BAD_OPTION', `poolSize: expected an integer >= 0, got ${poolSize}`, { field: 'poolSize', actual: poolSize });
+  if (!Number.isInteger(poolSize) || poolSize < 0)
+    throw new EvalError('BAD_OPTION', `poolSize: expected an integer >= 0, got ${poolSize}`, {
+      field: 'poolSize',
+      actual: poolSize,
+    });
   return tasks.map((task) => {
     const rng = new Rng(o.seed).fork(`plan/${task.name}`);
     const fromPool = task.examples.length > 0;
     const source = fromPool ? task.examples : task.instances;
     const k = Math.min(o.shots, source.length);
-    const examples = (task.options?.length ?? 0) > 0 ? balancedDemonstrations(source, k, rng.fork('balanced')) : rng.sample([...source], k);
+    const examples =
+      (task.options?.length ?? 0) > 0
+        ? balancedDemonstrations(source, k, rng.fork('balanced'))
+        : rng.sample([...source], k);
     const shown = new Set(examples);
     let candidates = task.instances.map((inst, i) => ({ inst, i })).filter(({ inst }) => fromPool || !shown.has(inst));
     const max = o.maxInstances ?? candidates.length;
@@ -104,7 +123,12 @@ export function planTasks(tasks: readonly Task[], o: PlanOptions): TaskPlan[] {
       leftover = candidates.filter((c) => !keptSet.has(c.i)).map((c) => c.inst);
       candidates = kept;
     }
-    if (candidates.length === 0) throw new EvalError('NO_INSTANCES', `task "${task.name}": no instance left to evaluate after taking ${examples.length} demonstrations`, { field: task.name });
+    if (candidates.length === 0)
+      throw new EvalError(
+        'NO_INSTANCES',
+        `task "${task.name}": no instance left to evaluate after taking ${examples.length} demonstrations`,
+        { field: task.name },
+      );
     const room = Math.max(0, poolSize - examples.length);
     const extra = fromPool
       ? (() => {
@@ -112,7 +136,14 @@ export function planTasks(tasks: readonly Task[], o: PlanOptions): TaskPlan[] {
           return rng.fork('pool').sample(rest, Math.min(room, rest.length));
         })()
       : leftover.slice(0, room);
-    return { task, examples, instances: candidates.map((c) => c.inst), pool: [...examples, ...extra], poolFrom: fromPool ? 'examples' : 'instances', drawn: examples.length };
+    return {
+      task,
+      examples,
+      instances: candidates.map((c) => c.inst),
+      pool: [...examples, ...extra],
+      poolFrom: fromPool ? 'examples' : 'instances',
+      drawn: examples.length,
+    };
   });
 }
 
@@ -143,23 +174,36 @@ export function fitPlan(plan: TaskPlan, f: FitOptions): TaskPlan {
   const drawn = plan.drawn ?? plan.examples.length;
   if (plan.examples.length === 0) return { ...plan, drawn };
   const template = f.template ?? DEFAULT_TEMPLATE;
-  const o: CollateOptions = { encoder: f.tokenizer, template, maxLength: f.maxLength ?? 1024, useDefinition: f.useDefinition ?? true, eos: true };
+  const o: CollateOptions = {
+    encoder: f.tokenizer,
+    template,
+    maxLength: f.maxLength ?? 1024,
+    useDefinition: f.useDefinition ?? true,
+    eos: true,
+  };
   const definition = plan.task.definition;
   let count = plan.examples.length;
   if (f.gists !== undefined) {
     const gistIds = Array.from({ length: f.gists }, () => f.tokenizer.padId);
-    count = Math.min(count, hyperRow({ ...o, gistIds, maxHyperLength: f.maxHyperLength ?? 1024 }, definition, plan.examples).numExamples);
+    count = Math.min(
+      count,
+      hyperRow({ ...o, gistIds, maxHyperLength: f.maxHyperLength ?? 1024 }, definition, plan.examples).numExamples,
+    );
   }
   const candidates = plan.instances.flatMap((inst) =>
     [...new Set([referencesOf(inst)[0], ...(optionsOf(plan.task, inst) ?? [])])].map((answer) => ({
       input: inst.input,
       answer,
-      length: f.tokenizer.encode(template.prompt(inst.input) + template.answer(answer), { bos: false, eos: false }).length,
+      length: f.tokenizer.encode(template.prompt(inst.input) + template.answer(answer), { bos: false, eos: false })
+        .length,
     })),
   );
   // A row too long even without demonstrations is cut anyway (it sees none); it does not take the others' away.
   const head = (o.useDefinition ?? true) && definition ? template.definition(definition) : '';
-  const fitsAlone = (c: (typeof candidates)[number]) => f.tokenizer.encode(head + template.prompt(c.input) + template.answer(c.answer), { bos: false, eos: false }).length + 2 <= o.maxLength!;
+  const fitsAlone = (c: (typeof candidates)[number]) =>
+    f.tokenizer.encode(head + template.prompt(c.input) + template.answer(c.answer), { bos: false, eos: false }).length +
+      2 <=
+    o.maxLength!;
   const sorted = [...candidates].sort((a, b) => b.length - a.length);
   const longest = sorted.find(fitsAlone)?.length ?? 0;
   for (const c of sorted.filter((c) => c.length >= longest - FIT_SLACK && c.length <= longest + FIT_SLACK)) {
@@ -211,7 +255,14 @@ export function usesSniExactMatch(task: Pick<Task, 'name' | 'source'>): boolean 
 
 /** The plan's fitting options under evaluation settings (gists: the HyperLlama's k, when there is one). */
 export function fitOptions(s: EvalSettings, gists?: number): FitOptions {
-  return { tokenizer: s.tokenizer, template: s.template, maxLength: s.maxLength, maxHyperLength: s.maxHyperLength, useDefinition: s.useDefinition, ...(gists !== undefined ? { gists } : {}) };
+  return {
+    tokenizer: s.tokenizer,
+    template: s.template,
+    maxLength: s.maxLength,
+    maxHyperLength: s.maxHyperLength,
+    useDefinition: s.useDefinition,
+    ...(gists !== undefined ? { gists } : {}),
+  };
 }
 
 /** How one method runs the frozen model for one task: rows are built in `mode`, then run by `hidden`/`generate`. */
@@ -228,22 +279,50 @@ interface Condition {
   generate(prompts: number[][], maxNewTokens: number): Promise<number[][]>;
 }
 
-function plainCondition(s: EvalSettings, mode: 'zeroshot' | 'fewshot', adapters: readonly string[], context: { examples: readonly Example[]; definition?: string }): Condition {
+function plainCondition(
+  s: EvalSettings,
+  mode: 'zeroshot' | 'fewshot',
+  adapters: readonly string[],
+  context: { examples: readonly Example[]; definition?: string },
+): Condition {
   const { model } = s;
   return {
     mode,
     ...context,
     hidden: (batch) =>
       withActiveAdapters(model, adapters, () =>
-        tf.tidy(() => model.forward({ inputIds: tf.tensor2d(batch.inputIds, undefined, 'int32'), attentionMask: tf.tensor2d(batch.attentionMask, undefined, 'int32'), returnHidden: true }).hidden!),
+        tf.tidy(
+          () =>
+            model.forward({
+              inputIds: tf.tensor2d(batch.inputIds, undefined, 'int32'),
+              attentionMask: tf.tensor2d(batch.attentionMask, undefined, 'int32'),
+              returnHidden: true,
+            }).hidden!,
+        ),
       ),
     generate: (prompts, maxNewTokens) =>
-      withActiveAdapters(model, adapters, async () => (await generate(model, prompts, { maxNewTokens, stopIds: [model.config.eosTokenId], padId: s.tokenizer.padId })).tokens),
+      withActiveAdapters(
+        model,
+        adapters,
+        async () =>
+          (
+            await generate(model, prompts, {
+              maxNewTokens,
+              stopIds: [model.config.eosTokenId],
+              padId: s.tokenizer.padId,
+            })
+          ).tokens,
+      ),
   };
 }
 
 /** A downstream condition behind a prefix of batch 1 (a HyperLlama prefix or a tuned one); rows hold the instance only. */
-function prefixCondition(s: EvalSettings, prefix: Prefix, adapters: readonly string[], demonstrations?: number): Condition {
+function prefixCondition(
+  s: EvalSettings,
+  prefix: Prefix,
+  adapters: readonly string[],
+  demonstrations?: number,
+): Condition {
   const { model } = s;
   return {
     mode: 'hyper',
@@ -251,12 +330,30 @@ function prefixCondition(s: EvalSettings, prefix: Prefix, adapters: readonly str
     prefixDemonstrations: demonstrations,
     hidden: (batch) => withActiveAdapters(model, adapters, () => prefixedHidden(model, batch, prefix)),
     generate: (prompts, maxNewTokens) =>
-      withActiveAdapters(model, adapters, async () => (await generate(model, prompts, { maxNewTokens, prefix, stopIds: [model.config.eosTokenId], padId: s.tokenizer.padId })).tokens),
+      withActiveAdapters(
+        model,
+        adapters,
+        async () =>
+          (
+            await generate(model, prompts, {
+              maxNewTokens,
+              prefix,
+              stopIds: [model.config.eosTokenId],
+              padId: s.tokenizer.padId,
+            })
+          ).tokens,
+      ),
   };
 }
 
 function collateOptions(s: EvalSettings, extra: Partial<CollateOptions> = {}): CollateOptions {
-  return { encoder: s.tokenizer, template: s.template ?? DEFAULT_TEMPLATE, maxLength: s.maxLength ?? 1024, useDefinition: s.useDefinition ?? true, ...extra };
+  return {
+    encoder: s.tokenizer,
+    template: s.template ?? DEFAULT_TEMPLATE,
+    maxLength: s.maxLength ?? 1024,
+    useDefinition: s.useDefinition ?? true,
+    ...extra,
+  };
 }
 
 /**
@@ -283,7 +380,14 @@ export async function labelLogProbs(model: LlamaModel, hidden: tf.Tensor3D, labe
     const picked = tf.gather(tf.reshape(hidden, [R * T, D]), tf.tensor1d(at, 'int32')) as tf.Tensor2D; // [N, D]
     const logits = model.logitsFromHidden(picked); // [N, V]
     const logZ = tf.logSumExp(logits, 1); // [N]
-    const chosen = tf.gatherND(logits, tf.tensor2d(ids.map((id, n) => [n, id]), [ids.length, 2], 'int32')) as tf.Tensor1D; // [N]
+    const chosen = tf.gatherND(
+      logits,
+      tf.tensor2d(
+        ids.map((id, n) => [n, id]),
+        [ids.length, 2],
+        'int32',
+      ),
+    ) as tf.Tensor1D; // [N]
     return tf.sub(chosen, logZ);
   });
   let values: Float32Array;
@@ -306,7 +410,16 @@ interface Row {
 function padRows(rows: readonly Row[], padId: number): Pick<LmBatch, 'inputIds' | 'attentionMask' | 'labels'> {
   const width = Math.max(0, ...rows.map((r) => r.ids.length));
   const fill = <T>(xs: T[], v: T): T[] => [...xs, ...Array<T>(width - xs.length).fill(v)];
-  return { inputIds: rows.map((r) => fill(r.ids, padId)), attentionMask: rows.map((r) => fill(r.ids.map(() => 1), 0)), labels: rows.map((r) => fill(r.labels, IGNORE_INDEX)) };
+  return {
+    inputIds: rows.map((r) => fill(r.ids, padId)),
+    attentionMask: rows.map((r) =>
+      fill(
+        r.ids.map(() => 1),
+        0,
+      ),
+    ),
+    labels: rows.map((r) => fill(r.labels, IGNORE_INDEX)),
+  };
 }
 
 /** Whether a row's last label is EOS (absent when the answer was cut to fit). */
@@ -329,14 +442,17 @@ function answerText(s: EvalSettings, prompt: number[], tokens: number[]): string
   return (cut >= 0 ? text.slice(0, cut) : text).trim();
 }
 
-
 /**
  * Scores every instance of a planned task under one condition (rank classification, or generation + metric) and
  * measures its answer loss: the first reference's tokens teacher-forced in an EOS-labelled row (for rank
  * classification the option rows are EOS-labelled too, so one pass gives both; the EOS log-probability does not enter
  * the option scores).
  */
-async function scoreTask(plan: Pick<TaskPlan, 'task' | 'instances'>, condition: Condition, s: EvalSettings): Promise<TaskScores> {
+async function scoreTask(
+  plan: Pick<TaskPlan, 'task' | 'instances'>,
+  condition: Condition,
+  s: EvalSettings,
+): Promise<TaskScores> {
   const { task, instances } = plan;
   const batchSize = s.batchSize ?? 16;
   const eosId = s.tokenizer.eosId;
@@ -373,7 +489,10 @@ async function scoreTask(plan: Pick<TaskPlan, 'task' | 'instances'>, condition: 
     const scores: number[] = [];
     const scoring = s.scoring ?? 'mean';
     // Chunks of instances whose rows (one per option, plus the reference when it is not an option) make about one batch.
-    const perInstance = Math.max(1, Math.floor(batchSize / Math.max(...instances.map((i) => optionsOf(task, i)!.length))));
+    const perInstance = Math.max(
+      1,
+      Math.floor(batchSize / Math.max(...instances.map((i) => optionsOf(task, i)!.length))),
+    );
     for (let start = 0; start < instances.length; start += perInstance) {
       const chunk = instances.slice(start, start + perInstance);
       const rows: Row[] = [];
@@ -401,11 +520,23 @@ async function scoreTask(plan: Pick<TaskPlan, 'task' | 'instances'>, condition: 
         seen.push(Math.min(...options.map((_, j) => rows[first + j].numExamples)));
       });
     }
-    return { ...meta, metric: 'accuracy', scores, answerLoss: losses, answerLossWithEos: lossesWithEos, demonstrations: mean(seen, 0) };
+    return {
+      ...meta,
+      metric: 'accuracy',
+      scores,
+      answerLoss: losses,
+      answerLossWithEos: lossesWithEos,
+      demonstrations: mean(seen, 0),
+    };
   }
 
   const metric = task.metric === 'rougeL' ? 'rougeL' : 'exact';
-  const normalize: ExactMatchNormalization = (s.exactMatch ?? 'auto') === 'auto' ? (usesSniExactMatch(task) ? 'sni' : 'strict') : (s.exactMatch as ExactMatchNormalization);
+  const normalize: ExactMatchNormalization =
+    (s.exactMatch ?? 'auto') === 'auto'
+      ? usesSniExactMatch(task)
+        ? 'sni'
+        : 'strict'
+      : (s.exactMatch as ExactMatchNormalization);
   const promptRows = instances.map((inst) => rowOf(inst.input, '', false));
   const prompts = promptRows.map(promptIds);
   const scores: number[] = [];
@@ -417,12 +548,21 @@ async function scoreTask(plan: Pick<TaskPlan, 'task' | 'instances'>, condition: 
       const refs = referencesOf(instances[start + i]);
       scores.push(metric === 'rougeL' ? rougeLScore(prediction, refs) : exactMatch(prediction, refs, { normalize }));
     });
-    const lossRows = instances.slice(start, start + batchSize).map((inst) => rowOf(inst.input, referencesOf(inst)[0], true));
+    const lossRows = instances
+      .slice(start, start + batchSize)
+      .map((inst) => rowOf(inst.input, referencesOf(inst)[0], true));
     const logProbs = await forward(lossRows);
     lossRows.forEach((row, i) => pushLoss(row, logProbs[i]));
   }
   promptRows.forEach((r) => seen.push(r.numExamples));
-  return { ...meta, metric, scores, answerLoss: losses, answerLossWithEos: lossesWithEos, demonstrations: mean(seen, 0) };
+  return {
+    ...meta,
+    metric,
+    scores,
+    answerLoss: losses,
+    answerLossWithEos: lossesWithEos,
+    demonstrations: mean(seen, 0),
+  };
 }
 
 /** The hyper pass over a (fitted) plan's definition and demonstrations, and how many demonstrations it read. */
@@ -446,7 +586,11 @@ export function taskPrefix(hl: HyperLlama, plan: TaskPlan, s: EvalSettings): Pre
 /** How many of a plan's demonstrations a hyper input of `gists` gists holds. */
 function hyperDemonstrations(plan: TaskPlan, s: EvalSettings, gists: number): number {
   if (plan.examples.length === 0) return 0;
-  const o = { ...collateOptions(s), gistIds: Array.from({ length: gists }, () => s.tokenizer.padId), maxHyperLength: s.maxHyperLength ?? 1024 };
+  const o = {
+    ...collateOptions(s),
+    gistIds: Array.from({ length: gists }, () => s.tokenizer.padId),
+    maxHyperLength: s.maxHyperLength ?? 1024,
+  };
   return hyperRow(o, plan.task.definition, plan.examples).numExamples;
 }
 
@@ -458,16 +602,28 @@ export interface TaskPrefix {
 }
 
 /** Each plan's HyperLlama prefix, once: the stored one when given, else the hyper pass. */
-export function taskPrefixes(plans: readonly TaskPlan[], s: EvalSettings & { hyperllama?: HyperLlama; prefixes?: ReadonlyMap<string, Prefix> }): Map<string, TaskPrefix> {
+export function taskPrefixes(
+  plans: readonly TaskPlan[],
+  s: EvalSettings & { hyperllama?: HyperLlama; prefixes?: ReadonlyMap<string, Prefix> },
+): Map<string, TaskPrefix> {
   const out = new Map<string, TaskPrefix>();
   try {
     for (const plan of plans) {
       const stored = s.prefixes?.get(plan.task.name);
       if (stored) {
-        out.set(plan.task.name, { prefix: stored, demonstrations: hyperDemonstrations(plan, s, s.hyperllama?.k ?? stored.length), owned: false });
+        out.set(plan.task.name, {
+          prefix: stored,
+          demonstrations: hyperDemonstrations(plan, s, s.hyperllama?.k ?? stored.length),
+          owned: false,
+        });
         continue;
       }
-      if (!s.hyperllama) throw new EvalError('NO_HYPERNET', `task "${plan.task.name}": no stored prefix and no HyperLlama checkpoint to compute one`, { field: 'hyperllama' });
+      if (!s.hyperllama)
+        throw new EvalError(
+          'NO_HYPERNET',
+          `task "${plan.task.name}": no stored prefix and no HyperLlama checkpoint to compute one`,
+          { field: 'hyperllama' },
+        );
       const { prefix, demonstrations } = encodeTaskPrefix(s.hyperllama, plan, s);
       out.set(plan.task.name, { prefix, demonstrations, owned: true });
     }
@@ -490,10 +646,17 @@ export function disposeTaskPrefixes(prefixes: ReadonlyMap<string, TaskPrefix>): 
  * than half the tasks, every partner is of another group.
  */
 export function swapPartners(tasks: ReadonlyArray<Pick<Task, 'name' | 'category'>>): Map<string, string> {
-  if (tasks.length < 2) throw new EvalError('NO_SWAP_PARTNER', `the prefix swap needs at least 2 tasks, got ${tasks.length}`, { field: 'tasks', actual: tasks.length });
-  if (new Set(tasks.map((t) => t.name)).size !== tasks.length) throw new EvalError('DUPLICATE_TASK', 'swapPartners: task names must be unique', { field: 'tasks' });
+  if (tasks.length < 2)
+    throw new EvalError('NO_SWAP_PARTNER', `the prefix swap needs at least 2 tasks, got ${tasks.length}`, {
+      field: 'tasks',
+      actual: tasks.length,
+    });
+  if (new Set(tasks.map((t) => t.name)).size !== tasks.length)
+    throw new EvalError('DUPLICATE_TASK', 'swapPartners: task names must be unique', { field: 'tasks' });
   const group = (t: Pick<Task, 'name' | 'category'>) => (t.category ? `c:${categoryKey(t.category)}` : `t:${t.name}`);
-  const sorted = [...tasks].sort((a, b) => (group(a) < group(b) ? -1 : group(a) > group(b) ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const sorted = [...tasks].sort((a, b) =>
+    group(a) < group(b) ? -1 : group(a) > group(b) ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+  );
   const sizes = new Map<string, number>();
   for (const t of sorted) sizes.set(group(t), (sizes.get(group(t)) ?? 0) + 1);
   const m = Math.max(...sizes.values());
@@ -532,13 +695,20 @@ export async function evaluateMethod(
   o: MethodRunOptions = {},
 ): Promise<TaskScores[]> {
   const hl = s.hyperllama;
-  if (method === 'hyperllama' && !hl && !s.prefixes) throw new EvalError('NO_HYPERNET', 'method hyperllama needs a HyperLlama checkpoint or stored prefixes', { field: 'method' });
+  if (method === 'hyperllama' && !hl && !s.prefixes)
+    throw new EvalError('NO_HYPERNET', 'method hyperllama needs a HyperLlama checkpoint or stored prefixes', {
+      field: 'method',
+    });
   const byName = new Map(plans.map((p) => [p.task.name, p]));
   const contextOf = (plan: TaskPlan): TaskPlan => {
     if (!o.swap) return plan;
     const partner = o.swap.get(plan.task.name);
     const found = partner === undefined ? undefined : byName.get(partner);
-    if (!found) throw new EvalError('NO_SWAP_PARTNER', `swap: task "${plan.task.name}" has no partner among the plans`, { field: plan.task.name, actual: partner });
+    if (!found)
+      throw new EvalError('NO_SWAP_PARTNER', `swap: task "${plan.task.name}" has no partner among the plans`, {
+        field: plan.task.name,
+        actual: partner,
+      });
     return found;
   };
   const name = o.swap ? `${method}-swap` : method;
@@ -556,9 +726,27 @@ export async function evaluateMethod(
         computed?.prefix.dispose();
       }
     } else if (method === 'icl') {
-      out.push(await scoreTask(plan, plainCondition(s, 'fewshot', s.adapters?.icl ?? [], { examples: context.examples, definition: context.task.definition }), s));
+      out.push(
+        await scoreTask(
+          plan,
+          plainCondition(s, 'fewshot', s.adapters?.icl ?? [], {
+            examples: context.examples,
+            definition: context.task.definition,
+          }),
+          s,
+        ),
+      );
     } else {
-      out.push(await scoreTask(plan, plainCondition(s, 'zeroshot', s.adapters?.['zero-shot'] ?? [], { examples: [], definition: plan.task.definition }), s));
+      out.push(
+        await scoreTask(
+          plan,
+          plainCondition(s, 'zeroshot', s.adapters?.['zero-shot'] ?? [], {
+            examples: [],
+            definition: plan.task.definition,
+          }),
+          s,
+        ),
+      );
     }
     onProgress?.({ method: name, task: plan.task.name, done: i + 1, total: plans.length });
   }
@@ -606,20 +794,56 @@ function downstreamAdapters(s: { hyperllama?: HyperLlama }): string[] {
 export function prefixTuningSchedule(p: Pick<PrefixTuningOptions, 'evalSteps' | 'steps' | 'evalEvery'>): number[] {
   if (p.evalSteps) {
     const steps = [...new Set(p.evalSteps)].sort((a, b) => a - b);
-    if (steps.length === 0 || steps.some((x) => !Number.isInteger(x) || x < 0)) throw new EvalError('BAD_OPTION', `prefix tuning evalSteps: expected integers >= 0, got [${p.evalSteps.join(', ')}]`, { field: 'evalSteps' });
+    if (steps.length === 0 || steps.some((x) => !Number.isInteger(x) || x < 0))
+      throw new EvalError(
+        'BAD_OPTION',
+        `prefix tuning evalSteps: expected integers >= 0, got [${p.evalSteps.join(', ')}]`,
+        { field: 'evalSteps' },
+      );
     return steps;
   }
   if (p.steps === undefined) return [...DEFAULT_EVAL_STEPS];
-  if (!(Number.isInteger(p.steps) && p.steps >= 0)) throw new EvalError('BAD_OPTION', `prefix tuning steps: expected an integer >= 0, got ${p.steps}`, { field: 'steps' });
+  if (!(Number.isInteger(p.steps) && p.steps >= 0))
+    throw new EvalError('BAD_OPTION', `prefix tuning steps: expected an integer >= 0, got ${p.steps}`, {
+      field: 'steps',
+    });
   const every = p.evalEvery ?? p.steps;
-  if (!(Number.isInteger(every) && every >= 1) && p.steps > 0) throw new EvalError('BAD_OPTION', `prefix tuning evalEvery: expected an integer >= 1, got ${p.evalEvery}`, { field: 'evalEvery' });
-  return [...new Set([0, ...(p.steps > 0 ? Array.from({ length: Math.floor(p.steps / every) }, (_, i) => (i + 1) * every) : []), p.steps])];
+  if (!(Number.isInteger(every) && every >= 1) && p.steps > 0)
+    throw new EvalError('BAD_OPTION', `prefix tuning evalEvery: expected an integer >= 1, got ${p.evalEvery}`, {
+      field: 'evalEvery',
+    });
+  return [
+    ...new Set([
+      0,
+      ...(p.steps > 0 ? Array.from({ length: Math.floor(p.steps / every) }, (_, i) => (i + 1) * every) : []),
+      p.steps,
+    ]),
+  ];
 }
 
 /** The initialisations a prefix-tuning run uses (see {@link PrefixTuningOptions.inits}). */
-function resolveInits(p: PrefixTuningOptions, s: { hyperllama?: HyperLlama; prefixes?: ReadonlyMap<string, unknown> }): PrefixTuningInit[] {
-  const inits = p.inits ?? (p.init ? [p.init] : [...PREFIX_TUNING_INITS].filter((i) => (i === 'shared' ? p.sharedPrefix !== undefined : i.startsWith('hyper') ? Boolean(s.hyperllama || s.prefixes) : true)));
-  for (const i of inits) if (!PREFIX_TUNING_INITS.includes(i)) throw new EvalError('BAD_OPTION', `unknown prefix-tuning initialisation "${i}"; expected ${PREFIX_TUNING_INITS.join(', ')}`, { field: 'inits', actual: i });
+function resolveInits(
+  p: PrefixTuningOptions,
+  s: { hyperllama?: HyperLlama; prefixes?: ReadonlyMap<string, unknown> },
+): PrefixTuningInit[] {
+  const inits =
+    p.inits ??
+    (p.init
+      ? [p.init]
+      : [...PREFIX_TUNING_INITS].filter((i) =>
+          i === 'shared'
+            ? p.sharedPrefix !== undefined
+            : i.startsWith('hyper')
+              ? Boolean(s.hyperllama || s.prefixes)
+              : true,
+        ));
+  for (const i of inits)
+    if (!PREFIX_TUNING_INITS.includes(i))
+      throw new EvalError(
+        'BAD_OPTION',
+        `unknown prefix-tuning initialisation "${i}"; expected ${PREFIX_TUNING_INITS.join(', ')}`,
+        { field: 'inits', actual: i },
+      );
   return [...new Set(inits)];
 }
 
@@ -647,22 +871,46 @@ export async function evaluatePrefixTuning(
   const inits = resolveInits(p, s);
   const lr = p.lr ?? 1e-2;
   const batchSize = p.batchSize ?? 8;
-  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new EvalError('BAD_OPTION', `prefix tuning batchSize: expected an integer >= 1, got ${batchSize}`, { field: 'batchSize', actual: batchSize });
-  if (!(lr > 0)) throw new EvalError('BAD_OPTION', `prefix tuning lr: expected a positive number, got ${lr}`, { field: 'lr', actual: lr });
-  if (inits.includes('shared') && !p.sharedPrefix) throw new EvalError('NO_SHARED_PREFIX', 'prefix tuning from "shared" needs a trained shared prefix', { field: 'sharedPrefix' });
+  if (!(Number.isInteger(batchSize) && batchSize >= 1))
+    throw new EvalError('BAD_OPTION', `prefix tuning batchSize: expected an integer >= 1, got ${batchSize}`, {
+      field: 'batchSize',
+      actual: batchSize,
+    });
+  if (!(lr > 0))
+    throw new EvalError('BAD_OPTION', `prefix tuning lr: expected a positive number, got ${lr}`, {
+      field: 'lr',
+      actual: lr,
+    });
+  if (inits.includes('shared') && !p.sharedPrefix)
+    throw new EvalError('NO_SHARED_PREFIX', 'prefix tuning from "shared" needs a trained shared prefix', {
+      field: 'sharedPrefix',
+    });
   const usesHyper = inits.some((i) => i.startsWith('hyper'));
-  if (usesHyper && !s.hyperllama && !s.prefixes && !hyperPrefixes) throw new EvalError('NO_HYPERNET', 'prefix tuning from "hyper" needs a HyperLlama checkpoint or stored prefixes', { field: 'hyperllama' });
+  if (usesHyper && !s.hyperllama && !s.prefixes && !hyperPrefixes)
+    throw new EvalError('NO_HYPERNET', 'prefix tuning from "hyper" needs a HyperLlama checkpoint or stored prefixes', {
+      field: 'hyperllama',
+    });
   const partners = inits.includes('hyper-other') ? (p.partners ?? swapPartners(plans.map((x) => x.task))) : undefined;
-  for (const plan of plans) if ((plan.pool ?? plan.examples).length === 0) throw new EvalError('NO_EXAMPLES', `prefix tuning task "${plan.task.name}" has an empty tuning pool`, { field: 'pool' });
+  for (const plan of plans)
+    if ((plan.pool ?? plan.examples).length === 0)
+      throw new EvalError('NO_EXAMPLES', `prefix tuning task "${plan.task.name}" has an empty tuning pool`, {
+        field: 'pool',
+      });
 
   const own = usesHyper ? (hyperPrefixes ?? taskPrefixes(plans, s)) : new Map<string, TaskPrefix>();
-  const curves = new Map<PrefixTuningInit, Map<number, TaskScores[]>>(inits.map((i) => [i, new Map(schedule.map((st) => [st, []]))]));
+  const curves = new Map<PrefixTuningInit, Map<number, TaskScores[]>>(
+    inits.map((i) => [i, new Map(schedule.map((st) => [st, []]))]),
+  );
   const o = collateOptions(s, { useDefinition: false });
   const downstream = downstreamAdapters(s);
   try {
     for (const [index, plan] of plans.entries()) {
       const pool = plan.pool ?? plan.examples;
-      const asRows = (xs: readonly Example[]) => collateZeroShot(xs.map((target) => ({ task: { definition: undefined }, target })), o);
+      const asRows = (xs: readonly Example[]) =>
+        collateZeroShot(
+          xs.map((target) => ({ task: { definition: undefined }, target })),
+          o,
+        );
       // The same minibatches for every initialisation.
       const rng = new Rng(p.seed ?? 0).fork(`prefix-tuning/${plan.task.name}`);
       const batches = Array.from({ length: total }, () => asRows(rng.sample(pool, Math.min(batchSize, pool.length))));
@@ -675,8 +923,15 @@ export async function evaluatePrefixTuning(
             params: tuned.trainableVariables(),
             optimizer,
             steps: total,
-            objective: (step) => () => withActiveAdapters(s.model, downstream, () => tuned.loss(s.model, batches[step], { training: true })),
-            evaluate: { at: (step) => points.has(step), run: async (step) => void points.get(step)!.push(await scoreTask(plan, prefixCondition(s, tuned.prefix(), downstream, demonstrations), s)) },
+            objective: (step) => () =>
+              withActiveAdapters(s.model, downstream, () => tuned.loss(s.model, batches[step], { training: true })),
+            evaluate: {
+              at: (step) => points.has(step),
+              run: async (step) =>
+                void points
+                  .get(step)!
+                  .push(await scoreTask(plan, prefixCondition(s, tuned.prefix(), downstream, demonstrations), s)),
+            },
           });
         } finally {
           optimizer.dispose();
@@ -688,7 +943,9 @@ export async function evaluatePrefixTuning(
   } finally {
     if (!hyperPrefixes) disposeTaskPrefixes(own);
   }
-  const pools = Object.fromEntries(plans.map((pl) => [pl.task.name, { size: (pl.pool ?? pl.examples).length, from: pl.poolFrom ?? 'examples' }]));
+  const pools = Object.fromEntries(
+    plans.map((pl) => [pl.task.name, { size: (pl.pool ?? pl.examples).length, from: pl.poolFrom ?? 'examples' }]),
+  );
   const poolSizes = plans.map((pl) => (pl.pool ?? pl.examples).length);
   const configuration = {
     lr,
@@ -704,7 +961,12 @@ export async function evaluatePrefixTuning(
     const curve: CurvePoint[] = schedule.map((step) => ({ step, scores: curves.get(init)!.get(step)! }));
     return {
       method: `prefix-tuning-${init}`,
-      configuration: { init, ...configuration, ...(init === 'random' ? { length: p.length ?? s.hyperllama?.k ?? 8 } : {}), ...(init === 'hyper-other' && partners ? { partners: Object.fromEntries(partners) } : {}) },
+      configuration: {
+        init,
+        ...configuration,
+        ...(init === 'random' ? { length: p.length ?? s.hyperllama?.k ?? 8 } : {}),
+        ...(init === 'hyper-other' && partners ? { partners: Object.fromEntries(partners) } : {}),
+      },
       scores: curve[curve.length - 1].scores,
       curve,
     };
@@ -721,30 +983,59 @@ function startPrefix(
   poolRows: LmBatch,
 ): { tuned: PrefixTuning; demonstrations: number } {
   if (init === 'random') {
-    return { tuned: withActiveAdapters(s.model, downstreamAdapters(s), () => PrefixTuning.random(s.model, p.length ?? s.hyperllama?.k ?? 8, { sampleIds: poolRows.inputIds, seed: p.seed ?? 0 })), demonstrations: 0 };
+    return {
+      tuned: withActiveAdapters(s.model, downstreamAdapters(s), () =>
+        PrefixTuning.random(s.model, p.length ?? s.hyperllama?.k ?? 8, {
+          sampleIds: poolRows.inputIds,
+          seed: p.seed ?? 0,
+        }),
+      ),
+      demonstrations: 0,
+    };
   }
   if (init === 'shared') return { tuned: PrefixTuning.fromPrefix(p.sharedPrefix!), demonstrations: 0 };
   const source = init === 'hyper' ? plan.task.name : partners!.get(plan.task.name);
   const prefix = source === undefined ? undefined : prefixes.get(source);
-  if (!prefix) throw new EvalError('NO_SWAP_PARTNER', `prefix tuning from "${init}": no HyperLlama prefix for task "${source ?? plan.task.name}"`, { field: plan.task.name });
+  if (!prefix)
+    throw new EvalError(
+      'NO_SWAP_PARTNER',
+      `prefix tuning from "${init}": no HyperLlama prefix for task "${source ?? plan.task.name}"`,
+      { field: plan.task.name },
+    );
   return { tuned: PrefixTuning.fromPrefix(prefix.prefix), demonstrations: prefix.demonstrations };
 }
 
 /** A requested method: a base one or `prefix-tuning-<init>`. */
 export type MethodName = BaseMethod | `prefix-tuning-${PrefixTuningInit}`;
 
-export const ALL_METHODS: readonly MethodName[] = ['zero-shot', 'icl', 'hyperllama', 'prefix-tuning-random', 'prefix-tuning-shared', 'prefix-tuning-hyper', 'prefix-tuning-hyper-other'];
+export const ALL_METHODS: readonly MethodName[] = [
+  'zero-shot',
+  'icl',
+  'hyperllama',
+  'prefix-tuning-random',
+  'prefix-tuning-shared',
+  'prefix-tuning-hyper',
+  'prefix-tuning-hyper-other',
+];
 
 /** Parses `zero-shot,icl,hyperllama,prefix-tuning` (`prefix-tuning` alone means every initialisation available). */
 export function parseMethods(text: string, available: { shared: boolean; hyper: boolean }): MethodName[] {
   const out: MethodName[] = [];
-  for (const raw of text.split(',').map((m) => m.trim()).filter(Boolean)) {
+  for (const raw of text
+    .split(',')
+    .map((m) => m.trim())
+    .filter(Boolean)) {
     if (raw === 'prefix-tuning') {
       out.push('prefix-tuning-random');
       if (available.shared) out.push('prefix-tuning-shared');
       if (available.hyper) out.push('prefix-tuning-hyper', 'prefix-tuning-hyper-other');
     } else if ((ALL_METHODS as readonly string[]).includes(raw)) out.push(raw as MethodName);
-    else throw new EvalError('UNKNOWN_METHOD', `unknown method "${raw}"; expected ${[...ALL_METHODS, 'prefix-tuning'].join(', ')}`, { field: 'methods', actual: raw });
+    else
+      throw new EvalError(
+        'UNKNOWN_METHOD',
+        `unknown method "${raw}"; expected ${[...ALL_METHODS, 'prefix-tuning'].join(', ')}`,
+        { field: 'methods', actual: raw },
+      );
   }
   if (out.length === 0) throw new EvalError('UNKNOWN_METHOD', 'no method given', { field: 'methods' });
   return [...new Set(out)];
@@ -774,15 +1065,28 @@ export async function evaluate(
 ): Promise<MethodResult[]> {
   const gists = s.hyperllama?.k ?? s.prefixes?.values().next().value?.length;
   const plans = fitPlans(planTasks(tasks, o), fitOptions(s, gists));
-  const isControl = typeof o.control === 'function' ? o.control : ((names: Set<string>) => (t: Task) => names.has(t.name))(new Set(o.control ?? []));
+  const isControl =
+    typeof o.control === 'function'
+      ? o.control
+      : (
+          (names: Set<string>) => (t: Task) =>
+            names.has(t.name)
+        )(new Set(o.control ?? []));
   const controlNames = new Set(tasks.filter(isControl).map((t) => t.name));
-  const mark = (scores: TaskScores[]): TaskScores[] => scores.map((t) => (controlNames.has(t.task) ? { ...t, control: true } : t));
-  const ptInits = o.methods.filter((m) => m.startsWith('prefix-tuning-')).map((m) => m.slice('prefix-tuning-'.length) as PrefixTuningInit);
+  const mark = (scores: TaskScores[]): TaskScores[] =>
+    scores.map((t) => (controlNames.has(t.task) ? { ...t, control: true } : t));
+  const ptInits = o.methods
+    .filter((m) => m.startsWith('prefix-tuning-'))
+    .map((m) => m.slice('prefix-tuning-'.length) as PrefixTuningInit);
   const wantsSwap = (o.swap ?? true) && o.methods.includes('hyperllama') && plans.length >= 2;
   const partners = plans.length >= 2 ? swapPartners(plans.map((p) => p.task)) : undefined;
-  if (ptInits.includes('hyper-other') && !partners) throw new EvalError('NO_SWAP_PARTNER', 'prefix-tuning-hyper-other needs at least 2 tasks', { field: 'methods' });
+  if (ptInits.includes('hyper-other') && !partners)
+    throw new EvalError('NO_SWAP_PARTNER', 'prefix-tuning-hyper-other needs at least 2 tasks', { field: 'methods' });
   const needsPrefixes = o.methods.includes('hyperllama') || ptInits.some((i) => i.startsWith('hyper'));
-  if (needsPrefixes && !s.hyperllama && !s.prefixes) throw new EvalError('NO_HYPERNET', 'method hyperllama needs a HyperLlama checkpoint or stored prefixes', { field: 'method' });
+  if (needsPrefixes && !s.hyperllama && !s.prefixes)
+    throw new EvalError('NO_HYPERNET', 'method hyperllama needs a HyperLlama checkpoint or stored prefixes', {
+      field: 'method',
+    });
   const demonstrations = plans.map((p) => p.examples.length);
   const shared = {
     shots: o.shots,
@@ -793,7 +1097,13 @@ export async function evaluate(
     maxLength: s.maxLength ?? 1024,
     maxHyperLength: s.maxHyperLength ?? 1024,
     maxNewTokens: s.maxNewTokens ?? 64,
-    demonstrationsPerTask: { drawn: mean(plans.map((p) => p.drawn ?? p.examples.length), 0), fitted: mean(demonstrations, 0) },
+    demonstrationsPerTask: {
+      drawn: mean(
+        plans.map((p) => p.drawn ?? p.examples.length),
+        0,
+      ),
+      fitted: mean(demonstrations, 0),
+    },
     ...(controlNames.size > 0 ? { controlTasks: [...controlNames] } : {}),
   };
   const prefixes = needsPrefixes ? taskPrefixes(plans, s) : new Map<string, TaskPrefix>();
@@ -807,17 +1117,43 @@ export async function evaluate(
         tuned = true;
         const pt = { ...o.prefixTuning, inits: ptInits, partners };
         for (const r of await evaluatePrefixTuning(plans, s, pt, onProgress, prefixes)) {
-          results.push({ ...r, configuration: { ...shared, ...r.configuration, ...(r.method === 'prefix-tuning-shared' ? { sharedPrefix: 'given' } : {}) }, scores: mark(r.scores), curve: r.curve!.map((c) => ({ ...c, scores: mark(c.scores) })) });
+          results.push({
+            ...r,
+            configuration: {
+              ...shared,
+              ...r.configuration,
+              ...(r.method === 'prefix-tuning-shared' ? { sharedPrefix: 'given' } : {}),
+            },
+            scores: mark(r.scores),
+            curve: r.curve!.map((c) => ({ ...c, scores: mark(c.scores) })),
+          });
         }
         continue;
       }
       const base = method as BaseMethod;
       const adapters = base === 'hyperllama' ? downstreamAdapters(s) : (s.adapters?.[base] ?? []);
-      const configuration = { ...shared, ...(base === 'zero-shot' ? { shots: 0 } : {}), adapters, ...(base === 'hyperllama' ? { k: s.hyperllama?.k ?? null, storedPrefixes: s.prefixes !== undefined } : {}) };
-      results.push({ method, configuration, scores: mark(await evaluateMethod(base, plans, base === 'hyperllama' ? withPrefixes : s, onProgress)) });
+      const configuration = {
+        ...shared,
+        ...(base === 'zero-shot' ? { shots: 0 } : {}),
+        adapters,
+        ...(base === 'hyperllama' ? { k: s.hyperllama?.k ?? null, storedPrefixes: s.prefixes !== undefined } : {}),
+      };
+      results.push({
+        method,
+        configuration,
+        scores: mark(await evaluateMethod(base, plans, base === 'hyperllama' ? withPrefixes : s, onProgress)),
+      });
       if (base === 'hyperllama' && wantsSwap) {
         const swapped = await evaluateMethod('hyperllama', plans, withPrefixes, onProgress, { swap: partners });
-        results.push({ method: 'hyperllama-swap', configuration: { ...configuration, control: 'prefix swap: each task behind another task\'s HyperLlama prefix', partners: Object.fromEntries(partners!) }, scores: mark(swapped) });
+        results.push({
+          method: 'hyperllama-swap',
+          configuration: {
+            ...configuration,
+            control: "prefix swap: each task behind another task's HyperLlama prefix",
+            partners: Object.fromEntries(partners!),
+          },
+          scores: mark(swapped),
+        });
       }
     }
   } finally {

@@ -2,7 +2,14 @@ import type { Metric } from '@hyperllama/datasets';
 import { METRIC_SCALE, summarize, type GroupSummary, type Summary, type TaskScores } from './aggregate.js';
 import { EvalError } from './errors.js';
 import { reportWriter } from './files.js';
-import { bootstrapMean, pairedBootstrap, verdict, type BootstrapValue, type PairedInterval, type Verdict } from './stats.js';
+import {
+  bootstrapMean,
+  pairedBootstrap,
+  verdict,
+  type BootstrapValue,
+  type PairedInterval,
+  type Verdict,
+} from './stats.js';
 import { escapeXml, num, svgDocument } from './svg.js';
 
 /** One evaluated point of a prefix-tuning run: the scores (and answer losses) after `step` optimisation steps. */
@@ -55,7 +62,13 @@ export interface MethodReport extends TaskGroupReport {
   /** Control tasks (reported apart, not in `average` nor in the claims). */
   control?: TaskGroupReport;
   /** Macro average (and per-task scores) at each evaluation step, for methods that train. */
-  curve?: Array<{ step: number; average: number; tasks: Record<string, number>; answerLoss?: number; answerLossWithEos?: number }>;
+  curve?: Array<{
+    step: number;
+    average: number;
+    tasks: Record<string, number>;
+    answerLoss?: number;
+    answerLossWithEos?: number;
+  }>;
 }
 
 /**
@@ -100,7 +113,17 @@ export interface PrefixTuningReport {
   points: Array<{
     step: number;
     /** Per init: the average on [0, 1] and its interval, and the answer loss and its interval. */
-    inits: Record<string, { average: number; low: number; high: number; answerLoss?: number; answerLossLow?: number; answerLossHigh?: number }>;
+    inits: Record<
+      string,
+      {
+        average: number;
+        low: number;
+        high: number;
+        answerLoss?: number;
+        answerLossLow?: number;
+        answerLossHigh?: number;
+      }
+    >;
     /** `hyper − random`, `hyper − shared`, `hyper − hyper-other` where both are present. */
     differences: Record<string, Comparison>;
   }>;
@@ -129,7 +152,8 @@ export interface BuildReportOptions {
   seed?: number;
 }
 
-const taskNumbers = (summary: Summary): Record<string, number> => Object.fromEntries(Object.entries(summary.tasks).map(([t, s]) => [t, s.score]));
+const taskNumbers = (summary: Summary): Record<string, number> =>
+  Object.fromEntries(Object.entries(summary.tasks).map(([t, s]) => [t, s.score]));
 
 function groupReport(scores: readonly TaskScores[]): TaskGroupReport & { summary: Summary } {
   const summary = summarize(scores);
@@ -146,10 +170,15 @@ function groupReport(scores: readonly TaskScores[]): TaskGroupReport & { summary
   };
 }
 
-const hasLoss = (scores: readonly TaskScores[], key: 'answerLoss' | 'answerLossWithEos' = 'answerLoss') => scores.length > 0 && scores.every((t) => t[key] !== undefined && t[key]!.some(Number.isFinite));
+const hasLoss = (scores: readonly TaskScores[], key: 'answerLoss' | 'answerLossWithEos' = 'answerLoss') =>
+  scores.length > 0 && scores.every((t) => t[key] !== undefined && t[key]!.some(Number.isFinite));
 
 /** The paired comparison a − b (score, and answer loss where both have it). */
-export function compareMethods(a: { name: string; scores: readonly TaskScores[] }, b: { name: string; scores: readonly TaskScores[] }, o: { resamples?: number; seed?: number } = {}): Comparison {
+export function compareMethods(
+  a: { name: string; scores: readonly TaskScores[] },
+  b: { name: string; scores: readonly TaskScores[] },
+  o: { resamples?: number; seed?: number } = {},
+): Comparison {
   const paired = (value: BootstrapValue, lowerIsBetter: boolean) => {
     const ci = pairedBootstrap(a.scores, b.scores, { ...o, value });
     return { ...ci, verdict: verdict(lowerIsBetter ? { low: -ci.high, high: -ci.low } : ci) };
@@ -199,18 +228,33 @@ export const CLAIM_STATEMENTS: Record<ClaimId, string> = {
  * claim 3 = prefix-tuning-hyper − prefix-tuning-random and − prefix-tuning-shared at the last curve step (holds only
  * when both hold). The third argument may be the creation date (older form) or the options.
  */
-export function buildReport(results: readonly MethodResult[], configuration: Record<string, unknown> = {}, options: Date | BuildReportOptions = {}): EvalReport {
+export function buildReport(
+  results: readonly MethodResult[],
+  configuration: Record<string, unknown> = {},
+  options: Date | BuildReportOptions = {},
+): EvalReport {
   const o: BuildReportOptions = options instanceof Date ? { created: options } : options;
-  if (results.length === 0) throw new EvalError('NO_RESULTS', 'buildReport: expected at least one method, got none', { field: 'results' });
+  if (results.length === 0)
+    throw new EvalError('NO_RESULTS', 'buildReport: expected at least one method, got none', { field: 'results' });
   const boot = { resamples: o.resamples ?? 2000, seed: o.seed ?? 0 };
-  const controlSet = new Set([...(o.controlTasks ?? []), ...results.flatMap((r) => r.scores.filter((t) => t.control).map((t) => t.task))]);
+  const controlSet = new Set([
+    ...(o.controlTasks ?? []),
+    ...results.flatMap((r) => r.scores.filter((t) => t.control).map((t) => t.task)),
+  ]);
   const headlineOf = (scores: readonly TaskScores[]) => scores.filter((t) => !controlSet.has(t.task));
   const methods: Record<string, MethodReport> = {};
   const headline: Record<string, TaskScores[]> = {};
   for (const r of results) {
-    if (r.method in methods) throw new EvalError('DUPLICATE_METHOD', `buildReport: method "${r.method}" appears twice`, { field: 'method', actual: r.method });
+    if (r.method in methods)
+      throw new EvalError('DUPLICATE_METHOD', `buildReport: method "${r.method}" appears twice`, {
+        field: 'method',
+        actual: r.method,
+      });
     const main = headlineOf(r.scores);
-    if (main.length === 0) throw new EvalError('NO_RESULTS', `buildReport: method "${r.method}" has no task outside the control tasks`, { field: 'controlTasks' });
+    if (main.length === 0)
+      throw new EvalError('NO_RESULTS', `buildReport: method "${r.method}" has no task outside the control tasks`, {
+        field: 'controlTasks',
+      });
     const controls = r.scores.filter((t) => controlSet.has(t.task));
     const { summary, ...group } = groupReport(main);
     const ci = bootstrapMean(main, boot);
@@ -227,7 +271,13 @@ export function buildReport(results: readonly MethodResult[], configuration: Rec
         ? {
             curve: r.curve.map((p) => {
               const g = groupReport(headlineOf(p.scores));
-              return { step: p.step, average: g.average, tasks: g.tasks, ...(g.answerLoss !== undefined ? { answerLoss: g.answerLoss } : {}), ...(g.answerLossWithEos !== undefined ? { answerLossWithEos: g.answerLossWithEos } : {}) };
+              return {
+                step: p.step,
+                average: g.average,
+                tasks: g.tasks,
+                ...(g.answerLoss !== undefined ? { answerLoss: g.answerLoss } : {}),
+                ...(g.answerLossWithEos !== undefined ? { answerLossWithEos: g.answerLossWithEos } : {}),
+              };
             }),
           }
         : {}),
@@ -235,15 +285,25 @@ export function buildReport(results: readonly MethodResult[], configuration: Rec
   }
   const claims: ClaimResult[] = [];
   const has = (...names: string[]) => names.every((n) => n in headline);
-  const cmp = (a: string, b: string, scoresOf = (m: string) => headline[m]) => compareMethods({ name: a, scores: scoresOf(a) }, { name: b, scores: scoresOf(b) }, boot);
-  if (has('hyperllama', 'zero-shot')) claims.push(claim('claim 1', CLAIM_STATEMENTS['claim 1'], [cmp('hyperllama', 'zero-shot')]));
+  const cmp = (a: string, b: string, scoresOf = (m: string) => headline[m]) =>
+    compareMethods({ name: a, scores: scoresOf(a) }, { name: b, scores: scoresOf(b) }, boot);
+  if (has('hyperllama', 'zero-shot'))
+    claims.push(claim('claim 1', CLAIM_STATEMENTS['claim 1'], [cmp('hyperllama', 'zero-shot')]));
   if (has('icl', 'hyperllama')) claims.push(claim('claim 2', CLAIM_STATEMENTS['claim 2'], [cmp('icl', 'hyperllama')]));
   const prefixTuning = prefixTuningReport(results, headlineOf, boot);
   if (prefixTuning && ['hyper', 'random', 'shared'].every((i) => prefixTuning.inits.includes(i))) {
     const last = prefixTuning.points[prefixTuning.points.length - 1];
-    claims.push(claim('claim 3', CLAIM_STATEMENTS['claim 3'], [last.differences['hyper − random'], last.differences['hyper − shared']], last.step));
+    claims.push(
+      claim(
+        'claim 3',
+        CLAIM_STATEMENTS['claim 3'],
+        [last.differences['hyper − random'], last.differences['hyper − shared']],
+        last.step,
+      ),
+    );
   }
-  if (has('hyperllama', 'hyperllama-swap')) claims.push(claim('swap gap', CLAIM_STATEMENTS['swap gap'], [cmp('hyperllama', 'hyperllama-swap')]));
+  if (has('hyperllama', 'hyperllama-swap'))
+    claims.push(claim('swap gap', CLAIM_STATEMENTS['swap gap'], [cmp('hyperllama', 'hyperllama-swap')]));
   return {
     format: 'hyperllama-eval/2',
     created: (o.created ?? new Date()).toISOString(),
@@ -259,12 +319,18 @@ export function buildReport(results: readonly MethodResult[], configuration: Rec
 const PT = 'prefix-tuning-';
 
 /** Curves of `prefix-tuning-<init>` methods: per step each init's average with its interval, and hyper's paired differences. */
-function prefixTuningReport(results: readonly MethodResult[], headlineOf: (s: readonly TaskScores[]) => TaskScores[], boot: { resamples: number; seed: number }): PrefixTuningReport | undefined {
+function prefixTuningReport(
+  results: readonly MethodResult[],
+  headlineOf: (s: readonly TaskScores[]) => TaskScores[],
+  boot: { resamples: number; seed: number },
+): PrefixTuningReport | undefined {
   const tuned = results.filter((r) => r.method.startsWith(PT) && r.curve && r.curve.length > 0);
   if (tuned.length === 0) return undefined;
   const inits = tuned.map((r) => r.method.slice(PT.length));
   const at = (r: MethodResult, step: number) => r.curve!.find((p) => p.step === step);
-  const steps = [...new Set(tuned.flatMap((r) => r.curve!.map((p) => p.step)))].sort((a, b) => a - b).filter((st) => tuned.every((r) => at(r, st)));
+  const steps = [...new Set(tuned.flatMap((r) => r.curve!.map((p) => p.step)))]
+    .sort((a, b) => a - b)
+    .filter((st) => tuned.every((r) => at(r, st)));
   const hyper = tuned.find((r) => r.method === `${PT}hyper`);
   const cfg = tuned[0].configuration;
   return {
@@ -281,12 +347,22 @@ function prefixTuningReport(results: readonly MethodResult[], headlineOf: (s: re
         const scores = headlineOf(at(r, step)!.scores);
         const ci = bootstrapMean(scores, boot);
         const loss = hasLoss(scores) ? bootstrapMean(scores, { ...boot, value: 'answerLoss' }) : undefined;
-        point.inits[r.method.slice(PT.length)] = { average: ci.mean, low: ci.low, high: ci.high, ...(loss ? { answerLoss: loss.mean, answerLossLow: loss.low, answerLossHigh: loss.high } : {}) };
+        point.inits[r.method.slice(PT.length)] = {
+          average: ci.mean,
+          low: ci.low,
+          high: ci.high,
+          ...(loss ? { answerLoss: loss.mean, answerLossLow: loss.low, answerLossHigh: loss.high } : {}),
+        };
       }
       if (hyper) {
         for (const other of ['random', 'shared', 'hyper-other']) {
           const r = tuned.find((x) => x.method === PT + other);
-          if (r) point.differences[`hyper − ${other}`] = compareMethods({ name: `${PT}hyper`, scores: headlineOf(at(hyper, step)!.scores) }, { name: PT + other, scores: headlineOf(at(r, step)!.scores) }, boot);
+          if (r)
+            point.differences[`hyper − ${other}`] = compareMethods(
+              { name: `${PT}hyper`, scores: headlineOf(at(hyper, step)!.scores) },
+              { name: PT + other, scores: headlineOf(at(r, step)!.scores) },
+              boot,
+            );
         }
       }
       return point;
@@ -323,7 +399,11 @@ function taskTable(groups: Record<string, TaskGroupReport | undefined>): string[
     return [task, metric, ...present.map((g) => formatScore(g.tasks[task], metric))];
   });
   const avgMetrics = new Set(present.map((g) => g.metric));
-  const average = ['average', avgMetrics.size === 1 ? [...avgMetrics][0] : 'mixed', ...present.map((g) => formatScore(g.average, g.metric))];
+  const average = [
+    'average',
+    avgMetrics.size === 1 ? [...avgMetrics][0] : 'mixed',
+    ...present.map((g) => formatScore(g.average, g.metric)),
+  ];
   return [header, ...rows, average];
 }
 
@@ -341,7 +421,8 @@ export function controlTable(report: EvalReport): string[][] | undefined {
 const signed = (x: number, digits: number): string => `${x >= 0 ? '+' : '-'}${Math.abs(x).toFixed(digits)}`;
 const loss = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(3));
 const pct = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? '–' : (100 * x).toFixed(1));
-const interval = (ci: Interval | undefined, f: (x: number) => string): string => (ci ? `[${f(ci.low)}, ${f(ci.high)}]` : '–');
+const interval = (ci: Interval | undefined, f: (x: number) => string): string =>
+  ci ? `[${f(ci.low)}, ${f(ci.high)}]` : '–';
 
 /**
  * Per method: the average and its 95% interval, the answer loss (without EOS) and its interval, the answer loss with
@@ -375,7 +456,9 @@ export function prefixTuningTable(report: EvalReport): string[][] | undefined {
     }),
     ...diffs.map((d) => {
       const c = p.differences[d];
-      return c ? `${signed(100 * c.score.difference, 1)} [${signed(100 * c.score.low, 1)}, ${signed(100 * c.score.high, 1)}]` : '–';
+      return c
+        ? `${signed(100 * c.score.difference, 1)} [${signed(100 * c.score.low, 1)}, ${signed(100 * c.score.high, 1)}]`
+        : '–';
     }),
     ...diffs.map((d) => {
       const c = p.differences[d]?.answerLoss;
@@ -390,7 +473,12 @@ function comparisonText(c: Comparison, named: boolean): { score: string; loss?: 
   const s = c.score;
   const score = `${label}${signed(100 * s.difference, 1)} points [95% CI ${signed(100 * s.low, 1)}, ${signed(100 * s.high, 1)}]`;
   const l = c.answerLoss;
-  return { score, ...(l ? { loss: `${label}${signed(l.difference, 3)} nats/token [95% CI ${signed(l.low, 3)}, ${signed(l.high, 3)}]` } : {}) };
+  return {
+    score,
+    ...(l
+      ? { loss: `${label}${signed(l.difference, 3)} nats/token [95% CI ${signed(l.low, 3)}, ${signed(l.high, 3)}]` }
+      : {}),
+  };
 }
 
 /**
@@ -412,7 +500,11 @@ export function verdictLines(report: EvalReport): string[] {
 
 function plainTable(rows: string[][], leftColumns: number): string[] {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  const line = (r: string[]) => r.map((cell, c) => (c < leftColumns ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ').trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((cell, c) => (c < leftColumns ? cell.padEnd(widths[c]) : cell.padStart(widths[c])))
+      .join('  ')
+      .trimEnd();
   const rule = widths.map((w) => '-'.repeat(w)).join('  ');
   return [line(rows[0]), rule, ...rows.slice(1).map(line)];
 }
@@ -431,7 +523,12 @@ export function formatTable(report: EvalReport): string {
   const out = taskTableLines(reportTable(report));
   out.push('', ...plainTable(methodSummaryTable(report), 1));
   const control = controlTable(report);
-  if (control) out.push('', `control tasks (left out of the averages above and of the claims): ${report.controlTasks.join(', ')}`, ...taskTableLines(control));
+  if (control)
+    out.push(
+      '',
+      `control tasks (left out of the averages above and of the claims): ${report.controlTasks.join(', ')}`,
+      ...taskTableLines(control),
+    );
   const pt = prefixTuningTable(report);
   if (pt) out.push('', prefixTuningSettings(report), ...plainTable(pt, 1));
   const verdicts = verdictLines(report);
@@ -458,7 +555,9 @@ function markdownTable(rows: string[][], leftColumns: number, boldLast = false):
     `| ${rows[0].map((_, c) => (c < leftColumns ? '---' : '---:')).join(' | ')} |`,
     ...rows.slice(1).map((r, i) => {
       const cells = r.map(mdCell);
-      return boldLast && i === rows.length - 2 ? `| ${cells.map((c) => `**${c}**`).join(' | ')} |` : `| ${cells.join(' | ')} |`;
+      return boldLast && i === rows.length - 2
+        ? `| ${cells.map((c) => `**${c}**`).join(' | ')} |`
+        : `| ${cells.join(' | ')} |`;
     }),
   ];
 }
@@ -470,7 +569,7 @@ export function renderMarkdown(report: EvalReport): string {
     '',
     `Created ${report.created}. Scores are percentages: accuracy (rank classification over each instance's answer`,
     'options, length-normalised unless configured otherwise) and exact match ×100, ROUGE-L as Super-NaturalInstructions',
-    'reports it (0–100). The average is the macro average over tasks (`mixed`: each task divided by its metric\'s',
+    "reports it (0–100). The average is the macro average over tasks (`mixed`: each task divided by its metric's",
     'maximum first). The answer loss is the mean negative log-likelihood (nats/token) of the first reference answer,',
     'teacher-forced, without EOS (with EOS in its own column), averaged over instances and then over tasks.',
     `Intervals are paired (differences) or plain percentile bootstrap 95% intervals over instances resampled within each task (${report.bootstrap.resamples} resamples, seed ${report.bootstrap.seed}).`,
@@ -483,10 +582,23 @@ export function renderMarkdown(report: EvalReport): string {
     '',
   ];
   const control = controlTable(report);
-  if (control) lines.push('## Control tasks', '', `Left out of the averages above and of the claims: ${report.controlTasks.join(', ')}.`, '', ...markdownTable(control, 2, true), '');
+  if (control)
+    lines.push(
+      '## Control tasks',
+      '',
+      `Left out of the averages above and of the claims: ${report.controlTasks.join(', ')}.`,
+      '',
+      ...markdownTable(control, 2, true),
+      '',
+    );
   const curves = Object.entries(report.methods).filter(([, m]) => m.curve);
   if (curves.length > 0) {
-    lines.push('## Prefix tuning curves', '', '| step | ' + curves.map(([n]) => mdCell(n)).join(' | ') + ' |', '| ---: | ' + curves.map(() => '---:').join(' | ') + ' |');
+    lines.push(
+      '## Prefix tuning curves',
+      '',
+      '| step | ' + curves.map(([n]) => mdCell(n)).join(' | ') + ' |',
+      '| ---: | ' + curves.map(() => '---:').join(' | ') + ' |',
+    );
     const steps = [...new Set(curves.flatMap(([, m]) => m.curve!.map((p) => p.step)))].sort((a, b) => a - b);
     for (const step of steps) {
       const cells = curves.map(([, m]) => formatScore(m.curve!.find((p) => p.step === step)?.average, m.metric));
@@ -495,7 +607,15 @@ export function renderMarkdown(report: EvalReport): string {
     lines.push('');
   }
   const pt = prefixTuningTable(report);
-  if (pt) lines.push('## Prefix tuning by initialisation, with intervals', '', prefixTuningSettings(report) + '.', '', ...markdownTable(pt, 1), '');
+  if (pt)
+    lines.push(
+      '## Prefix tuning by initialisation, with intervals',
+      '',
+      prefixTuningSettings(report) + '.',
+      '',
+      ...markdownTable(pt, 1),
+      '',
+    );
   lines.push(
     '## Configuration',
     '',
@@ -511,7 +631,7 @@ export function renderMarkdown(report: EvalReport): string {
     lines.push(
       '## Verdicts',
       '',
-      'Each claim is tested on the headline tasks: `holds` when the 95% interval of the difference excludes 0 in the claim\'s favour, `does not hold` when it excludes 0 against it, else `inconclusive`. Score differences are in points; answer-loss differences in nats/token, where lower is better.',
+      "Each claim is tested on the headline tasks: `holds` when the 95% interval of the difference excludes 0 in the claim's favour, `does not hold` when it excludes 0 against it, else `inconclusive`. Score differences are in points; answer-loss differences in nats/token, where lower is better.",
       '',
       ...verdicts.flatMap((v) => [v, '']),
     );
@@ -521,7 +641,18 @@ export function renderMarkdown(report: EvalReport): string {
 
 // ---- SVG (hand-written, no dependencies) ----
 
-const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
+const PALETTE = [
+  '#4e79a7',
+  '#f28e2b',
+  '#e15759',
+  '#76b7b2',
+  '#59a14f',
+  '#edc948',
+  '#b07aa1',
+  '#ff9da7',
+  '#9c755f',
+  '#bab0ac',
+];
 
 /** Horizontal grid lines and labels for a 0–100 axis. */
 function yAxis(left: number, top: number, plotW: number, plotH: number, label: string): string[] {
@@ -531,7 +662,9 @@ function yAxis(left: number, top: number, plotW: number, plotH: number, label: s
     out.push(`<line x1="${left}" y1="${num(y)}" x2="${left + plotW}" y2="${num(y)}" stroke="#dddddd"/>`);
     out.push(`<text x="${left - 6}" y="${num(y + 4)}" text-anchor="end">${v}</text>`);
   }
-  out.push(`<text transform="translate(14 ${num(top + plotH / 2)}) rotate(-90)" text-anchor="middle">${escapeXml(label)}</text>`);
+  out.push(
+    `<text transform="translate(14 ${num(top + plotH / 2)}) rotate(-90)" text-anchor="middle">${escapeXml(label)}</text>`,
+  );
   return out;
 }
 
@@ -568,7 +701,8 @@ export function curveMethods(report: EvalReport): string[] {
 /** Line chart of average score against prefix-tuning steps, one polyline (with `data-method`) per method. */
 export function renderCurves(report: EvalReport): string {
   const names = curveMethods(report);
-  if (names.length === 0) throw new EvalError('NO_CURVES', 'renderCurves: no method in the report has a curve', { field: 'methods' });
+  if (names.length === 0)
+    throw new EvalError('NO_CURVES', 'renderCurves: no method in the report has a curve', { field: 'methods' });
   const [left, top, plotW, plotH] = [56, 40, 420, 260];
   const maxStep = Math.max(1, ...names.flatMap((n) => report.methods[n].curve!.map((p) => p.step)));
   const width = left + plotW + 190;
@@ -579,7 +713,9 @@ export function renderCurves(report: EvalReport): string {
     const x = left + (step / maxStep) * plotW;
     body.push(`<text x="${num(x)}" y="${top + plotH + 16}" text-anchor="middle">${step}</text>`);
   }
-  body.push(`<text x="${num(left + plotW / 2)}" y="${top + plotH + 36}" text-anchor="middle">prefix-tuning steps</text>`);
+  body.push(
+    `<text x="${num(left + plotW / 2)}" y="${top + plotH + 36}" text-anchor="middle">prefix-tuning steps</text>`,
+  );
   body.push(`<line x1="${left}" y1="${top + plotH}" x2="${left + plotW}" y2="${top + plotH}" stroke="#333333"/>`);
   names.forEach((name, i) => {
     const m = report.methods[name];
@@ -588,20 +724,27 @@ export function renderCurves(report: EvalReport): string {
       const pct = Math.max(0, Math.min(100, Number(formatScore(p.average, m.metric))));
       return `${num(left + (p.step / maxStep) * plotW)},${num(top + plotH - (pct / 100) * plotH)}`;
     });
-    body.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.join(' ')}" data-method="${escapeXml(name)}"/>`);
+    body.push(
+      `<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.join(' ')}" data-method="${escapeXml(name)}"/>`,
+    );
     for (const pt of pts) {
       const [x, y] = pt.split(',');
       body.push(`<circle cx="${x}" cy="${y}" r="3" fill="${color}"/>`);
     }
     const ly = top + 10 + i * 18;
-    body.push(`<line x1="${left + plotW + 16}" y1="${ly}" x2="${left + plotW + 36}" y2="${ly}" stroke="${color}" stroke-width="2"/>`);
+    body.push(
+      `<line x1="${left + plotW + 16}" y1="${ly}" x2="${left + plotW + 36}" y2="${ly}" stroke="${color}" stroke-width="2"/>`,
+    );
     body.push(`<text x="${left + plotW + 42}" y="${ly + 4}">${escapeXml(name)}</text>`);
   });
   return svgDocument(width, height, 'Prefix tuning by initialisation', body);
 }
 
 /** Writes results.json, results.md, methods.svg and (when a method has a curve) prefix-tuning.svg; returns the paths. */
-export function writeReport(report: EvalReport, dir: string): Record<'json' | 'markdown' | 'chart' | 'curves', string | undefined> {
+export function writeReport(
+  report: EvalReport,
+  dir: string,
+): Record<'json' | 'markdown' | 'chart' | 'curves', string | undefined> {
   const write = reportWriter(dir);
   return {
     json: write('results.json', JSON.stringify(report, null, 2) + '\n'),

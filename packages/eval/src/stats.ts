@@ -41,8 +41,16 @@ export type Verdict = 'holds' | 'does not hold' | 'inconclusive';
 export function instanceValues(t: TaskScores, value: BootstrapValue = 'score'): number[] {
   if (value === 'score') return t.scores.map((x) => x / METRIC_SCALE[t.metric]);
   const v = t[value];
-  if (!v) throw new EvalError('NO_ANSWER_LOSS', `task "${t.task}" has no ${value} (evaluate it with this version of @hyperllama/eval)`, { field: `${t.task}.${value}` });
-  if (v.length !== t.scores.length) throw new EvalError('BAD_SCORES', `task "${t.task}": ${t.scores.length} scores but ${v.length} ${value} values`, { field: `${t.task}.${value}` });
+  if (!v)
+    throw new EvalError(
+      'NO_ANSWER_LOSS',
+      `task "${t.task}" has no ${value} (evaluate it with this version of @hyperllama/eval)`,
+      { field: `${t.task}.${value}` },
+    );
+  if (v.length !== t.scores.length)
+    throw new EvalError('BAD_SCORES', `task "${t.task}": ${t.scores.length} scores but ${v.length} ${value} values`, {
+      field: `${t.task}.${value}`,
+    });
   return v;
 }
 
@@ -55,9 +63,12 @@ export function quantile(sorted: readonly number[], q: number): number {
   return lo === hi ? sorted[lo] : sorted[lo] + (pos - lo) * (sorted[hi] - sorted[lo]);
 }
 
-
 function checkResamples(n: number): void {
-  if (!Number.isInteger(n) || n < 1) throw new EvalError('BAD_OPTION', `bootstrap resamples: expected an integer >= 1, got ${n}`, { field: 'resamples', actual: n });
+  if (!Number.isInteger(n) || n < 1)
+    throw new EvalError('BAD_OPTION', `bootstrap resamples: expected an integer >= 1, got ${n}`, {
+      field: 'resamples',
+      actual: n,
+    });
 }
 
 /**
@@ -65,11 +76,19 @@ function checkResamples(n: number): void {
  * (stratified: n_t draws within task t), each task's resampled mean is taken, and the tasks are averaged. Returns the
  * `resamples` macro averages in draw order. `perTask[t]` holds task t's per-instance values (all finite, at least one).
  */
-export function bootstrapDistribution(perTask: readonly (readonly number[])[], o: { resamples?: number; seed?: number } = {}): number[] {
+export function bootstrapDistribution(
+  perTask: readonly (readonly number[])[],
+  o: { resamples?: number; seed?: number } = {},
+): number[] {
   const resamples = o.resamples ?? 2000;
   checkResamples(resamples);
-  if (perTask.length === 0 || perTask.some((xs) => xs.length === 0)) throw new EvalError('NO_SCORES', 'bootstrap: every task needs at least one instance', { field: 'scores' });
-  const draws = resampledIndices(perTask.map((xs) => xs.length), resamples, o.seed ?? 0);
+  if (perTask.length === 0 || perTask.some((xs) => xs.length === 0))
+    throw new EvalError('NO_SCORES', 'bootstrap: every task needs at least one instance', { field: 'scores' });
+  const draws = resampledIndices(
+    perTask.map((xs) => xs.length),
+    resamples,
+    o.seed ?? 0,
+  );
   const out: number[] = [];
   for (let r = 0; r < resamples; r++) {
     let total = 0;
@@ -105,7 +124,11 @@ function resampledIndices(sizes: readonly number[], resamples: number, seed: num
   return draws;
 }
 
-function interval(point: number, perTask: number[][], o: BootstrapOptions): { point: number; low: number; high: number; resamples: number } {
+function interval(
+  point: number,
+  perTask: number[][],
+  o: BootstrapOptions,
+): { point: number; low: number; high: number; resamples: number } {
   const resamples = o.resamples ?? 2000;
   const sorted = bootstrapDistribution(perTask, { resamples, seed: o.seed }).sort((x, y) => x - y);
   return { point, low: quantile(sorted, 0.025), high: quantile(sorted, 0.975), resamples };
@@ -118,37 +141,62 @@ function interval(point: number, perTask: number[][], o: BootstrapOptions): { po
  * resampled indices serves both methods), and the interval is the 2.5th–97.5th percentile of the resampled
  * differences. Instances whose value is not finite on either side (the loss of an empty answer) are left out.
  */
-export function pairedBootstrap(a: readonly TaskScores[], b: readonly TaskScores[], o: BootstrapOptions = {}): PairedInterval {
+export function pairedBootstrap(
+  a: readonly TaskScores[],
+  b: readonly TaskScores[],
+  o: BootstrapOptions = {},
+): PairedInterval {
   const value = o.value ?? 'score';
   if (a.length === 0) throw new EvalError('NO_RESULTS', 'pairedBootstrap: no task', { field: 'a' });
   const byName = new Map(b.map((t) => [t.task, t]));
-  if (byName.size !== b.length || new Set(a.map((t) => t.task)).size !== a.length || a.length !== b.length || a.some((t) => !byName.has(t.task))) {
-    throw new EvalError('MISMATCHED_TASKS', `pairedBootstrap: the two methods must hold the same tasks, got [${a.map((t) => t.task).join(', ')}] and [${b.map((t) => t.task).join(', ')}]`, { field: 'tasks' });
+  if (
+    byName.size !== b.length ||
+    new Set(a.map((t) => t.task)).size !== a.length ||
+    a.length !== b.length ||
+    a.some((t) => !byName.has(t.task))
+  ) {
+    throw new EvalError(
+      'MISMATCHED_TASKS',
+      `pairedBootstrap: the two methods must hold the same tasks, got [${a.map((t) => t.task).join(', ')}] and [${b.map((t) => t.task).join(', ')}]`,
+      { field: 'tasks' },
+    );
   }
   const diffs: number[][] = [];
   for (const ta of a) {
     const tb = byName.get(ta.task)!;
     if (ta.scores.length !== tb.scores.length) {
-      throw new EvalError('MISMATCHED_INSTANCES', `pairedBootstrap: task "${ta.task}" has ${ta.scores.length} instances in one method and ${tb.scores.length} in the other`, {
-        field: ta.task,
-        expected: ta.scores.length,
-        actual: tb.scores.length,
-      });
+      throw new EvalError(
+        'MISMATCHED_INSTANCES',
+        `pairedBootstrap: task "${ta.task}" has ${ta.scores.length} instances in one method and ${tb.scores.length} in the other`,
+        {
+          field: ta.task,
+          expected: ta.scores.length,
+          actual: tb.scores.length,
+        },
+      );
     }
     const va = instanceValues(ta, value);
     const vb = instanceValues(tb, value);
     const d = va.map((x, i) => x - vb[i]).filter(Number.isFinite);
     if (d.length > 0) diffs.push(d);
   }
-  if (diffs.length === 0) throw new EvalError('NO_SCORES', `pairedBootstrap: no instance has a finite ${value} in both methods`, { field: value });
+  if (diffs.length === 0)
+    throw new EvalError('NO_SCORES', `pairedBootstrap: no instance has a finite ${value} in both methods`, {
+      field: value,
+    });
   const r = interval(mean(diffs.map(mean)), diffs, o);
   return { difference: r.point, low: r.low, high: r.high, resamples: r.resamples };
 }
 
 /** Bootstrap 95% interval of one method's macro average (instances resampled within each task). */
 export function bootstrapMean(a: readonly TaskScores[], o: BootstrapOptions = {}): MeanInterval {
-  const perTask = a.map((t) => instanceValues(t, o.value ?? 'score').filter(Number.isFinite)).filter((xs) => xs.length > 0);
-  if (perTask.length === 0) throw new EvalError('NO_SCORES', `bootstrapMean: no instance has a finite ${o.value ?? 'score'}`, { field: o.value ?? 'score' });
+  const perTask = a
+    .map((t) => instanceValues(t, o.value ?? 'score').filter(Number.isFinite))
+    .filter((xs) => xs.length > 0);
+  if (perTask.length === 0)
+    throw new EvalError('NO_SCORES', `bootstrapMean: no instance has a finite ${o.value ?? 'score'}`, {
+      field: o.value ?? 'score',
+    });
   const r = interval(mean(perTask.map(mean)), perTask, o);
   return { mean: r.point, low: r.low, high: r.high, resamples: r.resamples };
 }

@@ -28,7 +28,12 @@ describe('summarize', () => {
   it('rejects empty input with typed errors', () => {
     expect(() => summarize([])).toThrow(EvalError);
     expect(() => summarize([{ task: 'x', metric: 'exact', scores: [] }])).toThrow(/task "x" has no scored instances/);
-    expect(() => summarize([{ task: 'x', metric: 'exact', scores: [1] }, { task: 'x', metric: 'exact', scores: [1] }])).toThrow(/twice/);
+    expect(() =>
+      summarize([
+        { task: 'x', metric: 'exact', scores: [1] },
+        { task: 'x', metric: 'exact', scores: [1] },
+      ]),
+    ).toThrow(/twice/);
     expect(categoryKey('Text  Categorization')).toBe('text_categorization');
   });
 });

@@ -3,7 +3,19 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { lcsLength } from '../src/metrics.js';
-import { answerLoss, EvalError, exactMatch, exactMatchSni, normalizeAnswer, optionCorrect, porterStem, rankClassify, rougeL, rougeLScore, rougeTokenize } from '../src/index.js';
+import {
+  answerLoss,
+  EvalError,
+  exactMatch,
+  exactMatchSni,
+  normalizeAnswer,
+  optionCorrect,
+  porterStem,
+  rankClassify,
+  rougeL,
+  rougeLScore,
+  rougeTokenize,
+} from '../src/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Made by tools/reference/porter_reference.py with NLTK 3.8's PorterStemmer (the stemmer rouge_score uses). */
@@ -63,7 +75,7 @@ describe('ROUGE-L', () => {
     expect(s.recall).toBeCloseTo(0.6, 12);
     expect(s.fmeasure).toBeCloseTo(0.75, 12);
     // stemming makes "cats" and "cat" equal: LCS 2 of 2 and 2 → 100
-    expect(rougeLScore('Cats!', ['the cat'])).toBeCloseTo(2 * 0.5 / 1.5 * 100, 10); // P=1/1, R=1/2 → F=2/3
+    expect(rougeLScore('Cats!', ['the cat'])).toBeCloseTo(((2 * 0.5) / 1.5) * 100, 10); // P=1/1, R=1/2 → F=2/3
     expect(rougeLScore('the cats', ['The cat.'])).toBeCloseTo(100, 12);
   });
 
@@ -93,7 +105,7 @@ describe('exact match', () => {
     expect(() => exactMatch('a', ['a'], { normalize: 'loose' as never })).toThrow(EvalError);
   });
 
-  it("normalises as S-NI does when asked (lowercase, no ASCII punctuation, single spaces; articles kept)", () => {
+  it('normalises as S-NI does when asked (lowercase, no ASCII punctuation, single spaces; articles kept)', () => {
     expect(normalizeAnswer('  The  Answer: "B." ')).toBe('the answer b');
     expect(exactMatchSni('the answer b', ['The Answer: "B."'])).toBe(1);
     expect(exactMatch('the answer b', ['The Answer: "B."'], { normalize: 'sni' })).toBe(1);

@@ -1,6 +1,16 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
-import { DEFAULT_TEMPLATE, answerRow, collateRankClassification, fewShotRow, makeExample, makeSyntheticTask, SYNTHETIC_FAMILIES, type Example, type Task } from '@hyperllama/datasets';
+import {
+  DEFAULT_TEMPLATE,
+  answerRow,
+  collateRankClassification,
+  fewShotRow,
+  makeExample,
+  makeSyntheticTask,
+  SYNTHETIC_FAMILIES,
+  type Example,
+  type Task,
+} from '@hyperllama/datasets';
 import type { Prefix } from '@hyperllama/gist-attention';
 import { HyperLlama, PrefixTuning } from '@hyperllama/hypernet';
 import { continuationText, generate } from '@hyperllama/llama-model';
@@ -26,8 +36,15 @@ import {
 import { charTokenizer, tinyModel } from './helpers.js';
 
 const family = (name: string) => SYNTHETIC_FAMILIES.find((f) => f.name === name)!;
-const classify: Task = makeSyntheticTask('symbol_rule', family('symbol_rule').variants[0], { seed: 4, numExamples: 8, numInstances: 6 });
-const generateTask: Task = { ...makeSyntheticTask('constant', 'c1', { seed: 4, numExamples: 8, numInstances: 3 }), metric: 'rougeL' };
+const classify: Task = makeSyntheticTask('symbol_rule', family('symbol_rule').variants[0], {
+  seed: 4,
+  numExamples: 8,
+  numInstances: 6,
+});
+const generateTask: Task = {
+  ...makeSyntheticTask('constant', 'c1', { seed: 4, numExamples: 8, numInstances: 3 }),
+  metric: 'rougeL',
+};
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -36,7 +53,8 @@ beforeAll(async () => {
 /** Text of token rows without padding and BOS (the char tokenizer decodes newlines as spaces). */
 const texts = (rows: number[][]): string[] => rows.map((r) => charTokenizer.decode(r.filter((id) => id > 2)));
 /** Which of `examples` a text shows as a demonstration (`Input: x Output: y`). */
-const shownIn = (text: string, examples: readonly Example[]): string[] => examples.filter((e) => text.includes(`Input: ${e.input} Output: ${e.output}`)).map((e) => e.input);
+const shownIn = (text: string, examples: readonly Example[]): string[] =>
+  examples.filter((e) => text.includes(`Input: ${e.input} Output: ${e.output}`)).map((e) => e.input);
 
 describe('planTasks', () => {
   it('draws the same demonstrations and instances for a seed, different ones for another, never evaluating a demonstration', () => {
@@ -58,8 +76,18 @@ describe('planTasks', () => {
 
   it('balances the demonstrations of a task with a closed label set across its classes; other tasks keep the seeded random draw', () => {
     // Pool: 12 "a", 3 "b", 3 "c" (in that order), labels a/b/c.
-    const pool = [...Array.from({ length: 12 }, (_, i) => makeExample(`a${i}`, ['a'])), ...['b', 'c'].flatMap((l) => Array.from({ length: 3 }, (_, i) => makeExample(`${l}${i}`, [l])))];
-    const task: Task = { name: 'labels', source: 'test', examples: pool, instances: [makeExample('x', ['a'])], options: ['a', 'b', 'c'], metric: 'accuracy' };
+    const pool = [
+      ...Array.from({ length: 12 }, (_, i) => makeExample(`a${i}`, ['a'])),
+      ...['b', 'c'].flatMap((l) => Array.from({ length: 3 }, (_, i) => makeExample(`${l}${i}`, [l]))),
+    ];
+    const task: Task = {
+      name: 'labels',
+      source: 'test',
+      examples: pool,
+      instances: [makeExample('x', ['a'])],
+      options: ['a', 'b', 'c'],
+      metric: 'accuracy',
+    };
     const counts = (shots: number, seed: number) => {
       const [plan] = planTasks([task], { shots, seed });
       const n = { a: 0, b: 0, c: 0 } as Record<string, number>;
@@ -88,7 +116,12 @@ describe('planTasks', () => {
   it('gives each task a prefix-tuning pool that holds the demonstrations and never an evaluated instance', () => {
     const big = makeSyntheticTask('constant', 'c2', { seed: 1, numExamples: 40, numInstances: 10 });
     const noPool: Task = { ...classify, name: 'nopool', examples: [] };
-    const [a, b, c] = planTasks([big, noPool, { ...noPool, name: 'nopool2' }], { shots: 3, maxInstances: 2, seed: 0, poolSize: 32 });
+    const [a, b, c] = planTasks([big, noPool, { ...noPool, name: 'nopool2' }], {
+      shots: 3,
+      maxInstances: 2,
+      seed: 0,
+      poolSize: 32,
+    });
     expect(a.poolFrom).toBe('examples');
     expect(a.pool).toHaveLength(32);
     expect(new Set(a.pool).size).toBe(32);
@@ -112,11 +145,28 @@ describe('fitting the demonstrations', () => {
     // An ICL budget that holds the longest instance row with exactly two demonstrations (one token per character).
     const t = DEFAULT_TEMPLATE;
     const demo = (e: Example) => (t.prompt(e.input) + t.answer(e.output) + t.separator).length;
-    const tail = Math.max(...drawn.instances.flatMap((i) => classify.options!.map((o) => (t.prompt(i.input) + t.answer(o)).length)));
+    const tail = Math.max(
+      ...drawn.instances.flatMap((i) => classify.options!.map((o) => (t.prompt(i.input) + t.answer(o)).length)),
+    );
     const maxLength = 1 + demo(drawn.examples[0]) + demo(drawn.examples[1]) + tail + 1;
-    const s: EvalSettings & { hyperllama: HyperLlama } = { model, tokenizer: charTokenizer, hyperllama: hl, maxLength, maxHyperLength: 1024, batchSize: 32 };
+    const s: EvalSettings & { hyperllama: HyperLlama } = {
+      model,
+      tokenizer: charTokenizer,
+      hyperllama: hl,
+      maxLength,
+      maxHyperLength: 1024,
+      batchSize: 32,
+    };
     // Unfitted, the hypernetwork would read all four while ICL rows hold only two.
-    expect(fewShotRow({ encoder: charTokenizer, maxLength }, undefined, drawn.examples, drawn.instances[0].input, classify.options![0]).numExamples).toBeLessThan(4);
+    expect(
+      fewShotRow(
+        { encoder: charTokenizer, maxLength },
+        undefined,
+        drawn.examples,
+        drawn.instances[0].input,
+        classify.options![0],
+      ).numExamples,
+    ).toBeLessThan(4);
     const [plan] = fitPlans([drawn], fitOptions(s, hl.k));
     expect(plan.drawn).toBe(4);
     expect(plan.examples).toEqual(drawn.examples.slice(0, 2));
@@ -167,9 +217,19 @@ describe('fitting: an instance too long for any row', () => {
     expect(drawn.instances).toContain(long);
     const [fitted] = fitPlans([drawn], { tokenizer: charTokenizer, maxLength: 200, gists: 2 });
     expect(fitted.examples).toEqual(drawn.examples);
-    expect(fewShotRow({ encoder: charTokenizer, maxLength: 200 }, undefined, fitted.examples, classify.instances[0].input, classify.options![0]).numExamples).toBe(4);
+    expect(
+      fewShotRow(
+        { encoder: charTokenizer, maxLength: 200 },
+        undefined,
+        fitted.examples,
+        classify.instances[0].input,
+        classify.options![0],
+      ).numExamples,
+    ).toBe(4);
     // A tighter budget drops from the end.
-    expect(fitPlans([drawn], { tokenizer: charTokenizer, maxLength: 90 })[0].examples).toEqual(drawn.examples.slice(0, fitPlans([drawn], { tokenizer: charTokenizer, maxLength: 90 })[0].examples.length));
+    expect(fitPlans([drawn], { tokenizer: charTokenizer, maxLength: 90 })[0].examples).toEqual(
+      drawn.examples.slice(0, fitPlans([drawn], { tokenizer: charTokenizer, maxLength: 90 })[0].examples.length),
+    );
     expect(fitPlans([drawn], { tokenizer: charTokenizer, maxLength: 90 })[0].examples.length).toBeLessThan(4);
   });
 });
@@ -177,17 +237,25 @@ describe('fitting: an instance too long for any row', () => {
 describe('labelLogProbs', () => {
   it('equals log-softmax of the full logits at the position before each label', async () => {
     const model = tinyModel(1);
-    const batch = collateRankClassification(classify, classify.instances.slice(0, 2), classify.examples.slice(0, 2), 'fewshot', { encoder: charTokenizer, eos: false });
+    const batch = collateRankClassification(
+      classify,
+      classify.instances.slice(0, 2),
+      classify.examples.slice(0, 2),
+      'fewshot',
+      { encoder: charTokenizer, eos: false },
+    );
     const ids = tf.tensor2d(batch.rows.inputIds, undefined, 'int32');
     const mask = tf.tensor2d(batch.rows.attentionMask, undefined, 'int32');
     const hidden = model.forward({ inputIds: ids, attentionMask: mask, returnHidden: true }).hidden!;
     const got = await labelLogProbs(model, hidden, batch.rows.labels);
     const logits = model.forward({ inputIds: ids, attentionMask: mask }).logits!;
-    const full = (logits.arraySync() as number[][][]).map((row) => row.map((l) => {
-      const max = Math.max(...l);
-      const z = Math.log(l.reduce((s, x) => s + Math.exp(x - max), 0)) + max;
-      return l.map((x) => x - z);
-    }));
+    const full = (logits.arraySync() as number[][][]).map((row) =>
+      row.map((l) => {
+        const max = Math.max(...l);
+        const z = Math.log(l.reduce((s, x) => s + Math.exp(x - max), 0)) + max;
+        return l.map((x) => x - z);
+      }),
+    );
     batch.rows.labels.forEach((row, r) => {
       const expected = row.flatMap((id, t) => (t > 0 && id !== -100 ? [full[r][t - 1][id]] : []));
       expect(got[r]).toHaveLength(expected.length);
@@ -199,7 +267,10 @@ describe('labelLogProbs', () => {
 });
 
 /** Log-probabilities of one unpadded row's labels (batch 1, no prefix). */
-async function rowLogProbs(model: ReturnType<typeof tinyModel>, row: { ids: number[]; labels: number[] }): Promise<number[]> {
+async function rowLogProbs(
+  model: ReturnType<typeof tinyModel>,
+  row: { ids: number[]; labels: number[] },
+): Promise<number[]> {
   const ids = tf.tensor2d([row.ids], undefined, 'int32');
   const hidden = model.forward({ inputIds: ids, returnHidden: true }).hidden!;
   const out = (await labelLogProbs(model, hidden, [row.labels]))[0];
@@ -216,16 +287,23 @@ describe('evaluate', () => {
     const settings = { model, tokenizer: charTokenizer, hyperllama: hl, maxNewTokens: 4, batchSize: 5 };
     const encode = vi.spyOn(hl, 'encode');
     const before = tf.memory().numTensors;
-    const results = await evaluate([classify, generateTask], settings, { methods: ['zero-shot', 'icl', 'hyperllama'], shots: 2, seed: 3 });
+    const results = await evaluate([classify, generateTask], settings, {
+      methods: ['zero-shot', 'icl', 'hyperllama'],
+      shots: 2,
+      seed: 3,
+    });
     expect(tf.memory().numTensors).toBe(before);
     expect(encode).toHaveBeenCalledTimes(2); // one hyper pass per task, shared by all its instances and the swap control
     expect(results.map((r) => r.method)).toEqual(['zero-shot', 'icl', 'hyperllama', 'hyperllama-swap']);
     for (const r of results) {
-      expect(r.scores.map((s) => [s.task, s.metric, s.scores.length, s.answerLoss!.length, s.answerLossWithEos!.length])).toEqual([
+      expect(
+        r.scores.map((s) => [s.task, s.metric, s.scores.length, s.answerLoss!.length, s.answerLossWithEos!.length]),
+      ).toEqual([
         [classify.name, 'accuracy', 6, 6, 6],
         [generateTask.name, 'rougeL', 3, 3, 3],
       ]);
-      for (const s of r.scores) for (const v of s.scores) expect(v >= 0 && v <= (s.metric === 'rougeL' ? 100 : 1)).toBe(true);
+      for (const s of r.scores)
+        for (const v of s.scores) expect(v >= 0 && v <= (s.metric === 'rougeL' ? 100 : 1)).toBe(true);
     }
     expect(results[0].configuration).toMatchObject({ scoring: 'mean' });
 
@@ -236,8 +314,17 @@ describe('evaluate', () => {
       const options = classify.options!;
       const lls: number[][] = [];
       for (let j = 0; j < options.length; j++) {
-        const b = collateRankClassification(classify, [inst], plan.examples, 'fewshot', { encoder: charTokenizer, eos: false, maxLength: 1024 });
-        lls.push(await rowLogProbs(model, { ids: b.rows.inputIds[j].slice(0, b.rows.lengths[j]), labels: b.rows.labels[j].slice(0, b.rows.lengths[j]) }));
+        const b = collateRankClassification(classify, [inst], plan.examples, 'fewshot', {
+          encoder: charTokenizer,
+          eos: false,
+          maxLength: 1024,
+        });
+        lls.push(
+          await rowLogProbs(model, {
+            ids: b.rows.inputIds[j].slice(0, b.rows.lengths[j]),
+            labels: b.rows.labels[j].slice(0, b.rows.lengths[j]),
+          }),
+        );
       }
       expected.push(options[rankClassify(lls)] === inst.output ? 1 : 0);
     }
@@ -256,7 +343,10 @@ describe('evaluate', () => {
       for (const [i, inst] of plan.instances.entries()) {
         const zsRow = answerRow(o, inst.input, inst.output, plan.task.definition);
         const iclRow = fewShotRow(o, plan.task.definition, plan.examples, inst.input, inst.output);
-        for (const [scores, row] of [[zs.scores[t], zsRow], [icl.scores[t], iclRow]] as const) {
+        for (const [scores, row] of [
+          [zs.scores[t], zsRow],
+          [icl.scores[t], iclRow],
+        ] as const) {
           const lp = await rowLogProbs(model, row);
           expect(row.labels[row.labels.length - 1]).toBe(charTokenizer.eosId);
           expect(scores.answerLoss![i]).toBeCloseTo(nll(lp.slice(0, -1)), 4); // answer tokens only
@@ -269,7 +359,10 @@ describe('evaluate', () => {
     const report = buildReport([zs, icl]);
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     expect(report.methods.icl.answerLoss).toBeCloseTo(mean(icl.scores.map((t) => mean(t.answerLoss!))), 12);
-    expect(report.methods['zero-shot'].answerLossWithEos).toBeCloseTo(mean(zs.scores.map((t) => mean(t.answerLossWithEos!))), 12);
+    expect(report.methods['zero-shot'].answerLossWithEos).toBeCloseTo(
+      mean(zs.scores.map((t) => mean(t.answerLossWithEos!))),
+      12,
+    );
     expect(report.methods['zero-shot'].demonstrations).toBe(0);
     expect(report.methods.icl.demonstrations).toBe(2);
     model.dispose();
@@ -283,11 +376,22 @@ describe('evaluate', () => {
     const model = tinyModel(1);
     const inst = generateTask.instances[0];
     const prompt = [charTokenizer.bosId, ...charTokenizer.encode(DEFAULT_TEMPLATE.prompt(inst.input))];
-    const out = await generate(model, [prompt], { maxNewTokens: 6, stopIds: [charTokenizer.eosId], padId: charTokenizer.padId });
+    const out = await generate(model, [prompt], {
+      maxNewTokens: 6,
+      stopIds: [charTokenizer.eosId],
+      padId: charTokenizer.padId,
+    });
     const prediction = continuationText(charTokenizer, prompt, out.tokens[0]).trim();
-    const fake: Task = { ...generateTask, name: 'fake', definition: undefined, instances: [makeExample(inst.input, [`${prediction.toUpperCase()}!`])], metric: 'exact' };
+    const fake: Task = {
+      ...generateTask,
+      name: 'fake',
+      definition: undefined,
+      instances: [makeExample(inst.input, [`${prediction.toUpperCase()}!`])],
+      metric: 'exact',
+    };
     const s = { model, tokenizer: charTokenizer, maxNewTokens: 6 };
-    const run = async (task: Task, extra: Partial<EvalSettings> = {}) => (await evaluate([task], { ...s, ...extra }, { methods: ['zero-shot'], shots: 0, seed: 0 }))[0].scores[0].scores;
+    const run = async (task: Task, extra: Partial<EvalSettings> = {}) =>
+      (await evaluate([task], { ...s, ...extra }, { methods: ['zero-shot'], shots: 0, seed: 0 }))[0].scores[0].scores;
     expect(await run(fake)).toEqual([0]);
     expect(await run({ ...fake, name: 'task123_fake' })).toEqual([1]);
     expect(await run(fake, { exactMatch: 'sni' })).toEqual([1]);
@@ -296,8 +400,17 @@ describe('evaluate', () => {
   });
 
   it('parses method lists', () => {
-    expect(parseMethods('zero-shot, icl,prefix-tuning', { shared: false, hyper: true })).toEqual(['zero-shot', 'icl', 'prefix-tuning-random', 'prefix-tuning-hyper', 'prefix-tuning-hyper-other']);
-    expect(parseMethods('prefix-tuning', { shared: true, hyper: false })).toEqual(['prefix-tuning-random', 'prefix-tuning-shared']);
+    expect(parseMethods('zero-shot, icl,prefix-tuning', { shared: false, hyper: true })).toEqual([
+      'zero-shot',
+      'icl',
+      'prefix-tuning-random',
+      'prefix-tuning-hyper',
+      'prefix-tuning-hyper-other',
+    ]);
+    expect(parseMethods('prefix-tuning', { shared: true, hyper: false })).toEqual([
+      'prefix-tuning-random',
+      'prefix-tuning-shared',
+    ]);
     expect(() => parseMethods('icl,fewshot', { shared: true, hyper: true })).toThrow(/unknown method "fewshot"/);
   });
 });
@@ -316,7 +429,12 @@ describe('the prefix-swap control', () => {
     const same = swapPartners([t('x', 'A'), t('y', 'A'), t('z', 'A')]);
     expect([...same].every(([a, b]) => a !== b)).toBe(true);
     expect(new Set(same.values()).size).toBe(3);
-    expect(swapPartners([t('x'), t('y')])).toEqual(new Map([['x', 'y'], ['y', 'x']]));
+    expect(swapPartners([t('x'), t('y')])).toEqual(
+      new Map([
+        ['x', 'y'],
+        ['y', 'x'],
+      ]),
+    );
     expect(() => swapPartners([t('x')])).toThrow(EvalError);
   });
 
@@ -331,13 +449,20 @@ describe('the prefix-swap control', () => {
     const zsSwap = await evaluateMethod('zero-shot', plans, s, undefined, { swap: partners });
     expect(zsSwap).toEqual(zs);
     expect(pairedBootstrap(zs, zsSwap, { resamples: 200 })).toEqual({ difference: 0, low: 0, high: 0, resamples: 200 });
-    expect(pairedBootstrap(zs, zsSwap, { resamples: 200, value: 'answerLoss' })).toEqual({ difference: 0, low: 0, high: 0, resamples: 200 });
+    expect(pairedBootstrap(zs, zsSwap, { resamples: 200, value: 'answerLoss' })).toEqual({
+      difference: 0,
+      low: 0,
+      high: 0,
+      resamples: 200,
+    });
 
     // One prefix for every task: swapping changes nothing.
     const one = taskPrefix(hl, plans[0], s);
     const prefixes = new Map<string, Prefix>(tasks.map((t) => [t.name, one]));
     const own = await evaluateMethod('hyperllama', plans, { ...s, hyperllama: hl, prefixes });
-    const swapped = await evaluateMethod('hyperllama', plans, { ...s, hyperllama: hl, prefixes }, undefined, { swap: partners });
+    const swapped = await evaluateMethod('hyperllama', plans, { ...s, hyperllama: hl, prefixes }, undefined, {
+      swap: partners,
+    });
     expect(swapped).toEqual(own);
     const report = buildReport(
       [
@@ -348,8 +473,20 @@ describe('the prefix-swap control', () => {
       { resamples: 200 },
     );
     const gap = report.claims.find((c) => c.id === 'swap gap')!;
-    expect(gap.comparisons[0].score).toEqual({ difference: 0, low: 0, high: 0, resamples: 200, verdict: 'inconclusive' });
-    expect(gap.comparisons[0].answerLoss).toEqual({ difference: 0, low: 0, high: 0, resamples: 200, verdict: 'inconclusive' });
+    expect(gap.comparisons[0].score).toEqual({
+      difference: 0,
+      low: 0,
+      high: 0,
+      resamples: 200,
+      verdict: 'inconclusive',
+    });
+    expect(gap.comparisons[0].answerLoss).toEqual({
+      difference: 0,
+      low: 0,
+      high: 0,
+      resamples: 200,
+      verdict: 'inconclusive',
+    });
 
     // Each task's own prefix: the swap scores the same instances behind the partner's prefix.
     const results = await evaluate(tasks, { ...s, hyperllama: hl }, { methods: ['hyperllama'], shots: 2, seed: 0 });
@@ -358,9 +495,19 @@ describe('the prefix-swap control', () => {
     const [a, b] = results;
     a.scores.forEach((t, i) => expect(b.scores[i].scores).toHaveLength(t.scores.length));
     expect(b.scores.map((t) => t.answerLoss)).not.toEqual(a.scores.map((t) => t.answerLoss));
-    const alone = await evaluateMethod('hyperllama', plans, { ...s, hyperllama: hl, prefixes: new Map([[tasks[1].name, taskPrefix(hl, plans[1], s)]]) }, undefined, { swap: new Map([[tasks[0].name, tasks[1].name]]) }).catch((e) => e);
+    const alone = await evaluateMethod(
+      'hyperllama',
+      plans,
+      { ...s, hyperllama: hl, prefixes: new Map([[tasks[1].name, taskPrefix(hl, plans[1], s)]]) },
+      undefined,
+      { swap: new Map([[tasks[0].name, tasks[1].name]]) },
+    ).catch((e) => e);
     expect(alone).toBeInstanceOf(EvalError); // every task needs a partner among the plans
-    expect((await evaluate(tasks, { ...s, hyperllama: hl }, { methods: ['hyperllama'], shots: 2, seed: 0, swap: false })).map((r) => r.method)).toEqual(['hyperllama']);
+    expect(
+      (
+        await evaluate(tasks, { ...s, hyperllama: hl }, { methods: ['hyperllama'], shots: 2, seed: 0, swap: false })
+      ).map((r) => r.method),
+    ).toEqual(['hyperllama']);
     tf.dispose([...one.keys, ...one.values]);
     hl.dispose();
     model.dispose();
@@ -368,16 +515,22 @@ describe('the prefix-swap control', () => {
 });
 
 describe('prefix tuning', () => {
-  it('trains on the tuning pool in seeded minibatches; from the HyperLlama prefix it starts exactly at hyperllama, from another task\'s at the swap control', async () => {
+  it("trains on the tuning pool in seeded minibatches; from the HyperLlama prefix it starts exactly at hyperllama, from another task's at the swap control", async () => {
     const model = tinyModel(5);
     const hl = new HyperLlama(model, { k: 2, hyper: { r: 2, alpha: 4 }, downstream: { r: 2, alpha: 4 }, seed: 2 });
     // A downstream adapter that changes the outputs (lora_B starts at 0): prefix tuning must run with it on too.
-    const downB = Object.entries(hl.trainableVariables()).filter(([name]) => name.startsWith('downstream.') && name.endsWith('lora_B'));
+    const downB = Object.entries(hl.trainableVariables()).filter(
+      ([name]) => name.startsWith('downstream.') && name.endsWith('lora_B'),
+    );
     expect(downB.length).toBeGreaterThan(0);
     for (const [, v] of downB) v.assign(tf.randomNormal(v.shape, 0, 3, 'float32', 7));
     const settings = { model, tokenizer: charTokenizer, hyperllama: hl, maxNewTokens: 3 };
     const tasks = [
-      makeSyntheticTask('symbol_rule', family('symbol_rule').variants[1], { seed: 5, numExamples: 12, numInstances: 8 }),
+      makeSyntheticTask('symbol_rule', family('symbol_rule').variants[1], {
+        seed: 5,
+        numExamples: 12,
+        numInstances: 8,
+      }),
       makeSyntheticTask('constant', 'c3', { seed: 5, numExamples: 12, numInstances: 4 }),
     ];
     const encode = vi.spyOn(hl, 'encode');
@@ -393,7 +546,13 @@ describe('prefix tuning', () => {
     expect(tf.memory().numTensors).toBe(before);
     expect(encode).toHaveBeenCalledTimes(2); // one hyper pass per task for hyperllama, the swap and both hyper starts
     const by = Object.fromEntries(results.map((r) => [r.method, r]));
-    expect(Object.keys(by)).toEqual(['hyperllama', 'hyperllama-swap', 'prefix-tuning-random', 'prefix-tuning-hyper', 'prefix-tuning-hyper-other']);
+    expect(Object.keys(by)).toEqual([
+      'hyperllama',
+      'hyperllama-swap',
+      'prefix-tuning-random',
+      'prefix-tuning-hyper',
+      'prefix-tuning-hyper-other',
+    ]);
     const tuned = by['prefix-tuning-hyper'];
     expect(tuned.curve!.map((p) => p.step)).toEqual([0, 1, 2]);
     expect(tuned.curve![0].scores).toEqual(by.hyperllama.scores); // scores, answer losses and demonstrations
@@ -401,7 +560,16 @@ describe('prefix tuning', () => {
     expect(by['prefix-tuning-random'].curve![0].scores.map((t) => t.demonstrations)).toEqual([0, 0]);
     expect(tuned.scores).toEqual(tuned.curve![2].scores);
     expect(tuned.curve![2].scores[0].answerLoss).not.toEqual(tuned.curve![0].scores[0].answerLoss); // it trained
-    expect(tuned.configuration).toMatchObject({ init: 'hyper', lr: 0.05, steps: 2, evalSteps: [0, 1, 2], batchSize: 4, poolSize: { min: 10, max: 10, mean: 10 }, poolSplitFromInstances: [], shots: 3 });
+    expect(tuned.configuration).toMatchObject({
+      init: 'hyper',
+      lr: 0.05,
+      steps: 2,
+      evalSteps: [0, 1, 2],
+      batchSize: 4,
+      poolSize: { min: 10, max: 10, mean: 10 },
+      poolSplitFromInstances: [],
+      shots: 3,
+    });
     // 3 inits × 2 tasks × 2 steps, each on a minibatch of 4 pool examples.
     expect(loss).toHaveBeenCalledTimes(12);
     for (const [, batch] of loss.mock.calls) expect(batch.inputIds).toHaveLength(4);
@@ -409,11 +577,14 @@ describe('prefix tuning', () => {
     for (const plan of planTasks(tasks, { shots: 3, seed: 0, poolSize: 10 })) {
       expect(plan.pool!.some((e) => plan.instances.includes(e))).toBe(false);
       const trained = new Set(loss.mock.calls.flatMap(([, b]) => texts(b.inputIds)));
-      for (const inst of plan.instances) expect([...trained].some((t) => t.includes(`Input: ${inst.input} Output:`))).toBe(false);
+      for (const inst of plan.instances)
+        expect([...trained].some((t) => t.includes(`Input: ${inst.input} Output:`))).toBe(false);
     }
     const report = buildReport(results, {}, { resamples: 200 });
     expect(report.prefixTuning!.inits).toEqual(['random', 'hyper', 'hyper-other']);
-    expect(report.prefixTuning!.points.map((p) => Object.keys(p.differences))).toEqual([0, 1, 2].map(() => ['hyper − random', 'hyper − hyper-other']));
+    expect(report.prefixTuning!.points.map((p) => Object.keys(p.differences))).toEqual(
+      [0, 1, 2].map(() => ['hyper − random', 'hyper − hyper-other']),
+    );
     expect(report.claims.map((c) => c.id)).toEqual(['swap gap']); // claim 3 needs the shared start too
     loss.mockRestore();
     hl.dispose();

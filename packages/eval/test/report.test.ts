@@ -3,7 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { escapeXml } from '../src/svg.js';
-import { buildReport, formatTable, renderBarChart, renderCurves, renderMarkdown, verdictLines, writeReport, type MethodResult, type TaskScores } from '../src/index.js';
+import {
+  buildReport,
+  formatTable,
+  renderBarChart,
+  renderCurves,
+  renderMarkdown,
+  verdictLines,
+  writeReport,
+  type MethodResult,
+  type TaskScores,
+} from '../src/index.js';
 
 /** Minimal XML well-formedness check: balanced, properly nested tags, quoted attributes, known entities only. */
 function checkXml(text: string): { elements: Array<{ name: string; attrs: Record<string, string> }>; texts: string[] } {
@@ -40,15 +50,44 @@ function checkXml(text: string): { elements: Array<{ name: string; attrs: Record
 }
 
 const methods: MethodResult[] = [
-  { method: 'zero-shot', configuration: { shots: 0 }, scores: [{ task: 't1', metric: 'accuracy', scores: [0, 1, 0, 0] }, { task: 't2', metric: 'accuracy', scores: [0, 0] }] },
-  { method: 'icl', configuration: { shots: 16 }, scores: [{ task: 't1', metric: 'accuracy', scores: [1, 1, 1, 0] }, { task: 't2', metric: 'accuracy', scores: [1, 0] }] },
+  {
+    method: 'zero-shot',
+    configuration: { shots: 0 },
+    scores: [
+      { task: 't1', metric: 'accuracy', scores: [0, 1, 0, 0] },
+      { task: 't2', metric: 'accuracy', scores: [0, 0] },
+    ],
+  },
+  {
+    method: 'icl',
+    configuration: { shots: 16 },
+    scores: [
+      { task: 't1', metric: 'accuracy', scores: [1, 1, 1, 0] },
+      { task: 't2', metric: 'accuracy', scores: [1, 0] },
+    ],
+  },
   {
     method: 'prefix <tuning> & "hyper"',
     configuration: { init: 'hyper' },
-    scores: [{ task: 't1', metric: 'accuracy', scores: [1, 1] }, { task: 't2', metric: 'accuracy', scores: [1, 1] }],
+    scores: [
+      { task: 't1', metric: 'accuracy', scores: [1, 1] },
+      { task: 't2', metric: 'accuracy', scores: [1, 1] },
+    ],
     curve: [
-      { step: 0, scores: [{ task: 't1', metric: 'accuracy', scores: [0, 1] }, { task: 't2', metric: 'accuracy', scores: [0, 0] }] },
-      { step: 10, scores: [{ task: 't1', metric: 'accuracy', scores: [1, 1] }, { task: 't2', metric: 'accuracy', scores: [1, 1] }] },
+      {
+        step: 0,
+        scores: [
+          { task: 't1', metric: 'accuracy', scores: [0, 1] },
+          { task: 't2', metric: 'accuracy', scores: [0, 0] },
+        ],
+      },
+      {
+        step: 10,
+        scores: [
+          { task: 't1', metric: 'accuracy', scores: [1, 1] },
+          { task: 't2', metric: 'accuracy', scores: [1, 1] },
+        ],
+      },
     ],
   },
 ];
@@ -58,7 +97,12 @@ describe('report', () => {
   expect(report.format).toBe('hyperllama-eval/2');
 
   it('holds methods.<m>.average and methods.<m>.tasks.<t> as numbers with the metric and configuration', () => {
-    expect(report.methods['zero-shot']).toMatchObject({ metric: 'accuracy', average: (0.25 + 0) / 2, tasks: { t1: 0.25, t2: 0 }, configuration: { shots: 0 } });
+    expect(report.methods['zero-shot']).toMatchObject({
+      metric: 'accuracy',
+      average: (0.25 + 0) / 2,
+      tasks: { t1: 0.25, t2: 0 },
+      configuration: { shots: 0 },
+    });
     expect(report.methods.icl.average).toBeCloseTo((0.75 + 0.5) / 2, 12);
     expect(report.methods['prefix <tuning> & "hyper"'].curve).toEqual([
       { step: 0, average: 0.25, tasks: { t1: 0.5, t2: 0 } },
@@ -88,7 +132,11 @@ describe('report', () => {
     const { elements, texts } = checkXml(svg);
     expect(elements[0].name).toBe('svg');
     const bars = elements.filter((e) => e.name === 'rect' && e.attrs['data-method']);
-    expect(bars.map((b) => b.attrs['data-method'])).toEqual(['zero-shot', 'icl', escapeXml('prefix <tuning> & "hyper"')]);
+    expect(bars.map((b) => b.attrs['data-method'])).toEqual([
+      'zero-shot',
+      'icl',
+      escapeXml('prefix <tuning> & "hyper"'),
+    ]);
     expect(bars.map((b) => b.attrs['data-value'])).toEqual(['12.5', '62.5', '100.0']);
     const heights = bars.map((b) => Number(b.attrs.height));
     expect(heights[1] / heights[0]).toBeCloseTo(5, 2);
@@ -118,10 +166,24 @@ describe('report', () => {
 });
 
 const N = 20;
-const fill = (v: number | ((i: number) => number)) => Array.from({ length: N }, (_, i) => (typeof v === 'number' ? v : v(i)));
-const scored = (task: string, score: number | ((i: number) => number), lossValue: number | ((i: number) => number), extra: Partial<TaskScores> = {}): TaskScores => {
+const fill = (v: number | ((i: number) => number)) =>
+  Array.from({ length: N }, (_, i) => (typeof v === 'number' ? v : v(i)));
+const scored = (
+  task: string,
+  score: number | ((i: number) => number),
+  lossValue: number | ((i: number) => number),
+  extra: Partial<TaskScores> = {},
+): TaskScores => {
   const l = fill(lossValue);
-  return { task, metric: 'accuracy', scores: fill(score), answerLoss: l, answerLossWithEos: l.map((x) => x + 0.5), demonstrations: 0, ...extra };
+  return {
+    task,
+    metric: 'accuracy',
+    scores: fill(score),
+    answerLoss: l,
+    answerLossWithEos: l.map((x) => x + 0.5),
+    demonstrations: 0,
+    ...extra,
+  };
 };
 const curve = (score: number | ((i: number) => number), lossValue: number) => [
   { step: 0, scores: [scored('t1', 0, 3), scored('t2', 0, 3)] },
@@ -129,16 +191,53 @@ const curve = (score: number | ((i: number) => number), lossValue: number) => [
 ];
 const pt = (init: string, score: number | ((i: number) => number), lossValue: number): MethodResult => {
   const c = curve(score, lossValue);
-  return { method: `prefix-tuning-${init}`, configuration: { init, lr: 0.01, steps: 5, evalSteps: [0, 5], batchSize: 8, poolSize: { min: 32, max: 32, mean: 32 }, poolSplitFromInstances: [] }, scores: c[1].scores, curve: c };
+  return {
+    method: `prefix-tuning-${init}`,
+    configuration: {
+      init,
+      lr: 0.01,
+      steps: 5,
+      evalSteps: [0, 5],
+      batchSize: 8,
+      poolSize: { min: 32, max: 32, mean: 32 },
+      poolSplitFromInstances: [],
+    },
+    scores: c[1].scores,
+    curve: c,
+  };
 };
 const alternating = (i: number) => i % 2;
 
 describe('claims and verdicts', () => {
   const results: MethodResult[] = [
-    { method: 'zero-shot', configuration: {}, scores: [scored('t1', 0, 2), scored('t2', 0, 2), scored('ctl', 1, 0.5, { control: true })] },
-    { method: 'icl', configuration: {}, scores: [scored('t1', 1, 1, { demonstrations: 4 }), scored('t2', 1, 1, { demonstrations: 4 }), scored('ctl', 0, 9, { demonstrations: 4 })] },
-    { method: 'hyperllama', configuration: {}, scores: [scored('t1', 1, 1, { demonstrations: 4 }), scored('t2', 1, 1, { demonstrations: 4 }), scored('ctl', 0, 9, { demonstrations: 4 })] },
-    { method: 'hyperllama-swap', configuration: {}, scores: [scored('t1', alternating, 1.5), scored('t2', alternating, 1.5), scored('ctl', 1, 0.1)] },
+    {
+      method: 'zero-shot',
+      configuration: {},
+      scores: [scored('t1', 0, 2), scored('t2', 0, 2), scored('ctl', 1, 0.5, { control: true })],
+    },
+    {
+      method: 'icl',
+      configuration: {},
+      scores: [
+        scored('t1', 1, 1, { demonstrations: 4 }),
+        scored('t2', 1, 1, { demonstrations: 4 }),
+        scored('ctl', 0, 9, { demonstrations: 4 }),
+      ],
+    },
+    {
+      method: 'hyperllama',
+      configuration: {},
+      scores: [
+        scored('t1', 1, 1, { demonstrations: 4 }),
+        scored('t2', 1, 1, { demonstrations: 4 }),
+        scored('ctl', 0, 9, { demonstrations: 4 }),
+      ],
+    },
+    {
+      method: 'hyperllama-swap',
+      configuration: {},
+      scores: [scored('t1', alternating, 1.5), scored('t2', alternating, 1.5), scored('ctl', 1, 0.1)],
+    },
     pt('random', 0, 2),
     pt('shared', alternating, 1.5),
     pt('hyper', 1, 1),
@@ -150,25 +249,48 @@ describe('claims and verdicts', () => {
     expect(report.methods['zero-shot'].average).toBe(0);
     expect(report.methods['zero-shot'].tasks).toEqual({ t1: 0, t2: 0 });
     expect(report.methods['zero-shot'].control).toMatchObject({ average: 1, tasks: { ctl: 1 }, answerLoss: 0.5 });
-    expect(report.methods.hyperllama).toMatchObject({ average: 1, answerLoss: 1, answerLossWithEos: 1.5, demonstrations: 4, averageCi: { low: 1, high: 1 }, answerLossCi: { low: 1, high: 1 } });
+    expect(report.methods.hyperllama).toMatchObject({
+      average: 1,
+      answerLoss: 1,
+      answerLossWithEos: 1.5,
+      demonstrations: 4,
+      averageCi: { low: 1, high: 1 },
+      answerLossCi: { low: 1, high: 1 },
+    });
     // The same by name, without the flag.
-    const byName = buildReport(results.slice(0, 3).map((r) => ({ ...r, scores: r.scores.map(({ control: _c, ...t }) => t) })), {}, { controlTasks: ['ctl'], resamples: 100 });
+    const byName = buildReport(
+      results.slice(0, 3).map((r) => ({ ...r, scores: r.scores.map(({ control: _c, ...t }) => t) })),
+      {},
+      { controlTasks: ['ctl'], resamples: 100 },
+    );
     expect(byName.methods.icl.tasks).toEqual({ t1: 1, t2: 1 });
     expect(byName.claims.find((c) => c.id === 'claim 1')!.comparisons[0].score.difference).toBe(1);
     const table = formatTable(report);
     expect(table).toContain('control tasks (left out of the averages above and of the claims): ctl');
     expect(table).toMatch(/^ctl\s+accuracy\s+100\.0\s+0\.0\s+0\.0\s+100\.0/m);
-    expect(() => buildReport([results[0]], {}, { controlTasks: ['t1', 't2'] })).toThrow(/no task outside the control tasks/);
+    expect(() => buildReport([results[0]], {}, { controlTasks: ['t1', 't2'] })).toThrow(
+      /no task outside the control tasks/,
+    );
   });
 
   it('tests each claim with paired bootstrap intervals on the score and on the answer loss (lower is better)', () => {
     const byId = Object.fromEntries(report.claims.map((c) => [c.id, c]));
     expect(Object.keys(byId)).toEqual(['claim 1', 'claim 2', 'claim 3', 'swap gap']);
     // claim 1: hyperllama 1 vs zero-shot 0 everywhere; loss 1 vs 2.
-    expect(byId['claim 1'].comparisons[0]).toMatchObject({ a: 'hyperllama', b: 'zero-shot', score: { difference: 1, low: 1, high: 1, verdict: 'holds' }, answerLoss: { difference: -1, low: -1, high: -1, verdict: 'holds' } });
+    expect(byId['claim 1'].comparisons[0]).toMatchObject({
+      a: 'hyperllama',
+      b: 'zero-shot',
+      score: { difference: 1, low: 1, high: 1, verdict: 'holds' },
+      answerLoss: { difference: -1, low: -1, high: -1, verdict: 'holds' },
+    });
     expect(byId['claim 1']).toMatchObject({ verdict: 'holds', answerLossVerdict: 'holds' });
     // claim 2: ICL and HyperLlama equal → 0, inconclusive.
-    expect(byId['claim 2'].comparisons[0].score).toMatchObject({ difference: 0, low: 0, high: 0, verdict: 'inconclusive' });
+    expect(byId['claim 2'].comparisons[0].score).toMatchObject({
+      difference: 0,
+      low: 0,
+      high: 0,
+      verdict: 'inconclusive',
+    });
     // swap gap: own 1 vs swapped 1/0 alternating → +0.5, interval strictly above 0.
     const gap = byId['swap gap'].comparisons[0];
     expect(gap.score.difference).toBe(0.5);
@@ -177,10 +299,17 @@ describe('claims and verdicts', () => {
     expect(gap.answerLoss).toMatchObject({ difference: -0.5, low: -0.5, high: -0.5, verdict: 'holds' });
     // claim 3 at the last step: hyper beats random (1 vs 0) and shared (1 vs 1/0) → holds.
     expect(byId['claim 3']).toMatchObject({ step: 5, verdict: 'holds', answerLossVerdict: 'holds' });
-    expect(byId['claim 3'].comparisons.map((c) => `${c.a} ${c.b}`)).toEqual(['prefix-tuning-hyper prefix-tuning-random', 'prefix-tuning-hyper prefix-tuning-shared']);
+    expect(byId['claim 3'].comparisons.map((c) => `${c.a} ${c.b}`)).toEqual([
+      'prefix-tuning-hyper prefix-tuning-random',
+      'prefix-tuning-hyper prefix-tuning-shared',
+    ]);
     // When hyper does not beat shared, claim 3 does not hold.
     const worse = buildReport([pt('random', 0, 2), pt('shared', 1, 0.5), pt('hyper', 1, 1)], {}, { resamples: 200 });
-    expect(worse.claims[0]).toMatchObject({ id: 'claim 3', verdict: 'inconclusive', answerLossVerdict: 'does not hold' });
+    expect(worse.claims[0]).toMatchObject({
+      id: 'claim 3',
+      verdict: 'inconclusive',
+      answerLossVerdict: 'does not hold',
+    });
     expect(worse.claims[0].comparisons[1].score).toMatchObject({ difference: 0, verdict: 'inconclusive' });
   });
 
@@ -194,16 +323,30 @@ describe('claims and verdicts', () => {
     const lines = verdictLines(report);
     expect(lines).toHaveLength(4);
     lines.forEach((line, i) => expect(line.startsWith(expected[i])).toBe(true));
-    expect(lines[2]).toContain('; answer loss at step 5: hyper − random -1.000 nats/token [95% CI -1.000, -1.000], hyper − shared -0.500 nats/token [95% CI -0.500, -0.500] (lower is better): holds');
+    expect(lines[2]).toContain(
+      '; answer loss at step 5: hyper − random -1.000 nats/token [95% CI -1.000, -1.000], hyper − shared -0.500 nats/token [95% CI -0.500, -0.500] (lower is better): holds',
+    );
     const table = formatTable(report).trimEnd().split('\n');
     expect(table.slice(-4)).toEqual(lines);
-    expect(formatTable(report)).toContain('prefix tuning: lr 0.01, 5 steps, minibatches of 8, tuning pool of 32 examples per task');
-    const md = renderMarkdown(report).trimEnd().split('\n').filter((l) => l.trim() !== '');
+    expect(formatTable(report)).toContain(
+      'prefix tuning: lr 0.01, 5 steps, minibatches of 8, tuning pool of 32 examples per task',
+    );
+    const md = renderMarkdown(report)
+      .trimEnd()
+      .split('\n')
+      .filter((l) => l.trim() !== '');
     expect(md.slice(-4)).toEqual(lines);
-    expect(renderMarkdown(report)).toContain('| hyperllama | 100.0 | [100.0, 100.0] | 1.000 | [1.000, 1.000] | 1.500 | 4.0 |');
+    expect(renderMarkdown(report)).toContain(
+      '| hyperllama | 100.0 | [100.0, 100.0] | 1.000 | [1.000, 1.000] | 1.500 | 4.0 |',
+    );
     // The prefix-tuning table: per step each init's average [CI] / loss, and hyper's paired differences.
     expect(report.prefixTuning!.points[1].inits.hyper).toMatchObject({ average: 1, low: 1, high: 1, answerLoss: 1 });
     expect(report.prefixTuning!.points[0].differences['hyper − random'].score.difference).toBe(0);
-    expect(report.prefixTuning).toMatchObject({ lr: 0.01, steps: 5, batchSize: 8, inits: ['random', 'shared', 'hyper'] });
+    expect(report.prefixTuning).toMatchObject({
+      lr: 0.01,
+      steps: 5,
+      batchSize: 8,
+      inits: ['random', 'shared', 'hyper'],
+    });
   });
 });

@@ -34,8 +34,14 @@ describe.skipIf(!found.adapter)(`evaluation on the webgpu backend (${found.adapt
     const hl = new HyperLlama(model, { k: 2, hyper: { r: 2, alpha: 4 }, seed: 1 });
     const settings = { model, tokenizer: charTokenizer, hyperllama: hl, maxNewTokens: 6, batchSize: 4 };
     const options = { methods: ['zero-shot', 'icl', 'hyperllama'] as const, shots: 2, seed: 3 };
-    const scoresOf = async () => (await evaluate(tasks, settings, { ...options, methods: [...options.methods] })).map((r) => r.scores.map((s) => s.scores));
-    const lossesOf = async () => (await evaluate(tasks, settings, { ...options, methods: [...options.methods] })).map((r) => r.scores.map((s) => s.answerLoss!));
+    const scoresOf = async () =>
+      (await evaluate(tasks, settings, { ...options, methods: [...options.methods] })).map((r) =>
+        r.scores.map((s) => s.scores),
+      );
+    const lossesOf = async () =>
+      (await evaluate(tasks, settings, { ...options, methods: [...options.methods] })).map((r) =>
+        r.scores.map((s) => s.answerLoss!),
+      );
     const onCpu = await scoresOf();
     const lossCpu = await lossesOf();
     // The same variables, moved to the GPU backend on first use.

@@ -2,7 +2,16 @@ import { appendFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { isControlTask, syntheticTasks, type Task } from '@hyperllama/datasets';
-import { EvalError, buildReport, evaluate, pairedBootstrap, writeReport, type EvalReport, type MethodName, type MethodResult } from '@hyperllama/eval';
+import {
+  EvalError,
+  buildReport,
+  evaluate,
+  pairedBootstrap,
+  writeReport,
+  type EvalReport,
+  type MethodName,
+  type MethodResult,
+} from '@hyperllama/eval';
 import { Prefix } from '@hyperllama/gist-attention';
 import { HyperLlama } from '@hyperllama/hypernet';
 import { loadAdapter } from '@hyperllama/lora';
@@ -29,8 +38,26 @@ export interface MiniatureBudget {
 }
 
 export const BUDGETS: Record<'full' | 'quick', MiniatureBudget> = {
-  full: { hyperpretrainSteps: 0, multitaskSteps: 150, headlineTasks: 24, controlTasksPerFamily: 1, maxInstances: 32, prefixTuningEvalSteps: [0, 10, 25, 50], prefixTuningTasks: 20, prefixTuningInstances: 8 },
-  quick: { hyperpretrainSteps: 0, multitaskSteps: 20, headlineTasks: 4, controlTasksPerFamily: 1, maxInstances: 4, prefixTuningEvalSteps: [0, 2], prefixTuningTasks: 2, prefixTuningInstances: 4 },
+  full: {
+    hyperpretrainSteps: 0,
+    multitaskSteps: 150,
+    headlineTasks: 24,
+    controlTasksPerFamily: 1,
+    maxInstances: 32,
+    prefixTuningEvalSteps: [0, 10, 25, 50],
+    prefixTuningTasks: 20,
+    prefixTuningInstances: 8,
+  },
+  quick: {
+    hyperpretrainSteps: 0,
+    multitaskSteps: 20,
+    headlineTasks: 4,
+    controlTasksPerFamily: 1,
+    maxInstances: 4,
+    prefixTuningEvalSteps: [0, 2],
+    prefixTuningTasks: 2,
+    prefixTuningInstances: 4,
+  },
 };
 
 /** Demonstrations per evaluated task; training episodes draw between MIN_TRAIN_SHOTS and SHOTS. */
@@ -104,13 +131,19 @@ function roundRobin(tasks: readonly Task[], n: number): Task[] {
  * `headline` (at most `headlineTasks`, families in turn) makes the averages and the claims; `control` holds tasks of
  * the control families, which no method is expected to solve at this scale, reported apart.
  */
-export function miniatureTasks(seed: number, budget: Pick<MiniatureBudget, 'headlineTasks' | 'controlTasksPerFamily'>): { headline: Task[]; control: Task[] } {
+export function miniatureTasks(
+  seed: number,
+  budget: Pick<MiniatureBudget, 'headlineTasks' | 'controlTasksPerFamily'>,
+): { headline: Task[]; control: Task[] } {
   const split = syntheticTasks({ seed });
   const heldOut = [...split.heldOutParams, ...split.heldOutFamilies];
   const control = heldOut.filter((t) => isControlTask(t.name));
   const perFamily = new Map<string, number>();
   return {
-    headline: roundRobin(heldOut.filter((t) => !isControlTask(t.name)), budget.headlineTasks),
+    headline: roundRobin(
+      heldOut.filter((t) => !isControlTask(t.name)),
+      budget.headlineTasks,
+    ),
     control: control.filter((t) => {
       const n = perFamily.get(familyOf(t)) ?? 0;
       perFamily.set(familyOf(t), n + 1);
@@ -128,7 +161,8 @@ export const ICL_GATE_POINTS = 20;
  * another task's, the swap gap's interval excluding 0 on score or answer loss). The claims mean little when either fails.
  */
 export function miniatureGates(results: readonly MethodResult[], report: EvalReport, seed: number): string[] {
-  const headline = (method: string) => results.find((r) => r.method === method)!.scores.filter((t) => !report.controlTasks.includes(t.task));
+  const headline = (method: string) =>
+    results.find((r) => r.method === method)!.scores.filter((t) => !report.controlTasks.includes(t.task));
   // Scores are fractions (accuracy, exact match) on the synthetic tasks: ×100 gives points.
   const gap = pairedBootstrap(headline('icl'), headline('zero-shot'), { seed });
   const sign = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}`;
@@ -138,8 +172,13 @@ export function miniatureGates(results: readonly MethodResult[], report: EvalRep
   const c = swap.comparisons[0];
   const loss = c.answerLoss;
   const carried = swap.verdict === 'holds' || swap.answerLossVerdict === 'holds';
-  const lossText = loss ? `, answer loss ${(loss.difference >= 0 ? '+' : '') + loss.difference.toFixed(3)} nats/token [95% CI ${loss.low.toFixed(3)}, ${loss.high.toFixed(3)}]` : '';
-  return [icl, `gate (the prefix carries the task: own prefix beats another task's): ${carried ? 'passed' : 'failed'} — own − other ${sign(c.score.difference)} points [95% CI ${sign(c.score.low)}, ${sign(c.score.high)}]${lossText}`];
+  const lossText = loss
+    ? `, answer loss ${(loss.difference >= 0 ? '+' : '') + loss.difference.toFixed(3)} nats/token [95% CI ${loss.low.toFixed(3)}, ${loss.high.toFixed(3)}]`
+    : '';
+  return [
+    icl,
+    `gate (the prefix carries the task: own prefix beats another task's): ${carried ? 'passed' : 'failed'} — own − other ${sign(c.score.difference)} points [95% CI ${sign(c.score.low)}, ${sign(c.score.high)}]${lossText}`,
+  ];
 }
 
 /**
@@ -160,16 +199,37 @@ export async function runMiniature(o: MiniatureOptions, io: MiniatureIo): Promis
   const budget = o.budget ?? BUDGETS[o.quick ? 'quick' : 'full'];
   const out = resolve(o.out);
   const seconds: Record<string, number> = {};
-  const common = { seed: o.seed, backend: o.backend ?? 'auto', saveEvery: 0, evalEvery: 0, logEvery: 25, batchSize: 8, data: DATA };
+  const common = {
+    seed: o.seed,
+    backend: o.backend ?? 'auto',
+    saveEvery: 0,
+    evalEvery: 0,
+    logEvery: 25,
+    batchSize: 8,
+    data: DATA,
+  };
   const isTTY = o.isTTY ?? false;
-  const trainerIo = { log: (line: string) => io.stderr(`${line}\n`), isTTY, status: (line: string) => io.stderr(`\r${line}\x1b[K`) };
+  const trainerIo = {
+    log: (line: string) => io.stderr(`${line}\n`),
+    isTTY,
+    status: (line: string) => io.stderr(`\r${line}\x1b[K`),
+  };
   const stage = async (name: string, s: Stage, patch: Record<string, unknown>): Promise<string> => {
     io.stderr(`\n== ${name} ==\n`);
     const started = performance.now();
-    const result = await runStage(s, stageConfig(s, { ...common, ...patch }), { out: join(out, name), io: trainerIo, handleSignals: false });
+    const result = await runStage(s, stageConfig(s, { ...common, ...patch }), {
+      out: join(out, name),
+      io: trainerIo,
+      handleSignals: false,
+    });
     seconds[name] = (performance.now() - started) / 1000;
-    if (!result.final) throw new EvalError('STAGE_INTERRUPTED', `default: stage ${name} stopped at step ${result.step}`, { stage: name });
-    io.stderr(`${name}: loss ${result.firstLoss.toFixed(3)} → ${result.lastLoss.toFixed(3)}, held-out ${result.initialEvalLoss.toFixed(3)} → ${result.evalLoss.toFixed(3)}, ${Math.round(result.tokensPerSecond)} tokens/s, ${seconds[name].toFixed(0)} s\n`);
+    if (!result.final)
+      throw new EvalError('STAGE_INTERRUPTED', `default: stage ${name} stopped at step ${result.step}`, {
+        stage: name,
+      });
+    io.stderr(
+      `${name}: loss ${result.firstLoss.toFixed(3)} → ${result.lastLoss.toFixed(3)}, held-out ${result.initialEvalLoss.toFixed(3)} → ${result.evalLoss.toFixed(3)}, ${Math.round(result.tokensPerSecond)} tokens/s, ${seconds[name].toFixed(0)} s\n`,
+    );
     return result.final;
   };
 
@@ -177,12 +237,26 @@ export async function runMiniature(o: MiniatureOptions, io: MiniatureIo): Promis
   if (given) io.stderr(`[hyperllama] base model: ${given}\n`);
   // Without the embedded base (a trimmed checkout), a quick stand-in: the trainer's tiny default, 300 steps.
   const base = given ?? join(await stage('base', 'pretrain-base', { steps: 300 }), 'model');
-  if (!existsSync(join(base, 'config.json'))) throw new EvalError('MISSING_FILE', `default: base model ${base} has no config.json`, { file: base });
+  if (!existsSync(join(base, 'config.json')))
+    throw new EvalError('MISSING_FILE', `default: base model ${base} has no config.json`, { file: base });
   const model = { base };
   const multitask = (method: keyof typeof LEARNING_RATES, extra: Record<string, unknown> = {}) =>
-    stage(`multitask-${method}`, 'multitask', { model, method, steps: budget.multitaskSteps, lr: LEARNING_RATES[method], warmupSteps: Math.min(20, budget.multitaskSteps), ...extra });
-  const pre = budget.hyperpretrainSteps > 0 ? await stage('hyperpretrain', 'hyperpretrain', { model, steps: budget.hyperpretrainSteps }) : undefined;
-  const hyper = join(await multitask('hyperllama', pre ? { hyper: { from: join(pre, 'hyperllama') } } : {}), 'hyperllama');
+    stage(`multitask-${method}`, 'multitask', {
+      model,
+      method,
+      steps: budget.multitaskSteps,
+      lr: LEARNING_RATES[method],
+      warmupSteps: Math.min(20, budget.multitaskSteps),
+      ...extra,
+    });
+  const pre =
+    budget.hyperpretrainSteps > 0
+      ? await stage('hyperpretrain', 'hyperpretrain', { model, steps: budget.hyperpretrainSteps })
+      : undefined;
+  const hyper = join(
+    await multitask('hyperllama', pre ? { hyper: { from: join(pre, 'hyperllama') } } : {}),
+    'hyperllama',
+  );
   const icl = join(await multitask('icl'), 'adapter');
   const zeroShot = join(await multitask('zero-shot'), 'adapter');
   const shared = join(await multitask('shared-prefix'), 'prefix.safetensors');
@@ -197,18 +271,54 @@ export async function runMiniature(o: MiniatureOptions, io: MiniatureIo): Promis
     loadAdapter(zeroShot, setup.model, 'zero-shot');
     const sharedPrefix = Prefix.load(shared, setup.model.config);
     const baseMethods: MethodName[] = ['zero-shot', 'icl', 'hyperllama'];
-    const inits: MethodName[] = ['prefix-tuning-random', 'prefix-tuning-shared', 'prefix-tuning-hyper', 'prefix-tuning-hyper-other'];
+    const inits: MethodName[] = [
+      'prefix-tuning-random',
+      'prefix-tuning-shared',
+      'prefix-tuning-hyper',
+      'prefix-tuning-hyper-other',
+    ];
     // Prefix tuning (50 steps and 4 evaluations per task and initialisation) runs on a subset to fit the budget.
     const ptTasks = headline.slice(0, budget.prefixTuningTasks);
     const progress = io.progress();
     let done = 0;
     const total = (baseMethods.length + 1) * tasks.length + inits.length * ptTasks.length; // + the swap control
     const onProgress = (e: { method: string; task: string }) => progress.update(`${e.method} ${e.task}`, ++done, total);
-    const prefixTuning = { evalSteps: budget.prefixTuningEvalSteps, lr: 1e-2, batchSize: 8, sharedPrefix, seed: o.seed };
-    const settings = { model: setup.model, tokenizer: setup.tokenizer, hyperllama: setup.hyperllama, adapters: { 'zero-shot': ['zero-shot'], icl: ['icl'] }, maxLength: DATA.maxLength, maxHyperLength: DATA.maxHyperLength, maxNewTokens: 16, batchSize: 16 };
+    const prefixTuning = {
+      evalSteps: budget.prefixTuningEvalSteps,
+      lr: 1e-2,
+      batchSize: 8,
+      sharedPrefix,
+      seed: o.seed,
+    };
+    const settings = {
+      model: setup.model,
+      tokenizer: setup.tokenizer,
+      hyperllama: setup.hyperllama,
+      adapters: { 'zero-shot': ['zero-shot'], icl: ['icl'] },
+      maxLength: DATA.maxLength,
+      maxHyperLength: DATA.maxHyperLength,
+      maxNewTokens: 16,
+      batchSize: 16,
+    };
     const results = [
-      ...(await evaluate(tasks, settings, { methods: baseMethods, shots: SHOTS, maxInstances: budget.maxInstances, seed: o.seed, control: control.map((t) => t.name) }, onProgress)),
-      ...(await evaluate(ptTasks, settings, { methods: inits, shots: SHOTS, maxInstances: budget.prefixTuningInstances, seed: o.seed, prefixTuning }, onProgress)),
+      ...(await evaluate(
+        tasks,
+        settings,
+        {
+          methods: baseMethods,
+          shots: SHOTS,
+          maxInstances: budget.maxInstances,
+          seed: o.seed,
+          control: control.map((t) => t.name),
+        },
+        onProgress,
+      )),
+      ...(await evaluate(
+        ptTasks,
+        settings,
+        { methods: inits, shots: SHOTS, maxInstances: budget.prefixTuningInstances, seed: o.seed, prefixTuning },
+        onProgress,
+      )),
     ];
     progress.end();
     sharedPrefix.dispose();
@@ -236,4 +346,3 @@ export async function runMiniature(o: MiniatureOptions, io: MiniatureIo): Promis
     setup.dispose();
   }
 }
-

@@ -3,7 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { collateHyperLlama, EpisodeSampler, makeSyntheticTask, SYNTHETIC_FAMILIES, syntheticKinds, syntheticTasks, type Episode, type Task } from '@hyperllama/datasets';
+import {
+  collateHyperLlama,
+  EpisodeSampler,
+  makeSyntheticTask,
+  SYNTHETIC_FAMILIES,
+  syntheticKinds,
+  syntheticTasks,
+  type Episode,
+  type Task,
+} from '@hyperllama/datasets';
 import {
   averageWithError,
   defaultMaskVariants,
@@ -35,9 +44,11 @@ beforeAll(async () => {
   await tf.setBackend('cpu');
 });
 
-
 const variant = (family: string, i = 0) => SYNTHETIC_FAMILIES.find((f) => f.name === family)!.variants[i];
-const task = (family: string, i = 0, extra: Partial<Task> = {}): Task => ({ ...makeSyntheticTask(family, variant(family, i), { seed: 3, numExamples: 10, numInstances: 6 }), ...extra });
+const task = (family: string, i = 0, extra: Partial<Task> = {}): Task => ({
+  ...makeSyntheticTask(family, variant(family, i), { seed: 3, numExamples: 10, numInstances: 6 }),
+  ...extra,
+});
 
 describe('statistics', () => {
   it('Pearson and Spearman match hand-computed values; ranks average ties', () => {
@@ -65,7 +76,11 @@ describe('statistics', () => {
 describe('gistViewFrom', () => {
   it('points at the first token of the last m packed demonstrations, whatever the left padding', () => {
     const t = task('reverse');
-    const rows = [t.examples.slice(0, 2), t.examples.slice(2, 6)].map((examples) => ({ task: t, examples, target: t.instances[0] }));
+    const rows = [t.examples.slice(0, 2), t.examples.slice(2, 6)].map((examples) => ({
+      task: t,
+      examples,
+      target: t.instances[0],
+    }));
     const { hyper } = collateHyperLlama(rows, { encoder: charTokenizer, gistIds: [98, 99] });
     for (const m of [1, 2, 3]) {
       const from = gistViewFrom(hyper, rows, m, { encoder: charTokenizer });
@@ -87,11 +102,30 @@ describe('gistViewFrom', () => {
 describe('mask variants and related tasks', () => {
   it('the default variants cover the standard mask, both controls, the last-m restrictions and k = 1..16', () => {
     const v = defaultMaskVariants(4, 4);
-    expect(v.map((x) => x.id)).toEqual(['standard', 'positive', 'negative', 'last-1', 'last-2', 'k1', 'k2', 'k8', 'k16']);
+    expect(v.map((x) => x.id)).toEqual([
+      'standard',
+      'positive',
+      'negative',
+      'last-1',
+      'last-2',
+      'k1',
+      'k2',
+      'k8',
+      'k16',
+    ]);
     expect(v.find((x) => x.id === 'positive')!.view).toBe('examples-and-gists');
     expect(v.find((x) => x.id === 'negative')!.view).toBe('nothing');
     expect(v.find((x) => x.id === 'k16')!.k).toBe(16);
-    expect(defaultMaskVariants(2, 2).map((x) => x.id)).toEqual(['standard', 'positive', 'negative', 'last-1', 'k1', 'k4', 'k8', 'k16']);
+    expect(defaultMaskVariants(2, 2).map((x) => x.id)).toEqual([
+      'standard',
+      'positive',
+      'negative',
+      'last-1',
+      'k1',
+      'k4',
+      'k8',
+      'k16',
+    ]);
   });
 
   it('a related task is another parameter of the same family, else the same category, else none', () => {
@@ -115,13 +149,17 @@ describe('held-out synthetic tasks and their related tasks', () => {
   it('syntheticFamilyOf and syntheticKindOf read held-out task names', () => {
     expect(syntheticFamilyOf('synth_symbol_rule_vowel_first_l2_heldout')).toBe('symbol_rule');
     expect(syntheticFamilyOf('synth_case_title_heldout_seed1')).toBe('case');
-    expect(syntheticKindOf('synth_symbol_rule_vowel_first_l2_heldout')).toEqual({ family: 'symbol_rule', variant: 'vowel_first_l2', pool: 'heldout' });
+    expect(syntheticKindOf('synth_symbol_rule_vowel_first_l2_heldout')).toEqual({
+      family: 'symbol_rule',
+      variant: 'vowel_first_l2',
+      pool: 'heldout',
+    });
     expect(syntheticKindOf('synth_reverse_words')).toEqual({ family: 'reverse', variant: 'words', pool: 'train' });
     expect(syntheticKindOf('synth_case_title_heldout_seed1')).toBeUndefined();
     for (const t of heldOut) expect(syntheticKindOf(t.name)?.pool).toBe('heldout');
   });
 
-  it('a held-out target\'s related task is its family and variant with other held-out content, under another name', () => {
+  it("a held-out target's related task is its family and variant with other held-out content, under another name", () => {
     for (const family of ['lookup', 'constant', 'symbol_rule']) {
       const target = heldOut.find((t) => syntheticFamilyOf(t.name) === family)!;
       const r = relatedTask(target, heldOut, { seed: 0 })!;
@@ -131,7 +169,11 @@ describe('held-out synthetic tasks and their related tasks', () => {
       expect(r.task.examples).toHaveLength(target.examples.length);
       expect(r.task.instances).toHaveLength(target.instances.length);
       // Other content: the same kind drawn with seed 1, not the target's mapping.
-      const { name: _n, ...fromSeed1 } = makeSyntheticTask(syntheticKindOf(target.name)!.family, syntheticKindOf(target.name)!.variant, { seed: 1, pool: 'heldout' });
+      const { name: _n, ...fromSeed1 } = makeSyntheticTask(
+        syntheticKindOf(target.name)!.family,
+        syntheticKindOf(target.name)!.variant,
+        { seed: 1, pool: 'heldout' },
+      );
       const { name: _m, ...related } = r.task;
       expect(related).toEqual(fromSeed1);
       expect(r.task.examples).not.toEqual(target.examples);
@@ -148,7 +190,17 @@ describe('held-out synthetic tasks and their related tasks', () => {
 
 describe('training data of the analyses', () => {
   const kinds = syntheticKinds({ seed: 0 }).train;
-  const base = { tokenizer: charTokenizer, evalTasks: [], seed: 7, shots: 4, maxInstances: 2, maxLength: 160, maxHyperLength: 160, maxNewTokens: 4, batchSize: 4 };
+  const base = {
+    tokenizer: charTokenizer,
+    evalTasks: [],
+    seed: 7,
+    shots: 4,
+    maxInstances: 2,
+    maxLength: 160,
+    maxHyperLength: 160,
+    maxNewTokens: 4,
+    batchSize: 4,
+  };
 
   it('fresh-content training episodes: training kinds only, shots in the range, new content for the same kind', () => {
     const source = freshTrainEpisodes(kinds)(0, [2, 16]);
@@ -163,12 +215,19 @@ describe('training data of the analyses', () => {
     const byKind = new Map<string, Episode[]>();
     for (const e of episodes) byKind.set(e.task.name, [...(byKind.get(e.task.name) ?? []), e]);
     const answers = (family: string) =>
-      [...byKind.entries()].filter(([name]) => syntheticFamilyOf(name) === family).map(([, es]) => {
-        // input → the answers it got over the kind's episodes (a fixed task would give each input one answer)
-        const seen = new Map<string, Set<string>>();
-        for (const x of es.flatMap((e) => [...e.examples, e.target])) seen.set(x.input, (seen.get(x.input) ?? new Set()).add(x.output));
-        return { episodes: es.length, distinctOutputs: new Set(es.flatMap((e) => [...e.examples, e.target].map((x) => x.output))).size, remapped: [...seen.values()].some((o) => o.size >= 2) };
-      });
+      [...byKind.entries()]
+        .filter(([name]) => syntheticFamilyOf(name) === family)
+        .map(([, es]) => {
+          // input → the answers it got over the kind's episodes (a fixed task would give each input one answer)
+          const seen = new Map<string, Set<string>>();
+          for (const x of es.flatMap((e) => [...e.examples, e.target]))
+            seen.set(x.input, (seen.get(x.input) ?? new Set()).add(x.output));
+          return {
+            episodes: es.length,
+            distinctOutputs: new Set(es.flatMap((e) => [...e.examples, e.target].map((x) => x.output))).size,
+            remapped: [...seen.values()].some((o) => o.size >= 2),
+          };
+        });
     // constant: every episode of a kind has one answer, and it changes between episodes of the same kind.
     expect(answers('constant').some((c) => c.episodes >= 2 && c.distinctOutputs >= 2)).toBe(true);
     // lookup and symbol_rule: the same input gets different answers in different episodes of the same kind.
@@ -179,16 +238,27 @@ describe('training data of the analyses', () => {
   it('trainingEpisodes prefers the episode source; fixed tasks only without it; neither is an error', () => {
     const calls: Array<[number, number | [number, number]]> = [];
     const fresh = freshTrainEpisodes(kinds);
-    const spy: TrainEpisodes = Object.assign((seed: number, k: number | [number, number]) => (calls.push([seed, k]), fresh(seed, k)), { description: 'spy episodes' });
+    const spy: TrainEpisodes = Object.assign(
+      (seed: number, k: number | [number, number]) => (calls.push([seed, k]), fresh(seed, k)),
+      { description: 'spy episodes' },
+    );
     const fixed = [task('reverse'), task('case')];
-    const setup: AnalysisSetup = { ...base, loadModel: () => tinyModel(0), trainEpisodes: spy, trainTasks: fixed, trainShots: [2, 4] };
+    const setup: AnalysisSetup = {
+      ...base,
+      loadModel: () => tinyModel(0),
+      trainEpisodes: spy,
+      trainTasks: fixed,
+      trainShots: [2, 4],
+    };
     expect(trainingEpisodes(setup).next().task.name.startsWith('synth_')).toBe(true);
     expect(calls).toEqual([[7, [2, 4]]]);
     expect(describeTraining(setup)).toBe('spy episodes, 2-4 shots');
     const fromTasks = trainingEpisodes({ ...setup, trainEpisodes: undefined });
     expect(fromTasks).toBeInstanceOf(EpisodeSampler);
     expect(fromTasks.next().examples).toHaveLength(4); // the maximum of the range
-    expect(describeTraining({ ...setup, trainEpisodes: undefined })).toBe('episodes of 2 fixed training tasks, 4 shots');
+    expect(describeTraining({ ...setup, trainEpisodes: undefined })).toBe(
+      'episodes of 2 fixed training tasks, 4 shots',
+    );
     expect(() => trainingEpisodes({ ...base, loadModel: () => tinyModel(0) })).toThrow(EvalError);
   });
 
@@ -202,7 +272,13 @@ describe('training data of the analyses', () => {
       return { next: () => (drawn++, s.next()) };
     };
     // trainTasks would throw if sampled: EpisodeSampler needs at least one task, and here there is none to draw from.
-    const setup: AnalysisSetup = { ...base, loadModel: () => tinyModel(1), trainEpisodes: spy, trainTasks: [], trainShots: [2, 3] };
+    const setup: AnalysisSetup = {
+      ...base,
+      loadModel: () => tinyModel(1),
+      trainEpisodes: spy,
+      trainTasks: [],
+      trainShots: [2, 3],
+    };
     const { hl, steps, firstLoss, lastLoss } = await trainVariant(setup, { k: 2, steps: 2, batchSize: 2 });
     try {
       expect(steps).toBe(2);
@@ -253,14 +329,31 @@ describe('figures and report files', () => {
     expect(s.match(/data-label=/g)).toHaveLength(2);
     expect(s).toContain('data-label="a&lt;b" data-x="0.5" data-y="40"');
     expect(s).not.toContain('skipped');
-    const d = renderDotPlot(['t1', 't2'], [{ name: 'hyperllama', values: [[10, 20], [30]] }, { name: 'icl', values: [[50], [60, 70, 80]] }], { title: 't', yLabel: 'y' });
+    const d = renderDotPlot(
+      ['t1', 't2'],
+      [
+        { name: 'hyperllama', values: [[10, 20], [30]] },
+        { name: 'icl', values: [[50], [60, 70, 80]] },
+      ],
+      { title: 't', yLabel: 'y' },
+    );
     expect(d.match(/data-series="hyperllama"/g)).toHaveLength(3);
     expect(d.match(/data-series="icl" data-group="t2"/g)).toHaveLength(3);
   });
 
   it('writeAnalysis refuses a report whose listed figure is missing', () => {
     const dir = mkdtempSync(join(tmpdir(), 'analysis-'));
-    const r: AnalysisReport = { format: 'hyperllama-analysis/1', analysis: 'masks', created: 'now', configuration: {}, variants: [], table: { header: ['a'], rows: [] }, data: {}, interpretation: '', figures: ['x.svg'] };
+    const r: AnalysisReport = {
+      format: 'hyperllama-analysis/1',
+      analysis: 'masks',
+      created: 'now',
+      configuration: {},
+      variants: [],
+      table: { header: ['a'], rows: [] },
+      data: {},
+      interpretation: '',
+      figures: ['x.svg'],
+    };
     try {
       expect(() => writeAnalysis(r, {}, dir)).toThrow(/x\.svg/);
       expect(writeAnalysis({ ...r, figures: [] }, {}, dir).figures).toEqual([]);

@@ -39,12 +39,21 @@ const RESERVED = ['format', 'format_version', 'k', 'scheme', 'config_hash', 'num
 /** `Prefix.save`: the file format (see there). */
 export function writePrefixFile(prefix: Prefix, path: string, config: LlamaConfig, meta: Record<string, string>): void {
   checkScheme(prefix.scheme);
-  for (const key of Object.keys(meta)) check(!RESERVED.includes(key), 'GIST_BAD_META', `meta.${key}`, `a key other than ${RESERVED.join(', ')}`, key);
-  check(prefix.keys.length === prefix.values.length && prefix.keys.length > 0, 'GIST_BAD_SHAPE', 'prefix', 'as many key as value tensors (>= 1)', [prefix.keys.length, prefix.values.length]);
+  for (const key of Object.keys(meta))
+    check(!RESERVED.includes(key), 'GIST_BAD_META', `meta.${key}`, `a key other than ${RESERVED.join(', ')}`, key);
+  check(
+    prefix.keys.length === prefix.values.length && prefix.keys.length > 0,
+    'GIST_BAD_SHAPE',
+    'prefix',
+    'as many key as value tensors (>= 1)',
+    [prefix.keys.length, prefix.values.length],
+  );
   const tensors: Record<string, SafetensorsEntry> = {};
   prefix.keys.forEach((t, l) => {
     tensors[`layers.${l}.keys`] = fromFloat32(t.dataSync() as Float32Array, [...t.shape]);
-    tensors[`layers.${l}.values`] = fromFloat32(prefix.values[l].dataSync() as Float32Array, [...prefix.values[l].shape]);
+    tensors[`layers.${l}.values`] = fromFloat32(prefix.values[l].dataSync() as Float32Array, [
+      ...prefix.values[l].shape,
+    ]);
   });
   writeSafetensors(path, tensors, {
     ...meta,
@@ -64,22 +73,57 @@ export function readPrefixFile(path: string, expectedConfig?: LlamaConfig): Pref
   const md = file.metadata;
   const where = { file: path };
   check(md.format === PREFIX_FORMAT, 'GIST_BAD_PREFIX_FILE', 'metadata.format', `"${PREFIX_FORMAT}"`, md.format, where);
-  check(md.format_version === FORMAT_VERSION, 'GIST_BAD_PREFIX_FILE', 'metadata.format_version', `"${FORMAT_VERSION}"`, md.format_version, where);
+  check(
+    md.format_version === FORMAT_VERSION,
+    'GIST_BAD_PREFIX_FILE',
+    'metadata.format_version',
+    `"${FORMAT_VERSION}"`,
+    md.format_version,
+    where,
+  );
   const scheme = md.scheme;
-  check(scheme === 'restart' || scheme === 'continue', 'GIST_BAD_PREFIX_FILE', 'metadata.scheme', '"restart" or "continue"', scheme, where);
+  check(
+    scheme === 'restart' || scheme === 'continue',
+    'GIST_BAD_PREFIX_FILE',
+    'metadata.scheme',
+    '"restart" or "continue"',
+    scheme,
+    where,
+  );
   const k = Number(md.k);
   const layers = Number(md.num_layers);
   check(Number.isInteger(k) && k > 0, 'GIST_BAD_PREFIX_FILE', 'metadata.k', 'a positive integer', md.k, where);
-  check(Number.isInteger(layers) && layers > 0, 'GIST_BAD_PREFIX_FILE', 'metadata.num_layers', 'a positive integer', md.num_layers, where);
+  check(
+    Number.isInteger(layers) && layers > 0,
+    'GIST_BAD_PREFIX_FILE',
+    'metadata.num_layers',
+    'a positive integer',
+    md.num_layers,
+    where,
+  );
   let offsets: unknown;
   try {
     offsets = JSON.parse(md.position_offsets ?? '');
   } catch {
     offsets = md.position_offsets;
   }
-  check(Array.isArray(offsets) && offsets.every((o) => Number.isInteger(o) && o >= 0), 'GIST_BAD_PREFIX_FILE', 'metadata.position_offsets', 'a JSON list of non-negative integers', md.position_offsets, where);
+  check(
+    Array.isArray(offsets) && offsets.every((o) => Number.isInteger(o) && o >= 0),
+    'GIST_BAD_PREFIX_FILE',
+    'metadata.position_offsets',
+    'a JSON list of non-negative integers',
+    md.position_offsets,
+    where,
+  );
   if (expectedConfig) {
-    check(md.config_hash === configHash(expectedConfig), 'GIST_CONFIG_MISMATCH', 'metadata.config_hash', `${configHash(expectedConfig)} (the given model config)`, md.config_hash, where);
+    check(
+      md.config_hash === configHash(expectedConfig),
+      'GIST_CONFIG_MISMATCH',
+      'metadata.config_hash',
+      `${configHash(expectedConfig)} (the given model config)`,
+      md.config_hash,
+      where,
+    );
   }
   const names = new Set(file.tensors.keys());
   const read = (name: string): tf.Tensor4D => {
@@ -87,9 +131,23 @@ export function readPrefixFile(path: string, expectedConfig?: LlamaConfig): Pref
     check(entry !== undefined, 'GIST_BAD_PREFIX_FILE', name, 'a tensor of that name', 'missing', where);
     names.delete(name);
     const [B, H, P, hd] = entry.shape;
-    check(entry.shape.length === 4 && P === k && B === offsets.length, 'GIST_BAD_PREFIX_FILE', `${name}.shape`, `[${offsets.length}, nKvHeads, ${k}, headDim]`, entry.shape, where);
+    check(
+      entry.shape.length === 4 && P === k && B === offsets.length,
+      'GIST_BAD_PREFIX_FILE',
+      `${name}.shape`,
+      `[${offsets.length}, nKvHeads, ${k}, headDim]`,
+      entry.shape,
+      where,
+    );
     if (expectedConfig) {
-      check(H === expectedConfig.numKeyValueHeads && hd === expectedConfig.headDim, 'GIST_CONFIG_MISMATCH', `${name}.shape`, `[B, ${expectedConfig.numKeyValueHeads}, ${k}, ${expectedConfig.headDim}]`, entry.shape, where);
+      check(
+        H === expectedConfig.numKeyValueHeads && hd === expectedConfig.headDim,
+        'GIST_CONFIG_MISMATCH',
+        `${name}.shape`,
+        `[B, ${expectedConfig.numKeyValueHeads}, ${k}, ${expectedConfig.headDim}]`,
+        entry.shape,
+        where,
+      );
     }
     const data = toFloat32(entry, name);
     const bad = data.findIndex((x) => !Number.isFinite(x));
@@ -103,9 +161,23 @@ export function readPrefixFile(path: string, expectedConfig?: LlamaConfig): Pref
       keys.push(read(`layers.${l}.keys`));
       values.push(read(`layers.${l}.values`));
     }
-    check(names.size === 0, 'GIST_BAD_PREFIX_FILE', 'tensors', `only layers.0..${layers - 1}.{keys,values}`, [...names], where);
+    check(
+      names.size === 0,
+      'GIST_BAD_PREFIX_FILE',
+      'tensors',
+      `only layers.0..${layers - 1}.{keys,values}`,
+      [...names],
+      where,
+    );
     if (expectedConfig) {
-      check(layers === expectedConfig.numHiddenLayers, 'GIST_CONFIG_MISMATCH', 'metadata.num_layers', `${expectedConfig.numHiddenLayers}`, layers, where);
+      check(
+        layers === expectedConfig.numHiddenLayers,
+        'GIST_CONFIG_MISMATCH',
+        'metadata.num_layers',
+        `${expectedConfig.numHiddenLayers}`,
+        layers,
+        where,
+      );
     }
   } catch (e) {
     for (const t of [...keys, ...values]) t.dispose();

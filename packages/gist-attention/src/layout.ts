@@ -20,7 +20,13 @@ export function toRows(rows: Rows, field: string): number[][] {
   const out = (rows as ReadonlyArray<ArrayLike<number>>).map((r) => Array.from(r));
   const width = out[0].length;
   out.forEach((r, b) => {
-    check(r.length === width, 'GIST_BAD_SHAPE', `${field}[${b}]`, `length ${width} (rows must be equally long)`, r.length);
+    check(
+      r.length === width,
+      'GIST_BAD_SHAPE',
+      `${field}[${b}]`,
+      `length ${width} (rows must be equally long)`,
+      r.length,
+    );
     r.forEach((v, t) => check(Number.isInteger(v), 'GIST_BAD_ID', `${field}[${b}][${t}]`, 'an integer', v));
   });
   return out;
@@ -50,7 +56,11 @@ export function gistIdSet(gistIds: Iterable<number>): Set<number> {
  * Maximal runs of gist tokens in one row (positions whose padding mask is 0 never count), in order.
  * Two gist blocks separated by at least one ordinary token are two spans.
  */
-export function findGistSpans(ids: ArrayLike<number>, gistIds: ReadonlySet<number>, padding?: ArrayLike<number>): GistSpan[] {
+export function findGistSpans(
+  ids: ArrayLike<number>,
+  gistIds: ReadonlySet<number>,
+  padding?: ArrayLike<number>,
+): GistSpan[] {
   const spans: GistSpan[] = [];
   for (let t = 0; t < ids.length; t++) {
     const isGist = gistIds.has(ids[t]) && (padding === undefined || padding[t] === 1);
@@ -72,13 +82,22 @@ export function findGistPositions(inputIds: Rows, gistIds: Iterable<number>, att
   const set = gistIdSet(gistIds);
   const positions = ids.map((row, b) => {
     const spans = findGistSpans(row, set, pad[b]);
-    check(spans.length === 1, 'GIST_BAD_LAYOUT', `inputIds[${b}]`, 'exactly one block of gist tokens', `${spans.length} blocks`, {
-      spans,
-    });
+    check(
+      spans.length === 1,
+      'GIST_BAD_LAYOUT',
+      `inputIds[${b}]`,
+      'exactly one block of gist tokens',
+      `${spans.length} blocks`,
+      {
+        spans,
+      },
+    );
     return Array.from({ length: spans[0].length }, (_, j) => spans[0].start + j);
   });
   const k = positions[0].length;
-  positions.forEach((p, b) => check(p.length === k, 'GIST_BAD_LAYOUT', `inputIds[${b}]`, `${k} gist tokens (as row 0)`, p.length));
+  positions.forEach((p, b) =>
+    check(p.length === k, 'GIST_BAD_LAYOUT', `inputIds[${b}]`, `${k} gist tokens (as row 0)`, p.length),
+  );
   return positions;
 }
 

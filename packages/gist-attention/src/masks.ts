@@ -28,7 +28,9 @@ export interface MaskOptions {
  * (after a block starting at s with k gists, rows >= s+k see no column < s; Mu et al. 2023, multi-gist).
  * A row that would see nothing (a padding row) sees itself, so its softmax stays finite; real rows never see it.
  */
-export function spanVisibility(opts: MaskOptions & { seqLen: number; gistSpans: ReadonlyArray<ReadonlyArray<GistSpan>> }): Visibility {
+export function spanVisibility(
+  opts: MaskOptions & { seqLen: number; gistSpans: ReadonlyArray<ReadonlyArray<GistSpan>> },
+): Visibility {
   const { seqLen: T, gistSpans } = opts;
   const B = gistSpans.length;
   check(B > 0, 'GIST_BAD_SHAPE', 'gistSpans', 'one list of spans per batch row', B);
@@ -43,7 +45,11 @@ export function spanVisibility(opts: MaskOptions & { seqLen: number; gistSpans: 
     const spans = [...gistSpans[b]].sort((x, y) => x.start - y.start);
     spans.forEach((s, n) =>
       check(
-        Number.isInteger(s.start) && Number.isInteger(s.length) && s.length > 0 && s.start >= 0 && s.start + s.length <= T &&
+        Number.isInteger(s.start) &&
+          Number.isInteger(s.length) &&
+          s.length > 0 &&
+          s.start >= 0 &&
+          s.start + s.length <= T &&
           (n === 0 || s.start >= spans[n - 1].start + spans[n - 1].length),
         'GIST_BAD_LAYOUT',
         `gistSpans[${b}][${n}]`,
@@ -102,7 +108,13 @@ export function downstreamVisibility(opts: MaskOptions & { batch?: number; seqLe
     B ??= rows.length;
     T ??= rows[0].length;
   }
-  check(B !== undefined && T !== undefined, 'GIST_BAD_SHAPE', 'downstreamVisibility', 'attentionMask, or batch and seqLen', opts);
+  check(
+    B !== undefined && T !== undefined,
+    'GIST_BAD_SHAPE',
+    'downstreamVisibility',
+    'attentionMask, or batch and seqLen',
+    opts,
+  );
   return spanVisibility({ ...opts, seqLen: T, gistSpans: Array.from({ length: B }, () => []) });
 }
 

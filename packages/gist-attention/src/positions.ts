@@ -24,7 +24,8 @@ export function positionIdsFromMask(attentionMask: Rows, offsets: number | Array
   const rows = toRows(attentionMask, 'attentionMask');
   const pad = paddingRows(rows, rows.length, rows[0].length, 'attentionMask');
   const offset = (b: number) => (typeof offsets === 'number' ? offsets : offsets[b]);
-  if (typeof offsets !== 'number') check(offsets.length === rows.length, 'GIST_BAD_SHAPE', 'offsets', `${rows.length} values`, offsets.length);
+  if (typeof offsets !== 'number')
+    check(offsets.length === rows.length, 'GIST_BAD_SHAPE', 'offsets', `${rows.length} values`, offsets.length);
   return pad.map((row, b) => {
     const o = offset(b);
     check(Number.isInteger(o) && o >= 0, 'GIST_BAD_SHAPE', `offsets[${b}]`, 'a non-negative integer', o);
@@ -38,7 +39,11 @@ export function positionIdsFromMask(attentionMask: Rows, offsets: number | Array
 
 /** int32 tensor [B, T] from position rows. */
 export function positionTensor(positions: ReadonlyArray<ReadonlyArray<number>>): tf.Tensor2D {
-  return tf.tensor2d(positions.map((r) => Array.from(r)), [positions.length, positions[0].length], 'int32');
+  return tf.tensor2d(
+    positions.map((r) => Array.from(r)),
+    [positions.length, positions[0].length],
+    'int32',
+  );
 }
 
 /** Position ids of a (possibly left-padded) hyper pass: 0, 1, … over each row's real tokens. int32 [B, T]. */
@@ -59,7 +64,14 @@ export function downstreamOffsets(
   checkScheme(scheme);
   if (scheme === 'restart') return gistPositions.map((p) => p.length);
   const pos = hyperPositions === undefined ? undefined : toRows(hyperPositions, 'hyperPositions');
-  if (pos) check(pos.length === gistPositions.length, 'GIST_BAD_SHAPE', 'hyperPositions', `${gistPositions.length} rows`, pos.length);
+  if (pos)
+    check(
+      pos.length === gistPositions.length,
+      'GIST_BAD_SHAPE',
+      'hyperPositions',
+      `${gistPositions.length} rows`,
+      pos.length,
+    );
   return gistPositions.map((p, b) => {
     const last = p[p.length - 1];
     return (pos ? pos[b][last] : last) + 1;
@@ -70,9 +82,18 @@ export function downstreamOffsets(
  * Position ids of the downstream pass behind a gist prefix: row b's real tokens are numbered from `offsets[b]`
  * (a prefix's `positionOffsets`), padding-aware. Give `attentionMask` [B, T], or `seqLen` for an unpadded batch.
  */
-export function downstreamPositionIds(offsets: ArrayLike<number>, opts: { attentionMask?: Rows; seqLen?: number }): tf.Tensor2D {
+export function downstreamPositionIds(
+  offsets: ArrayLike<number>,
+  opts: { attentionMask?: Rows; seqLen?: number },
+): tf.Tensor2D {
   const { attentionMask, seqLen = 0 } = opts;
-  check(attentionMask !== undefined || seqLen > 0, 'GIST_BAD_SHAPE', 'downstreamPositionIds', 'attentionMask or seqLen > 0', opts);
+  check(
+    attentionMask !== undefined || seqLen > 0,
+    'GIST_BAD_SHAPE',
+    'downstreamPositionIds',
+    'attentionMask or seqLen > 0',
+    opts,
+  );
   const mask = attentionMask ?? Array.from({ length: offsets.length }, () => Array.from({ length: seqLen }, () => 1));
   return positionTensor(positionIdsFromMask(mask, offsets));
 }

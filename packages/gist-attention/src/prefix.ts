@@ -40,7 +40,13 @@ export class Prefix implements KVPrefix {
   readonly meta: Readonly<Record<string, string>>;
 
   constructor(parts: PrefixParts) {
-    check(Array.isArray(parts.keys) && parts.keys.length > 0 && parts.values?.length === parts.keys.length, 'GIST_BAD_SHAPE', 'prefix', 'as many key as value tensors (>= 1)', [parts.keys?.length, parts.values?.length]);
+    check(
+      Array.isArray(parts.keys) && parts.keys.length > 0 && parts.values?.length === parts.keys.length,
+      'GIST_BAD_SHAPE',
+      'prefix',
+      'as many key as value tensors (>= 1)',
+      [parts.keys?.length, parts.values?.length],
+    );
     const scheme = parts.scheme ?? 'restart';
     checkScheme(scheme);
     this.keys = parts.keys;
@@ -65,10 +71,22 @@ export class Prefix implements KVPrefix {
 
   /** Row `i` as a batch-1 prefix (new tensors: the caller disposes them). */
   row(i: number): Prefix {
-    check(Number.isInteger(i) && i >= 0 && i < this.batch, 'GIST_BAD_SHAPE', 'row', `an index in 0..${this.batch - 1}`, i);
+    check(
+      Number.isInteger(i) && i >= 0 && i < this.batch,
+      'GIST_BAD_SHAPE',
+      'row',
+      `an index in 0..${this.batch - 1}`,
+      i,
+    );
     const pick = (t: tf.Tensor4D) => tf.slice(t, [i, 0, 0, 0], [1, t.shape[1], t.shape[2], t.shape[3]]) as tf.Tensor4D;
-    const pickRow = <T>(xs: readonly T[] | undefined): T[] | undefined => (xs === undefined ? undefined : [xs.length === 1 ? xs[0] : xs[i]]);
-    return this.with({ keys: this.keys.map(pick), values: this.values.map(pick), positionOffsets: pickRow(this.positionOffsets), attentionMask: pickRow(this.attentionMask) });
+    const pickRow = <T>(xs: readonly T[] | undefined): T[] | undefined =>
+      xs === undefined ? undefined : [xs.length === 1 ? xs[0] : xs[i]];
+    return this.with({
+      keys: this.keys.map(pick),
+      values: this.values.map(pick),
+      positionOffsets: pickRow(this.positionOffsets),
+      attentionMask: pickRow(this.attentionMask),
+    });
   }
 
   /** Prefixes of the same length, layers and scheme as one batch, in order (new tensors: the caller disposes them). */
@@ -76,16 +94,41 @@ export class Prefix implements KVPrefix {
     check(prefixes.length > 0, 'GIST_BAD_SHAPE', 'prefixes', 'at least one prefix', prefixes.length);
     const [first] = prefixes;
     prefixes.forEach((p, n) => {
-      check(p.length === first.length && p.keys.length === first.keys.length, 'GIST_BAD_SHAPE', `prefixes[${n}]`, `${first.keys.length} layers of length ${first.length} (as prefixes[0])`, [p.keys.length, p.length]);
-      check(p.scheme === first.scheme, 'GIST_BAD_SCHEME', `prefixes[${n}].scheme`, `"${first.scheme}" (as prefixes[0])`, p.scheme);
+      check(
+        p.length === first.length && p.keys.length === first.keys.length,
+        'GIST_BAD_SHAPE',
+        `prefixes[${n}]`,
+        `${first.keys.length} layers of length ${first.length} (as prefixes[0])`,
+        [p.keys.length, p.length],
+      );
+      check(
+        p.scheme === first.scheme,
+        'GIST_BAD_SCHEME',
+        `prefixes[${n}].scheme`,
+        `"${first.scheme}" (as prefixes[0])`,
+        p.scheme,
+      );
     });
-    const perRow = <T>(p: Prefix, xs: readonly T[]): T[] => (xs.length === p.batch ? [...xs] : Array.from({ length: p.batch }, () => xs[0]));
+    const perRow = <T>(p: Prefix, xs: readonly T[]): T[] =>
+      xs.length === p.batch ? [...xs] : Array.from({ length: p.batch }, () => xs[0]);
     const masks = prefixes.some((p) => p.attentionMask)
       ? prefixes.flatMap((p) => perRow(p, p.attentionMask ?? [Array<number>(p.length).fill(1)]))
       : undefined;
     return new Prefix({
-      keys: first.keys.map((_, l) => tf.concat(prefixes.map((p) => p.keys[l]), 0) as tf.Tensor4D),
-      values: first.values.map((_, l) => tf.concat(prefixes.map((p) => p.values[l]), 0) as tf.Tensor4D),
+      keys: first.keys.map(
+        (_, l) =>
+          tf.concat(
+            prefixes.map((p) => p.keys[l]),
+            0,
+          ) as tf.Tensor4D,
+      ),
+      values: first.values.map(
+        (_, l) =>
+          tf.concat(
+            prefixes.map((p) => p.values[l]),
+            0,
+          ) as tf.Tensor4D,
+      ),
       length: first.length,
       scheme: first.scheme,
       positionOffsets: prefixes.flatMap((p) => perRow(p, p.positionOffsets)),
@@ -140,7 +183,13 @@ export function extractGistPrefix(
   opts: ExtractOptions,
 ): Prefix {
   checkScheme(scheme);
-  check(Array.isArray(kv) && kv.length > 0, 'GIST_BAD_SHAPE', 'kv', 'one {keysPreRope, keys, values} per layer', kv?.length);
+  check(
+    Array.isArray(kv) && kv.length > 0,
+    'GIST_BAD_SHAPE',
+    'kv',
+    'one {keysPreRope, keys, values} per layer',
+    kv?.length,
+  );
   const first = kv[0]?.values?.shape;
   check(first?.length === 4, 'GIST_BAD_SHAPE', 'kv[0].values', 'a 4-D tensor [B, nKvHeads, T, headDim]', first);
   const [B, H, T, hd] = first;
@@ -158,12 +207,26 @@ export function extractGistPrefix(
     }
   });
   check(hd === opts.headDim, 'GIST_BAD_SHAPE', 'headDim', `${hd} (the K/V head size)`, opts.headDim);
-  check(gistPositions.length === B, 'GIST_BAD_SHAPE', 'gistPositions', `${B} rows (the K/V batch)`, gistPositions.length);
+  check(
+    gistPositions.length === B,
+    'GIST_BAD_SHAPE',
+    'gistPositions',
+    `${B} rows (the K/V batch)`,
+    gistPositions.length,
+  );
   const k = gistPositions[0].length;
   check(k > 0, 'GIST_BAD_LAYOUT', 'gistPositions[0]', 'at least one gist', k);
   gistPositions.forEach((row, b) => {
     check(row.length === k, 'GIST_BAD_LAYOUT', `gistPositions[${b}]`, `${k} positions (as row 0)`, row.length);
-    row.forEach((t, j) => check(Number.isInteger(t) && t >= 0 && t < T, 'GIST_BAD_LAYOUT', `gistPositions[${b}][${j}]`, `an index in 0..${T - 1}`, t));
+    row.forEach((t, j) =>
+      check(
+        Number.isInteger(t) && t >= 0 && t < T,
+        'GIST_BAD_LAYOUT',
+        `gistPositions[${b}][${j}]`,
+        `an index in 0..${T - 1}`,
+        t,
+      ),
+    );
   });
   const positionOffsets = downstreamOffsets(scheme, gistPositions, opts.hyperPositions);
 
@@ -182,11 +245,12 @@ export function extractGistPrefix(
     );
     return {
       keys: kv.map((layer) =>
-        scheme === 'restart' ? applyRope(pick(layer.keysPreRope), restartPositions, opts.ropeTheta, opts.headDim) : pick(layer.keys),
+        scheme === 'restart'
+          ? applyRope(pick(layer.keysPreRope), restartPositions, opts.ropeTheta, opts.headDim)
+          : pick(layer.keys),
       ),
       values: kv.map((layer) => pick(layer.values)),
     };
   });
   return new Prefix({ keys, values, length: k, scheme, positionOffsets });
 }
-

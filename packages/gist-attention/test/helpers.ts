@@ -27,7 +27,11 @@ export function tinyModel(numHiddenLayers: number, seed = 1): LlamaModel {
 }
 
 /** Logits [B][T][V] of one forward; every tensor made here is disposed. */
-export function logitsOf(model: LlamaModel, ids: number[][], opts: Omit<ForwardOptions, 'inputIds'> = {}): number[][][] {
+export function logitsOf(
+  model: LlamaModel,
+  ids: number[][],
+  opts: Omit<ForwardOptions, 'inputIds'> = {},
+): number[][][] {
   return tf.tidy(() => {
     const inputIds = tf.tensor2d(ids, [ids.length, ids[0].length], 'int32');
     return model.forward({ ...opts, inputIds }).logits!.arraySync() as number[][][];

@@ -33,7 +33,13 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'gist-prefix-'));
   const rng = new Rng(7);
   const make = () => tf.tensor4d(rng.normalArray(2 * 2 * 3 * 4), [2, 2, 3, 4]);
-  prefix = new Prefix({ keys: [make(), make()], values: [make(), make()], length: 3, scheme: 'continue', positionOffsets: [9, 12] });
+  prefix = new Prefix({
+    keys: [make(), make()],
+    values: [make(), make()],
+    length: 3,
+    scheme: 'continue',
+    positionOffsets: [9, 12],
+  });
 });
 
 afterAll(() => {
@@ -67,7 +73,12 @@ describe('Prefix.save / Prefix.load', () => {
     }
     // the file is plain safetensors that any reader understands
     const raw = readSafetensors(path);
-    expect([...raw.tensors.keys()].sort()).toEqual(['layers.0.keys', 'layers.0.values', 'layers.1.keys', 'layers.1.values']);
+    expect([...raw.tensors.keys()].sort()).toEqual([
+      'layers.0.keys',
+      'layers.0.values',
+      'layers.1.keys',
+      'layers.1.values',
+    ]);
     expect(raw.metadata.k).toBe('3');
     expect(raw.metadata.scheme).toBe('continue');
     back.dispose();
@@ -115,7 +126,15 @@ describe('Prefix.save / Prefix.load', () => {
   it('malformed prefix files and reserved metadata keys are typed errors', () => {
     const path = join(dir, 'bad.safetensors');
     const t = fromFloat32(new Float32Array(2 * 3 * 4), [1, 2, 3, 4]);
-    const md = { format: 'hyperllama-kv-prefix', format_version: '1', k: '3', scheme: 'restart', config_hash: configHash(config), num_layers: '2', position_offsets: '[3]' };
+    const md = {
+      format: 'hyperllama-kv-prefix',
+      format_version: '1',
+      k: '3',
+      scheme: 'restart',
+      config_hash: configHash(config),
+      num_layers: '2',
+      position_offsets: '[3]',
+    };
     writeSafetensors(path, { 'layers.0.keys': t, 'layers.0.values': t, 'layers.1.keys': t }, md);
     expect(codeOf(() => Prefix.load(path))).toBe('GIST_BAD_PREFIX_FILE'); // layers.1.values missing
     writeSafetensors(path, { 'layers.0.keys': t, 'layers.0.values': t }, { ...md, num_layers: '1', k: '2' });
@@ -135,15 +154,36 @@ describe('Prefix.save / Prefix.load', () => {
     const values = new Float32Array(2 * 3 * 4);
     values[7] = NaN;
     const t = fromFloat32(values, [1, 2, 3, 4]);
-    const md = { format: 'hyperllama-kv-prefix', format_version: '1', k: '3', scheme: 'restart', config_hash: configHash(config), num_layers: '1', position_offsets: '[3]' };
-    writeSafetensors(path, { 'layers.0.keys': fromFloat32(new Float32Array(24), [1, 2, 3, 4]), 'layers.0.values': t }, md);
+    const md = {
+      format: 'hyperllama-kv-prefix',
+      format_version: '1',
+      k: '3',
+      scheme: 'restart',
+      config_hash: configHash(config),
+      num_layers: '1',
+      position_offsets: '[3]',
+    };
+    writeSafetensors(
+      path,
+      { 'layers.0.keys': fromFloat32(new Float32Array(24), [1, 2, 3, 4]), 'layers.0.values': t },
+      md,
+    );
     expect(() => Prefix.load(path)).toThrow(`${path}: layers.0.values: expected finite values, got "NaN at index 7"`);
   });
 
   it('a file written by hand in the format (as older versions wrote it) loads, its extra metadata in meta', () => {
     const path = join(dir, 'old.safetensors');
     const values = Float32Array.from({ length: 24 }, (_, i) => i / 10);
-    const md = { format: 'hyperllama-kv-prefix', format_version: '1', k: '3', scheme: 'restart', config_hash: configHash(config), num_layers: '2', position_offsets: '[3]', task: 'old' };
+    const md = {
+      format: 'hyperllama-kv-prefix',
+      format_version: '1',
+      k: '3',
+      scheme: 'restart',
+      config_hash: configHash(config),
+      num_layers: '2',
+      position_offsets: '[3]',
+      task: 'old',
+    };
     const t = fromFloat32(values, [1, 2, 3, 4]);
     writeSafetensors(path, { 'layers.0.keys': t, 'layers.0.values': t, 'layers.1.keys': t, 'layers.1.values': t }, md);
     const p = Prefix.load(path, config);
@@ -154,26 +194,55 @@ describe('Prefix.save / Prefix.load', () => {
 });
 
 describe('Prefix: defaults, views, rows and batches', () => {
-  const layer = (b: number, start: number) => tf.tensor4d(Float32Array.from({ length: b * 2 * 3 * 4 }, (_, i) => start + i), [b, 2, 3, 4]);
+  const layer = (b: number, start: number) =>
+    tf.tensor4d(
+      Float32Array.from({ length: b * 2 * 3 * 4 }, (_, i) => start + i),
+      [b, 2, 3, 4],
+    );
 
   it('defaults: length from the tensors, restart, offsets [length], no mask, empty meta', () => {
     const p = new Prefix({ keys: [layer(1, 0)], values: [layer(1, 100)] });
-    expect([p.length, p.scheme, p.positionOffsets, p.attentionMask, p.meta, p.batch]).toEqual([3, 'restart', [3], undefined, {}, 1]);
+    expect([p.length, p.scheme, p.positionOffsets, p.attentionMask, p.meta, p.batch]).toEqual([
+      3,
+      'restart',
+      [3],
+      undefined,
+      {},
+      1,
+    ]);
     p.dispose();
     expect(p.keys[0].isDisposed && p.values[0].isDisposed).toBe(true);
   });
 
   it('row(i) and stack(...) are inverse: tensors, offsets and visible columns per row', () => {
-    const a = new Prefix({ keys: [layer(2, 0)], values: [layer(2, 100)], scheme: 'continue', positionOffsets: [7, 9], attentionMask: [[1, 1, 1], [0, 1, 1]] });
+    const a = new Prefix({
+      keys: [layer(2, 0)],
+      values: [layer(2, 100)],
+      scheme: 'continue',
+      positionOffsets: [7, 9],
+      attentionMask: [
+        [1, 1, 1],
+        [0, 1, 1],
+      ],
+    });
     const r1 = a.row(1);
     expect([r1.batch, r1.positionOffsets, r1.attentionMask, r1.scheme]).toEqual([1, [9], [[0, 1, 1]], 'continue']);
     expect(r1.keys[0].dataSync()).toEqual(a.keys[0].dataSync().slice(24));
     const r0 = a.row(0);
     const back = Prefix.stack([r0, r1]);
-    expect([back.batch, back.positionOffsets, back.attentionMask]).toEqual([2, [7, 9], [[1, 1, 1], [0, 1, 1]]]);
+    expect([back.batch, back.positionOffsets, back.attentionMask]).toEqual([
+      2,
+      [7, 9],
+      [
+        [1, 1, 1],
+        [0, 1, 1],
+      ],
+    ]);
     expect(back.values[0].dataSync()).toEqual(a.values[0].dataSync());
     expect(codeOf(() => a.row(2))).toBe('GIST_BAD_SHAPE');
-    expect(codeOf(() => Prefix.stack([r0, new Prefix({ keys: [layer(1, 0)], values: [layer(1, 0)], scheme: 'restart' })]))).toBe('GIST_BAD_SCHEME');
+    expect(
+      codeOf(() => Prefix.stack([r0, new Prefix({ keys: [layer(1, 0)], values: [layer(1, 0)], scheme: 'restart' })])),
+    ).toBe('GIST_BAD_SCHEME');
     for (const p of [a, r0, r1, back]) p.dispose();
   });
 
@@ -183,7 +252,9 @@ describe('Prefix: defaults, views, rows and batches', () => {
     expect(b.keys[0]).toBe(a.keys[0]);
     expect([a.positionOffsets, b.positionOffsets]).toEqual([[3], [5]]);
     expect(codeOf(() => new Prefix({ keys: [layer(1, 0)], values: [] }))).toBe('GIST_BAD_SHAPE');
-    expect(codeOf(() => new Prefix({ keys: [layer(1, 0)], values: [layer(1, 0)], scheme: 'middle' as 'restart' }))).toBe('GIST_BAD_SCHEME');
+    expect(
+      codeOf(() => new Prefix({ keys: [layer(1, 0)], values: [layer(1, 0)], scheme: 'middle' as 'restart' })),
+    ).toBe('GIST_BAD_SCHEME');
     a.dispose();
   });
 });

@@ -29,9 +29,7 @@ describe('gist masks equal hand-written fixtures', () => {
   it('Gisting (Mu et al. 2023): tokens after the gist see the gist and later tokens only', () => {
     const v = gistVisibility({ inputIds: [[BOS, 5, 6, G, 7, 8]], gistIds: [G] });
     expect(v.shape).toEqual([1, 1, 6, 6]);
-    expect(visibilityRows(v)[0]).toEqual(
-      grid(['100000', '110000', '111000', '111100', '000110', '000111']),
-    );
+    expect(visibilityRows(v)[0]).toEqual(grid(['100000', '110000', '111000', '111100', '000110', '000111']));
   });
 
   it('multi-gist: after a block starting at s with k gists, rows >= s+k see no column < s', () => {
@@ -60,11 +58,25 @@ describe('gist masks equal hand-written fixtures', () => {
     expect(rows[0]).toEqual(grid(['100000', '010000', '001000', '001100', '001110', '001111']));
     expect(rows[1]).toEqual(grid(['100000', '110000', '111000', '111100', '111110', '111111']));
     expect(rows[2]).toEqual(grid(['100000', '110000', '111000', '000100', '000010', '000001']));
-    expect(findGistPositions(
-      [[PAD, PAD, BOS, 5, G, H], [BOS, 5, 6, 7, G, H], [BOS, G, H, PAD, PAD, PAD]],
-      [G, H],
-      [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]],
-    )).toEqual([[4, 5], [4, 5], [1, 2]]);
+    expect(
+      findGistPositions(
+        [
+          [PAD, PAD, BOS, 5, G, H],
+          [BOS, 5, 6, 7, G, H],
+          [BOS, G, H, PAD, PAD, PAD],
+        ],
+        [G, H],
+        [
+          [0, 0, 1, 1, 1, 1],
+          [1, 1, 1, 1, 1, 1],
+          [1, 1, 1, 0, 0, 0],
+        ],
+      ),
+    ).toEqual([
+      [4, 5],
+      [4, 5],
+      [1, 2],
+    ]);
   });
 
   it('a gist id sitting on a padding position is not a gist', () => {
@@ -74,7 +86,14 @@ describe('gist masks equal hand-written fixtures', () => {
   });
 
   it('downstream pass: P prefix columns visible, causal over its own tokens, padding hidden', () => {
-    const v = downstreamVisibility({ prefixLength: 2, attentionMask: [[1, 1, 1], [1, 1, 0], [0, 1, 1]] });
+    const v = downstreamVisibility({
+      prefixLength: 2,
+      attentionMask: [
+        [1, 1, 1],
+        [1, 1, 0],
+        [0, 1, 1],
+      ],
+    });
     expect(v.shape).toEqual([3, 1, 3, 5]);
     const rows = visibilityRows(v);
     expect(rows[0]).toEqual(grid(['11 100', '11 110', '11 111']));
@@ -100,14 +119,24 @@ describe('gist masks equal hand-written fixtures', () => {
     expect(down).toEqual(grid(['11 100', '11 110', '11 111']));
     // The same two passes as one sequence [BOS A D gists B C] under the gist mask: the rows of B, C see exactly the
     // gist columns and their own causal columns, which is the downstream mask above.
-    const joint = visibilityRows(gistVisibility({ inputIds: [[BOS, ...A, ...D, G, H, ...B, ...C]], gistIds: [G, H] }))[0];
+    const joint = visibilityRows(
+      gistVisibility({ inputIds: [[BOS, ...A, ...D, G, H, ...B, ...C]], gistIds: [G, H] }),
+    )[0];
     expect(joint.slice(6).map((r) => r.slice(4))).toEqual(down);
     expect(joint.slice(6).every((r) => r.slice(0, 4).every((x) => x === 0))).toBe(true);
   });
 
   it('spans give the same mask as ids', () => {
     const fromIds = gistVisibility({ inputIds: [[BOS, 5, G, H, 6, 7, G, 8]], gistIds: [G, H] });
-    const fromSpans = spanVisibility({ seqLen: 8, gistSpans: [[{ start: 2, length: 2 }, { start: 6, length: 1 }]] });
+    const fromSpans = spanVisibility({
+      seqLen: 8,
+      gistSpans: [
+        [
+          { start: 2, length: 2 },
+          { start: 6, length: 1 },
+        ],
+      ],
+    });
     expect(fromSpans).toEqual(fromIds);
   });
 
@@ -115,10 +144,20 @@ describe('gist masks equal hand-written fixtures', () => {
     const m = gistMask({ inputIds: [[BOS, G, 7]], gistIds: [G] });
     expect(m.dtype).toBe('float32');
     expect(m.shape).toEqual([1, 1, 3, 3]);
-    expect(m.arraySync()).toEqual([[[[0, -1e9, -1e9].map(Math.fround), [0, 0, -1e9].map(Math.fround), [-1e9, 0, 0].map(Math.fround)]]]);
+    expect(m.arraySync()).toEqual([
+      [[[0, -1e9, -1e9].map(Math.fround), [0, 0, -1e9].map(Math.fround), [-1e9, 0, 0].map(Math.fround)]],
+    ]);
     const b = toBooleanMask(gistVisibility({ inputIds: [[BOS, G, 7]], gistIds: [G] }));
     expect(b.dtype).toBe('bool');
-    expect(b.arraySync()).toEqual([[[[1, 0, 0], [1, 1, 0], [0, 1, 1]]]]);
+    expect(b.arraySync()).toEqual([
+      [
+        [
+          [1, 0, 0],
+          [1, 1, 0],
+          [0, 1, 1],
+        ],
+      ],
+    ]);
     const d = downstreamMask({ prefixLength: 1, batch: 2, seqLen: 1 });
     expect(d.shape).toEqual([2, 1, 1, 2]);
     expect(Array.from(d.dataSync())).toEqual([0, 0, 0, 0]);
@@ -127,8 +166,14 @@ describe('gist masks equal hand-written fixtures', () => {
 
   it('every query row, padded or not, sees at least one column', () => {
     const v = gistVisibility({
-      inputIds: [[PAD, PAD, PAD, PAD], [BOS, G, 5, PAD]],
-      attentionMask: [[0, 0, 0, 0], [1, 1, 1, 0]],
+      inputIds: [
+        [PAD, PAD, PAD, PAD],
+        [BOS, G, 5, PAD],
+      ],
+      attentionMask: [
+        [0, 0, 0, 0],
+        [1, 1, 1, 0],
+      ],
       gistIds: [G],
     });
     for (const row of visibilityRows(v).flat()) expect(row.some((x) => x === 1)).toBe(true);
@@ -155,16 +200,41 @@ describe('bad input is a typed error', () => {
     expectError(() => gistVisibility({ inputIds: [[1, 2]], gistIds: [] }), 'GIST_BAD_ID');
     expectError(() => gistVisibility({ inputIds: [[1, 2.5]], gistIds: [G] }), 'GIST_BAD_ID');
     expectError(() => downstreamVisibility({ prefixLength: -1, batch: 1, seqLen: 2 }), 'GIST_BAD_SHAPE');
-    expectError(() => downstreamVisibility({ prefixLength: 2, prefixMask: [[1]], batch: 1, seqLen: 2 }), 'GIST_BAD_SHAPE');
+    expectError(
+      () => downstreamVisibility({ prefixLength: 2, prefixMask: [[1]], batch: 1, seqLen: 2 }),
+      'GIST_BAD_SHAPE',
+    );
     expectError(() => downstreamVisibility({ prefixLength: 2 }), 'GIST_BAD_SHAPE');
     expectError(() => spanVisibility({ seqLen: 4, gistSpans: [[{ start: 3, length: 2 }]] }), 'GIST_BAD_LAYOUT');
-    expectError(() => spanVisibility({ seqLen: 4, gistSpans: [[{ start: 0, length: 2 }, { start: 1, length: 1 }]] }), 'GIST_BAD_LAYOUT');
+    expectError(
+      () =>
+        spanVisibility({
+          seqLen: 4,
+          gistSpans: [
+            [
+              { start: 0, length: 2 },
+              { start: 1, length: 1 },
+            ],
+          ],
+        }),
+      'GIST_BAD_LAYOUT',
+    );
   });
 
   it('gist positions need exactly one block of the same size in every row', () => {
     expectError(() => findGistPositions([[1, G, 5, G]], [G]), 'GIST_BAD_LAYOUT');
     expectError(() => findGistPositions([[1, 5, 6, 7]], [G]), 'GIST_BAD_LAYOUT');
-    expectError(() => findGistPositions([[1, G, G, 5], [1, 5, 6, G]], [G]), 'GIST_BAD_LAYOUT');
+    expectError(
+      () =>
+        findGistPositions(
+          [
+            [1, G, G, 5],
+            [1, 5, 6, G],
+          ],
+          [G],
+        ),
+      'GIST_BAD_LAYOUT',
+    );
   });
 
   it('the message names the field, the expected and the actual value', () => {

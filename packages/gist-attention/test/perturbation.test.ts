@@ -42,14 +42,21 @@ function gistRule(ids: number[], pad: number[]): boolean[][] {
       else spans.push([t, t + 1]);
     }
   });
-  return ids.map((_, i) => ids.map((_, j) => j <= i && pad[i] === 1 && pad[j] === 1 && !spans.some(([s, e]) => j < s && i >= e)));
+  return ids.map((_, i) =>
+    ids.map((_, j) => j <= i && pad[i] === 1 && pad[j] === 1 && !spans.some(([s, e]) => j < s && i >= e)),
+  );
 }
 
 /**
  * For every position j of row b that is not a gist: change its token and record which real rows' logits moved.
  * Returns moved[i][j] (undefined for padded rows i), after checking each difference is either <= 1e-6 or > 1e-4.
  */
-function dependence(run: (ids: number[][]) => number[][][], ids: number[][], pad: number[][], b: number): (boolean | undefined)[][] {
+function dependence(
+  run: (ids: number[][]) => number[][][],
+  ids: number[][],
+  pad: number[][],
+  b: number,
+): (boolean | undefined)[][] {
   const base = run(ids)[b];
   const T = ids[b].length;
   const moved: (boolean | undefined)[][] = Array.from({ length: T }, () => Array.from({ length: T }, () => undefined));
@@ -60,7 +67,9 @@ function dependence(run: (ids: number[][]) => number[][][], ids: number[][], pad
     const diffs = rowDiffs(run(changed)[b], base);
     diffs.forEach((d, i) => {
       if (pad[b][i] === 0) return;
-      expect(d <= UNCHANGED || d > CHANGED, `row ${i} after changing token ${j}: difference ${d} is ambiguous`).toBe(true);
+      expect(d <= UNCHANGED || d > CHANGED, `row ${i} after changing token ${j}: difference ${d} is ambiguous`).toBe(
+        true,
+      );
       moved[i][j] = d > CHANGED;
     });
   }
@@ -203,7 +212,8 @@ describe('downstream pass behind a prefix through the model', () => {
   };
 
   it('own tokens: causal, padding invisible; an all-padding row stays finite', () => {
-    const causal = (b: number) => ids[b].map((_, i) => ids[b].map((_, j) => j <= i && pad[b][i] === 1 && pad[b][j] === 1));
+    const causal = (b: number) =>
+      ids[b].map((_, i) => ids[b].map((_, j) => j <= i && pad[b][i] === 1 && pad[b][j] === 1));
     for (const b of [0, 1]) expectPattern(dependence(run(prefix), ids, pad, b), causal(b));
     expect(run(prefix)(ids).flat(2).every(Number.isFinite)).toBe(true);
   });

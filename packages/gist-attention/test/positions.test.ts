@@ -42,8 +42,18 @@ describe('position ids for the two schemes', () => {
   it('continue: downstream continues one past each row’s last gist position (left padding accounted for)', () => {
     expect(downstreamOffsets('continue', gistPositions, positionIdsFromMask(hyperMask))).toEqual([4, 6]);
     // without the hyper positions, indices are taken as positions (right for unpadded or right-padded hyper inputs)
-    expect(downstreamOffsets('continue', [[1, 2], [4, 5]])).toEqual([3, 6]);
-    const p = downstreamPositionIds([4, 6], { attentionMask: [[1, 1, 0], [1, 1, 1]] });
+    expect(
+      downstreamOffsets('continue', [
+        [1, 2],
+        [4, 5],
+      ]),
+    ).toEqual([3, 6]);
+    const p = downstreamPositionIds([4, 6], {
+      attentionMask: [
+        [1, 1, 0],
+        [1, 1, 1],
+      ],
+    });
     expect(p.arraySync()).toEqual([
       [4, 5, 5],
       [6, 7, 8],

@@ -64,13 +64,25 @@ const ints = (rows: number[][]) => tf.tensor2d(rows, [rows.length, rows[0].lengt
 
 /** Hyper pass (left- or right-padded) with returnKV; returns the prefix under `scheme` and the gist positions. */
 function hyperPrefix(side: 'left' | 'right', scheme: PositionScheme, shift = 0, embeddings = extra): Prefix {
-  const hyper = padRows(examples.map((e) => [...e, ...GISTS]), { padId: PAD, side });
+  const hyper = padRows(
+    examples.map((e) => [...e, ...GISTS]),
+    { padId: PAD, side },
+  );
   return tf.tidy(() => {
     const mask = gistMask({ ...hyper, gistIds: GISTS });
     const positionIds = tf.add(hyperPositionIds(hyper.attentionMask), shift) as tf.Tensor2D;
-    const { kv } = model.forward({ inputIds: ints(hyper.inputIds), extraEmbeddings: embeddings, mask, positionIds, returnKV: true });
+    const { kv } = model.forward({
+      inputIds: ints(hyper.inputIds),
+      extraEmbeddings: embeddings,
+      mask,
+      positionIds,
+      returnKV: true,
+    });
     const gistPositions = findGistPositions(hyper.inputIds, GISTS, hyper.attentionMask);
-    return extractGistPrefix(kv!, gistPositions, scheme, { ...config, hyperPositions: positionIds }) as unknown as tf.TensorContainer;
+    return extractGistPrefix(kv!, gistPositions, scheme, {
+      ...config,
+      hyperPositions: positionIds,
+    }) as unknown as tf.TensorContainer;
   }) as unknown as Prefix;
 }
 
@@ -86,7 +98,10 @@ function downstreamLogits(prefix: Prefix): tf.Tensor3D {
 
 /** The single forward over [hyper; downstream] (hyper part padded on `side`): logits of the downstream tokens. */
 function jointLogits(side: 'left' | 'right'): number[][][] {
-  const hyper = padRows(examples.map((e) => [...e, ...GISTS]), { padId: PAD, side });
+  const hyper = padRows(
+    examples.map((e) => [...e, ...GISTS]),
+    { padId: PAD, side },
+  );
   const down = padRows(downstream, { padId: PAD, side: 'right' });
   const ids = hyper.inputIds.map((h, b) => [...h, ...down.inputIds[b]]);
   const pad = hyper.attentionMask.map((h, b) => [...h, ...down.attentionMask[b]]);
@@ -102,7 +117,9 @@ function jointLogits(side: 'left' | 'right'): number[][][] {
 /** Largest |a - b| over the real downstream tokens. */
 function maxDiff(a: number[][][], b: number[][][]): number {
   let m = 0;
-  downstream.forEach((row, bIdx) => row.forEach((_, t) => a[bIdx][t].forEach((v, n) => (m = Math.max(m, Math.abs(v - b[bIdx][t][n]))))));
+  downstream.forEach((row, bIdx) =>
+    row.forEach((_, t) => a[bIdx][t].forEach((v, n) => (m = Math.max(m, Math.abs(v - b[bIdx][t][n]))))),
+  );
   return m;
 }
 
@@ -115,7 +132,9 @@ describe('a prefix extracted under each scheme gives the downstream logits of th
         expect(prefix.length).toBe(k);
         expect(prefix.keys).toHaveLength(config.numHiddenLayers);
         expect(prefix.keys[0].shape).toEqual([2, config.numKeyValueHeads, k, config.headDim]); // GQA: nKv heads
-        expect(prefix.positionOffsets).toEqual(scheme === 'restart' ? [k, k] : [examples[0].length + k, examples[1].length + k]);
+        expect(prefix.positionOffsets).toEqual(
+          scheme === 'restart' ? [k, k] : [examples[0].length + k, examples[1].length + k],
+        );
         const logits = downstreamLogits(prefix);
         const got = logits.arraySync() as number[][][];
         const want = jointLogits(side);
@@ -136,7 +155,11 @@ describe('restart scheme', () => {
     const cont = hyperPrefix('left', 'continue');
     const rest = hyperPrefix('left', 'restart');
     // hyper positions of the gists: row b's gists sit at L_b - k .. L_b - 1, so rotate by j - (L_b - k + j) = k - L_b
-    const back = tf.tensor2d(examples.map((e) => Array.from({ length: k }, () => -e.length)), [2, k], 'int32');
+    const back = tf.tensor2d(
+      examples.map((e) => Array.from({ length: k }, () => -e.length)),
+      [2, k],
+      'int32',
+    );
     for (let l = 0; l < config.numHiddenLayers; l++) {
       const rotated = applyRope(cont.keys[l], back, config.ropeTheta, config.headDim);
       expect(tf.max(tf.abs(tf.sub(rotated, rest.keys[l]))).dataSync()[0]).toBeLessThan(1e-5);
@@ -176,11 +199,15 @@ describe('extraction keeps gradients and round-trips through a file', () => {
     const grad = tf.grad((emb: tf.Tensor) => loss(emb as tf.Tensor2D))(extra);
     const g = grad.arraySync() as number[][];
     expect(g.flat().every(Number.isFinite)).toBe(true);
-    for (const [r, c] of [[0, 0], [1, 3]]) {
+    for (const [r, c] of [
+      [0, 0],
+      [1, 3],
+    ]) {
       const eps = 1e-2;
       const bump = tf.buffer([k, config.hiddenSize]);
       bump.set(eps, r, c);
-      const at = (sign: number) => tf.tidy(() => loss(tf.add(extra, tf.mul(bump.toTensor(), sign)) as tf.Tensor2D).dataSync()[0]);
+      const at = (sign: number) =>
+        tf.tidy(() => loss(tf.add(extra, tf.mul(bump.toTensor(), sign)) as tf.Tensor2D).dataSync()[0]);
       const numeric = (at(1) - at(-1)) / (2 * eps);
       expect(Math.abs(g[r][c])).toBeGreaterThan(1e-3);
       expect(Math.abs(numeric - g[r][c])).toBeLessThan(0.02 * Math.abs(g[r][c]) + 1e-3);
@@ -219,13 +246,61 @@ describe('extractGistPrefix rejects bad input with typed errors', () => {
   it('positions, batch, shapes, scheme', () => {
     const opts = { ropeTheta: 10000, headDim: 4 };
     expect(code(() => extractGistPrefix(kv(), [[3, 4]], 'restart', opts))).toBe('GIST_BAD_SHAPE'); // batch 2, one row
-    expect(code(() => extractGistPrefix(kv(), [[3, 5], [3, 4]], 'restart', opts))).toBe('GIST_BAD_LAYOUT'); // 5 >= T
+    expect(
+      code(() =>
+        extractGistPrefix(
+          kv(),
+          [
+            [3, 5],
+            [3, 4],
+          ],
+          'restart',
+          opts,
+        ),
+      ),
+    ).toBe('GIST_BAD_LAYOUT'); // 5 >= T
     expect(code(() => extractGistPrefix(kv(), [[3, 4], [4]], 'continue', opts))).toBe('GIST_BAD_LAYOUT'); // ragged k
-    expect(code(() => extractGistPrefix(kv(), [[3, 4], [3, 4]], 'sideways' as 'restart', opts))).toBe('GIST_BAD_SCHEME');
-    expect(code(() => extractGistPrefix(kv(), [[3, 4], [3, 4]], 'restart', { ...opts, headDim: 8 }))).toBe('GIST_BAD_SHAPE');
+    expect(
+      code(() =>
+        extractGistPrefix(
+          kv(),
+          [
+            [3, 4],
+            [3, 4],
+          ],
+          'sideways' as 'restart',
+          opts,
+        ),
+      ),
+    ).toBe('GIST_BAD_SCHEME');
+    expect(
+      code(() =>
+        extractGistPrefix(
+          kv(),
+          [
+            [3, 4],
+            [3, 4],
+          ],
+          'restart',
+          { ...opts, headDim: 8 },
+        ),
+      ),
+    ).toBe('GIST_BAD_SHAPE');
     expect(code(() => extractGistPrefix([], [[3, 4]], 'restart', opts))).toBe('GIST_BAD_SHAPE');
     const bad = kv();
     bad[0] = { ...bad[0], values: tf.zeros([2, 2, 6, 4]) as tf.Tensor4D };
-    expect(code(() => extractGistPrefix([...kv(), bad[0]], [[3, 4], [3, 4]], 'restart', opts))).toBe('GIST_BAD_SHAPE');
+    expect(
+      code(() =>
+        extractGistPrefix(
+          [...kv(), bad[0]],
+          [
+            [3, 4],
+            [3, 4],
+          ],
+          'restart',
+          opts,
+        ),
+      ),
+    ).toBe('GIST_BAD_SHAPE');
   });
 });

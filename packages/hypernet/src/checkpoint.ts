@@ -4,7 +4,14 @@ import { dirname, join, resolve } from 'node:path';
 import type { PositionScheme } from '@hyperllama/gist-attention';
 import type { LlamaModel } from '@hyperllama/llama-model';
 import { loadAdapter, readAdapterConfig, saveAdapter, type PeftLoraConfig } from '@hyperllama/lora';
-import { HyperLlamaError, fromFloat32, readSafetensors, toFloat32, writeFileAtomic, writeSafetensors } from '@hyperllama/runtime';
+import {
+  HyperLlamaError,
+  fromFloat32,
+  readSafetensors,
+  toFloat32,
+  writeFileAtomic,
+  writeSafetensors,
+} from '@hyperllama/runtime';
 import { HypernetError, bad } from './errors.js';
 import { DOWNSTREAM_VIEWS, HyperLlama, type AdapterOptions, type DownstreamView } from './hyperllama.js';
 
@@ -99,9 +106,14 @@ export function writeHyperLlama(hl: HyperLlama, dir: string, opts: SaveHyperLlam
   mkdirSync(dir, { recursive: true });
   const basePath = opts.basePath ?? null;
   saveAdapter(hl.model, 'hyper', join(dir, 'hyper'), { baseModelNameOrPath: basePath });
-  if (hl.hasDownstreamAdapter) saveAdapter(hl.model, 'downstream', join(dir, 'downstream'), { baseModelNameOrPath: basePath });
+  if (hl.hasDownstreamAdapter)
+    saveAdapter(hl.model, 'downstream', join(dir, 'downstream'), { baseModelNameOrPath: basePath });
   const rows = hl.gistEmbeddings.dataSync() as Float32Array;
-  writeSafetensors(join(dir, GIST_EMBEDDINGS_FILE), new Map([['gist_embeddings', fromFloat32(rows, hl.gistEmbeddings.shape)]]), { format: 'pt' });
+  writeSafetensors(
+    join(dir, GIST_EMBEDDINGS_FILE),
+    new Map([['gist_embeddings', fromFloat32(rows, hl.gistEmbeddings.shape)]]),
+    { format: 'pt' },
+  );
   const config: HypernetConfigJson = {
     format: HYPERNET_FORMAT,
     format_version: 1,
@@ -119,7 +131,8 @@ export function writeHyperLlama(hl: HyperLlama, dir: string, opts: SaveHyperLlam
 /** Read and check `hypernet_config.json`. */
 export function readHypernetConfig(dir: string): HypernetConfigJson {
   const file = join(dir, HYPERNET_CONFIG_FILE);
-  if (!existsSync(file)) throw new HypernetError('HYPERNET_NOT_FOUND', `${file}: no such file (not a HyperLlama checkpoint)`, { file });
+  if (!existsSync(file))
+    throw new HypernetError('HYPERNET_NOT_FOUND', `${file}: no such file (not a HyperLlama checkpoint)`, { file });
   let json: HypernetConfigJson;
   try {
     json = JSON.parse(readFileSync(file, 'utf8'));
@@ -129,18 +142,30 @@ export function readHypernetConfig(dir: string): HypernetConfigJson {
   const ctx = { file };
   if (json?.format !== HYPERNET_FORMAT) bad('HYPERNET_BAD_CONFIG', 'format', `"${HYPERNET_FORMAT}"`, json?.format, ctx);
   if (!Number.isInteger(json.k) || json.k < 1) bad('HYPERNET_BAD_CONFIG', 'k', 'a positive integer', json.k, ctx);
-  if (json.scheme !== 'restart' && json.scheme !== 'continue') bad('HYPERNET_BAD_CONFIG', 'scheme', '"restart" or "continue"', json.scheme, ctx);
-  if (typeof json.base_model?.hash !== 'string') bad('HYPERNET_BAD_CONFIG', 'base_model.hash', 'a string', json.base_model?.hash, ctx);
+  if (json.scheme !== 'restart' && json.scheme !== 'continue')
+    bad('HYPERNET_BAD_CONFIG', 'scheme', '"restart" or "continue"', json.scheme, ctx);
+  if (typeof json.base_model?.hash !== 'string')
+    bad('HYPERNET_BAD_CONFIG', 'base_model.hash', 'a string', json.base_model?.hash, ctx);
   const nullableString = (v: unknown) => v === null || v === undefined || (typeof v === 'string' && v !== '');
-  if (!nullableString(json.base_model.path)) bad('HYPERNET_BAD_CONFIG', 'base_model.path', 'a path or null', json.base_model.path, ctx);
+  if (!nullableString(json.base_model.path))
+    bad('HYPERNET_BAD_CONFIG', 'base_model.path', 'a path or null', json.base_model.path, ctx);
   if (!nullableString(json.tokenizer)) bad('HYPERNET_BAD_CONFIG', 'tokenizer', 'a path or null', json.tokenizer, ctx);
-  if (!Array.isArray(json.gist_ids) || json.gist_ids.length !== json.k || !json.gist_ids.every((id) => Number.isInteger(id) && id >= 0)) {
+  if (
+    !Array.isArray(json.gist_ids) ||
+    json.gist_ids.length !== json.k ||
+    !json.gist_ids.every((id) => Number.isInteger(id) && id >= 0)
+  ) {
     bad('HYPERNET_BAD_CONFIG', 'gist_ids', `${json.k} non-negative integer ids`, json.gist_ids, ctx);
   }
   // Adapter folders are names inside the checkpoint.
   const folder = (v: unknown) => typeof v === 'string' && /^[\w.-]+$/.test(v) && v !== '.' && v !== '..';
-  if (typeof json.adapters !== 'object' || json.adapters === null || !folder(json.adapters.hyper)) bad('HYPERNET_BAD_CONFIG', 'adapters.hyper', 'a folder name', json.adapters?.hyper, ctx);
-  if (json.adapters.downstream !== null && json.adapters.downstream !== undefined && !folder(json.adapters.downstream)) {
+  if (typeof json.adapters !== 'object' || json.adapters === null || !folder(json.adapters.hyper))
+    bad('HYPERNET_BAD_CONFIG', 'adapters.hyper', 'a folder name', json.adapters?.hyper, ctx);
+  if (
+    json.adapters.downstream !== null &&
+    json.adapters.downstream !== undefined &&
+    !folder(json.adapters.downstream)
+  ) {
     bad('HYPERNET_BAD_CONFIG', 'adapters.downstream', 'a folder name or null', json.adapters.downstream, ctx);
   }
   if (json.downstream_view !== undefined && !DOWNSTREAM_VIEWS.includes(json.downstream_view)) {
@@ -152,7 +177,12 @@ export function readHypernetConfig(dir: string): HypernetConfigJson {
 /** `values`, unless one is NaN or ±Infinity (a `HYPERNET_BAD_CHECKPOINT` naming the file). */
 function finiteRows(values: Float32Array, file: string): Float32Array {
   const bad = values.findIndex((x) => !Number.isFinite(x));
-  if (bad >= 0) throw new HypernetError('HYPERNET_BAD_CHECKPOINT', `${file}: gist_embeddings holds ${values[bad]} at index ${bad}`, { file, tensor: 'gist_embeddings', index: bad });
+  if (bad >= 0)
+    throw new HypernetError(
+      'HYPERNET_BAD_CHECKPOINT',
+      `${file}: gist_embeddings holds ${values[bad]} at index ${bad}`,
+      { file, tensor: 'gist_embeddings', index: bad },
+    );
   return values;
 }
 
@@ -164,19 +194,29 @@ function adapterOptions(c: PeftLoraConfig): AdapterOptions {
  * Load a HyperLlama checkpoint onto `model`, a base Llama without adapters. The base must be the one the checkpoint
  * was trained on: a different {@link baseModelHash} is a `HYPERNET_BASE_MISMATCH` error (nothing is injected then).
  */
-export function loadHyperLlama(dir: string, model: LlamaModel, opts: { baseHash?: string } = {}): { hyperllama: HyperLlama; config: HypernetConfigJson } {
+export function loadHyperLlama(
+  dir: string,
+  model: LlamaModel,
+  opts: { baseHash?: string } = {},
+): { hyperllama: HyperLlama; config: HypernetConfigJson } {
   const config = readHypernetConfig(dir);
   const hash = opts.baseHash ?? baseModelHash(model);
   if (hash !== config.base_model.hash) {
     throw new HypernetError(
       'HYPERNET_BASE_MISMATCH',
       `${join(dir, HYPERNET_CONFIG_FILE)}: base_model.hash: the checkpoint was trained on base ${config.base_model.path ?? '(unnamed)'} with hash ${config.base_model.hash.slice(0, 16)}…, but the given model hashes to ${hash.slice(0, 16)}…`,
-      { file: join(dir, HYPERNET_CONFIG_FILE), field: 'base_model.hash', expected: config.base_model.hash, actual: hash },
+      {
+        file: join(dir, HYPERNET_CONFIG_FILE),
+        field: 'base_model.hash',
+        expected: config.base_model.hash,
+        actual: hash,
+      },
     );
   }
   const gistFile = join(dir, GIST_EMBEDDINGS_FILE);
   const entry = readSafetensors(gistFile).tensors.get('gist_embeddings');
-  if (!entry) throw new HypernetError('HYPERNET_BAD_CHECKPOINT', `${gistFile}: no tensor "gist_embeddings"`, { file: gistFile });
+  if (!entry)
+    throw new HypernetError('HYPERNET_BAD_CHECKPOINT', `${gistFile}: no tensor "gist_embeddings"`, { file: gistFile });
   const D = model.config.hiddenSize;
   if (entry.shape.join(',') !== `${config.k},${D}`) {
     bad('HYPERNET_BAD_CHECKPOINT', 'gist_embeddings', `shape [${config.k}, ${D}]`, entry.shape, { file: gistFile });
@@ -187,10 +227,18 @@ export function loadHyperLlama(dir: string, model: LlamaModel, opts: { baseHash?
   const downstream = downDir ? adapterOptions(readAdapterConfig(downDir)) : undefined;
   let hyperllama: HyperLlama;
   try {
-    hyperllama = new HyperLlama(model, { k: config.k, scheme: config.scheme, hyper, downstream, gistEmbeddings: finiteRows(toFloat32(entry, 'gist_embeddings'), gistFile), downstreamView: config.downstream_view });
+    hyperllama = new HyperLlama(model, {
+      k: config.k,
+      scheme: config.scheme,
+      hyper,
+      downstream,
+      gistEmbeddings: finiteRows(toFloat32(entry, 'gist_embeddings'), gistFile),
+      downstreamView: config.downstream_view,
+    });
   } catch (e) {
     // Adapter options the model cannot take (e.g. target_modules that match nothing) are the adapter config's fault.
-    if (!(e instanceof HyperLlamaError) || e instanceof HypernetError && e.code === 'HYPERNET_BAD_CHECKPOINT') throw e;
+    if (!(e instanceof HyperLlamaError) || (e instanceof HypernetError && e.code === 'HYPERNET_BAD_CHECKPOINT'))
+      throw e;
     const file = join(downDir && /downstream/.test(e.message) ? downDir : hyperDir, 'adapter_config.json');
     throw new HypernetError('HYPERNET_BAD_CHECKPOINT', `${file}: ${e.message}`, { file, cause: e.code }, { cause: e });
   }

@@ -7,9 +7,20 @@ import { HyperLlamaError, supportsSyncRead } from '@hyperllama/runtime';
  */
 export class HypernetError extends HyperLlamaError {}
 
-export function bad(code: string, field: string, expected: string, actual: unknown, extra: Record<string, unknown> = {}): never {
+export function bad(
+  code: string,
+  field: string,
+  expected: string,
+  actual: unknown,
+  extra: Record<string, unknown> = {},
+): never {
   const where = typeof extra.file === 'string' ? `${extra.file}: ` : '';
-  throw new HypernetError(code, `${where}${field}: expected ${expected}, got ${JSON.stringify(actual)}`, { field, expected, actual, ...extra });
+  throw new HypernetError(code, `${where}${field}: expected ${expected}, got ${JSON.stringify(actual)}`, {
+    field,
+    expected,
+    actual,
+    ...extra,
+  });
 }
 
 /**

@@ -59,7 +59,8 @@ export interface FitResult {
 export async function fit(o: FitOptions): Promise<FitResult> {
   const start = o.startStep ?? 0;
   if (!Number.isInteger(o.steps) || o.steps < 0) bad('HYPERNET_BAD_OPTION', 'steps', 'an integer >= 0', o.steps);
-  if (!Number.isInteger(start) || start < 0 || start > o.steps) bad('HYPERNET_BAD_OPTION', 'startStep', `an integer in 0..${o.steps}`, start);
+  if (!Number.isInteger(start) || start < 0 || start > o.steps)
+    bad('HYPERNET_BAD_OPTION', 'startStep', `an integer in 0..${o.steps}`, start);
   const result: FitResult = { step: start, stopped: false, firstLoss: NaN, lastLoss: NaN };
   if (o.evaluate?.at(start)) await o.evaluate.run(start);
   while (result.step < o.steps) {

@@ -12,7 +12,14 @@ import {
   type PositionScheme,
 } from '@hyperllama/gist-attention';
 import { lmLoss, type LlamaModel } from '@hyperllama/llama-model';
-import { hfModuleName, injectLora, matchesTarget, namedLoraParameters, withActiveAdapters, type LoraConfig } from '@hyperllama/lora';
+import {
+  hfModuleName,
+  injectLora,
+  matchesTarget,
+  namedLoraParameters,
+  withActiveAdapters,
+  type LoraConfig,
+} from '@hyperllama/lora';
 import { Rng } from '@hyperllama/runtime';
 import { int2d } from './batch.js';
 import { bad, requireSyncRead } from './errors.js';
@@ -99,9 +106,16 @@ export class HyperLlama {
     if (!Number.isInteger(k) || k < 1) bad('HYPERNET_BAD_OPTION', 'k', 'a positive integer', k);
     this.k = k;
     this.scheme = opts.scheme ?? 'restart';
-    if (this.scheme !== 'restart' && this.scheme !== 'continue') bad('HYPERNET_BAD_OPTION', 'scheme', '"restart" or "continue"', this.scheme);
+    if (this.scheme !== 'restart' && this.scheme !== 'continue')
+      bad('HYPERNET_BAD_OPTION', 'scheme', '"restart" or "continue"', this.scheme);
     this.downstreamView = opts.downstreamView ?? 'gists';
-    if (!DOWNSTREAM_VIEWS.includes(this.downstreamView)) bad('HYPERNET_BAD_OPTION', 'downstreamView', DOWNSTREAM_VIEWS.map((v) => `"${v}"`).join(', '), this.downstreamView);
+    if (!DOWNSTREAM_VIEWS.includes(this.downstreamView))
+      bad(
+        'HYPERNET_BAD_OPTION',
+        'downstreamView',
+        DOWNSTREAM_VIEWS.map((v) => `"${v}"`).join(', '),
+        this.downstreamView,
+      );
     const V = model.config.vocabSize;
     const D = model.config.hiddenSize;
     this.gistIds = Array.from({ length: k }, (_, i) => V + i);
@@ -109,13 +123,20 @@ export class HyperLlama {
     const rng = new Rng(seed);
     const hyper = { ...DEFAULT_HYPER_LORA, ...opts.hyper };
     this.hyperAdapter = { r: hyper.r ?? 8, alpha: hyper.alpha ?? 16, dropout: hyper.dropout ?? 0, ...hyper };
-    injectLora(model, { ...this.hyperAdapter, targetModules: prefixRelevant(model, hyper.targetModules ?? 'all-linear'), name: 'hyper', rng: rng.fork('hyper-lora') });
+    injectLora(model, {
+      ...this.hyperAdapter,
+      targetModules: prefixRelevant(model, hyper.targetModules ?? 'all-linear'),
+      name: 'hyper',
+      rng: rng.fork('hyper-lora'),
+    });
     this.downstreamAdapter = opts.downstream;
     this.hasDownstreamAdapter = opts.downstream !== undefined;
-    if (opts.downstream) injectLora(model, { ...opts.downstream, name: 'downstream', rng: rng.fork('downstream-lora') });
+    if (opts.downstream)
+      injectLora(model, { ...opts.downstream, name: 'downstream', rng: rng.fork('downstream-lora') });
 
     let rows = opts.gistEmbeddings;
-    if (rows && rows.length !== k * D) bad('HYPERNET_BAD_OPTION', 'gistEmbeddings', `${k * D} values ([${k}, ${D}])`, rows.length);
+    if (rows && rows.length !== k * D)
+      bad('HYPERNET_BAD_OPTION', 'gistEmbeddings', `${k * D} values ([${k}, ${D}])`, rows.length);
     rows ??= initialGistRows(model, k, rng.fork('gist-init'));
     this.gistEmbeddings = tf.variable(tf.tensor2d(rows, [k, D]), true, `gist_embeddings#${gistCounter++}`);
   }
@@ -142,7 +163,8 @@ export class HyperLlama {
     const rows = hyper.gistPositions;
     rows.forEach((row, b) => {
       row.forEach((t, j) => {
-        if (hyper.inputIds[b]?.[t] !== this.gistIds[j]) bad('HYPERNET_BAD_BATCH', `hyper.inputIds[${b}][${t}]`, `gist id ${this.gistIds[j]}`, hyper.inputIds[b]?.[t]);
+        if (hyper.inputIds[b]?.[t] !== this.gistIds[j])
+          bad('HYPERNET_BAD_BATCH', `hyper.inputIds[${b}][${t}]`, `gist id ${this.gistIds[j]}`, hyper.inputIds[b]?.[t]);
       });
     });
     const c = this.model.config;
@@ -162,7 +184,11 @@ export class HyperLlama {
           returnHidden: true,
           training: opts.training,
         });
-        const p = extractGistPrefix(out.kv!, kept, scheme, { ropeTheta: c.ropeTheta, headDim: c.headDim, hyperPositions: positions });
+        const p = extractGistPrefix(out.kv!, kept, scheme, {
+          ropeTheta: c.ropeTheta,
+          headDim: c.headDim,
+          hyperPositions: positions,
+        });
         return { keys: p.keys, values: p.values, positionOffsets: p.positionOffsets } as unknown as tf.TensorContainer;
       }) as unknown as Pick<Prefix, 'keys' | 'values' | 'positionOffsets'>;
       return new Prefix({ keys, values, length: kept[0].length, scheme, positionOffsets });
@@ -177,19 +203,27 @@ export class HyperLlama {
     const v = gistVisibility({ inputIds: hyper.inputIds, gistIds: this.gistIds, attentionMask: hyper.attentionMask });
     if (gistViewFrom === undefined) return toAdditiveMask(v);
     const [B, , H, W] = v.shape;
-    if (gistViewFrom.length !== B) bad('HYPERNET_BAD_BATCH', 'gistViewFrom', `${B} entries (one per row)`, gistViewFrom.length);
+    if (gistViewFrom.length !== B)
+      bad('HYPERNET_BAD_BATCH', 'gistViewFrom', `${B} entries (one per row)`, gistViewFrom.length);
     hyper.gistPositions.forEach((gists, b) => {
       const from = gistViewFrom[b];
       const first = hyper.attentionMask[b].indexOf(1); // the row's BOS stays visible
-      if (!Number.isInteger(from) || from <= first || from > gists[0]) bad('HYPERNET_BAD_BATCH', `gistViewFrom[${b}]`, `a column in ${first + 1}..${gists[0]}`, from);
+      if (!Number.isInteger(from) || from <= first || from > gists[0])
+        bad('HYPERNET_BAD_BATCH', `gistViewFrom[${b}]`, `a column in ${first + 1}..${gists[0]}`, from);
       for (const i of gists) v.data.fill(0, (b * H + i) * W + first + 1, (b * H + i) * W + from);
     });
     return toAdditiveMask(v);
   }
 
   /** The downstream pass behind `prefix`: hidden states [B, T, D] (feed them to `lmLoss`). Hyper adapter off. */
-  downstreamHidden(batch: Pick<LmBatch, 'inputIds' | 'attentionMask'>, prefix: Prefix, opts: { training?: boolean } = {}): tf.Tensor3D {
-    return withActiveAdapters(this.model, this.hasDownstreamAdapter ? ['downstream'] : [], () => prefixedHidden(this.model, batch, prefix, opts));
+  downstreamHidden(
+    batch: Pick<LmBatch, 'inputIds' | 'attentionMask'>,
+    prefix: Prefix,
+    opts: { training?: boolean } = {},
+  ): tf.Tensor3D {
+    return withActiveAdapters(this.model, this.hasDownstreamAdapter ? ['downstream'] : [], () =>
+      prefixedHidden(this.model, batch, prefix, opts),
+    );
   }
 
   /** Multi-task HyperLlama and compression hyperpretraining loss: hyper pass → prefix → downstream LM loss on the labels. */
@@ -197,7 +231,9 @@ export class HyperLlama {
     return tf.tidy(() => {
       const prefix = this.encode(batch.hyper, opts);
       const hidden = this.downstreamHidden(batch.downstream, prefix, opts);
-      return lmLoss(this.model, hidden, int2d(batch.downstream.labels, 'downstream.labels'), { training: opts.training });
+      return lmLoss(this.model, hidden, int2d(batch.downstream.labels, 'downstream.labels'), {
+        training: opts.training,
+      });
     });
   }
 
@@ -212,7 +248,8 @@ export class HyperLlama {
     const roll = <T>(xs: readonly T[]): T[] => [...xs.slice(1), xs[0]];
     return tf.tidy(() => {
       const own = this.encode(batch.hyper);
-      const rollTensor = <T extends tf.Tensor>(t: T): T => tf.concat([tf.slice(t, [1], [B - 1]), tf.slice(t, [0], [1])], 0) as T;
+      const rollTensor = <T extends tf.Tensor>(t: T): T =>
+        tf.concat([tf.slice(t, [1], [B - 1]), tf.slice(t, [0], [1])], 0) as T;
       const other = own.with({
         keys: own.keys.map(rollTensor),
         values: own.values.map(rollTensor),
@@ -240,7 +277,8 @@ export function prefixRelevant(model: LlamaModel, targets: NonNullable<AdapterOp
   const last = `layers.${model.config.numHiddenLayers - 1}.`;
   const useless = (n: string) => n === 'lm_head' || (n.startsWith(last) && !/self_attn\.[kv]_proj$/.test(n));
   const names = model.linearNames().filter((n) => matchesTarget(n, targets) && !useless(n));
-  if (names.length === 0) bad('HYPERNET_BAD_OPTION', 'hyper.targetModules', 'at least one linear that can change the prefix', targets);
+  if (names.length === 0)
+    bad('HYPERNET_BAD_OPTION', 'hyper.targetModules', 'at least one linear that can change the prefix', targets);
   return names.map(hfModuleName);
 }
 
@@ -271,10 +309,12 @@ export function prefixedHidden(
 ): tf.Tensor3D {
   const B = batch.inputIds.length;
   const offsets = prefix.positionOffsets;
-  if (offsets.length !== B && offsets.length !== 1) bad('HYPERNET_BAD_BATCH', 'prefix.positionOffsets', `1 or ${B} entries`, offsets.length);
+  if (offsets.length !== B && offsets.length !== 1)
+    bad('HYPERNET_BAD_BATCH', 'prefix.positionOffsets', `1 or ${B} entries`, offsets.length);
   const perRow = offsets.length === B ? offsets : Array<number>(B).fill(offsets[0]);
   const visible = prefix.attentionMask;
-  if (visible && visible.length !== B && visible.length !== 1) bad('HYPERNET_BAD_BATCH', 'prefix.attentionMask', `1 or ${B} rows`, visible.length);
+  if (visible && visible.length !== B && visible.length !== 1)
+    bad('HYPERNET_BAD_BATCH', 'prefix.attentionMask', `1 or ${B} rows`, visible.length);
   const prefixMask = visible && (visible.length === B ? visible : Array.from({ length: B }, () => visible[0]));
   return tf.tidy(
     () =>
@@ -303,6 +343,15 @@ export function plainLoss(model: LlamaModel, batch: LmBatch, opts: { training?: 
 }
 
 /** LM loss of a padded batch behind a prefix (shared prefix, prefix tuning). */
-export function prefixLoss(model: LlamaModel, batch: LmBatch, prefix: Prefix, opts: { training?: boolean } = {}): tf.Scalar {
-  return tf.tidy(() => lmLoss(model, prefixedHidden(model, batch, prefix, opts), int2d(batch.labels, 'labels'), { training: opts.training }));
+export function prefixLoss(
+  model: LlamaModel,
+  batch: LmBatch,
+  prefix: Prefix,
+  opts: { training?: boolean } = {},
+): tf.Scalar {
+  return tf.tidy(() =>
+    lmLoss(model, prefixedHidden(model, batch, prefix, opts), int2d(batch.labels, 'labels'), {
+      training: opts.training,
+    }),
+  );
 }

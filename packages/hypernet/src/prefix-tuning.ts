@@ -36,13 +36,19 @@ export class PrefixTuning {
    * values; the prefix entries are drawn from N(mean, std²) with the seeded Rng.
    */
   static random(model: LlamaModel, length: number, opts: { sampleIds: number[][]; seed: number }): PrefixTuning {
-    if (!Number.isInteger(length) || length < 1) bad('HYPERNET_BAD_OPTION', 'prefix length', 'a positive integer', length);
+    if (!Number.isInteger(length) || length < 1)
+      bad('HYPERNET_BAD_OPTION', 'prefix length', 'a positive integer', length);
     requireSyncRead('PrefixTuning.random (scaled to the keys and values of a forward pass)');
     const c = model.config;
     const rng = new Rng(opts.seed).fork('prefix-random');
     const stats = tf.tidy(() => {
       const out = model.forward({ inputIds: int2d(opts.sampleIds, 'sampleIds'), returnKV: true, returnHidden: true });
-      return out.kv!.map((l) => [l.keys, l.values].map((t) => [tf.mean(t).dataSync()[0], tf.sqrt(tf.mean(tf.square(tf.sub(t, tf.mean(t))))).dataSync()[0]]));
+      return out.kv!.map((l) =>
+        [l.keys, l.values].map((t) => [
+          tf.mean(t).dataSync()[0],
+          tf.sqrt(tf.mean(tf.square(tf.sub(t, tf.mean(t))))).dataSync()[0],
+        ]),
+      );
     });
     const n = c.numKeyValueHeads * length * c.headDim;
     const shape: [number, number, number, number] = [1, c.numKeyValueHeads, length, c.headDim];
@@ -67,7 +73,13 @@ export class PrefixTuning {
    * copy — do not dispose it; {@link dispose} frees them.
    */
   prefix(): Prefix {
-    return new Prefix({ keys: this.keys, values: this.values, length: this.length, scheme: 'restart', positionOffsets: [this.length] });
+    return new Prefix({
+      keys: this.keys,
+      values: this.values,
+      length: this.length,
+      scheme: 'restart',
+      positionOffsets: [this.length],
+    });
   }
 
   trainableVariables(): Record<string, tf.Variable> {

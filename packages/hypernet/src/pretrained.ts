@@ -2,7 +2,13 @@ import { existsSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { loadLlama, type LlamaModel } from '@hyperllama/llama-model';
 import { loadTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
-import { loadHyperLlama, readHypernetConfig, resolveCheckpointDir, type HypernetConfigJson, HYPERNET_CONFIG_FILE } from './checkpoint.js';
+import {
+  loadHyperLlama,
+  readHypernetConfig,
+  resolveCheckpointDir,
+  type HypernetConfigJson,
+  HYPERNET_CONFIG_FILE,
+} from './checkpoint.js';
 import { HypernetError } from './errors.js';
 import type { HyperLlama } from './hyperllama.js';
 
@@ -65,7 +71,10 @@ export interface ResolvedPretrained {
  * `opts.model` / `opts.tokenizer` win): the recorded base path and tokenizer ({@link recordedPath}), the tokenizer
  * defaulting to the base directory. A missing checkpoint is a `HYPERNET_NOT_FOUND` error.
  */
-export function resolvePretrained(dir: string, opts: Pick<FromPretrainedOptions, 'model' | 'tokenizer'> = {}): ResolvedPretrained {
+export function resolvePretrained(
+  dir: string,
+  opts: Pick<FromPretrainedOptions, 'model' | 'tokenizer'> = {},
+): ResolvedPretrained {
   const checkpoint = resolveCheckpointDir(dir);
   if (!checkpoint) throw new HypernetError('HYPERNET_NOT_FOUND', `${dir}: no such directory`, { file: dir });
   const config = readHypernetConfig(checkpoint);
@@ -78,7 +87,10 @@ export function resolvePretrained(dir: string, opts: Pick<FromPretrainedOptions,
 function tokenizerFor(model: string, tokenizer: string | undefined): string {
   if (tokenizer) return tokenizer;
   if (existsSync(model) && statSync(model).isDirectory()) return model;
-  throw new HypernetError('HYPERNET_NO_TOKENIZER', `the model ${model} is a file: give its tokenizer`, { field: 'tokenizer', model });
+  throw new HypernetError('HYPERNET_NO_TOKENIZER', `the model ${model} is a file: give its tokenizer`, {
+    field: 'tokenizer',
+    model,
+  });
 }
 
 /**
@@ -86,7 +98,12 @@ function tokenizerFor(model: string, tokenizer: string | undefined): string {
  * exactly the model's vocabulary: a smaller one cannot decode what the model generates, a larger one indexes past
  * the embedding.
  */
-export function checkTokenizerFits(tokenizer: Tokenizer, tokenizerPath: string, model: LlamaModel, modelPath: string): void {
+export function checkTokenizerFits(
+  tokenizer: Tokenizer,
+  tokenizerPath: string,
+  model: LlamaModel,
+  modelPath: string,
+): void {
   const tokens = tokenizer.numTokens - tokenizer.gistIds.length;
   if (tokens !== model.config.vocabSize) {
     throw new HypernetError(
@@ -97,7 +114,11 @@ export function checkTokenizerFits(tokenizer: Tokenizer, tokenizerPath: string, 
   }
 }
 
-function loadBase(modelPath: string, tokenizerPath: string, trainable: boolean): { model: LlamaModel; tokenizer: Tokenizer } {
+function loadBase(
+  modelPath: string,
+  tokenizerPath: string,
+  trainable: boolean,
+): { model: LlamaModel; tokenizer: Tokenizer } {
   const model = loadLlama(modelPath, { trainable });
   try {
     const tokenizer = loadTokenizer(tokenizerPath, { vocabSize: model.config.vocabSize });
@@ -117,7 +138,12 @@ function loadBase(modelPath: string, tokenizerPath: string, trainable: boolean):
 export function loadPretrained(dir: string, opts: LoadPretrainedOptions = {}): Pretrained {
   const tokenizerPath = tokenizerFor(dir, opts.tokenizer);
   const { model, tokenizer } = loadBase(dir, tokenizerPath, opts.trainable ?? false);
-  return { model, tokenizer, sources: { checkpoint: null, model: resolve(dir), tokenizer: resolve(tokenizerPath) }, dispose: () => model.dispose() };
+  return {
+    model,
+    tokenizer,
+    sources: { checkpoint: null, model: resolve(dir), tokenizer: resolve(tokenizerPath) },
+    dispose: () => model.dispose(),
+  };
 }
 
 /**
@@ -130,7 +156,10 @@ export function fromPretrained(dir: string, opts: FromPretrainedOptions = {}): P
   const r = resolvePretrained(dir, opts);
   if (!r.model) {
     const file = join(r.checkpoint, HYPERNET_CONFIG_FILE);
-    throw new HypernetError('HYPERNET_NO_BASE', `${file}: base_model.path is null: give the base model`, { file, field: 'base_model.path' });
+    throw new HypernetError('HYPERNET_NO_BASE', `${file}: base_model.path is null: give the base model`, {
+      file,
+      field: 'base_model.path',
+    });
   }
   const tokenizerPath = tokenizerFor(r.model, r.tokenizer);
   const { model, tokenizer } = loadBase(r.model, tokenizerPath, opts.trainable ?? false);

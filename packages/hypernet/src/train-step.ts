@@ -35,12 +35,16 @@ export async function trainStep(
     const { grads: clipped, norm } = await clipByGlobalNorm(named, opts.maxGradNorm ?? Number.MAX_VALUE);
     try {
       if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
-        throw new HypernetError('HYPERNET_NON_FINITE_LOSS', `training diverged: loss = ${loss}, gradient norm = ${norm}; no update was applied`, {
-          field: 'loss',
-          expected: 'a finite number',
-          actual: loss,
-          gradNorm: norm,
-        });
+        throw new HypernetError(
+          'HYPERNET_NON_FINITE_LOSS',
+          `training diverged: loss = ${loss}, gradient norm = ${norm}; no update was applied`,
+          {
+            field: 'loss',
+            expected: 'a finite number',
+            actual: loss,
+            gradNorm: norm,
+          },
+        );
       }
       optimizer.step(clipped, opts.lr);
       return { loss, gradNorm: norm };

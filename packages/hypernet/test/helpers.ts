@@ -7,10 +7,11 @@ export const charEncoder: TokenEncoder = {
   bosId: 1,
   eosId: 2,
   padId: 0,
-  encode: (text) => [...text].map((ch) => {
-    const c = ch.charCodeAt(0);
-    return c >= 32 && c <= 126 ? c - 29 : 3; // unknown characters become a space
-  }),
+  encode: (text) =>
+    [...text].map((ch) => {
+      const c = ch.charCodeAt(0);
+      return c >= 32 && c <= 126 ? c - 29 : 3; // unknown characters become a space
+    }),
 };
 
 export function tinyConfig(over: Partial<LlamaConfig> = {}): LlamaConfig {

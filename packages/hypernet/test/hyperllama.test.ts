@@ -3,16 +3,33 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EpisodeSampler, collateHyperLlama, collateZeroShot, makeSyntheticTask, type HyperBatch } from '@hyperllama/datasets';
+import {
+  EpisodeSampler,
+  collateHyperLlama,
+  collateZeroShot,
+  makeSyntheticTask,
+  type HyperBatch,
+} from '@hyperllama/datasets';
 import { AdamW, disposeBackend, initBackend } from '@hyperllama/runtime';
-import { HyperLlama, HypernetError, PrefixTuning, loadHyperLlama, prefixedHidden, saveHyperLlama, trainStep } from '../src/index.js';
+import {
+  HyperLlama,
+  HypernetError,
+  PrefixTuning,
+  loadHyperLlama,
+  prefixedHidden,
+  saveHyperLlama,
+  trainStep,
+} from '../src/index.js';
 import { charEncoder, snapshot, tinyModel, varData } from './helpers.js';
 
 const tasks = ['c1', 'c2'].map((v) => makeSyntheticTask('constant', v, { seed: 1, numExamples: 8, numInstances: 8 }));
 
 function batchFor(hl: HyperLlama, seed: number, size = 3): HyperBatch {
   const sampler = new EpisodeSampler(tasks, { seed, k: 2 });
-  return collateHyperLlama(Array.from({ length: size }, () => sampler.next()), { encoder: charEncoder, gistIds: hl.gistIds });
+  return collateHyperLlama(
+    Array.from({ length: size }, () => sampler.next()),
+    { encoder: charEncoder, gistIds: hl.gistIds },
+  );
 }
 
 beforeAll(async () => {
@@ -24,7 +41,12 @@ describe('HyperLlama training touches exactly the trainable set', () => {
   it('updates gist rows, hyper and downstream LoRA; every base weight stays bit-identical', async () => {
     const model = tinyModel(3);
     const before = snapshot(model);
-    const hl = new HyperLlama(model, { k: 2, hyper: { r: 4, alpha: 8 }, downstream: { r: 4, alpha: 8, targetModules: ['q_proj', 'v_proj'] }, seed: 5 });
+    const hl = new HyperLlama(model, {
+      k: 2,
+      hyper: { r: 4, alpha: 8 },
+      downstream: { r: 4, alpha: 8, targetModules: ['q_proj', 'v_proj'] },
+      seed: 5,
+    });
     const params = hl.trainableVariables();
     const names = Object.keys(params);
     expect(names[0]).toBe('gist_embeddings');
@@ -62,7 +84,8 @@ describe('prefix semantics', () => {
     const model = tinyModel(4);
     const hl = new HyperLlama(model, { k: 2, seed: 1 });
     // Give the hyper LoRA non-zero B so that it changes outputs.
-    for (const [n, v] of Object.entries(hl.trainableVariables())) if (n.endsWith('lora_B')) v.assign(tf.randomNormal(v.shape, 0, 0.2, 'float32', 7));
+    for (const [n, v] of Object.entries(hl.trainableVariables()))
+      if (n.endsWith('lora_B')) v.assign(tf.randomNormal(v.shape, 0, 0.2, 'float32', 7));
     const b = batchFor(hl, 2, 2);
     const other = structuredClone(b);
     const g = b.hyper.gistPositions[0][0];
@@ -144,18 +167,25 @@ describe('PrefixTuning', () => {
       const kv = model.forward({ inputIds: tf.tensor2d(sampleIds, undefined, 'int32'), returnKV: true }).kv!;
       return [tf.moments(kv[1].values).mean.dataSync()[0], Math.sqrt(tf.moments(kv[1].values).variance.dataSync()[0])];
     });
-    const mine = tf.tidy(() => [tf.moments(pt.values[1]).mean.dataSync()[0], Math.sqrt(tf.moments(pt.values[1]).variance.dataSync()[0])]);
+    const mine = tf.tidy(() => [
+      tf.moments(pt.values[1]).mean.dataSync()[0],
+      Math.sqrt(tf.moments(pt.values[1]).variance.dataSync()[0]),
+    ]);
     expect(Math.abs(mine[0] - real[0])).toBeLessThan(0.35 * real[1] + 1e-3);
     expect(mine[1] / real[1]).toBeGreaterThan(0.6);
     expect(mine[1] / real[1]).toBeLessThan(1.5);
 
     const episodes = new EpisodeSampler(tasks, { seed: 1, k: 0 });
-    const batch = collateZeroShot(Array.from({ length: 4 }, () => episodes.next()), { encoder: charEncoder });
+    const batch = collateZeroShot(
+      Array.from({ length: 4 }, () => episodes.next()),
+      { encoder: charEncoder },
+    );
     const params = pt.trainableVariables();
     const opt = new AdamW(params, { lr: 0.05, weightDecay: 0 });
     const first = (await trainStep(params, opt, () => pt.loss(model, batch, { training: true }))).loss;
     let last = first;
-    for (let s = 0; s < 30; s++) last = (await trainStep(params, opt, () => pt.loss(model, batch, { training: true }))).loss;
+    for (let s = 0; s < 30; s++)
+      last = (await trainStep(params, opt, () => pt.loss(model, batch, { training: true }))).loss;
     expect(last).toBeLessThan(first - 0.2);
     for (const [n, v] of model.namedWeights()) expect(varData(v), n).toEqual(before.get(n));
     opt.dispose();
@@ -169,12 +199,19 @@ describe('the prefix-swap control', () => {
     const model = tinyModel(3);
     const hl = new HyperLlama(model, { k: 2, hyper: { r: 4, alpha: 8 }, seed: 5 });
     // Make the prefix depend on its input: the LoRA B factors start at 0, so move them off zero.
-    for (const v of Object.values(hl.trainableVariables())) v.assign(tf.tidy(() => tf.add(v, tf.randomNormal(v.shape, 0, 0.05, 'float32', 1))));
+    for (const v of Object.values(hl.trainableVariables()))
+      v.assign(tf.tidy(() => tf.add(v, tf.randomNormal(v.shape, 0, 0.05, 'float32', 1))));
     const batch = batchFor(hl, 0, 3);
     const roll = <T>(xs: T[]): T[] => [...xs.slice(1), xs[0]];
     const h = batch.hyper;
     const rotated: HyperBatch = {
-      hyper: { inputIds: roll(h.inputIds), attentionMask: roll(h.attentionMask), gistPositions: roll(h.gistPositions), lengths: roll(h.lengths), numExamples: roll(h.numExamples) },
+      hyper: {
+        inputIds: roll(h.inputIds),
+        attentionMask: roll(h.attentionMask),
+        gistPositions: roll(h.gistPositions),
+        lengths: roll(h.lengths),
+        numExamples: roll(h.numExamples),
+      },
       downstream: batch.downstream,
     };
     const swapped = tf.tidy(() => hl.swappedLoss(batch).dataSync()[0]);
@@ -188,7 +225,9 @@ describe('the prefix-swap control', () => {
     const same = collateHyperLlama([one, one, one], { encoder: charEncoder, gistIds: hl.gistIds });
     const [a, b] = tf.tidy(() => [hl.loss(same).dataSync()[0], hl.swappedLoss(same).dataSync()[0]]);
     expect(b).toBe(a);
-    expect(() => hl.swappedLoss(collateHyperLlama([one], { encoder: charEncoder, gistIds: hl.gistIds }))).toThrow(HypernetError);
+    expect(() => hl.swappedLoss(collateHyperLlama([one], { encoder: charEncoder, gistIds: hl.gistIds }))).toThrow(
+      HypernetError,
+    );
     hl.dispose();
     model.dispose();
   });

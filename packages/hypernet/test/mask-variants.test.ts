@@ -28,8 +28,19 @@ function rowOf(b: HyperBatch, r: number): HyperBatch {
   const d = b.downstream;
   const len = d.lengths[r];
   return {
-    hyper: { inputIds: cut(h.inputIds), attentionMask: cut(h.attentionMask), gistPositions: [h.gistPositions[r].map((t) => t - first)], lengths: [h.lengths[r]], numExamples: [h.numExamples[r]] },
-    downstream: { inputIds: [d.inputIds[r].slice(0, len)], attentionMask: [d.attentionMask[r].slice(0, len)], labels: [d.labels[r].slice(0, len)], lengths: [len] },
+    hyper: {
+      inputIds: cut(h.inputIds),
+      attentionMask: cut(h.attentionMask),
+      gistPositions: [h.gistPositions[r].map((t) => t - first)],
+      lengths: [h.lengths[r]],
+      numExamples: [h.numExamples[r]],
+    },
+    downstream: {
+      inputIds: [d.inputIds[r].slice(0, len)],
+      attentionMask: [d.attentionMask[r].slice(0, len)],
+      labels: [d.labels[r].slice(0, len)],
+      lengths: [len],
+    },
   };
 }
 
@@ -70,7 +81,9 @@ describe('downstream views (attention-mask ablations)', () => {
       const one = rowOf(batch, r);
       const H = one.hyper.inputIds[0].length;
       const T = one.downstream.inputIds[0].length;
-      const prefix = tf.tidy(() => hl.encode(one.hyper) as unknown as tf.TensorContainer) as unknown as ReturnType<typeof hl.encode>;
+      const prefix = tf.tidy(() => hl.encode(one.hyper) as unknown as tf.TensorContainer) as unknown as ReturnType<
+        typeof hl.encode
+      >;
       expect(prefix.length).toBe(H); // every example token and every gist is a prefix position
       expect(prefix.positionOffsets).toEqual([H]);
       prefix.dispose();
@@ -93,13 +106,23 @@ describe('downstream views (attention-mask ablations)', () => {
     const batch = batchFor(hl);
     const withHidden = hiddenOf(hl, batch);
     const plain = tf.tidy(() =>
-      model.forward({ inputIds: tf.tensor2d(batch.downstream.inputIds, undefined, 'int32'), attentionMask: tf.tensor2d(batch.downstream.attentionMask, undefined, 'int32'), returnHidden: true }).hidden!.arraySync(),
+      model
+        .forward({
+          inputIds: tf.tensor2d(batch.downstream.inputIds, undefined, 'int32'),
+          attentionMask: tf.tensor2d(batch.downstream.attentionMask, undefined, 'int32'),
+          returnHidden: true,
+        })
+        .hidden!.arraySync(),
     );
-    batch.downstream.lengths.forEach((len, r) => expect(maxDiff(flat(withHidden[r].slice(0, len)), flat(plain[r].slice(0, len)))).toBeLessThan(1e-4));
+    batch.downstream.lengths.forEach((len, r) =>
+      expect(maxDiff(flat(withHidden[r].slice(0, len)), flat(plain[r].slice(0, len)))).toBeLessThan(1e-4),
+    );
     // The standard view on the same weights does depend on the prefix (the control is not vacuous).
     const standard = new HyperLlama(tinyModel(5), { k: 3, seed: 2 });
     const g = hiddenOf(standard, batchFor(standard));
-    expect(maxDiff(flat(g[0].slice(0, batch.downstream.lengths[0])), flat(plain[0].slice(0, batch.downstream.lengths[0])))).toBeGreaterThan(1e-3);
+    expect(
+      maxDiff(flat(g[0].slice(0, batch.downstream.lengths[0])), flat(plain[0].slice(0, batch.downstream.lengths[0]))),
+    ).toBeGreaterThan(1e-3);
     standard.dispose();
     standard.model.dispose();
     hl.dispose();
@@ -131,12 +154,16 @@ describe('downstream views (attention-mask ablations)', () => {
 
   it('rejects an unknown view and round-trips a non-standard one through a checkpoint', () => {
     const model = tinyModel(7);
-    expect(() => new HyperLlama(model, { k: 2, downstreamView: 'everything' as DownstreamView })).toThrow(/downstreamView/);
+    expect(() => new HyperLlama(model, { k: 2, downstreamView: 'everything' as DownstreamView })).toThrow(
+      /downstreamView/,
+    );
     const hl = new HyperLlama(tinyModel(7), { k: 2, seed: 1, downstreamView: 'examples-and-gists' });
     const dir = mkdtempSync(join(tmpdir(), 'hl-view-'));
     try {
       saveHyperLlama(hl, dir, { basePath: null });
-      expect(JSON.parse(readFileSync(join(dir, 'hypernet_config.json'), 'utf8')).downstream_view).toBe('examples-and-gists');
+      expect(JSON.parse(readFileSync(join(dir, 'hypernet_config.json'), 'utf8')).downstream_view).toBe(
+        'examples-and-gists',
+      );
       const { hyperllama } = loadHyperLlama(dir, model);
       expect(hyperllama.downstreamView).toBe('examples-and-gists');
       hyperllama.dispose();

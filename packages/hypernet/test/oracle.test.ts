@@ -4,7 +4,14 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { collateHyperLlama, type HyperBatch, type PromptTemplate, type TokenEncoder } from '@hyperllama/datasets';
 import { loadLlama } from '@hyperllama/llama-model';
-import { disposeBackend, initBackend, readSafetensors, toFloat32, toInt32, type SafetensorsEntry } from '@hyperllama/runtime';
+import {
+  disposeBackend,
+  initBackend,
+  readSafetensors,
+  toFloat32,
+  toInt32,
+  type SafetensorsEntry,
+} from '@hyperllama/runtime';
 import { loadHyperLlama } from '../src/index.js';
 
 /**
@@ -78,74 +85,98 @@ afterAll(() => disposeBackend());
 
 /** Token ids written as text ("5 6 7"), so the collator can be fed the oracle's id rows as they are. */
 const idEncoder = (padId: number, bosId: number): TokenEncoder => ({
-  encode: (text) => text.split(' ').filter((t) => t !== '').map(Number),
+  encode: (text) =>
+    text
+      .split(' ')
+      .filter((t) => t !== '')
+      .map(Number),
   bosId,
   eosId: -1,
   padId,
 });
-const ID_TEMPLATE: PromptTemplate = { definition: (d) => d, prompt: (input) => `${input} `, answer: (output) => output, separator: '' };
+const ID_TEMPLATE: PromptTemplate = {
+  definition: (d) => d,
+  prompt: (input) => `${input} `,
+  answer: (output) => output,
+  separator: '',
+};
 
 const batchJson = JSON.parse(readFileSync(join(FIXTURES, 'batch.json'), 'utf8'));
 
 describe.each(['cpu', 'wasm'] as const)('HyperLlama matches the NumPy oracle (%s backend)', (backend) => {
-  it.each(['restart', 'continue'])('%s checkpoint: padded batch, prefix K/V per layer, offsets, logits and answer loss', async (scheme) => {
-    await initBackend({ backend, threads: 1 });
-    const ref = readReference(scheme);
-    const model = loadLlama(join(FIXTURES, 'base'));
-    const { hyperllama: hl, config } = loadHyperLlama(join(FIXTURES, scheme), model);
-    expect(config.scheme).toBe(scheme);
-    expect(model.config.numKeyValueHeads).toBeLessThan(model.config.numAttentionHeads); // GQA
-    const batch = batchOf(ref);
+  it.each(['restart', 'continue'])(
+    '%s checkpoint: padded batch, prefix K/V per layer, offsets, logits and answer loss',
+    async (scheme) => {
+      await initBackend({ backend, threads: 1 });
+      const ref = readReference(scheme);
+      const model = loadLlama(join(FIXTURES, 'base'));
+      const { hyperllama: hl, config } = loadHyperLlama(join(FIXTURES, scheme), model);
+      expect(config.scheme).toBe(scheme);
+      expect(model.config.numKeyValueHeads).toBeLessThan(model.config.numAttentionHeads); // GQA
+      const batch = batchOf(ref);
 
-    // The oracle's padding is the project's: the collator, fed the same ids, gives the same hyper ids, masks and gist
-    // columns, and the same downstream ids and labels behind its BOS column (the oracle's downstream rows have no BOS).
-    const collated = collateHyperLlama(
-      batchJson.hyper.map((row: number[], b: number) => ({
-        task: {},
-        examples: [{ input: row.slice(1).join(' '), output: '' }],
-        target: { input: batchJson.contexts[b].join(' '), output: batchJson.targets[b].join(' ') },
-      })),
-      { encoder: idEncoder(batchJson.pad_id, batchJson.hyper[0][0]), template: ID_TEMPLATE, gistIds: hl.gistIds, eos: false },
-    );
-    expect(collated.hyper.inputIds).toEqual(batch.hyper.inputIds);
-    expect(collated.hyper.attentionMask).toEqual(batch.hyper.attentionMask);
-    expect(collated.hyper.gistPositions).toEqual(batch.hyper.gistPositions);
-    expect(collated.downstream.inputIds.map((r) => r.slice(1))).toEqual(batch.downstream.inputIds);
-    expect(collated.downstream.labels.map((r) => r.slice(1))).toEqual(batch.downstream.labels);
+      // The oracle's padding is the project's: the collator, fed the same ids, gives the same hyper ids, masks and gist
+      // columns, and the same downstream ids and labels behind its BOS column (the oracle's downstream rows have no BOS).
+      const collated = collateHyperLlama(
+        batchJson.hyper.map((row: number[], b: number) => ({
+          task: {},
+          examples: [{ input: row.slice(1).join(' '), output: '' }],
+          target: { input: batchJson.contexts[b].join(' '), output: batchJson.targets[b].join(' ') },
+        })),
+        {
+          encoder: idEncoder(batchJson.pad_id, batchJson.hyper[0][0]),
+          template: ID_TEMPLATE,
+          gistIds: hl.gistIds,
+          eos: false,
+        },
+      );
+      expect(collated.hyper.inputIds).toEqual(batch.hyper.inputIds);
+      expect(collated.hyper.attentionMask).toEqual(batch.hyper.attentionMask);
+      expect(collated.hyper.gistPositions).toEqual(batch.hyper.gistPositions);
+      expect(collated.downstream.inputIds.map((r) => r.slice(1))).toEqual(batch.downstream.inputIds);
+      expect(collated.downstream.labels.map((r) => r.slice(1))).toEqual(batch.downstream.labels);
 
-    // Prefix: per layer keys/values [B=3, nKvHeads=2, k=3, headDim=8]; restart offsets k, continue one past the last gist.
-    const prefix = hl.encode(batch.hyper);
-    const L = model.config.numHiddenLayers;
-    expect(prefix.keys.length).toBe(L);
-    expect(prefix.positionOffsets).toEqual([...toInt32(ref.tensors.get('position_offsets')!)]);
-    let worstKV = 0;
-    for (let l = 0; l < L; l++) {
-      const shape = ref.tensors.get(`layers.${l}.keys`)!.shape;
-      worstKV = Math.max(worstKV, worstError(prefix.keys[l], f32(ref, `layers.${l}.keys`), shape));
-      worstKV = Math.max(worstKV, worstError(prefix.values[l], f32(ref, `layers.${l}.values`), shape));
-    }
-    expect(worstKV).toBeLessThan(TOL);
+      // Prefix: per layer keys/values [B=3, nKvHeads=2, k=3, headDim=8]; restart offsets k, continue one past the last gist.
+      const prefix = hl.encode(batch.hyper);
+      const L = model.config.numHiddenLayers;
+      expect(prefix.keys.length).toBe(L);
+      expect(prefix.positionOffsets).toEqual([...toInt32(ref.tensors.get('position_offsets')!)]);
+      let worstKV = 0;
+      for (let l = 0; l < L; l++) {
+        const shape = ref.tensors.get(`layers.${l}.keys`)!.shape;
+        worstKV = Math.max(worstKV, worstError(prefix.keys[l], f32(ref, `layers.${l}.keys`), shape));
+        worstKV = Math.max(worstKV, worstError(prefix.values[l], f32(ref, `layers.${l}.values`), shape));
+      }
+      expect(worstKV).toBeLessThan(TOL);
 
-    // Downstream logits behind the prefix [B, T, V] (hyper adapter off, downstream adapter on where saved).
-    const logits = tf.tidy(() => {
-      const hidden = hl.downstreamHidden(batch.downstream, prefix);
-      const [B, T, D] = hidden.shape;
-      return tf.reshape(model.logitsFromHidden(tf.reshape(hidden, [B * T, D]) as tf.Tensor2D), [B, T, -1]);
-    });
-    const worstLogit = worstError(logits, f32(ref, 'logits'), ref.tensors.get('logits')!.shape, batch.downstream.attentionMask);
-    expect(worstLogit).toBeLessThan(TOL);
+      // Downstream logits behind the prefix [B, T, V] (hyper adapter off, downstream adapter on where saved).
+      const logits = tf.tidy(() => {
+        const hidden = hl.downstreamHidden(batch.downstream, prefix);
+        const [B, T, D] = hidden.shape;
+        return tf.reshape(model.logitsFromHidden(tf.reshape(hidden, [B * T, D]) as tf.Tensor2D), [B, T, -1]);
+      });
+      const worstLogit = worstError(
+        logits,
+        f32(ref, 'logits'),
+        ref.tensors.get('logits')!.shape,
+        batch.downstream.attentionMask,
+      );
+      expect(worstLogit).toBeLessThan(TOL);
 
-    // Answer loss: mean NLL over the labelled target tokens of the batch (nats/token).
-    const expected = Number(ref.meta.loss);
-    const loss = tf.tidy(() => hl.loss(batch).dataSync()[0]);
-    expect(Math.abs(loss - expected)).toBeLessThan(TOL);
-    console.log(`${backend} ${scheme}: max rel/abs error prefix ${worstKV.toExponential(2)}, logits ${worstLogit.toExponential(2)}, loss ${loss.toFixed(7)} vs ${expected.toFixed(7)}`);
+      // Answer loss: mean NLL over the labelled target tokens of the batch (nats/token).
+      const expected = Number(ref.meta.loss);
+      const loss = tf.tidy(() => hl.loss(batch).dataSync()[0]);
+      expect(Math.abs(loss - expected)).toBeLessThan(TOL);
+      console.log(
+        `${backend} ${scheme}: max rel/abs error prefix ${worstKV.toExponential(2)}, logits ${worstLogit.toExponential(2)}, loss ${loss.toFixed(7)} vs ${expected.toFixed(7)}`,
+      );
 
-    prefix.dispose();
-    logits.dispose();
-    hl.dispose();
-    model.dispose();
-  });
+      prefix.dispose();
+      logits.dispose();
+      hl.dispose();
+      model.dispose();
+    },
+  );
 });
 
 describe('the oracle fixture can tell a wrong prefix from the right one', () => {

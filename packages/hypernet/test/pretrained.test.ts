@@ -5,7 +5,14 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { saveLlama } from '@hyperllama/llama-model';
 import { disposeBackend, initBackend } from '@hyperllama/runtime';
-import { PieceType, Tokenizer, saveTokenizer, tokenizerConfigFromPieces, tokenizerJsonFromPieces, type SentencePieceVocab } from '@hyperllama/tokenizer';
+import {
+  PieceType,
+  Tokenizer,
+  saveTokenizer,
+  tokenizerConfigFromPieces,
+  tokenizerJsonFromPieces,
+  type SentencePieceVocab,
+} from '@hyperllama/tokenizer';
 import { HyperLlama, HypernetError, loadPretrained, saveHyperLlama } from '../src/index.js';
 import { tinyModel } from './helpers.js';
 
@@ -16,8 +23,18 @@ function tokenizerOf(n = 98): Tokenizer {
     { piece: '<s>', score: 0, type: PieceType.Control },
     { piece: '</s>', score: 0, type: PieceType.Control },
   ];
-  for (let c = 32; pieces.length < n; c++) pieces.push({ piece: c === 32 ? '\u2581' : String.fromCharCode(c), score: -c, type: PieceType.Normal });
-  const vocab: SentencePieceVocab = { pieces, unkId: 0, bosId: 1, eosId: 2, padId: -1, byteFallback: false, addDummyPrefix: false, removeExtraWhitespaces: false };
+  for (let c = 32; pieces.length < n; c++)
+    pieces.push({ piece: c === 32 ? '\u2581' : String.fromCharCode(c), score: -c, type: PieceType.Normal });
+  const vocab: SentencePieceVocab = {
+    pieces,
+    unkId: 0,
+    bosId: 1,
+    eosId: 2,
+    padId: -1,
+    byteFallback: false,
+    addDummyPrefix: false,
+    removeExtraWhitespaces: false,
+  };
   return new Tokenizer(tokenizerJsonFromPieces(vocab), tokenizerConfigFromPieces(vocab), 'test');
 }
 

@@ -13,11 +13,15 @@ function lossAndGrads(): number[] {
   const model = tinyModel(2);
   const hl = new HyperLlama(model, { k: 2, downstream: { r: 2 }, seed: 3 });
   const params = hl.trainableVariables();
-  for (const [n, v] of Object.entries(params)) if (n.endsWith('lora_B')) v.assign(tf.randomNormal(v.shape, 0, 0.1, 'float32', 5));
+  for (const [n, v] of Object.entries(params))
+    if (n.endsWith('lora_B')) v.assign(tf.randomNormal(v.shape, 0, 0.1, 'float32', 5));
   const sampler = new EpisodeSampler(tasks, { seed: 0, k: 2 });
   const batch = collateHyperLlama([sampler.next(), sampler.next()], { encoder: charEncoder, gistIds: hl.gistIds });
   const { value, grads } = tf.variableGrads(() => hl.loss(batch), Object.values(params));
-  const out = [value.dataSync()[0], ...Object.values(params).map((v) => tf.tidy(() => tf.norm(grads[v.name]).dataSync()[0]))];
+  const out = [
+    value.dataSync()[0],
+    ...Object.values(params).map((v) => tf.tidy(() => tf.norm(grads[v.name]).dataSync()[0])),
+  ];
   tf.dispose([value, ...Object.values(grads)]);
   hl.dispose();
   model.dispose();
@@ -25,7 +29,7 @@ function lossAndGrads(): number[] {
 }
 
 describe('wasm backend', () => {
-  it('gives the cpu backend\'s HyperLlama loss and gradients (with the OneHot fix)', async () => {
+  it("gives the cpu backend's HyperLlama loss and gradients (with the OneHot fix)", async () => {
     await initBackend({ backend: 'cpu' });
     const cpu = lossAndGrads();
     await initBackend({ backend: 'wasm', threads: 1 });

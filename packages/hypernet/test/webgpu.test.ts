@@ -35,7 +35,9 @@ describe.skipIf(!found.adapter)(`training on the webgpu backend (${found.adapter
       throw new Error('expected an error');
     };
     expect(error(() => new HyperLlama(onGpu, { k: 2, seed: 1 })).code).toBe('HYPERNET_NEEDS_SYNC_READ');
-    expect(error(() => PrefixTuning.random(onGpu, 2, { sampleIds: [[1, 5, 6]], seed: 0 })).message).toMatch(/webgpu backend cannot/);
+    expect(error(() => PrefixTuning.random(onGpu, 2, { sampleIds: [[1, 5, 6]], seed: 0 })).message).toMatch(
+      /webgpu backend cannot/,
+    );
     onGpu.dispose();
 
     const losses = async (backendForSteps: string) => {
@@ -43,19 +45,29 @@ describe.skipIf(!found.adapter)(`training on the webgpu backend (${found.adapter
       const model = tinyModel(3);
       const hl = new HyperLlama(model, { k: 2, hyper: { r: 2 }, seed: 1 });
       const sampler = new EpisodeSampler(tasks, { seed: 2, k: 2 });
-      const batch = collateHyperLlama(Array.from({ length: 3 }, () => sampler.next()), { encoder: charEncoder, gistIds: hl.gistIds });
+      const batch = collateHyperLlama(
+        Array.from({ length: 3 }, () => sampler.next()),
+        { encoder: charEncoder, gistIds: hl.gistIds },
+      );
       void tf.setBackend(backendForSteps);
       // Plain SGD: Adam's normalisation would turn last-bit differences of near-zero gradients into full steps.
       const optimizer = new Sgd(hl.trainableVariables(), { lr: 0.5 });
       const out: number[] = [];
-      for (let s = 0; s < 4; s++) out.push((await trainStep(hl.trainableVariables(), optimizer, () => hl.loss(batch, { training: true }), { maxGradNorm: 1 })).loss);
+      for (let s = 0; s < 4; s++)
+        out.push(
+          (
+            await trainStep(hl.trainableVariables(), optimizer, () => hl.loss(batch, { training: true }), {
+              maxGradNorm: 1,
+            })
+          ).loss,
+        );
       optimizer.dispose();
       hl.dispose();
       model.dispose();
       return out;
     };
     const cpu = await losses('cpu');
-    const gpu = await losses("webgpu");
+    const gpu = await losses('webgpu');
     expect(gpu[3]).toBeLessThan(gpu[0]);
     gpu.forEach((l, s) => expect(Math.abs(l - cpu[s]), `step ${s}`).toBeLessThan(1e-4));
   });

@@ -19,20 +19,31 @@ export interface LlamaConfig {
 }
 
 /** Fields of `config.json` this package reads, with Hugging Face `LlamaConfig`'s defaults for the optional ones. */
-const REQUIRED = ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads'] as const;
+const REQUIRED = [
+  'vocab_size',
+  'hidden_size',
+  'intermediate_size',
+  'num_hidden_layers',
+  'num_attention_heads',
+] as const;
 
 function bad(source: string, field: string, expected: string, actual: unknown): never {
-  throw new ModelError('BAD_CONFIG', `${source}: field "${field}": expected ${expected}, got ${JSON.stringify(actual)}`, {
-    file: source,
-    field,
-    expected,
-    actual,
-  });
+  throw new ModelError(
+    'BAD_CONFIG',
+    `${source}: field "${field}": expected ${expected}, got ${JSON.stringify(actual)}`,
+    {
+      file: source,
+      field,
+      expected,
+      actual,
+    },
+  );
 }
 
 function positiveInt(source: string, field: string, v: unknown, max = 2 ** 24): number {
   // The bound turns a damaged size into this error instead of a failed allocation far away.
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > max) bad(source, field, `a positive integer up to ${max}`, v);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > max)
+    bad(source, field, `a positive integer up to ${max}`, v);
   return v;
 }
 
@@ -61,7 +72,8 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
   for (const f of REQUIRED) if (c[f] === undefined) bad(source, f, 'a value (required field)', undefined);
   if (c.model_type !== undefined && c.model_type !== 'llama') bad(source, 'model_type', '"llama"', c.model_type);
   if (c.hidden_act !== undefined && c.hidden_act !== 'silu') bad(source, 'hidden_act', '"silu"', c.hidden_act);
-  if (c.rope_scaling !== undefined && c.rope_scaling !== null) bad(source, 'rope_scaling', 'null (rope scaling is not supported)', c.rope_scaling);
+  if (c.rope_scaling !== undefined && c.rope_scaling !== null)
+    bad(source, 'rope_scaling', 'null (rope scaling is not supported)', c.rope_scaling);
   if (c.attention_bias === true) bad(source, 'attention_bias', 'false (biases are not supported)', true);
   if (c.mlp_bias === true) bad(source, 'mlp_bias', 'false (biases are not supported)', true);
 
@@ -86,7 +98,8 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
     eosTokenId: tokenId(source, 'eos_token_id', c.eos_token_id, 2)!,
     padTokenId: tokenId(source, 'pad_token_id', c.pad_token_id, undefined),
   };
-  if (typeof config.tieWordEmbeddings !== 'boolean') bad(source, 'tie_word_embeddings', 'a boolean', c.tie_word_embeddings);
+  if (typeof config.tieWordEmbeddings !== 'boolean')
+    bad(source, 'tie_word_embeddings', 'a boolean', c.tie_word_embeddings);
   validateLlamaConfig(config, source);
   return config;
 }
@@ -94,7 +107,15 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
 /** Check a {@link LlamaConfig} built in code (the same rules as {@link parseLlamaConfig}). */
 export function validateLlamaConfig(config: LlamaConfig, source = 'LlamaConfig'): LlamaConfig {
   const c = config;
-  for (const f of ['vocabSize', 'hiddenSize', 'intermediateSize', 'numAttentionHeads', 'numKeyValueHeads', 'headDim', 'maxPositionEmbeddings'] as const) {
+  for (const f of [
+    'vocabSize',
+    'hiddenSize',
+    'intermediateSize',
+    'numAttentionHeads',
+    'numKeyValueHeads',
+    'headDim',
+    'maxPositionEmbeddings',
+  ] as const) {
     positiveInt(source, f, c[f]);
   }
   positiveInt(source, 'numHiddenLayers', c.numHiddenLayers, 4096);
@@ -107,7 +128,8 @@ export function validateLlamaConfig(config: LlamaConfig, source = 'LlamaConfig')
   for (const f of ['bosTokenId', 'eosTokenId'] as const) {
     if (!Number.isInteger(c[f]) || c[f] < 0) bad(source, f, 'a non-negative integer', c[f]);
   }
-  if (c.padTokenId !== undefined && (!Number.isInteger(c.padTokenId) || c.padTokenId < 0)) bad(source, 'padTokenId', 'a non-negative integer', c.padTokenId);
+  if (c.padTokenId !== undefined && (!Number.isInteger(c.padTokenId) || c.padTokenId < 0))
+    bad(source, 'padTokenId', 'a non-negative integer', c.padTokenId);
   return config;
 }
 

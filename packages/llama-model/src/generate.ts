@@ -50,11 +50,21 @@ export interface GenerateResult {
   finishReasons: Array<'stop' | 'length'>;
   /** The text the new tokens add to each prompt (see {@link continuationText}), when a tokenizer was given. */
   texts?: string[];
-  stats: { promptTokens: number; newTokens: number; prefillSeconds: number; decodeSeconds: number; tokensPerSecond: number };
+  stats: {
+    promptTokens: number;
+    newTokens: number;
+    prefillSeconds: number;
+    decodeSeconds: number;
+    tokensPerSecond: number;
+  };
 }
 
 /** Pick one token from a row of logits: greedy (first maximum) at temperature 0, else top-k / top-p sampling. */
-export function sampleToken(logits: Float32Array, opts: { temperature?: number; topK?: number; topP?: number }, rng: Rng): number {
+export function sampleToken(
+  logits: Float32Array,
+  opts: { temperature?: number; topK?: number; topP?: number },
+  rng: Rng,
+): number {
   const temperature = opts.temperature ?? 0;
   if (temperature <= 0) {
     let best = 0;
@@ -81,9 +91,14 @@ const filled = (n: number, value: number): number[] => Array.from({ length: n },
 
 function checkOptions(o: GenerateOptions): void {
   const bad = (field: string, expected: string, actual: unknown): never => {
-    throw new ModelError('BAD_OPTION', `generate: ${field}: expected ${expected}, got ${JSON.stringify(actual)}`, { field, expected, actual });
+    throw new ModelError('BAD_OPTION', `generate: ${field}: expected ${expected}, got ${JSON.stringify(actual)}`, {
+      field,
+      expected,
+      actual,
+    });
   };
-  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0) bad('maxNewTokens', 'a non-negative integer', o.maxNewTokens);
+  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0)
+    bad('maxNewTokens', 'a non-negative integer', o.maxNewTokens);
   if (o.temperature !== undefined && !(o.temperature >= 0)) bad('temperature', 'a number ≥ 0', o.temperature);
   if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0)) bad('topK', 'an integer ≥ 0', o.topK);
   if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) bad('topP', 'a number in (0, 1]', o.topP);
@@ -94,16 +109,25 @@ function checkOptions(o: GenerateOptions): void {
  * left-padded into one batch; positions count real tokens only, so every row matches an unpadded run. Logits are
  * read asynchronously, so it runs on backends that cannot read synchronously (webgpu in Node).
  */
-export async function generate(model: LlamaModel, prompts: number[][] | string[], opts: GenerateOptions): Promise<GenerateResult> {
+export async function generate(
+  model: LlamaModel,
+  prompts: number[][] | string[],
+  opts: GenerateOptions,
+): Promise<GenerateResult> {
   checkOptions(opts);
   const c = model.config;
   const ids = prompts.map((p, row) => {
     if (typeof p !== 'string') return p;
-    if (!opts.tokenizer) throw new ModelError('NO_TOKENIZER', `generate: prompt ${row} is text but no tokenizer was given`, { field: 'tokenizer' });
+    if (!opts.tokenizer)
+      throw new ModelError('NO_TOKENIZER', `generate: prompt ${row} is text but no tokenizer was given`, {
+        field: 'tokenizer',
+      });
     return opts.tokenizer.encode(p, { bos: opts.addBos ?? true });
   });
   if (ids.length === 0 || ids.some((p) => p.length === 0)) {
-    throw new ModelError('BAD_PROMPT', 'generate: give at least one prompt, each with at least one token', { field: 'prompts' });
+    throw new ModelError('BAD_PROMPT', 'generate: give at least one prompt, each with at least one token', {
+      field: 'prompts',
+    });
   }
   const B = ids.length;
   const L = Math.max(...ids.map((p) => p.length));
@@ -138,7 +162,14 @@ export async function generate(model: LlamaModel, prompts: number[][] | string[]
   try {
     while (active.some(Boolean)) {
       const attentionMask = tf.tensor2d(maskRows.flat(), [B, maskRows[0].length], 'int32');
-      const out = model.forward({ inputIds, positionIds, attentionMask, cache, prefix: step === 0 ? opts.prefix : undefined, lastLogitsOnly: true });
+      const out = model.forward({
+        inputIds,
+        positionIds,
+        attentionMask,
+        cache,
+        prefix: step === 0 ? opts.prefix : undefined,
+        lastLogitsOnly: true,
+      });
       tf.dispose([inputIds, positionIds, attentionMask]);
       disposeCache(cache);
       cache = out.cache!;
@@ -165,7 +196,11 @@ export async function generate(model: LlamaModel, prompts: number[][] | string[]
       }
       step++;
       inputIds = tf.tensor2d(next, [B, 1], 'int32');
-      positionIds = tf.tensor2d(ids.map((p) => offset + p.length + step - 1), [B, 1], 'int32');
+      positionIds = tf.tensor2d(
+        ids.map((p) => offset + p.length + step - 1),
+        [B, 1],
+        'int32',
+      );
     }
   } finally {
     tf.dispose([inputIds, positionIds]);

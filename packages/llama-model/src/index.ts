@@ -20,4 +20,11 @@ export { lmLoss } from './loss.js';
 export { readLlama2c, permuteForRotateHalf } from './llama2c.js';
 export { loadLlama, saveLlama, readHfLlama, exportWeights, type LoadOptions } from './io.js';
 export { createLlama } from './init.js';
-export { generate, sampleToken, continuationText, type GenerateOptions, type GenerateResult, type TextCodec } from './generate.js';
+export {
+  generate,
+  sampleToken,
+  continuationText,
+  type GenerateOptions,
+  type GenerateResult,
+  type TextCodec,
+} from './generate.js';

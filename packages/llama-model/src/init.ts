@@ -6,7 +6,10 @@ import { LlamaModel, expectedWeightShapes, type HostWeights } from './model.js';
  * A randomly initialised Llama, as Hugging Face initialises one: linear and embedding weights ~ N(0, std²)
  * (std = 0.02 by default), RMSNorm weights 1. Seeded: the same seed gives the same weights.
  */
-export function createLlama(config: LlamaConfig, opts: { seed?: number; std?: number; trainable?: boolean } = {}): LlamaModel {
+export function createLlama(
+  config: LlamaConfig,
+  opts: { seed?: number; std?: number; trainable?: boolean } = {},
+): LlamaModel {
   validateLlamaConfig(config);
   const rng = new Rng(opts.seed ?? 0);
   const std = opts.std ?? 0.02;

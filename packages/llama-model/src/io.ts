@@ -1,7 +1,14 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { fromFloat32, readSafetensors, toFloat32, writeFileAtomic, writeSafetensors, type SafetensorsEntry } from '@hyperllama/runtime';
+import {
+  fromFloat32,
+  readSafetensors,
+  toFloat32,
+  writeFileAtomic,
+  writeSafetensors,
+  type SafetensorsEntry,
+} from '@hyperllama/runtime';
 import { ModelError } from './errors.js';
 import { llamaConfigToJson, parseLlamaConfig, type LlamaConfig } from './config.js';
 import { readLlama2c } from './llama2c.js';
@@ -32,11 +39,16 @@ function weightFiles(dir: string): string[] {
   if (existsSync(single)) return [single];
   const indexPath = join(dir, 'model.safetensors.index.json');
   if (!existsSync(indexPath)) {
-    throw new ModelError('NO_WEIGHTS', `${dir}: neither model.safetensors nor model.safetensors.index.json exists`, { file: dir });
+    throw new ModelError('NO_WEIGHTS', `${dir}: neither model.safetensors nor model.safetensors.index.json exists`, {
+      file: dir,
+    });
   }
   const index = readJson(indexPath) as { weight_map?: Record<string, string> };
   if (!index || typeof index.weight_map !== 'object' || index.weight_map === null) {
-    throw new ModelError('BAD_INDEX', `${indexPath}: field "weight_map": expected an object of tensor name → file`, { file: indexPath, field: 'weight_map' });
+    throw new ModelError('BAD_INDEX', `${indexPath}: field "weight_map": expected an object of tensor name → file`, {
+      file: indexPath,
+      field: 'weight_map',
+    });
   }
   return [...new Set(Object.values(index.weight_map))].map((f) => join(dir, f));
 }
@@ -54,11 +66,20 @@ export function readHfLlama(dir: string): { config: LlamaConfig; weights: HostWe
   const weights: HostWeights = new Map();
   for (const file of weightFiles(dir)) {
     for (const [name, entry] of readSafetensors(file).tensors) {
-      if (weights.has(name)) throw new ModelError('DUPLICATE_TENSOR', `${file}: tensor "${name}" also appears in another shard`, { file, tensor: name });
+      if (weights.has(name))
+        throw new ModelError('DUPLICATE_TENSOR', `${file}: tensor "${name}" also appears in another shard`, {
+          file,
+          tensor: name,
+        });
       const data = toFloat32(entry, name);
       // A NaN weight would turn every logit NaN far from here; stop at the file, naming the tensor.
       const bad = firstNonFinite(data);
-      if (bad >= 0) throw new ModelError('NON_FINITE_WEIGHT', `${file}: tensor "${name}" holds ${data[bad]} at index ${bad}`, { file, tensor: name, index: bad });
+      if (bad >= 0)
+        throw new ModelError('NON_FINITE_WEIGHT', `${file}: tensor "${name}" holds ${data[bad]} at index ${bad}`, {
+          file,
+          tensor: name,
+          index: bad,
+        });
       weights.set(name, { shape: entry.shape, data });
     }
   }
@@ -82,7 +103,11 @@ export function exportWeights(model: LlamaModel): Map<string, SafetensorsEntry> 
   for (const name of model.linearNames()) {
     const hfName = name === 'lm_head' ? 'lm_head.weight' : `model.${name}.weight`;
     if (!named.has(hfName)) {
-      throw new ModelError('NOT_DENSE', `cannot save "${name}": its module holds no dense base weight (e.g. quantised)`, { name });
+      throw new ModelError(
+        'NOT_DENSE',
+        `cannot save "${name}": its module holds no dense base weight (e.g. quantised)`,
+        { name },
+      );
     }
   }
   for (const [name, v] of named) {
@@ -103,6 +128,10 @@ export function saveLlama(model: LlamaModel, dir: string): void {
   const c = model.config;
   writeSafetensors(join(dir, 'model.safetensors'), exportWeights(model), { format: 'pt' });
   writeFileAtomic(join(dir, 'config.json'), JSON.stringify(llamaConfigToJson(c), null, 2) + '\n');
-  const generation = { bos_token_id: c.bosTokenId, eos_token_id: c.eosTokenId, ...(c.padTokenId !== undefined ? { pad_token_id: c.padTokenId } : {}) };
+  const generation = {
+    bos_token_id: c.bosTokenId,
+    eos_token_id: c.eosTokenId,
+    ...(c.padTokenId !== undefined ? { pad_token_id: c.padTokenId } : {}),
+  };
   writeFileAtomic(join(dir, 'generation_config.json'), JSON.stringify(generation, null, 2) + '\n');
 }

@@ -11,7 +11,12 @@ const HEADER_BYTES = 28;
  * Reordering each head's output rows of wq / wk as [0, 2, 4, …, 1, 3, 5, …] turns one convention into the other.
  * w [heads·hd, in] → same shape, rows permuted.
  */
-export function permuteForRotateHalf(w: Float32Array, heads: number, headDim: number, inFeatures: number): Float32Array {
+export function permuteForRotateHalf(
+  w: Float32Array,
+  heads: number,
+  headDim: number,
+  inFeatures: number,
+): Float32Array {
   const out = new Float32Array(w.length);
   const half = headDim / 2;
   for (let h = 0; h < heads; h++) {
@@ -36,17 +41,34 @@ export function readLlama2c(path: string): { config: LlamaConfig; weights: HostW
   try {
     bytes = readFileSync(path);
   } catch (e) {
-    throw new ModelError('UNREADABLE', `${path}: cannot read llama2.c checkpoint (${(e as Error).message})`, { file: path });
+    throw new ModelError('UNREADABLE', `${path}: cannot read llama2.c checkpoint (${(e as Error).message})`, {
+      file: path,
+    });
   }
   if (bytes.byteLength < HEADER_BYTES) {
-    throw new ModelError('BAD_LLAMA2C', `${path}: ${bytes.byteLength} bytes, fewer than the 28-byte llama2.c header`, { file: path });
+    throw new ModelError('BAD_LLAMA2C', `${path}: ${bytes.byteLength} bytes, fewer than the 28-byte llama2.c header`, {
+      file: path,
+    });
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const [dim, hidden, layers, heads, kvHeads, signedVocab, seqLen] = Array.from({ length: 7 }, (_, i) => view.getInt32(4 * i, true));
+  const [dim, hidden, layers, heads, kvHeads, signedVocab, seqLen] = Array.from({ length: 7 }, (_, i) =>
+    view.getInt32(4 * i, true),
+  );
   const vocab = Math.abs(signedVocab);
-  const header = { dim, hidden_dim: hidden, n_layers: layers, n_heads: heads, n_kv_heads: kvHeads, vocab_size: signedVocab, seq_len: seqLen };
+  const header = {
+    dim,
+    hidden_dim: hidden,
+    n_layers: layers,
+    n_heads: heads,
+    n_kv_heads: kvHeads,
+    vocab_size: signedVocab,
+    seq_len: seqLen,
+  };
   if ([dim, hidden, layers, heads, kvHeads, vocab, seqLen].some((v) => v <= 0) || dim % heads !== 0) {
-    throw new ModelError('BAD_LLAMA2C', `${path}: implausible llama2.c header ${JSON.stringify(header)}`, { file: path, actual: header });
+    throw new ModelError('BAD_LLAMA2C', `${path}: implausible llama2.c header ${JSON.stringify(header)}`, {
+      file: path,
+      actual: header,
+    });
   }
   const headDim = dim / heads;
   let config: LlamaConfig;
@@ -70,7 +92,11 @@ export function readLlama2c(path: string): { config: LlamaConfig; weights: HostW
       path,
     );
   } catch (e) {
-    throw new ModelError('BAD_LLAMA2C', `${path}: header ${JSON.stringify(header)} is not a valid Llama config (${(e as Error).message})`, { file: path, actual: header });
+    throw new ModelError(
+      'BAD_LLAMA2C',
+      `${path}: header ${JSON.stringify(header)} is not a valid Llama config (${(e as Error).message})`,
+      { file: path, actual: header },
+    );
   }
   const kvDim = kvHeads * headDim;
   const ropeTable = seqLen * (headDim / 2);
@@ -94,11 +120,15 @@ export function readLlama2c(path: string): { config: LlamaConfig; weights: HostW
   const totalFloats = Object.values(sizes).reduce((a, b) => a + b, 0);
   const expectedBytes = HEADER_BYTES + 4 * totalFloats;
   if (bytes.byteLength !== expectedBytes) {
-    throw new ModelError('BAD_LLAMA2C', `${path}: header ${JSON.stringify(header)} needs ${expectedBytes} bytes, file has ${bytes.byteLength}`, {
-      file: path,
-      expected: expectedBytes,
-      actual: bytes.byteLength,
-    });
+    throw new ModelError(
+      'BAD_LLAMA2C',
+      `${path}: header ${JSON.stringify(header)} needs ${expectedBytes} bytes, file has ${bytes.byteLength}`,
+      {
+        file: path,
+        expected: expectedBytes,
+        actual: bytes.byteLength,
+      },
+    );
   }
   let offset = HEADER_BYTES;
   const take = (n: number): Float32Array => {
@@ -107,11 +137,19 @@ export function readLlama2c(path: string): { config: LlamaConfig; weights: HostW
     offset += 4 * n;
     return out;
   };
-  const arrays = Object.fromEntries(Object.entries(sizes).map(([k, n]) => [k, take(n)])) as Record<keyof typeof sizes, Float32Array>;
+  const arrays = Object.fromEntries(Object.entries(sizes).map(([k, n]) => [k, take(n)])) as Record<
+    keyof typeof sizes,
+    Float32Array
+  >;
   for (const [name, values] of Object.entries(arrays)) {
     if (name === 'freqReal' || name === 'freqImag') continue; // legacy RoPE tables, never read
     const i = values.findIndex((x) => !Number.isFinite(x));
-    if (i >= 0) throw new ModelError('NON_FINITE_WEIGHT', `${path}: llama2.c array "${name}" holds ${values[i]} at index ${i}`, { file: path, tensor: name, index: i });
+    if (i >= 0)
+      throw new ModelError('NON_FINITE_WEIGHT', `${path}: llama2.c array "${name}" holds ${values[i]} at index ${i}`, {
+        file: path,
+        tensor: name,
+        index: i,
+      });
   }
 
   const weights: HostWeights = new Map();
@@ -121,8 +159,16 @@ export function readLlama2c(path: string): { config: LlamaConfig; weights: HostW
   for (let i = 0; i < layers; i++) {
     const p = `model.layers.${i}`;
     put(`${p}.input_layernorm.weight`, [dim], layerSlice(arrays.rmsAtt, i, dim));
-    put(`${p}.self_attn.q_proj.weight`, [dim, dim], permuteForRotateHalf(layerSlice(arrays.wq, i, dim * dim), heads, headDim, dim));
-    put(`${p}.self_attn.k_proj.weight`, [kvDim, dim], permuteForRotateHalf(layerSlice(arrays.wk, i, dim * kvDim), kvHeads, headDim, dim));
+    put(
+      `${p}.self_attn.q_proj.weight`,
+      [dim, dim],
+      permuteForRotateHalf(layerSlice(arrays.wq, i, dim * dim), heads, headDim, dim),
+    );
+    put(
+      `${p}.self_attn.k_proj.weight`,
+      [kvDim, dim],
+      permuteForRotateHalf(layerSlice(arrays.wk, i, dim * kvDim), kvHeads, headDim, dim),
+    );
     put(`${p}.self_attn.v_proj.weight`, [kvDim, dim], layerSlice(arrays.wv, i, dim * kvDim));
     put(`${p}.self_attn.o_proj.weight`, [dim, dim], layerSlice(arrays.wo, i, dim * dim));
     put(`${p}.post_attention_layernorm.weight`, [dim], layerSlice(arrays.rmsFfn, i, dim));

@@ -17,7 +17,12 @@ function plainHead(model: LlamaModel): { weight: tf.Tensor2D; transposed: boolea
  * The head runs over chunks of `chunkRows` rows so the [B·T, V] logits never exist at once; with a plain head
  * weight this is the runtime's fused `linearCrossEntropy` (gradients computed chunk by chunk in the same pass).
  */
-export function lmLoss(model: LlamaModel, hidden: tf.Tensor3D, labels: tf.Tensor2D, opts: { chunkRows?: number; training?: boolean } = {}): tf.Scalar {
+export function lmLoss(
+  model: LlamaModel,
+  hidden: tf.Tensor3D,
+  labels: tf.Tensor2D,
+  opts: { chunkRows?: number; training?: boolean } = {},
+): tf.Scalar {
   return tf.tidy(() => {
     const [B, T, D] = hidden.shape;
     const V = model.config.vocabSize;

@@ -168,7 +168,9 @@ export class LlamaModel {
     const trainable = opts.trainable ?? true;
     const variable = <R extends tf.Rank>(name: string): tf.Variable<R> => {
       const w = weights.get(name)!;
-      return tf.tidy(() => tf.variable(tf.tensor(w.data, w.shape as number[]) as tf.Tensor, trainable, uniqueVariableName(name))) as tf.Variable<R>;
+      return tf.tidy(() =>
+        tf.variable(tf.tensor(w.data, w.shape as number[]) as tf.Tensor, trainable, uniqueVariableName(name)),
+      ) as tf.Variable<R>;
     };
     const dense = (name: string, hfName: string) => {
       const w = weights.get(hfName)!;
@@ -179,7 +181,10 @@ export class LlamaModel {
     this.embedTokens = variable('model.embed_tokens.weight');
     for (let i = 0; i < config.numHiddenLayers; i++) {
       const p = `model.layers.${i}`;
-      this.norms.push({ input: variable(`${p}.input_layernorm.weight`), postAttention: variable(`${p}.post_attention_layernorm.weight`) });
+      this.norms.push({
+        input: variable(`${p}.input_layernorm.weight`),
+        postAttention: variable(`${p}.post_attention_layernorm.weight`),
+      });
       for (const m of ATTN) dense(`layers.${i}.self_attn.${m}`, `${p}.self_attn.${m}.weight`);
       for (const m of MLP) dense(`layers.${i}.mlp.${m}`, `${p}.mlp.${m}.weight`);
     }
@@ -194,7 +199,10 @@ export class LlamaModel {
 
   getLinear(name: string): LinearModule {
     const m = this.linears.get(name);
-    if (!m) throw new ModelError('UNKNOWN_MODULE', `no linear module "${name}" (known: ${this.linearNames().join(', ')})`, { name });
+    if (!m)
+      throw new ModelError('UNKNOWN_MODULE', `no linear module "${name}" (known: ${this.linearNames().join(', ')})`, {
+        name,
+      });
     return m;
   }
 
@@ -202,11 +210,15 @@ export class LlamaModel {
   setLinear(name: string, m: LinearModule): void {
     const old = this.getLinear(name);
     if (m.inFeatures !== old.inFeatures || m.outFeatures !== old.outFeatures) {
-      throw new ModelError('BAD_MODULE', `module for "${name}": expected [${old.inFeatures} → ${old.outFeatures}], got [${m.inFeatures} → ${m.outFeatures}]`, {
-        name,
-        expected: [old.inFeatures, old.outFeatures],
-        actual: [m.inFeatures, m.outFeatures],
-      });
+      throw new ModelError(
+        'BAD_MODULE',
+        `module for "${name}": expected [${old.inFeatures} → ${old.outFeatures}], got [${m.inFeatures} → ${m.outFeatures}]`,
+        {
+          name,
+          expected: [old.inFeatures, old.outFeatures],
+          actual: [m.inFeatures, m.outFeatures],
+        },
+      );
     }
     this.linears.set(name, m);
   }
@@ -245,11 +257,16 @@ export class LlamaModel {
     const ids = supportsSyncRead() ? inputIds.dataSync() : [];
     for (let i = 0; i < ids.length; i++) {
       if (!Number.isInteger(ids[i]) || ids[i] < 0 || ids[i] >= limit) {
-        throw new ModelError('BAD_TOKEN_ID', `token id ${ids[i]} at flat index ${i} is outside [0, ${limit})` + (extraRows ? '' : ' (vocabSize; no extra rows given)'), {
-          field: 'inputIds',
-          expected: `[0, ${limit})`,
-          actual: ids[i],
-        });
+        throw new ModelError(
+          'BAD_TOKEN_ID',
+          `token id ${ids[i]} at flat index ${i} is outside [0, ${limit})` +
+            (extraRows ? '' : ' (vocabSize; no extra rows given)'),
+          {
+            field: 'inputIds',
+            expected: `[0, ${limit})`,
+            actual: ids[i],
+          },
+        );
       }
     }
     return tf.tidy(() => {
@@ -279,18 +296,32 @@ export class LlamaModel {
     const P = past.length;
     const S = P + T;
     if (past.batch > 1 && past.batch !== B) this.badShape('prefix/cache batch', [B], [past.batch]);
-    if (o.positionIds && (o.positionIds.shape[0] !== B || o.positionIds.shape[1] !== T)) this.badShape('positionIds', [B, T], o.positionIds.shape);
-    if (o.attentionMask && (o.attentionMask.shape[0] !== B || o.attentionMask.shape[1] !== S)) this.badShape('attentionMask', [B, S], o.attentionMask.shape);
-    if (o.mask && (o.mask.rank !== 4 || ![1, B].includes(o.mask.shape[0]) || o.mask.shape[1] !== 1 || o.mask.shape[2] !== T || o.mask.shape[3] !== S)) {
+    if (o.positionIds && (o.positionIds.shape[0] !== B || o.positionIds.shape[1] !== T))
+      this.badShape('positionIds', [B, T], o.positionIds.shape);
+    if (o.attentionMask && (o.attentionMask.shape[0] !== B || o.attentionMask.shape[1] !== S))
+      this.badShape('attentionMask', [B, S], o.attentionMask.shape);
+    if (
+      o.mask &&
+      (o.mask.rank !== 4 ||
+        ![1, B].includes(o.mask.shape[0]) ||
+        o.mask.shape[1] !== 1 ||
+        o.mask.shape[2] !== T ||
+        o.mask.shape[3] !== S)
+    ) {
       this.badShape('mask', [B, 1, T, S], o.mask.shape);
     }
     const embeds = o.inputsEmbeds ?? this.embed(o.inputIds!, o.extraEmbeddings); // [B, T, D]
 
     const result = tf.tidy(() => {
       const positionIds = o.positionIds ?? tf.tile(tf.reshape(tf.range(P, S, 1, 'int32'), [1, T]), [B, 1]);
-      const mask = o.mask ? (o.attentionMask ? addPaddingMask(o.mask, o.attentionMask) : o.mask) : causalMask(T, P, o.attentionMask);
+      const mask = o.mask
+        ? o.attentionMask
+          ? addPaddingMask(o.mask, o.attentionMask)
+          : o.mask
+        : causalMask(T, P, o.attentionMask);
       const { cos, sin } = ropeCosSin(positionIds as tf.Tensor2D, c.ropeTheta, c.headDim); // [B, 1, T, hd]
-      const toHeads = (x: tf.Tensor2D, heads: number) => tf.transpose(tf.reshape(x, [B, T, heads, c.headDim]), [0, 2, 1, 3]) as tf.Tensor4D;
+      const toHeads = (x: tf.Tensor2D, heads: number) =>
+        tf.transpose(tf.reshape(x, [B, T, heads, c.headDim]), [0, 2, 1, 3]) as tf.Tensor4D;
       // prefix, cache, then this call's keys/values along the sequence axis; batch-1 prefixes are tiled to B.
       const withPast = (mine: tf.Tensor4D, earlier: tf.Tensor4D[]) => {
         if (earlier.length === 0) return mine;
@@ -311,8 +342,14 @@ export class LlamaModel {
         const k = rotate(kPre, cos, sin);
         const v = toHeads(lin(a + 'v_proj', h), c.numKeyValueHeads);
         if (o.returnKV) kv.push({ keysPreRope: kPre, keys: k, values: v });
-        const keys = withPast(k, past.parts.map((p) => p.keys[i])); // [B, nKv, S, hd]
-        const values = withPast(v, past.parts.map((p) => p.values[i]));
+        const keys = withPast(
+          k,
+          past.parts.map((p) => p.keys[i]),
+        ); // [B, nKv, S, hd]
+        const values = withPast(
+          v,
+          past.parts.map((p) => p.values[i]),
+        );
         newKeys.push(keys);
         newValues.push(values);
         x = tf.add(x, lin(a + 'o_proj', attend(q, keys, values, mask)));
@@ -326,7 +363,10 @@ export class LlamaModel {
       const out: ForwardResult = {};
       if (o.returnHidden) out.hidden = tf.reshape(normed, [B, T, D]);
       else if (o.lastLogitsOnly) {
-        const last = tf.reshape(tf.slice(tf.reshape(normed, [B, T, D]), [0, T - 1, 0], [B, 1, D]), [B, D]) as tf.Tensor2D;
+        const last = tf.reshape(tf.slice(tf.reshape(normed, [B, T, D]), [0, T - 1, 0], [B, 1, D]), [
+          B,
+          D,
+        ]) as tf.Tensor2D;
         out.logits = tf.reshape(this.logitsFromHidden(last, o), [B, 1, c.vocabSize]);
       } else out.logits = tf.reshape(this.logitsFromHidden(normed, o), [B, T, c.vocabSize]);
       if (o.cache) {
@@ -346,7 +386,10 @@ export class LlamaModel {
     const c = this.config;
     const parts: KVPrefix[] = [];
     let batch = 1;
-    for (const [what, p] of [['prefix', prefix], ['cache', cache]] as const) {
+    for (const [what, p] of [
+      ['prefix', prefix],
+      ['cache', cache],
+    ] as const) {
       if (!p || p.length === 0) continue;
       if (p.keys.length !== c.numHiddenLayers || p.values.length !== c.numHiddenLayers) {
         this.badShape(`${what} layers`, [c.numHiddenLayers], [p.keys.length, p.values.length]);
@@ -365,11 +408,15 @@ export class LlamaModel {
   }
 
   private badShape(what: string, expected: unknown[], actual: unknown[]): never {
-    throw new ModelError('BAD_SHAPE', `forward: ${what}: expected shape [${expected.join(', ')}], got [${actual.join(', ')}]`, {
-      field: what,
-      expected,
-      actual,
-    });
+    throw new ModelError(
+      'BAD_SHAPE',
+      `forward: ${what}: expected shape [${expected.join(', ')}], got [${actual.join(', ')}]`,
+      {
+        field: what,
+        expected,
+        actual,
+      },
+    );
   }
 
   dispose(): void {

@@ -6,7 +6,11 @@ import { rotaryEmbedding } from '@hyperllama/runtime';
  * theta^(-2i/headDim) and the table is duplicated over the two halves of a head. Computed in float32 like HF.
  * positionIds [B, T] → cos, sin [B, 1, T, headDim] (broadcast over heads).
  */
-export function ropeCosSin(positionIds: tf.Tensor2D, theta: number, headDim: number): { cos: tf.Tensor4D; sin: tf.Tensor4D } {
+export function ropeCosSin(
+  positionIds: tf.Tensor2D,
+  theta: number,
+  headDim: number,
+): { cos: tf.Tensor4D; sin: tf.Tensor4D } {
   return tf.tidy(() => {
     const [B, T] = positionIds.shape;
     const half = headDim / 2;

@@ -4,12 +4,31 @@ import * as tf from '@tensorflow/tfjs';
 import { Rng } from '@hyperllama/runtime';
 import { loadTokenizer } from '@hyperllama/tokenizer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ModelError, createLlama, generate, loadLlama, sampleToken, type LlamaConfig, type LlamaModel } from '../src/index.js';
+import {
+  ModelError,
+  createLlama,
+  generate,
+  loadLlama,
+  sampleToken,
+  type LlamaConfig,
+  type LlamaModel,
+} from '../src/index.js';
 import { STORIES } from './helpers.js';
 
 const config: LlamaConfig = {
-  vocabSize: 23, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2,
-  headDim: 4, maxPositionEmbeddings: 64, rmsNormEps: 1e-6, ropeTheta: 10000, tieWordEmbeddings: false, bosTokenId: 1, eosTokenId: 2,
+  vocabSize: 23,
+  hiddenSize: 16,
+  intermediateSize: 24,
+  numHiddenLayers: 2,
+  numAttentionHeads: 4,
+  numKeyValueHeads: 2,
+  headDim: 4,
+  maxPositionEmbeddings: 64,
+  rmsNormEps: 1e-6,
+  ropeTheta: 10000,
+  tieWordEmbeddings: false,
+  bosTokenId: 1,
+  eosTokenId: 2,
 };
 
 let model: LlamaModel;
@@ -20,8 +39,13 @@ beforeAll(async () => {
 afterAll(() => model.dispose());
 
 describe('generate', () => {
-  const prompts = [[1, 7, 3, 9, 12, 4], [1, 5], [1, 8, 8, 20]];
-  const tokensOf = async (ps: number[][], opts: Parameters<typeof generate>[2]) => (await generate(model, ps, opts)).tokens;
+  const prompts = [
+    [1, 7, 3, 9, 12, 4],
+    [1, 5],
+    [1, 8, 8, 20],
+  ];
+  const tokensOf = async (ps: number[][], opts: Parameters<typeof generate>[2]) =>
+    (await generate(model, ps, opts)).tokens;
 
   it('a left-padded batch generates what each prompt generates alone (greedy)', async () => {
     const opts = { maxNewTokens: 12, stopIds: [] };
@@ -39,17 +63,22 @@ describe('generate', () => {
   });
 
   it('is reproducible for a seed and differs across seeds; topK 1 is greedy', async () => {
-    const sample = async (seed: number) => (await tokensOf([prompts[0]], { maxNewTokens: 20, temperature: 1.5, seed, stopIds: [] }))[0];
+    const sample = async (seed: number) =>
+      (await tokensOf([prompts[0]], { maxNewTokens: 20, temperature: 1.5, seed, stopIds: [] }))[0];
     expect(await sample(1)).toEqual(await sample(1));
     expect(await sample(1)).not.toEqual(await sample(2));
     const greedy = (await tokensOf([prompts[0]], { maxNewTokens: 20, stopIds: [] }))[0];
-    expect((await tokensOf([prompts[0]], { maxNewTokens: 20, temperature: 1.5, topK: 1, seed: 9, stopIds: [] }))[0]).toEqual(greedy);
+    expect(
+      (await tokensOf([prompts[0]], { maxNewTokens: 20, temperature: 1.5, topK: 1, seed: 9, stopIds: [] }))[0],
+    ).toEqual(greedy);
   });
 
   it('greedy decoding with the cache picks the argmax of a full forward at every step', async () => {
     const out = (await tokensOf([prompts[0]], { maxNewTokens: 8, stopIds: [] }))[0];
     const all = [...prompts[0], ...out];
-    const logits = tf.tidy(() => model.forward({ inputIds: tf.tensor2d([all], undefined, 'int32') }).logits!.arraySync()[0]) as number[][];
+    const logits = tf.tidy(
+      () => model.forward({ inputIds: tf.tensor2d([all], undefined, 'int32') }).logits!.arraySync()[0],
+    ) as number[][];
     out.forEach((tok, i) => {
       const row = logits[prompts[0].length - 1 + i];
       expect(row.indexOf(Math.max(...row))).toBe(tok);

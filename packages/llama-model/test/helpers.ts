@@ -27,7 +27,9 @@ export function readReference(path: string): Reference {
   const l = tensors.get('logits')!;
   const [B, T, V] = l.shape;
   const flat = toFloat32(l, 'logits');
-  const logits = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => flat.subarray((b * T + t) * V, (b * T + t + 1) * V)));
+  const logits = Array.from({ length: B }, (_, b) =>
+    Array.from({ length: T }, (_, t) => flat.subarray((b * T + t) * V, (b * T + t + 1) * V)),
+  );
   return { ids: ints('input_ids'), mask: ints('attention_mask'), positions: ints('position_ids'), logits };
 }
 

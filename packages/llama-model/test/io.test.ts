@@ -4,7 +4,16 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { fromFloat32, readSafetensors, toFloat32, writeSafetensors, type SafetensorsEntry } from '@hyperllama/runtime';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ModelError, createLlama, expectedWeightShapes, loadLlama, parseLlamaConfig, saveLlama, type LlamaConfig, type LlamaModel } from '../src/index.js';
+import {
+  ModelError,
+  createLlama,
+  expectedWeightShapes,
+  loadLlama,
+  parseLlamaConfig,
+  saveLlama,
+  type LlamaConfig,
+  type LlamaModel,
+} from '../src/index.js';
 import { FIXTURES, maxAbsDiff } from './helpers.js';
 
 let tmp: string;
@@ -38,13 +47,30 @@ function modelDir(name: string, files: Record<string, Map<string, SafetensorsEnt
 }
 
 function logits(model: LlamaModel): Float32Array {
-  return tf.tidy(() => model.forward({ inputIds: tf.tensor2d([[3, 1, 4, 1, 5, 9, 2, 6]], undefined, 'int32') }).logits!.dataSync() as Float32Array);
+  return tf.tidy(
+    () =>
+      model
+        .forward({ inputIds: tf.tensor2d([[3, 1, 4, 1, 5, 9, 2, 6]], undefined, 'int32') })
+        .logits!.dataSync() as Float32Array,
+  );
 }
 
 describe('saveLlama / loadLlama', () => {
   const small: LlamaConfig = {
-    vocabSize: 30, hiddenSize: 16, intermediateSize: 20, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2,
-    headDim: 4, maxPositionEmbeddings: 32, rmsNormEps: 1e-5, ropeTheta: 5000, tieWordEmbeddings: false, bosTokenId: 1, eosTokenId: 2, padTokenId: 0,
+    vocabSize: 30,
+    hiddenSize: 16,
+    intermediateSize: 20,
+    numHiddenLayers: 2,
+    numAttentionHeads: 4,
+    numKeyValueHeads: 2,
+    headDim: 4,
+    maxPositionEmbeddings: 32,
+    rmsNormEps: 1e-5,
+    ropeTheta: 5000,
+    tieWordEmbeddings: false,
+    bosTokenId: 1,
+    eosTokenId: 2,
+    padTokenId: 0,
   };
 
   for (const tied of [false, true]) {
@@ -61,8 +87,13 @@ describe('saveLlama / loadLlama', () => {
       const a = model.namedWeights();
       const b = back.namedWeights();
       expect([...b.keys()]).toEqual([...a.keys()]);
-      for (const [name, v] of a) expect(Buffer.from(b.get(name)!.dataSync().buffer).equals(Buffer.from(v.dataSync().buffer))).toBe(true);
-      expect(JSON.parse(readFileSync(join(dir, 'generation_config.json'), 'utf8'))).toEqual({ bos_token_id: 1, eos_token_id: 2, pad_token_id: 0 });
+      for (const [name, v] of a)
+        expect(Buffer.from(b.get(name)!.dataSync().buffer).equals(Buffer.from(v.dataSync().buffer))).toBe(true);
+      expect(JSON.parse(readFileSync(join(dir, 'generation_config.json'), 'utf8'))).toEqual({
+        bos_token_id: 1,
+        eos_token_id: 2,
+        pad_token_id: 0,
+      });
       model.dispose();
       back.dispose();
     });
@@ -82,9 +113,17 @@ describe('saveLlama / loadLlama', () => {
   it('reads a sharded checkpoint (model.safetensors.index.json)', () => {
     const tensors = [...fixtureTensors()];
     const half = Math.floor(tensors.length / 2);
-    const shards = { 'model-00001-of-00002.safetensors': new Map(tensors.slice(0, half)), 'model-00002-of-00002.safetensors': new Map(tensors.slice(half)) };
-    const weightMap = Object.fromEntries(Object.entries(shards).flatMap(([file, m]) => [...m.keys()].map((k) => [k, file])));
-    const dir = modelDir('sharded-', { ...shards, 'model.safetensors.index.json': JSON.stringify({ metadata: {}, weight_map: weightMap }) });
+    const shards = {
+      'model-00001-of-00002.safetensors': new Map(tensors.slice(0, half)),
+      'model-00002-of-00002.safetensors': new Map(tensors.slice(half)),
+    };
+    const weightMap = Object.fromEntries(
+      Object.entries(shards).flatMap(([file, m]) => [...m.keys()].map((k) => [k, file])),
+    );
+    const dir = modelDir('sharded-', {
+      ...shards,
+      'model.safetensors.index.json': JSON.stringify({ metadata: {}, weight_map: weightMap }),
+    });
     const a = loadLlama(fixtureDir);
     const b = loadLlama(dir);
     expect(maxAbsDiff(logits(a), logits(b))).toBe(0);
@@ -101,7 +140,12 @@ describe('saveLlama / loadLlama', () => {
       const hf = toFloat32(converted.get('model.layers.1.self_attn.q_proj.weight')!); // [out, in], the rounded values
       const [inF, outF] = q.shape;
       const data = q.dataSync();
-      for (const [o, i] of [[0, 0], [5, 7], [outF - 1, inF - 1]]) expect(data[i * outF + o]).toBe(hf[o * inF + i]);
+      for (const [o, i] of [
+        [0, 0],
+        [5, 7],
+        [outF - 1, inF - 1],
+      ])
+        expect(data[i * outF + o]).toBe(hf[o * inF + i]);
       const reference = loadLlama(fixtureDir);
       expect(maxAbsDiff(logits(model), logits(reference))).toBeLessThan(dtype === 'F16' ? 0.02 : 0.2);
       model.dispose();
@@ -155,13 +199,30 @@ describe('saveLlama / loadLlama', () => {
 });
 
 describe('parseLlamaConfig', () => {
-  const base = { vocab_size: 100, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 8 };
+  const base = {
+    vocab_size: 100,
+    hidden_size: 64,
+    intermediate_size: 128,
+    num_hidden_layers: 2,
+    num_attention_heads: 8,
+  };
 
   it("fills Hugging Face's defaults", () => {
     expect(parseLlamaConfig(base)).toEqual({
-      vocabSize: 100, hiddenSize: 64, intermediateSize: 128, numHiddenLayers: 2, numAttentionHeads: 8, numKeyValueHeads: 8,
-      headDim: 8, maxPositionEmbeddings: 2048, rmsNormEps: 1e-6, ropeTheta: 10000, tieWordEmbeddings: false,
-      bosTokenId: 1, eosTokenId: 2, padTokenId: undefined,
+      vocabSize: 100,
+      hiddenSize: 64,
+      intermediateSize: 128,
+      numHiddenLayers: 2,
+      numAttentionHeads: 8,
+      numKeyValueHeads: 8,
+      headDim: 8,
+      maxPositionEmbeddings: 2048,
+      rmsNormEps: 1e-6,
+      ropeTheta: 10000,
+      tieWordEmbeddings: false,
+      bosTokenId: 1,
+      eosTokenId: 2,
+      padTokenId: undefined,
     });
     expect(parseLlamaConfig({ ...base, eos_token_id: [2, 7], pad_token_id: 0 }).eosTokenId).toBe(2);
   });

@@ -1,7 +1,15 @@
 import * as tf from '@tensorflow/tfjs';
 import { HyperLlamaError } from '@hyperllama/runtime';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ModelError, applyRope, createLlama, disposeCache, emptyCache, type LlamaConfig, type LlamaModel } from '../src/index.js';
+import {
+  ModelError,
+  applyRope,
+  createLlama,
+  disposeCache,
+  emptyCache,
+  type LlamaConfig,
+  type LlamaModel,
+} from '../src/index.js';
 import { maxAbsDiff } from './helpers.js';
 
 const config: LlamaConfig = {
@@ -39,7 +47,14 @@ describe('LlamaModel.forward identities', () => {
     const before = tf.memory().numTensors;
     const steps: number[][] = [];
     // a 3-token chunk, then one token at a time
-    for (const [start, end] of [[0, 3], [3, 4], [4, 5], [5, 6], [6, 7], [7, 8]]) {
+    for (const [start, end] of [
+      [0, 3],
+      [3, 4],
+      [4, 5],
+      [5, 6],
+      [6, 7],
+      [7, 8],
+    ]) {
       const input = ids([seq.slice(start, end)]);
       const out = model.forward({ inputIds: input, cache });
       input.dispose();
@@ -61,10 +76,14 @@ describe('LlamaModel.forward identities', () => {
     const padded = rows.map((r) => [...pad(T - r.length, 0), ...r]);
     const mask = rows.map((r) => [...pad(T - r.length, 0), ...pad(r.length, 1)]);
     const positions = rows.map((r) => [...pad(T - r.length, 0), ...r.map((_, i) => i)]);
-    const batch = logitsOf(padded, { attentionMask: tf.tensor2d(mask, undefined, 'int32'), positionIds: tf.tensor2d(positions, undefined, 'int32') });
+    const batch = logitsOf(padded, {
+      attentionMask: tf.tensor2d(mask, undefined, 'int32'),
+      positionIds: tf.tensor2d(positions, undefined, 'int32'),
+    });
     rows.forEach((r, b) => {
       const single = logitsOf([r]);
-      for (let t = 0; t < r.length; t++) expect(maxAbsDiff(batch[b][T - r.length + t], single[0][t])).toBeLessThan(1e-5);
+      for (let t = 0; t < r.length; t++)
+        expect(maxAbsDiff(batch[b][T - r.length + t], single[0][t])).toBeLessThan(1e-5);
     });
   });
 
@@ -82,10 +101,19 @@ describe('LlamaModel.forward identities', () => {
   });
 
   it('returned keys are keysPreRope rotated by RoPE at the positions used', () => {
-    const out = model.forward({ inputIds: ids([seq]), returnKV: true, positionIds: tf.tensor2d([seq.map((_, i) => 10 + 2 * i)], undefined, 'int32') });
+    const out = model.forward({
+      inputIds: ids([seq]),
+      returnKV: true,
+      positionIds: tf.tensor2d([seq.map((_, i) => 10 + 2 * i)], undefined, 'int32'),
+    });
     const layer = out.kv![1];
     expect(layer.keys.shape).toEqual([1, config.numKeyValueHeads, seq.length, config.headDim]);
-    const rotated = applyRope(layer.keysPreRope, tf.tensor2d([seq.map((_, i) => 10 + 2 * i)], undefined, 'int32'), config.ropeTheta, config.headDim);
+    const rotated = applyRope(
+      layer.keysPreRope,
+      tf.tensor2d([seq.map((_, i) => 10 + 2 * i)], undefined, 'int32'),
+      config.ropeTheta,
+      config.headDim,
+    );
     expect(maxAbsDiff(rotated.dataSync(), layer.keys.dataSync())).toBeLessThan(1e-6);
     tf.dispose([rotated, out.logits!, ...out.kv!.flatMap((l) => [l.keys, l.values, l.keysPreRope])]);
   });
@@ -102,7 +130,16 @@ describe('LlamaModel.forward identities', () => {
     const extra = tf.randomNormal([2, config.hiddenSize], 0, 1, 'float32', 3) as tf.Tensor2D;
     const withGist = [5, 17, config.vocabSize + 1, 3];
     const viaIds = logitsOf([withGist], { extraEmbeddings: extra });
-    const embeds = tf.tidy(() => tf.concat([model.embed(ids([[5, 17]])), tf.reshape(tf.slice(extra, [1, 0], [1, -1]), [1, 1, -1]), model.embed(ids([[3]]))], 1)) as tf.Tensor3D;
+    const embeds = tf.tidy(() =>
+      tf.concat(
+        [
+          model.embed(ids([[5, 17]])),
+          tf.reshape(tf.slice(extra, [1, 0], [1, -1]), [1, 1, -1]),
+          model.embed(ids([[3]])),
+        ],
+        1,
+      ),
+    ) as tf.Tensor3D;
     const viaEmbeds = tf.tidy(() => model.forward({ inputsEmbeds: embeds }).logits!.arraySync()) as number[][][];
     expect(maxAbsDiff(viaIds[0].flat(), viaEmbeds[0].flat())).toBeLessThan(1e-6);
     tf.dispose([extra, embeds]);
@@ -123,7 +160,9 @@ describe('LlamaModel.forward identities', () => {
   it('returnHidden returns final-normed states that the head maps to the logits', () => {
     const out = model.forward({ inputIds: ids([seq]), returnHidden: true });
     expect(out.logits).toBeUndefined();
-    const viaHead = tf.tidy(() => model.logitsFromHidden(tf.reshape(out.hidden!, [seq.length, -1]) as tf.Tensor2D).dataSync());
+    const viaHead = tf.tidy(() =>
+      model.logitsFromHidden(tf.reshape(out.hidden!, [seq.length, -1]) as tf.Tensor2D).dataSync(),
+    );
     expect(maxAbsDiff(viaHead, logitsOf([seq])[0].flat())).toBeLessThan(1e-6);
     out.hidden!.dispose();
   });
@@ -154,9 +193,15 @@ describe('LlamaModel.forward identities', () => {
     bad(() => model.forward({ inputIds: x, attentionMask: inputs.shortMask }), /attentionMask.*\[1, 8\]/);
     bad(() => model.forward({ inputIds: x, positionIds: inputs.shortPositions }), /positionIds/);
     bad(() => model.forward({ inputIds: x, mask: inputs.wideMask }), /mask.*\[1, 1, 8, 8\]/);
-    bad(() => model.forward({ inputIds: x, prefix: { keys: [inputs.oneLayer], values: [inputs.oneLayer], length: 2 } }), /prefix layers/);
+    bad(
+      () => model.forward({ inputIds: x, prefix: { keys: [inputs.oneLayer], values: [inputs.oneLayer], length: 2 } }),
+      /prefix layers/,
+    );
     const wrong = [inputs.wrongHeads, inputs.wrongHeads];
-    bad(() => model.forward({ inputIds: x, prefix: { keys: wrong, values: wrong, length: 2 } }), /prefix keys\/values: expected shape \[B, 2, 2, 4\]/);
+    bad(
+      () => model.forward({ inputIds: x, prefix: { keys: wrong, values: wrong, length: 2 } }),
+      /prefix keys\/values: expected shape \[B, 2, 2, 4\]/,
+    );
     bad(() => model.forward({}), /exactly one of inputIds and inputsEmbeds/);
     bad(() => model.getLinear('layers.9.self_attn.q_proj'), /no linear module/);
     expect(tf.memory().numTensors).toBe(before); // failed calls leave nothing behind
@@ -188,18 +233,35 @@ describe('LlamaModel.forward identities', () => {
 describe('linear modules', () => {
   it('lists HF-named modules and lets a wrapper replace one', () => {
     expect(model.linearNames()).toEqual([
-      ...[0, 1].flatMap((i) => ['q_proj', 'k_proj', 'v_proj', 'o_proj'].map((m) => `layers.${i}.self_attn.${m}`).concat(['gate_proj', 'up_proj', 'down_proj'].map((m) => `layers.${i}.mlp.${m}`))),
+      ...[0, 1].flatMap((i) =>
+        ['q_proj', 'k_proj', 'v_proj', 'o_proj']
+          .map((m) => `layers.${i}.self_attn.${m}`)
+          .concat(['gate_proj', 'up_proj', 'down_proj'].map((m) => `layers.${i}.mlp.${m}`)),
+      ),
       'lm_head',
     ]);
     const base = model.getLinear('layers.0.self_attn.v_proj');
     const before = logitsOf([seq]);
     // A wrapper that doubles the output changes the logits; putting the base back restores them.
-    const doubled = { inFeatures: base.inFeatures, outFeatures: base.outFeatures, apply: (x: tf.Tensor2D) => tf.mul(base.apply(x), 2) as tf.Tensor2D, dispose: () => base.dispose(), base };
+    const doubled = {
+      inFeatures: base.inFeatures,
+      outFeatures: base.outFeatures,
+      apply: (x: tf.Tensor2D) => tf.mul(base.apply(x), 2) as tf.Tensor2D,
+      dispose: () => base.dispose(),
+      base,
+    };
     model.setLinear('layers.0.self_attn.v_proj', doubled);
     expect(maxAbsDiff(before[0].flat(), logitsOf([seq])[0].flat())).toBeGreaterThan(1e-3);
     expect(model.namedWeights().get('model.layers.0.self_attn.v_proj.weight')).toBeDefined(); // found through `base`
     model.setLinear('layers.0.self_attn.v_proj', base);
     expect(maxAbsDiff(before[0].flat(), logitsOf([seq])[0].flat())).toBe(0);
-    expect(() => model.setLinear('layers.0.self_attn.v_proj', { inFeatures: 3, outFeatures: 8, apply: (x: tf.Tensor2D) => x, dispose: () => {} })).toThrow(ModelError);
+    expect(() =>
+      model.setLinear('layers.0.self_attn.v_proj', {
+        inFeatures: 3,
+        outFeatures: 8,
+        apply: (x: tf.Tensor2D) => x,
+        dispose: () => {},
+      }),
+    ).toThrow(ModelError);
   });
 });

@@ -50,7 +50,10 @@ describe('logits match the NumPy reference (tools/reference/llama_reference.py) 
   });
 
   it("llama2.c .bin with GQA and an untied classifier, against llama2.c's own adjacent-pair RoPE", () => {
-    const diff = compareToReference(join(FIXTURES, 'tiny-llama2c-untied.bin'), join(FIXTURES, 'tiny-llama2c-untied.reference.safetensors'));
+    const diff = compareToReference(
+      join(FIXTURES, 'tiny-llama2c-untied.bin'),
+      join(FIXTURES, 'tiny-llama2c-untied.reference.safetensors'),
+    );
     expect(diff).toBeLessThan(1e-4);
   });
 });

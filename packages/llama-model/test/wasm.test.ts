@@ -20,12 +20,21 @@ async function runAll() {
   const ids = tf.tensor2d(ref.ids, [B, T], 'int32');
   const attentionMask = tf.tensor2d(ref.mask, [B, T], 'int32');
   const positionIds = tf.tensor2d(ref.positions, [B, T], 'int32');
-  const logits = tf.tidy(() => model.forward({ inputIds: ids, attentionMask, positionIds }).logits!.arraySync()) as number[][][];
+  const logits = tf.tidy(() =>
+    model.forward({ inputIds: ids, attentionMask, positionIds }).logits!.arraySync(),
+  ) as number[][][];
   const grad = tf.tidy(() => {
-    const { grads } = tf.variableGrads(() => lmLoss(model, model.forward({ inputIds: ids, attentionMask, positionIds, returnHidden: true }).hidden!, ids), [q]);
+    const { grads } = tf.variableGrads(
+      () =>
+        lmLoss(model, model.forward({ inputIds: ids, attentionMask, positionIds, returnHidden: true }).hidden!, ids),
+      [q],
+    );
     return grads[q.name].dataSync();
   });
-  const { tokens } = await generate(model, [ref.ids[0], ref.ids[1].filter((_, t) => ref.mask[1][t] === 1)], { maxNewTokens: 10, stopIds: [] });
+  const { tokens } = await generate(model, [ref.ids[0], ref.ids[1].filter((_, t) => ref.mask[1][t] === 1)], {
+    maxNewTokens: 10,
+    stopIds: [],
+  });
   tf.dispose([ids, attentionMask, positionIds]);
   model.dispose();
   return { logits, grad, tokens };
@@ -46,7 +55,9 @@ afterAll(async () => {
 describe('on the wasm backend', () => {
   it('logits match the NumPy reference to 1e-4 at every real position', () => {
     let worst = 0;
-    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) if (ref.mask[b][t] === 1) worst = Math.max(worst, maxAbsDiff(wasm.logits[b][t], ref.logits[b][t]));
+    for (let b = 0; b < B; b++)
+      for (let t = 0; t < T; t++)
+        if (ref.mask[b][t] === 1) worst = Math.max(worst, maxAbsDiff(wasm.logits[b][t], ref.logits[b][t]));
     expect(worst).toBeLessThan(1e-4);
   });
 

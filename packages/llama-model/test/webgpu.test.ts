@@ -36,11 +36,17 @@ describe.skipIf(!found.adapter)(`on the webgpu backend (${found.adapter ?? found
   it('logits match the NumPy reference to 1e-4 and a left-padded batch decodes as on cpu', async () => {
     const model = loadLlama(dir, { trainable: false });
     const [B, T] = [ref.ids.length, ref.ids[0].length];
-    const inputs = [tf.tensor2d(ref.ids, [B, T], 'int32'), tf.tensor2d(ref.mask, [B, T], 'int32'), tf.tensor2d(ref.positions, [B, T], 'int32')];
+    const inputs = [
+      tf.tensor2d(ref.ids, [B, T], 'int32'),
+      tf.tensor2d(ref.mask, [B, T], 'int32'),
+      tf.tensor2d(ref.positions, [B, T], 'int32'),
+    ];
     const logits = model.forward({ inputIds: inputs[0], attentionMask: inputs[1], positionIds: inputs[2] }).logits!;
     const values = (await logits.array()) as number[][][];
     let worst = 0;
-    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) if (ref.mask[b][t] === 1) worst = Math.max(worst, maxAbsDiff(values[b][t], ref.logits[b][t]));
+    for (let b = 0; b < B; b++)
+      for (let t = 0; t < T; t++)
+        if (ref.mask[b][t] === 1) worst = Math.max(worst, maxAbsDiff(values[b][t], ref.logits[b][t]));
     expect(worst).toBeLessThan(1e-4);
     const { tokens } = await generate(model, prompts, { maxNewTokens: 10, stopIds: [] });
     expect(tokens).toEqual(cpuTokens);
@@ -51,9 +57,24 @@ describe.skipIf(!found.adapter)(`on the webgpu backend (${found.adapter ?? found
   it('attention over more than the adapter binds at once runs in chunks of query rows and equals cpu', async () => {
     // A real GPU binds GiBs; on a device that binds 128 MiB (WebGPU's default) the scores below exceed it cheaply.
     await initBackend({ backend: 'webgpu', webgpuLimits: { maxStorageBufferBindingSize: 2 ** 27 } });
-    const limit = (tf.backend() as unknown as { device: { limits: { maxStorageBufferBindingSize: number } } }).device.limits.maxStorageBufferBindingSize;
+    const limit = (tf.backend() as unknown as { device: { limits: { maxStorageBufferBindingSize: number } } }).device
+      .limits.maxStorageBufferBindingSize;
     expect(limit).toBe(2 ** 27);
-    const config = { vocabSize: 64, hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 1, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 8, maxPositionEmbeddings: 4096, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: true, bosTokenId: 1, eosTokenId: 2 };
+    const config = {
+      vocabSize: 64,
+      hiddenSize: 32,
+      intermediateSize: 48,
+      numHiddenLayers: 1,
+      numAttentionHeads: 4,
+      numKeyValueHeads: 2,
+      headDim: 8,
+      maxPositionEmbeddings: 4096,
+      rmsNormEps: 1e-5,
+      ropeTheta: 10000,
+      tieWordEmbeddings: true,
+      bosTokenId: 1,
+      eosTokenId: 2,
+    };
     const [B, H] = [4, config.numAttentionHeads];
     const T = Math.ceil(Math.sqrt(limit / (4 * B * H))) + 32; // [B, H, T, T] float32 scores just over the limit
     const ids = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => 3 + ((b * 7 + t * 13) % 60)));
@@ -74,11 +95,14 @@ describe.skipIf(!found.adapter)(`on the webgpu backend (${found.adapter ?? found
   });
 
   const storiesBin = join(STORIES, 'stories260K.bin');
-  it.skipIf(!existsSync(storiesBin))(`stories260K decodes llama2.c's greedy text exactly (needs ${storiesBin})`, async () => {
-    const stories = loadLlama(storiesBin);
-    const tokenizer = loadTokenizer(join(STORIES, 'tok512.bin'));
-    const result = await generate(stories, [[1]], { maxNewTokens: 256, stopIds: [1], tokenizer });
-    expect(result.texts![0] + '\n').toBe(readFileSync(join(STORIES, 'expected_greedy.txt'), 'utf8'));
-    stories.dispose();
-  });
+  it.skipIf(!existsSync(storiesBin))(
+    `stories260K decodes llama2.c's greedy text exactly (needs ${storiesBin})`,
+    async () => {
+      const stories = loadLlama(storiesBin);
+      const tokenizer = loadTokenizer(join(STORIES, 'tok512.bin'));
+      const result = await generate(stories, [[1]], { maxNewTokens: 256, stopIds: [1], tokenizer });
+      expect(result.texts![0] + '\n').toBe(readFileSync(join(STORIES, 'expected_greedy.txt'), 'utf8'));
+      stories.dispose();
+    },
+  );
 });

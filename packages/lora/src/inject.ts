@@ -56,22 +56,31 @@ function registry(model: LinearHost): Registry {
 function adapterInfo(model: LinearHost, name: string): AdapterInfo {
   const info = registries.get(model)?.adapters.get(name);
   if (!info) {
-    throw new LoraError('LORA_UNKNOWN_ADAPTER', `no adapter named "${name}" on this model (have: ${listAdapters(model).join(', ') || 'none'})`, {
-      adapter: name,
-      expected: listAdapters(model),
-    });
+    throw new LoraError(
+      'LORA_UNKNOWN_ADAPTER',
+      `no adapter named "${name}" on this model (have: ${listAdapters(model).join(', ') || 'none'})`,
+      {
+        adapter: name,
+        expected: listAdapters(model),
+      },
+    );
   }
   return info;
 }
 
 function loraModule(model: LinearHost, name: string): LoraLinear {
   const m = model.getLinear(name);
-  if (!(m instanceof LoraLinear)) throw new LoraError('LORA_NOT_INJECTED', `linear "${name}" carries no LoRA adapters`, { module: name });
+  if (!(m instanceof LoraLinear))
+    throw new LoraError('LORA_NOT_INJECTED', `linear "${name}" carries no LoRA adapters`, { module: name });
   return m;
 }
 
 function badOption(field: string, expected: string, actual: unknown): never {
-  throw new LoraError('LORA_BAD_OPTION', `LoRA ${field}: expected ${expected}, got ${JSON.stringify(actual)}`, { field, expected, actual });
+  throw new LoraError('LORA_BAD_OPTION', `LoRA ${field}: expected ${expected}, got ${JSON.stringify(actual)}`, {
+    field,
+    expected,
+    actual,
+  });
 }
 
 /** Names of the adapters injected into the model, in injection order. */
@@ -107,14 +116,16 @@ export function injectLora(model: LinearHost, config: LoraConfig): string[] {
   if (!(Number.isFinite(alpha) && alpha > 0)) badOption('lora_alpha', 'a positive number', alpha);
   if (!(dropout >= 0 && dropout < 1)) badOption('lora_dropout', 'a probability in [0, 1)', dropout);
   const reg = registry(model);
-  if (reg.adapters.has(name)) throw new LoraError('LORA_ADAPTER_EXISTS', `an adapter named "${name}" is already injected`, { adapter: name });
+  if (reg.adapters.has(name))
+    throw new LoraError('LORA_ADAPTER_EXISTS', `an adapter named "${name}" is already injected`, { adapter: name });
 
   const modules = selectTargets(model.linearNames(), targetModules, `injectLora("${name}")`);
   const rng = config.rng ?? new Rng(config.seed ?? 0);
   for (const moduleName of modules) {
     const current = model.getLinear(moduleName);
     const lora = current instanceof LoraLinear ? current : new LoraLinear(current);
-    if (lora.inFeatures < 1 || lora.outFeatures < 1) badOption(`linear "${moduleName}"`, 'positive in/out features', [lora.inFeatures, lora.outFeatures]);
+    if (lora.inFeatures < 1 || lora.outFeatures < 1)
+      badOption(`linear "${moduleName}"`, 'positive in/out features', [lora.inFeatures, lora.outFeatures]);
     lora.addAdapter(
       name,
       { r, alpha, dropout, useRslora: config.useRslora ?? false },
@@ -188,7 +199,8 @@ export function loraParameters(model: LinearHost, name: string): tf.Variable[] {
 /** The state of adapter `name`'s dropout Rngs, per linear (to save in a checkpoint). */
 export function getDropoutRngStates(model: LinearHost, name: string): Record<string, RngState> {
   const out: Record<string, RngState> = {};
-  for (const moduleName of adapterInfo(model, name).modules) out[moduleName] = loraModule(model, moduleName).adapters.get(name)!.dropoutRng.getState();
+  for (const moduleName of adapterInfo(model, name).modules)
+    out[moduleName] = loraModule(model, moduleName).adapters.get(name)!.dropoutRng.getState();
   return out;
 }
 
@@ -197,7 +209,11 @@ export function setDropoutRngStates(model: LinearHost, name: string, states: Rec
   const modules = adapterInfo(model, name).modules;
   const missing = modules.filter((m) => !(m in states));
   if (missing.length > 0) {
-    throw new LoraError('LORA_BAD_RNG_STATE', `dropout Rng states for adapter "${name}" lack linears: ${missing.join(', ')}`, { adapter: name, missing });
+    throw new LoraError(
+      'LORA_BAD_RNG_STATE',
+      `dropout Rng states for adapter "${name}" lack linears: ${missing.join(', ')}`,
+      { adapter: name, missing },
+    );
   }
   for (const m of modules) loraModule(model, m).adapters.get(name)!.dropoutRng = Rng.fromState(states[m]);
 }
@@ -219,12 +235,19 @@ export function mergeLora(model: LinearHost, name: string): void {
       const delta = deltaTensor.dataSync(); // [in, out]
       deltaTensor.dispose();
       const merged = base.dequantize().map((w, i) => w + delta[i]);
-      lora.base = Nf4Linear.fromWeight(merged, base.inFeatures, base.outFeatures, { blockSize: q.blockSize, doubleQuant: q.doubleQuant !== undefined });
-    } else {
-      throw new LoraError('LORA_CANNOT_MERGE', `mergeLora: the base of "${moduleName}" (${base.constructor.name}) has no weight to merge into`, {
-        module: moduleName,
-        actual: base.constructor.name,
+      lora.base = Nf4Linear.fromWeight(merged, base.inFeatures, base.outFeatures, {
+        blockSize: q.blockSize,
+        doubleQuant: q.doubleQuant !== undefined,
       });
+    } else {
+      throw new LoraError(
+        'LORA_CANNOT_MERGE',
+        `mergeLora: the base of "${moduleName}" (${base.constructor.name}) has no weight to merge into`,
+        {
+          module: moduleName,
+          actual: base.constructor.name,
+        },
+      );
     }
     lora.removeAdapter(name);
     if (lora.adapters.size === 0) model.setLinear(moduleName, lora.base);

@@ -89,13 +89,20 @@ function nearest(code: Float32Array, v: number): number {
 
 function checkOptions(shape: [number, number], n: number, o: Required<Nf4Options>): void {
   if (!Number.isInteger(o.blockSize) || o.blockSize < 2 || o.blockSize % 2 !== 0) {
-    throw new LoraError('NF4_BAD_OPTION', `blockSize: expected an even integer >= 2, got ${JSON.stringify(o.blockSize)}`, {
-      field: 'blockSize',
-      actual: o.blockSize,
-    });
+    throw new LoraError(
+      'NF4_BAD_OPTION',
+      `blockSize: expected an even integer >= 2, got ${JSON.stringify(o.blockSize)}`,
+      {
+        field: 'blockSize',
+        actual: o.blockSize,
+      },
+    );
   }
   if (shape.length !== 2 || shape[0] * shape[1] !== n || n === 0) {
-    throw new LoraError('NF4_BAD_SHAPE', `shape ${JSON.stringify(shape)} does not describe ${n} values`, { expected: n, actual: shape });
+    throw new LoraError('NF4_BAD_SHAPE', `shape ${JSON.stringify(shape)} does not describe ${n} values`, {
+      expected: n,
+      actual: shape,
+    });
   }
 }
 
@@ -114,7 +121,10 @@ export function quantizeNf4(values: Float32Array, shape: [number, number], opts:
     for (let i = start; i < end; i++) {
       const a = Math.abs(values[i]);
       if (!(a <= Number.MAX_VALUE)) {
-        throw new LoraError('NF4_NON_FINITE', `value ${values[i]} at element ${i} cannot be quantised`, { index: i, actual: values[i] });
+        throw new LoraError('NF4_NON_FINITE', `value ${values[i]} at element ${i} cannot be quantised`, {
+          index: i,
+          actual: values[i],
+        });
       }
       if (a > m) m = a;
     }
@@ -153,7 +163,8 @@ export function storedAbsmax(w: Nf4Weight): Float32Array {
   if (w.absmax) return w.absmax;
   const { codes, scales, offset } = w.doubleQuant!;
   const out = new Float32Array(codes.length);
-  for (let i = 0; i < codes.length; i++) out[i] = DYNAMIC_CODE[codes[i]] * scales[Math.floor(i / DOUBLE_QUANT_GROUP)] + offset;
+  for (let i = 0; i < codes.length; i++)
+    out[i] = DYNAMIC_CODE[codes[i]] * scales[Math.floor(i / DOUBLE_QUANT_GROUP)] + offset;
   return out;
 }
 
@@ -197,15 +208,25 @@ export class Nf4Linear implements LinearModule {
   }
 
   /** Quantise a dense weight given in the model's [in, out] layout. */
-  static fromWeight(weightInOut: Float32Array, inFeatures: number, outFeatures: number, opts: Nf4Options = {}): Nf4Linear {
+  static fromWeight(
+    weightInOut: Float32Array,
+    inFeatures: number,
+    outFeatures: number,
+    opts: Nf4Options = {},
+  ): Nf4Linear {
     if (weightInOut.length !== inFeatures * outFeatures) {
-      throw new LoraError('NF4_BAD_SHAPE', `weight has ${weightInOut.length} values, expected ${inFeatures} × ${outFeatures}`, {
-        expected: [inFeatures, outFeatures],
-        actual: weightInOut.length,
-      });
+      throw new LoraError(
+        'NF4_BAD_SHAPE',
+        `weight has ${weightInOut.length} values, expected ${inFeatures} × ${outFeatures}`,
+        {
+          expected: [inFeatures, outFeatures],
+          actual: weightInOut.length,
+        },
+      );
     }
     const outIn = new Float32Array(weightInOut.length);
-    for (let i = 0; i < inFeatures; i++) for (let o = 0; o < outFeatures; o++) outIn[o * inFeatures + i] = weightInOut[i * outFeatures + o];
+    for (let i = 0; i < inFeatures; i++)
+      for (let o = 0; o < outFeatures; o++) outIn[o * inFeatures + i] = weightInOut[i * outFeatures + o];
     return new Nf4Linear(quantizeNf4(outIn, [outFeatures, inFeatures], opts));
   }
 
@@ -260,12 +281,21 @@ export function quantizeModel(model: LinearHost, opts: QuantizeModelOptions = {}
     const module = model.getLinear(name);
     const dense = module instanceof LoraLinear ? module.base : module;
     if (!isWeightedLinear(dense)) {
-      throw new LoraError('NF4_NOT_DENSE', `quantizeModel: linear "${name}" has no [in, out] weight Variable to quantise (${dense.constructor.name})`, {
-        module: name,
-        actual: dense.constructor.name,
-      });
+      throw new LoraError(
+        'NF4_NOT_DENSE',
+        `quantizeModel: linear "${name}" has no [in, out] weight Variable to quantise (${dense.constructor.name})`,
+        {
+          module: name,
+          actual: dense.constructor.name,
+        },
+      );
     }
-    const nf4 = Nf4Linear.fromWeight(dense.weight.dataSync() as Float32Array, dense.inFeatures, dense.outFeatures, opts);
+    const nf4 = Nf4Linear.fromWeight(
+      dense.weight.dataSync() as Float32Array,
+      dense.inFeatures,
+      dense.outFeatures,
+      opts,
+    );
     if (module instanceof LoraLinear) module.base = nf4;
     else model.setLinear(name, nf4);
     dense.dispose();

@@ -1,7 +1,14 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { fromFloat32, readSafetensors, toFloat32, writeFileAtomic, writeSafetensors, type SafetensorsEntry } from '@hyperllama/runtime';
+import {
+  fromFloat32,
+  readSafetensors,
+  toFloat32,
+  writeFileAtomic,
+  writeSafetensors,
+  type SafetensorsEntry,
+} from '@hyperllama/runtime';
 import type { LinearHost } from './contract.js';
 import { LoraError } from './errors.js';
 import { deleteAdapter, getAdapterInfo, injectLora, listAdapters, namedLoraParameters } from './inject.js';
@@ -80,12 +87,16 @@ export interface PeftLoraConfig {
 }
 
 function configError(file: string, field: string, expected: string, actual: unknown): never {
-  throw new LoraError('PEFT_BAD_CONFIG', `${file}: field "${field}": expected ${expected}, got ${JSON.stringify(actual)}`, {
-    file,
-    field,
-    expected,
-    actual,
-  });
+  throw new LoraError(
+    'PEFT_BAD_CONFIG',
+    `${file}: field "${field}": expected ${expected}, got ${JSON.stringify(actual)}`,
+    {
+      file,
+      field,
+      expected,
+      actual,
+    },
+  );
 }
 
 /** The largest LoRA rank an adapter_config.json may give. */
@@ -103,11 +114,14 @@ export function readAdapterConfig(dir: string): PeftLoraConfig {
   if (typeof raw !== 'object' || raw === null) configError(file, '<root>', 'a JSON object', raw);
   if (raw.peft_type !== 'LORA') configError(file, 'peft_type', '"LORA"', raw.peft_type);
   // Bounded so a damaged r cannot ask for a multi-gigabyte allocation before the weights are compared.
-  if (!Number.isInteger(raw.r) || (raw.r as number) < 1 || (raw.r as number) > MAX_RANK) configError(file, 'r', `an integer in [1, ${MAX_RANK}]`, raw.r);
+  if (!Number.isInteger(raw.r) || (raw.r as number) < 1 || (raw.r as number) > MAX_RANK)
+    configError(file, 'r', `an integer in [1, ${MAX_RANK}]`, raw.r);
   const alpha = raw.lora_alpha ?? 8;
-  if (typeof alpha !== 'number' || !(alpha > 0) || !Number.isFinite(alpha)) configError(file, 'lora_alpha', 'a positive number', alpha);
+  if (typeof alpha !== 'number' || !(alpha > 0) || !Number.isFinite(alpha))
+    configError(file, 'lora_alpha', 'a positive number', alpha);
   const dropout = raw.lora_dropout ?? 0;
-  if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1)) configError(file, 'lora_dropout', 'a number in [0, 1)', dropout);
+  if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1))
+    configError(file, 'lora_dropout', 'a number in [0, 1)', dropout);
   const targets = raw.target_modules;
   if (!(typeof targets === 'string' || (Array.isArray(targets) && targets.every((t) => typeof t === 'string')))) {
     configError(file, 'target_modules', 'a list of module names or a regex string', targets);
@@ -117,7 +131,8 @@ export function readAdapterConfig(dir: string): PeftLoraConfig {
   if (raw.use_dora === true) configError(file, 'use_dora', 'false (DoRA is not supported)', raw.use_dora);
   for (const field of ['rank_pattern', 'alpha_pattern'] as const) {
     const v = raw[field];
-    if (v != null && (typeof v !== 'object' || Object.keys(v).length > 0)) configError(file, field, 'empty (per-module ranks are not supported)', v);
+    if (v != null && (typeof v !== 'object' || Object.keys(v).length > 0))
+      configError(file, field, 'empty (per-module ranks are not supported)', v);
   }
   if (raw.modules_to_save != null && !(Array.isArray(raw.modules_to_save) && raw.modules_to_save.length === 0)) {
     configError(file, 'modules_to_save', 'null (extra trained modules are not supported)', raw.modules_to_save);
@@ -148,29 +163,50 @@ export function loadAdapter(dir: string, model: LinearHost, name: string): void 
   // The saved factors carry the rank too: a config that disagrees with them is caught before anything is injected.
   for (const [key, t] of tensors) {
     if (key.endsWith('.lora_A.weight') && t.shape.length === 2 && t.shape[0] !== config.r) {
-      throw new LoraError('PEFT_RANK_MISMATCH', `${file}: ${key} has rank ${t.shape[0]} but ${ADAPTER_CONFIG_FILE} says r = ${config.r}`, {
-        file,
-        field: 'r',
-        expected: config.r,
-        actual: t.shape[0],
-      });
+      throw new LoraError(
+        'PEFT_RANK_MISMATCH',
+        `${file}: ${key} has rank ${t.shape[0]} but ${ADAPTER_CONFIG_FILE} says r = ${config.r}`,
+        {
+          file,
+          field: 'r',
+          expected: config.r,
+          actual: t.shape[0],
+        },
+      );
     }
   }
   const existing = listAdapters(model).includes(name);
   if (existing && getAdapterInfo(model, name).r !== config.r) {
-    throw new LoraError('PEFT_RANK_MISMATCH', `${dir}: r = ${config.r} but the model's adapter "${name}" has r = ${getAdapterInfo(model, name).r}`, {
-      file: join(dir, ADAPTER_CONFIG_FILE),
-      field: 'r',
-      expected: getAdapterInfo(model, name).r,
-      actual: config.r,
-    });
+    throw new LoraError(
+      'PEFT_RANK_MISMATCH',
+      `${dir}: r = ${config.r} but the model's adapter "${name}" has r = ${getAdapterInfo(model, name).r}`,
+      {
+        file: join(dir, ADAPTER_CONFIG_FILE),
+        field: 'r',
+        expected: getAdapterInfo(model, name).r,
+        actual: config.r,
+      },
+    );
   }
   if (!existing) {
     try {
-      injectLora(model, { name, r: config.r, alpha: config.loraAlpha, dropout: config.loraDropout, targetModules: config.targetModules, useRslora: config.useRslora });
+      injectLora(model, {
+        name,
+        r: config.r,
+        alpha: config.loraAlpha,
+        dropout: config.loraDropout,
+        targetModules: config.targetModules,
+        useRslora: config.useRslora,
+      });
     } catch (e) {
       // e.g. target_modules that match nothing: the config file is what is wrong, so name it.
-      if (e instanceof LoraError) throw new LoraError(e.code, `${join(dir, ADAPTER_CONFIG_FILE)}: ${e.message}`, { ...e.details, file: join(dir, ADAPTER_CONFIG_FILE) }, { cause: e });
+      if (e instanceof LoraError)
+        throw new LoraError(
+          e.code,
+          `${join(dir, ADAPTER_CONFIG_FILE)}: ${e.message}`,
+          { ...e.details, file: join(dir, ADAPTER_CONFIG_FILE) },
+          { cause: e },
+        );
       throw e;
     }
   }
@@ -215,7 +251,12 @@ export function loadAdapter(dir: string, model: LinearHost, name: string): void 
     for (const [key] of expected) {
       const values = toFloat32(tensors.get(key)!, key);
       const bad = values.findIndex((x) => !Number.isFinite(x));
-      if (bad >= 0) throw new LoraError('PEFT_NON_FINITE', `${file}: tensor "${key}" holds ${values[bad]} at index ${bad}`, { file, tensor: key, index: bad });
+      if (bad >= 0)
+        throw new LoraError('PEFT_NON_FINITE', `${file}: tensor "${key}" holds ${values[bad]} at index ${bad}`, {
+          file,
+          tensor: key,
+          index: bad,
+        });
       decoded.set(key, values);
     }
     for (const [key, { variable, peftShape }] of expected) {

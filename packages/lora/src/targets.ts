@@ -22,21 +22,33 @@ export function matchesTarget(linearName: string, targets: TargetModules): boole
   try {
     re = new RegExp(`^(?:${targets})$`);
   } catch (e) {
-    throw new LoraError('LORA_BAD_TARGETS', `target_modules: "${targets}" is not a valid regular expression (${(e as Error).message})`, {
-      field: 'target_modules',
-      actual: targets,
-    });
+    throw new LoraError(
+      'LORA_BAD_TARGETS',
+      `target_modules: "${targets}" is not a valid regular expression (${(e as Error).message})`,
+      {
+        field: 'target_modules',
+        actual: targets,
+      },
+    );
   }
   return re.test(full);
 }
 
 /** The linears of `names` selected by `targets`; a typed error naming the targets and the available modules if none. */
 export function selectTargets(names: string[], targets: TargetModules, what: string): string[] {
-  if (!(Array.isArray(targets) ? targets.every((t) => typeof t === 'string' && t.length > 0) : typeof targets === 'string')) {
-    throw new LoraError('LORA_BAD_TARGETS', `${what}: target_modules must be a list of module names or a regex string, got ${JSON.stringify(targets)}`, {
-      field: 'target_modules',
-      actual: targets,
-    });
+  if (
+    !(Array.isArray(targets)
+      ? targets.every((t) => typeof t === 'string' && t.length > 0)
+      : typeof targets === 'string')
+  ) {
+    throw new LoraError(
+      'LORA_BAD_TARGETS',
+      `${what}: target_modules must be a list of module names or a regex string, got ${JSON.stringify(targets)}`,
+      {
+        field: 'target_modules',
+        actual: targets,
+      },
+    );
   }
   const selected = names.filter((n) => matchesTarget(n, targets));
   if (selected.length === 0) {

@@ -87,7 +87,12 @@ describe('LoraLinear', () => {
     const y = lin.apply(x); // not training: no dropout
     const base = matmulJs(xv, w, n, inF, outF);
     const delta = matmulJs(matmulJs(xv, a.A.dataSync(), n, inF, r), bv, n, r, outF);
-    expect(maxAbsDiff(y.dataSync(), base.map((b, i) => b + (6 / 4) * delta[i]))).toBeLessThan(1e-4);
+    expect(
+      maxAbsDiff(
+        y.dataSync(),
+        base.map((b, i) => b + (6 / 4) * delta[i]),
+      ),
+    ).toBeLessThan(1e-4);
     tf.dispose([x, y]);
     lin.dispose();
   });
@@ -105,7 +110,11 @@ describe('LoraLinear', () => {
       const x = input(8, d);
       const y = lin.apply(x, { training });
       const b = lin.base.apply(x);
-      const res = { base: b.dataSync() as Float32Array, out: y.dataSync() as Float32Array, x: x.dataSync() as Float32Array };
+      const res = {
+        base: b.dataSync() as Float32Array,
+        out: y.dataSync() as Float32Array,
+        x: x.dataSync() as Float32Array,
+      };
       tf.dispose([x, y, b]);
       lin.dispose();
       return res;
@@ -122,7 +131,12 @@ describe('LoraLinear', () => {
     expect(maxAbsDiff(run(5, true).out, t.out)).toBe(0); // same seed, same mask
     expect(maxAbsDiff(run(6, true).out, t.out)).toBeGreaterThan(0); // other seed, other mask
     const e = run(5, false);
-    expect(maxAbsDiff(e.out, e.base.map((b, i) => b + e.x[i]))).toBeLessThan(1e-4); // eval: no dropout
+    expect(
+      maxAbsDiff(
+        e.out,
+        e.base.map((b, i) => b + e.x[i]),
+      ),
+    ).toBeLessThan(1e-4); // eval: no dropout
     eye.dispose();
   });
 });
@@ -141,7 +155,10 @@ describe('injectLora on a model', () => {
   it('targets modules PEFT-style: name suffixes, a full-match regex, all-linear; nothing matched is an error', () => {
     host = new TestHost(8, 8);
     expect(injectLora(host, { name: 'a', targetModules: ['self_attn.q_proj'] })).toEqual([Q]);
-    expect(injectLora(host, { name: 'b', targetModules: 'model\\.layers\\.\\d+\\.mlp\\..*_proj' })).toEqual(['layers.0.mlp.up_proj', 'layers.0.mlp.down_proj']);
+    expect(injectLora(host, { name: 'b', targetModules: 'model\\.layers\\.\\d+\\.mlp\\..*_proj' })).toEqual([
+      'layers.0.mlp.up_proj',
+      'layers.0.mlp.down_proj',
+    ]);
     expect(injectLora(host, { name: 'c', targetModules: 'all-linear' })).toHaveLength(4);
     expect(() => injectLora(host!, { name: 'd', targetModules: ['o_proj'] })).toThrow(/match none/);
     expect(() => injectLora(host!, { name: 'a' })).toThrow(LoraError);
@@ -154,12 +171,17 @@ describe('injectLora on a model', () => {
     injectLora(host, { name: 'a', r: 2, targetModules: ['q_proj', 'up_proj'] });
     for (const w of host.namedWeights().values()) expect(w.trainable).toBe(false);
     const params = loraParameters(host, 'a');
-    expect(params.map((p) => p.shape)).toEqual([[8, 2], [2, 8], [8, 2], [2, 12]]);
+    expect(params.map((p) => p.shape)).toEqual([
+      [8, 2],
+      [2, 8],
+      [8, 2],
+      [2, 12],
+    ]);
     expect(params.every((p) => p.trainable)).toBe(true);
     expect(() => loraParameters(host!, 'zzz')).toThrow(LoraError);
   });
 
-  it('a second adapter does not change the first adapter\'s outputs; active adapters are chosen per call', () => {
+  it("a second adapter does not change the first adapter's outputs; active adapters are chosen per call", () => {
     host = new TestHost(16, 24);
     const x = input(4, 16);
     const base = outputOf(host, x);
@@ -248,7 +270,11 @@ describe('injectLora on a model', () => {
     for (let step = 0; step < 60; step++) {
       tf.tidy(() => {
         const { value, grads } = tf.variableGrads(lossOf); // all trainable variables
-        expect(Object.keys(grads).sort()).toEqual(loraParameters(host!, 'a').map((v) => v.name).sort());
+        expect(Object.keys(grads).sort()).toEqual(
+          loraParameters(host!, 'a')
+            .map((v) => v.name)
+            .sort(),
+        );
         opt.applyGradients(grads as Record<string, tf.Variable>);
         value.dispose();
       });
@@ -337,7 +363,9 @@ describe('LoRA on NF4 (QLoRA)', () => {
     expect(tf.memory().numTensors).toBe(n - 4); // A, B of q_proj and v_proj
     const mergedQ = host.getLinear(Q) as Nf4Linear;
     expect(mergedQ).toBeInstanceOf(Nf4Linear);
-    expect(maxAbsDiff(mergedQ.dequantize(), mergeTarget)).toBeLessThanOrEqual(0.16 * Math.max(...mergeTarget.map(Math.abs)));
+    expect(maxAbsDiff(mergedQ.dequantize(), mergeTarget)).toBeLessThanOrEqual(
+      0.16 * Math.max(...mergeTarget.map(Math.abs)),
+    );
     const merged = outputOf(host, x);
     expect(maxAbsDiff(merged, unmerged)).toBeLessThan(0.5 * maxAbsDiff(withoutAdapter, unmerged));
     opt.dispose();

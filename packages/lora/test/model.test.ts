@@ -3,7 +3,15 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { DenseLinear, createLlama, generate, lmLoss, loadLlama, type LlamaConfig, type LlamaModel } from '@hyperllama/llama-model';
+import {
+  DenseLinear,
+  createLlama,
+  generate,
+  lmLoss,
+  loadLlama,
+  type LlamaConfig,
+  type LlamaModel,
+} from '@hyperllama/llama-model';
 import { Rng } from '@hyperllama/runtime';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -84,7 +92,12 @@ describe('LoRA through the Llama model', () => {
   it('merge then forward equals the unmerged forward to 1e-5', () => {
     const model = tiny();
     const x = ids(SEQ);
-    injectLora(model, { name: 'hyper', r: 4, alpha: 16, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj', 'lm_head'] });
+    injectLora(model, {
+      name: 'hyper',
+      r: 4,
+      alpha: 16,
+      targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj', 'lm_head'],
+    });
     randomizeAll(model, 'hyper', 2);
     const unmerged = logits(model, x);
     mergeLora(model, 'hyper');
@@ -106,7 +119,7 @@ describe('LoRA through the Llama model', () => {
     x.dispose();
   });
 
-  it('a second adapter does not change the first adapter\'s outputs', () => {
+  it("a second adapter does not change the first adapter's outputs", () => {
     const model = tiny();
     const x = ids(SEQ);
     injectLora(model, { name: 'hyper', r: 4, targetModules: ['q_proj', 'v_proj'] });
@@ -123,7 +136,13 @@ describe('LoRA through the Llama model', () => {
 
   it('training only the LoRA weights lowers the LM loss while every base weight stays bit-identical', () => {
     const model = tiny();
-    injectLora(model, { name: 'hyper', r: 4, alpha: 8, dropout: 0.05, targetModules: ['q_proj', 'v_proj', 'up_proj', 'down_proj'] });
+    injectLora(model, {
+      name: 'hyper',
+      r: 4,
+      alpha: 8,
+      dropout: 0.05,
+      targetModules: ['q_proj', 'v_proj', 'up_proj', 'down_proj'],
+    });
     const base = new Map([...model.namedWeights()].map(([k, v]) => [k, v.dataSync().slice()]));
     expect([...model.namedWeights().values()].every((v) => !v.trainable)).toBe(true);
     // Tiny task: memorise one fixed sequence.
@@ -189,7 +208,9 @@ describe.skipIf(!existsSync(STORIES_BIN))(`stories260K in NF4 (needs ${STORIES_B
     const x = ids([[1, ...greedyFloat.slice(0, steps - 1)]]);
     const [lf, lq] = [logits(float, x), logits(quant, x)];
     const V = float.config.vocabSize;
-    const perPosition = Array.from({ length: steps }, (_, t) => cosine(lf.subarray(t * V, (t + 1) * V), lq.subarray(t * V, (t + 1) * V)));
+    const perPosition = Array.from({ length: steps }, (_, t) =>
+      cosine(lf.subarray(t * V, (t + 1) * V), lq.subarray(t * V, (t + 1) * V)),
+    );
     const meanCos = perPosition.reduce((s, c) => s + c, 0) / steps;
     const same = greedyFloat.filter((t, i) => t === greedyQuant[i]).length;
     let prefix = 0;

@@ -22,19 +22,30 @@ beforeAll(async () => {
 
 /** Inverse standard normal CDF (Acklam's rational approximation, relative error < 1.2e-9). */
 function normPpf(p: number): number {
-  const a = [-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716, 2.506628277459239];
+  const a = [
+    -39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716, 2.506628277459239,
+  ];
   const b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572];
-  const c = [-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+  const c = [
+    -0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968,
+    2.938163982698783,
+  ];
   const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
   const pl = 0.02425;
   if (p < pl) {
     const q = Math.sqrt(-2 * Math.log(p));
-    return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+    return (
+      (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+      ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1)
+    );
   }
   if (p > 1 - pl) return -normPpf(1 - p);
   const q = p - 0.5;
   const r = q * q;
-  return ((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q) / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+  return (
+    ((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q) /
+    (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+  );
 }
 
 /** float32 linspace(start, end, steps) without its last element. */
@@ -50,7 +61,12 @@ describe('NF4 code table', () => {
     const values = [...positive, 0, ...negative].sort((x, y) => x - y);
     const max = Math.max(...values);
     expect(NF4_CODE.length).toBe(16);
-    expect(maxAbsDiff(NF4_CODE, values.map((v) => v / max))).toBeLessThan(1e-6);
+    expect(
+      maxAbsDiff(
+        NF4_CODE,
+        values.map((v) => v / max),
+      ),
+    ).toBeLessThan(1e-6);
     expect(NF4_CODE[7]).toBe(0);
   });
 
@@ -83,7 +99,8 @@ function gaussianWithOutliers(n: number, seed: number): Float32Array {
 /** Exact per-block absmax of the original values. */
 function blockAbsmax(values: Float32Array, blockSize: number): Float64Array {
   const out = new Float64Array(Math.ceil(values.length / blockSize));
-  for (let i = 0; i < values.length; i++) out[Math.floor(i / blockSize)] = Math.max(out[Math.floor(i / blockSize)], Math.abs(values[i]));
+  for (let i = 0; i < values.length; i++)
+    out[Math.floor(i / blockSize)] = Math.max(out[Math.floor(i / blockSize)], Math.abs(values[i]));
   return out;
 }
 
@@ -100,7 +117,8 @@ describe('NF4 quantisation', () => {
     const values = new Float32Array(blockSize * 10);
     for (let b = 0; b < 10; b++) {
       const m = Math.fround(0.1 + b);
-      for (let i = 0; i < blockSize; i++) values[b * blockSize + i] = Math.fround(NF4_CODE[i === 0 ? 15 : rng.int(16)] * m);
+      for (let i = 0; i < blockSize; i++)
+        values[b * blockSize + i] = Math.fround(NF4_CODE[i === 0 ? 15 : rng.int(16)] * m);
     }
     const q = quantizeNf4(values, [20, 32], { blockSize, doubleQuant: false });
     expect(maxAbsDiff(dequantizeNf4(q), values)).toBe(0);
@@ -133,7 +151,9 @@ describe('NF4 quantisation', () => {
         const { scales } = q.doubleQuant!;
         expect(scales.length).toBe(Math.ceil(exact.length / DOUBLE_QUANT_GROUP));
         for (let b = 0; b < exact.length; b++) {
-          expect(Math.abs(exact[b] - stored[b])).toBeLessThanOrEqual(DYNAMIC_MAX_HALF_GAP * scales[Math.floor(b / DOUBLE_QUANT_GROUP)] + 1e-7);
+          expect(Math.abs(exact[b] - stored[b])).toBeLessThanOrEqual(
+            DYNAMIC_MAX_HALF_GAP * scales[Math.floor(b / DOUBLE_QUANT_GROUP)] + 1e-7,
+          );
         }
       } else {
         expect(maxAbsDiff(stored, exact)).toBe(0);
@@ -168,12 +188,13 @@ describe('NF4 quantisation', () => {
 });
 
 describe('Nf4Linear', () => {
-  it('quantises the HF [out, in] matrix (blocks along each output row\'s inputs, as bitsandbytes) and returns [in, out]', () => {
+  it("quantises the HF [out, in] matrix (blocks along each output row's inputs, as bitsandbytes) and returns [in, out]", () => {
     const [inF, outF] = [64, 3];
     // Output row o of the HF weight is constant (o + 1) / 4 except one element -1 at input o: each block (one row)
     // then has absmax 1, and every value is exactly representable (-1, 0.25 → no: use NF4 values).
     const inOut = new Float32Array(inF * outF);
-    for (let i = 0; i < inF; i++) for (let o = 0; o < outF; o++) inOut[i * outF + o] = i === o ? -(o + 1) : NF4_CODE[8 + o] * (o + 1);
+    for (let i = 0; i < inF; i++)
+      for (let o = 0; o < outF; o++) inOut[i * outF + o] = i === o ? -(o + 1) : NF4_CODE[8 + o] * (o + 1);
     const lin = Nf4Linear.fromWeight(inOut, inF, outF, { blockSize: 64, doubleQuant: false });
     expect(lin.quantized.shape).toEqual([outF, inF]);
     expect([...lin.quantized.absmax!]).toEqual([1, 2, 3]); // one block per output row
@@ -193,7 +214,9 @@ describe('Nf4Linear', () => {
     expect(maxAbsDiff(y.dataSync(), matmulJs(xv, wq, n, inF, outF))).toBeLessThan(1e-5);
     // d(sum y)/dx = 1 @ Wᵀ: row i of the gradient is the row sums of W.
     const g = tf.grad((t: tf.Tensor) => tf.sum(lin.apply(t as tf.Tensor2D)))(x);
-    const rowSums = Array.from({ length: inF }, (_, i) => wq.slice(i * outF, (i + 1) * outF).reduce((s, v) => s + v, 0));
+    const rowSums = Array.from({ length: inF }, (_, i) =>
+      wq.slice(i * outF, (i + 1) * outF).reduce((s, v) => s + v, 0),
+    );
     expect(maxAbsDiff(g.dataSync().slice(0, inF), rowSums)).toBeLessThan(1e-5);
     tf.dispose([y, g]);
     expect(tf.memory().numTensors).toBe(before);

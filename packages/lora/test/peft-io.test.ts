@@ -56,10 +56,15 @@ function fixtureHost(): { h: MapHost; x: tf.Tensor2D; expected: Record<string, n
 }
 
 describe('PEFT adapter files', () => {
-  it('loads an adapter written in PEFT\'s layout and reproduces the reference outputs (numpy, PEFT conventions)', () => {
+  it("loads an adapter written in PEFT's layout and reproduces the reference outputs (numpy, PEFT conventions)", () => {
     const { h, x, expected } = fixtureHost();
     loadAdapter(FIXTURE, h, 'default');
-    expect(getAdapterInfo(h, 'default')).toMatchObject({ r: 4, alpha: 8, dropout: 0.05, targetModules: ['up_proj', 'q_proj'] });
+    expect(getAdapterInfo(h, 'default')).toMatchObject({
+      r: 4,
+      alpha: 8,
+      dropout: 0.05,
+      targetModules: ['up_proj', 'q_proj'],
+    });
     for (const [name, y] of Object.entries(expected)) {
       const m = h.getLinear(name.replace(/^model\./, ''));
       expect(m).toBeInstanceOf(LoraLinear);
@@ -136,7 +141,11 @@ describe('PEFT adapter files', () => {
     x.dispose();
   });
 
-  function saveFixtureCopy(dir: string, tensors: Map<string, ReturnType<typeof fromFloat32>>, config?: Record<string, unknown>): void {
+  function saveFixtureCopy(
+    dir: string,
+    tensors: Map<string, ReturnType<typeof fromFloat32>>,
+    config?: Record<string, unknown>,
+  ): void {
     const cfg = config ?? JSON.parse(readFileSync(join(FIXTURE, 'adapter_config.json'), 'utf8'));
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
@@ -189,7 +198,9 @@ describe('PEFT adapter files', () => {
     }
     expect(err).toBeInstanceOf(LoraError);
     expect((err as LoraError).code).toBe('PEFT_NON_FINITE');
-    expect((err as LoraError).message).toBe(`${join(dir, 'adapter_model.safetensors')}: tensor "${name}" holds NaN at index 1`);
+    expect((err as LoraError).message).toBe(
+      `${join(dir, 'adapter_model.safetensors')}: tensor "${name}" holds NaN at index 1`,
+    );
     expect(listAdapters(h)).toEqual([]);
   });
 

@@ -21,15 +21,28 @@ function skip(why) {
   process.exit(required ? 1 : 0);
 }
 
-const nodeInclude = [join(dirname(process.execPath), '..', 'include', 'node'), '/usr/include/node', '/usr/local/include/node'].find((d) =>
-  existsSync(join(d, 'node_api.h')),
-);
+const nodeInclude = [
+  join(dirname(process.execPath), '..', 'include', 'node'),
+  '/usr/include/node',
+  '/usr/local/include/node',
+].find((d) => existsSync(join(d, 'node_api.h')));
 if (!nodeInclude) skip("Node's headers (node_api.h) were not found");
-const blasInclude = [`/usr/include/${multiarch}/openblas-pthread`, `/usr/include/${multiarch}`, '/usr/include/openblas', '/usr/include', '/usr/local/include', '/opt/homebrew/opt/openblas/include'].find(
-  (d) => existsSync(join(d, 'cblas.h')),
-);
+const blasInclude = [
+  `/usr/include/${multiarch}/openblas-pthread`,
+  `/usr/include/${multiarch}`,
+  '/usr/include/openblas',
+  '/usr/include',
+  '/usr/local/include',
+  '/opt/homebrew/opt/openblas/include',
+].find((d) => existsSync(join(d, 'cblas.h')));
 if (!blasInclude) skip('cblas.h was not found (install OpenBLAS headers, e.g. `apt-get install libopenblas-dev`)');
-const libDirs = [`/usr/lib/${multiarch}/openblas-pthread`, `/usr/lib/${multiarch}`, '/usr/lib', '/usr/local/lib', '/opt/homebrew/opt/openblas/lib'];
+const libDirs = [
+  `/usr/lib/${multiarch}/openblas-pthread`,
+  `/usr/lib/${multiarch}`,
+  '/usr/lib',
+  '/usr/local/lib',
+  '/opt/homebrew/opt/openblas/lib',
+];
 const libDir = libDirs.find((d) => existsSync(join(d, 'libopenblas.so')) || existsSync(join(d, 'libopenblas.dylib')));
 if (!libDir) skip('libopenblas was not found (install OpenBLAS, e.g. `apt-get install libopenblas-dev`)');
 
@@ -39,9 +52,19 @@ const cc = process.env.CC ?? 'cc';
 // The addon is built on the machine that runs it, so it may use that CPU's vector units (and glibc's vector expf).
 const tuned = ['-O3', '-ffast-math', '-march=native'];
 const args = (opt) => [
-  ...opt, '-shared', '-fPIC', '-DNODE_GYP_MODULE_NAME=hyperllama_blas',
-  `-I${nodeInclude}`, `-I${blasInclude}`, join(here, 'hyperllama_blas.c'),
-  '-o', out, `-L${libDir}`, `-Wl,-rpath,${libDir}`, '-lopenblas', '-lm',
+  ...opt,
+  '-shared',
+  '-fPIC',
+  '-DNODE_GYP_MODULE_NAME=hyperllama_blas',
+  `-I${nodeInclude}`,
+  `-I${blasInclude}`,
+  join(here, 'hyperllama_blas.c'),
+  '-o',
+  out,
+  `-L${libDir}`,
+  `-Wl,-rpath,${libDir}`,
+  '-lopenblas',
+  '-lm',
   ...(process.platform === 'darwin' ? ['-undefined', 'dynamic_lookup'] : []),
 ];
 try {

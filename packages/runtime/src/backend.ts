@@ -112,7 +112,8 @@ function enableWasmThreads(): void {
       workerDir ??= mkdtempSync(join(tmpdir(), 'hyperllama-wasm-'));
       const file = join(workerDir, 'tfjs-backend-wasm-threaded-simd.worker.cjs');
       // The factory source refers to the bundle's module-level requires (fs, path, perf_hooks, os).
-      const requires = "var require$$0=require('fs'),require$$1=require('path'),require$$3=require('perf_hooks'),require$$4=require('os'),commonjsGlobal=globalThis;";
+      const requires =
+        "var require$$0=require('fs'),require$$1=require('path'),require$$3=require('perf_hooks'),require$$4=require('os'),commonjsGlobal=globalThis;";
       writeFileSync(file, `${requires}\n${mainScript};\n${worker}`);
       return file;
     }
@@ -130,7 +131,10 @@ interface WasmSetup {
 
 async function initWasm(threads: number, wasmThreads: number | undefined, path: MatMulPath): Promise<WasmSetup> {
   if (wasmRemoved) {
-    throw new BackendError('WASM_DISPOSED', 'the wasm backend was disposed in this process and cannot be initialised again');
+    throw new BackendError(
+      'WASM_DISPOSED',
+      'the wasm backend was disposed in this process and cannot be initialised again',
+    );
   }
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
   const dist = dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
@@ -138,8 +142,10 @@ async function initWasm(threads: number, wasmThreads: number | undefined, path: 
     throw new BackendError('WASM_FILES_MISSING', `the wasm binaries are missing from ${dist}`, { file: dist });
   }
   wasm.setWasmPaths(`${dist}/`);
-  const native = path === 'auto' || path === 'native' ? loadNativeBlas() : { blas: null, why: `matMul "${path}" requested` };
-  if (path === 'native' && !native.blas) throw new BackendError('NATIVE_UNAVAILABLE', `native matMul unavailable: ${native.why}`);
+  const native =
+    path === 'auto' || path === 'native' ? loadNativeBlas() : { blas: null, why: `matMul "${path}" requested` };
+  if (path === 'native' && !native.blas)
+    throw new BackendError('NATIVE_UNAVAILABLE', `native matMul unavailable: ${native.why}`);
   // With OpenBLAS doing the matMuls on every core, the remaining (memory-bound) wasm ops run best on one thread:
   // a second pool thread would compete with OpenBLAS's workers (PyTorch's fastest 2-core setting is the same split).
   const pool = wasmThreads ?? (native.blas ? 1 : threads);
@@ -153,14 +159,17 @@ async function initWasm(threads: number, wasmThreads: number | undefined, path: 
   native.blas?.setThreads(threads);
   registerWasmKernels({ native: native.blas, fastMatMul: path !== 'stock' });
   const matMul = native.blas ? 'openblas' : path === 'stock' ? 'stock' : 'xnnpack';
-  const note = native.blas ? `matMul on OpenBLAS (${threads} thread(s))` : `matMul on ${matMul} (native: ${native.why})`;
+  const note = native.blas
+    ? `matMul on OpenBLAS (${threads} thread(s))`
+    : `matMul on ${matMul} (native: ${native.why})`;
   // The wasm module caps its thread pool at half the logical cores it sees (1 on a 2-core machine); it reads
   // the core count from os.cpus(), so show it enough cores while the backend starts.
   const os = require('node:os') as { cpus: () => unknown[] };
   const realCpus = os.cpus;
   if (pool > 1) os.cpus = () => Array.from({ length: 2 * pool }, (_, i) => realCpus()[i % realCpus().length]);
   try {
-    if (!(await tf.setBackend('wasm'))) throw new BackendError('WASM_INIT_FAILED', 'tf.setBackend("wasm") returned false');
+    if (!(await tf.setBackend('wasm')))
+      throw new BackendError('WASM_INIT_FAILED', 'tf.setBackend("wasm") returned false');
   } finally {
     os.cpus = realCpus;
   }
@@ -185,28 +194,51 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   }
   const threads = options.threads ?? Math.min(8, Math.max(1, cpus().length));
   if (!Number.isInteger(threads) || threads < 1) {
-    throw new BackendError('BAD_THREADS', `threads must be a positive integer, got ${threads}`, { field: 'threads', actual: threads });
+    throw new BackendError('BAD_THREADS', `threads must be a positive integer, got ${threads}`, {
+      field: 'threads',
+      actual: threads,
+    });
   }
   if (options.wasmThreads !== undefined && !(Number.isInteger(options.wasmThreads) && options.wasmThreads >= 1)) {
-    throw new BackendError('BAD_THREADS', `wasmThreads must be a positive integer, got ${options.wasmThreads}`, { field: 'wasmThreads', actual: options.wasmThreads });
+    throw new BackendError('BAD_THREADS', `wasmThreads must be a positive integer, got ${options.wasmThreads}`, {
+      field: 'wasmThreads',
+      actual: options.wasmThreads,
+    });
   }
   // A webgpu device asked for with other limits is a different backend: it replaces the current device.
-  const otherLimits = current?.name === 'webgpu' && requested === 'webgpu' && JSON.stringify(options.webgpuLimits ?? {}) !== webgpuLimitsInUse;
+  const otherLimits =
+    current?.name === 'webgpu' &&
+    requested === 'webgpu' &&
+    JSON.stringify(options.webgpuLimits ?? {}) !== webgpuLimitsInUse;
   if (current && (requested === 'auto' || requested === current.name) && !otherLimits) return current;
   if (current) await disposeBackend();
 
-  const source = forced ? 'forced by HYPERLLAMA_BACKEND' : options.backend && options.backend !== 'auto' ? 'requested' : 'auto';
+  const source = forced
+    ? 'forced by HYPERLLAMA_BACKEND'
+    : options.backend && options.backend !== 'auto'
+      ? 'requested'
+      : 'auto';
   const notes: string[] = [];
   let info: BackendInfo | null = null;
 
   if (requested === 'tensorflow' || requested === 'auto') {
     const tfn = await tryTensorflow();
     if (tfn.ok && (await tf.setBackend('tensorflow'))) {
-      info = { name: 'tensorflow', reason: `${source}: native TensorFlow from ${tfn.pkg}`, threads: 1, matMul: 'backend', matMulThreads: 1 };
+      info = {
+        name: 'tensorflow',
+        reason: `${source}: native TensorFlow from ${tfn.pkg}`,
+        threads: 1,
+        matMul: 'backend',
+        matMulThreads: 1,
+      };
     } else if (requested === 'tensorflow') {
-      throw new BackendError('BACKEND_UNAVAILABLE', `backend "tensorflow" is unavailable: ${tfn.ok ? 'setBackend failed' : tfn.why}`, {
-        actual: 'tensorflow',
-      });
+      throw new BackendError(
+        'BACKEND_UNAVAILABLE',
+        `backend "tensorflow" is unavailable: ${tfn.ok ? 'setBackend failed' : tfn.why}`,
+        {
+          actual: 'tensorflow',
+        },
+      );
     } else {
       notes.push(`tensorflow unavailable (${tfn.ok ? 'setBackend failed' : tfn.why})`);
     }
@@ -214,11 +246,19 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   if (requested === 'webgpu') {
     try {
       const adapter = await initWebGPU(options.webgpuLimits);
-      info = { name: 'webgpu', reason: `${source}: WebGPU on the ${adapter}`, threads: 1, matMul: 'backend', matMulThreads: 1 };
+      info = {
+        name: 'webgpu',
+        reason: `${source}: WebGPU on the ${adapter}`,
+        threads: 1,
+        matMul: 'backend',
+        matMulThreads: 1,
+      };
       webgpuLimitsInUse = JSON.stringify(options.webgpuLimits ?? {});
     } catch (e) {
       if (e instanceof BackendError && e.code === 'BAD_OPTION') throw e;
-      throw new BackendError('BACKEND_UNAVAILABLE', `backend "webgpu" failed to initialise: ${(e as Error).message}`, { actual: 'webgpu' });
+      throw new BackendError('BACKEND_UNAVAILABLE', `backend "webgpu" failed to initialise: ${(e as Error).message}`, {
+        actual: 'webgpu',
+      });
     }
   }
   if (!info && (requested === 'wasm' || requested === 'auto')) {
@@ -242,7 +282,13 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   }
   if (!info) {
     await tf.setBackend('cpu');
-    info = { name: 'cpu', reason: [source, ...notes, 'pure-JS cpu backend'].join('; '), threads: 1, matMul: 'backend', matMulThreads: 1 };
+    info = {
+      name: 'cpu',
+      reason: [source, ...notes, 'pure-JS cpu backend'].join('; '),
+      threads: 1,
+      matMul: 'backend',
+      matMulThreads: 1,
+    };
   }
   await tf.ready();
   silenceCpuBanner();

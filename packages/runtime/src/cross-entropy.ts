@@ -24,7 +24,9 @@ export function softmaxCrossEntropyWithGrad(
 ): { losses: tf.Tensor1D; dlogits: tf.Tensor2D } {
   if (tf.getKernel(SOFTMAX_CE_KERNEL, tf.getBackend())) {
     const attrs = { overwriteLogits: opts.overwriteLogits ?? false };
-    const [losses, dlogits] = tf.engine().runKernel(SOFTMAX_CE_KERNEL, { logits, targets, weights }, attrs) as tf.Tensor[];
+    const [losses, dlogits] = tf
+      .engine()
+      .runKernel(SOFTMAX_CE_KERNEL, { logits, targets, weights }, attrs) as tf.Tensor[];
     return { losses: losses as tf.Tensor1D, dlogits: dlogits as tf.Tensor2D };
   }
   return tf.tidy(() => {
@@ -80,9 +82,14 @@ export function linearCrossEntropy(
         const hc = tf.slice(h, [start, 0], [n, D]); // [n, D]
         const logits = tf.matMul(hc, w, false, transposed); // [n, V]
         // The chunk's logits are not used again: their memory can hold the gradient.
-        const { losses, dlogits } = softmaxCrossEntropyWithGrad(logits as tf.Tensor2D, tf.slice(targetsI, [start], [n]), tf.slice(weights, [start], [n]), {
-          overwriteLogits: true,
-        });
+        const { losses, dlogits } = softmaxCrossEntropyWithGrad(
+          logits as tf.Tensor2D,
+          tf.slice(targetsI, [start], [n]),
+          tf.slice(weights, [start], [n]),
+          {
+            overwriteLogits: true,
+          },
+        );
         each?.(hc, dlogits);
         return tf.add(total, tf.sum(losses)) as tf.Scalar;
       });

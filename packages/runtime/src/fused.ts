@@ -20,22 +20,24 @@ const composed = (): boolean => process.env.HYPERLLAMA_FUSED_OPS === '0';
  * Saves x and the [N, 1] reciprocal RMS.
  */
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
-  if (composed()) return tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), weight));
+  if (composed())
+    return tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), weight));
   const op = tf.customGrad((...args: Array<tf.Tensor | Save>) => {
     const [xIn, wIn] = args as [tf.Tensor2D, tf.Tensor1D];
     const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xIn), -1, true), eps)); // [N, 1]
     saveOf(args)([xIn, wIn, rstd]);
     return {
       value: tf.mul(tf.mul(xIn, rstd), wIn),
-      gradFunc: (dy: tf.Tensor, [xs, ws, r]: tf.Tensor[]) => tf.tidy(() => {
-        const xhat = tf.mul(xs, r); // [N, D]
-        const g = tf.mul(dy, ws); // dL/dxhat
-        const D = xs.shape[xs.rank - 1];
-        // dx = rstd · (g − xhat · mean(g · xhat))
-        const dx = tf.mul(r, tf.sub(g, tf.mul(xhat, tf.div(tf.sum(tf.mul(g, xhat), -1, true), D))));
-        const dw = tf.sum(tf.mul(dy, xhat), 0);
-        return [dx, dw];
-      }),
+      gradFunc: (dy: tf.Tensor, [xs, ws, r]: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const xhat = tf.mul(xs, r); // [N, D]
+          const g = tf.mul(dy, ws); // dL/dxhat
+          const D = xs.shape[xs.rank - 1];
+          // dx = rstd · (g − xhat · mean(g · xhat))
+          const dx = tf.mul(r, tf.sub(g, tf.mul(xhat, tf.div(tf.sum(tf.mul(g, xhat), -1, true), D))));
+          const dw = tf.sum(tf.mul(dy, xhat), 0);
+          return [dx, dw];
+        }),
     };
   });
   return op(x, weight) as tf.Tensor2D;
@@ -49,13 +51,14 @@ export function swiglu(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
     saveOf(args)([g, u]);
     return {
       value: tf.mul(tf.mul(g, tf.sigmoid(g)), u),
-      gradFunc: (dy: tf.Tensor, [gs, us]: tf.Tensor[]) => tf.tidy(() => {
-        const s = tf.sigmoid(gs);
-        const silu = tf.mul(gs, s);
-        // d silu / dg = s · (1 + g · (1 − s))
-        const dsilu = tf.mul(s, tf.add(1, tf.mul(gs, tf.sub(1, s))));
-        return [tf.mul(tf.mul(dy, us), dsilu), tf.mul(dy, silu)];
-      }),
+      gradFunc: (dy: tf.Tensor, [gs, us]: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const s = tf.sigmoid(gs);
+          const silu = tf.mul(gs, s);
+          // d silu / dg = s · (1 + g · (1 − s))
+          const dsilu = tf.mul(s, tf.add(1, tf.mul(gs, tf.sub(1, s))));
+          return [tf.mul(tf.mul(dy, us), dsilu), tf.mul(dy, silu)];
+        }),
     };
   });
   return op(gate, up) as tf.Tensor2D;
@@ -96,7 +99,8 @@ export function rotaryEmbedding(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor
     saveOf(args)([cos, sin]); // kept for the backward pass (the caller may dispose its own references)
     return {
       value: tf.add(tf.mul(xIn, cos), tf.mul(rotateHalfByMatMul(xIn), sin)),
-      gradFunc: (dy: tf.Tensor, [c, s]: tf.Tensor[]) => tf.tidy(() => [tf.add(tf.mul(dy, c), rotateHalfByMatMul(tf.mul(dy, s), true))]),
+      gradFunc: (dy: tf.Tensor, [c, s]: tf.Tensor[]) =>
+        tf.tidy(() => [tf.add(tf.mul(dy, c), rotateHalfByMatMul(tf.mul(dy, s), true))]),
     };
   });
   return op(x) as tf.Tensor4D;
@@ -114,7 +118,8 @@ export function maskedSoftmax(scores: tf.Tensor, mask: tf.Tensor): tf.Tensor {
     return {
       value: probs,
       // d scores = p · (dy − Σ dy·p)
-      gradFunc: (dy: tf.Tensor, [p]: tf.Tensor[]) => tf.tidy(() => [tf.mul(p, tf.sub(dy, tf.sum(tf.mul(dy, p), -1, true)))]),
+      gradFunc: (dy: tf.Tensor, [p]: tf.Tensor[]) =>
+        tf.tidy(() => [tf.mul(p, tf.sub(dy, tf.sum(tf.mul(dy, p), -1, true)))]),
     };
   });
   return op(scores);

@@ -4,6 +4,12 @@ export * from './safetensors.js';
 export * from './backend.js';
 export * from './optim.js';
 export { loadNativeBlas, type NativeBlas } from './native.js';
-export { linearCrossEntropy, softmaxCrossEntropyWithGrad, isRecordingGradients, SOFTMAX_CE_KERNEL, type LinearCrossEntropyOptions } from './cross-entropy.js';
+export {
+  linearCrossEntropy,
+  softmaxCrossEntropyWithGrad,
+  isRecordingGradients,
+  SOFTMAX_CE_KERNEL,
+  type LinearCrossEntropyOptions,
+} from './cross-entropy.js';
 export { IGNORE_INDEX, mean } from './conventions.js';
 export { rmsNorm, swiglu, rotaryEmbedding, maskedSoftmax } from './fused.js';

@@ -7,12 +7,28 @@ import { fileURLToPath } from 'node:url';
 export interface NativeBlas {
   /** C_i[m, n] = op(A_i) · op(B_i) for i < batch; A_i at i·strideA floats (0 = shared), B_i at i·strideB, C_i at i·m·n. */
   sgemmBatched(
-    a: Float32Array, b: Float32Array, c: Float32Array,
-    batch: number, m: number, n: number, k: number,
-    transposeA: boolean, transposeB: boolean, strideA: number, strideB: number,
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    batch: number,
+    m: number,
+    n: number,
+    k: number,
+    transposeA: boolean,
+    transposeB: boolean,
+    strideA: number,
+    strideB: number,
   ): void;
   /** Row-wise softmax cross-entropy: losses [n] and dlogits [n, C] (see softmaxCrossEntropyWithGrad). */
-  softmaxCrossEntropy(logits: Float32Array, targets: Int32Array, weights: Float32Array, losses: Float32Array, grad: Float32Array, rows: number, classes: number): void;
+  softmaxCrossEntropy(
+    logits: Float32Array,
+    targets: Int32Array,
+    weights: Float32Array,
+    losses: Float32Array,
+    grad: Float32Array,
+    rows: number,
+    classes: number,
+  ): void;
   threads(): number;
   setThreads(n: number): void;
 }

@@ -46,7 +46,12 @@ function paramMap(params: tf.Variable[] | Record<string, tf.Variable>): Map<stri
 }
 
 function checkNumber(name: string, v: number, lo: number, hi: number, loOpen = false): number {
-  assertOption(Number.isFinite(v) && (loOpen ? v > lo : v >= lo) && v <= hi, name, `a number in ${loOpen ? '(' : '['}${lo}, ${hi}]`, v);
+  assertOption(
+    Number.isFinite(v) && (loOpen ? v > lo : v >= lo) && v <= hi,
+    name,
+    `a number in ${loOpen ? '(' : '['}${lo}, ${hi}]`,
+    v,
+  );
   return v;
 }
 
@@ -66,7 +71,8 @@ function readSlots(
       expected.add(key);
       const e = tensors.get(key);
       if (!e) problems.push(`missing ${key}`);
-      else if (e.shape.join(',') !== p.shape.join(',')) problems.push(`${key} has shape [${e.shape}] but the parameter is [${p.shape}]`);
+      else if (e.shape.join(',') !== p.shape.join(','))
+        problems.push(`${key} has shape [${e.shape}] but the parameter is [${p.shape}]`);
       else ts.push(tf.tensor(toFloat32(e, key), p.shape, 'float32'));
     }
     out.set(name, ts);
@@ -74,14 +80,17 @@ function readSlots(
   for (const key of tensors.keys()) if (!expected.has(key)) problems.push(`unexpected ${key}`);
   if (problems.length) {
     for (const ts of out.values()) tf.dispose(ts);
-    throw new OptionError('OPTIMIZER_STATE_MISMATCH', `${source}: optimizer state does not match the parameters: ${problems.join('; ')}`, {
-      file: source,
-      problems,
-    });
+    throw new OptionError(
+      'OPTIMIZER_STATE_MISMATCH',
+      `${source}: optimizer state does not match the parameters: ${problems.join('; ')}`,
+      {
+        file: source,
+        problems,
+      },
+    );
   }
   return out;
 }
-
 
 /** AdamW with bias correction and decoupled weight decay (PyTorch's `torch.optim.AdamW` semantics). */
 export class AdamW implements Optimizer {
@@ -138,20 +147,36 @@ export class AdamW implements Optimizer {
   stateEntries(): { tensors: Map<string, SafetensorsEntry>; metadata: Record<string, string> } {
     const tensors = new Map<string, SafetensorsEntry>();
     for (const [name, p] of this.params) {
-      tensors.set(`${name}.exp_avg`, fromFloat32((this.m.get(name)?.dataSync() as Float32Array) ?? new Float32Array(p.size), p.shape));
-      tensors.set(`${name}.exp_avg_sq`, fromFloat32((this.v.get(name)?.dataSync() as Float32Array) ?? new Float32Array(p.size), p.shape));
+      tensors.set(
+        `${name}.exp_avg`,
+        fromFloat32((this.m.get(name)?.dataSync() as Float32Array) ?? new Float32Array(p.size), p.shape),
+      );
+      tensors.set(
+        `${name}.exp_avg_sq`,
+        fromFloat32((this.v.get(name)?.dataSync() as Float32Array) ?? new Float32Array(p.size), p.shape),
+      );
     }
     const metadata = {
       optimizer: 'adamw',
       step: String(this.t),
-      hyperparameters: JSON.stringify({ lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay }),
+      hyperparameters: JSON.stringify({
+        lr: this.lr,
+        beta1: this.beta1,
+        beta2: this.beta2,
+        eps: this.eps,
+        weightDecay: this.weightDecay,
+      }),
     };
     return { tensors, metadata };
   }
 
   loadStateEntries(tensors: Map<string, SafetensorsEntry>, metadata: Record<string, string>, source = '<state>'): void {
     if (metadata.optimizer !== 'adamw') {
-      throw new OptionError('OPTIMIZER_STATE_MISMATCH', `${source}: state is for optimizer "${metadata.optimizer}", not adamw`, { file: source });
+      throw new OptionError(
+        'OPTIMIZER_STATE_MISMATCH',
+        `${source}: state is for optimizer "${metadata.optimizer}", not adamw`,
+        { file: source },
+      );
     }
     const step = Number(metadata.step);
     assertOption(Number.isInteger(step) && step >= 0, `${source}: step`, 'a non-negative integer', metadata.step);
@@ -221,7 +246,10 @@ export class Sgd implements Optimizer {
     const tensors = new Map<string, SafetensorsEntry>();
     if (this.momentum > 0) {
       for (const [name, p] of this.params) {
-        tensors.set(`${name}.momentum_buffer`, fromFloat32((this.buf.get(name)?.dataSync() as Float32Array) ?? new Float32Array(p.size), p.shape));
+        tensors.set(
+          `${name}.momentum_buffer`,
+          fromFloat32((this.buf.get(name)?.dataSync() as Float32Array) ?? new Float32Array(p.size), p.shape),
+        );
       }
     }
     const metadata = {
@@ -236,11 +264,16 @@ export class Sgd implements Optimizer {
 
   loadStateEntries(tensors: Map<string, SafetensorsEntry>, metadata: Record<string, string>, source = '<state>'): void {
     if (metadata.optimizer !== 'sgd') {
-      throw new OptionError('OPTIMIZER_STATE_MISMATCH', `${source}: state is for optimizer "${metadata.optimizer}", not sgd`, { file: source });
+      throw new OptionError(
+        'OPTIMIZER_STATE_MISMATCH',
+        `${source}: state is for optimizer "${metadata.optimizer}", not sgd`,
+        { file: source },
+      );
     }
     const step = Number(metadata.step);
     assertOption(Number.isInteger(step) && step >= 0, `${source}: step`, 'a non-negative integer', metadata.step);
-    const slots = this.momentum > 0 ? readSlots(this.params, tensors, ['momentum_buffer'], source) : new Map<string, tf.Tensor[]>();
+    const slots =
+      this.momentum > 0 ? readSlots(this.params, tensors, ['momentum_buffer'], source) : new Map<string, tf.Tensor[]>();
     const has = new Set<string>(JSON.parse(metadata.hasBuffer ?? '[]') as string[]);
     this.dispose();
     for (const [name, [b]] of slots) {
@@ -273,14 +306,19 @@ export function loadOptimizerState(path: string, optimizer: Optimizer): void {
  * Returns new gradient tensors (the caller disposes both sets) and the norm before clipping. The norm is read
  * asynchronously (webgpu in Node reads no other way).
  */
-export async function clipByGlobalNorm(grads: NamedGradients, maxNorm: number): Promise<{ grads: NamedGradients; norm: number }> {
+export async function clipByGlobalNorm(
+  grads: NamedGradients,
+  maxNorm: number,
+): Promise<{ grads: NamedGradients; norm: number }> {
   checkNumber('maxNorm', maxNorm, 0, Infinity, true);
   const names = Object.keys(grads);
   let norm = 0;
   if (names.length > 0) {
     // Added one by one, in order: the same float32 sums as tf.addN on cpu and wasm, without tfjs-backend-webgpu 4.22's
     // AddN, which reuses a shader compiled for another input count.
-    const sumOfSquares = tf.tidy(() => names.map((n) => tf.sum(tf.square(grads[n]))).reduce((total, x) => tf.add(total, x)));
+    const sumOfSquares = tf.tidy(() =>
+      names.map((n) => tf.sum(tf.square(grads[n]))).reduce((total, x) => tf.add(total, x)),
+    );
     try {
       norm = Math.sqrt((await sumOfSquares.data())[0]);
     } finally {
@@ -319,7 +357,12 @@ export function lrSchedule(options: ScheduleOptions): (step: number) => number {
   const minLr = checkNumber('minLr', options.minLr ?? 0, 0, lr);
   const total = options.totalSteps ?? 0;
   if (type !== 'constant') {
-    assertOption(Number.isInteger(total) && total > warmup, 'totalSteps', `an integer greater than warmupSteps (${warmup})`, options.totalSteps);
+    assertOption(
+      Number.isInteger(total) && total > warmup,
+      'totalSteps',
+      `an integer greater than warmupSteps (${warmup})`,
+      options.totalSteps,
+    );
   }
   return (step: number) => {
     if (step < warmup) return (lr * (step + 1)) / warmup;

@@ -70,7 +70,11 @@ export class Rng {
   }
 
   getState(): RngState {
-    return { algorithm: 'xoshiro128**', s: [this.s[0], this.s[1], this.s[2], this.s[3]], spareNormal: this.spareNormal };
+    return {
+      algorithm: 'xoshiro128**',
+      s: [this.s[0], this.s[1], this.s[2], this.s[3]],
+      spareNormal: this.spareNormal,
+    };
   }
 
   /** An independent generator derived from this one's current state and a label (does not advance this one). */

@@ -57,7 +57,8 @@ export function readSafetensors(pathOrBytes: string | Uint8Array, sourceName?: s
   } else {
     bytes = pathOrBytes;
   }
-  if (bytes.byteLength < 8) fail('SAFETENSORS_TRUNCATED', source, `file has ${bytes.byteLength} bytes, fewer than the 8-byte header length`);
+  if (bytes.byteLength < 8)
+    fail('SAFETENSORS_TRUNCATED', source, `file has ${bytes.byteLength} bytes, fewer than the 8-byte header length`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLen = view.getBigUint64(0, true);
   if (headerLen > BigInt(MAX_HEADER_BYTES)) {
@@ -65,7 +66,11 @@ export function readSafetensors(pathOrBytes: string | Uint8Array, sourceName?: s
   }
   const n = Number(headerLen);
   if (8 + n > bytes.byteLength) {
-    fail('SAFETENSORS_TRUNCATED', source, `header length ${n} runs past the end of the file (${bytes.byteLength} bytes)`);
+    fail(
+      'SAFETENSORS_TRUNCATED',
+      source,
+      `header length ${n} runs past the end of the file (${bytes.byteLength} bytes)`,
+    );
   }
   let header: unknown;
   try {
@@ -87,7 +92,8 @@ export function readSafetensors(pathOrBytes: string | Uint8Array, sourceName?: s
         fail('SAFETENSORS_BAD_HEADER', source, '__metadata__ is not an object of strings');
       }
       for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
-        if (typeof v !== 'string') fail('SAFETENSORS_BAD_HEADER', source, `__metadata__.${k} is not a string`, { field: k });
+        if (typeof v !== 'string')
+          fail('SAFETENSORS_BAD_HEADER', source, `__metadata__.${k} is not a string`, { field: k });
         metadata[k] = v;
       }
       continue;
@@ -98,9 +104,15 @@ export function readSafetensors(pathOrBytes: string | Uint8Array, sourceName?: s
     }
     const info = raw as Record<string, unknown>;
     const { dtype, shape, data_offsets: offsets } = info;
-    if (!isDtype(dtype)) fail('SAFETENSORS_BAD_DTYPE', source, `tensor "${name}": unknown dtype ${JSON.stringify(dtype)}`, where);
+    if (!isDtype(dtype))
+      fail('SAFETENSORS_BAD_DTYPE', source, `tensor "${name}": unknown dtype ${JSON.stringify(dtype)}`, where);
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      fail('SAFETENSORS_BAD_SHAPE', source, `tensor "${name}": shape ${JSON.stringify(shape)} is not a list of non-negative integers`, where);
+      fail(
+        'SAFETENSORS_BAD_SHAPE',
+        source,
+        `tensor "${name}": shape ${JSON.stringify(shape)} is not a list of non-negative integers`,
+        where,
+      );
     }
     if (
       !Array.isArray(offsets) ||
@@ -108,11 +120,21 @@ export function readSafetensors(pathOrBytes: string | Uint8Array, sourceName?: s
       !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) ||
       offsets[1] < offsets[0]
     ) {
-      fail('SAFETENSORS_BAD_OFFSETS', source, `tensor "${name}": data_offsets ${JSON.stringify(offsets)} are not [begin, end] with 0 <= begin <= end`, where);
+      fail(
+        'SAFETENSORS_BAD_OFFSETS',
+        source,
+        `tensor "${name}": data_offsets ${JSON.stringify(offsets)} are not [begin, end] with 0 <= begin <= end`,
+        where,
+      );
     }
     const [begin, end] = offsets as [number, number];
     if (end > dataLen) {
-      fail('SAFETENSORS_BAD_OFFSETS', source, `tensor "${name}": data_offsets [${begin}, ${end}] exceed the ${dataLen} data bytes`, where);
+      fail(
+        'SAFETENSORS_BAD_OFFSETS',
+        source,
+        `tensor "${name}": data_offsets [${begin}, ${end}] exceed the ${dataLen} data bytes`,
+        where,
+      );
     }
     let elements = 1;
     for (const d of shape as number[]) elements *= d;
@@ -145,7 +167,11 @@ export function readSafetensors(pathOrBytes: string | Uint8Array, sourceName?: s
     cursor = s.end;
   }
   if (cursor !== dataLen) {
-    fail('SAFETENSORS_TRAILING_BYTES', source, `${dataLen - cursor} bytes after the last tensor are not described by the header`);
+    fail(
+      'SAFETENSORS_TRAILING_BYTES',
+      source,
+      `${dataLen - cursor} bytes after the last tensor are not described by the header`,
+    );
   }
 
   const tensors = new Map<string, SafetensorsEntry>();
@@ -164,20 +190,29 @@ export function serializeSafetensors(
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) {
     for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== 'string') fail('SAFETENSORS_BAD_METADATA', target, `metadata "${k}" is not a string`, { field: k });
+      if (typeof v !== 'string')
+        fail('SAFETENSORS_BAD_METADATA', target, `metadata "${k}" is not a string`, { field: k });
     }
     header.__metadata__ = metadata;
   }
   let offset = 0;
   for (const [name, e] of entries) {
     if (name === '__metadata__') fail('SAFETENSORS_BAD_NAME', target, 'a tensor may not be named "__metadata__"');
-    if (!isDtype(e.dtype)) fail('SAFETENSORS_BAD_DTYPE', target, `tensor "${name}": unknown dtype ${JSON.stringify(e.dtype)}`, { tensor: name });
+    if (!isDtype(e.dtype))
+      fail('SAFETENSORS_BAD_DTYPE', target, `tensor "${name}": unknown dtype ${JSON.stringify(e.dtype)}`, {
+        tensor: name,
+      });
     if (!e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       fail('SAFETENSORS_BAD_SHAPE', target, `tensor "${name}": bad shape ${JSON.stringify(e.shape)}`, { tensor: name });
     }
     const expected = e.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[e.dtype];
     if (e.data.byteLength !== expected) {
-      fail('SAFETENSORS_SIZE_MISMATCH', target, `tensor "${name}": shape ${JSON.stringify(e.shape)} × ${e.dtype} needs ${expected} bytes, got ${e.data.byteLength}`, { tensor: name });
+      fail(
+        'SAFETENSORS_SIZE_MISMATCH',
+        target,
+        `tensor "${name}": shape ${JSON.stringify(e.shape)} × ${e.dtype} needs ${expected} bytes, got ${e.data.byteLength}`,
+        { tensor: name },
+      );
     }
     header[name] = { dtype: e.dtype, shape: e.shape, data_offsets: [offset, offset + expected] };
     offset += expected;
@@ -262,12 +297,12 @@ export function f32ToF16Bits(x: number): number {
     const half = 1 << (shift - 1);
     let r = mant >>> shift;
     const rem = mant & ((1 << shift) - 1);
-    if (rem > half || (rem === half && (r & 1))) r++;
+    if (rem > half || (rem === half && r & 1)) r++;
     return sign | r;
   }
   let r = (e << 10) | (mant >>> 13);
   const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (r & 1))) r++;
+  if (rem > 0x1000 || (rem === 0x1000 && r & 1)) r++;
   return sign | r;
 }
 
@@ -275,7 +310,7 @@ export function f32ToF16Bits(x: number): number {
 export function f32ToBf16Bits(x: number): number {
   f32Scratch[0] = x;
   const f = u32Scratch[0];
-  if ((f & 0x7f800000) === 0x7f800000 && (f & 0x7fffff)) return (f >>> 16) | 0x40;
+  if ((f & 0x7f800000) === 0x7f800000 && f & 0x7fffff) return (f >>> 16) | 0x40;
   return ((f + 0x7fff + ((f >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
@@ -319,7 +354,11 @@ export function toInt32(entry: SafetensorsEntry, name = '<tensor>'): Int32Array 
       for (let i = 0; i < n; i++) {
         const v = view.getBigInt64(8 * i, true);
         if (v > 2147483647n || v < -2147483648n) {
-          throw new SafetensorsError('SAFETENSORS_OUT_OF_RANGE', `tensor "${name}": I64 value ${v} does not fit int32`, { tensor: name });
+          throw new SafetensorsError(
+            'SAFETENSORS_OUT_OF_RANGE',
+            `tensor "${name}": I64 value ${v} does not fit int32`,
+            { tensor: name },
+          );
         }
         out[i] = Number(v);
       }
@@ -329,12 +368,19 @@ export function toInt32(entry: SafetensorsEntry, name = '<tensor>'): Int32Array 
       for (let i = 0; i < n; i++) out[i] = data[i];
       return out;
     default:
-      throw new SafetensorsError('SAFETENSORS_NOT_INT', `tensor "${name}" has dtype ${dtype}, not an integer type`, { tensor: name, actual: dtype });
+      throw new SafetensorsError('SAFETENSORS_NOT_INT', `tensor "${name}" has dtype ${dtype}, not an integer type`, {
+        tensor: name,
+        actual: dtype,
+      });
   }
 }
 
 /** Encode float32 values as an entry of the given float dtype (F32 default). */
-export function fromFloat32(values: Float32Array, shape: number[], dtype: 'F32' | 'F16' | 'BF16' = 'F32'): SafetensorsEntry {
+export function fromFloat32(
+  values: Float32Array,
+  shape: number[],
+  dtype: 'F32' | 'F16' | 'BF16' = 'F32',
+): SafetensorsEntry {
   const n = values.length;
   const data = new Uint8Array(n * DTYPE_BYTES[dtype]);
   const view = new DataView(data.buffer);
@@ -345,7 +391,11 @@ export function fromFloat32(values: Float32Array, shape: number[], dtype: 'F32' 
 }
 
 /** Encode int32 values as an I32 (default), I64, U8 or BOOL entry. */
-export function fromInt32(values: ArrayLike<number>, shape: number[], dtype: 'I32' | 'I64' | 'U8' | 'BOOL' = 'I32'): SafetensorsEntry {
+export function fromInt32(
+  values: ArrayLike<number>,
+  shape: number[],
+  dtype: 'I32' | 'I64' | 'U8' | 'BOOL' = 'I32',
+): SafetensorsEntry {
   const n = values.length;
   const data = new Uint8Array(n * DTYPE_BYTES[dtype]);
   const view = new DataView(data.buffer);

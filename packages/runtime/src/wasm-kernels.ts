@@ -28,7 +28,11 @@ interface WasmBackendLike {
   readSync(dataId: object): tf.backend_util.BackendValues;
   incRef(dataId: object): void;
 }
-type KernelFn = (args: { inputs: Record<string, TensorInfo>; backend: unknown; attrs?: Record<string, unknown> }) => TensorInfo | TensorInfo[];
+type KernelFn = (args: {
+  inputs: Record<string, TensorInfo>;
+  backend: unknown;
+  attrs?: Record<string, unknown>;
+}) => TensorInfo | TensorInfo[];
 
 let registered = false;
 
@@ -99,7 +103,7 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
         temps.push(r);
         return reshape({ inputs: { x: r }, backend, attrs: { shape: [...outer, m, n] } }) as TensorInfo;
       }
-      if ((batchA !== 1 && batchA !== batch) || (batchB !== batch)) {
+      if ((batchA !== 1 && batchA !== batch) || batchB !== batch) {
         // Broadcast patterns other than "one side shared" keep the original kernel.
         return originalBatchMatMul({ inputs: { a, b }, backend, attrs: plain });
       }
@@ -138,7 +142,11 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
     const outerB = b.shape.slice(0, -2);
     const outer = tf.backend_util.assertAndGetBroadcastShape(outerA, outerB);
     const [batchA, batchB, batch] = [size(outerA), size(outerB), size(outer)];
-    const covered = a.dtype === 'float32' && b.dtype === 'float32' && (batchA === 1 || batchA === batch) && (batchB === 1 || batchB === batch);
+    const covered =
+      a.dtype === 'float32' &&
+      b.dtype === 'float32' &&
+      (batchA === 1 || batchA === batch) &&
+      (batchB === 1 || batchB === batch);
     if (!covered || !native) return fastBatchMatMul({ inputs, backend, attrs });
     const out = be.makeOutput([...outer, m, n], 'float32');
     if (batch * m * n === 0) return out;
@@ -149,7 +157,19 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
       // A shared right operand: one [batch·M, K] × [K, N] product.
       native.sgemmBatched(av, bv, cv, 1, batch * m, n, k, false, transposeB, 0, 0);
     } else {
-      native.sgemmBatched(av, bv, cv, batch, m, n, k, transposeA, transposeB, batchA === 1 ? 0 : m * k, batchB === 1 ? 0 : k * n);
+      native.sgemmBatched(
+        av,
+        bv,
+        cv,
+        batch,
+        m,
+        n,
+        k,
+        transposeA,
+        transposeB,
+        batchA === 1 ? 0 : m * k,
+        batchB === 1 ? 0 : k * n,
+      );
     }
     return out;
   };
@@ -168,7 +188,15 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
       dlogits = { dataId: logits.dataId, shape: logits.shape, dtype: 'float32' };
     } else dlogits = be.makeOutput([n, classes], 'float32');
     const [lv, tv, wv, lossv, gv] = [logits, targets, weights, losses, dlogits].map((t) => be.typedArrayFromHeap(t));
-    native!.softmaxCrossEntropy(lv as Float32Array, tv as Int32Array, wv as Float32Array, lossv as Float32Array, gv as Float32Array, n, classes);
+    native!.softmaxCrossEntropy(
+      lv as Float32Array,
+      tv as Int32Array,
+      wv as Float32Array,
+      lossv as Float32Array,
+      gv as Float32Array,
+      n,
+      classes,
+    );
     return [losses, dlogits];
   };
 
@@ -185,14 +213,21 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
     const be = backend as WasmBackendLike;
     const { x, indices } = args.inputs;
     const axis = tf.util.parseAxisParam(attrs?.axis as number, x.shape)[0];
-    if (axis !== 0 || (attrs?.batchDims as number) !== 0 || x.dtype === 'string' || x.dtype === 'complex64' || x.shape.length === 0) {
+    if (
+      axis !== 0 ||
+      (attrs?.batchDims as number) !== 0 ||
+      x.dtype === 'string' ||
+      x.dtype === 'complex64' ||
+      x.shape.length === 0
+    ) {
       return originalGather({ inputs, backend, attrs });
     }
     const rows = x.shape[0];
     const row = size(x.shape.slice(1));
     const ids = be.readSync(indices.dataId) as Int32Array;
     for (let i = 0; i < ids.length; i++) {
-      if (!(ids[i] >= 0 && ids[i] < rows)) throw new Error(`GatherV2: the index value ${ids[i]} is not in [0, ${rows - 1}]`);
+      if (!(ids[i] >= 0 && ids[i] < rows))
+        throw new Error(`GatherV2: the index value ${ids[i]} is not in [0, ${rows - 1}]`);
     }
     const out = be.makeOutput([...indices.shape, ...x.shape.slice(1)], x.dtype);
     const src = be.typedArrayFromHeap(x);
@@ -208,7 +243,11 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
     const be = backend as WasmBackendLike;
     const { x } = inputs;
     if (x.dtype === 'string' || x.dtype === 'complex64' || x.shape.length === 0) return originalSlice(args);
-    const [begin, sizes] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, attrs?.begin as number[], attrs?.size as number[]);
+    const [begin, sizes] = tf.slice_util.parseSliceParams(
+      x as unknown as tf.Tensor,
+      attrs?.begin as number[],
+      attrs?.size as number[],
+    );
     const out = be.makeOutput(sizes, x.dtype);
     const n = size(sizes);
     if (n === 0) return out;
@@ -261,7 +300,8 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
     const attrs = args.attrs ?? {};
     const onValue = (attrs.onValue as number | undefined) ?? 1;
     const offValue = (attrs.offValue as number | undefined) ?? 0;
-    if (attrs.dtype !== 'float32' || !Number.isInteger(onValue) || !Number.isInteger(offValue)) return originalOneHot(args);
+    if (attrs.dtype !== 'float32' || !Number.isInteger(onValue) || !Number.isInteger(offValue))
+      return originalOneHot(args);
     const ints = originalOneHot({ ...args, attrs: { ...attrs, dtype: 'int32' } }) as TensorInfo;
     const out = cast({ inputs: { x: ints }, backend: args.backend, attrs: { dtype: 'float32' } }) as TensorInfo;
     (args.backend as WasmBackendLike).disposeData(ints.dataId);
@@ -285,15 +325,24 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
     tf.unregisterKernel('Identity', 'wasm');
     tf.registerKernel({
       ...identityConfig,
-      kernelFunc: ((args: Parameters<KernelFn>[0]) => (args.inputs.x.dtype === 'string' ? copy(args) : identity(args))) as unknown as tf.KernelFunc,
+      kernelFunc: ((args: Parameters<KernelFn>[0]) =>
+        args.inputs.x.dtype === 'string' ? copy(args) : identity(args)) as unknown as tf.KernelFunc,
     });
   }
   if (native && !tf.getKernel(SOFTMAX_CE_KERNEL, 'wasm')) {
-    tf.registerKernel({ kernelName: SOFTMAX_CE_KERNEL, backendName: 'wasm', kernelFunc: softmaxCrossEntropy as unknown as tf.KernelFunc });
+    tf.registerKernel({
+      kernelName: SOFTMAX_CE_KERNEL,
+      backendName: 'wasm',
+      kernelFunc: softmaxCrossEntropy as unknown as tf.KernelFunc,
+    });
   }
   tf.unregisterKernel('OneHot', 'wasm');
   tf.registerKernel({ ...oneHotConfig, kernelFunc: oneHot as unknown as tf.KernelFunc });
   if (!tf.getKernel('UnsortedSegmentSum', 'wasm')) {
-    tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc });
+    tf.registerKernel({
+      kernelName: 'UnsortedSegmentSum',
+      backendName: 'wasm',
+      kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc,
+    });
   }
 }

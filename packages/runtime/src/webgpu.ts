@@ -61,7 +61,8 @@ let gpuError: string | null = null;
 export async function initWebGPU(limits: Record<string, number> = {}): Promise<string> {
   const wanted = JSON.stringify(limits);
   if (device && wanted === deviceLimits) {
-    if (!(await tf.setBackend('webgpu'))) throw new BackendError('WEBGPU_INIT_FAILED', 'tf.setBackend("webgpu") returned false');
+    if (!(await tf.setBackend('webgpu')))
+      throw new BackendError('WEBGPU_INIT_FAILED', 'tf.setBackend("webgpu") returned false');
     return description;
   }
   if (device) {
@@ -75,7 +76,10 @@ export async function initWebGPU(limits: Record<string, number> = {}): Promise<s
   try {
     dawn = (await import('webgpu')) as unknown as typeof dawn;
   } catch (e) {
-    throw new BackendError('BACKEND_UNAVAILABLE', `the optional package "webgpu" is not installed (${(e as Error).message.split('\n')[0]})`);
+    throw new BackendError(
+      'BACKEND_UNAVAILABLE',
+      `the optional package "webgpu" is not installed (${(e as Error).message.split('\n')[0]})`,
+    );
   }
   // Import the tfjs backend before navigator.gpu exists: it then registers its kernels but not its own factory,
   // whose adapter request cannot ask for compatibility mode.
@@ -83,7 +87,10 @@ export async function initWebGPU(limits: Record<string, number> = {}): Promise<s
   try {
     webgpuBackend = (await import('@tensorflow/tfjs-backend-webgpu')) as unknown as typeof webgpuBackend;
   } catch (e) {
-    throw new BackendError('BACKEND_UNAVAILABLE', `the optional package "@tensorflow/tfjs-backend-webgpu" is not installed (${(e as Error).message.split('\n')[0]})`);
+    throw new BackendError(
+      'BACKEND_UNAVAILABLE',
+      `the optional package "@tensorflow/tfjs-backend-webgpu" is not installed (${(e as Error).message.split('\n')[0]})`,
+    );
   }
   Object.assign(globalThis, dawn.globals); // GPUBufferUsage, GPUMapMode, … used by the backend
   process.env.EGL_PLATFORM ??= 'surfaceless'; // Mesa's GLES driver without a display
@@ -109,11 +116,18 @@ export async function initWebGPU(limits: Record<string, number> = {}): Promise<s
 
   instance = { gpu: found.gpu, name: found.name };
   const { adapter } = found;
-  const requiredLimits = Object.fromEntries(LIMITS.filter((k) => k in adapter.limits).map((k) => [k, adapter.limits[k]]));
+  const requiredLimits = Object.fromEntries(
+    LIMITS.filter((k) => k in adapter.limits).map((k) => [k, adapter.limits[k]]),
+  );
   for (const [k, v] of Object.entries(limits)) {
-    if (!(k in adapter.limits)) throw new BackendError('BAD_OPTION', `unknown WebGPU limit "${k}"`, { field: 'webgpuLimits', actual: k });
+    if (!(k in adapter.limits))
+      throw new BackendError('BAD_OPTION', `unknown WebGPU limit "${k}"`, { field: 'webgpuLimits', actual: k });
     if (!(v > 0 && v <= adapter.limits[k])) {
-      throw new BackendError('BAD_OPTION', `WebGPU limit ${k}=${v} is outside what the adapter allows (at most ${adapter.limits[k]})`, { field: 'webgpuLimits', actual: v });
+      throw new BackendError(
+        'BAD_OPTION',
+        `WebGPU limit ${k}=${v} is outside what the adapter allows (at most ${adapter.limits[k]})`,
+        { field: 'webgpuLimits', actual: v },
+      );
     }
     requiredLimits[k] = v;
   }
@@ -128,7 +142,8 @@ export async function initWebGPU(limits: Record<string, number> = {}): Promise<s
   if (!g.navigator!.gpu) Object.defineProperty(g.navigator!, 'gpu', { value: found.gpu, configurable: true });
 
   const info = adapter.info ?? {};
-  const label = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unnamed adapter';
+  const label =
+    [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unnamed adapter';
   description = `${found.name} adapter (${label})`;
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
   tf.registerBackend('webgpu', () => {
@@ -139,14 +154,21 @@ export async function initWebGPU(limits: Record<string, number> = {}): Promise<s
       if (gpuError !== null) {
         const message = gpuError.split('\n')[0];
         gpuError = null;
-        const hint = /size/i.test(message) ? ' (a tensor exceeds what the adapter allows: use smaller batches or shorter sequences)' : '';
-        throw new BackendError('WEBGPU_ERROR', `the GPU rejected a computation, so its results are invalid: ${message}${hint}`, { message });
+        const hint = /size/i.test(message)
+          ? ' (a tensor exceeds what the adapter allows: use smaller batches or shorter sequences)'
+          : '';
+        throw new BackendError(
+          'WEBGPU_ERROR',
+          `the GPU rejected a computation, so its results are invalid: ${message}${hint}`,
+          { message },
+        );
       }
       return values;
     };
     return backend;
   });
-  if (!(await tf.setBackend('webgpu'))) throw new BackendError('WEBGPU_INIT_FAILED', 'tf.setBackend("webgpu") returned false');
+  if (!(await tf.setBackend('webgpu')))
+    throw new BackendError('WEBGPU_INIT_FAILED', 'tf.setBackend("webgpu") returned false');
   return description;
 }
 

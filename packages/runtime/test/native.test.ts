@@ -1,6 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Rng, disposeBackend, initBackend, linearCrossEntropy, loadNativeBlas, softmaxCrossEntropyWithGrad } from '../src/index.js';
+import {
+  Rng,
+  disposeBackend,
+  initBackend,
+  linearCrossEntropy,
+  loadNativeBlas,
+  softmaxCrossEntropyWithGrad,
+} from '../src/index.js';
 
 // The optional OpenBLAS matMul (native/build.mjs) must give what the pure-JS cpu backend gives, for every form of
 // product autograd and attention produce: transposed operands, batches, a shared operand, broadcasting.
@@ -16,7 +23,14 @@ describe.skipIf(!native.blas)(`native matMul on wasm (${native.why})`, () => {
   });
 
   const rng = new Rng(3);
-  const random = (shape: number[]) => ({ data: rng.normalArray(shape.reduce((a, b) => a * b, 1), 0, 1), shape });
+  const random = (shape: number[]) => ({
+    data: rng.normalArray(
+      shape.reduce((a, b) => a * b, 1),
+      0,
+      1,
+    ),
+    shape,
+  });
   type Host = ReturnType<typeof random>;
   const on = <T>(backend: string, f: () => T): T => {
     void tf.setBackend(backend);
@@ -58,7 +72,8 @@ describe.skipIf(!native.blas)(`native matMul on wasm (${native.why})`, () => {
   it.each(cases)('matMul %j × %j (transposeA %s, transposeB %s) equals the cpu backend', (sa, sb, ta, tb) => {
     const a = random(sa);
     const b = random(sb);
-    const run = () => tf.tidy(() => tf.matMul(tf.tensor(a.data, a.shape), tf.tensor(b.data, b.shape), ta, tb).dataSync());
+    const run = () =>
+      tf.tidy(() => tf.matMul(tf.tensor(a.data, a.shape), tf.tensor(b.data, b.shape), ta, tb).dataSync());
     const expected = on('cpu', run);
     const got = run();
     expect(maxDiff(got, expected)).toBeLessThan(1e-4);
@@ -69,7 +84,15 @@ describe.skipIf(!native.blas)(`native matMul on wasm (${native.why})`, () => {
     const [q, k, w] = [random([2, 3, 8, 4]), random([2, 3, 8, 4]), random([4, 6])];
     const grads = () =>
       tf.tidy(() => {
-        const f = (qt: tf.Tensor, kt: tf.Tensor, wt: tf.Tensor) => tf.sum(tf.square(tf.matMul(tf.softmax(tf.matMul(qt, kt, false, true)), tf.reshape(tf.matMul(tf.reshape(kt, [48, 4]), wt), [2, 3, 8, 6]))));
+        const f = (qt: tf.Tensor, kt: tf.Tensor, wt: tf.Tensor) =>
+          tf.sum(
+            tf.square(
+              tf.matMul(
+                tf.softmax(tf.matMul(qt, kt, false, true)),
+                tf.reshape(tf.matMul(tf.reshape(kt, [48, 4]), wt), [2, 3, 8, 6]),
+              ),
+            ),
+          );
         const g = tf.grads(f)([q, k, w].map((x: Host) => tf.tensor(x.data, x.shape)));
         return g.map((t) => t.dataSync());
       });
@@ -87,7 +110,11 @@ describe.skipIf(!native.blas)(`native matMul on wasm (${native.why})`, () => {
     const weights = [1, 0.5, 1, 2, 1, 0, 1, 1, 3];
     const run = () =>
       tf.tidy(() => {
-        const r = softmaxCrossEntropyWithGrad(tf.tensor2d(logits.data, logits.shape as [number, number]), tf.tensor1d(targets, 'int32'), tf.tensor1d(weights));
+        const r = softmaxCrossEntropyWithGrad(
+          tf.tensor2d(logits.data, logits.shape as [number, number]),
+          tf.tensor1d(targets, 'int32'),
+          tf.tensor1d(weights),
+        );
         return [r.losses.dataSync(), r.dlogits.dataSync()];
       });
     const expected = on('cpu', run);
@@ -101,7 +128,14 @@ describe.skipIf(!native.blas)(`native matMul on wasm (${native.why})`, () => {
     const targets = [1, 2, 3, -100, 49, 0, 7, 7, 8, 9];
     const run = () =>
       tf.tidy(() => {
-        const f = (ht: tf.Tensor, wt: tf.Tensor) => linearCrossEntropy(ht as tf.Tensor2D, wt as tf.Tensor2D, tf.tensor1d(targets, 'int32'), tf.ones([10]) as tf.Tensor1D, { chunkRows: 4 });
+        const f = (ht: tf.Tensor, wt: tf.Tensor) =>
+          linearCrossEntropy(
+            ht as tf.Tensor2D,
+            wt as tf.Tensor2D,
+            tf.tensor1d(targets, 'int32'),
+            tf.ones([10]) as tf.Tensor1D,
+            { chunkRows: 4 },
+          );
         const { value, grads } = tf.valueAndGrads(f)([tf.tensor(h.data, h.shape), tf.tensor(w.data, w.shape)]);
         return [value, ...grads].map((t) => t.dataSync());
       });

@@ -33,7 +33,11 @@ describe('AdamW', () => {
       [0.8177969063826516, -1.8533171424282262],
       [0.782543734927106, -1.8183910057075727],
     ];
-    [[0.5, -1], [0.1, 0.3], [-0.2, 0]].forEach((g, i) => {
+    [
+      [0.5, -1],
+      [0.1, 0.3],
+      [-0.2, 0],
+    ].forEach((g, i) => {
       opt.step(grads(g));
       const got = Array.from(p.dataSync());
       expect(got[0]).toBeCloseTo(expected[i][0], 6);
@@ -45,7 +49,13 @@ describe('AdamW', () => {
   });
 
   it('resumes bit-identically from saved state', () => {
-    const gs = [[0.5, -1, 2], [0.1, 0.3, -0.7], [-0.2, 0, 0.01], [1, 1, 1], [0.3, -0.3, 0.9]];
+    const gs = [
+      [0.5, -1, 2],
+      [0.1, 0.3, -0.7],
+      [-0.2, 0, 0.01],
+      [1, 1, 1],
+      [0.3, -0.3, 0.9],
+    ];
     const run = (resumeAt: number | null) => {
       const p = tf.variable(tf.tensor1d([1, -2, 3]), true, `p${resumeAt}`);
       let opt = new AdamW({ p }, { lr: 0.05 });

@@ -108,7 +108,9 @@ describe('round trip', () => {
     const file = join(dir, 'keep.safetensors');
     writeSafetensors(file, { a: fromFloat32(new Float32Array([1]), [1]) });
     const before = readFileSync(file);
-    expect(() => writeSafetensors(file, { a: { dtype: 'F32', shape: [2], data: new Uint8Array(4) } })).toThrow(SafetensorsError);
+    expect(() => writeSafetensors(file, { a: { dtype: 'F32', shape: [2], data: new Uint8Array(4) } })).toThrow(
+      SafetensorsError,
+    );
     expect(readFileSync(file).equals(before)).toBe(true);
   });
 });
@@ -117,17 +119,82 @@ describe('validation', () => {
   const ok = { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } };
   const cases: Array<[string, Uint8Array, RegExp]> = [
     ['too short for the length', new Uint8Array([1, 2, 3]), /fewer than the 8-byte/],
-    ['hostile header length 2^60', (() => { const b = Buffer.alloc(16); b.writeBigUInt64LE(2n ** 60n); return new Uint8Array(b); })(), /exceeds the limit/],
-    ['header past the end', (() => { const b = Buffer.alloc(16); b.writeBigUInt64LE(100n); return new Uint8Array(b); })(), /runs past the end/],
+    [
+      'hostile header length 2^60',
+      (() => {
+        const b = Buffer.alloc(16);
+        b.writeBigUInt64LE(2n ** 60n);
+        return new Uint8Array(b);
+      })(),
+      /exceeds the limit/,
+    ],
+    [
+      'header past the end',
+      (() => {
+        const b = Buffer.alloc(16);
+        b.writeBigUInt64LE(100n);
+        return new Uint8Array(b);
+      })(),
+      /runs past the end/,
+    ],
     ['invalid JSON', handMade('{"a":', []), /not valid UTF-8 JSON/],
     ['JSON array', handMade('[]', []), /not a JSON object/],
-    ['unknown dtype', handMade({ a: { dtype: 'F64', shape: [1], data_offsets: [0, 8] } }, Array.from({ length: 8 }, () => 0)), /unknown dtype "F64"/],
-    ['negative shape', handMade({ a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, Array.from({ length: 4 }, () => 0)), /shape/],
-    ['size mismatch', handMade({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, Array.from({ length: 8 }, () => 0)), /needs 12 bytes/],
-    ['offsets out of bounds', handMade(ok, Array.from({ length: 4 }, () => 0)), /exceed the 4 data bytes/],
-    ['trailing bytes', handMade(ok, Array.from({ length: 12 }, () => 0)), /4 bytes after the last tensor/],
-    ['overlap', handMade({ ...ok, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, Array.from({ length: 8 }, () => 0)), /overlap|gap/],
-    ['gap', handMade({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, Array.from({ length: 8 }, () => 0)), /gap/],
+    [
+      'unknown dtype',
+      handMade(
+        { a: { dtype: 'F64', shape: [1], data_offsets: [0, 8] } },
+        Array.from({ length: 8 }, () => 0),
+      ),
+      /unknown dtype "F64"/,
+    ],
+    [
+      'negative shape',
+      handMade(
+        { a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } },
+        Array.from({ length: 4 }, () => 0),
+      ),
+      /shape/,
+    ],
+    [
+      'size mismatch',
+      handMade(
+        { a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } },
+        Array.from({ length: 8 }, () => 0),
+      ),
+      /needs 12 bytes/,
+    ],
+    [
+      'offsets out of bounds',
+      handMade(
+        ok,
+        Array.from({ length: 4 }, () => 0),
+      ),
+      /exceed the 4 data bytes/,
+    ],
+    [
+      'trailing bytes',
+      handMade(
+        ok,
+        Array.from({ length: 12 }, () => 0),
+      ),
+      /4 bytes after the last tensor/,
+    ],
+    [
+      'overlap',
+      handMade(
+        { ...ok, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } },
+        Array.from({ length: 8 }, () => 0),
+      ),
+      /overlap|gap/,
+    ],
+    [
+      'gap',
+      handMade(
+        { a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } },
+        Array.from({ length: 8 }, () => 0),
+      ),
+      /gap/,
+    ],
     ['metadata not strings', handMade({ __metadata__: { x: 1 } }, []), /not a string/],
   ];
   for (const [name, bytes, pattern] of cases) {
@@ -145,7 +212,10 @@ describe('validation', () => {
   }
 
   it('names the tensor at fault', () => {
-    const bytes = handMade({ weight: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, Array.from({ length: 8 }, () => 0));
+    const bytes = handMade(
+      { weight: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } },
+      Array.from({ length: 8 }, () => 0),
+    );
     expect(() => readSafetensors(bytes, 'm.safetensors')).toThrow(/tensor "weight"/);
   });
 
@@ -165,9 +235,12 @@ describe('validation', () => {
       const bytes = new Uint8Array(base);
       const mode = trial % 4;
       let mutated: Uint8Array = bytes;
-      if (mode === 0) mutated = bytes.subarray(0, rng.int(bytes.length)); // truncation
-      else if (mode === 1) for (let k = 0, n = 1 + rng.int(4); k < n; k++) bytes[rng.int(bytes.length)] = rng.int(256); // byte flips
-      else if (mode === 2) for (let k = 0, n = 1 + rng.int(3); k < n; k++) bytes[8 + rng.int(120)] = rng.int(256); // header flips
+      if (mode === 0)
+        mutated = bytes.subarray(0, rng.int(bytes.length)); // truncation
+      else if (mode === 1)
+        for (let k = 0, n = 1 + rng.int(4); k < n; k++) bytes[rng.int(bytes.length)] = rng.int(256); // byte flips
+      else if (mode === 2)
+        for (let k = 0, n = 1 + rng.int(3); k < n; k++) bytes[8 + rng.int(120)] = rng.int(256); // header flips
       else {
         const view = new DataView(bytes.buffer);
         view.setBigUint64(0, BigInt(rng.int(2 ** 31)) * BigInt(1 + rng.int(2 ** 20)), true); // random header length

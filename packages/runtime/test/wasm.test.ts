@@ -37,11 +37,21 @@ function llamaLikeLoss(p: Record<string, tf.Tensor>, ids: tf.Tensor2D, labels: t
   const q = tf.reshape(tf.matMul(h, p.wq), [B, T, H, hd]).transpose([0, 2, 1, 3]); // [B, H, T, hd]
   const k = tf.reshape(tf.matMul(h, p.wk), [B, T, H, hd]).transpose([0, 2, 1, 3]);
   const v = tf.reshape(tf.matMul(h, p.wv), [B, T, H, hd]).transpose([0, 2, 1, 3]);
-  const rot = (t: tf.Tensor) => tf.concat([tf.neg(tf.slice(t, [0, 0, 0, hd / 2], [-1, -1, -1, hd / 2])), tf.slice(t, [0, 0, 0, 0], [-1, -1, -1, hd / 2])], -1);
+  const rot = (t: tf.Tensor) =>
+    tf.concat(
+      [tf.neg(tf.slice(t, [0, 0, 0, hd / 2], [-1, -1, -1, hd / 2])), tf.slice(t, [0, 0, 0, 0], [-1, -1, -1, hd / 2])],
+      -1,
+    );
   const qr = tf.add(tf.mul(q, 0.8), tf.mul(rot(q), 0.6));
-  const causal = tf.tensor2d(Array.from({ length: T * T }, (_, i) => (Math.floor(i / T) >= i % T ? 0 : -1e9)), [T, T]);
+  const causal = tf.tensor2d(
+    Array.from({ length: T * T }, (_, i) => (Math.floor(i / T) >= i % T ? 0 : -1e9)),
+    [T, T],
+  );
   const scores = tf.add(tf.div(tf.matMul(qr, k, false, true), Math.sqrt(hd)), causal); // [B, H, T, T]
-  const attn = tf.matMul(tf.softmax(scores), v).transpose([0, 2, 1, 3]).reshape([B * T, D]);
+  const attn = tf
+    .matMul(tf.softmax(scores), v)
+    .transpose([0, 2, 1, 3])
+    .reshape([B * T, D]);
   const o = tf.add(x, tf.matMul(attn, p.wo));
   const gate = tf.matMul(o, p.wg);
   const mlp = tf.matMul(tf.mul(tf.mul(gate, tf.sigmoid(gate)), tf.matMul(o, p.wu)), p.wd);
@@ -49,28 +59,58 @@ function llamaLikeLoss(p: Record<string, tf.Tensor>, ids: tf.Tensor2D, labels: t
   return tf.losses.softmaxCrossEntropy(tf.oneHot(labels, p.emb.shape[0]), logits) as tf.Scalar;
 }
 
-function gradsOn(backend: string, values: Record<string, { data: Float32Array; shape: number[] }>): Record<string, Float32Array> {
+function gradsOn(
+  backend: string,
+  values: Record<string, { data: Float32Array; shape: number[] }>,
+): Record<string, Float32Array> {
   void tf.setBackend(backend);
   return tf.tidy(() => {
     const names = Object.keys(values);
     const params = names.map((n) => tf.tensor(values[n].data, values[n].shape));
-    const ids = tf.tensor2d([[1, 5, 9, 2, 2, 7], [3, 3, 0, 11, 4, 6]], [2, 6], 'int32');
+    const ids = tf.tensor2d(
+      [
+        [1, 5, 9, 2, 2, 7],
+        [3, 3, 0, 11, 4, 6],
+      ],
+      [2, 6],
+      'int32',
+    );
     const labels = tf.tensor1d([5, 9, 2, 2, 7, 1, 3, 0, 11, 4, 6, 8], 'int32');
-    const g = tf.grads((...ps: tf.Tensor[]) => llamaLikeLoss(Object.fromEntries(names.map((n, i) => [n, ps[i]])), ids, labels))(params);
+    const g = tf.grads((...ps: tf.Tensor[]) =>
+      llamaLikeLoss(Object.fromEntries(names.map((n, i) => [n, ps[i]])), ids, labels),
+    )(params);
     return Object.fromEntries(names.map((n, i) => [n, g[i].dataSync() as Float32Array]));
   });
 }
 
 describe('wasm kernels', () => {
-  it('gives the cpu backend\'s gradients to 1e-5 on the ops of a Llama training step', () => {
+  it("gives the cpu backend's gradients to 1e-5 on the ops of a Llama training step", () => {
     if (info.name !== 'wasm') return;
     const rng = new Rng(9);
     const D = 16;
     const shapes: Record<string, number[]> = {
-      emb: [12, D], norm: [D], wq: [D, D], wk: [D, D], wv: [D, D], wo: [D, D], wg: [D, 24], wu: [D, 24], wd: [24, D],
+      emb: [12, D],
+      norm: [D],
+      wq: [D, D],
+      wk: [D, D],
+      wv: [D, D],
+      wo: [D, D],
+      wg: [D, 24],
+      wu: [D, 24],
+      wd: [24, D],
     };
     const values = Object.fromEntries(
-      Object.entries(shapes).map(([n, s]) => [n, { data: rng.normalArray(s.reduce((a, b) => a * b, 1), 0, 0.3), shape: s }]),
+      Object.entries(shapes).map(([n, s]) => [
+        n,
+        {
+          data: rng.normalArray(
+            s.reduce((a, b) => a * b, 1),
+            0,
+            0.3,
+          ),
+          shape: s,
+        },
+      ]),
     );
     const cpu = gradsOn('cpu', values);
     const wasm = gradsOn('wasm', values);
@@ -78,7 +118,10 @@ describe('wasm kernels', () => {
       let maxDiff = 0;
       for (let i = 0; i < cpu[n].length; i++) maxDiff = Math.max(maxDiff, Math.abs(cpu[n][i] - wasm[n][i]));
       expect(maxDiff, n).toBeLessThan(1e-5);
-      expect(cpu[n].some((x) => x !== 0), `${n} has a non-zero gradient`).toBe(true);
+      expect(
+        cpu[n].some((x) => x !== 0),
+        `${n} has a non-zero gradient`,
+      ).toBe(true);
     }
     expect(tf.getBackend()).toBe('wasm');
   });

@@ -1,7 +1,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findWebGPUAdapter } from '../../../tools/scripts/webgpu-adapter.mjs';
-import { BackendError, Rng, clipByGlobalNorm, disposeBackend, initBackend, maxKernelTensorBytes } from '../src/index.js';
+import {
+  BackendError,
+  Rng,
+  clipByGlobalNorm,
+  disposeBackend,
+  initBackend,
+  maxKernelTensorBytes,
+} from '../src/index.js';
 
 // The webgpu backend on whatever adapter this machine has (on a machine without a GPU: Mesa's llvmpipe through
 // OpenGL ES) must compute what the pure-JS cpu backend computes, forward and backward, on the ops of a Llama step.
@@ -19,7 +26,14 @@ describe.skipIf(!found.adapter)(`webgpu backend (${found.adapter ?? found.why})`
   });
 
   const rng = new Rng(11);
-  const host = (shape: number[]) => ({ data: rng.normalArray(shape.reduce((a, b) => a * b, 1), 0, 0.5), shape });
+  const host = (shape: number[]) => ({
+    data: rng.normalArray(
+      shape.reduce((a, b) => a * b, 1),
+      0,
+      0.5,
+    ),
+    shape,
+  });
 
   /** A small attention + SwiGLU + cross-entropy graph; returns the loss and the gradients of every input. */
   function lossAndGrads(inputs: Record<string, { data: Float32Array; shape: number[] }>) {
@@ -45,7 +59,13 @@ describe.skipIf(!found.adapter)(`webgpu backend (${found.adapter ?? found.why})`
   }
 
   it('matches the cpu backend on a forward and backward pass', async () => {
-    const inputs = { emb: host([12, 16]), norm: host([16]), wqk: host([16, 32]), w1: host([32, 24]), w2: host([24, 16]) };
+    const inputs = {
+      emb: host([12, 16]),
+      norm: host([16]),
+      wqk: host([16, 32]),
+      w1: host([32, 24]),
+      w2: host([24, 16]),
+    };
     void tf.setBackend('cpu');
     const expected = await Promise.all(lossAndGrads(inputs).map(async (t) => ({ data: await t.data(), t })));
     void tf.setBackend('webgpu');
@@ -65,7 +85,8 @@ describe.skipIf(!found.adapter)(`webgpu backend (${found.adapter ?? found.why})`
   it('a computation the GPU rejects makes the next read throw WEBGPU_ERROR instead of returning garbage', async () => {
     // A real GPU binds GiBs; a device that binds 128 MiB (WebGPU's default) is cheap to exceed on any adapter.
     await initBackend({ backend: 'webgpu', webgpuLimits: { maxStorageBufferBindingSize: 2 ** 27 } });
-    const limit = (tf.backend() as unknown as { device: { limits: { maxStorageBufferBindingSize: number } } }).device.limits.maxStorageBufferBindingSize;
+    const limit = (tf.backend() as unknown as { device: { limits: { maxStorageBufferBindingSize: number } } }).device
+      .limits.maxStorageBufferBindingSize;
     expect(limit).toBe(2 ** 27);
     expect(maxKernelTensorBytes()).toBe(2 ** 27);
     const big = tf.fill([limit / 4 / 1024 + 16, 1024], 1); // just over the largest buffer a shader may bind

@@ -89,7 +89,8 @@ function mergedTokens(merges: unknown): string[] | null {
   if (!Array.isArray(merges)) return null;
   const out: string[] = [];
   for (const m of merges) {
-    if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string') out.push(m[0] + m[1]);
+    if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string')
+      out.push(m[0] + m[1]);
     else if (typeof m === 'string') out.push(m.split(' ', 2).join(''));
     else return null;
   }
@@ -100,7 +101,9 @@ function mergedTokens(merges: unknown): string[] | null {
 function canonical(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
     v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      ? Object.fromEntries(
+          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+        )
       : v,
   );
 }

@@ -7,7 +7,12 @@ export {
   type DecodeOptions,
   type EncodeOptions,
 } from './tokenizer.js';
-export { buildWordTokenizer, WORD_PRE_TOKENIZER_REGEX, WORD_TOKENIZER_CHARS, type WordTokenizerOptions } from './word.js';
+export {
+  buildWordTokenizer,
+  WORD_PRE_TOKENIZER_REGEX,
+  WORD_TOKENIZER_CHARS,
+  type WordTokenizerOptions,
+} from './word.js';
 export { loadTokenizer, saveTokenizer, type LoadTokenizerOptions, type TokenizerFormat } from './io.js';
 export {
   mergesFromPieces,

@@ -1,6 +1,11 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
-import { tokenizerConfigFromPieces, tokenizerJsonFromPieces, type TokenizerConfigJson, type TokenizerJson } from './convert.js';
+import {
+  tokenizerConfigFromPieces,
+  tokenizerJsonFromPieces,
+  type TokenizerConfigJson,
+  type TokenizerJson,
+} from './convert.js';
 import { TokenizerError } from './errors.js';
 import { parseLlama2cVocab } from './llama2c.js';
 import { parseSentencePieceModel, type SentencePieceVocab } from './sentencepiece.js';
@@ -24,16 +29,22 @@ export interface LoadTokenizerOptions {
  * Anything unreadable throws a {@link TokenizerError} naming the file.
  */
 export function loadTokenizer(path: string, opts: LoadTokenizerOptions = {}): Tokenizer {
-  if (!existsSync(path)) throw new TokenizerError('TOKENIZER_NOT_FOUND', `${path}: no such file or directory`, { file: path });
+  if (!existsSync(path))
+    throw new TokenizerError('TOKENIZER_NOT_FOUND', `${path}: no such file or directory`, { file: path });
   if (statSync(path).isDirectory()) {
     for (const name of ['tokenizer.json', 'tokenizer.model']) {
       if (existsSync(join(path, name))) return loadTokenizer(join(path, name), opts);
     }
-    throw new TokenizerError('TOKENIZER_NOT_FOUND', `${path}: directory has neither tokenizer.json nor tokenizer.model`, { file: path });
+    throw new TokenizerError(
+      'TOKENIZER_NOT_FOUND',
+      `${path}: directory has neither tokenizer.json nor tokenizer.model`,
+      { file: path },
+    );
   }
   const bytes = readFileSync(path);
   const format = opts.format ?? detectFormat(path, bytes);
-  if (format === 'tokenizer.json') return new Tokenizer(parseJson(bytes, path) as TokenizerJson, siblingConfig(path), path);
+  if (format === 'tokenizer.json')
+    return new Tokenizer(parseJson(bytes, path) as TokenizerJson, siblingConfig(path), path);
   const vocab: SentencePieceVocab =
     format === 'sentencepiece' ? parseSentencePieceModel(bytes, path) : parseLlama2cVocab(bytes, path, opts.vocabSize);
   return new Tokenizer(tokenizerJsonFromPieces(vocab), tokenizerConfigFromPieces(vocab), path);
@@ -70,7 +81,12 @@ function parseJson(bytes: Uint8Array, path: string): unknown {
   try {
     return JSON.parse(new TextDecoder().decode(bytes));
   } catch (e) {
-    throw new TokenizerError('TOKENIZER_BAD_JSON', `${path}: not valid JSON: ${(e as Error).message}`, { file: path }, { cause: e });
+    throw new TokenizerError(
+      'TOKENIZER_BAD_JSON',
+      `${path}: not valid JSON: ${(e as Error).message}`,
+      { file: path },
+      { cause: e },
+    );
   }
 }
 

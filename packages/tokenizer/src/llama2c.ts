@@ -26,12 +26,15 @@ export function parseLlama2cVocab(bytes: Uint8Array, file: string, expectedVocab
   let pos = 4;
   while (pos < bytes.length) {
     const id = pieces.length;
-    if (bytes.length - pos < 8) bad(`token ${id} at byte ${pos}: header needs 8 bytes, ${bytes.length - pos} remain (truncated?)`);
+    if (bytes.length - pos < 8)
+      bad(`token ${id} at byte ${pos}: header needs 8 bytes, ${bytes.length - pos} remain (truncated?)`);
     const score = view.getFloat32(pos, true);
     const length = view.getInt32(pos + 4, true);
     pos += 8;
-    if (length < 0 || length > maxTokenLength) bad(`token ${id} at byte ${pos - 8}: length ${length} is not in [0, ${maxTokenLength}]`);
-    if (bytes.length - pos < length) bad(`token ${id} at byte ${pos}: needs ${length} bytes, ${bytes.length - pos} remain (truncated?)`);
+    if (length < 0 || length > maxTokenLength)
+      bad(`token ${id} at byte ${pos - 8}: length ${length} is not in [0, ${maxTokenLength}]`);
+    if (bytes.length - pos < length)
+      bad(`token ${id} at byte ${pos}: needs ${length} bytes, ${bytes.length - pos} remain (truncated?)`);
     let text: string;
     try {
       text = utf8.decode(bytes.subarray(pos, pos + length));
@@ -46,7 +49,16 @@ export function parseLlama2cVocab(bytes: Uint8Array, file: string, expectedVocab
     bad(`read ${pieces.length} tokens, expected vocab_size ${expectedVocabSize}`);
   }
   const byteCount = pieces.filter((p) => p.type === PieceType.Byte).length;
-  return { pieces, unkId: 0, bosId: 1, eosId: 2, padId: -1, byteFallback: byteCount === 256, addDummyPrefix: true, removeExtraWhitespaces: false };
+  return {
+    pieces,
+    unkId: 0,
+    bosId: 1,
+    eosId: 2,
+    padId: -1,
+    byteFallback: byteCount === 256,
+    addDummyPrefix: true,
+    removeExtraWhitespaces: false,
+  };
 }
 
 function pieceOf(id: number, text: string, score: number): VocabPiece {

@@ -76,7 +76,8 @@ export class ProtoReader {
 
   private fixed(field: number, wireType: number, size: number): ProtoField {
     const start = this.pos;
-    if (size > this.end - start) this.fail(`field ${field} at byte ${start} needs ${size} bytes, ${this.end - start} remain`);
+    if (size > this.end - start)
+      this.fail(`field ${field} at byte ${start} needs ${size} bytes, ${this.end - start} remain`);
     this.pos += size;
     return { field, wireType, varint: 0, int32: 0, start, end: this.pos };
   }
@@ -97,6 +98,8 @@ export class ProtoReader {
   }
 
   private fail(what: string): never {
-    throw new TokenizerError('TOKENIZER_BAD_PROTOBUF', `${this.file}: malformed protobuf: ${what}`, { file: this.file });
+    throw new TokenizerError('TOKENIZER_BAD_PROTOBUF', `${this.file}: malformed protobuf: ${what}`, {
+      file: this.file,
+    });
   }
 }

@@ -42,7 +42,8 @@ export function parseSentencePieceModel(bytes: Uint8Array, file: string): Senten
     throw new TokenizerError(code, `${file}: ${what}`, { file });
   };
   const expectWire = (f: ProtoField, wireType: number, name: string): void => {
-    if (f.wireType !== wireType) bad('TOKENIZER_BAD_PROTOBUF', `field ${name} has wire type ${f.wireType}, expected ${wireType}`);
+    if (f.wireType !== wireType)
+      bad('TOKENIZER_BAD_PROTOBUF', `field ${name} has wire type ${f.wireType}, expected ${wireType}`);
   };
   const text = (f: ProtoField, name: string): string => {
     expectWire(f, WIRE_BYTES, name);
@@ -55,8 +56,22 @@ export function parseSentencePieceModel(bytes: Uint8Array, file: string): Senten
 
   const pieces: VocabPiece[] = [];
   // Proto2 defaults of the fields we read.
-  const trainer = { modelType: 1, byteFallback: false, unkId: 0, bosId: 1, eosId: 2, padId: -1, whitespaceAsSuffix: false };
-  const normalizer = { name: '', charsmapBytes: 0, addDummyPrefix: true, removeExtraWhitespaces: true, escapeWhitespaces: true };
+  const trainer = {
+    modelType: 1,
+    byteFallback: false,
+    unkId: 0,
+    bosId: 1,
+    eosId: 2,
+    padId: -1,
+    whitespaceAsSuffix: false,
+  };
+  const normalizer = {
+    name: '',
+    charsmapBytes: 0,
+    addDummyPrefix: true,
+    removeExtraWhitespaces: true,
+    escapeWhitespaces: true,
+  };
   let sawTrainer = false;
 
   for (const f of new ProtoReader(bytes, file).fields()) {
@@ -73,7 +88,8 @@ export function parseSentencePieceModel(bytes: Uint8Array, file: string): Senten
           p.score = view.getFloat32(g.start, true);
         } else if (g.field === 3) {
           expectWire(g, WIRE_VARINT, 'pieces.type');
-          if (g.int32 < 1 || g.int32 > 6) bad('TOKENIZER_BAD_PROTOBUF', `piece ${pieces.length} has unknown type ${g.int32}`);
+          if (g.int32 < 1 || g.int32 > 6)
+            bad('TOKENIZER_BAD_PROTOBUF', `piece ${pieces.length} has unknown type ${g.int32}`);
           p.type = g.int32 as PieceType;
         }
       }
@@ -105,10 +121,16 @@ export function parseSentencePieceModel(bytes: Uint8Array, file: string): Senten
   }
 
   if (pieces.length === 0 || !sawTrainer) {
-    bad('TOKENIZER_BAD_PROTOBUF', `not a SentencePiece model: found ${pieces.length} pieces and ${sawTrainer ? 'a' : 'no'} trainer_spec`);
+    bad(
+      'TOKENIZER_BAD_PROTOBUF',
+      `not a SentencePiece model: found ${pieces.length} pieces and ${sawTrainer ? 'a' : 'no'} trainer_spec`,
+    );
   }
   if (trainer.modelType !== MODEL_TYPE_BPE) {
-    bad('TOKENIZER_UNSUPPORTED', `model_type is ${MODEL_TYPE_NAMES[trainer.modelType] ?? trainer.modelType}, only BPE is supported`);
+    bad(
+      'TOKENIZER_UNSUPPORTED',
+      `model_type is ${MODEL_TYPE_NAMES[trainer.modelType] ?? trainer.modelType}, only BPE is supported`,
+    );
   }
   if (trainer.whitespaceAsSuffix) bad('TOKENIZER_UNSUPPORTED', 'treat_whitespace_as_suffix=true is not supported');
   if (normalizer.charsmapBytes > 0 || !normalizer.escapeWhitespaces) {
@@ -122,9 +144,17 @@ export function parseSentencePieceModel(bytes: Uint8Array, file: string): Senten
   // tokenizer.json added tokens they would split the text and give each part its own prefix, i.e. other ids.
   const userDefined = pieces.filter((p) => p.type === PieceType.UserDefined);
   if (userDefined.length > 0) {
-    bad('TOKENIZER_UNSUPPORTED', `${userDefined.length} user-defined pieces (first: ${JSON.stringify(userDefined[0].piece)}) are not supported`);
+    bad(
+      'TOKENIZER_UNSUPPORTED',
+      `${userDefined.length} user-defined pieces (first: ${JSON.stringify(userDefined[0].piece)}) are not supported`,
+    );
   }
-  for (const [name, id] of [['unk_id', trainer.unkId], ['bos_id', trainer.bosId], ['eos_id', trainer.eosId], ['pad_id', trainer.padId]] as const) {
+  for (const [name, id] of [
+    ['unk_id', trainer.unkId],
+    ['bos_id', trainer.bosId],
+    ['eos_id', trainer.eosId],
+    ['pad_id', trainer.padId],
+  ] as const) {
     if (id >= pieces.length || (id < 0 && name === 'unk_id')) {
       bad('TOKENIZER_BAD_PROTOBUF', `trainer_spec.${name}=${id} is outside the ${pieces.length} pieces`);
     }

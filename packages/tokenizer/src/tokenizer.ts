@@ -93,9 +93,14 @@ export class Tokenizer {
     try {
       this.engine = new Engine(json, config);
     } catch (e) {
-      throw new TokenizerError('TOKENIZER_BAD_JSON', `${source}: @huggingface/tokenizers rejected it: ${(e as Error).message}`, {
-        file: source,
-      }, { cause: e });
+      throw new TokenizerError(
+        'TOKENIZER_BAD_JSON',
+        `${source}: @huggingface/tokenizers rejected it: ${(e as Error).message}`,
+        {
+          file: source,
+        },
+        { cause: e },
+      );
     }
     keepByteOrderMarks(this.engine.decoder);
     this.vocabSize = modelVocabSize(json);
@@ -108,10 +113,14 @@ export class Tokenizer {
     const required = (field: string, fallback: string): number => {
       const id = idOf(field, fallback);
       if (id === undefined) {
-        throw new TokenizerError('TOKENIZER_NO_SPECIAL', `${source}: no ${field} (tokenizer_config.json ${field}, or "${fallback}" in the vocabulary)`, {
-          file: source,
-          field,
-        });
+        throw new TokenizerError(
+          'TOKENIZER_NO_SPECIAL',
+          `${source}: no ${field} (tokenizer_config.json ${field}, or "${fallback}" in the vocabulary)`,
+          {
+            file: source,
+            field,
+          },
+        );
       }
       return id;
     };
@@ -124,7 +133,13 @@ export class Tokenizer {
     this.gistIds = gistIdsOf(json.added_tokens, source);
 
     const specials = json.added_tokens.filter((t) => t.special);
-    this.specialIds = new Set([...specials.map((t) => t.id), this.bosId, this.eosId, this.padId, ...(this.unkId === undefined ? [] : [this.unkId])]);
+    this.specialIds = new Set([
+      ...specials.map((t) => t.id),
+      this.bosId,
+      this.eosId,
+      this.padId,
+      ...(this.unkId === undefined ? [] : [this.unkId]),
+    ]);
     this.specialIdByContent = new Map(specials.map((t) => [t.content, t.id]));
     const contents = specials.map((t) => t.content).sort((a, b) => b.length - a.length);
     this.specialSplitter = contents.length ? new RegExp(`(${contents.map(escapeRegExp).join('|')})`) : null;
@@ -135,7 +150,9 @@ export class Tokenizer {
   /** Token ids of `text` (see {@link EncodeOptions} for BOS/EOS and special tokens in the text). */
   encode(text: string, opts: EncodeOptions = {}): number[] {
     if (typeof text !== 'string') {
-      throw new TokenizerError('TOKENIZER_BAD_INPUT', `encode: expected a string, got ${typeof text}`, { actual: typeof text });
+      throw new TokenizerError('TOKENIZER_BAD_INPUT', `encode: expected a string, got ${typeof text}`, {
+        actual: typeof text,
+      });
     }
     const ids = opts.parseSpecial ? this.encodeParsingSpecial(text) : this.encodePlain(text);
     if (opts.bos) ids.unshift(this.bosId);
@@ -147,10 +164,14 @@ export class Tokenizer {
   decode(ids: readonly number[], opts: DecodeOptions = {}): string {
     for (let i = 0; i < ids.length; i++) {
       if (!Number.isInteger(ids[i]) || ids[i] < 0 || ids[i] >= this.numTokens) {
-        throw new TokenizerError('TOKENIZER_BAD_ID', `decode: ids[${i}] = ${ids[i]} is not an id in [0, ${this.numTokens})`, {
-          field: `ids[${i}]`,
-          actual: ids[i],
-        });
+        throw new TokenizerError(
+          'TOKENIZER_BAD_ID',
+          `decode: ids[${i}] = ${ids[i]} is not an id in [0, ${this.numTokens})`,
+          {
+            field: `ids[${i}]`,
+            actual: ids[i],
+          },
+        );
       }
     }
     const kept = opts.skipSpecial ? ids.filter((id) => !this.specialIds.has(id)) : [...ids];
@@ -162,7 +183,8 @@ export class Tokenizer {
   encodeBatch(texts: readonly string[], opts: BatchEncodeOptions = {}): BatchEncoding {
     const { padSide = 'right', maxLength, truncation = false, padToMaxLength = false } = opts;
     if (padSide !== 'left' && padSide !== 'right') badOption('padSide', "'left' or 'right'", padSide);
-    if (maxLength !== undefined && !(Number.isInteger(maxLength) && maxLength > 0)) badOption('maxLength', 'a positive integer', maxLength);
+    if (maxLength !== undefined && !(Number.isInteger(maxLength) && maxLength > 0))
+      badOption('maxLength', 'a positive integer', maxLength);
     if (padToMaxLength && maxLength === undefined) badOption('padToMaxLength', 'maxLength to be set', padToMaxLength);
     const specials = (opts.bos ? 1 : 0) + (opts.eos ? 1 : 0);
     if (truncation && maxLength !== undefined && maxLength < specials) {
@@ -172,11 +194,15 @@ export class Tokenizer {
       let body = this.encode(text, { parseSpecial: opts.parseSpecial });
       if (maxLength !== undefined && body.length + specials > maxLength) {
         if (!truncation) {
-          throw new TokenizerError('TOKENIZER_TOO_LONG', `encodeBatch: texts[${b}] has ${body.length + specials} tokens, maxLength is ${maxLength} (set truncation)`, {
-            field: `texts[${b}]`,
-            expected: maxLength,
-            actual: body.length + specials,
-          });
+          throw new TokenizerError(
+            'TOKENIZER_TOO_LONG',
+            `encodeBatch: texts[${b}] has ${body.length + specials} tokens, maxLength is ${maxLength} (set truncation)`,
+            {
+              field: `texts[${b}]`,
+              expected: maxLength,
+              actual: body.length + specials,
+            },
+          );
         }
         const keep = maxLength - specials;
         body = truncation === 'left' ? body.slice(body.length - keep) : body.slice(0, keep);
@@ -203,17 +229,25 @@ export class Tokenizer {
   withGistTokens(k: number): Tokenizer {
     if (!Number.isInteger(k) || k < 1) badOption('k', 'a positive integer', k);
     if (this.gistIds.length > 0) {
-      throw new TokenizerError('TOKENIZER_GIST_EXISTS', `${this.source}: already has ${this.gistIds.length} gist tokens`, {
-        file: this.source,
-      });
+      throw new TokenizerError(
+        'TOKENIZER_GIST_EXISTS',
+        `${this.source}: already has ${this.gistIds.length} gist tokens`,
+        {
+          file: this.source,
+        },
+      );
     }
     const gists = Array.from({ length: k }, (_, i) => addedToken(this.numTokens + i, gistToken(i), true));
     for (const g of gists) {
       if (this.engine.token_to_id(g.content) !== undefined) {
-        throw new TokenizerError('TOKENIZER_GIST_EXISTS', `${this.source}: "${g.content}" is already a token`, { file: this.source });
+        throw new TokenizerError('TOKENIZER_GIST_EXISTS', `${this.source}: "${g.content}" is already a token`, {
+          file: this.source,
+        });
       }
     }
-    const additional = Array.isArray(this.config.additional_special_tokens) ? this.config.additional_special_tokens : [];
+    const additional = Array.isArray(this.config.additional_special_tokens)
+      ? this.config.additional_special_tokens
+      : [];
     return new Tokenizer(
       { ...this.json, added_tokens: [...this.json.added_tokens, ...gists] },
       { ...this.config, additional_special_tokens: [...additional, ...gists.map((g) => g.content)] },
@@ -259,9 +293,11 @@ export class Tokenizer {
     if (!this.layout) return this.engine.encode(text, { add_special_tokens: false }).ids;
     if (!this.specialSplitter) return encodeWithLayout(this.engine, this.layout, text);
     // split() with a capturing group alternates text and special tokens: text, special, text, ...
-    return text.split(this.specialSplitter).flatMap((section, i) =>
-      i % 2 === 1 ? [this.specialIdByContent.get(section)!] : encodeWithLayout(this.engine, this.layout!, section),
-    );
+    return text
+      .split(this.specialSplitter)
+      .flatMap((section, i) =>
+        i % 2 === 1 ? [this.specialIdByContent.get(section)!] : encodeWithLayout(this.engine, this.layout!, section),
+      );
   }
 }
 
@@ -319,9 +355,13 @@ function gistIdsOf(added: readonly AddedTokenJson[], source: string): number[] {
   }
   const ids = Array.from({ length: byIndex.size }, (_, i) => byIndex.get(i));
   if (ids.some((id) => id === undefined)) {
-    throw new TokenizerError('TOKENIZER_BAD_GIST', `${source}: gist tokens must be <GIST_0> ... <GIST_${byIndex.size - 1}>, found indices ${[...byIndex.keys()].sort((a, b) => a - b).join(', ')}`, {
-      file: source,
-    });
+    throw new TokenizerError(
+      'TOKENIZER_BAD_GIST',
+      `${source}: gist tokens must be <GIST_0> ... <GIST_${byIndex.size - 1}>, found indices ${[...byIndex.keys()].sort((a, b) => a - b).join(', ')}`,
+      {
+        file: source,
+      },
+    );
   }
   return ids as number[];
 }
@@ -342,21 +382,27 @@ export function validateTokenizerJson(json: unknown, source: string): asserts js
   // Unigram lists [piece, score] pairs; BPE and WordPiece map piece → id. The engine takes either shape for any model
   // and then yields undefined ids.
   const unigram = model!.type === 'Unigram';
-  if (Array.isArray(model!.vocab) !== unigram) bad(`model.vocab is ${Array.isArray(model!.vocab) ? 'a list' : 'an object'}, which ${model!.type ?? 'BPE'} does not use`);
+  if (Array.isArray(model!.vocab) !== unigram)
+    bad(
+      `model.vocab is ${Array.isArray(model!.vocab) ? 'a list' : 'an object'}, which ${model!.type ?? 'BPE'} does not use`,
+    );
   if (unigram) {
     (model!.vocab as unknown[]).forEach((e, i) => {
-      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || typeof e[1] !== 'number') bad(`model.vocab[${i}] is not a [piece, score] pair`);
+      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || typeof e[1] !== 'number')
+        bad(`model.vocab[${i}] is not a [piece, score] pair`);
     });
   } else {
     for (const [token, id] of Object.entries(model!.vocab as Record<string, unknown>)) {
-      if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= MAX_TOKEN_ID) bad(`model.vocab["${token}"] = ${JSON.stringify(id)} is not an id in [0, ${MAX_TOKEN_ID})`);
+      if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= MAX_TOKEN_ID)
+        bad(`model.vocab["${token}"] = ${JSON.stringify(id)} is not an id in [0, ${MAX_TOKEN_ID})`);
     }
   }
   j.added_tokens ??= [];
   if (!Array.isArray(j.added_tokens)) bad('"added_tokens" is not an array');
   (j.added_tokens as unknown[]).forEach((t, i) => {
     const a = t as Partial<AddedTokenJson> | null;
-    if (!a || typeof a.content !== 'string' || !Number.isInteger(a.id) || a.id! < 0 || a.id! >= MAX_TOKEN_ID) bad(`added_tokens[${i}] needs a string "content" and an integer "id" in [0, ${MAX_TOKEN_ID})`);
+    if (!a || typeof a.content !== 'string' || !Number.isInteger(a.id) || a.id! < 0 || a.id! >= MAX_TOKEN_ID)
+      bad(`added_tokens[${i}] needs a string "content" and an integer "id" in [0, ${MAX_TOKEN_ID})`);
   });
   for (const key of ['normalizer', 'pre_tokenizer', 'post_processor', 'decoder']) {
     j[key] ??= null;
@@ -377,7 +423,8 @@ const PARTS = ['normalizers', 'pretokenizers', 'processors', 'decoders'];
  */
 function checkComponent(v: unknown, path: string, bad: (what: string) => never): void {
   if (v === null) return;
-  if (typeof v !== 'object' || Array.isArray(v) || typeof (v as { type?: unknown }).type !== 'string') bad(`${path} is not null or an object with a string "type"`);
+  if (typeof v !== 'object' || Array.isArray(v) || typeof (v as { type?: unknown }).type !== 'string')
+    bad(`${path} is not null or an object with a string "type"`);
   const c = v as Record<string, unknown>;
   for (const key of PARTS) {
     if (!(key in c)) continue;
@@ -390,6 +437,7 @@ function checkComponent(v: unknown, path: string, bad: (what: string) => never):
   if ('pattern' in c) {
     const p = c.pattern as Record<string, unknown> | null;
     const keys = p && typeof p === 'object' && !Array.isArray(p) ? Object.keys(p) : [];
-    if (keys.length !== 1 || !['String', 'Regex'].includes(keys[0]) || typeof p![keys[0]] !== 'string') bad(`${path}.pattern is not {"String": …} or {"Regex": …}`);
+    if (keys.length !== 1 || !['String', 'Regex'].includes(keys[0]) || typeof p![keys[0]] !== 'string')
+      bad(`${path}.pattern is not {"String": …} or {"Regex": …}`);
   }
 }

@@ -30,10 +30,16 @@ export interface WordTokenizerOptions {
  * Every character of every text falls in exactly one pre-token, so splitting loses nothing. The regex is the same in
  * JavaScript and in Oniguruma (Hugging Face `tokenizers`): no `\s`, `$` or Unicode classes, whose meanings differ.
  */
-export const WORD_PRE_TOKENIZER_REGEX = ' ?[A-Za-z]+| ?[0-9]+| ?[^A-Za-z0-9 \\t\\n\\r]| +(?![^ \\t\\n\\r])|[\\t\\n\\r]+';
+export const WORD_PRE_TOKENIZER_REGEX =
+  ' ?[A-Za-z]+| ?[0-9]+| ?[^A-Za-z0-9 \\t\\n\\r]| +(?![^ \\t\\n\\r])|[\\t\\n\\r]+';
 
 /** The characters that have a piece of their own: newline, tab, space and printable ASCII 33..126. */
-export const WORD_TOKENIZER_CHARS: readonly string[] = ['\n', '\t', ' ', ...Array.from({ length: 126 - 33 + 1 }, (_, i) => String.fromCharCode(33 + i))];
+export const WORD_TOKENIZER_CHARS: readonly string[] = [
+  '\n',
+  '\t',
+  ' ',
+  ...Array.from({ length: 126 - 33 + 1 }, (_, i) => String.fromCharCode(33 + i)),
+];
 
 const SPECIALS = ['<unk>', '<s>', '</s>'] as const;
 /** `<unk>`, `<s>`, `</s>`, 256 bytes, the characters: ids every word tokenizer has, whatever the options. */
@@ -88,7 +94,11 @@ export function buildWordTokenizer(opts: WordTokenizerOptions): Tokenizer {
   include.forEach((word, i) => {
     if (typeof word !== 'string' || word.length === 0) badOption(`include[${i}]`, 'a non-empty string', word);
     if (!isOnePreToken(word)) {
-      badOption(`include[${i}]`, 'one pre-token (letters, digits, or one other character, after at most one space; or tabs and newlines)', word);
+      badOption(
+        `include[${i}]`,
+        'one pre-token (letters, digits, or one other character, after at most one space; or tabs and newlines)',
+        word,
+      );
     }
     add(word);
     if (isOnePreToken(' ' + word)) add(' ' + word);
@@ -195,9 +205,13 @@ function wordTokenizerConfig(): TokenizerConfigJson {
 }
 
 function badOption(field: string, expected: string, actual: unknown): never {
-  throw new TokenizerError('TOKENIZER_BAD_OPTION', `buildWordTokenizer: ${field}: expected ${expected}, got ${JSON.stringify(actual)}`, {
-    field,
-    expected,
-    actual,
-  });
+  throw new TokenizerError(
+    'TOKENIZER_BAD_OPTION',
+    `buildWordTokenizer: ${field}: expected ${expected}, got ${JSON.stringify(actual)}`,
+    {
+      field,
+      expected,
+      actual,
+    },
+  );
 }

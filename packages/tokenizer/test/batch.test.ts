@@ -1,8 +1,21 @@
 import { describe, expect, test } from 'vitest';
-import { parseSentencePieceModel, Tokenizer, TokenizerError, tokenizerConfigFromPieces, tokenizerJsonFromPieces } from '../src/index.js';
+import {
+  parseSentencePieceModel,
+  Tokenizer,
+  TokenizerError,
+  tokenizerConfigFromPieces,
+  tokenizerJsonFromPieces,
+} from '../src/index.js';
 import { sentencePieceModelBytes, syntheticPieces } from './helpers.js';
 
-const PIECES = syntheticPieces([['ab', -1], ['\u2581ab', -2], ['\u2581', -3], ['a', -4], ['b', -5], ['c', -6]]);
+const PIECES = syntheticPieces([
+  ['ab', -1],
+  ['\u2581ab', -2],
+  ['\u2581', -3],
+  ['a', -4],
+  ['b', -5],
+  ['c', -6],
+]);
 const vocab = parseSentencePieceModel(sentencePieceModelBytes(PIECES), 'synthetic.model');
 const tok = new Tokenizer(tokenizerJsonFromPieces(vocab), tokenizerConfigFromPieces(vocab), 'synthetic.model');
 const texts = ['ab', 'ab ab ab c', ''];
@@ -49,7 +62,9 @@ describe('encodeBatch', () => {
     expect(() => tok.encodeBatch(texts, { padSide: 'middle' as 'left' })).toThrow(TokenizerError);
     expect(() => tok.encodeBatch(texts, { maxLength: 0 })).toThrow(TokenizerError);
     expect(() => tok.encodeBatch(texts, { padToMaxLength: true })).toThrow(TokenizerError);
-    expect(() => tok.encodeBatch(texts, { bos: true, eos: true, maxLength: 1, truncation: true })).toThrow(TokenizerError);
+    expect(() => tok.encodeBatch(texts, { bos: true, eos: true, maxLength: 1, truncation: true })).toThrow(
+      TokenizerError,
+    );
   });
 
   test('an empty batch is empty', () => {

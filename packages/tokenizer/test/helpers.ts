@@ -33,7 +33,10 @@ export function readLlamaCppVectors(inp: string, out: string): Array<{ text: str
   texts.pop();
   lines.pop();
   if (texts.length !== lines.length) throw new Error(`${texts.length} inputs but ${lines.length} outputs`);
-  return texts.map((text, i) => ({ text, ids: lines[i].trim() === '' ? [] : lines[i].trim().split(/\s+/).map(Number) }));
+  return texts.map((text, i) => ({
+    text,
+    ids: lines[i].trim() === '' ? [] : lines[i].trim().split(/\s+/).map(Number),
+  }));
 }
 
 export interface FixtureCase {
@@ -47,12 +50,74 @@ export function sentencePieceFixture(model: 'llama2' | 'tok512'): FixtureCase[] 
   return JSON.parse(readFileSync(file, 'utf8')).models[model];
 }
 
-const WORDS = ['the', 'The', 'cat', 'sat', 'on', 'a', 'mat', 'Once', 'upon', 'time', 'little', 'girl', 'named', 'Lily',
-  'Hello', 'world', "don't", "it's", 'über', 'naïve', 'café', 'Привет', 'мир', '日本語', '中文', '한국어', 'مرحبا', 'שלום',
-  'ελληνικά', 'हिन्दी', '42', '3.14', '1,000', '2024-01-01', 'snake_case', 'camelCase', 'function', 'const', 'return',
-  'f(x)', '=>', '===', '#include', 'std::vector<int>', 'SELECT * FROM', 'http://example.com/a?b=c', 'e-mail'];
+const WORDS = [
+  'the',
+  'The',
+  'cat',
+  'sat',
+  'on',
+  'a',
+  'mat',
+  'Once',
+  'upon',
+  'time',
+  'little',
+  'girl',
+  'named',
+  'Lily',
+  'Hello',
+  'world',
+  "don't",
+  "it's",
+  'über',
+  'naïve',
+  'café',
+  'Привет',
+  'мир',
+  '日本語',
+  '中文',
+  '한국어',
+  'مرحبا',
+  'שלום',
+  'ελληνικά',
+  'हिन्दी',
+  '42',
+  '3.14',
+  '1,000',
+  '2024-01-01',
+  'snake_case',
+  'camelCase',
+  'function',
+  'const',
+  'return',
+  'f(x)',
+  '=>',
+  '===',
+  '#include',
+  'std::vector<int>',
+  'SELECT * FROM',
+  'http://example.com/a?b=c',
+  'e-mail',
+];
 const PUNCT = [...'.,;:!?()[]{}<>"\'`~@#$%^&*-+=_/\\|'];
-const SYMBOLS = ['😀', '🦙', '👍🏽', '🇫🇷', '👨‍👩‍👧', '❤️', '🙂', '∑', '√', '€', '\u200b', '\u00a0', '\u3000', 'é', 'e\u0301', '\ufeff'];
+const SYMBOLS = [
+  '😀',
+  '🦙',
+  '👍🏽',
+  '🇫🇷',
+  '👨‍👩‍👧',
+  '❤️',
+  '🙂',
+  '∑',
+  '√',
+  '€',
+  '\u200b',
+  '\u00a0',
+  '\u3000',
+  'é',
+  'e\u0301',
+  '\ufeff',
+];
 const SPACES = [' ', '  ', '   ', '\t', '\n', '\n\n', ' \n', '\r\n', '    ', '\t\t'];
 
 /**
@@ -70,7 +135,12 @@ export function randomText(rng: Rng, opts: { maxParts?: number; spaces?: readonl
     else if (r < 0.65) parts.push(rng.pick(PUNCT));
     else if (r < 0.75) parts.push(rng.pick(SYMBOLS));
     else if (r < 0.85) parts.push(String(rng.int(10 ** (1 + rng.int(8)))));
-    else parts.push(String.fromCodePoint(rng.pick([0x20 + rng.int(0x5f), 0xa0 + rng.int(0x2f00), 0x4e00 + rng.int(0x5000), 0x1f300 + rng.int(0x800)])));
+    else
+      parts.push(
+        String.fromCodePoint(
+          rng.pick([0x20 + rng.int(0x5f), 0xa0 + rng.int(0x2f00), 0x4e00 + rng.int(0x5000), 0x1f300 + rng.int(0x800)]),
+        ),
+      );
     parts.push(rng.next() < 0.3 ? rng.pick(spaces) : ' ');
   }
   if (parts.length && rng.next() < 0.3) parts.pop();
@@ -91,7 +161,11 @@ function varint(n: number): number[] {
 }
 const key = (field: number, wire: number): number[] => varint(field * 8 + wire);
 export const pbVarint = (field: number, n: number): number[] => [...key(field, 0), ...varint(n)];
-export const pbBytes = (field: number, bytes: ArrayLike<number>): number[] => [...key(field, 2), ...varint(bytes.length), ...Array.from(bytes)];
+export const pbBytes = (field: number, bytes: ArrayLike<number>): number[] => [
+  ...key(field, 2),
+  ...varint(bytes.length),
+  ...Array.from(bytes),
+];
 export const pbString = (field: number, s: string): number[] => pbBytes(field, new TextEncoder().encode(s));
 export function pbFloat(field: number, x: number): number[] {
   const b = new Uint8Array(4);
@@ -111,7 +185,11 @@ export function syntheticPieces(normal: Array<[string, number]>): SyntheticPiece
     { piece: '<unk>', score: 0, type: 2 },
     { piece: '<s>', score: 0, type: 3 },
     { piece: '</s>', score: 0, type: 3 },
-    ...Array.from({ length: 256 }, (_, b) => ({ piece: `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`, score: 0, type: 6 })),
+    ...Array.from({ length: 256 }, (_, b) => ({
+      piece: `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`,
+      score: 0,
+      type: 6,
+    })),
     ...normal.map(([piece, score]) => ({ piece, score, type: 1 })),
   ];
 }
@@ -121,8 +199,20 @@ export function sentencePieceModelBytes(
   pieces: SyntheticPiece[],
   opts: { modelType?: number; removeExtraWhitespaces?: boolean; padId?: number } = {},
 ): Uint8Array {
-  const trainer = [...pbVarint(3, opts.modelType ?? 2), ...pbVarint(4, pieces.length), ...pbVarint(35, 1), ...pbVarint(40, 0), ...pbVarint(41, 1), ...pbVarint(42, 2), ...pbVarint(43, opts.padId ?? -1)];
-  const normalizer = [...pbString(1, 'identity'), ...pbVarint(3, 1), ...pbVarint(4, opts.removeExtraWhitespaces ? 1 : 0)];
+  const trainer = [
+    ...pbVarint(3, opts.modelType ?? 2),
+    ...pbVarint(4, pieces.length),
+    ...pbVarint(35, 1),
+    ...pbVarint(40, 0),
+    ...pbVarint(41, 1),
+    ...pbVarint(42, 2),
+    ...pbVarint(43, opts.padId ?? -1),
+  ];
+  const normalizer = [
+    ...pbString(1, 'identity'),
+    ...pbVarint(3, 1),
+    ...pbVarint(4, opts.removeExtraWhitespaces ? 1 : 0),
+  ];
   const bytes = [
     ...pieces.flatMap((p) => pbBytes(1, [...pbString(1, p.piece), ...pbFloat(2, p.score), ...pbVarint(3, p.type)])),
     ...pbBytes(2, trainer),
@@ -134,7 +224,9 @@ export function sentencePieceModelBytes(
 /** The same vocabulary as llama2.c's exporter writes it (spaces for `▁`, BOS/EOS wrapped in newlines). */
 export function llama2cBytes(pieces: SyntheticPiece[]): Uint8Array {
   const enc = new TextEncoder();
-  const texts = pieces.map((p, id) => enc.encode(id === 1 ? '\n<s>\n' : id === 2 ? '\n</s>\n' : p.piece.replaceAll('\u2581', ' ')));
+  const texts = pieces.map((p, id) =>
+    enc.encode(id === 1 ? '\n<s>\n' : id === 2 ? '\n</s>\n' : p.piece.replaceAll('\u2581', ' ')),
+  );
   const out = new Uint8Array(4 + texts.reduce((n, t) => n + 8 + t.length, 0));
   const view = new DataView(out.buffer);
   view.setInt32(0, Math.max(...texts.map((t) => t.length)), true);

@@ -3,7 +3,13 @@ import { Tokenizer as Engine } from '@huggingface/tokenizers';
 import { Rng } from '@hyperllama/runtime';
 import llamaTokenizerJs from 'llama-tokenizer-js';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { loadTokenizer, parseLlama2cVocab, parseSentencePieceModel, tokenizerJsonFromPieces, type Tokenizer } from '../src/index.js';
+import {
+  loadTokenizer,
+  parseLlama2cVocab,
+  parseSentencePieceModel,
+  tokenizerJsonFromPieces,
+  type Tokenizer,
+} from '../src/index.js';
 import {
   LLAMA2_BIN,
   LLAMA2_INP,
@@ -52,7 +58,7 @@ describe.skipIf(absent)(`Llama-2 vocabulary${skipNote(absent)}`, () => {
     expect(fromBin.encode('Hello world', { bos: true, eos: true })).toEqual([1, 15043, 3186, 2]);
   });
 
-  test("every llama.cpp test vector encodes exactly and decodes back (.model and .bin)", () => {
+  test('every llama.cpp test vector encodes exactly and decodes back (.model and .bin)', () => {
     const vectors = readLlamaCppVectors(LLAMA2_INP, LLAMA2_OUT);
     expect(vectors.length).toBe(46);
     for (const tok of [fromModel, fromBin]) {
@@ -84,11 +90,19 @@ describe.skipIf(absent)(`Llama-2 vocabulary${skipNote(absent)}`, () => {
   });
 
   test('our word-splitting path gives the same ids as the engine encoding the whole text', () => {
-    const engine = new Engine({ ...tokenizerJsonFromPieces(parseSentencePieceModel(readFileSync(LLAMA2_MODEL), LLAMA2_MODEL)), added_tokens: [] }, {});
+    const engine = new Engine(
+      {
+        ...tokenizerJsonFromPieces(parseSentencePieceModel(readFileSync(LLAMA2_MODEL), LLAMA2_MODEL)),
+        added_tokens: [],
+      },
+      {},
+    );
     const rng = new Rng(7);
     for (let i = 0; i < 300; i++) {
       const text = Array.from({ length: 1 + rng.int(4) }, () => randomText(rng)).join('\n');
-      expect(fromModel.encode(text), JSON.stringify(text)).toEqual(engine.encode(text, { add_special_tokens: false }).ids);
+      expect(fromModel.encode(text), JSON.stringify(text)).toEqual(
+        engine.encode(text, { add_special_tokens: false }).ids,
+      );
     }
   });
 
@@ -96,7 +110,10 @@ describe.skipIf(absent)(`Llama-2 vocabulary${skipNote(absent)}`, () => {
     const text = 'a<s>b </s> c<unk>';
     expect(fromModel.encode(text)).toEqual(llamaTokenizerJs.encode(text, false, true));
     expect(fromModel.encode(text)).not.toContain(1);
-    const engine = new Engine(tokenizerJsonFromPieces(parseSentencePieceModel(readFileSync(LLAMA2_MODEL), LLAMA2_MODEL)), {});
+    const engine = new Engine(
+      tokenizerJsonFromPieces(parseSentencePieceModel(readFileSync(LLAMA2_MODEL), LLAMA2_MODEL)),
+      {},
+    );
     const parsed = fromModel.encode(text, { parseSpecial: true });
     expect(parsed).toEqual(engine.encode(text, { add_special_tokens: false }).ids);
     expect(parsed.filter((id) => id < 3)).toEqual([1, 2, 0]);

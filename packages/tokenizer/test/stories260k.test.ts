@@ -1,14 +1,60 @@
 import { readFileSync } from 'node:fs';
 import { Rng } from '@hyperllama/runtime';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { loadTokenizer, parseLlama2cVocab, parseSentencePieceModel, tokenizerJsonFromPieces, type Tokenizer } from '../src/index.js';
+import {
+  loadTokenizer,
+  parseLlama2cVocab,
+  parseSentencePieceModel,
+  tokenizerJsonFromPieces,
+  type Tokenizer,
+} from '../src/index.js';
 import { TOK512_BIN, TOK512_MODEL, missing, skipNote, randomText, sentencePieceFixture } from './helpers.js';
 
 const absent = missing(TOK512_MODEL, TOK512_BIN);
 
-const STORY_WORDS = ['Once', 'upon', 'a', 'time', 'there', 'was', 'little', 'girl', 'named', 'Lily', 'She', 'loved',
-  'to', 'play', 'with', 'her', 'big', 'red', 'ball', 'in', 'the', 'park', 'One', 'day', 'saw', 'dog', 'and', 'said',
-  '"Hi!"', 'happy', 'they', 'were', 'friends', 'Tom', 'Ben', 'tree', 'sun', 'jumped', 'ran', "didn't", "Mom's"];
+const STORY_WORDS = [
+  'Once',
+  'upon',
+  'a',
+  'time',
+  'there',
+  'was',
+  'little',
+  'girl',
+  'named',
+  'Lily',
+  'She',
+  'loved',
+  'to',
+  'play',
+  'with',
+  'her',
+  'big',
+  'red',
+  'ball',
+  'in',
+  'the',
+  'park',
+  'One',
+  'day',
+  'saw',
+  'dog',
+  'and',
+  'said',
+  '"Hi!"',
+  'happy',
+  'they',
+  'were',
+  'friends',
+  'Tom',
+  'Ben',
+  'tree',
+  'sun',
+  'jumped',
+  'ran',
+  "didn't",
+  "Mom's",
+];
 
 /** A TinyStories-like corpus line: sentences of words, single spaces, newlines between paragraphs. */
 function story(rng: Rng): string {
@@ -28,7 +74,8 @@ describe.skipIf(absent)(`stories260K tok512${skipNote(absent)}`, () => {
   });
 
   test('both files load as a 512-token BPE vocabulary with the same pieces and merges', () => {
-    for (const tok of [fromModel, fromBin]) expect([tok.vocabSize, tok.bosId, tok.eosId, tok.unkId]).toEqual([512, 1, 2, 0]);
+    for (const tok of [fromModel, fromBin])
+      expect([tok.vocabSize, tok.bosId, tok.eosId, tok.unkId]).toEqual([512, 1, 2, 0]);
     const a = tokenizerJsonFromPieces(parseSentencePieceModel(readFileSync(TOK512_MODEL), TOK512_MODEL));
     const b = tokenizerJsonFromPieces(parseLlama2cVocab(readFileSync(TOK512_BIN), TOK512_BIN));
     expect(b.model).toEqual(a.model);
@@ -49,7 +96,12 @@ describe.skipIf(absent)(`stories260K tok512${skipNote(absent)}`, () => {
     let tokens = 0;
     for (let i = 0; i < 500; i++) {
       // Stories, and varied text whose spaces are single and not at the ends (see the next test).
-      const text = i % 2 ? story(rng) : randomText(rng, { spaces: [' ', '\n', '\t', '\n\n'] }).replace(/ {2,}/g, ' ').trim();
+      const text =
+        i % 2
+          ? story(rng)
+          : randomText(rng, { spaces: [' ', '\n', '\t', '\n\n'] })
+              .replace(/ {2,}/g, ' ')
+              .trim();
       const ids = fromModel.encode(text, { bos: true });
       expect(fromBin.encode(text, { bos: true }), JSON.stringify(text)).toEqual(ids);
       expect(fromModel.decode(ids, { skipSpecial: true })).toBe(text);

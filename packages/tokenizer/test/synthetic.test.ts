@@ -4,7 +4,14 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { Tokenizer as Engine } from '@huggingface/tokenizers';
 import { Rng } from '@hyperllama/runtime';
-import { loadTokenizer, mergesFromPieces, parseSentencePieceModel, Tokenizer, tokenizerConfigFromPieces, tokenizerJsonFromPieces } from '../src/index.js';
+import {
+  loadTokenizer,
+  mergesFromPieces,
+  parseSentencePieceModel,
+  Tokenizer,
+  tokenizerConfigFromPieces,
+  tokenizerJsonFromPieces,
+} from '../src/index.js';
 import { llama2cBytes, randomText, sentencePieceModelBytes, syntheticPieces } from './helpers.js';
 
 // A hand-made BPE vocabulary (ids 259...): the expected segmentations below are worked out by hand with SentencePiece's

@@ -25,7 +25,24 @@ const WITH_NUMBERS = FIXED + 10 + 2 * 90;
  * A small corpus with known counts: `FREQUENT[k]` appears `60 - k` times, each of `FILLER` twice, `RARE` once (each
  * followed by a full stop, a character that already has a piece).
  */
-const FREQUENT = [' the', ' cat', ' dog', 'The', ' sat', ' on', ' mat', ' Congress', 'Input', 'Output', ' [', ' and', ' a', ' of', ' to', ' was'];
+const FREQUENT = [
+  ' the',
+  ' cat',
+  ' dog',
+  'The',
+  ' sat',
+  ' on',
+  ' mat',
+  ' Congress',
+  'Input',
+  'Output',
+  ' [',
+  ' and',
+  ' a',
+  ' of',
+  ' to',
+  ' was',
+];
 const FILLER = [' gamma', ' alpha', ' epsilon', ' delta', ' beta'];
 const RARE = ' zyzzyva';
 
@@ -40,13 +57,62 @@ function corpus(): string[] {
 }
 
 /** Room for `include`, the frequent words and three fillers: not for the other fillers and the rare word. */
-const OPTS: WordTokenizerOptions = { texts: corpus(), vocabSize: WITH_NUMBERS + 2 * 2 + FREQUENT.length + 3, include: ['dax', 'wug'] };
+const OPTS: WordTokenizerOptions = {
+  texts: corpus(),
+  vocabSize: WITH_NUMBERS + 2 * 2 + FREQUENT.length + 3,
+  include: ['dax', 'wug'],
+};
 const tok = buildWordTokenizer(OPTS);
 
 const tokens = (t: Tokenizer, text: string): string[] => t.encode(text).map((id) => t.idToToken(id)!);
 
-const ALPHABET = [' ', ' ', ' ', '\t', '\n', '\n', '\r', 'a', 'the', 'Z', 'cat', ' dog', '0', '7', '42', '.', ',', '[', ']', ':', '<', '>', '<s>', '</s>', '<0x41>', '<GIST_0>', '<unk>',
-  'é', 'e\u0301', 'ß', 'Я', '日本', '😀', '👨‍👩‍👧', '🇫🇷', '\u00a0', '\u3000', '\ufeff', '\u200b', '\u2581', '\u0000', '\u007f', '\\', '"', "'"];
+const ALPHABET = [
+  ' ',
+  ' ',
+  ' ',
+  '\t',
+  '\n',
+  '\n',
+  '\r',
+  'a',
+  'the',
+  'Z',
+  'cat',
+  ' dog',
+  '0',
+  '7',
+  '42',
+  '.',
+  ',',
+  '[',
+  ']',
+  ':',
+  '<',
+  '>',
+  '<s>',
+  '</s>',
+  '<0x41>',
+  '<GIST_0>',
+  '<unk>',
+  'é',
+  'e\u0301',
+  'ß',
+  'Я',
+  '日本',
+  '😀',
+  '👨‍👩‍👧',
+  '🇫🇷',
+  '\u00a0',
+  '\u3000',
+  '\ufeff',
+  '\u200b',
+  '\u2581',
+  '\u0000',
+  '\u007f',
+  '\\',
+  '"',
+  "'",
+];
 
 /** Random strings over {@link ALPHABET} and random code points of every plane (no lone surrogates). */
 function alphabetText(rng: Rng): string {
@@ -66,7 +132,31 @@ function alphabetText(rng: Rng): string {
 /** 1,000 strings of the shared fuzz generator, 1,000 over {@link ALPHABET}, and hand-picked edge cases. */
 function fuzzStrings(seed: number): string[] {
   const rng = new Rng(seed);
-  const out = ['', ' ', '  ', '  a', 'a  ', ' a ', '\n', '\n\n', '\n\n\n', '\t', '\t\t a', '\r\n', ' \n ', '...', '?!?!', '", (', '))', ' 99', '099', '100', 'dax', ' dax', 'daxes'];
+  const out = [
+    '',
+    ' ',
+    '  ',
+    '  a',
+    'a  ',
+    ' a ',
+    '\n',
+    '\n\n',
+    '\n\n\n',
+    '\t',
+    '\t\t a',
+    '\r\n',
+    ' \n ',
+    '...',
+    '?!?!',
+    '", (',
+    '))',
+    ' 99',
+    '099',
+    '100',
+    'dax',
+    ' dax',
+    'daxes',
+  ];
   for (let i = 0; i < 1000; i++) out.push(randomText(rng));
   for (let i = 0; i < 1000; i++) out.push(alphabetText(rng));
   return out;
@@ -80,9 +170,25 @@ describe('buildWordTokenizer', () => {
     expect(tok.numTokens).toBe(OPTS.vocabSize);
     expect(tok.source).toBe(`word tokenizer (${OPTS.vocabSize - FIXED} words)`);
     expect([tok.unkId, tok.bosId, tok.eosId, tok.padId]).toEqual([0, 1, 2, 0]);
-    expect(['<unk>', '<s>', '</s>', '<0x00>', '<0xFF>', '\n', '\t', ' ', '!', '~'].map((t) => tok.tokenToId(t))).toEqual([0, 1, 2, 3, 258, 259, 260, 261, 262, 355]);
-    expect(['0', '9', ' 0', ' 9', '10', ' 10', '99', ' 99'].map((t) => tok.tokenToId(t))).toEqual([262 + 15, 262 + 24, FIXED, FIXED + 9, FIXED + 10, FIXED + 11, WITH_NUMBERS - 2, WITH_NUMBERS - 1]);
-    expect(['dax', ' dax', 'wug', ' wug'].map((t) => tok.tokenToId(t))).toEqual([WITH_NUMBERS, WITH_NUMBERS + 1, WITH_NUMBERS + 2, WITH_NUMBERS + 3]);
+    expect(
+      ['<unk>', '<s>', '</s>', '<0x00>', '<0xFF>', '\n', '\t', ' ', '!', '~'].map((t) => tok.tokenToId(t)),
+    ).toEqual([0, 1, 2, 3, 258, 259, 260, 261, 262, 355]);
+    expect(['0', '9', ' 0', ' 9', '10', ' 10', '99', ' 99'].map((t) => tok.tokenToId(t))).toEqual([
+      262 + 15,
+      262 + 24,
+      FIXED,
+      FIXED + 9,
+      FIXED + 10,
+      FIXED + 11,
+      WITH_NUMBERS - 2,
+      WITH_NUMBERS - 1,
+    ]);
+    expect(['dax', ' dax', 'wug', ' wug'].map((t) => tok.tokenToId(t))).toEqual([
+      WITH_NUMBERS,
+      WITH_NUMBERS + 1,
+      WITH_NUMBERS + 2,
+      WITH_NUMBERS + 3,
+    ]);
     // Then the corpus pre-tokens by count: the most frequent first.
     expect(tok.tokenToId('.')).toBe(262 + 13); // the most frequent pre-token, but a character: not repeated
     expect(tok.idToToken(WITH_NUMBERS + 4)).toBe(' the');
@@ -95,9 +201,45 @@ describe('buildWordTokenizer', () => {
   });
 
   test('encodes a task line into the hand-written pieces', () => {
-    expect(tokens(tok, 'Input: cat dog\nOutput: [dax]')).toEqual(['Input', ':', ' cat', ' dog', '\n', 'Output', ':', ' [', 'dax', ']']);
+    expect(tokens(tok, 'Input: cat dog\nOutput: [dax]')).toEqual([
+      'Input',
+      ':',
+      ' cat',
+      ' dog',
+      '\n',
+      'Output',
+      ':',
+      ' [',
+      'dax',
+      ']',
+    ]);
     expect(tokens(tok, 'The cat  sat\n\n\tdaxes, 7 wugs 123  \n')).toEqual([
-      'The', ' cat', ' ', ' sat', '\n', '\n', '\t', 'd', 'a', 'x', 'e', 's', ',', ' 7', ' ', 'w', 'u', 'g', 's', ' ', '1', '2', '3', ' ', ' ', '\n',
+      'The',
+      ' cat',
+      ' ',
+      ' sat',
+      '\n',
+      '\n',
+      '\t',
+      'd',
+      'a',
+      'x',
+      'e',
+      's',
+      ',',
+      ' 7',
+      ' ',
+      'w',
+      'u',
+      'g',
+      's',
+      ' ',
+      '1',
+      '2',
+      '3',
+      ' ',
+      ' ',
+      '\n',
     ]);
     expect(tokens(tok, '   the [dax]')).toEqual([' ', ' ', ' the', ' [', 'dax', ']']);
     expect(tokens(tok, 'é😀')).toEqual(['<0xC3>', '<0xA9>', '<0xF0>', '<0x9F>', '<0x98>', '<0x80>']);
@@ -181,16 +323,23 @@ describe('buildWordTokenizer', () => {
   });
 
   test('ids are deterministic for the same inputs (arrays or generators)', () => {
-    const again = buildWordTokenizer({ ...OPTS, texts: (function* () {
-      yield* corpus();
-    })() });
+    const again = buildWordTokenizer({
+      ...OPTS,
+      texts: (function* () {
+        yield* corpus();
+      })(),
+    });
     expect(again.toFiles()).toEqual(tok.toFiles());
     for (const text of FUZZ.slice(0, 300)) expect(again.encode(text)).toEqual(tok.encode(text));
     // Ties in count are broken by code-unit order, not by order of appearance.
     const a = buildWordTokenizer({ texts: ['xx yy', 'yy xx'], vocabSize: WITH_NUMBERS + 3 });
     const b = buildWordTokenizer({ texts: ['yy xx', 'xx yy'], vocabSize: WITH_NUMBERS + 3 });
     expect(a.toFiles()).toEqual(b.toFiles());
-    expect([a.idToToken(WITH_NUMBERS), a.idToToken(WITH_NUMBERS + 1), a.idToToken(WITH_NUMBERS + 2)]).toEqual([' xx', ' yy', 'xx']);
+    expect([a.idToToken(WITH_NUMBERS), a.idToToken(WITH_NUMBERS + 1), a.idToToken(WITH_NUMBERS + 2)]).toEqual([
+      ' xx',
+      ' yy',
+      'xx',
+    ]);
   });
 
   test('save then load gives identical ids, also with gist tokens', () => {

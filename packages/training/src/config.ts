@@ -22,13 +22,18 @@ interface Leaf {
   stages?: readonly Stage[];
 }
 type Schema = { [key: string]: Leaf | Schema };
-const isLeaf = (x: Leaf | Schema): x is Leaf => typeof (x as Leaf).kind === 'string' && typeof (x as Leaf).help === 'string';
+const isLeaf = (x: Leaf | Schema): x is Leaf =>
+  typeof (x as Leaf).kind === 'string' && typeof (x as Leaf).help === 'string';
 
 // The helpers keep each leaf's kind, values and nullability as literal types, from which `TrainConfig` is derived.
-const int = <const E extends Partial<Leaf> = {}>(help: string, min = 0, extra?: E) => ({ kind: 'int', help, min, ...extra }) as { kind: 'int'; help: string; min: number } & E;
-const num = (help: string, min = 0, max = Infinity, extra: Partial<Leaf> = {}) => ({ kind: 'number', help, min, max, ...extra }) as { kind: 'number'; help: string; min: number; max: number };
-const str = (help: string, extra: Partial<Leaf> = {}) => ({ kind: 'string', help, nullable: true, ...extra }) as { kind: 'string'; help: string; nullable: true };
-const oneOf = <const V extends readonly string[]>(values: V, help: string, extra: Partial<Leaf> = {}) => ({ kind: 'enum', values, help, ...extra }) as { kind: 'enum'; values: V; help: string };
+const int = <const E extends Partial<Leaf> = {}>(help: string, min = 0, extra?: E) =>
+  ({ kind: 'int', help, min, ...extra }) as { kind: 'int'; help: string; min: number } & E;
+const num = (help: string, min = 0, max = Infinity, extra: Partial<Leaf> = {}) =>
+  ({ kind: 'number', help, min, max, ...extra }) as { kind: 'number'; help: string; min: number; max: number };
+const str = (help: string, extra: Partial<Leaf> = {}) =>
+  ({ kind: 'string', help, nullable: true, ...extra }) as { kind: 'string'; help: string; nullable: true };
+const oneOf = <const V extends readonly string[]>(values: V, help: string, extra: Partial<Leaf> = {}) =>
+  ({ kind: 'enum', values, help, ...extra }) as { kind: 'enum'; values: V; help: string };
 const targets = (help: string) => ({ kind: 'targets', help }) as { kind: 'targets'; help: string };
 
 /** Every option of every stage. Keys are the paths used in config files and in `--set path=value`. */
@@ -49,9 +54,17 @@ export const SCHEMA = {
   threads: int('wasm threads (0 = the runtime default: all cores, at most 8)'),
   method: oneOf(METHODS, 'multitask: what to train', { stages: ['multitask'] }),
   model: {
-    base: str('base model: a Hugging Face Llama directory or llama2.c .bin (null = the tiny random-init default below)'),
-    tokenizer: str('tokenizer file or directory, or builtin:word (whole words, model.vocabSize ids, built from the corpus) or builtin:char (null = the base directory\'s, else builtin:char)'),
-    vocabSize: int('builtin:word: ids in the vocabulary (at least the synthetic tasks\' words, about 1,950; null = 4,096)', 1, { nullable: true }),
+    base: str(
+      'base model: a Hugging Face Llama directory or llama2.c .bin (null = the tiny random-init default below)',
+    ),
+    tokenizer: str(
+      "tokenizer file or directory, or builtin:word (whole words, model.vocabSize ids, built from the corpus) or builtin:char (null = the base directory's, else builtin:char)",
+    ),
+    vocabSize: int(
+      "builtin:word: ids in the vocabulary (at least the synthetic tasks' words, about 1,950; null = 4,096)",
+      1,
+      { nullable: true },
+    ),
     hiddenSize: int('hidden size of a from-scratch model', 1),
     numHiddenLayers: int('layers of a from-scratch model', 1),
     numAttentionHeads: int('attention heads of a from-scratch model', 1),
@@ -61,20 +74,43 @@ export const SCHEMA = {
     initStd: num('std of the random initialisation of a from-scratch model', 0),
   },
   data: {
-    tasks: str('task file or folder (S-NI, MetaICL, jsonl); null = the synthetic training families of @hyperllama/datasets'),
-    evalTasks: str('task file or folder for the held-out loss; null = unseen settings of the synthetic families, or with data.tasks the instances held out by data.heldOutShare', { stages: ['pretrain-base', 'multitask'] }),
-    heldOutShare: num('with data.tasks and no data.evalTasks: share of each task\'s instances (its last ones) kept out of training for the held-out loss', 0, 0.9, { stages: ['pretrain-base', 'multitask'] }),
-    corpus: str('text file or folder for language modelling / compression; null = the default corpus of @hyperllama/datasets'),
+    tasks: str(
+      'task file or folder (S-NI, MetaICL, jsonl); null = the synthetic training families of @hyperllama/datasets',
+    ),
+    evalTasks: str(
+      'task file or folder for the held-out loss; null = unseen settings of the synthetic families, or with data.tasks the instances held out by data.heldOutShare',
+      { stages: ['pretrain-base', 'multitask'] },
+    ),
+    heldOutShare: num(
+      "with data.tasks and no data.evalTasks: share of each task's instances (its last ones) kept out of training for the held-out loss",
+      0,
+      0.9,
+      { stages: ['pretrain-base', 'multitask'] },
+    ),
+    corpus: str(
+      'text file or folder for language modelling / compression; null = the default corpus of @hyperllama/datasets',
+    ),
     shots: int('few-shot examples per episode (with synthetic tasks: the most per episode)', 0),
-    minShots: int('synthetic tasks: the fewest few-shot examples per episode; each episode draws between data.minShots and data.shots (null = data.shots)', 0, { nullable: true }),
+    minShots: int(
+      'synthetic tasks: the fewest few-shot examples per episode; each episode draws between data.minShots and data.shots (null = data.shots)',
+      0,
+      { nullable: true },
+    ),
     maxLength: int('longest downstream / LM row in tokens', 8),
     maxHyperLength: int('longest hypernetwork input in tokens (BOS and gists included)', 8),
     seqLen: int('pretrain-base / hyperpretrain: tokens per text window', 8),
-    textFraction: num('pretrain-base: share of rows that are corpus text (the rest are synthetic episodes)', 0, 1, { stages: ['pretrain-base'] }),
-    repeatFraction: num('pretrain-base: share of rows that are a random run of words followed by its repetition (teaches copying from context); with textFraction at most 1', 0, 1, { stages: ['pretrain-base'] }),
+    textFraction: num('pretrain-base: share of rows that are corpus text (the rest are synthetic episodes)', 0, 1, {
+      stages: ['pretrain-base'],
+    }),
+    repeatFraction: num(
+      'pretrain-base: share of rows that are a random run of words followed by its repetition (teaches copying from context); with textFraction at most 1',
+      0,
+      1,
+      { stages: ['pretrain-base'] },
+    ),
   },
   hyper: {
-    from: str('start from this HyperLlama checkpoint (e.g. the hyperpretrain output\'s hyperllama/ folder)'),
+    from: str("start from this HyperLlama checkpoint (e.g. the hyperpretrain output's hyperllama/ folder)"),
     k: int('gist tokens (prefix length)', 1),
     scheme: oneOf(['restart', 'continue'], 'position scheme of the prefix'),
     r: int('hyper LoRA rank', 1),
@@ -87,7 +123,9 @@ export const SCHEMA = {
     init: oneOf(PREFIX_INITS, 'prefix-tune: initialisation', { stages: ['prefix-tune'] }),
     length: int('prefix length for random init (shared / hyper take theirs)', 1),
     task: str('prefix-tune: the task (a name among the tasks; null = the first held-out synthetic task)'),
-    shared: str('prefix-tune --init shared: the shared prefix file (multitask --method shared-prefix output prefix.safetensors)'),
+    shared: str(
+      'prefix-tune --init shared: the shared prefix file (multitask --method shared-prefix output prefix.safetensors)',
+    ),
     hypernet: str('prefix-tune --init hyper: the HyperLlama checkpoint folder'),
   },
 } satisfies Schema;
@@ -106,7 +144,9 @@ type LeafValue<L> = L extends { kind: 'int' | 'number' }
           : never;
 type OrNull<T, L> = L extends { nullable: true } ? T | null : T;
 /** The config a schema describes: one value per leaf, nested as the schema is. */
-type ConfigOf<S> = { -readonly [K in keyof S]: S[K] extends { kind: string; help: string } ? LeafValue<S[K]> : ConfigOf<S[K]> };
+type ConfigOf<S> = {
+  -readonly [K in keyof S]: S[K] extends { kind: string; help: string } ? LeafValue<S[K]> : ConfigOf<S[K]>;
+};
 
 /** A full training config: derived from {@link SCHEMA}, its one source of truth. */
 export type TrainConfig = ConfigOf<typeof SCHEMA>;
@@ -144,38 +184,81 @@ export function defaultConfig(stage: Stage): TrainConfig {
       maxPositionEmbeddings: 1024,
       initStd: 0.02,
     },
-    data: { tasks: null, evalTasks: null, heldOutShare: 0.1, corpus: null, shots: 2, minShots: null, maxLength: 96, maxHyperLength: 192, seqLen: 64, textFraction: 0.5, repeatFraction: 0 },
-    hyper: { from: null, k: 4, scheme: 'restart', r: 8, alpha: 16, dropout: 0, targetModules: 'all-linear', downstreamR: 0 },
+    data: {
+      tasks: null,
+      evalTasks: null,
+      heldOutShare: 0.1,
+      corpus: null,
+      shots: 2,
+      minShots: null,
+      maxLength: 96,
+      maxHyperLength: 192,
+      seqLen: 64,
+      textFraction: 0.5,
+      repeatFraction: 0,
+    },
+    hyper: {
+      from: null,
+      k: 4,
+      scheme: 'restart',
+      r: 8,
+      alpha: 16,
+      dropout: 0,
+      targetModules: 'all-linear',
+      downstreamR: 0,
+    },
     prefix: { init: 'random', length: 4, task: null, shared: null, hypernet: null },
   };
 }
 
 function configError(code: string, path: string, expected: string, actual: unknown, source: string): never {
-  throw new TrainerError(code, `${source}: "${path}": expected ${expected}, got ${JSON.stringify(actual)}`, { file: source, field: path, expected, actual });
+  throw new TrainerError(code, `${source}: "${path}": expected ${expected}, got ${JSON.stringify(actual)}`, {
+    file: source,
+    field: path,
+    expected,
+    actual,
+  });
 }
 
 function checkLeaf(leaf: Leaf, value: unknown, path: string, source: string): unknown {
   if (value === null && leaf.nullable) return null;
   switch (leaf.kind) {
     case 'int':
-      if (typeof value !== 'number' || !Number.isInteger(value) || value < (leaf.min ?? -Infinity)) configError('CONFIG_BAD_VALUE', path, `an integer ≥ ${leaf.min}`, value, source);
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < (leaf.min ?? -Infinity))
+        configError('CONFIG_BAD_VALUE', path, `an integer ≥ ${leaf.min}`, value, source);
       return value;
     case 'number':
-      if (typeof value !== 'number' || !Number.isFinite(value) || value < (leaf.min ?? -Infinity) || value > (leaf.max ?? Infinity)) {
+      if (
+        typeof value !== 'number' ||
+        !Number.isFinite(value) ||
+        value < (leaf.min ?? -Infinity) ||
+        value > (leaf.max ?? Infinity)
+      ) {
         configError('CONFIG_BAD_VALUE', path, `a number in [${leaf.min}, ${leaf.max}]`, value, source);
       }
       return value;
     case 'string':
-      if (typeof value !== 'string' || value === '') configError('CONFIG_BAD_VALUE', path, leaf.nullable ? 'a non-empty string or null' : 'a non-empty string', value, source);
+      if (typeof value !== 'string' || value === '')
+        configError(
+          'CONFIG_BAD_VALUE',
+          path,
+          leaf.nullable ? 'a non-empty string or null' : 'a non-empty string',
+          value,
+          source,
+        );
       return value;
     case 'bool':
       if (typeof value !== 'boolean') configError('CONFIG_BAD_VALUE', path, 'true or false', value, source);
       return value;
     case 'enum':
-      if (typeof value !== 'string' || !leaf.values!.includes(value)) configError('CONFIG_BAD_VALUE', path, `one of ${leaf.values!.join(', ')}`, value, source);
+      if (typeof value !== 'string' || !leaf.values!.includes(value))
+        configError('CONFIG_BAD_VALUE', path, `one of ${leaf.values!.join(', ')}`, value, source);
       return value;
     case 'targets':
-      if (!(typeof value === 'string' && value !== '') && !(Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'string' && v !== ''))) {
+      if (
+        !(typeof value === 'string' && value !== '') &&
+        !(Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'string' && v !== ''))
+      ) {
         configError('CONFIG_BAD_VALUE', path, 'a non-empty list of module names or a string', value, source);
       }
       return value;
@@ -186,12 +269,20 @@ function checkLeaf(leaf: Leaf, value: unknown, path: string, source: string): un
 export function applyPatch(base: TrainConfig, patch: unknown, source: string): TrainConfig {
   const out = structuredClone(base) as unknown as Record<string, unknown>;
   const walk = (schema: Schema, target: Record<string, unknown>, value: unknown, prefix: string) => {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) configError('CONFIG_BAD_VALUE', prefix || '<root>', 'an object', value, source);
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      configError('CONFIG_BAD_VALUE', prefix || '<root>', 'an object', value, source);
     for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
       const path = prefix ? `${prefix}.${key}` : key;
       // Own keys only: "constructor" or "__proto__" in a config file must not reach Object's prototype.
       const node = Object.hasOwn(schema, key) ? schema[key] : undefined;
-      if (!node) configError('CONFIG_UNKNOWN_KEY', path, `one of the known keys (${Object.keys(schema).join(', ')})`, key, source);
+      if (!node)
+        configError(
+          'CONFIG_UNKNOWN_KEY',
+          path,
+          `one of the known keys (${Object.keys(schema).join(', ')})`,
+          key,
+          source,
+        );
       if (isLeaf(node)) target[key] = checkLeaf(node, v, path, source);
       else walk(node, target[key] as Record<string, unknown>, v, path);
     }
@@ -207,7 +298,9 @@ export function readConfigFile(file: string): unknown {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new TrainerError('CONFIG_NOT_FOUND', `${file}: cannot read the config file (${(e as Error).message})`, { file });
+    throw new TrainerError('CONFIG_NOT_FOUND', `${file}: cannot read the config file (${(e as Error).message})`, {
+      file,
+    });
   }
   try {
     return extname(file).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text);
@@ -229,7 +322,11 @@ export function leafAt(path: string): Leaf | undefined {
 /** `--set a.b=value`: the value parsed for the leaf's kind (numbers, booleans, null, JSON lists). */
 export function parseSetting(assignment: string): Record<string, unknown> {
   const eq = assignment.indexOf('=');
-  if (eq < 1) throw new TrainerError('USAGE', `--set ${assignment}: expected key.path=value`, { field: 'set', actual: assignment });
+  if (eq < 1)
+    throw new TrainerError('USAGE', `--set ${assignment}: expected key.path=value`, {
+      field: 'set',
+      actual: assignment,
+    });
   const path = assignment.slice(0, eq);
   const raw = assignment.slice(eq + 1);
   const leaf = leafAt(path);
@@ -252,7 +349,9 @@ export function optionHelp(stage: Stage): string[] {
       if (isLeaf(node)) {
         if (node.stages && !node.stages.includes(stage)) continue;
         const kind = node.kind === 'enum' ? node.values!.join('|') : node.kind;
-        lines.push(`  ${path.padEnd(26)} ${`(${kind}, default ${JSON.stringify(values[key])})`.padEnd(44)} ${node.help}`);
+        lines.push(
+          `  ${path.padEnd(26)} ${`(${kind}, default ${JSON.stringify(values[key])})`.padEnd(44)} ${node.help}`,
+        );
       } else walk(node, values[key] as Record<string, unknown>, path);
     }
   };

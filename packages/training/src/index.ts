@@ -13,8 +13,26 @@ export {
   type TrainConfig,
 } from './config.js';
 export { charTokenizer, wordTokenizer, BUILTIN_TOKENIZERS, WORD_VOCAB_SIZE } from './tiny.js';
-export { STAGE_OUTPUT, scratchConfig, resolveTasks, resolveTokenizer, holdOutInstances, shotRange, trainingEpisodes, type EpisodeSource, type TaskSets } from './setup.js';
+export {
+  STAGE_OUTPUT,
+  scratchConfig,
+  resolveTasks,
+  resolveTokenizer,
+  holdOutInstances,
+  shotRange,
+  trainingEpisodes,
+  type EpisodeSource,
+  type TaskSets,
+} from './setup.js';
 export { buildJob, type Job, type SwapControl } from './jobs.js';
-export { runStage, restoreCheckpoint, truncateMetrics, CHECKPOINT_DIR, FINAL_DIR, type RunOptions, type RunResult } from './train.js';
+export {
+  runStage,
+  restoreCheckpoint,
+  truncateMetrics,
+  CHECKPOINT_DIR,
+  FINAL_DIR,
+  type RunOptions,
+  type RunResult,
+} from './train.js';
 export { acquireRunLock, removeStaleTemporaries, LOCK_FILE, type LockHolder } from './lock.js';
 export { Progress, processIo, type Io } from './progress.js';

@@ -69,7 +69,6 @@ export interface Job {
   dispose(): void;
 }
 
-
 /** Held-out loss with each sample's own prefix and with another sample's; the gap with a 95% interval over batches. */
 export interface SwapControl {
   ownLoss: number;
@@ -94,13 +93,21 @@ function swapControlOver(hl: HyperLlama, all: HyperBatch[]): SwapControl | undef
   const gap = mean(gaps, 0);
   const sd = Math.sqrt(gaps.reduce((a, g) => a + (g - gap) ** 2, 0) / Math.max(1, gaps.length - 1));
   const half = (1.96 * sd) / Math.sqrt(Math.max(1, gaps.length));
-  return { ownLoss: mean(own, 0), swappedLoss: mean(swapped, 0), gap, gapLow: gap - half, gapHigh: gap + half, batches: batches.length };
+  return {
+    ownLoss: mean(own, 0),
+    swappedLoss: mean(swapped, 0),
+    gap,
+    gapLow: gap - half,
+    gapHigh: gap + half,
+    batches: batches.length,
+  };
 }
 
 /** Mean of `lossOf` over batches of a fixed list (each in its own tidy). */
 function evalOver<T>(items: T[], batchSize: number, lossOf: (batch: T[]) => tf.Scalar): number {
   const losses: number[] = [];
-  for (let i = 0; i < items.length; i += batchSize) losses.push(tf.tidy(() => lossOf(items.slice(i, i + batchSize)).dataSync()[0]));
+  for (let i = 0; i < items.length; i += batchSize)
+    losses.push(tf.tidy(() => lossOf(items.slice(i, i + batchSize)).dataSync()[0]));
   return mean(losses, 0);
 }
 
@@ -115,15 +122,20 @@ function hyperFor(cfg: TrainConfig, model: LlamaModel, withTokenizer: Tokenizer)
     k: h.k,
     scheme: h.scheme,
     hyper: { r: h.r, alpha: h.alpha, dropout: h.dropout, targetModules: h.targetModules },
-    downstream: h.downstreamR > 0 ? { r: h.downstreamR, alpha: 2 * h.downstreamR, targetModules: h.targetModules } : undefined,
+    downstream:
+      h.downstreamR > 0 ? { r: h.downstreamR, alpha: 2 * h.downstreamR, targetModules: h.targetModules } : undefined,
     seed: cfg.seed,
   });
   if (withTokenizer.numTokens !== model.config.vocabSize) {
-    throw new TrainerError('TOKENIZER_MISMATCH', `the tokenizer has ${withTokenizer.numTokens} tokens but the model's vocabSize is ${model.config.vocabSize}: gist ids must follow the vocabulary`, {
-      field: 'model.tokenizer',
-      expected: model.config.vocabSize,
-      actual: withTokenizer.numTokens,
-    });
+    throw new TrainerError(
+      'TOKENIZER_MISMATCH',
+      `the tokenizer has ${withTokenizer.numTokens} tokens but the model's vocabSize is ${model.config.vocabSize}: gist ids must follow the vocabulary`,
+      {
+        field: 'model.tokenizer',
+        expected: model.config.vocabSize,
+        actual: withTokenizer.numTokens,
+      },
+    );
   }
   return hl;
 }
@@ -166,22 +178,39 @@ function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
     return { ids: b.inputIds[0] };
   };
   if (cfg.data.textFraction + cfg.data.repeatFraction > 1) {
-    throw new TrainerError('CONFIG_BAD_VALUE', `data.repeatFraction: data.textFraction + data.repeatFraction must be at most 1, got ${cfg.data.textFraction} + ${cfg.data.repeatFraction}`, { field: 'data.repeatFraction' });
+    throw new TrainerError(
+      'CONFIG_BAD_VALUE',
+      `data.repeatFraction: data.textFraction + data.repeatFraction must be at most 1, got ${cfg.data.textFraction} + ${cfg.data.repeatFraction}`,
+      { field: 'data.repeatFraction' },
+    );
   }
   const words = repeatVocabulary(tokenizer);
   if (cfg.data.repeatFraction > 0 && words.length === 0) {
-    throw new TrainerError('CONFIG_BAD_VALUE', 'data.repeatFraction: repeat rows are made of whole-word tokens, and this tokenizer has none (use model.tokenizer: builtin:word)', { field: 'data.repeatFraction' });
+    throw new TrainerError(
+      'CONFIG_BAD_VALUE',
+      'data.repeatFraction: repeat rows are made of whole-word tokens, and this tokenizer has none (use model.tokenizer: builtin:word)',
+      { field: 'data.repeatFraction' },
+    );
   }
   const rowsFrom = (textSampler: CompressionSampler, episodeSampler: EpisodeSource, rng: Rng, n: number) =>
     Array.from({ length: n }, () => {
       const r = rng.next();
       if (r < cfg.data.textFraction) return { ids: textRow(textSampler, tokenizer.bosId) };
-      if (r < cfg.data.textFraction + cfg.data.repeatFraction) return repeatRow(words, rng, tokenizer.bosId, cfg.data.seqLen);
+      if (r < cfg.data.textFraction + cfg.data.repeatFraction)
+        return repeatRow(words, rng, tokenizer.bosId, cfg.data.seqLen);
       return fewShotRow(episodeSampler.next());
     });
   const evalRng = new Rng(cfg.seed).fork('eval');
   const evalBatches = Array.from({ length: cfg.evalBatches }, (_, i) =>
-    padLm(rowsFrom(new CompressionSampler(docs, tokenizer, { seed: cfg.seed + 1000 + i, lengths }), new EpisodeSampler(evalTasks, { seed: cfg.seed + 1000 + i, k: cfg.data.shots }), evalRng, cfg.batchSize), tokenizer.padId),
+    padLm(
+      rowsFrom(
+        new CompressionSampler(docs, tokenizer, { seed: cfg.seed + 1000 + i, lengths }),
+        new EpisodeSampler(evalTasks, { seed: cfg.seed + 1000 + i, k: cfg.data.shots }),
+        evalRng,
+        cfg.batchSize,
+      ),
+      tokenizer.padId,
+    ),
   );
   return {
     model,
@@ -191,7 +220,11 @@ function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
       const batch = padLm(rowsFrom(text, episodes, mix, cfg.batchSize), tokenizer.padId);
       return { loss: () => plainLoss(model, batch, { training: true }), tokens: realTokens(batch) };
     },
-    evaluate: () => mean(evalBatches.map((b) => tf.tidy(() => plainLoss(model, b).dataSync()[0])), 0),
+    evaluate: () =>
+      mean(
+        evalBatches.map((b) => tf.tidy(() => plainLoss(model, b).dataSync()[0])),
+        0,
+      ),
     getState: () => ({ text: text.getState(), episodes: episodes.getState(), mix: mix.getState() }),
     setState(s) {
       const st = s as { text: CompressionSamplerState; episodes: unknown; mix: RngState };
@@ -217,21 +250,38 @@ function hyperpretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
   const opts = { encoder: tokenizer, gistIds: hl.gistIds };
   let sampler = new CompressionSampler(docs, tokenizer, { seed: cfg.seed, lengths });
   const evalSampler = new CompressionSampler(docs, tokenizer, { seed: cfg.seed + 1000, lengths });
-  const evalBatches = Array.from({ length: cfg.evalBatches }, () => collateCompression(Array.from({ length: cfg.batchSize }, () => evalSampler.next()), opts));
+  const evalBatches = Array.from({ length: cfg.evalBatches }, () =>
+    collateCompression(
+      Array.from({ length: cfg.batchSize }, () => evalSampler.next()),
+      opts,
+    ),
+  );
   const params = hl.trainableVariables();
   return {
     model,
     summary: `hyperpretrain: k=${hl.k} (${hl.scheme}), ${count(params)} trainable parameters, ${docs.length} documents`,
     params,
     next() {
-      const batch = collateCompression(Array.from({ length: cfg.batchSize }, () => sampler.next()), opts);
+      const batch = collateCompression(
+        Array.from({ length: cfg.batchSize }, () => sampler.next()),
+        opts,
+      );
       return { loss: () => hl.loss(batch, { training: true }), tokens: hyperTokens(batch) };
     },
-    evaluate: () => mean(evalBatches.map((b) => tf.tidy(() => hl.loss(b).dataSync()[0])), 0),
+    evaluate: () =>
+      mean(
+        evalBatches.map((b) => tf.tidy(() => hl.loss(b).dataSync()[0])),
+        0,
+      ),
     swapControl: () => swapControlOver(hl, evalBatches),
     getState: () => ({ text: sampler.getState() }),
     setState(s) {
-      sampler = new CompressionSampler(docs, tokenizer, { seed: cfg.seed, lengths }, (s as { text: CompressionSamplerState }).text);
+      sampler = new CompressionSampler(
+        docs,
+        tokenizer,
+        { seed: cfg.seed, lengths },
+        (s as { text: CompressionSamplerState }).text,
+      );
     },
     exportTo: (dir) => exportHyper(hl, tokenizer, basePath, baseHash, dir),
     dispose() {
@@ -276,7 +326,12 @@ function multitaskJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
   const fewShot = cfg.method === 'hyperllama' || cfg.method === 'icl';
   const k = fewShot ? shotRange(cfg) : 0;
   let sampler = trainingEpisodes(cfg, sets, k);
-  const evalEpisodes = fixedEpisodes(evalTasks, cfg.evalBatches * cfg.batchSize, cfg.seed + 1000, fewShot ? cfg.data.shots : 0);
+  const evalEpisodes = fixedEpisodes(
+    evalTasks,
+    cfg.evalBatches * cfg.batchSize,
+    cfg.seed + 1000,
+    fewShot ? cfg.data.shots : 0,
+  );
   const draw = () => Array.from({ length: cfg.batchSize }, () => sampler.next());
   const copts = collateOptions(cfg, tokenizer);
 
@@ -313,8 +368,15 @@ function multitaskJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
   } else {
     const adapter = cfg.method;
     const h = cfg.hyper;
-    const lora = new LoraBaseline(model, adapter, { r: h.r, alpha: h.alpha, dropout: h.dropout, targetModules: h.targetModules, seed: cfg.seed });
-    const collate = (eps: Episode[]): LmBatch => (adapter === 'icl' ? collateFewShot(eps, copts) : collateZeroShot(eps, copts));
+    const lora = new LoraBaseline(model, adapter, {
+      r: h.r,
+      alpha: h.alpha,
+      dropout: h.dropout,
+      targetModules: h.targetModules,
+      seed: cfg.seed,
+    });
+    const collate = (eps: Episode[]): LmBatch =>
+      adapter === 'icl' ? collateFewShot(eps, copts) : collateZeroShot(eps, copts);
     method = {
       params: lora.trainableVariables(),
       loss: (eps, training) => lora.loss(collate(eps), { training }),
@@ -362,15 +424,33 @@ function prefixTuneJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
   if (hyper) setActiveAdapters(model, hyper.hasDownstreamAdapter ? ['downstream'] : []);
   let pt: PrefixTuning;
   if (cfg.prefix.init === 'random') {
-    const sample = collateZeroShot(task.examples.slice(0, 4).map((target) => ({ task, target })), copts).inputIds;
+    const sample = collateZeroShot(
+      task.examples.slice(0, 4).map((target) => ({ task, target })),
+      copts,
+    ).inputIds;
     pt = PrefixTuning.random(model, cfg.prefix.length, { sampleIds: sample, seed: cfg.seed });
   } else if (cfg.prefix.init === 'shared') {
-    if (!cfg.prefix.shared) throw new TrainerError('CONFIG_MISSING', 'prefix.shared: --init shared needs the shared prefix file (multitask --method shared-prefix output)', { field: 'prefix.shared' });
+    if (!cfg.prefix.shared)
+      throw new TrainerError(
+        'CONFIG_MISSING',
+        'prefix.shared: --init shared needs the shared prefix file (multitask --method shared-prefix output)',
+        { field: 'prefix.shared' },
+      );
     pt = PrefixTuning.load(cfg.prefix.shared, model);
   } else {
-    if (!hyper) throw new TrainerError('CONFIG_MISSING', 'prefix.hypernet: --init hyper needs a HyperLlama checkpoint folder', { field: 'prefix.hypernet' });
-    if (hyper.scheme !== 'restart') throw new TrainerError('CONFIG_BAD_VALUE', `prefix.hypernet: --init hyper needs a "restart" checkpoint, got "${hyper.scheme}"`, { field: 'prefix.hypernet' });
-    const examples = new Rng(cfg.seed).fork('prefix-examples').sample(task.examples, Math.min(cfg.data.shots, task.examples.length));
+    if (!hyper)
+      throw new TrainerError('CONFIG_MISSING', 'prefix.hypernet: --init hyper needs a HyperLlama checkpoint folder', {
+        field: 'prefix.hypernet',
+      });
+    if (hyper.scheme !== 'restart')
+      throw new TrainerError(
+        'CONFIG_BAD_VALUE',
+        `prefix.hypernet: --init hyper needs a "restart" checkpoint, got "${hyper.scheme}"`,
+        { field: 'prefix.hypernet' },
+      );
+    const examples = new Rng(cfg.seed)
+      .fork('prefix-examples')
+      .sample(task.examples, Math.min(cfg.data.shots, task.examples.length));
     const batch = collateHyperLlama([{ task, examples, target: examples[0] }], { ...copts, gistIds: hyper.gistIds });
     const prefix = hyper.encode(batch.hyper);
     setActiveAdapters(model, hyper.hasDownstreamAdapter ? ['downstream'] : []);
@@ -386,7 +466,10 @@ function prefixTuneJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
     summary: `prefix-tune --init ${cfg.prefix.init}: task ${task.name}, prefix length ${pt.length}, ${task.examples.length} training examples, ${evalTargets.length} evaluation instances`,
     params,
     next() {
-      const batch = collateZeroShot(Array.from({ length: cfg.batchSize }, () => sampler.next()), copts);
+      const batch = collateZeroShot(
+        Array.from({ length: cfg.batchSize }, () => sampler.next()),
+        copts,
+      );
       return { loss: () => pt.loss(model, batch, { training: true }), tokens: realTokens(batch) };
     },
     evaluate: () => evalOver(evalTargets, cfg.batchSize, (eps) => pt.loss(model, collateZeroShot(eps, copts))),
@@ -394,7 +477,8 @@ function prefixTuneJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
     setState(s) {
       sampler = new EpisodeSampler([pool], { seed: cfg.seed, k: 0 }, (s as { episodes: EpisodeSamplerState }).episodes);
     },
-    exportTo: (dir) => pt.save(join(dir, 'prefix.safetensors'), model, { task: task.name, init: cfg.prefix.init, base_model: basePath }),
+    exportTo: (dir) =>
+      pt.save(join(dir, 'prefix.safetensors'), model, { task: task.name, init: cfg.prefix.init, base_model: basePath }),
     dispose() {
       pt.dispose();
       hyper?.dispose();
@@ -406,7 +490,15 @@ function prefixTuneJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
 function pickTask(cfg: TrainConfig, all: Task[], heldOut: Task[]): Task {
   if (cfg.prefix.task) {
     const t = all.find((x) => x.name === cfg.prefix.task);
-    if (!t) throw new TrainerError('CONFIG_BAD_VALUE', `prefix.task: no task named "${cfg.prefix.task}" (have ${all.slice(0, 8).map((x) => x.name).join(', ')}…)`, { field: 'prefix.task', actual: cfg.prefix.task });
+    if (!t)
+      throw new TrainerError(
+        'CONFIG_BAD_VALUE',
+        `prefix.task: no task named "${cfg.prefix.task}" (have ${all
+          .slice(0, 8)
+          .map((x) => x.name)
+          .join(', ')}…)`,
+        { field: 'prefix.task', actual: cfg.prefix.task },
+      );
     return t;
   }
   return heldOut[0] ?? all[all.length - 1];

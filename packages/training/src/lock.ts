@@ -57,7 +57,10 @@ export function acquireRunLock(out: string, stage: string, log: (line: string) =
       }
       const holder = readHolder(file);
       if (holder && !(holder.host === me.host && !alive(holder.pid))) {
-        const where = holder.host === me.host ? '' : ' (on another host: its pid cannot be checked; delete the lock file if that run is over)';
+        const where =
+          holder.host === me.host
+            ? ''
+            : ' (on another host: its pid cannot be checked; delete the lock file if that run is over)';
         throw new TrainerError(
           'OUT_LOCKED',
           `${file}: ${out} is in use by process ${holder.pid} on ${holder.host}, started ${holder.started} (stage ${holder.stage})${where}; wait for it, or use another --out`,
@@ -76,7 +79,8 @@ export function acquireRunLock(out: string, stage: string, log: (line: string) =
   }
   return () => {
     const holder = readHolder(file);
-    if (holder && holder.pid === me.pid && holder.host === me.host && holder.started === me.started) rmSync(file, { force: true });
+    if (holder && holder.pid === me.pid && holder.host === me.host && holder.started === me.started)
+      rmSync(file, { force: true });
   };
 }
 

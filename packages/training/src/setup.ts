@@ -29,16 +29,31 @@ import { WORD_VOCAB_SIZE, charTokenizer, wordTokenizer } from './tiny.js';
  */
 export function resolveTokenizer(cfg: TrainConfig): Tokenizer {
   if (cfg.model.vocabSize !== null && cfg.model.tokenizer !== 'builtin:word') {
-    throw new TrainerError('CONFIG_BAD_VALUE', `model.vocabSize: only the built-in word tokenizer takes a size (model.tokenizer: builtin:word), got model.tokenizer ${JSON.stringify(cfg.model.tokenizer)}`, { field: 'model.vocabSize' });
+    throw new TrainerError(
+      'CONFIG_BAD_VALUE',
+      `model.vocabSize: only the built-in word tokenizer takes a size (model.tokenizer: builtin:word), got model.tokenizer ${JSON.stringify(cfg.model.tokenizer)}`,
+      { field: 'model.vocabSize' },
+    );
   }
-  if (cfg.model.tokenizer === 'builtin:word') return wordTokenizer(resolveCorpus(cfg), cfg.model.vocabSize ?? WORD_VOCAB_SIZE);
+  if (cfg.model.tokenizer === 'builtin:word')
+    return wordTokenizer(resolveCorpus(cfg), cfg.model.vocabSize ?? WORD_VOCAB_SIZE);
   if (cfg.model.tokenizer === 'builtin:char') return charTokenizer();
   if (cfg.model.tokenizer) return loadTokenizer(cfg.model.tokenizer);
   const base = cfg.model.base;
-  if (base && existsSync(base) && statSync(base).isDirectory() && (existsSync(join(base, 'tokenizer.json')) || existsSync(join(base, 'tokenizer.model')))) {
+  if (
+    base &&
+    existsSync(base) &&
+    statSync(base).isDirectory() &&
+    (existsSync(join(base, 'tokenizer.json')) || existsSync(join(base, 'tokenizer.model')))
+  ) {
     return loadTokenizer(base);
   }
-  if (base) throw new TrainerError('CONFIG_BAD_VALUE', `model.tokenizer: the base "${base}" has no tokenizer.json / tokenizer.model; give model.tokenizer`, { field: 'model.tokenizer' });
+  if (base)
+    throw new TrainerError(
+      'CONFIG_BAD_VALUE',
+      `model.tokenizer: the base "${base}" has no tokenizer.json / tokenizer.model; give model.tokenizer`,
+      { field: 'model.tokenizer' },
+    );
   return charTokenizer();
 }
 
@@ -46,10 +61,18 @@ export function resolveTokenizer(cfg: TrainConfig): Tokenizer {
 export function scratchConfig(cfg: TrainConfig, tokenizer: Tokenizer): LlamaConfig {
   const m = cfg.model;
   if (m.hiddenSize % m.numAttentionHeads !== 0) {
-    throw new TrainerError('CONFIG_BAD_VALUE', `model.hiddenSize: expected a multiple of model.numAttentionHeads (${m.numAttentionHeads}), got ${m.hiddenSize}`, { field: 'model.hiddenSize' });
+    throw new TrainerError(
+      'CONFIG_BAD_VALUE',
+      `model.hiddenSize: expected a multiple of model.numAttentionHeads (${m.numAttentionHeads}), got ${m.hiddenSize}`,
+      { field: 'model.hiddenSize' },
+    );
   }
   if (m.numAttentionHeads % m.numKeyValueHeads !== 0) {
-    throw new TrainerError('CONFIG_BAD_VALUE', `model.numKeyValueHeads: expected a divisor of model.numAttentionHeads (${m.numAttentionHeads}), got ${m.numKeyValueHeads}`, { field: 'model.numKeyValueHeads' });
+    throw new TrainerError(
+      'CONFIG_BAD_VALUE',
+      `model.numKeyValueHeads: expected a divisor of model.numAttentionHeads (${m.numAttentionHeads}), got ${m.numKeyValueHeads}`,
+      { field: 'model.numKeyValueHeads' },
+    );
   }
   return {
     vocabSize: tokenizer.numTokens,
@@ -70,19 +93,27 @@ export function scratchConfig(cfg: TrainConfig, tokenizer: Tokenizer): LlamaConf
 }
 
 /** The base model: `model.base` loaded, or the seeded random-init tiny default (identical for the same seed). */
-export function resolveModel(cfg: TrainConfig, tokenizer: Tokenizer, trainable: boolean): { model: LlamaModel; basePath: string } {
+export function resolveModel(
+  cfg: TrainConfig,
+  tokenizer: Tokenizer,
+  trainable: boolean,
+): { model: LlamaModel; basePath: string } {
   if (cfg.model.base) {
     const model = loadLlama(cfg.model.base, { trainable });
     // Gist tokens live past the vocabulary; every other id must index the base's embedding exactly.
     const tokens = tokenizer.numTokens - tokenizer.gistIds.length;
     if (tokens !== model.config.vocabSize) {
       model.dispose();
-      throw new TrainerError('TOKENIZER_MISMATCH', `model.tokenizer: ${cfg.model.tokenizer ?? tokenizer.source} has ${tokens} tokens but the base ${cfg.model.base} has vocabSize ${model.config.vocabSize}`, {
-        field: 'model.tokenizer',
-        file: cfg.model.tokenizer ?? tokenizer.source,
-        expected: model.config.vocabSize,
-        actual: tokens,
-      });
+      throw new TrainerError(
+        'TOKENIZER_MISMATCH',
+        `model.tokenizer: ${cfg.model.tokenizer ?? tokenizer.source} has ${tokens} tokens but the base ${cfg.model.base} has vocabSize ${model.config.vocabSize}`,
+        {
+          field: 'model.tokenizer',
+          file: cfg.model.tokenizer ?? tokenizer.source,
+          expected: model.config.vocabSize,
+          actual: tokens,
+        },
+      );
     }
     return { model, basePath: cfg.model.base };
   }
@@ -116,10 +147,20 @@ export interface EpisodeSource {
 /** Demonstrations per training episode: `data.shots`, or a range from `data.minShots` for fresh synthetic episodes. */
 export function shotRange(cfg: TrainConfig): number | [number, number] {
   // Only few-shot training asks for a range: an episode with no demonstration cannot teach reading them.
-  if (cfg.data.shots < 1) throw new TrainerError('CONFIG_BAD_VALUE', `data.shots: expected at least 1 demonstration per few-shot episode, got ${cfg.data.shots}`, { field: 'data.shots', actual: cfg.data.shots });
+  if (cfg.data.shots < 1)
+    throw new TrainerError(
+      'CONFIG_BAD_VALUE',
+      `data.shots: expected at least 1 demonstration per few-shot episode, got ${cfg.data.shots}`,
+      { field: 'data.shots', actual: cfg.data.shots },
+    );
   const min = cfg.data.minShots;
   if (min === null || min === cfg.data.shots) return cfg.data.shots;
-  if (min > cfg.data.shots) throw new TrainerError('CONFIG_BAD_VALUE', `data.minShots: expected at most data.shots (${cfg.data.shots}), got ${min}`, { field: 'data.minShots', actual: min });
+  if (min > cfg.data.shots)
+    throw new TrainerError(
+      'CONFIG_BAD_VALUE',
+      `data.minShots: expected at most data.shots (${cfg.data.shots}), got ${min}`,
+      { field: 'data.minShots', actual: min },
+    );
   return [min, cfg.data.shots];
 }
 
@@ -127,9 +168,19 @@ export function shotRange(cfg: TrainConfig): number | [number, number] {
  * The training episodes of a stage: fresh-content synthetic episodes (new labels, tables, constants every episode,
  * `k` a number or a range) or episodes of the task files. `state` restores a position from a checkpoint.
  */
-export function trainingEpisodes(cfg: TrainConfig, sets: TaskSets, k: number | [number, number], state?: unknown): EpisodeSource {
-  if (sets.fresh) return new FreshEpisodeSampler(sets.fresh, { seed: cfg.seed, k }, state as FreshEpisodeState | undefined);
-  return new EpisodeSampler(sets.train, { seed: cfg.seed, k: typeof k === 'number' ? k : k[1] }, state as EpisodeSamplerState | undefined);
+export function trainingEpisodes(
+  cfg: TrainConfig,
+  sets: TaskSets,
+  k: number | [number, number],
+  state?: unknown,
+): EpisodeSource {
+  if (sets.fresh)
+    return new FreshEpisodeSampler(sets.fresh, { seed: cfg.seed, k }, state as FreshEpisodeState | undefined);
+  return new EpisodeSampler(
+    sets.train,
+    { seed: cfg.seed, k: typeof k === 'number' ? k : k[1] },
+    state as EpisodeSamplerState | undefined,
+  );
 }
 
 export function resolveTasks(cfg: TrainConfig): TaskSets {
@@ -174,7 +225,11 @@ export function holdOutInstances(tasks: readonly Task[], share: number): { train
     }
     const trainPart = task.instances.slice(0, n - held);
     train.push({ ...task, instances: trainPart });
-    heldOut.push({ ...task, examples: task.examples.length > 0 ? task.examples : trainPart, instances: task.instances.slice(n - held) });
+    heldOut.push({
+      ...task,
+      examples: task.examples.length > 0 ? task.examples : trainPart,
+      instances: task.instances.slice(n - held),
+    });
   }
   return { train, heldOut };
 }
@@ -195,7 +250,12 @@ export function padLm(rows: Array<{ ids: number[]; labels?: number[] }>, padId: 
   const fill = <T>(xs: T[], v: T) => [...xs, ...Array<T>(width - xs.length).fill(v)];
   return {
     inputIds: rows.map((r) => fill(r.ids, padId)),
-    attentionMask: rows.map((r) => fill(r.ids.map(() => 1), 0)),
+    attentionMask: rows.map((r) =>
+      fill(
+        r.ids.map(() => 1),
+        0,
+      ),
+    ),
     labels: rows.map((r) => fill(r.labels ?? r.ids.map((id, t) => (t === 0 ? -100 : id)), -100)),
     lengths: rows.map((r) => r.ids.length),
   };

@@ -1,5 +1,12 @@
 import { syntheticVocabulary, type TextDocument } from '@hyperllama/datasets';
-import { PieceType, Tokenizer, buildWordTokenizer, tokenizerConfigFromPieces, tokenizerJsonFromPieces, type SentencePieceVocab } from '@hyperllama/tokenizer';
+import {
+  PieceType,
+  Tokenizer,
+  buildWordTokenizer,
+  tokenizerConfigFromPieces,
+  tokenizerJsonFromPieces,
+  type SentencePieceVocab,
+} from '@hyperllama/tokenizer';
 
 /**
  * The built-in offline tokenizer of the tiny default: a character-level SentencePiece-style BPE vocabulary with
@@ -13,11 +20,25 @@ export function charTokenizer(): Tokenizer {
     { piece: '<s>', score: 0, type: PieceType.Control },
     { piece: '</s>', score: 0, type: PieceType.Control },
   ];
-  for (let b = 0; b < 256; b++) pieces.push({ piece: `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`, score: 0, type: PieceType.Byte });
+  for (let b = 0; b < 256; b++)
+    pieces.push({ piece: `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`, score: 0, type: PieceType.Byte });
   const chars = ['\n', '\t', '\u2581', ...Array.from({ length: 126 - 33 + 1 }, (_, i) => String.fromCharCode(33 + i))];
   chars.forEach((c, i) => pieces.push({ piece: c, score: -i, type: PieceType.Normal }));
-  const vocab: SentencePieceVocab = { pieces, unkId: 0, bosId: 1, eosId: 2, padId: -1, byteFallback: true, addDummyPrefix: false, removeExtraWhitespaces: false };
-  return new Tokenizer(tokenizerJsonFromPieces(vocab), tokenizerConfigFromPieces(vocab), 'built-in character tokenizer');
+  const vocab: SentencePieceVocab = {
+    pieces,
+    unkId: 0,
+    bosId: 1,
+    eosId: 2,
+    padId: -1,
+    byteFallback: true,
+    addDummyPrefix: false,
+    removeExtraWhitespaces: false,
+  };
+  return new Tokenizer(
+    tokenizerJsonFromPieces(vocab),
+    tokenizerConfigFromPieces(vocab),
+    'built-in character tokenizer',
+  );
 }
 
 /** Default vocabulary size of the built-in word tokenizer. */
@@ -30,7 +51,11 @@ export const WORD_VOCAB_SIZE = 4096;
  * A size too small for the tasks' words is the tokenizer package's typed error.
  */
 export function wordTokenizer(corpus: readonly TextDocument[], vocabSize = WORD_VOCAB_SIZE): Tokenizer {
-  return buildWordTokenizer({ texts: corpus.map((d) => d.text), vocabSize, include: ['Input', 'Output', ...syntheticVocabulary()] });
+  return buildWordTokenizer({
+    texts: corpus.map((d) => d.text),
+    vocabSize,
+    include: ['Input', 'Output', ...syntheticVocabulary()],
+  });
 }
 
 /** Names `model.tokenizer` accepts for the built-in tokenizers. */

@@ -88,7 +88,13 @@ async function runLocked(stage: Stage, cfg: TrainConfig, opts: RunOptions, out: 
   const job = buildJob(stage, cfg);
   opts.io.log(job.summary);
   const optimizer = new AdamW(job.params, { lr: cfg.lr, weightDecay: cfg.weightDecay });
-  const schedule = lrSchedule({ type: cfg.schedule, lr: cfg.lr, warmupSteps: Math.min(cfg.warmupSteps, cfg.steps - 1), totalSteps: cfg.steps, minLr: cfg.schedule === 'constant' ? 0 : cfg.lr * 0.1 });
+  const schedule = lrSchedule({
+    type: cfg.schedule,
+    lr: cfg.lr,
+    warmupSteps: Math.min(cfg.warmupSteps, cfg.steps - 1),
+    totalSteps: cfg.steps,
+    minLr: cfg.schedule === 'constant' ? 0 : cfg.lr * 0.1,
+  });
   const metricsFile = join(out, 'metrics.jsonl');
   const checkpointDir = join(out, CHECKPOINT_DIR);
   let step = 0;
@@ -96,7 +102,10 @@ async function runLocked(stage: Stage, cfg: TrainConfig, opts: RunOptions, out: 
     let from: string;
     ({ step, dir: from } = restoreCheckpoint(checkpointDir, stage, job, optimizer));
     const dropped = truncateMetrics(metricsFile, step);
-    if (dropped > 0) opts.io.log(`${metricsFile}: repaired: dropped ${dropped} unreadable line(s) (a write cut off when the run was killed)`);
+    if (dropped > 0)
+      opts.io.log(
+        `${metricsFile}: repaired: dropped ${dropped} unreadable line(s) (a write cut off when the run was killed)`,
+      );
     opts.io.log(`resumed from ${from} at step ${step}`);
   } else {
     writeFileSync(metricsFile, '');
@@ -115,11 +124,15 @@ async function runLocked(stage: Stage, cfg: TrainConfig, opts: RunOptions, out: 
       const bad = values.findIndex((x) => !Number.isFinite(x));
       if (bad >= 0) {
         const last = resolveCheckpointDir(checkpointDir);
-        throw new TrainerError('NON_FINITE_WEIGHTS', `step ${step}: trainable tensor ${name} holds ${values[bad]} at index ${bad}; no checkpoint was written${last ? ` (the last good one is ${last})` : ''}; try a lower --lr or a smaller maxGradNorm`, {
-          step,
-          tensor: name,
-          checkpoint: last ?? null,
-        });
+        throw new TrainerError(
+          'NON_FINITE_WEIGHTS',
+          `step ${step}: trainable tensor ${name} holds ${values[bad]} at index ${bad}; no checkpoint was written${last ? ` (the last good one is ${last})` : ''}; try a lower --lr or a smaller maxGradNorm`,
+          {
+            step,
+            tensor: name,
+            checkpoint: last ?? null,
+          },
+        );
       }
       tensors.set(name, fromFloat32(values, v.shape));
     }
@@ -135,7 +148,17 @@ async function runLocked(stage: Stage, cfg: TrainConfig, opts: RunOptions, out: 
     process.on('SIGTERM', onSignal);
   }
   const progress = new Progress(opts.io, cfg.steps, cfg.logEvery);
-  const result: RunResult = { step, interrupted: false, signal: null, firstLoss: NaN, lastLoss: NaN, initialEvalLoss: initialEval, evalLoss: NaN, tokensPerSecond: 0, checkpoint: checkpointDir };
+  const result: RunResult = {
+    step,
+    interrupted: false,
+    signal: null,
+    firstLoss: NaN,
+    lastLoss: NaN,
+    initialEvalLoss: initialEval,
+    evalLoss: NaN,
+    tokensPerSecond: 0,
+    checkpoint: checkpointDir,
+  };
   let tokens = 0;
   const started = performance.now();
   try {
@@ -159,7 +182,15 @@ async function runLocked(stage: Stage, cfg: TrainConfig, opts: RunOptions, out: 
           result.tokensPerSecond = tokens / seconds;
           if (Number.isNaN(result.firstLoss)) result.firstLoss = loss;
           result.lastLoss = loss;
-          metric({ step, loss, lr, gradNorm, tokens: batch.tokens, tokensPerSecond: Math.round(result.tokensPerSecond), seconds: Math.round(seconds * 10) / 10 });
+          metric({
+            step,
+            loss,
+            lr,
+            gradNorm,
+            tokens: batch.tokens,
+            tokensPerSecond: Math.round(result.tokensPerSecond),
+            seconds: Math.round(seconds * 10) / 10,
+          });
           progress.update(step, loss, result.tokensPerSecond);
           if ((cfg.evalEvery > 0 && step % cfg.evalEvery === 0) || step === cfg.steps) {
             result.evalLoss = job.evaluate();
@@ -170,7 +201,9 @@ async function runLocked(stage: Stage, cfg: TrainConfig, opts: RunOptions, out: 
           await new Promise((r) => setImmediate(r)); // lets SIGINT/SIGTERM handlers run
           if (!stopSignal) return;
           if (savedAt !== step) save();
-          progress.note(`${stopSignal}: checkpoint written to ${checkpointDir} at step ${step}; continue with --resume ${out}`);
+          progress.note(
+            `${stopSignal}: checkpoint written to ${checkpointDir} at step ${step}; continue with --resume ${out}`,
+          );
           result.interrupted = true;
           result.signal = stopSignal;
           return 'stop';
@@ -179,10 +212,14 @@ async function runLocked(stage: Stage, cfg: TrainConfig, opts: RunOptions, out: 
     } catch (e) {
       if (e instanceof HypernetError && e.code === 'HYPERNET_NON_FINITE_LOSS') {
         const last = resolveCheckpointDir(checkpointDir);
-        throw new TrainerError('NON_FINITE_LOSS', `step ${step + 1}: ${e.message}. ${last ? `The last good checkpoint is ${last} (step ${readState(last).step}); ` : 'No checkpoint was written yet; '}try a lower --lr or a smaller maxGradNorm`, {
-          step: step + 1,
-          checkpoint: last ?? null,
-        });
+        throw new TrainerError(
+          'NON_FINITE_LOSS',
+          `step ${step + 1}: ${e.message}. ${last ? `The last good checkpoint is ${last} (step ${readState(last).step}); ` : 'No checkpoint was written yet; '}try a lower --lr or a smaller maxGradNorm`,
+          {
+            step: step + 1,
+            checkpoint: last ?? null,
+          },
+        );
       }
       throw e;
     }
@@ -212,7 +249,15 @@ async function runLocked(stage: Stage, cfg: TrainConfig, opts: RunOptions, out: 
   return result;
 }
 
-function saveCheckpoint(dir: string, stage: Stage, cfg: TrainConfig, step: number, job: Job, optimizer: AdamW, tensors: Map<string, ReturnType<typeof fromFloat32>>): void {
+function saveCheckpoint(
+  dir: string,
+  stage: Stage,
+  cfg: TrainConfig,
+  step: number,
+  job: Job,
+  optimizer: AdamW,
+  tensors: Map<string, ReturnType<typeof fromFloat32>>,
+): void {
   writeSafetensors(join(dir, TRAINABLE_FILE), tensors, { format: 'pt' });
   const { tensors: opt, metadata } = optimizer.stateEntries();
   writeSafetensors(join(dir, OPTIMIZER_FILE), opt, metadata);
@@ -229,16 +274,26 @@ function readState(dir: string): SavedState {
   try {
     state = JSON.parse(readFileSync(file, 'utf8')) as SavedState;
   } catch (e) {
-    throw new TrainerError('CHECKPOINT_BAD', `${file}: cannot read the training state (${(e as Error).message})`, { file });
+    throw new TrainerError('CHECKPOINT_BAD', `${file}: cannot read the training state (${(e as Error).message})`, {
+      file,
+    });
   }
   // Parsed JSON of the wrong shape would otherwise resume at step undefined or crash in setState.
   const field = (name: string, expected: string): never => {
-    throw new TrainerError('CHECKPOINT_BAD', `${file}: field "${name}": expected ${expected}`, { file, field: name, expected });
+    throw new TrainerError('CHECKPOINT_BAD', `${file}: field "${name}": expected ${expected}`, {
+      file,
+      field: name,
+      expected,
+    });
   };
   if (typeof state !== 'object' || state === null || Array.isArray(state)) field('<root>', 'an object');
   if (typeof state.stage !== 'string') field('stage', 'a stage name');
   if (!Number.isSafeInteger(state.step) || state.step < 0) field('step', 'a non-negative integer');
-  if (state.dropout !== undefined && (typeof state.dropout !== 'object' || state.dropout === null || Array.isArray(state.dropout))) field('dropout', 'an object');
+  if (
+    state.dropout !== undefined &&
+    (typeof state.dropout !== 'object' || state.dropout === null || Array.isArray(state.dropout))
+  )
+    field('dropout', 'an object');
   return state;
 }
 
@@ -246,51 +301,89 @@ function readState(dir: string): SavedState {
  * Load weights, optimizer state and data position from the last good checkpoint (`checkpointDir`, else the
  * `.old` a cut-off save left); returns its step and folder. Anything unusable is a typed error naming the file.
  */
-export function restoreCheckpoint(checkpointDir: string, stage: Stage, job: Job, optimizer: AdamW): { step: number; dir: string } {
+export function restoreCheckpoint(
+  checkpointDir: string,
+  stage: Stage,
+  job: Job,
+  optimizer: AdamW,
+): { step: number; dir: string } {
   const dir = resolveCheckpointDir(checkpointDir);
-  if (!dir) throw new TrainerError('CHECKPOINT_NOT_FOUND', `${checkpointDir}: no checkpoint to resume from`, { file: checkpointDir });
+  if (!dir)
+    throw new TrainerError('CHECKPOINT_NOT_FOUND', `${checkpointDir}: no checkpoint to resume from`, {
+      file: checkpointDir,
+    });
   const state = readState(dir);
   if (state.stage !== stage) {
-    throw new TrainerError('CHECKPOINT_STAGE', `${dir}: the checkpoint is from stage "${state.stage}", not "${stage}"`, { file: dir, expected: stage, actual: state.stage });
+    throw new TrainerError(
+      'CHECKPOINT_STAGE',
+      `${dir}: the checkpoint is from stage "${state.stage}", not "${stage}"`,
+      { file: dir, expected: stage, actual: state.stage },
+    );
   }
   const file = join(dir, TRAINABLE_FILE);
   const { tensors } = readSafetensors(file);
   const names = Object.keys(job.params);
   const missing = names.filter((n) => !tensors.has(n));
   if (missing.length > 0 || tensors.size !== names.length) {
-    throw new TrainerError('CHECKPOINT_MISMATCH', `${file}: holds ${tensors.size} tensors, the run trains ${names.length} (missing: ${missing.slice(0, 5).join(', ')})`, { file, missing });
+    throw new TrainerError(
+      'CHECKPOINT_MISMATCH',
+      `${file}: holds ${tensors.size} tensors, the run trains ${names.length} (missing: ${missing.slice(0, 5).join(', ')})`,
+      { file, missing },
+    );
   }
   for (const [name, v] of Object.entries(job.params)) {
     const e = tensors.get(name)!;
     if (e.shape.join(',') !== v.shape.join(',')) {
-      throw new TrainerError('CHECKPOINT_MISMATCH', `${file}: ${name} has shape [${e.shape}], the run's is [${v.shape}]`, { file, field: name });
+      throw new TrainerError(
+        'CHECKPOINT_MISMATCH',
+        `${file}: ${name} has shape [${e.shape}], the run's is [${v.shape}]`,
+        { file, field: name },
+      );
     }
     const values = toFloat32(e, name);
     const bad = values.findIndex((x) => !Number.isFinite(x));
-    if (bad >= 0) throw new TrainerError('CHECKPOINT_BAD', `${file}: tensor ${name} holds ${values[bad]} at index ${bad}`, { file, tensor: name });
+    if (bad >= 0)
+      throw new TrainerError('CHECKPOINT_BAD', `${file}: tensor ${name} holds ${values[bad]} at index ${bad}`, {
+        file,
+        tensor: name,
+      });
     tf.tidy(() => v.assign(tf.tensor(values, v.shape, 'float32')));
   }
   const optPath = join(dir, OPTIMIZER_FILE);
   const optFile = readSafetensors(optPath);
   // The optimizer counts its own steps: one that disagrees with state.json comes from another save.
   if (Number(optFile.metadata.step) !== state.step) {
-    throw new TrainerError('CHECKPOINT_MISMATCH', `${optPath}: optimizer step ${optFile.metadata.step}, but ${STATE_FILE} says step ${state.step}`, { file: optPath, field: 'step' });
+    throw new TrainerError(
+      'CHECKPOINT_MISMATCH',
+      `${optPath}: optimizer step ${optFile.metadata.step}, but ${STATE_FILE} says step ${state.step}`,
+      { file: optPath, field: 'step' },
+    );
   }
   for (const [name, e] of optFile.tensors) {
     if (e.dtype !== 'F32' && e.dtype !== 'F16' && e.dtype !== 'BF16') continue;
     const values = toFloat32(e, name);
     const bad = values.findIndex((x) => !Number.isFinite(x));
-    if (bad >= 0) throw new TrainerError('CHECKPOINT_BAD', `${optPath}: tensor ${name} holds ${values[bad]} at index ${bad}`, { file: optPath, tensor: name });
+    if (bad >= 0)
+      throw new TrainerError('CHECKPOINT_BAD', `${optPath}: tensor ${name} holds ${values[bad]} at index ${bad}`, {
+        file: optPath,
+        tensor: name,
+      });
   }
   optimizer.loadStateEntries(optFile.tensors, optFile.metadata, optPath);
   const stateFile = join(dir, STATE_FILE);
   // The samplers and Rngs check little of what they are given: a damaged position is this file's fault.
   try {
     job.setState(state.data);
-    for (const [adapter, states] of Object.entries(state.dropout ?? {})) setDropoutRngStates(job.model, adapter, states);
+    for (const [adapter, states] of Object.entries(state.dropout ?? {}))
+      setDropoutRngStates(job.model, adapter, states);
   } catch (e) {
     if (e instanceof TrainerError) throw e;
-    throw new TrainerError('CHECKPOINT_BAD', `${stateFile}: cannot restore the data position or dropout state (${(e as Error).message})`, { file: stateFile }, { cause: e });
+    throw new TrainerError(
+      'CHECKPOINT_BAD',
+      `${stateFile}: cannot restore the data position or dropout state (${(e as Error).message})`,
+      { file: stateFile },
+      { cause: e },
+    );
   }
   return { step: state.step, dir };
 }

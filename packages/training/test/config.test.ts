@@ -1,5 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { METHODS, PREFIX_INITS, SCHEMA, STAGES, TrainerError, applyPatch, charTokenizer, defaultConfig, optionHelp, parseSetting, type TrainConfig } from '../src/index.js';
+import {
+  METHODS,
+  PREFIX_INITS,
+  SCHEMA,
+  STAGES,
+  TrainerError,
+  applyPatch,
+  charTokenizer,
+  defaultConfig,
+  optionHelp,
+  parseSetting,
+  type TrainConfig,
+} from '../src/index.js';
 
 /** The dotted paths of an object's leaves (arrays are leaves). */
 function leafPaths(x: Record<string, unknown>, prefix = ''): string[] {
@@ -43,7 +55,9 @@ describe('the config schema is the one source of truth', () => {
     expect(code(() => applyPatch(base, { hyper: { scheme: 'sideways' } }, 'test'))).toBe('CONFIG_BAD_VALUE');
     expect(code(() => applyPatch(base, { model: { base: '' } }, 'test'))).toBe('CONFIG_BAD_VALUE');
     expect(code(() => applyPatch(base, JSON.parse('{"__proto__": {"x": 1}}'), 'test'))).toBe('CONFIG_UNKNOWN_KEY');
-    expect(applyPatch(base, { model: { base: null, vocabSize: null }, hyper: { targetModules: ['q_proj'] } }, 'test')).toMatchObject({
+    expect(
+      applyPatch(base, { model: { base: null, vocabSize: null }, hyper: { targetModules: ['q_proj'] } }, 'test'),
+    ).toMatchObject({
       model: { base: null, vocabSize: null },
       hyper: { targetModules: ['q_proj'] },
     });
@@ -52,7 +66,9 @@ describe('the config schema is the one source of truth', () => {
   it('parses --set values by the leaf’s kind', () => {
     expect(parseSetting('hyper.k=3')).toEqual({ hyper: { k: 3 } });
     expect(parseSetting('model.base=null')).toEqual({ model: { base: null } });
-    expect(parseSetting('hyper.targetModules=["q_proj","v_proj"]')).toEqual({ hyper: { targetModules: ['q_proj', 'v_proj'] } });
+    expect(parseSetting('hyper.targetModules=["q_proj","v_proj"]')).toEqual({
+      hyper: { targetModules: ['q_proj', 'v_proj'] },
+    });
     expect(code(() => parseSetting('nope.x=1'))).toBe('CONFIG_UNKNOWN_KEY');
   });
 

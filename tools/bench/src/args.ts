@@ -36,7 +36,8 @@ export function parseArgs(argv: string[]): Args {
     else throw new Error(`unknown option ${flag}`);
   }
   if (a.suites.length === 0) a.suites = a.config ? ['model'] : Object.keys(SUITES);
-  for (const s of a.suites) if (!SUITES[s]) throw new Error(`unknown suite "${s}"; known: ${Object.keys(SUITES).join(', ')}`);
+  for (const s of a.suites)
+    if (!SUITES[s]) throw new Error(`unknown suite "${s}"; known: ${Object.keys(SUITES).join(', ')}`);
   // Rejected here, before any child starts, rather than by each child.
   for (const b of a.backends) backendSpec(b);
   return a;
@@ -47,7 +48,12 @@ export function parseArgs(argv: string[]): Args {
  * the native matMul, else n); `-native`, `-xnnpack`, `-stock` = that matMul path (the runtime's `MatMulPath`),
  * e.g. `wasm-1t-stock` is tfjs-wasm as shipped.
  */
-export function backendSpec(spec: string): { backend: BackendName; threads?: number; wasmThreads?: number; matMul?: MatMulPath } {
+export function backendSpec(spec: string): {
+  backend: BackendName;
+  threads?: number;
+  wasmThreads?: number;
+  matMul?: MatMulPath;
+} {
   const wasm = /^wasm(?:-(\d+)t)?(?:-(\d+)p)?(?:-(native|xnnpack|stock))?$/.exec(spec);
   if (wasm) {
     return {
@@ -60,4 +66,3 @@ export function backendSpec(spec: string): { backend: BackendName; threads?: num
   if (spec === 'cpu' || spec === 'tensorflow' || spec === 'webgpu') return { backend: spec };
   throw new Error(`unknown backend "${spec}" (wasm[-<n>t][-<m>p][-native|-xnnpack|-stock], cpu, webgpu, tensorflow)`);
 }
-

@@ -43,18 +43,29 @@ async function main(): Promise<void> {
   if (args.child) return child(args);
   const records: BenchRecord[] = [];
   for (const suite of args.suites) {
-    const backends = args.backends.length ? args.backends : DEFAULT_BACKENDS[suite] ?? ['wasm'];
+    const backends = args.backends.length ? args.backends : (DEFAULT_BACKENDS[suite] ?? ['wasm']);
     // `--config a,b` runs each configuration in its own child (peak RSS is per process).
     for (const config of args.config ? args.config.split(',') : [undefined]) {
       for (const spec of backends) {
         process.stderr.write(`[bench] ${suite} on ${spec}${config ? ` (${config})` : ''}...\n`);
-        const childArgs = ['--suite', suite, '--backend', spec, '--child', ...(args.quick ? ['--quick'] : []), ...(config ? ['--config', config] : [])];
+        const childArgs = [
+          '--suite',
+          suite,
+          '--backend',
+          spec,
+          '--child',
+          ...(args.quick ? ['--quick'] : []),
+          ...(config ? ['--config', config] : []),
+        ];
         const r = spawnSync(process.execPath, [...process.execArgv, join(here, 'cli.js'), ...childArgs], {
           encoding: 'utf8',
           stdio: ['ignore', 'pipe', 'inherit'],
           maxBuffer: 64 * 1024 * 1024,
         });
-        const got = r.stdout.split('\n').filter((l) => l.startsWith(MARK)).map((l) => JSON.parse(l.slice(MARK.length)) as BenchRecord);
+        const got = r.stdout
+          .split('\n')
+          .filter((l) => l.startsWith(MARK))
+          .map((l) => JSON.parse(l.slice(MARK.length)) as BenchRecord);
         if (r.status !== 0) process.stderr.write(`[bench] ${suite} on ${spec} exited with ${r.status}\n`);
         records.push(...got);
       }
@@ -62,12 +73,21 @@ async function main(): Promise<void> {
   }
   console.log(table(records));
   const summary = modelSummary(records);
-  const reference = args.reference ? modelSummary((JSON.parse(readFileSync(args.reference, 'utf8')) as { records: BenchRecord[] }).records) : [];
+  const reference = args.reference
+    ? modelSummary((JSON.parse(readFileSync(args.reference, 'utf8')) as { records: BenchRecord[] }).records)
+    : [];
   const ratios = modelRatios(summary, reference);
   if (ratios.length) console.log(`\n${ratioTable(ratios)}`);
-  const out = resolve(args.json ?? join('bench-results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`));
+  const out = resolve(
+    args.json ?? join('bench-results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`),
+  );
   mkdirSync(dirname(out), { recursive: true });
-  const meta = { date: new Date().toISOString(), node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model };
+  const meta = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+  };
   writeFileSync(out, `${JSON.stringify({ meta, summary, reference, ratios, records }, null, 2)}\n`);
   console.log(`\nwrote ${out}`);
 }

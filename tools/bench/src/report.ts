@@ -2,10 +2,22 @@
 import type { BenchRecord } from './types.js';
 
 export function table(records: BenchRecord[]): string {
-  const rows = records.map((r) => [r.suite, r.name, r.backend, r.metric, formatValue(r.value), r.unit, r.runs ? String(r.runs.length) : '1']);
+  const rows = records.map((r) => [
+    r.suite,
+    r.name,
+    r.backend,
+    r.metric,
+    formatValue(r.value),
+    r.unit,
+    r.runs ? String(r.runs.length) : '1',
+  ]);
   const head = ['suite', 'benchmark', 'backend', 'metric', 'median', 'unit', 'runs'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 4 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === 4 ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
@@ -37,7 +49,11 @@ export function modelRatios(ours: ModelRow[], reference: ModelRow[]): Array<Mode
   for (const row of ours) {
     const ref = reference.find((r) => r.config === row.config);
     if (!ref) continue;
-    const ratio: ModelRow & { reference: string } = { config: row.config, backend: row.backend, reference: ref.backend };
+    const ratio: ModelRow & { reference: string } = {
+      config: row.config,
+      backend: row.backend,
+      reference: ref.backend,
+    };
     for (const m of MODEL_METRICS) if (row[m] !== undefined && ref[m]) ratio[m] = row[m]! / ref[m]!;
     out.push(ratio);
   }
@@ -46,9 +62,17 @@ export function modelRatios(ours: ModelRow[], reference: ModelRow[]): Array<Mode
 
 export function ratioTable(ratios: Array<ModelRow & { reference: string }>): string {
   const head = ['config', 'backend', 'vs', ...MODEL_METRICS.map((m) => `${m} ratio`)];
-  const rows = ratios.map((r) => [r.config, r.backend, r.reference, ...MODEL_METRICS.map((m) => (r[m] === undefined ? '-' : `${r[m]!.toFixed(2)}×`))]);
+  const rows = ratios.map((r) => [
+    r.config,
+    r.backend,
+    r.reference,
+    ...MODEL_METRICS.map((m) => (r[m] === undefined ? '-' : `${r[m]!.toFixed(2)}×`)),
+  ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i >= 3 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i >= 3 ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
-

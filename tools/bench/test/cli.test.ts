@@ -12,9 +12,13 @@ const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js'
 describe('hyperllama-bench', () => {
   it('runs a suite on two backends, prints one table and writes every record with its runs to JSON', () => {
     const json = join(mkdtempSync(join(tmpdir(), 'bench-')), 'out', 'runtime.json');
-    const r = spawnSync(process.execPath, [cli, '--suite', 'runtime', '--backend', 'cpu,wasm-1t-xnnpack', '--quick', '--json', json], {
-      encoding: 'utf8',
-    });
+    const r = spawnSync(
+      process.execPath,
+      [cli, '--suite', 'runtime', '--backend', 'cpu,wasm-1t-xnnpack', '--quick', '--json', json],
+      {
+        encoding: 'utf8',
+      },
+    );
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(readFileSync(json, 'utf8')) as { meta: { node: string }; records: BenchRecord[] };
     expect(out.meta.node).toBe(process.version);
@@ -22,7 +26,12 @@ describe('hyperllama-bench', () => {
     expect(backends).toEqual(['cpu', 'wasm×1']);
     for (const b of backends) {
       const names = out.records.filter((x) => x.backend === b).map((x) => x.name);
-      expect(names).toEqual(['matMul 256x256x256', 'matMul 256 transposeB', 'batched matMul 32x256x32 · kᵀ', 'linear fwd+bwd 1024x256x256']);
+      expect(names).toEqual([
+        'matMul 256x256x256',
+        'matMul 256 transposeB',
+        'batched matMul 32x256x32 · kᵀ',
+        'linear fwd+bwd 1024x256x256',
+      ]);
     }
     for (const x of out.records) {
       expect(x.runs).toHaveLength(3);

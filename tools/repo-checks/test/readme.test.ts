@@ -38,9 +38,12 @@ export function readmeCommands(markdown: string): Command[] {
     const line = raw.replace(/(^|\s)#.*$/, '').trimEnd();
     const cont = line.endsWith('\\');
     const body = cont ? line.slice(0, -1) : line;
-    pending = pending ? { line: pending.line, text: `${pending.text} ${body.trim()}` } : { line: i + 1, text: body.trim() };
+    pending = pending
+      ? { line: pending.line, text: `${pending.text} ${body.trim()}` }
+      : { line: i + 1, text: body.trim() };
     if (!cont) {
-      for (const part of pending.text.split(/\s&&\s/)) if (part.trim()) out.push({ line: pending.line, text: part.trim() });
+      for (const part of pending.text.split(/\s&&\s/))
+        if (part.trim()) out.push({ line: pending.line, text: part.trim() });
       pending = null;
     }
   });
@@ -74,8 +77,14 @@ const scriptsOf = (ws?: string) => {
   return JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).scripts as Record<string, string>;
 };
 function findWorkspace(name: string): string {
-  const dirs = ['packages', 'apps', 'tools'].flatMap((g) => (existsSync(join(root, g)) ? readdirSync(join(root, g)).map((n) => `${g}/${n}`) : []));
-  const hit = dirs.find((d) => existsSync(join(root, d, 'package.json')) && JSON.parse(readFileSync(join(root, d, 'package.json'), 'utf8')).name === name);
+  const dirs = ['packages', 'apps', 'tools'].flatMap((g) =>
+    existsSync(join(root, g)) ? readdirSync(join(root, g)).map((n) => `${g}/${n}`) : [],
+  );
+  const hit = dirs.find(
+    (d) =>
+      existsSync(join(root, d, 'package.json')) &&
+      JSON.parse(readFileSync(join(root, d, 'package.json'), 'utf8')).name === name,
+  );
   if (!hit) throw new Error(`no workspace named ${name}`);
   return hit;
 }
@@ -94,7 +103,9 @@ function expectOptionsDocumented(bin: string, ws: string[]) {
     if (flag) expect(help.all, `${bin} ${sub.join(' ')} --help names ${flag}`).toMatch(new RegExp(`${flag}(?![\\w-])`));
     if (w === '--set') {
       const key = ws[i + 1].split('=')[0];
-      expect(help.all, `${bin} ${sub.join(' ')} --help names the option ${key}`).toMatch(new RegExp(`(^|\\s)${key.replace('.', '\\.')}\\s`, 'm'));
+      expect(help.all, `${bin} ${sub.join(' ')} --help names the option ${key}`).toMatch(
+        new RegExp(`(^|\\s)${key.replace('.', '\\.')}\\s`, 'm'),
+      );
     }
   }
   return sub;
@@ -111,13 +122,20 @@ describe('the README', () => {
   });
 
   it('the commands are split as a shell would', () => {
-    const md = ['```sh', 'A=1 # set', 'npx x a \\', '   --b "c d" && npm test', '```', '```', 'not sh', '```'].join('\n');
+    const md = ['```sh', 'A=1 # set', 'npx x a \\', '   --b "c d" && npm test', '```', '```', 'not sh', '```'].join(
+      '\n',
+    );
     expect(readmeCommands(md)).toEqual([
       { line: 2, text: 'A=1' },
       { line: 3, text: 'npx x a --b "c d"' },
       { line: 3, text: 'npm test' },
     ]);
-    expect(words('--set data.tasks=<S-NI or MetaICL dir> --prompt "Once upon"')).toEqual(['--set', 'data.tasks=<S-NI or MetaICL dir>', '--prompt', 'Once upon']);
+    expect(words('--set data.tasks=<S-NI or MetaICL dir> --prompt "Once upon"')).toEqual([
+      '--set',
+      'data.tasks=<S-NI or MetaICL dir>',
+      '--prompt',
+      'Once upon',
+    ]);
   });
 });
 
@@ -141,7 +159,9 @@ describe.each(commands.map((c) => [`README line ${c.line}: ${c.text}`, c] as con
     const extra = rest.includes('--') ? rest.slice(rest.indexOf('--') + 1) : [];
     if (script === 'ci') {
       it('installs from the committed lock file', () => {
-        expect(JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')).lockfileVersion).toBeGreaterThanOrEqual(2);
+        expect(
+          JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')).lockfileVersion,
+        ).toBeGreaterThanOrEqual(2);
       });
       return;
     }
@@ -181,7 +201,10 @@ describe.each(commands.map((c) => [`README line ${c.line}: ${c.text}`, c] as con
       expect(existsSync(link), `${link} (npm ci links bins whose target exists at install time)`).toBe(true);
       const target = realpathSync(link);
       expect(target).toMatch(/\/(apps|packages|tools)\/[^/]+\/bin\/[^/]+\.js$/);
-      expect(run('git', ['ls-files', '--error-unmatch', target.slice(root.length + 1)], root).code, `${target} is committed`).toBe(0);
+      expect(
+        run('git', ['ls-files', '--error-unmatch', target.slice(root.length + 1)], root).code,
+        `${target} is committed`,
+      ).toBe(0);
     });
     it('--help of the command names every option the README passes', () => {
       expectOptionsDocumented(bin, args);
@@ -189,26 +212,36 @@ describe.each(commands.map((c) => [`README line ${c.line}: ${c.text}`, c] as con
     const sub = args.filter((a) => !a.startsWith('-')).slice(0, 2);
     const cheap =
       !hasPlaceholder(args) &&
-      ((bin === 'hyperllama-eval' && ['convert', 'generate'].includes(sub[0])) || args.includes('--quick') || sub[0] === 'analyze');
+      ((bin === 'hyperllama-eval' && ['convert', 'generate'].includes(sub[0])) ||
+        args.includes('--quick') ||
+        sub[0] === 'analyze');
     if (cheap) {
       const usesStories = storiesFiles.some((f) => args.includes(f)) || args.includes('stories-hf');
-      it.skipIf(usesStories && !haveStories)(`runs as written${sub[0] === 'analyze' ? ' (with --quick)' : ''}${usesStories ? ` (needs ${STORIES})` : ''}`, () => {
-        const argv = words(expand(c.text)).slice(2);
-        if (sub[0] === 'analyze' && !argv.includes('--quick')) argv.push('--quick');
-        const r = run('npx', ['--no', bin, ...argv], work, 900_000);
-        expect(r.code, r.all.slice(-3000)).toBe(0);
-        if (sub[0] === 'convert') {
-          const out = join(work, argv[argv.indexOf('--out') + 1]);
-          for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) expect(existsSync(join(out, f))).toBe(true);
-        }
-        if (sub[0] === 'generate' && argv[argv.indexOf('--model') + 1] === 'stories-hf') {
-          // Greedy decoding of stories260K is llama2.c's own text, so the prompt and its continuation are a prefix of it.
-          const prompt = argv[argv.indexOf('--prompt') + 1];
-          expect(r.stdout.trim().length).toBeGreaterThan(10);
-          expect(readFileSync(join(STORIES, 'expected_greedy.txt'), 'utf8').startsWith(prompt + r.stdout.trimEnd())).toBe(true);
-        }
-        if (sub[0] === 'analyze') expect(existsSync(join(work, 'runs', 'analyze', sub[1], 'results.json'))).toBe(true);
-      }, 900_000);
+      it.skipIf(usesStories && !haveStories)(
+        `runs as written${sub[0] === 'analyze' ? ' (with --quick)' : ''}${usesStories ? ` (needs ${STORIES})` : ''}`,
+        () => {
+          const argv = words(expand(c.text)).slice(2);
+          if (sub[0] === 'analyze' && !argv.includes('--quick')) argv.push('--quick');
+          const r = run('npx', ['--no', bin, ...argv], work, 900_000);
+          expect(r.code, r.all.slice(-3000)).toBe(0);
+          if (sub[0] === 'convert') {
+            const out = join(work, argv[argv.indexOf('--out') + 1]);
+            for (const f of ['config.json', 'model.safetensors', 'tokenizer.json'])
+              expect(existsSync(join(out, f))).toBe(true);
+          }
+          if (sub[0] === 'generate' && argv[argv.indexOf('--model') + 1] === 'stories-hf') {
+            // Greedy decoding of stories260K is llama2.c's own text, so the prompt and its continuation are a prefix of it.
+            const prompt = argv[argv.indexOf('--prompt') + 1];
+            expect(r.stdout.trim().length).toBeGreaterThan(10);
+            expect(
+              readFileSync(join(STORIES, 'expected_greedy.txt'), 'utf8').startsWith(prompt + r.stdout.trimEnd()),
+            ).toBe(true);
+          }
+          if (sub[0] === 'analyze')
+            expect(existsSync(join(work, 'runs', 'analyze', sub[1], 'results.json'))).toBe(true);
+        },
+        900_000,
+      );
     }
     return;
   }
@@ -222,6 +255,8 @@ describe.each(commands.map((c) => [`README line ${c.line}: ${c.text}`, c] as con
   }
 
   it('is a command this test knows how to check', () => {
-    expect.fail(`README line ${c.line}: "${c.text}" is not checked; teach tools/repo-checks/test/readme.test.ts to run or check it`);
+    expect.fail(
+      `README line ${c.line}: "${c.text}" is not checked; teach tools/repo-checks/test/readme.test.ts to run or check it`,
+    );
   });
 });

@@ -21,7 +21,12 @@ const report = (files: Record<string, [string, Status][]>, crashed: string[] = [
       message: '',
       assertionResults: tests.map(([fullName, status]) => ({ fullName, status })),
     })),
-    ...crashed.map((f) => ({ name: `${R}/${f}`, status: 'failed', message: 'SyntaxError: boom', assertionResults: [] })),
+    ...crashed.map((f) => ({
+      name: `${R}/${f}`,
+      status: 'failed',
+      message: 'SyntaxError: boom',
+      assertionResults: [],
+    })),
   ],
 });
 
@@ -37,12 +42,30 @@ const reports = [
   {
     project: 'packages/runtime',
     result: report({
-      'packages/runtime/test/a.test.ts': [['adds', 'passed'], ['subtracts', 'passed'], ['later', 'todo']],
+      'packages/runtime/test/a.test.ts': [
+        ['adds', 'passed'],
+        ['subtracts', 'passed'],
+        ['later', 'todo'],
+      ],
       'packages/runtime/test/webgpu.test.ts': [['webgpu matches cpu', 'skipped']],
-      'packages/runtime/test/native.test.ts': [['native matMul', 'skipped'], ['native loss', 'skipped']],
+      'packages/runtime/test/native.test.ts': [
+        ['native matMul', 'skipped'],
+        ['native loss', 'skipped'],
+      ],
     }),
   },
-  { project: 'packages/llama-model', result: report({ 'packages/llama-model/test/s.test.ts': [['stories260K (needs ../shared)', 'skipped'], ['x', 'failed']] }, ['packages/llama-model/test/crash.test.ts']) },
+  {
+    project: 'packages/llama-model',
+    result: report(
+      {
+        'packages/llama-model/test/s.test.ts': [
+          ['stories260K (needs ../shared)', 'skipped'],
+          ['x', 'failed'],
+        ],
+      },
+      ['packages/llama-model/test/crash.test.ts'],
+    ),
+  },
 ];
 
 describe('test totals', () => {
@@ -52,7 +75,9 @@ describe('test totals', () => {
     const lines = formatTotals(s, { ci: false });
     expect(lines.at(-1)).toBe('2 passed, 2 failed');
     expect(lines.at(-2)).toMatch(/^5 skipped \(allowed: 3 — .*; not allowed: 2, which CI counts as failed\)$/);
-    expect(lines).toContain('  skipped: packages/llama-model/test/s.test.ts › stories260K (needs ../shared) — not on the allow-list');
+    expect(lines).toContain(
+      '  skipped: packages/llama-model/test/s.test.ts › stories260K (needs ../shared) — not on the allow-list',
+    );
   });
 
   it('with CI=true a skip fails unless an allow-list entry holds on this machine', () => {
@@ -64,25 +89,48 @@ describe('test totals', () => {
     const lines = formatTotals(equipped, { ci: true });
     expect(lines.at(-1)).toBe('2 passed, 7 failed');
     expect(lines.at(-2)).toBe('5 skipped (allowed: 0; not allowed: 5, counted as failed because CI=true)');
-    expect(lines.join('\n')).toMatch(/FAILED: packages\/runtime\/test\/webgpu\.test\.ts › webgpu matches cpu — allow-listed only when no-webgpu-adapter, which does not hold here \(adapter: opengles\)/);
+    expect(lines.join('\n')).toMatch(
+      /FAILED: packages\/runtime\/test\/webgpu\.test\.ts › webgpu matches cpu — allow-listed only when no-webgpu-adapter, which does not hold here \(adapter: opengles\)/,
+    );
   });
 
   it('a file whose hook failed (its tests reported skipped, none failed) is a failure', () => {
     // What vitest writes when beforeAll throws: the file failed, every test skipped, no message.
-    const result = { testResults: [{ name: `${R}/packages/runtime/test/webgpu.test.ts`, status: 'failed', message: '', assertionResults: [{ fullName: 'webgpu matches cpu', status: 'skipped' }] }] };
-    const s = summarize([{ project: 'packages/runtime', result }], { root: R, ci: false, allow, conditions: machine(false, false) });
+    const result = {
+      testResults: [
+        {
+          name: `${R}/packages/runtime/test/webgpu.test.ts`,
+          status: 'failed',
+          message: '',
+          assertionResults: [{ fullName: 'webgpu matches cpu', status: 'skipped' }],
+        },
+      ],
+    };
+    const s = summarize([{ project: 'packages/runtime', result }], {
+      root: R,
+      ci: false,
+      allow,
+      conditions: machine(false, false),
+    });
     expect([s.passed, s.failed, s.skipped.length]).toEqual([0, 1, 1]);
     expect(s.failures).toEqual(['packages/runtime/test/webgpu.test.ts: a hook failed, so its tests did not run']);
   });
 
   it('a project without a report and problems found before the run are failures', () => {
-    const s = summarize([{ project: 'apps/trainer', result: null }], { root: R, ci: true, allow, conditions: machine(false, false), problems: ['../shared is missing'] });
+    const s = summarize([{ project: 'apps/trainer', result: null }], {
+      root: R,
+      ci: true,
+      allow,
+      conditions: machine(false, false),
+      problems: ['../shared is missing'],
+    });
     expect(s.failed).toBe(2);
     expect(formatTotals(s, { ci: true }).at(-1)).toBe('0 passed, 2 failed');
   });
 
   it('the allow-list names existing test files, known conditions and a reason', () => {
-    const list = JSON.parse(readFileSync(join(root, 'tools', 'scripts', 'allowed-skips.json'), 'utf8')).allowed as typeof allow;
+    const list = JSON.parse(readFileSync(join(root, 'tools', 'scripts', 'allowed-skips.json'), 'utf8'))
+      .allowed as typeof allow;
     expect(list.length).toBeGreaterThan(0);
     for (const a of list) {
       expect(readFileSync(join(root, a.file), 'utf8').length).toBeGreaterThan(0);
@@ -92,7 +140,11 @@ describe('test totals', () => {
   });
 
   it('the test cache fingerprint changes with ../shared, optional backends and the adapter, and prints one line', () => {
-    const run = (env: Record<string, string>) => spawnSync(process.execPath, [join(root, 'tools', 'scripts', 'test-inputs.mjs')], { encoding: 'utf8', env: { ...process.env, ...env } });
+    const run = (env: Record<string, string>) =>
+      spawnSync(process.execPath, [join(root, 'tools', 'scripts', 'test-inputs.mjs')], {
+        encoding: 'utf8',
+        env: { ...process.env, ...env },
+      });
     const a = run({});
     expect(a.status).toBe(0);
     expect(a.stdout).toMatch(/^[0-9a-f]{64}\n$/);
@@ -107,8 +159,10 @@ describe('test totals', () => {
     try {
       const scripts = join(tmp, 'repo', 'tools', 'scripts');
       mkdirSync(scripts, { recursive: true });
-      for (const f of ['test-inputs.mjs', 'webgpu-adapter.mjs']) copyFileSync(join(root, 'tools', 'scripts', f), join(scripts, f));
-      const fingerprint = () => spawnSync(process.execPath, [join(scripts, 'test-inputs.mjs')], { encoding: 'utf8' }).stdout;
+      for (const f of ['test-inputs.mjs', 'webgpu-adapter.mjs'])
+        copyFileSync(join(root, 'tools', 'scripts', f), join(scripts, f));
+      const fingerprint = () =>
+        spawnSync(process.execPath, [join(scripts, 'test-inputs.mjs')], { encoding: 'utf8' }).stdout;
       const absent = fingerprint();
       mkdirSync(join(tmp, 'shared', 'models'), { recursive: true });
       writeFileSync(join(tmp, 'shared', 'models', 'm.bin'), 'a');

@@ -28,7 +28,15 @@ import { createLlama, loadLlama } from '@hyperllama/llama-model';
 import { loadAdapter } from '@hyperllama/lora';
 import { loadTokenizer } from '@hyperllama/tokenizer';
 import { charTokenizer, defaultConfig, scratchConfig } from '@hyperllama/training';
-import { CliError, backendOption, numberOption, parseOptions, startBackend, type Command, type Io } from '../cli-kit.js';
+import {
+  CliError,
+  backendOption,
+  numberOption,
+  parseOptions,
+  startBackend,
+  type Command,
+  type Io,
+} from '../cli-kit.js';
 import { embeddedBase } from './default.js';
 
 /** How much each analysis does: the full setting (minutes on 2 CPU cores) and `--quick` (a smoke test). */
@@ -49,8 +57,30 @@ export interface AnalyzeBudget {
 }
 
 export const ANALYZE_BUDGETS: Record<'full' | 'quick', AnalyzeBudget> = {
-  full: { tasks: 16, maxInstances: 8, variantSteps: 50, hyperSteps: 150, draws: 6, orders: 3, ptSteps: 20, ptEvalEvery: 5, sharedSteps: 100, trainBatchSize: 8 },
-  quick: { tasks: 2, maxInstances: 2, variantSteps: 1, hyperSteps: 1, draws: 2, orders: 1, ptSteps: 1, ptEvalEvery: 1, sharedSteps: 1, trainBatchSize: 2 },
+  full: {
+    tasks: 16,
+    maxInstances: 8,
+    variantSteps: 50,
+    hyperSteps: 150,
+    draws: 6,
+    orders: 3,
+    ptSteps: 20,
+    ptEvalEvery: 5,
+    sharedSteps: 100,
+    trainBatchSize: 8,
+  },
+  quick: {
+    tasks: 2,
+    maxInstances: 2,
+    variantSteps: 1,
+    hyperSteps: 1,
+    draws: 2,
+    orders: 1,
+    ptSteps: 1,
+    ptEvalEvery: 1,
+    sharedSteps: 1,
+    trainBatchSize: 2,
+  },
 };
 
 /**
@@ -102,13 +132,21 @@ export function defaultAnalysisTasks(seed: number, budget: Pick<AnalyzeBudget, '
 }
 
 /** Where the base model, tokenizer and tasks come from; `log` lines go to stderr. */
-function buildSetup(o: AnalyzeOptions, budget: AnalyzeBudget, log: (line: string) => void): { setup: AnalysisSetup; sources: Record<string, unknown>; k: number } {
+function buildSetup(
+  o: AnalyzeOptions,
+  budget: AnalyzeBudget,
+  log: (line: string) => void,
+): { setup: AnalysisSetup; sources: Record<string, unknown>; k: number } {
   let modelPath = o.model;
   let tokenizerPath = o.tokenizer;
   let checkpoint: string | undefined;
   let k = o.k ?? 4;
   if (o.checkpoint) {
-    if (!resolveCheckpointDir(o.checkpoint)) throw new CliError('MISSING_FILE', `--checkpoint ${o.checkpoint}: no such directory`, { file: o.checkpoint, field: 'checkpoint' });
+    if (!resolveCheckpointDir(o.checkpoint))
+      throw new CliError('MISSING_FILE', `--checkpoint ${o.checkpoint}: no such directory`, {
+        file: o.checkpoint,
+        field: 'checkpoint',
+      });
     const r = resolvePretrained(o.checkpoint, { model: modelPath, tokenizer: tokenizerPath });
     ({ checkpoint, model: modelPath, tokenizer: tokenizerPath } = r);
     k = r.config.k;
@@ -123,7 +161,9 @@ function buildSetup(o: AnalyzeOptions, budget: AnalyzeBudget, log: (line: string
     probe.dispose();
     loadModel = () => loadLlama(modelPath!, { trainable: false });
   } else {
-    log('WARNING: no --model, no --checkpoint and no embedded default base (apps/evaluator/assets/default-base): using the trainer\'s random-init tiny default, whose results only check the pipeline');
+    log(
+      "WARNING: no --model, no --checkpoint and no embedded default base (apps/evaluator/assets/default-base): using the trainer's random-init tiny default, whose results only check the pipeline",
+    );
     tokenizer = charTokenizer();
     const tiny = defaultConfig('pretrain-base');
     const config = scratchConfig(tiny, tokenizer);
@@ -144,7 +184,9 @@ function buildSetup(o: AnalyzeOptions, budget: AnalyzeBudget, log: (line: string
     tokenizer,
     // Training (mask variants, a HyperLlama trained here, transfer's shared prefix): the user's task file, else
     // fresh-content episodes of the synthetic training kinds, as `default` trains.
-    ...(o.trainTasks ? { trainTasks: loadTasks(o.trainTasks).tasks } : { trainEpisodes: analysisTrainEpisodes(o.seed) }),
+    ...(o.trainTasks
+      ? { trainTasks: loadTasks(o.trainTasks).tasks }
+      : { trainEpisodes: analysisTrainEpisodes(o.seed) }),
     trainShots: trainShotsFor(shots),
     evalTasks,
     loadHyperLlama: loadHyper,
@@ -161,7 +203,9 @@ function buildSetup(o: AnalyzeOptions, budget: AnalyzeBudget, log: (line: string
     tasks:
       o.tasks ??
       `synthetic (seed ${o.seed}): the first ${evalTasks.length} headline tasks of hyperllama-eval default (held-out variants and families with held-out content, one family at a time in turn; no control task)`,
-    trainTasks: o.trainTasks ?? `fresh-content episodes of the synthetic training kinds (seed ${o.seed}; new label assignments, tables and constants every episode)`,
+    trainTasks:
+      o.trainTasks ??
+      `fresh-content episodes of the synthetic training kinds (seed ${o.seed}; new label assignments, tables and constants every episode)`,
     trainShots: setup.trainShots,
   };
   return { setup, sources, k };
@@ -173,7 +217,10 @@ export function analysisTrainEpisodes(seed: number): TrainEpisodes {
 }
 
 /** Runs one analysis and writes its report into `o.out`. */
-export async function runAnalysis(o: AnalyzeOptions, io: Io): Promise<{ report: AnalysisReport; paths: ReturnType<typeof writeAnalysis> }> {
+export async function runAnalysis(
+  o: AnalyzeOptions,
+  io: Io,
+): Promise<{ report: AnalysisReport; paths: ReturnType<typeof writeAnalysis> }> {
   const budget = ANALYZE_BUDGETS[o.quick ? 'quick' : 'full'];
   const log = (line: string) => io.stderr(`${line}\n`);
   const { setup, sources, k } = buildSetup(o, budget, log);
@@ -184,9 +231,18 @@ export async function runAnalysis(o: AnalyzeOptions, io: Io): Promise<{ report: 
     case 'masks': {
       const all = defaultMaskVariants(k, setup.shots);
       const unknown = (o.variants ?? []).filter((v) => !all.some((x) => x.id === v));
-      if (unknown.length > 0) throw new CliError('USAGE', `analyze masks: --variants: unknown ${unknown.join(', ')}; expected some of ${all.map((v) => v.id).join(', ')}`, { field: 'variants' });
+      if (unknown.length > 0)
+        throw new CliError(
+          'USAGE',
+          `analyze masks: --variants: unknown ${unknown.join(', ')}; expected some of ${all.map((v) => v.id).join(', ')}`,
+          { field: 'variants' },
+        );
       const variants = o.variants ? all.filter((v) => o.variants!.includes(v.id)) : all;
-      report = await analyzeMasks(setup, { variants, steps: o.steps ?? budget.variantSteps, trainBatchSize: budget.trainBatchSize });
+      report = await analyzeMasks(setup, {
+        variants,
+        steps: o.steps ?? budget.variantSteps,
+        trainBatchSize: budget.trainBatchSize,
+      });
       figures = maskFigures;
       break;
     }
@@ -206,7 +262,13 @@ export async function runAnalysis(o: AnalyzeOptions, io: Io): Promise<{ report: 
         };
         iclAdapters.push('icl');
       }
-      report = await analyzeSensitivity(setup, { draws: o.draws ?? budget.draws, orders: o.orders ?? budget.orders, k, steps: o.steps ?? budget.hyperSteps, iclAdapters });
+      report = await analyzeSensitivity(setup, {
+        draws: o.draws ?? budget.draws,
+        orders: o.orders ?? budget.orders,
+        k,
+        steps: o.steps ?? budget.hyperSteps,
+        iclAdapters,
+      });
       figures = sensitivityFigures;
       break;
     }
@@ -229,7 +291,15 @@ export async function runAnalysis(o: AnalyzeOptions, io: Io): Promise<{ report: 
       break;
     }
   }
-  report.configuration = { command: o.command ?? null, quick: o.quick, ...sources, ...(o.iclAdapter ? { iclAdapter: resolve(o.iclAdapter) } : {}), ...report.configuration, backend: tf.getBackend(), seconds: Math.round((performance.now() - started) / 1000) };
+  report.configuration = {
+    command: o.command ?? null,
+    quick: o.quick,
+    ...sources,
+    ...(o.iclAdapter ? { iclAdapter: resolve(o.iclAdapter) } : {}),
+    ...report.configuration,
+    backend: tf.getBackend(),
+    seconds: Math.round((performance.now() - started) / 1000),
+  };
   return { report, paths: writeAnalysis(report, figures(report), o.out) };
 }
 
@@ -246,33 +316,42 @@ export const analyzeCommand: Command = {
   usage: USAGE,
   async run(argv: string[], io: Io) {
     const [name, ...rest] = argv;
-    if (!name || !(ANALYSES as readonly string[]).includes(name)) throw new CliError('USAGE', `analyze: expected one of ${ANALYSES.join(', ')}, got ${name === undefined ? 'nothing' : `"${name}"`}`, { field: 'analysis', actual: name });
+    if (!name || !(ANALYSES as readonly string[]).includes(name))
+      throw new CliError(
+        'USAGE',
+        `analyze: expected one of ${ANALYSES.join(', ')}, got ${name === undefined ? 'nothing' : `"${name}"`}`,
+        { field: 'analysis', actual: name },
+      );
     const analysis = name as AnalysisName;
     const quick = rest.includes('--quick');
     const c = `analyze ${analysis}`;
-    const v = parseOptions(c, rest.filter((a) => a !== '--quick'), {
-      out: `runs/analyze/${analysis}`,
-      seed: '0',
-      checkpoint: undefined,
-      model: undefined,
-      tokenizer: undefined,
-      tasks: undefined,
-      'train-tasks': undefined,
-      shots: undefined,
-      'max-instances': undefined,
-      steps: undefined,
-      k: undefined,
-      variants: undefined,
-      draws: undefined,
-      orders: undefined,
-      'icl-adapter': undefined,
-      'pt-steps': undefined,
-      'pt-eval-every': undefined,
-      'pt-lr': undefined,
-      'shared-prefix': undefined,
-      'shared-steps': undefined,
-      ...backendOption,
-    });
+    const v = parseOptions(
+      c,
+      rest.filter((a) => a !== '--quick'),
+      {
+        out: `runs/analyze/${analysis}`,
+        seed: '0',
+        checkpoint: undefined,
+        model: undefined,
+        tokenizer: undefined,
+        tasks: undefined,
+        'train-tasks': undefined,
+        shots: undefined,
+        'max-instances': undefined,
+        steps: undefined,
+        k: undefined,
+        variants: undefined,
+        draws: undefined,
+        orders: undefined,
+        'icl-adapter': undefined,
+        'pt-steps': undefined,
+        'pt-eval-every': undefined,
+        'pt-lr': undefined,
+        'shared-prefix': undefined,
+        'shared-steps': undefined,
+        ...backendOption,
+      },
+    );
     // Counts (shots, steps, draws, ...) below 1 would analyse nothing; only the seed may be any integer.
     const int = (n: string, min = 1) => numberOption(c, n, v[n], true, min);
     await startBackend(v.backend, io);
@@ -291,7 +370,10 @@ export const analyzeCommand: Command = {
         maxInstances: int('max-instances'),
         steps: int('steps'),
         k: int('k'),
-        variants: v.variants?.split(',').map((s) => s.trim()).filter(Boolean),
+        variants: v.variants
+          ?.split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
         draws: int('draws'),
         orders: int('orders'),
         iclAdapter: v['icl-adapter'],
@@ -305,6 +387,8 @@ export const analyzeCommand: Command = {
       io,
     );
     io.stdout(`\n${markdownTable(report.table.header, report.table.rows).join('\n')}\n\n${report.interpretation}\n\n`);
-    io.stdout(`report: ${paths.json}\n        ${paths.markdown}\n${paths.figures.map((f) => `        ${f}\n`).join('')}`);
+    io.stdout(
+      `report: ${paths.json}\n        ${paths.markdown}\n${paths.figures.map((f) => `        ${f}\n`).join('')}`,
+    );
   },
 };

@@ -1,6 +1,15 @@
 import { loadTasks } from '@hyperllama/datasets';
 import { planTasks, taskPrefix } from '@hyperllama/eval';
-import { CliError, backendOption, numberOption, parseOptions, requireOption, startBackend, type Command, type Io } from '../cli-kit.js';
+import {
+  CliError,
+  backendOption,
+  numberOption,
+  parseOptions,
+  requireOption,
+  startBackend,
+  type Command,
+  type Io,
+} from '../cli-kit.js';
 import { loadSetup, type SetupOptions } from '../eval-setup.js';
 
 export interface CompressOptions extends SetupOptions {
@@ -26,10 +35,17 @@ export async function compressTask(o: CompressOptions, io: Io): Promise<{ task: 
   const { tasks } = loadTasks(o.task);
   const chosen = o.taskName ? tasks.filter((t) => t.name === o.taskName) : tasks;
   if (chosen.length !== 1) {
-    throw new CliError('USAGE', `compress: ${o.task} holds ${tasks.length} tasks (${tasks.map((t) => t.name).slice(0, 5).join(', ')}${tasks.length > 5 ? ', …' : ''}); pick one with --task-name`, {
-      field: 'task',
-      actual: chosen.length,
-    });
+    throw new CliError(
+      'USAGE',
+      `compress: ${o.task} holds ${tasks.length} tasks (${tasks
+        .map((t) => t.name)
+        .slice(0, 5)
+        .join(', ')}${tasks.length > 5 ? ', …' : ''}); pick one with --task-name`,
+      {
+        field: 'task',
+        actual: chosen.length,
+      },
+    );
   }
   const setup = await loadSetup(o);
   try {
@@ -37,16 +53,28 @@ export async function compressTask(o: CompressOptions, io: Io): Promise<{ task: 
     // Planned and fitted exactly as `run` plans and fits (same seed, instances and length budgets), so the stored
     // prefix is the one `run` would compute.
     const [plan] = planTasks(chosen, { shots: o.shots, seed: o.seed, maxInstances: o.maxInstances ?? 100 });
-    const prefix = taskPrefix(hl, plan, { model: setup.model, tokenizer: setup.tokenizer, maxHyperLength: o.maxHyperLength, maxLength: o.maxLength });
+    const prefix = taskPrefix(hl, plan, {
+      model: setup.model,
+      tokenizer: setup.tokenizer,
+      maxHyperLength: o.maxHyperLength,
+      maxLength: o.maxLength,
+    });
     try {
       prefix.save(o.out, {
         config: setup.model.config,
-        meta: { task: plan.task.name, shots: String(plan.examples.length), seed: String(o.seed), checkpoint: setup.sources.checkpoint ?? '' },
+        meta: {
+          task: plan.task.name,
+          shots: String(plan.examples.length),
+          seed: String(o.seed),
+          checkpoint: setup.sources.checkpoint ?? '',
+        },
       });
     } finally {
       prefix.dispose();
     }
-    io.stderr(`[hyperllama] compressed ${plan.examples.length} demonstrations of ${plan.task.name} into ${hl.k} gist positions\n`);
+    io.stderr(
+      `[hyperllama] compressed ${plan.examples.length} demonstrations of ${plan.task.name} into ${hl.k} gist positions\n`,
+    );
     return { task: plan.task.name, k: hl.k, examples: plan.examples.length };
   } finally {
     setup.dispose();

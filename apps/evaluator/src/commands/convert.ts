@@ -20,14 +20,21 @@ export function convertModel(opts: ConvertOptions): { vocabSize: number; files: 
   try {
     const tokenizer = loadTokenizer(opts.tokenizer, { vocabSize: model.config.vocabSize });
     if (tokenizer.vocabSize !== model.config.vocabSize) {
-      throw new CliError('VOCAB_MISMATCH', `convert: tokenizer ${opts.tokenizer} has ${tokenizer.vocabSize} tokens, model ${opts.from} has ${model.config.vocabSize}`, {
-        expected: model.config.vocabSize,
-        actual: tokenizer.vocabSize,
-      });
+      throw new CliError(
+        'VOCAB_MISMATCH',
+        `convert: tokenizer ${opts.tokenizer} has ${tokenizer.vocabSize} tokens, model ${opts.from} has ${model.config.vocabSize}`,
+        {
+          expected: model.config.vocabSize,
+          actual: tokenizer.vocabSize,
+        },
+      );
     }
     saveLlama(model, opts.out);
     saveTokenizer(tokenizer, opts.out);
-    return { vocabSize: model.config.vocabSize, files: ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'] };
+    return {
+      vocabSize: model.config.vocabSize,
+      files: ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'],
+    };
   } finally {
     model.dispose();
   }
@@ -38,7 +45,11 @@ export const convertCommand: Command = {
   usage: 'hyperllama-eval convert --from <model.bin> --tokenizer <tokenizer.bin|.model|tokenizer.json> --out <dir>',
   async run(argv: string[], io: Io) {
     const v = parseOptions('convert', argv, { from: undefined, tokenizer: undefined, out: undefined });
-    const opts = { from: requireOption('convert', 'from', v.from), tokenizer: requireOption('convert', 'tokenizer', v.tokenizer), out: requireOption('convert', 'out', v.out) };
+    const opts = {
+      from: requireOption('convert', 'from', v.from),
+      tokenizer: requireOption('convert', 'tokenizer', v.tokenizer),
+      out: requireOption('convert', 'out', v.out),
+    };
     const { files } = convertModel(opts);
     io.stdout(`wrote ${files.join(', ')} to ${opts.out}\n`);
   },

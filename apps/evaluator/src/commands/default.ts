@@ -17,7 +17,9 @@ export type DefaultResult = MiniatureResult;
  * --config apps/trainer/configs/default-base.yaml`), found from the built CLI (dist/) or the sources (src/commands/).
  */
 export function embeddedBase(): string | undefined {
-  const candidates = ['../assets/default-base', '../../assets/default-base'].map((rel) => fileURLToPath(new URL(rel, import.meta.url)));
+  const candidates = ['../assets/default-base', '../../assets/default-base'].map((rel) =>
+    fileURLToPath(new URL(rel, import.meta.url)),
+  );
   return candidates.find((dir) => existsSync(join(dir, 'config.json')));
 }
 
@@ -27,20 +29,38 @@ export function embeddedBase(): string | undefined {
  */
 export function runDefault(o: DefaultOptions, io: Io): Promise<DefaultResult> {
   const isTTY = io === processIo && Boolean(process.stderr.isTTY);
-  return runMiniature({ ...o, base: o.base ?? embeddedBase(), isTTY }, { stderr: (text) => io.stderr(text), progress: () => progressReporter(io) });
+  return runMiniature(
+    { ...o, base: o.base ?? embeddedBase(), isTTY },
+    { stderr: (text) => io.stderr(text), progress: () => progressReporter(io) },
+  );
 }
 
 export const defaultCommand: Command = {
-  summary: 'the paper in miniature: train HyperLlama and the baselines on the embedded default, evaluate on held-out families',
-  usage: 'hyperllama-eval default [--quick] [--out runs/default] [--seed 0] [--base <model dir>] [--backend auto|wasm|cpu|tensorflow]',
+  summary:
+    'the paper in miniature: train HyperLlama and the baselines on the embedded default, evaluate on held-out families',
+  usage:
+    'hyperllama-eval default [--quick] [--out runs/default] [--seed 0] [--base <model dir>] [--backend auto|wasm|cpu|tensorflow]',
   async run(argv: string[], io: Io) {
     const quick = argv.includes('--quick'); // a flag without a value
-    const v = parseOptions('default', argv.filter((a) => a !== '--quick'), { out: 'runs/default', seed: '0', base: undefined, ...backendOption });
-    const r = await runDefault({ out: v.out!, quick, seed: numberOption('default', 'seed', v.seed, true)!, base: v.base, backend: v.backend }, io);
+    const v = parseOptions(
+      'default',
+      argv.filter((a) => a !== '--quick'),
+      { out: 'runs/default', seed: '0', base: undefined, ...backendOption },
+    );
+    const r = await runDefault(
+      { out: v.out!, quick, seed: numberOption('default', 'seed', v.seed, true)!, base: v.base, backend: v.backend },
+      io,
+    );
     const total = Object.values(r.seconds).reduce((a, b) => a + b, 0);
     io.stdout('\n' + formatTable(r.report));
     io.stdout(r.gates.join('\n') + '\n');
-    io.stdout(`\ntotal ${total.toFixed(0)} s (${Object.entries(r.seconds).map(([k, s]) => `${k} ${s.toFixed(0)} s`).join(', ')})\n`);
-    io.stdout(`HyperLlama checkpoint: ${r.checkpoint}\nreport: ${r.paths.json}\n        ${r.paths.markdown}\n        ${r.paths.chart}\n        ${r.paths.curves}\n`);
+    io.stdout(
+      `\ntotal ${total.toFixed(0)} s (${Object.entries(r.seconds)
+        .map(([k, s]) => `${k} ${s.toFixed(0)} s`)
+        .join(', ')})\n`,
+    );
+    io.stdout(
+      `HyperLlama checkpoint: ${r.checkpoint}\nreport: ${r.paths.json}\n        ${r.paths.markdown}\n        ${r.paths.chart}\n        ${r.paths.curves}\n`,
+    );
   },
 };

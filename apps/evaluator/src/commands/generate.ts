@@ -2,7 +2,16 @@ import { DEFAULT_TEMPLATE } from '@hyperllama/datasets';
 import { Prefix } from '@hyperllama/gist-attention';
 import { HypernetError, loadPretrained, type Pretrained } from '@hyperllama/hypernet';
 import { generate, type GenerateResult } from '@hyperllama/llama-model';
-import { CliError, backendOption, numberOption, parseOptions, requireOption, startBackend, type Command, type Io } from '../cli-kit.js';
+import {
+  CliError,
+  backendOption,
+  numberOption,
+  parseOptions,
+  requireOption,
+  startBackend,
+  type Command,
+  type Io,
+} from '../cli-kit.js';
 
 export interface GenerateTextOptions {
   /** An HF model directory or a llama2.c `.bin`. */
@@ -31,7 +40,9 @@ export async function generateText(opts: GenerateTextOptions): Promise<{ text: s
     loaded = loadPretrained(opts.model, { tokenizer: opts.tokenizer });
   } catch (e) {
     if (e instanceof HypernetError && e.code === 'HYPERNET_NO_TOKENIZER') {
-      throw new CliError('USAGE', `generate: --tokenizer is required when --model is a file (${opts.model})`, { field: 'tokenizer' });
+      throw new CliError('USAGE', `generate: --tokenizer is required when --model is a file (${opts.model})`, {
+        field: 'tokenizer',
+      });
     }
     throw e;
   }
@@ -88,6 +99,8 @@ export const generateCommand: Command = {
     const { text, result } = await generateText(opts);
     io.stdout(text + '\n');
     const s = result.stats;
-    io.stderr(`${s.newTokens} tokens in ${(s.prefillSeconds + s.decodeSeconds).toFixed(2)} s (${s.tokensPerSecond.toFixed(1)} tokens/s; prompt ${s.promptTokens} tokens)\n`);
+    io.stderr(
+      `${s.newTokens} tokens in ${(s.prefillSeconds + s.decodeSeconds).toFixed(2)} s (${s.tokensPerSecond.toFixed(1)} tokens/s; prompt ${s.promptTokens} tokens)\n`,
+    );
   },
 };

@@ -1,8 +1,26 @@
 import * as tf from '@tensorflow/tfjs';
 import { loadTasks } from '@hyperllama/datasets';
 import { Prefix } from '@hyperllama/gist-attention';
-import { buildReport, evaluate, formatTable, parseMethods, writeReport, type EvalReport, type MethodName, type RankScoring } from '@hyperllama/eval';
-import { CliError, backendOption, numberOption, parseOptions, requireOption, startBackend, type Command, type Io } from '../cli-kit.js';
+import {
+  buildReport,
+  evaluate,
+  formatTable,
+  parseMethods,
+  writeReport,
+  type EvalReport,
+  type MethodName,
+  type RankScoring,
+} from '@hyperllama/eval';
+import {
+  CliError,
+  backendOption,
+  numberOption,
+  parseOptions,
+  requireOption,
+  startBackend,
+  type Command,
+  type Io,
+} from '../cli-kit.js';
 import { loadPrefixes, loadSetup, progressReporter, type SetupOptions } from '../eval-setup.js';
 
 export interface RunOptions extends SetupOptions {
@@ -40,7 +58,10 @@ export interface RunOptions extends SetupOptions {
 }
 
 /** Evaluates the methods on the tasks, writes results.json / results.md / SVGs into `out`, returns the report. */
-export async function runEvaluation(o: RunOptions, io: Io): Promise<{ report: EvalReport; paths: ReturnType<typeof writeReport> }> {
+export async function runEvaluation(
+  o: RunOptions,
+  io: Io,
+): Promise<{ report: EvalReport; paths: ReturnType<typeof writeReport> }> {
   const loaded = loadTasks(o.tasks);
   io.stderr(`[hyperllama] ${loaded.summary}\n`);
   const setup = await loadSetup(o);
@@ -48,29 +69,49 @@ export async function runEvaluation(o: RunOptions, io: Io): Promise<{ report: Ev
     const prefixes = o.prefix ? loadPrefixes(o.prefix, setup.model) : undefined;
     let methods: MethodName[];
     try {
-      methods = parseMethods(o.methods, { shared: o.sharedPrefix !== undefined, hyper: setup.hyperllama !== undefined });
+      methods = parseMethods(o.methods, {
+        shared: o.sharedPrefix !== undefined,
+        hyper: setup.hyperllama !== undefined,
+      });
     } catch (e) {
       throw new CliError('USAGE', `run: --methods: ${(e as Error).message}`, { field: 'methods' });
     }
     if (loaded.tasks.length < 2 && methods.includes('prefix-tuning-hyper-other')) {
-      io.stderr('[hyperllama] prefix-tuning-hyper-other needs another task\'s prefix: skipped (1 task)\n');
+      io.stderr("[hyperllama] prefix-tuning-hyper-other needs another task's prefix: skipped (1 task)\n");
       methods = methods.filter((m) => m !== 'prefix-tuning-hyper-other');
     }
-    if (methods.includes('prefix-tuning-shared') && !o.sharedPrefix) throw new CliError('USAGE', 'run: prefix-tuning-shared needs --shared-prefix <file>', { field: 'methods' });
+    if (methods.includes('prefix-tuning-shared') && !o.sharedPrefix)
+      throw new CliError('USAGE', 'run: prefix-tuning-shared needs --shared-prefix <file>', { field: 'methods' });
     const sharedPrefix = o.sharedPrefix ? Prefix.load(o.sharedPrefix, setup.model.config) : undefined;
     const missing = prefixes ? loaded.tasks.filter((t) => !prefixes.has(t.name)).map((t) => t.name) : [];
     if (prefixes && missing.length > 0 && !setup.hyperllama) {
-      throw new CliError('MISSING_PREFIX', `run: --prefix ${o.prefix} has no prefix for task(s) ${missing.join(', ')} and no --checkpoint was given to compress them`, { field: 'prefix', actual: missing });
+      throw new CliError(
+        'MISSING_PREFIX',
+        `run: --prefix ${o.prefix} has no prefix for task(s) ${missing.join(', ')} and no --checkpoint was given to compress them`,
+        { field: 'prefix', actual: missing },
+      );
     }
     const unknownControl = (o.control ?? []).filter((name) => !loaded.tasks.some((t) => t.name === name));
-    if (unknownControl.length > 0) throw new CliError('USAGE', `run: --control: no task named ${unknownControl.join(', ')}`, { field: 'control', actual: unknownControl });
+    if (unknownControl.length > 0)
+      throw new CliError('USAGE', `run: --control: no task named ${unknownControl.join(', ')}`, {
+        field: 'control',
+        actual: unknownControl,
+      });
     const progress = progressReporter(io);
     const swap = methods.includes('hyperllama') && loaded.tasks.length >= 2;
     const total = (methods.length + (swap ? 1 : 0)) * loaded.tasks.length;
     let done = 0;
     const results = await evaluate(
       loaded.tasks,
-      { ...setup, prefixes, batchSize: o.batchSize, maxNewTokens: o.maxNewTokens, maxLength: o.maxLength, scoring: o.scoring, exactMatch: o.exactMatch },
+      {
+        ...setup,
+        prefixes,
+        batchSize: o.batchSize,
+        maxNewTokens: o.maxNewTokens,
+        maxLength: o.maxLength,
+        scoring: o.scoring,
+        exactMatch: o.exactMatch,
+      },
       {
         methods,
         shots: o.shots,
@@ -79,7 +120,11 @@ export async function runEvaluation(o: RunOptions, io: Io): Promise<{ report: Ev
         poolSize: o.poolSize,
         control: o.control,
         prefixTuning: {
-          ...(o.ptEvalSteps ? { evalSteps: o.ptEvalSteps } : o.ptSteps !== undefined ? { steps: o.ptSteps, evalEvery: o.ptEvalEvery ?? o.ptSteps } : {}),
+          ...(o.ptEvalSteps
+            ? { evalSteps: o.ptEvalSteps }
+            : o.ptSteps !== undefined
+              ? { steps: o.ptSteps, evalEvery: o.ptEvalEvery ?? o.ptSteps }
+              : {}),
           lr: o.ptLr,
           batchSize: o.ptBatchSize,
           sharedPrefix,
@@ -92,7 +137,14 @@ export async function runEvaluation(o: RunOptions, io: Io): Promise<{ report: Ev
     for (const p of [...(prefixes?.values() ?? []), ...(sharedPrefix ? [sharedPrefix] : [])]) p.dispose();
     const report = buildReport(
       results,
-      { tasks: loaded.summary, tasksPath: o.tasks, ...setup.sources, prefix: o.prefix ?? null, sharedPrefix: o.sharedPrefix ?? null, backend: tf.getBackend() },
+      {
+        tasks: loaded.summary,
+        tasksPath: o.tasks,
+        ...setup.sources,
+        prefix: o.prefix ?? null,
+        sharedPrefix: o.sharedPrefix ?? null,
+        backend: tf.getBackend(),
+      },
       { controlTasks: o.control, resamples: o.resamples, seed: o.seed },
     );
     return { report, paths: writeReport(report, o.out) };
@@ -102,7 +154,8 @@ export async function runEvaluation(o: RunOptions, io: Io): Promise<{ report: Ev
 }
 
 export const runCommand: Command = {
-  summary: 'evaluate zero-shot, ICL, HyperLlama (with its prefix-swap control) and prefix tuning on tasks; print the table and the verdicts, write the report',
+  summary:
+    'evaluate zero-shot, ICL, HyperLlama (with its prefix-swap control) and prefix tuning on tasks; print the table and the verdicts, write the report',
   usage:
     'hyperllama-eval run --tasks <file|dir> --out <dir> [--checkpoint <hyperllama dir>] [--model <dir|.bin>] [--tokenizer <path>]\n' +
     '    [--methods zero-shot,icl,hyperllama[,prefix-tuning]] [--shots 16] [--max-instances 100] [--seed 0] [--prefix <file|dir>]\n' +
@@ -141,10 +194,20 @@ export const runCommand: Command = {
       'pool-size': undefined,
       ...backendOption,
     });
-    if (v.scoring !== 'sum' && v.scoring !== 'mean') throw new CliError('USAGE', `run: --scoring: expected mean or sum, got "${v.scoring}"`, { field: 'scoring' });
+    if (v.scoring !== 'sum' && v.scoring !== 'mean')
+      throw new CliError('USAGE', `run: --scoring: expected mean or sum, got "${v.scoring}"`, { field: 'scoring' });
     const exact = v['exact-match'];
-    if (exact !== 'auto' && exact !== 'strict' && exact !== 'sni') throw new CliError('USAGE', `run: --exact-match: expected auto, strict or sni, got "${exact}"`, { field: 'exact-match' });
-    const list = (text: string | undefined) => (text === undefined ? undefined : text.split(',').map((x) => x.trim()).filter(Boolean));
+    if (exact !== 'auto' && exact !== 'strict' && exact !== 'sni')
+      throw new CliError('USAGE', `run: --exact-match: expected auto, strict or sni, got "${exact}"`, {
+        field: 'exact-match',
+      });
+    const list = (text: string | undefined) =>
+      text === undefined
+        ? undefined
+        : text
+            .split(',')
+            .map((x) => x.trim())
+            .filter(Boolean);
     const evalSteps = list(v['pt-eval-steps'])?.map((x) => numberOption(c, 'pt-eval-steps', x, true)!);
     const opts: RunOptions = {
       checkpoint: v.checkpoint,
@@ -172,10 +235,13 @@ export const runCommand: Command = {
       ptBatchSize: numberOption(c, 'pt-batch-size', v['pt-batch-size'], true, 1),
       poolSize: numberOption(c, 'pool-size', v['pool-size'], true, 1),
     };
-    if (!opts.checkpoint && !opts.model) throw new CliError('USAGE', 'run: give --checkpoint or --model', { field: 'checkpoint' });
+    if (!opts.checkpoint && !opts.model)
+      throw new CliError('USAGE', 'run: give --checkpoint or --model', { field: 'checkpoint' });
     await startBackend(v.backend, io);
     const { report, paths } = await runEvaluation(opts, io);
     io.stdout(formatTable(report));
-    io.stdout(`report: ${paths.json}\n        ${paths.markdown}\n        ${paths.chart}\n${paths.curves ? `        ${paths.curves}\n` : ''}`);
+    io.stdout(
+      `report: ${paths.json}\n        ${paths.markdown}\n        ${paths.chart}\n${paths.curves ? `        ${paths.curves}\n` : ''}`,
+    );
   },
 };

@@ -50,7 +50,9 @@ export function mutateBytes(src: Uint8Array, rng: Prng): { bytes: Uint8Array; wh
     }
     case 2: {
       const j = rng.int(b.length + 1);
-      const ins = Uint8Array.from({ length: 1 + rng.int(8) }, () => rng.pick([0, 0xff, 0x22, 0x7b, 0x7d, 0x5b, 0x5d, 0x2c, 0x3a, 0x0a, 0x80, 0xc3, rng.int(256)]));
+      const ins = Uint8Array.from({ length: 1 + rng.int(8) }, () =>
+        rng.pick([0, 0xff, 0x22, 0x7b, 0x7d, 0x5b, 0x5d, 0x2c, 0x3a, 0x0a, 0x80, 0xc3, rng.int(256)]),
+      );
       return { bytes: concat(b.subarray(0, j), ins, b.subarray(j)), what: `insert ${ins.length} at ${j}` };
     }
     case 3: {
@@ -62,7 +64,10 @@ export function mutateBytes(src: Uint8Array, rng: Prng): { bytes: Uint8Array; wh
       const j = at();
       const n = 1 + rng.int(32);
       const k = at();
-      return { bytes: concat(b.subarray(0, k), b.subarray(j, j + n), b.subarray(k)), what: `copy ${n} from ${j} to ${k}` };
+      return {
+        bytes: concat(b.subarray(0, k), b.subarray(j, j + n), b.subarray(k)),
+        what: `copy ${n} from ${j} to ${k}`,
+      };
     }
     default: {
       const j = at();
@@ -84,7 +89,40 @@ function concat(...parts: Uint8Array[]): Uint8Array {
 }
 
 /** Replacement values of JSON swaps: wrong types, edge numbers, empty and odd strings. */
-const POOL: unknown[] = [null, true, false, 0, -1, 1, 2, 0.5, -0.5, 1e308, -1e308, 2 ** 53, 2 ** 31, 4294967296, 1e-300, '', ' ', 'x', '0', 'NaN', '__proto__', '\u0000', '\ud800', 'é▁', [], [0], [-1], [''], [null], {}, { a: 1 }, { __proto__: null }];
+const POOL: unknown[] = [
+  null,
+  true,
+  false,
+  0,
+  -1,
+  1,
+  2,
+  0.5,
+  -0.5,
+  1e308,
+  -1e308,
+  2 ** 53,
+  2 ** 31,
+  4294967296,
+  1e-300,
+  '',
+  ' ',
+  'x',
+  '0',
+  'NaN',
+  '__proto__',
+  '\u0000',
+  '\ud800',
+  'é▁',
+  [],
+  [0],
+  [-1],
+  [''],
+  [null],
+  {},
+  { a: 1 },
+  { __proto__: null },
+];
 
 type Path = Array<string | number>;
 
@@ -130,12 +168,18 @@ export function mutateJson(src: unknown, rng: Prng): { value: unknown; what: str
       return { value: v, what: `delete ${label}` };
     }
     case 4: {
-      parent[key] = typeof cur === 'number' ? String(cur) : typeof cur === 'string' && cur !== '' && Number.isFinite(Number(cur)) ? Number(cur) : [cur];
+      parent[key] =
+        typeof cur === 'number'
+          ? String(cur)
+          : typeof cur === 'string' && cur !== '' && Number.isFinite(Number(cur))
+            ? Number(cur)
+            : [cur];
       return { value: v, what: `${label}: change type` };
     }
     case 5: {
       if (typeof cur === 'number') parent[key] = rng.pick([cur + 1, cur - 1, -cur, cur * 1000, Math.floor(cur / 2)]);
-      else if (typeof cur === 'string') parent[key] = cur.slice(0, rng.int(cur.length + 1)) + rng.pick(['', '\n', '"', '\u2581', '<s>', cur]);
+      else if (typeof cur === 'string')
+        parent[key] = cur.slice(0, rng.int(cur.length + 1)) + rng.pick(['', '\n', '"', '\u2581', '<s>', cur]);
       else if (Array.isArray(cur)) cur.push(structuredClone(cur[0] ?? null));
       else parent[key] = null;
       return { value: v, what: `${label}: nudge` };
@@ -192,7 +236,16 @@ const bytesOf = (c: Uint8Array | string) => (typeof c === 'string' ? enc.encode(
 /** Runs `rounds` seeded mutations of `target` in `dir` (emptied first). */
 export function fuzz<R>(target: FuzzTarget<R>, dir: string, rounds: number, seed: number): FuzzReport {
   const rng = new Prng(seed);
-  const report: FuzzReport = { name: target.name, rounds, accepted: 0, rejected: 0, codes: {}, bugs: [], slowestMs: 0, slowest: '' };
+  const report: FuzzReport = {
+    name: target.name,
+    rounds,
+    accepted: 0,
+    rejected: 0,
+    codes: {},
+    bugs: [],
+    slowestMs: 0,
+    slowest: '',
+  };
   for (let round = 0; round < rounds; round++) {
     const files = target.seeds[round % target.seeds.length];
     rmSync(dir, { recursive: true, force: true });
@@ -215,7 +268,10 @@ export function fuzz<R>(target: FuzzTarget<R>, dir: string, rounds: number, seed
         const out = JSON.stringify(m.value);
         if (out !== undefined) {
           lines[li] = out;
-          mutated = { bytes: enc.encode(lines.join('\n')), what: `json ${victim.endsWith('.jsonl') ? `line ${li + 1} ` : ''}${m.what}` };
+          mutated = {
+            bytes: enc.encode(lines.join('\n')),
+            what: `json ${victim.endsWith('.jsonl') ? `line ${li + 1} ` : ''}${m.what}`,
+          };
         }
       }
     }
@@ -235,8 +291,10 @@ export function fuzz<R>(target: FuzzTarget<R>, dir: string, rounds: number, seed
       }
     } catch (e) {
       const err = e as { message?: string; code?: string };
-      if (!target.typed(e)) report.bugs.push(`${tag}: untyped ${(e as Error)?.constructor?.name}: ${String(err?.message).slice(0, 200)}`);
-      else if (!String(err.message).includes(file) && !String(err.message).includes(dirname(file))) report.bugs.push(`${tag}: ${err.code} does not name the file: ${String(err.message).slice(0, 200)}`);
+      if (!target.typed(e))
+        report.bugs.push(`${tag}: untyped ${(e as Error)?.constructor?.name}: ${String(err?.message).slice(0, 200)}`);
+      else if (!String(err.message).includes(file) && !String(err.message).includes(dirname(file)))
+        report.bugs.push(`${tag}: ${err.code} does not name the file: ${String(err.message).slice(0, 200)}`);
       else {
         report.rejected++;
         report.codes[err.code!] = (report.codes[err.code!] ?? 0) + 1;
@@ -252,8 +310,14 @@ export function fuzz<R>(target: FuzzTarget<R>, dir: string, rounds: number, seed
 
 /** One table row per reader, for the test output and the report. */
 export function formatReports(reports: FuzzReport[], seconds: Record<string, number>): string {
-  const rows = reports.map((r) => `${r.name.padEnd(34)} ${String(r.rounds).padStart(6)} ${String(r.accepted).padStart(9)} ${String(r.rejected).padStart(15)} ${String(r.bugs.length).padStart(5)} ${seconds[r.name].toFixed(1).padStart(6)}s ${r.slowestMs.toFixed(0).padStart(6)}ms`);
-  const total = reports.reduce((a, r) => ({ n: a.n + r.rounds, acc: a.acc + r.accepted, rej: a.rej + r.rejected, bugs: a.bugs + r.bugs.length }), { n: 0, acc: 0, rej: 0, bugs: 0 });
+  const rows = reports.map(
+    (r) =>
+      `${r.name.padEnd(34)} ${String(r.rounds).padStart(6)} ${String(r.accepted).padStart(9)} ${String(r.rejected).padStart(15)} ${String(r.bugs.length).padStart(5)} ${seconds[r.name].toFixed(1).padStart(6)}s ${r.slowestMs.toFixed(0).padStart(6)}ms`,
+  );
+  const total = reports.reduce(
+    (a, r) => ({ n: a.n + r.rounds, acc: a.acc + r.accepted, rej: a.rej + r.rejected, bugs: a.bugs + r.bugs.length }),
+    { n: 0, acc: 0, rej: 0, bugs: 0 },
+  );
   return [
     `${'reader'.padEnd(34)} ${'rounds'.padStart(6)} ${'accepted'.padStart(9)} ${'typed-rejected'.padStart(15)} ${'bugs'.padStart(5)} ${'time'.padStart(7)} ${'slowest'.padStart(8)}`,
     ...rows,

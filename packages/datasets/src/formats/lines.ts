@@ -27,7 +27,13 @@ export function loadLineTask(file: string, format: LineFormat): Task {
       options: options && options.length > 0 ? options : undefined,
     });
   });
-  const task: Task = { name: basename(file).replace(/\.jsonl$/i, ''), source: format, examples: [], instances, metric: 'rougeL' };
+  const task: Task = {
+    name: basename(file).replace(/\.jsonl$/i, ''),
+    source: format,
+    examples: [],
+    instances,
+    metric: 'rougeL',
+  };
   hoistSharedOptions(task);
   if (instances.every((e) => (e.options ?? task.options) !== undefined)) task.metric = 'accuracy';
   return assertHasInstances(task, { file });

@@ -1,7 +1,16 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fail, parseJson, type Place } from '../errors.js';
-import { asObject, assertHasInstances, makeExample, readOptionalStrings, readString, sameStrings, type Example, type Task } from '../task.js';
+import {
+  asObject,
+  assertHasInstances,
+  makeExample,
+  readOptionalStrings,
+  readString,
+  sameStrings,
+  type Example,
+  type Task,
+} from '../task.js';
 import { readJsonl } from './jsonl.js';
 import type { TaskSplit } from './sni.js';
 
@@ -32,7 +41,8 @@ export function loadMetaIclDir(dir: string, opts: MetaIclOptions = {}): Task[] {
     if (!groups.has(key)) groups.set(key, new Map());
     groups.get(key)!.set(m[4], join(dir, name));
   }
-  if (groups.size === 0) fail('NO_TASKS', { file: dir }, 'no MetaICL files (<task>_<k>_<seed>_{train,dev,test}.jsonl) in this directory');
+  if (groups.size === 0)
+    fail('NO_TASKS', { file: dir }, 'no MetaICL files (<task>_<k>_<seed>_{train,dev,test}.jsonl) in this directory');
   return [...groups].map(([key, files]) => {
     const taskName = groups.size === 1 ? METAICL_FILE.exec(basename([...files.values()][0]))![1] : key;
     return loadMetaIclGroup(taskName, files, dir, opts);
@@ -42,7 +52,12 @@ export function loadMetaIclDir(dir: string, opts: MetaIclOptions = {}): Task[] {
 function loadMetaIclGroup(name: string, files: Map<string, string>, dir: string, opts: MetaIclOptions): Task {
   const evalSplit = opts.evalSplit ?? (files.has('test') ? 'test' : 'dev');
   const evalFile = files.get(evalSplit);
-  if (evalFile === undefined) fail('MISSING_FILE', { file: join(dir, `${name}_*_${evalSplit}.jsonl`) }, `no ${evalSplit} file for task "${name}"`);
+  if (evalFile === undefined)
+    fail(
+      'MISSING_FILE',
+      { file: join(dir, `${name}_*_${evalSplit}.jsonl`) },
+      `no ${evalSplit} file for task "${name}"`,
+    );
   const examples = files.has('train') ? readMetaIclFile(files.get('train')!) : [];
   const instances = readMetaIclFile(evalFile);
   const task: Task = { name, source: 'metaicl', examples, instances, metric: 'rougeL' };
@@ -74,7 +89,8 @@ export function hoistSharedOptions(task: Task): void {
 export function loadMetaIclSplit(file: string): TaskSplit & Record<string, string[]> {
   const place: Place = { file };
   const obj = asObject(parseJson(readFileSync(file, 'utf8'), place), place);
-  for (const key of ['train', 'test']) if (!(key in obj)) fail('MISSING_FIELD', { file, field: key }, 'missing required field');
+  for (const key of ['train', 'test'])
+    if (!(key in obj)) fail('MISSING_FIELD', { file, field: key }, 'missing required field');
   for (const [key, value] of Object.entries(obj)) {
     if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) {
       fail('BAD_FIELD', { file, field: key }, 'expected an array of task names');

@@ -26,7 +26,8 @@ const METRICS: readonly Metric[] = ['accuracy', 'rougeL', 'exact'];
 export function loadSniTask(file: string): Task {
   const place: Place = { file };
   const obj = asObject(parseJson(readFileSync(file, 'utf8'), place), place);
-  if (!('Instances' in obj)) fail('MISSING_FIELD', { file, field: 'Instances' }, 'missing required field (not an S-NI task file?)');
+  if (!('Instances' in obj))
+    fail('MISSING_FIELD', { file, field: 'Instances' }, 'missing required field (not an S-NI task file?)');
 
   const task: Task = {
     name: basename(file).replace(/\.json$/i, ''),
@@ -44,11 +45,17 @@ export function loadSniTask(file: string): Task {
   if (options !== undefined && options.length > 0) task.options = options;
   if ('Metric' in obj) {
     const metric = readString(obj, 'Metric', place);
-    if (!METRICS.includes(metric as Metric)) fail('BAD_FIELD', { file, field: 'Metric' }, `expected one of ${METRICS.join(', ')}, got "${metric}"`);
+    if (!METRICS.includes(metric as Metric))
+      fail('BAD_FIELD', { file, field: 'Metric' }, `expected one of ${METRICS.join(', ')}, got "${metric}"`);
     task.metric = metric as Metric;
     // Accuracy is rank classification over the label set: without one the task cannot be scored.
     const unlabeled = [...task.examples, ...task.instances].find((e) => !(e.options ?? task.options)?.length);
-    if (metric === 'accuracy' && unlabeled) fail('BAD_FIELD', { file, field: 'Options' }, `"Metric": "accuracy" needs a label set ("Options", or "options" on every example); "${unlabeled.input.slice(0, 40)}" has none`);
+    if (metric === 'accuracy' && unlabeled)
+      fail(
+        'BAD_FIELD',
+        { file, field: 'Options' },
+        `"Metric": "accuracy" needs a label set ("Options", or "options" on every example); "${unlabeled.input.slice(0, 40)}" has none`,
+      );
   }
   return assertHasInstances(task, place);
 }
@@ -61,7 +68,10 @@ function readList(obj: Record<string, unknown>, key: string, place: Place): Exam
     const p = { ...place, field: joinField(key, i) };
     const o = asObject(item, p);
     const id = 'id' in o ? readString(o, 'id', p) : undefined;
-    return makeExample(readString(o, 'input', p), readStrings(o, 'output', p), { id, options: readOptionalStrings(o, 'options', p) });
+    return makeExample(readString(o, 'input', p), readStrings(o, 'output', p), {
+      id,
+      options: readOptionalStrings(o, 'options', p),
+    });
   });
 }
 
@@ -79,7 +89,10 @@ export interface TaskSplit {
 }
 
 export function loadSniSplit(dir: string): TaskSplit {
-  const split: TaskSplit = { train: readTaskList(join(dir, 'train_tasks.txt')), test: readTaskList(join(dir, 'test_tasks.txt')) };
+  const split: TaskSplit = {
+    train: readTaskList(join(dir, 'train_tasks.txt')),
+    test: readTaskList(join(dir, 'test_tasks.txt')),
+  };
   const dev = join(dir, 'dev_tasks.txt');
   if (existsSync(dev)) split.dev = readTaskList(dev);
   return split;

@@ -35,7 +35,8 @@ export interface SyntheticFamily {
 
 // ---- input generators ----
 const word = (rng: Rng): string => rng.pick(NOUNS);
-const words = (rng: Rng, min: number, max: number): string[] => Array.from({ length: min + rng.int(max - min + 1) }, () => word(rng));
+const words = (rng: Rng, min: number, max: number): string[] =>
+  Array.from({ length: min + rng.int(max - min + 1) }, () => word(rng));
 const letters = (rng: Rng, min: number, max: number): string =>
   Array.from({ length: min + rng.int(max - min + 1) }, () => rng.pick([...LETTERS])).join('');
 const num = (rng: Rng, max: number): number => rng.int(max + 1);
@@ -56,7 +57,12 @@ function labelWords(rng: Rng, count: number): string[] {
  * Draws a task's content with `make` until it belongs to the pool: training never sees held-out content (a label
  * assignment, a table, a constant), held-out tasks see nothing else. `what` names the rule the content goes with.
  */
-function inPool<T>(pool: ContentPool, what: string, make: () => T, parts: (x: T) => string[]): { value: T; content: string[] } {
+function inPool<T>(
+  pool: ContentPool,
+  what: string,
+  make: () => T,
+  parts: (x: T) => string[],
+): { value: T; content: string[] } {
   for (;;) {
     const value = make();
     const content = [what, ...parts(value)];
@@ -73,8 +79,15 @@ const reverse: SyntheticFamily = {
   variants: ['chars', 'words', 'chars_upper'],
   setup: (v) =>
     v === 'words'
-      ? map((r) => words(r, 2, 4), (ws) => [...ws].reverse().join(' '), (ws) => ws.join(' '))
-      : map((r) => letters(r, 3, 7), (s) => (v === 'chars_upper' ? [...s].reverse().join('').toUpperCase() : [...s].reverse().join(''))),
+      ? map(
+          (r) => words(r, 2, 4),
+          (ws) => [...ws].reverse().join(' '),
+          (ws) => ws.join(' '),
+        )
+      : map(
+          (r) => letters(r, 3, 7),
+          (s) => (v === 'chars_upper' ? [...s].reverse().join('').toUpperCase() : [...s].reverse().join('')),
+        ),
 };
 
 const CASES: Record<string, (s: string) => string> = {
@@ -91,7 +104,10 @@ const caseChange: SyntheticFamily = {
   // Mixed-case input so that every variant changes something.
   setup: (v) =>
     map(
-      (r) => words(r, 1, 3).map((w) => [...w].map((c) => (r.int(2) ? c.toUpperCase() : c)).join('')).join(' '),
+      (r) =>
+        words(r, 1, 3)
+          .map((w) => [...w].map((c) => (r.int(2) ? c.toUpperCase() : c)).join(''))
+          .join(' '),
       CASES[v],
     ),
 };
@@ -102,7 +118,10 @@ const caesar: SyntheticFamily = {
   variants: range(1, 12).map((s) => `shift${s}`),
   setup: (v) => {
     const shift = Number(v.slice(5));
-    return map((r) => letters(r, 3, 6), (s) => [...s].map((c) => shiftLetter(c, shift)).join(''));
+    return map(
+      (r) => letters(r, 3, 6),
+      (s) => [...s].map((c) => shiftLetter(c, shift)).join(''),
+    );
   },
 };
 
@@ -114,7 +133,10 @@ const repeat: SyntheticFamily = {
     const times = Number(v.slice(-1));
     return v.startsWith('word')
       ? map(word, (w) => Array(times).fill(w).join(' '))
-      : map((r) => letters(r, 2, 5), (s) => [...s].map((c) => c.repeat(times)).join(''));
+      : map(
+          (r) => letters(r, 2, 5),
+          (s) => [...s].map((c) => c.repeat(times)).join(''),
+        );
   },
 };
 
@@ -131,8 +153,15 @@ const pick: SyntheticFamily = {
   setup: (v) => {
     const choose = PICKS[v.replace(/^(word|char)_/, '')];
     return v.startsWith('word')
-      ? map((r) => words(r, 3, 4), choose, (ws) => ws.join(' '))
-      : map((r) => letters(r, 3, 7), (s) => choose([...s]));
+      ? map(
+          (r) => words(r, 3, 4),
+          choose,
+          (ws) => ws.join(' '),
+        )
+      : map(
+          (r) => letters(r, 3, 7),
+          (s) => choose([...s]),
+        );
   },
 };
 
@@ -152,7 +181,15 @@ const symbolRule: SyntheticFamily = {
   variants: Object.keys(RULES).flatMap((rule) => range(1, LABEL_SETS).map((i) => `${rule}_l${i}`)),
   setup: (v, rng, pool) => {
     const rule = RULES[v.replace(/_l\d+$/, '')];
-    const { value: [yes, no], content } = inPool(pool, `symbol_rule/${v.replace(/_l\d+$/, '')}`, () => labelWords(rng, 2), (l) => l);
+    const {
+      value: [yes, no],
+      content,
+    } = inPool(
+      pool,
+      `symbol_rule/${v.replace(/_l\d+$/, '')}`,
+      () => labelWords(rng, 2),
+      (l) => l,
+    );
     // Balanced classes: pick the label first, then draw inputs until one has it.
     return {
       sample: (r) => {
@@ -167,7 +204,11 @@ const symbolRule: SyntheticFamily = {
   },
 };
 
-const TOPIC_PAIRS = Object.keys(TOPICS).flatMap((a, i) => Object.keys(TOPICS).slice(i + 1).map((b) => [a, b]));
+const TOPIC_PAIRS = Object.keys(TOPICS).flatMap((a, i) =>
+  Object.keys(TOPICS)
+    .slice(i + 1)
+    .map((b) => [a, b]),
+);
 const symbolTopic: SyntheticFamily = {
   name: 'symbol_topic',
   skill: 'classify',
@@ -175,7 +216,12 @@ const symbolTopic: SyntheticFamily = {
   variants: TOPIC_PAIRS.flatMap(([a, b]) => range(1, 2).map((i) => `${a}_${b}_l${i}`)),
   setup: (v, rng, pool) => {
     const topics = TOPIC_PAIRS.find(([a, b]) => v.startsWith(`${a}_${b}_`))!;
-    const { value: labels, content } = inPool(pool, `symbol_topic/${topics.join('_')}`, () => labelWords(rng, 2), (l) => l);
+    const { value: labels, content } = inPool(
+      pool,
+      `symbol_topic/${topics.join('_')}`,
+      () => labelWords(rng, 2),
+      (l) => l,
+    );
     return {
       sample: (r) => {
         const t = r.int(2);
@@ -226,20 +272,46 @@ const constant: SyntheticFamily = {
   skill: 'lookup',
   variants: range(1, 8).map((i) => `c${i}`),
   setup: (_v, rng, pool) => {
-    const { value: answer, content } = inPool(pool, 'constant', () => rng.pick(CONTENT), (a) => [a]);
-    return { ...map((r) => words(r, 1, 3).join(' '), () => answer), content };
+    const { value: answer, content } = inPool(
+      pool,
+      'constant',
+      () => rng.pick(CONTENT),
+      (a) => [a],
+    );
+    return {
+      ...map(
+        (r) => words(r, 1, 3).join(' '),
+        () => answer,
+      ),
+      content,
+    };
   },
 };
 
 const arith: SyntheticFamily = {
   name: 'arith',
   skill: 'arithmetic',
-  variants: [...range(1, 9).map((c) => `add${c}`), ...range(1, 9).map((c) => `sub${c}`), ...range(2, 5).map((c) => `mul${c}`)],
+  variants: [
+    ...range(1, 9).map((c) => `add${c}`),
+    ...range(1, 9).map((c) => `sub${c}`),
+    ...range(2, 5).map((c) => `mul${c}`),
+  ],
   setup: (v) => {
     const c = Number(v.slice(3));
-    if (v.startsWith('add')) return map((r) => num(r, 90), (n) => String(n + c));
-    if (v.startsWith('sub')) return map((r) => c + num(r, 90), (n) => String(n - c));
-    return map((r) => num(r, 24), (n) => String(n * c));
+    if (v.startsWith('add'))
+      return map(
+        (r) => num(r, 90),
+        (n) => String(n + c),
+      );
+    if (v.startsWith('sub'))
+      return map(
+        (r) => c + num(r, 90),
+        (n) => String(n - c),
+      );
+    return map(
+      (r) => num(r, 24),
+      (n) => String(n * c),
+    );
   },
 };
 
@@ -254,7 +326,12 @@ const compare: SyntheticFamily = {
   skill: 'arithmetic',
   control: true,
   variants: Object.keys(COMPARE),
-  setup: (v) => map((r) => [num(r, 49), num(r, 49)], ([a, b]) => String(COMPARE[v](a, b)), ([a, b]) => `${a} ${b}`),
+  setup: (v) =>
+    map(
+      (r) => [num(r, 49), num(r, 49)],
+      ([a, b]) => String(COMPARE[v](a, b)),
+      ([a, b]) => `${a} ${b}`,
+    ),
 };
 
 const count: SyntheticFamily = {
@@ -262,9 +339,16 @@ const count: SyntheticFamily = {
   skill: 'arithmetic',
   variants: ['letters', 'words', 'vowels', 'letter_a', 'letter_e', 'letter_o'],
   setup: (v) => {
-    if (v === 'words') return map((r) => words(r, 1, 5).join(' '), (s) => String(s.split(' ').length));
+    if (v === 'words')
+      return map(
+        (r) => words(r, 1, 5).join(' '),
+        (s) => String(s.split(' ').length),
+      );
     const counted = v === 'letters' ? LETTERS : v === 'vowels' ? VOWELS : v.slice(-1);
-    return map((r) => letters(r, 2, 9), (s) => String([...s].filter((c) => counted.includes(c)).length));
+    return map(
+      (r) => letters(r, 2, 9),
+      (s) => String([...s].filter((c) => counted.includes(c)).length),
+    );
   },
 };
 
@@ -304,7 +388,11 @@ const wrap: SyntheticFamily = {
   name: 'wrap',
   skill: 'format',
   variants: Object.keys(WRAPS),
-  setup: (v) => map((r) => words(r, 1, 2).join(' '), (s) => `${WRAPS[v][0]}${s}${WRAPS[v][1]}`),
+  setup: (v) =>
+    map(
+      (r) => words(r, 1, 2).join(' '),
+      (s) => `${WRAPS[v][0]}${s}${WRAPS[v][1]}`,
+    ),
 };
 
 const SEPARATORS: Record<string, string> = { dash: '-', underscore: '_', plus: '+', bar: '|', comma: ',', slash: '/' };
@@ -312,7 +400,12 @@ const join: SyntheticFamily = {
   name: 'join',
   skill: 'format',
   variants: Object.keys(SEPARATORS),
-  setup: (v) => map((r) => words(r, 2, 4), (ws) => ws.join(SEPARATORS[v]), (ws) => ws.join(' ')),
+  setup: (v) =>
+    map(
+      (r) => words(r, 2, 4),
+      (ws) => ws.join(SEPARATORS[v]),
+      (ws) => ws.join(' '),
+    ),
 };
 
 const sort: SyntheticFamily = {
@@ -321,15 +414,45 @@ const sort: SyntheticFamily = {
   control: true,
   variants: ['letters_asc', 'letters_desc', 'words_asc', 'words_desc', 'numbers_asc', 'numbers_desc'],
   setup: (v) => {
-    const order = <T>(xs: T[], cmp: (a: T, b: T) => number): T[] => (v.endsWith('asc') ? [...xs].sort(cmp) : [...xs].sort(cmp).reverse());
+    const order = <T>(xs: T[], cmp: (a: T, b: T) => number): T[] =>
+      v.endsWith('asc') ? [...xs].sort(cmp) : [...xs].sort(cmp).reverse();
     const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-    if (v.startsWith('letters')) return map((r) => [...letters(r, 3, 6)], (cs) => order(cs, byText).join(''), (cs) => cs.join(''));
-    if (v.startsWith('words')) return map((r) => words(r, 2, 4), (ws) => order(ws, byText).join(' '), (ws) => ws.join(' '));
-    return map((r) => Array.from({ length: 3 + r.int(2) }, () => num(r, 99)), (ns) => order(ns, (a, b) => a - b).join(' '), (ns) => ns.join(' '));
+    if (v.startsWith('letters'))
+      return map(
+        (r) => [...letters(r, 3, 6)],
+        (cs) => order(cs, byText).join(''),
+        (cs) => cs.join(''),
+      );
+    if (v.startsWith('words'))
+      return map(
+        (r) => words(r, 2, 4),
+        (ws) => order(ws, byText).join(' '),
+        (ws) => ws.join(' '),
+      );
+    return map(
+      (r) => Array.from({ length: 3 + r.int(2) }, () => num(r, 99)),
+      (ns) => order(ns, (a, b) => a - b).join(' '),
+      (ns) => ns.join(' '),
+    );
   },
 };
 
 /** Every synthetic family, in a fixed order. */
 export const SYNTHETIC_FAMILIES: readonly SyntheticFamily[] = [
-  reverse, caseChange, caesar, repeat, pick, symbolRule, symbolTopic, lookup, constant, arith, compare, count, dateFormat, wrap, join, sort,
+  reverse,
+  caseChange,
+  caesar,
+  repeat,
+  pick,
+  symbolRule,
+  symbolTopic,
+  lookup,
+  constant,
+  arith,
+  compare,
+  count,
+  dateFormat,
+  wrap,
+  join,
+  sort,
 ];

@@ -41,7 +41,12 @@ export const DEFAULT_HELD_OUT_FAMILIES: readonly string[] = ['sort', 'symbol_top
 
 export function syntheticFamily(name: string): SyntheticFamily {
   const family = SYNTHETIC_FAMILIES.find((f) => f.name === name);
-  if (!family) fail('UNKNOWN_FAMILY', { file: 'synthetic', field: 'family' }, `unknown family "${name}"; known: ${SYNTHETIC_FAMILIES.map((f) => f.name).join(', ')}`);
+  if (!family)
+    fail(
+      'UNKNOWN_FAMILY',
+      { file: 'synthetic', field: 'family' },
+      `unknown family "${name}"; known: ${SYNTHETIC_FAMILIES.map((f) => f.name).join(', ')}`,
+    );
   return family;
 }
 
@@ -77,7 +82,11 @@ export interface SyntheticKind {
 export function makeSyntheticTask(familyName: string, variant: string, opts: SyntheticTaskOptions): Task {
   const family = syntheticFamily(familyName);
   if (!family.variants.includes(variant)) {
-    fail('UNKNOWN_FAMILY', { file: 'synthetic', field: 'variant' }, `family "${familyName}" has no variant "${variant}"`);
+    fail(
+      'UNKNOWN_FAMILY',
+      { file: 'synthetic', field: 'variant' },
+      `family "${familyName}" has no variant "${variant}"`,
+    );
   }
   const numExamples = opts.numExamples ?? 32;
   const numInstances = opts.numInstances ?? 32;
@@ -106,11 +115,14 @@ export interface SyntheticKindSplit {
 }
 
 /** Which (family, variant) pairs train and which are held out; depends only on the seed and the options. */
-export function syntheticKinds(opts: Pick<SyntheticSplitOptions, 'seed' | 'heldOutFamilies' | 'heldOutFraction'>): SyntheticKindSplit {
+export function syntheticKinds(
+  opts: Pick<SyntheticSplitOptions, 'seed' | 'heldOutFamilies' | 'heldOutFraction'>,
+): SyntheticKindSplit {
   const heldOutFamilies = opts.heldOutFamilies ?? DEFAULT_HELD_OUT_FAMILIES;
   heldOutFamilies.forEach(syntheticFamily);
   const fraction = opts.heldOutFraction ?? 0.25;
-  if (!(fraction >= 0 && fraction < 1)) fail('BAD_OPTION', { file: 'synthetic', field: 'heldOutFraction' }, `expected a number in [0, 1), got ${fraction}`);
+  if (!(fraction >= 0 && fraction < 1))
+    fail('BAD_OPTION', { file: 'synthetic', field: 'heldOutFraction' }, `expected a number in [0, 1), got ${fraction}`);
 
   const split: SyntheticKindSplit = { train: [], heldOutParams: [], heldOutFamilies: [] };
   for (const family of SYNTHETIC_FAMILIES) {
@@ -120,7 +132,11 @@ export function syntheticKinds(opts: Pick<SyntheticSplitOptions, 'seed' | 'heldO
       continue;
     }
     const count = fraction === 0 ? 0 : Math.max(1, Math.round(family.variants.length * fraction));
-    const held = new Set(new Rng(opts.seed).fork(`held-out/${family.name}`).sample(family.variants, Math.min(count, family.variants.length - 1)));
+    const held = new Set(
+      new Rng(opts.seed)
+        .fork(`held-out/${family.name}`)
+        .sample(family.variants, Math.min(count, family.variants.length - 1)),
+    );
     for (const kind of kinds) (held.has(kind.variant) ? split.heldOutParams : split.train).push(kind);
   }
   return split;
@@ -134,8 +150,13 @@ export function syntheticKinds(opts: Pick<SyntheticSplitOptions, 'seed' | 'heldO
  */
 export function syntheticTasks(opts: SyntheticSplitOptions): SyntheticSplit {
   const kinds = syntheticKinds(opts);
-  const make = (list: SyntheticKind[], pool: ContentPool) => list.map((k) => makeSyntheticTask(k.family, k.variant, { ...opts, pool }));
-  return { train: make(kinds.train, 'train'), heldOutParams: make(kinds.heldOutParams, 'heldout'), heldOutFamilies: make(kinds.heldOutFamilies, 'heldout') };
+  const make = (list: SyntheticKind[], pool: ContentPool) =>
+    list.map((k) => makeSyntheticTask(k.family, k.variant, { ...opts, pool }));
+  return {
+    train: make(kinds.train, 'train'),
+    heldOutParams: make(kinds.heldOutParams, 'heldout'),
+    heldOutFamilies: make(kinds.heldOutFamilies, 'heldout'),
+  };
 }
 
 /** Whether a synthetic task name belongs to a control family (reported apart from the headline average). */
@@ -177,7 +198,8 @@ export class FreshEpisodeSampler {
     private readonly opts: FreshEpisodeOptions,
     state?: FreshEpisodeState,
   ) {
-    if (kinds.length === 0) fail('NO_TASKS', { file: 'FreshEpisodeSampler', field: 'kinds' }, 'needs at least one kind of task');
+    if (kinds.length === 0)
+      fail('NO_TASKS', { file: 'FreshEpisodeSampler', field: 'kinds' }, 'needs at least one kind of task');
     kinds.forEach((k, i) => {
       syntheticFamily(k.family);
       this.byFamily.set(k.family, [...(this.byFamily.get(k.family) ?? []), i]);
@@ -185,10 +207,19 @@ export class FreshEpisodeSampler {
     this.families = [...this.byFamily.keys()];
     const [lo, hi] = typeof opts.k === 'number' ? [opts.k, opts.k] : opts.k;
     if (!(Number.isInteger(lo) && Number.isInteger(hi) && lo >= 0 && hi >= lo)) {
-      fail('BAD_OPTION', { file: 'FreshEpisodeSampler', field: 'k' }, `expected an integer >= 0 or [min, max] with min <= max, got ${JSON.stringify(opts.k)}`);
+      fail(
+        'BAD_OPTION',
+        { file: 'FreshEpisodeSampler', field: 'k' },
+        `expected an integer >= 0 or [min, max] with min <= max, got ${JSON.stringify(opts.k)}`,
+      );
     }
     if (state) {
-      if (state.kind !== 'fresh-episodes') fail('BAD_STATE', { file: 'FreshEpisodeSampler', field: 'kind' }, `expected "fresh-episodes", got ${JSON.stringify(state.kind)}`);
+      if (state.kind !== 'fresh-episodes')
+        fail(
+          'BAD_STATE',
+          { file: 'FreshEpisodeSampler', field: 'kind' },
+          `expected "fresh-episodes", got ${JSON.stringify(state.kind)}`,
+        );
       this.rng = Rng.fromState(state.rng);
       this.position = state.position;
     } else {

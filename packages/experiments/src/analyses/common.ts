@@ -18,7 +18,19 @@ import { HyperLlama, fit, prefixedHidden, type DownstreamView } from '@hyperllam
 import type { LlamaModel } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
 import { AdamW, IGNORE_INDEX, mean } from '@hyperllama/runtime';
-import { answerLoss, EvalError, type EvalSettings, type EvalTokenizer, finiteMean, fitPlans, labelLogProbs, METRIC_SCALE, planTasks, type TaskPlan, type TaskScores } from '@hyperllama/eval';
+import {
+  answerLoss,
+  EvalError,
+  type EvalSettings,
+  type EvalTokenizer,
+  finiteMean,
+  fitPlans,
+  labelLogProbs,
+  METRIC_SCALE,
+  planTasks,
+  type TaskPlan,
+  type TaskScores,
+} from '@hyperllama/eval';
 
 /** A stream of training episodes (a `FreshEpisodeSampler`, an `EpisodeSampler`, ...). */
 export interface EpisodeSource {
@@ -38,7 +50,9 @@ export type TrainEpisodes = ((seed: number, k: number | [number, number]) => Epi
  */
 export function freshTrainEpisodes(kinds: readonly SyntheticKind[]): TrainEpisodes {
   const make = (seed: number, k: number | [number, number]) => new FreshEpisodeSampler(kinds, { seed, k });
-  return Object.assign(make, { description: `fresh-content episodes of ${kinds.length} synthetic task kinds (new content every episode)` });
+  return Object.assign(make, {
+    description: `fresh-content episodes of ${kinds.length} synthetic task kinds (new content every episode)`,
+  });
 }
 
 /** What every analysis runs on: a base model (loaded afresh for each trained variant), a tokenizer, training data, tasks. */
@@ -83,15 +97,27 @@ export interface AnalysisSetup {
  * The setup's training episodes with `k` demonstrations each (default: the setup's `trainShots`, else `shots`):
  * `trainEpisodes` when given, else an `EpisodeSampler` over `trainTasks` (k: the maximum of a range).
  */
-export function trainingEpisodes(setup: AnalysisSetup, k: number | [number, number] = setup.trainShots ?? setup.shots): EpisodeSource {
+export function trainingEpisodes(
+  setup: AnalysisSetup,
+  k: number | [number, number] = setup.trainShots ?? setup.shots,
+): EpisodeSource {
   if (setup.trainEpisodes) return setup.trainEpisodes(setup.seed, k);
-  if (setup.trainTasks && setup.trainTasks.length > 0) return new EpisodeSampler([...setup.trainTasks], { seed: setup.seed, k: typeof k === 'number' ? k : k[1] });
-  throw new EvalError('NO_TRAINING_DATA', 'this analysis trains, but the setup has neither trainEpisodes nor trainTasks', { field: 'trainEpisodes' });
+  if (setup.trainTasks && setup.trainTasks.length > 0)
+    return new EpisodeSampler([...setup.trainTasks], { seed: setup.seed, k: typeof k === 'number' ? k : k[1] });
+  throw new EvalError(
+    'NO_TRAINING_DATA',
+    'this analysis trains, but the setup has neither trainEpisodes nor trainTasks',
+    { field: 'trainEpisodes' },
+  );
 }
 
 /** What the setup trains on, in words (reports record it). */
-export function describeTraining(setup: AnalysisSetup, k: number | [number, number] = setup.trainShots ?? setup.shots): string {
-  if (setup.trainEpisodes) return `${setup.trainEpisodes.description ?? 'episodes of the setup\'s episode source'}, ${typeof k === 'number' ? k : `${k[0]}-${k[1]}`} shots`;
+export function describeTraining(
+  setup: AnalysisSetup,
+  k: number | [number, number] = setup.trainShots ?? setup.shots,
+): string {
+  if (setup.trainEpisodes)
+    return `${setup.trainEpisodes.description ?? "episodes of the setup's episode source"}, ${typeof k === 'number' ? k : `${k[0]}-${k[1]}`} shots`;
   return `episodes of ${setup.trainTasks?.length ?? 0} fixed training tasks, ${typeof k === 'number' ? k : k[1]} shots`;
 }
 
@@ -108,7 +134,6 @@ export interface TrainVariantOptions {
   batchSize?: number;
 }
 
-
 /** Population standard deviation. */
 export function std(xs: readonly number[]): number {
   const m = mean(xs);
@@ -117,7 +142,8 @@ export function std(xs: readonly number[]): number {
 
 /** Pearson correlation (NaN when either side is constant or there are fewer than 3 points). */
 export function pearson(xs: readonly number[], ys: readonly number[]): number {
-  if (xs.length !== ys.length) throw new EvalError('BAD_OPTION', `pearson: ${xs.length} x values but ${ys.length} y values`, { field: 'ys' });
+  if (xs.length !== ys.length)
+    throw new EvalError('BAD_OPTION', `pearson: ${xs.length} x values but ${ys.length} y values`, { field: 'ys' });
   if (xs.length < 3) return NaN;
   const mx = mean(xs);
   const my = mean(ys);
@@ -136,7 +162,7 @@ export function pearson(xs: readonly number[], ys: readonly number[]): number {
 export function ranks(xs: readonly number[]): number[] {
   const order = xs.map((x, i) => ({ x, i })).sort((a, b) => a.x - b.x);
   const out = Array.from({ length: xs.length }, () => 0);
-  for (let s = 0; s < order.length; ) {
+  for (let s = 0; s < order.length;) {
     let e = s;
     while (e + 1 < order.length && order[e + 1].x === order[s].x) e++;
     for (let j = s; j <= e; j++) out[order[j].i] = (s + e) / 2 + 1;
@@ -173,17 +199,33 @@ export function averageWithError(results: readonly TaskScores[]): { average: num
  * input of `gists` gists (so ICL and HyperLlama see the same demonstrations; use the largest k compared).
  */
 export function setupPlans(setup: AnalysisSetup, tasks: readonly Task[], gists: number): TaskPlan[] {
-  return fitSetupPlans(setup, planTasks(tasks, { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed }), gists);
+  return fitSetupPlans(
+    setup,
+    planTasks(tasks, { shots: setup.shots, maxInstances: setup.maxInstances, seed: setup.seed }),
+    gists,
+  );
 }
 
 /** {@link setupPlans}' fitting for plans made otherwise (e.g. other draws of the demonstrations). */
 export function fitSetupPlans(setup: AnalysisSetup, plans: readonly TaskPlan[], gists: number): TaskPlan[] {
-  return fitPlans(plans, { tokenizer: setup.tokenizer, maxLength: setup.maxLength, maxHyperLength: setup.maxHyperLength, gists });
+  return fitPlans(plans, {
+    tokenizer: setup.tokenizer,
+    maxLength: setup.maxLength,
+    maxHyperLength: setup.maxHyperLength,
+    gists,
+  });
 }
 
 /** Evaluation settings on `model` with the setup's lengths and batch size. */
 export function evalSettings(setup: AnalysisSetup, model: LlamaModel): EvalSettings {
-  return { model, tokenizer: setup.tokenizer, maxLength: setup.maxLength, maxHyperLength: setup.maxHyperLength, maxNewTokens: setup.maxNewTokens, batchSize: setup.batchSize };
+  return {
+    model,
+    tokenizer: setup.tokenizer,
+    maxLength: setup.maxLength,
+    maxHyperLength: setup.maxHyperLength,
+    maxNewTokens: setup.maxNewTokens,
+    batchSize: setup.batchSize,
+  };
 }
 
 /**
@@ -197,28 +239,51 @@ export function gistViewFrom(
   m: number,
   o: { encoder: EvalTokenizer; useDefinition?: boolean },
 ): number[] {
-  if (!Number.isInteger(m) || m < 1) throw new EvalError('BAD_OPTION', `last examples: expected an integer >= 1, got ${m}`, { field: 'lastExamples', actual: m });
+  if (!Number.isInteger(m) || m < 1)
+    throw new EvalError('BAD_OPTION', `last examples: expected an integer >= 1, got ${m}`, {
+      field: 'lastExamples',
+      actual: m,
+    });
   const t = DEFAULT_TEMPLATE;
   return rows.map((row, b) => {
     const first = hyper.attentionMask[b].indexOf(1); // BOS
     const hidden = Math.max(0, hyper.numExamples[b] - m); // demonstrations the gists may not read
     if (hidden === 0) return first + 1;
     const head = (o.useDefinition ?? true) && row.definition ? t.definition(row.definition) : '';
-    const text = head + row.examples.slice(0, hidden).map((e) => t.prompt(e.input) + t.answer(e.output) + t.separator).join('');
+    const text =
+      head +
+      row.examples
+        .slice(0, hidden)
+        .map((e) => t.prompt(e.input) + t.answer(e.output) + t.separator)
+        .join('');
     return first + 1 + o.encoder.encode(text, { bos: false, eos: false }).length;
   });
 }
 
 /** The hyper batch of one task's demonstrations (batch 1). */
-export function taskHyperBatch(setup: AnalysisSetup, hl: HyperLlama, task: Task, examples: readonly Example[]): HyperBatch {
+export function taskHyperBatch(
+  setup: AnalysisSetup,
+  hl: HyperLlama,
+  task: Task,
+  examples: readonly Example[],
+): HyperBatch {
   const target = examples[0] ?? task.instances[0];
-  return collateHyperLlama([{ task, examples, target }], { encoder: setup.tokenizer, gistIds: hl.gistIds, maxLength: setup.maxLength, maxHyperLength: setup.maxHyperLength });
+  return collateHyperLlama([{ task, examples, target }], {
+    encoder: setup.tokenizer,
+    gistIds: hl.gistIds,
+    maxLength: setup.maxLength,
+    maxHyperLength: setup.maxHyperLength,
+  });
 }
 
 /** A task's prefix under a trained variant (batch 1); the caller disposes it. */
 export function variantPrefix(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPlan, lastExamples?: number): Prefix {
   const batch = taskHyperBatch(setup, hl, plan.task, plan.examples);
-  const from = lastExamples ? gistViewFrom(batch.hyper, [{ definition: plan.task.definition, examples: plan.examples }], lastExamples, { encoder: setup.tokenizer }) : undefined;
+  const from = lastExamples
+    ? gistViewFrom(batch.hyper, [{ definition: plan.task.definition, examples: plan.examples }], lastExamples, {
+        encoder: setup.tokenizer,
+      })
+    : undefined;
   return hl.encode(batch.hyper, { gistViewFrom: from });
 }
 
@@ -228,8 +293,13 @@ export function variantPrefix(setup: AnalysisSetup, hl: HyperLlama, plan: TaskPl
  * always; the gist rows when k matches), else from the default initialisation. Returns the HyperLlama and the
  * training losses (first and last).
  */
-export async function trainVariant(setup: AnalysisSetup, o: TrainVariantOptions): Promise<{ hl: HyperLlama; steps: number; firstLoss: number; lastLoss: number }> {
-  const hl = setup.loadHyperLlama ? fromStart(setup, o) : new HyperLlama(setup.loadModel(), { k: o.k, downstreamView: o.downstreamView, seed: setup.seed });
+export async function trainVariant(
+  setup: AnalysisSetup,
+  o: TrainVariantOptions,
+): Promise<{ hl: HyperLlama; steps: number; firstLoss: number; lastLoss: number }> {
+  const hl = setup.loadHyperLlama
+    ? fromStart(setup, o)
+    : new HyperLlama(setup.loadModel(), { k: o.k, downstreamView: o.downstreamView, seed: setup.seed });
   const params = hl.trainableVariables();
   let firstLoss = NaN;
   let lastLoss = NaN;
@@ -238,7 +308,12 @@ export async function trainVariant(setup: AnalysisSetup, o: TrainVariantOptions)
   if (steps > 0) {
     const sampler = trainingEpisodes(setup);
     const optimizer = new AdamW(params, { lr: o.lr ?? 3e-3, weightDecay: 0 });
-    const copts = { encoder: setup.tokenizer, gistIds: hl.gistIds, maxLength: setup.maxLength, maxHyperLength: setup.maxHyperLength };
+    const copts = {
+      encoder: setup.tokenizer,
+      gistIds: hl.gistIds,
+      maxLength: setup.maxLength,
+      maxHyperLength: setup.maxHyperLength,
+    };
     ({ firstLoss, lastLoss } = await fit({
       params,
       optimizer,
@@ -247,7 +322,14 @@ export async function trainVariant(setup: AnalysisSetup, o: TrainVariantOptions)
       objective: () => {
         const episodes = Array.from({ length: o.batchSize ?? 8 }, () => sampler.next());
         const batch = collateHyperLlama(episodes, copts);
-        const from = o.lastExamples ? gistViewFrom(batch.hyper, episodes.map((e) => ({ definition: e.task.definition, examples: e.examples })), o.lastExamples, { encoder: setup.tokenizer }) : undefined;
+        const from = o.lastExamples
+          ? gistViewFrom(
+              batch.hyper,
+              episodes.map((e) => ({ definition: e.task.definition, examples: e.examples })),
+              o.lastExamples,
+              { encoder: setup.tokenizer },
+            )
+          : undefined;
         return () => hl.loss(batch, { training: true, gistViewFrom: from });
       },
     }));
@@ -261,7 +343,14 @@ function fromStart(setup: AnalysisSetup, o: TrainVariantOptions): HyperLlama {
   const scratch = setup.loadModel();
   const source = setup.loadHyperLlama!(scratch);
   try {
-    const hl = new HyperLlama(setup.loadModel(), { k: o.k, downstreamView: o.downstreamView, seed: setup.seed, hyper: source.hyperAdapter, downstream: source.downstreamAdapter, scheme: source.scheme });
+    const hl = new HyperLlama(setup.loadModel(), {
+      k: o.k,
+      downstreamView: o.downstreamView,
+      seed: setup.seed,
+      hyper: source.hyperAdapter,
+      downstream: source.downstreamAdapter,
+      scheme: source.scheme,
+    });
     const from = source.trainableVariables();
     for (const [name, v] of Object.entries(hl.trainableVariables())) {
       const s = from[name];
@@ -275,9 +364,14 @@ function fromStart(setup: AnalysisSetup, o: TrainVariantOptions): HyperLlama {
 }
 
 /** The setup's HyperLlama: the given checkpoint, or one trained now with the standard mask for `steps`. */
-export async function obtainHyperLlama(setup: AnalysisSetup, o: { k: number; steps: number }): Promise<{ hl: HyperLlama; trained: boolean }> {
+export async function obtainHyperLlama(
+  setup: AnalysisSetup,
+  o: { k: number; steps: number },
+): Promise<{ hl: HyperLlama; trained: boolean }> {
   if (setup.loadHyperLlama) return { hl: setup.loadHyperLlama(setup.loadModel()), trained: false };
-  setup.log?.(`no HyperLlama checkpoint given: training one (k=${o.k}, ${o.steps} steps on ${describeTraining(setup)})`);
+  setup.log?.(
+    `no HyperLlama checkpoint given: training one (k=${o.k}, ${o.steps} steps on ${describeTraining(setup)})`,
+  );
   return { hl: (await trainVariant(setup, { k: o.k, steps: o.steps })).hl, trained: true };
 }
 
@@ -287,15 +381,33 @@ export async function obtainHyperLlama(setup: AnalysisSetup, o: { k: number; ste
  * token (the headline answer loss of `@hyperllama/eval`), averaged over instances. A finer signal than exact match on
  * a small model, where most generated answers score 0. (`evaluateMethod` reports the same per instance.)
  */
-export async function answerNll(setup: AnalysisSetup, model: LlamaModel, plan: TaskPlan, prefix: Prefix | undefined, adapters: readonly string[]): Promise<number> {
+export async function answerNll(
+  setup: AnalysisSetup,
+  model: LlamaModel,
+  plan: TaskPlan,
+  prefix: Prefix | undefined,
+  adapters: readonly string[],
+): Promise<number> {
   const o = { encoder: setup.tokenizer, maxLength: setup.maxLength, useDefinition: false };
   const losses: number[] = [];
   for (let start = 0; start < plan.instances.length; start += setup.batchSize) {
-    const batch = collateZeroShot(plan.instances.slice(start, start + setup.batchSize).map((target) => ({ task: { definition: undefined }, target })), o);
+    const batch = collateZeroShot(
+      plan.instances
+        .slice(start, start + setup.batchSize)
+        .map((target) => ({ task: { definition: undefined }, target })),
+      o,
+    );
     await withActiveAdapters(model, adapters, async () => {
       const hidden = prefix
         ? prefixedHidden(model, batch, prefix)
-        : tf.tidy(() => model.forward({ inputIds: tf.tensor2d(batch.inputIds, undefined, 'int32'), attentionMask: tf.tensor2d(batch.attentionMask, undefined, 'int32'), returnHidden: true }).hidden!);
+        : tf.tidy(
+            () =>
+              model.forward({
+                inputIds: tf.tensor2d(batch.inputIds, undefined, 'int32'),
+                attentionMask: tf.tensor2d(batch.attentionMask, undefined, 'int32'),
+                returnHidden: true,
+              }).hidden!,
+          );
       try {
         losses.push(...rowAnswerLosses(await labelLogProbs(model, hidden, batch.labels), batch, setup.tokenizer.eosId));
       } finally {
@@ -307,7 +419,11 @@ export async function answerNll(setup: AnalysisSetup, model: LlamaModel, plan: T
 }
 
 /** Per row of `batch`, the answer loss without EOS (nats/token) from its labels' log-probabilities. */
-export function rowAnswerLosses(logProbs: readonly number[][], batch: Pick<LmBatch, 'labels'>, eosId: number): number[] {
+export function rowAnswerLosses(
+  logProbs: readonly number[][],
+  batch: Pick<LmBatch, 'labels'>,
+  eosId: number,
+): number[] {
   return logProbs.map((lp, r) => {
     const labelled = batch.labels[r].filter((l) => l !== IGNORE_INDEX);
     return answerLoss(lp, labelled.length > 0 && labelled[labelled.length - 1] === eosId).withoutEos;

@@ -1,8 +1,27 @@
 import { mean } from '@hyperllama/runtime';
 import type { Prefix } from '@hyperllama/gist-attention';
 import type { DownstreamView } from '@hyperllama/hypernet';
-import { buildReport, EvalError, evaluateMethod, type MethodResult, renderBarChart, type TaskScores } from '@hyperllama/eval';
-import { averageWithError, describeTraining, disposeHyperLlama, evalSettings, meanAnswerLoss, setupPlans, spearman, taskHyperBatch, trainVariant, variantPrefix, type AnalysisSetup } from './common.js';
+import {
+  buildReport,
+  EvalError,
+  evaluateMethod,
+  type MethodResult,
+  renderBarChart,
+  type TaskScores,
+} from '@hyperllama/eval';
+import {
+  averageWithError,
+  describeTraining,
+  disposeHyperLlama,
+  evalSettings,
+  meanAnswerLoss,
+  setupPlans,
+  spearman,
+  taskHyperBatch,
+  trainVariant,
+  variantPrefix,
+  type AnalysisSetup,
+} from './common.js';
 import { fixed, pct, renderScatter, type AnalysisReport } from './report.js';
 
 /** One mask variant: what the gists read and what the downstream tokens see. */
@@ -23,13 +42,25 @@ export interface MaskVariant {
 export function defaultMaskVariants(k: number, shots: number): MaskVariant[] {
   const out: MaskVariant[] = [
     { id: 'standard', description: `gist mask, k=${k}: downstream sees the k gists`, k, view: 'gists' },
-    { id: 'positive', description: 'positive control: downstream sees the examples and the gists (no compression)', k, view: 'examples-and-gists' },
+    {
+      id: 'positive',
+      description: 'positive control: downstream sees the examples and the gists (no compression)',
+      k,
+      view: 'examples-and-gists',
+    },
     { id: 'negative', description: 'negative control: downstream sees neither examples nor gists', k, view: 'nothing' },
   ];
   for (const m of [...new Set([1, Math.floor(shots / 2)])].filter((m) => m >= 1 && m < shots)) {
-    out.push({ id: `last-${m}`, description: `gists read only the last ${m} of ${shots} examples (k=${k})`, k, view: 'gists', lastExamples: m });
+    out.push({
+      id: `last-${m}`,
+      description: `gists read only the last ${m} of ${shots} examples (k=${k})`,
+      k,
+      view: 'gists',
+      lastExamples: m,
+    });
   }
-  for (const kk of [1, 2, 4, 8, 16].filter((x) => x !== k)) out.push({ id: `k${kk}`, description: `gist mask with k=${kk} gists`, k: kk, view: 'gists' });
+  for (const kk of [1, 2, 4, 8, 16].filter((x) => x !== k))
+    out.push({ id: `k${kk}`, description: `gist mask with k=${kk} gists`, k: kk, view: 'gists' });
   return out;
 }
 
@@ -69,7 +100,14 @@ export async function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions)
   const rows: VariantRow[] = [];
   for (const [index, v] of o.variants.entries()) {
     setup.log?.(`[masks ${index + 1}/${o.variants.length}] ${v.id}: training, then evaluating ${plans.length} tasks`);
-    const { hl, steps, firstLoss, lastLoss } = await trainVariant(setup, { k: v.k, downstreamView: v.view, lastExamples: v.lastExamples, steps: o.steps, lr: o.lr, batchSize: o.trainBatchSize });
+    const { hl, steps, firstLoss, lastLoss } = await trainVariant(setup, {
+      k: v.k,
+      downstreamView: v.view,
+      lastExamples: v.lastExamples,
+      steps: o.steps,
+      lr: o.lr,
+      batchSize: o.trainBatchSize,
+    });
     try {
       const s = evalSettings(setup, hl.model);
       const adapters = hl.hasDownstreamAdapter ? ['downstream'] : [];
@@ -78,10 +116,16 @@ export async function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions)
       let positions: number[];
       if (v.view === 'nothing') {
         // Hidden prefix columns = no prefix (RoPE depends on relative positions only): the downstream model reads the instance alone.
-        scores = await evaluateMethod('zero-shot', plans, { ...s, useDefinition: false, adapters: { 'zero-shot': adapters } });
+        scores = await evaluateMethod('zero-shot', plans, {
+          ...s,
+          useDefinition: false,
+          adapters: { 'zero-shot': adapters },
+        });
         positions = plans.map(() => 0);
       } else {
-        const prefixes = new Map<string, Prefix>(plans.map((p) => [p.task.name, variantPrefix(setup, hl, p, v.lastExamples)]));
+        const prefixes = new Map<string, Prefix>(
+          plans.map((p) => [p.task.name, variantPrefix(setup, hl, p, v.lastExamples)]),
+        );
         try {
           positions = plans.map((p) => prefixes.get(p.task.name)!.length);
           scores = await evaluateMethod('hyperllama', plans, { ...s, hyperllama: hl, prefixes });
@@ -107,12 +151,22 @@ export async function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions)
       };
       rows.push(row);
       results.push({ method: v.id, configuration: { ...row, average: undefined, stderr: undefined }, scores });
-      setup.log?.(`[masks] ${v.id}: ${pct(average)} ± ${pct(stderr)}, answer loss ${fixed(row.answerNll)} (prefix positions ${row.prefixPositions.toFixed(1)})`);
+      setup.log?.(
+        `[masks] ${v.id}: ${pct(average)} ± ${pct(stderr)}, answer loss ${fixed(row.answerNll)} (prefix positions ${row.prefixPositions.toFixed(1)})`,
+      );
     } finally {
       disposeHyperLlama(hl);
     }
   }
-  const configuration = { shots: setup.shots, seed: setup.seed, maxInstances: setup.maxInstances, steps: o.steps, lr: o.lr ?? 3e-3, training: describeTraining(setup), tasks: plans.map((p) => p.task.name) };
+  const configuration = {
+    shots: setup.shots,
+    seed: setup.seed,
+    maxInstances: setup.maxInstances,
+    steps: o.steps,
+    lr: o.lr ?? 3e-3,
+    training: describeTraining(setup),
+    tasks: plans.map((p) => p.task.name),
+  };
   const evaluation = buildReport(results, configuration);
   return {
     format: 'hyperllama-analysis/1',
@@ -121,7 +175,16 @@ export async function analyzeMasks(setup: AnalysisSetup, o: MaskAnalysisOptions)
     configuration,
     variants: rows.map((r) => r.id),
     table: {
-      header: ['variant', 'what the downstream sees', 'prefix positions', 'example tokens / position', 'score (%)', '± s.e.', 'answer loss (no EOS)', 'train loss first → last'],
+      header: [
+        'variant',
+        'what the downstream sees',
+        'prefix positions',
+        'example tokens / position',
+        'score (%)',
+        '± s.e.',
+        'answer loss (no EOS)',
+        'train loss first → last',
+      ],
       rows: rows.map((r) => [
         r.id,
         r.description,
@@ -147,7 +210,12 @@ export function maskFigures(r: AnalysisReport): Record<string, string> {
     'masks.svg': renderBarChart(r.evaluation!),
     'masks-positions.svg': renderScatter(
       rows.filter((v) => v.prefixPositions > 0).map((v) => ({ x: v.prefixPositions, y: 100 * v.average, label: v.id })),
-      { title: 'Score against the prefix positions the downstream attends to', xLabel: 'prefix positions (log scale)', yLabel: 'average score (%)', logX: true },
+      {
+        title: 'Score against the prefix positions the downstream attends to',
+        xLabel: 'prefix positions (log scale)',
+        yLabel: 'average score (%)',
+        logX: true,
+      },
     ),
   };
 }
@@ -165,15 +233,29 @@ function interpretMasks(rows: VariantRow[], tasks: number, instances: number): s
   const pos = by.get('positive');
   const neg = by.get('negative');
   if (std && pos) parts.push(`Lifting the compression (positive control): ${cmp(pos, std)}.`);
-  if (std && neg) parts.push(`Removing the prefix (negative control): ${cmp(std, neg)}; a standard score above the negative control is what shows that the gists carry task information.`);
+  if (std && neg)
+    parts.push(
+      `Removing the prefix (negative control): ${cmp(std, neg)}; a standard score above the negative control is what shows that the gists carry task information.`,
+    );
   const ks = rows.filter((r) => r.view === 'gists' && r.lastExamples === null).sort((a, b) => a.k - b.k);
   if (ks.length >= 3) {
-    const rho = spearman(ks.map((r) => r.k), ks.map((r) => r.average));
-    const rhoNll = spearman(ks.map((r) => r.k), ks.map((r) => r.answerNll));
-    parts.push(`Across k = ${ks.map((r) => r.k).join(', ')} the scores are ${ks.map((r) => pct(r.average)).join(', ')} (Spearman ρ = ${fixed(rho)} between k and score) and the answer losses ${ks.map((r) => fixed(r.answerNll)).join(', ')} (ρ = ${fixed(rhoNll)}).`);
+    const rho = spearman(
+      ks.map((r) => r.k),
+      ks.map((r) => r.average),
+    );
+    const rhoNll = spearman(
+      ks.map((r) => r.k),
+      ks.map((r) => r.answerNll),
+    );
+    parts.push(
+      `Across k = ${ks.map((r) => r.k).join(', ')} the scores are ${ks.map((r) => pct(r.average)).join(', ')} (Spearman ρ = ${fixed(rho)} between k and score) and the answer losses ${ks.map((r) => fixed(r.answerNll)).join(', ')} (ρ = ${fixed(rhoNll)}).`,
+    );
   }
   const last = rows.filter((r) => r.lastExamples !== null);
-  if (std && last.length > 0) parts.push(`Gists that read only the last examples: ${last.map((r) => cmp(r, std)).join('; ')}; the earlier examples still reach the gists indirectly, through the later tokens that attended to them.`);
+  if (std && last.length > 0)
+    parts.push(
+      `Gists that read only the last examples: ${last.map((r) => cmp(r, std)).join('; ')}; the earlier examples still reach the gists indirectly, through the later tokens that attended to them.`,
+    );
   parts.push(
     `Caveat: one seed, a small model, ${tasks} tasks × at most ${instances} instances; the standard error of an average is up to ±${pct(se)} points and each variant is a separate short training run, so only differences well beyond two standard errors should be read as real.`,
   );

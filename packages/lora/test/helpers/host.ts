@@ -43,7 +43,11 @@ export class MapHost implements LinearHost {
  * down_proj [h, d]. Weights ~ N(0, 1/sqrt(in)) from a seeded Rng.
  */
 export class TestHost extends MapHost {
-  constructor(readonly d: number, readonly h: number, seed = 1) {
+  constructor(
+    readonly d: number,
+    readonly h: number,
+    seed = 1,
+  ) {
     super();
     const rng = new Rng(seed);
     const dims: Array<[string, number, number]> = [
@@ -58,8 +62,14 @@ export class TestHost extends MapHost {
   forward(x: tf.Tensor2D, training = false): tf.Tensor2D {
     return tf.tidy(() => {
       const o = { training };
-      const a = this.getLinear('layers.0.self_attn.v_proj').apply(this.getLinear('layers.0.self_attn.q_proj').apply(x, o), o);
-      return this.getLinear('layers.0.mlp.down_proj').apply(tf.relu(this.getLinear('layers.0.mlp.up_proj').apply(a, o)), o);
+      const a = this.getLinear('layers.0.self_attn.v_proj').apply(
+        this.getLinear('layers.0.self_attn.q_proj').apply(x, o),
+        o,
+      );
+      return this.getLinear('layers.0.mlp.down_proj').apply(
+        tf.relu(this.getLinear('layers.0.mlp.up_proj').apply(a, o)),
+        o,
+      );
     });
   }
 }
@@ -67,10 +77,11 @@ export class TestHost extends MapHost {
 /** Plain-JS row-major matrix product [n, k] @ [k, m] (an independent reference for tfjs results). */
 export function matmulJs(a: ArrayLike<number>, b: ArrayLike<number>, n: number, k: number, m: number): Float64Array {
   const out = new Float64Array(n * m);
-  for (let i = 0; i < n; i++) for (let p = 0; p < k; p++) {
-    const av = a[i * k + p];
-    for (let j = 0; j < m; j++) out[i * m + j] += av * b[p * m + j];
-  }
+  for (let i = 0; i < n; i++)
+    for (let p = 0; p < k; p++) {
+      const av = a[i * k + p];
+      for (let j = 0; j < m; j++) out[i * m + j] += av * b[p * m + j];
+    }
   return out;
 }
 

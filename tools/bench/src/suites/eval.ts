@@ -14,8 +14,15 @@ const chars: EvalTokenizer = {
   bosId: 1,
   eosId: 2,
   padId: 0,
-  encode: (text, opts = {}) => [...(opts.bos ? [1] : []), ...[...text].map((ch) => Math.max(3, Math.min(97, ch.charCodeAt(0) - 29)))],
-  decode: (ids) => ids.filter((id) => id >= 3 && id <= 97).map((id) => String.fromCharCode(id + 29)).join(''),
+  encode: (text, opts = {}) => [
+    ...(opts.bos ? [1] : []),
+    ...[...text].map((ch) => Math.max(3, Math.min(97, ch.charCodeAt(0) - 29))),
+  ],
+  decode: (ids) =>
+    ids
+      .filter((id) => id >= 3 && id <= 97)
+      .map((id) => String.fromCharCode(id + 29))
+      .join(''),
 };
 
 const SHOTS = 16;
@@ -25,16 +32,42 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
   const runs = opts.quick ? 1 : 3;
   // The trainer's tiny default shape: 2 layers, hidden 64, 4 heads (2 KV heads), MLP 160.
   const model = createLlama(
-    { vocabSize: 98, hiddenSize: 64, intermediateSize: 160, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 16, maxPositionEmbeddings: 2048, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: true, bosTokenId: 1, eosTokenId: 2, padTokenId: 0 },
+    {
+      vocabSize: 98,
+      hiddenSize: 64,
+      intermediateSize: 160,
+      numHiddenLayers: 2,
+      numAttentionHeads: 4,
+      numKeyValueHeads: 2,
+      headDim: 16,
+      maxPositionEmbeddings: 2048,
+      rmsNormEps: 1e-5,
+      ropeTheta: 10000,
+      tieWordEmbeddings: true,
+      bosTokenId: 1,
+      eosTokenId: 2,
+      padTokenId: 0,
+    },
     { seed: 0, std: 0.02 },
   );
   const hl = new HyperLlama(model, { k: 4, seed: 0 });
   const variant = SYNTHETIC_FAMILIES.find((f) => f.name === 'symbol_rule')!.variants[0];
   const tasks: Array<[string, Task]> = [
-    ['rank classification', makeSyntheticTask('symbol_rule', variant, { seed: 0, numExamples: SHOTS, numInstances: instances })],
+    [
+      'rank classification',
+      makeSyntheticTask('symbol_rule', variant, { seed: 0, numExamples: SHOTS, numInstances: instances }),
+    ],
     ['generation', makeSyntheticTask('reverse', 'words', { seed: 0, numExamples: SHOTS, numInstances: instances })],
   ];
-  const settings = { model, tokenizer: chars, hyperllama: hl, maxLength: 2048, maxHyperLength: 2048, maxNewTokens: 16, batchSize: 16 };
+  const settings = {
+    model,
+    tokenizer: chars,
+    hyperllama: hl,
+    maxLength: 2048,
+    maxHyperLength: 2048,
+    maxNewTokens: 16,
+    batchSize: 16,
+  };
   const out: BenchRecord[] = [];
   try {
     for (const [kind, task] of tasks) {
@@ -47,7 +80,15 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
           const n = result.scores[0].scores.length;
           rates.push(n / ((performance.now() - t0) / 1000));
         }
-        out.push({ suite: 'eval', name: `${method} ${kind}, ${SHOTS} shots, ${instances} instances`, backend: tf.getBackend(), metric: 'throughput', value: median(rates), unit: 'instances/s', runs: rates });
+        out.push({
+          suite: 'eval',
+          name: `${method} ${kind}, ${SHOTS} shots, ${instances} instances`,
+          backend: tf.getBackend(),
+          metric: 'throughput',
+          value: median(rates),
+          unit: 'instances/s',
+          runs: rates,
+        });
       }
     }
   } finally {

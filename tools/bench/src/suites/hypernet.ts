@@ -14,7 +14,11 @@ const CASES: Array<{ name: string; stage: Stage; patch?: Partial<TrainConfig> }>
   { name: 'multitask icl', stage: 'multitask', patch: { method: 'icl' } },
   { name: 'multitask zero-shot', stage: 'multitask', patch: { method: 'zero-shot' } },
   { name: 'multitask shared-prefix', stage: 'multitask', patch: { method: 'shared-prefix' } },
-  { name: 'prefix-tune (random)', stage: 'prefix-tune', patch: { prefix: { ...defaultConfig('prefix-tune').prefix, init: 'random' } } },
+  {
+    name: 'prefix-tune (random)',
+    stage: 'prefix-tune',
+    patch: { prefix: { ...defaultConfig('prefix-tune').prefix, init: 'random' } },
+  },
 ];
 
 export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
@@ -47,7 +51,15 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
       await train(stepsPerChunk);
       runs.push(tokens / ((performance.now() - t0) / 1000));
     }
-    rows.push({ suite: 'hypernet', name: `train ${c.name} (tiny default, batch ${cfg.batchSize})`, backend, metric: 'train throughput', value: median(runs), unit: 'tokens/s', runs });
+    rows.push({
+      suite: 'hypernet',
+      name: `train ${c.name} (tiny default, batch ${cfg.batchSize})`,
+      backend,
+      metric: 'train throughput',
+      value: median(runs),
+      unit: 'tokens/s',
+      runs,
+    });
     optimizer.dispose();
     job.dispose();
   }

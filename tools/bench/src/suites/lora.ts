@@ -17,7 +17,11 @@ function timeOnce(fn: () => tf.Tensor): number {
  * Times `a` and `b` alternately (after a warm-up call of each), so load from other processes hits both alike.
  * Returns both series and the per-pair ratios b / a.
  */
-function timePaired(a: () => tf.Tensor, b: () => tf.Tensor, runs: number): { a: number[]; b: number[]; ratio: number[] } {
+function timePaired(
+  a: () => tf.Tensor,
+  b: () => tf.Tensor,
+  runs: number,
+): { a: number[]; b: number[]; ratio: number[] } {
   timeOnce(a);
   timeOnce(b);
   const out = { a: [] as number[], b: [] as number[], ratio: [] as number[] };
@@ -38,12 +42,22 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
   const runs = opts.quick ? 3 : 7;
 
   // Storage: bytes per quantised parameter (independent of the backend).
-  const shapes: Array<[number, number]> = opts.quick ? [[256, 688]] : [[256, 688], [4096, 4096]];
+  const shapes: Array<[number, number]> = opts.quick
+    ? [[256, 688]]
+    : [
+        [256, 688],
+        [4096, 4096],
+      ];
   for (const [i, o] of shapes) {
     const w = rng.normalArray(i * o, 0, 0.02);
     for (const doubleQuant of [true, false]) {
       const q = quantizeNf4(w, [i, o], { blockSize: 64, doubleQuant });
-      row(`nf4 [${i}x${o}] block 64${doubleQuant ? ' double-quant' : ''}`, 'stored size', nf4StoredBytes(q) / (i * o), 'bytes/param');
+      row(
+        `nf4 [${i}x${o}] block 64${doubleQuant ? ' double-quant' : ''}`,
+        'stored size',
+        nf4StoredBytes(q) / (i * o),
+        'bytes/param',
+      );
     }
   }
 
@@ -61,7 +75,11 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
   row(`nf4 dequantise [${inF}x${outF}] (JS, per forward)`, 'time', median(dequantRuns), 'ms', dequantRuns);
   for (const n of opts.quick ? [1, 64] : [1, 256]) {
     const x = tf.tensor2d(rng.normalArray(n * inF), [n, inF]);
-    const t = timePaired(() => tf.matMul(x, wFloat), () => nf4.apply(x), runs);
+    const t = timePaired(
+      () => tf.matMul(x, wFloat),
+      () => nf4.apply(x),
+      runs,
+    );
     const shape = `linear [${n}x${inF}]@[${inF}x${outF}]`;
     row(`${shape} float32`, 'forward', median(t.a), 'ms', t.a);
     row(`${shape} nf4`, 'forward', median(t.b), 'ms', t.b);
@@ -94,7 +112,8 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
   const float = createLlama(config, { seed: 1 });
   const quant = createLlama(config, { seed: 1 });
   const plain = timeOnce(forward(float));
-  for (const m of [float, quant]) injectLora(m, { name: 'bench', r: 8, alpha: 16, targetModules: ['q_proj', 'v_proj'] });
+  for (const m of [float, quant])
+    injectLora(m, { name: 'bench', r: 8, alpha: 16, targetModules: ['q_proj', 'v_proj'] });
   const report = quantizeModel(quant, { blockSize: 64, doubleQuant: true });
   const t = timePaired(forward(float), forward(quant), runs);
   row(`${label} float32 (no LoRA, one run)`, 'forward', plain, 'ms');

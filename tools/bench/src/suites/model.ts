@@ -34,12 +34,30 @@ const LLAMA_DEFAULTS = {
 
 export const BENCH_CONFIGS: Record<'tiny' | 'small', BenchConfig> = {
   tiny: {
-    model: { ...LLAMA_DEFAULTS, vocabSize: 32000, hiddenSize: 256, intermediateSize: 688, numHiddenLayers: 4, numAttentionHeads: 8, numKeyValueHeads: 8, headDim: 32 },
+    model: {
+      ...LLAMA_DEFAULTS,
+      vocabSize: 32000,
+      hiddenSize: 256,
+      intermediateSize: 688,
+      numHiddenLayers: 4,
+      numAttentionHeads: 8,
+      numKeyValueHeads: 8,
+      headDim: 32,
+    },
     seq: 256,
     batch: 4,
   },
   small: {
-    model: { ...LLAMA_DEFAULTS, vocabSize: 32000, hiddenSize: 512, intermediateSize: 1376, numHiddenLayers: 8, numAttentionHeads: 8, numKeyValueHeads: 8, headDim: 64 },
+    model: {
+      ...LLAMA_DEFAULTS,
+      vocabSize: 32000,
+      hiddenSize: 512,
+      intermediateSize: 1376,
+      numHiddenLayers: 8,
+      numAttentionHeads: 8,
+      numKeyValueHeads: 8,
+      headDim: 64,
+    },
     seq: 256,
     batch: 4,
   },
@@ -78,7 +96,9 @@ function buildModel(name: string): { model: LlamaModel; seq: number; batch: numb
   if (name === 'default') {
     const path = findDefaultModel();
     if (!path) {
-      process.stderr.write('[bench] model/default: no embedded default model found (set HYPERLLAMA_BENCH_MODEL=<dir|.bin>); skipped\n');
+      process.stderr.write(
+        '[bench] model/default: no embedded default model found (set HYPERLLAMA_BENCH_MODEL=<dir|.bin>); skipped\n',
+      );
       return null;
     }
     const model = loadLlama(path);
@@ -117,7 +137,9 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
   const { model, seq, batch } = built;
   // Levers switched off by environment variables show in the backend label (see the README's lever table).
   const autogradLoss = process.env.HYPERLLAMA_BENCH_LOSS === 'autograd';
-  const variant = [autogradLoss && 'autograd-loss', process.env.HYPERLLAMA_FUSED_OPS === '0' && 'no-fused-ops'].filter(Boolean);
+  const variant = [autogradLoss && 'autograd-loss', process.env.HYPERLLAMA_FUSED_OPS === '0' && 'no-fused-ops'].filter(
+    Boolean,
+  );
   const backend = [describeBackend(), ...variant].join(' ');
   const records: BenchRecord[] = [];
   const add = (metric: string, unit: string, values: number[]) =>
@@ -147,7 +169,11 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
     if (!Number.isFinite(loss)) throw new Error(`model/${name}: training loss is ${loss}`);
   };
   const trainMs = await timeRuns(trainStep, runs);
-  add('trainTokensPerSec', 'tokens/s', trainMs.map((ms) => (tokens * 1000) / ms));
+  add(
+    'trainTokensPerSec',
+    'tokens/s',
+    trainMs.map((ms) => (tokens * 1000) / ms),
+  );
 
   const forward = async () => {
     const inputIds = batchIds();
@@ -158,7 +184,11 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
     tf.dispose([inputIds, one, logits]);
   };
   const forwardMs = await timeRuns(forward, runs);
-  add('forwardTokensPerSec', 'tokens/s', forwardMs.map((ms) => (tokens * 1000) / ms));
+  add(
+    'forwardTokensPerSec',
+    'tokens/s',
+    forwardMs.map((ms) => (tokens * 1000) / ms),
+  );
 
   // generate's first forward (the prompt) yields the first new token; the 64 decode steps follow it.
   const prompt = Array.from({ length: PROMPT_TOKENS }, () => rng.int(V));

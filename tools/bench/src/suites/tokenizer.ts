@@ -30,14 +30,34 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
   const megabytes = Buffer.byteLength(text, 'utf8') / 1e6;
   let ids: number[] = [];
   const encodeMs = await timeRuns(() => (ids = tok.encode(text)), runs);
-  add(`encode ${megabytes.toFixed(1)} MB of prose`, 'throughput', 'MB/s', encodeMs.map((ms) => megabytes / (ms / 1000)));
-  add(`encode ${megabytes.toFixed(1)} MB of prose`, 'tokens/s', 'tokens/s', encodeMs.map((ms) => ids.length / (ms / 1000)));
+  add(
+    `encode ${megabytes.toFixed(1)} MB of prose`,
+    'throughput',
+    'MB/s',
+    encodeMs.map((ms) => megabytes / (ms / 1000)),
+  );
+  add(
+    `encode ${megabytes.toFixed(1)} MB of prose`,
+    'tokens/s',
+    'tokens/s',
+    encodeMs.map((ms) => ids.length / (ms / 1000)),
+  );
   // Typical use: many short documents (examples of a few hundred characters) encoded one by one.
   const docs = text.split('\n\n');
   const docMs = await timeRuns(() => docs.forEach((d) => tok.encode(d, { bos: true })), runs);
-  add(`encode ${docs.length} documents one by one`, 'throughput', 'MB/s', docMs.map((ms) => megabytes / (ms / 1000)));
+  add(
+    `encode ${docs.length} documents one by one`,
+    'throughput',
+    'MB/s',
+    docMs.map((ms) => megabytes / (ms / 1000)),
+  );
   const decodeMs = await timeRuns(() => tok.decode(ids), runs);
-  add(`decode ${ids.length} ids`, 'throughput', 'MB/s', decodeMs.map((ms) => megabytes / (ms / 1000)));
+  add(
+    `decode ${ids.length} ids`,
+    'throughput',
+    'MB/s',
+    decodeMs.map((ms) => megabytes / (ms / 1000)),
+  );
   return records;
 }
 
@@ -55,7 +75,28 @@ function findShared(rel: string): string | undefined {
  * punctuation, numbers, a little non-ASCII and emoji, paragraphs separated by blank lines.
  */
 function generateProse(rng: Rng, chars: number): string {
-  const syllables = ['ta', 'ke', 'ro', 'mi', 'lan', 'dor', 'the', 'in', 'ing', 'st', 'er', 'a', 'on', 'pre', 'ly', 'ex', 'qu', 'ion', 'ça', 'ü'];
+  const syllables = [
+    'ta',
+    'ke',
+    'ro',
+    'mi',
+    'lan',
+    'dor',
+    'the',
+    'in',
+    'ing',
+    'st',
+    'er',
+    'a',
+    'on',
+    'pre',
+    'ly',
+    'ex',
+    'qu',
+    'ion',
+    'ça',
+    'ü',
+  ];
   const lexicon = Array.from({ length: 5000 }, () =>
     Array.from({ length: 1 + rng.int(3) }, () => rng.pick(syllables)).join(''),
   );
