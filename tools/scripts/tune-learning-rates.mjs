@@ -15,7 +15,7 @@ const arg = (name, fallback) => {
 const steps = Number(arg('steps', '200'));
 const lrs = arg('lrs', '1e-3,3e-3,1e-2').split(',').map(Number);
 const methods = arg('methods', 'hyperllama,icl,zero-shot,shared-prefix').split(',');
-const base = 'apps/evaluator/assets/default-base';
+const base = 'packages/default-model/base';
 const cli = 'apps/trainer/dist/cli.js';
 const tmp = mkdtempSync(join(tmpdir(), 'tune-lr-'));
 const rows = [];

@@ -89,7 +89,7 @@ describe('configuration', () => {
     expect(copy.data).toMatchObject({ repeatFraction: 1, textFraction: 0 });
     expect(episodes.model).toMatchObject({ base: 'runs/default-base-copy/final/model', tokenizer: null });
     for (const cfg of [copy, episodes]) expect(cfg.data).toMatchObject({ tasks: null, corpus: null });
-    const asset = join(configs, '..', '..', 'evaluator', 'assets', 'default-base', 'config.json');
+    const asset = join(configs, '..', '..', '..', 'packages', 'default-model', 'base', 'config.json');
     if (existsSync(asset)) {
       const hf = JSON.parse(readFileSync(asset, 'utf8'));
       const m = copy.model;

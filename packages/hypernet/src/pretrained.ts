@@ -49,12 +49,14 @@ export interface PretrainedHyperLlama extends Pretrained {
 }
 
 /**
- * A path recorded in a checkpoint's `hypernet_config.json`: as written when it is absolute or exists (relative to the
- * working directory, as the trainer records it), else relative to the checkpoint directory.
+ * A path recorded in a checkpoint's `hypernet_config.json`: as written when it is absolute; else relative to the
+ * checkpoint directory when that exists (a shipped checkpoint records its base so), else relative to the working
+ * directory (as the trainer records it).
  */
 export function recordedPath(path: string, checkpoint: string): string {
-  if (isAbsolute(path) || existsSync(path)) return path;
-  return join(checkpoint, path);
+  if (isAbsolute(path)) return path;
+  const inCheckpoint = join(checkpoint, path);
+  return existsSync(inCheckpoint) || !existsSync(path) ? inCheckpoint : path;
 }
 
 /** The paths {@link fromPretrained} loads, without loading anything; `model`/`tokenizer` are undefined when unknown. */

@@ -162,7 +162,7 @@ function buildSetup(
     loadModel = () => loadLlama(modelPath!, { trainable: false });
   } else {
     log(
-      "WARNING: no --model, no --checkpoint and no embedded default base (apps/evaluator/assets/default-base): using the trainer's random-init tiny default, whose results only check the pipeline",
+      "WARNING: no --model, no --checkpoint and no embedded default base (@hyperllama/default-model): using the trainer's random-init tiny default, whose results only check the pipeline",
     );
     tokenizer = charTokenizer();
     const tiny = defaultConfig('pretrain-base');

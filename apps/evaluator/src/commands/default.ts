@@ -1,6 +1,4 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { defaultBaseDir } from '@hyperllama/default-model';
 import { formatTable } from '@hyperllama/eval';
 import { runMiniature, type MiniatureOptions, type MiniatureResult } from '@hyperllama/experiments';
 import { backendOption, numberOption, parseOptions, processIo, type Command, type Io } from '../cli-kit.js';
@@ -13,14 +11,15 @@ export type DefaultOptions = Omit<MiniatureOptions, 'isTTY'>;
 export type DefaultResult = MiniatureResult;
 
 /**
- * The committed embedded base model (apps/evaluator/assets/default-base/, made by `hyperllama-train pretrain-base
- * --config apps/trainer/configs/default-base.yaml`), found from the built CLI (dist/) or the sources (src/commands/).
+ * The committed embedded base model (`@hyperllama/default-model`, made by `hyperllama-train pretrain-base --config
+ * apps/trainer/configs/default-base.yaml`), or undefined when that package was installed without its files.
  */
 export function embeddedBase(): string | undefined {
-  const candidates = ['../assets/default-base', '../../assets/default-base'].map((rel) =>
-    fileURLToPath(new URL(rel, import.meta.url)),
-  );
-  return candidates.find((dir) => existsSync(join(dir, 'config.json')));
+  try {
+    return defaultBaseDir();
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -1,6 +1,6 @@
-import { existsSync, readdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { defaultBaseDir } from '@hyperllama/default-model';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { AdamW, Rng } from '@hyperllama/runtime';
 import { createLlama, generate, lmLoss, loadLlama, type LlamaConfig, type LlamaModel } from '@hyperllama/llama-model';
@@ -67,25 +67,15 @@ export const PROMPT_TOKENS = 16;
 export const NEW_TOKENS = 64;
 const LORA = { r: 8, alpha: 16, targetModules: ['q_proj', 'v_proj'] };
 
-/**
- * The embedded default model: `HYPERLLAMA_BENCH_MODEL` (an HF directory or llama2.c .bin), else the first
- * directory holding a config.json under apps/evaluator/assets.
- */
+/** The embedded default model: `HYPERLLAMA_BENCH_MODEL` (an HF directory or llama2.c .bin), else `@hyperllama/default-model`'s base. */
 function findDefaultModel(): string | null {
   const fromEnv = process.env.HYPERLLAMA_BENCH_MODEL;
   if (fromEnv) return existsSync(fromEnv) ? resolve(fromEnv) : null;
-  // From src/suites/ (tsx, vitest) or dist/ (the build), the repository root is a few levels up.
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'apps', 'evaluator')) && dirname(dir) !== dir) dir = dirname(dir);
-  const assets = join(dir, 'apps', 'evaluator', 'assets');
-  if (!existsSync(assets)) return null;
-  const stack = [assets];
-  while (stack.length) {
-    const dir = stack.shift()!;
-    if (existsSync(join(dir, 'config.json')) && readdirSync(dir).some((f) => f.endsWith('.safetensors'))) return dir;
-    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) stack.push(join(dir, e.name));
+  try {
+    return defaultBaseDir();
+  } catch {
+    return null;
   }
-  return null;
 }
 
 function buildModel(name: string): { model: LlamaModel; seq: number; batch: number } | null {
