@@ -152,7 +152,10 @@ export class Engine {
     const done = new Promise<SequenceResult>((resolve, reject) =>
       this.waiting.push({ req, start: performance.now(), resolve, reject }),
     );
-    this.loop ??= this.run().finally(() => (this.loop = null));
+    // Work starts on a later tick, so every request submitted in one tick is queued (and counted) first.
+    this.loop ??= new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.run())
+      .finally(() => (this.loop = null));
     return done;
   }
 
