@@ -59,6 +59,7 @@ const args = (opt) => [
   `-I${nodeInclude}`,
   `-I${blasInclude}`,
   join(here, 'hyperllama_blas.c'),
+  join(here, 'hyperllama_quant.c'),
   '-o',
   out,
   `-L${libDir}`,

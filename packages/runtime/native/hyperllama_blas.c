@@ -182,6 +182,9 @@ static napi_value set_threads(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Frozen weights in native memory (hyperllama_quant.c) add their functions to the same exports. */
+napi_value hyperllama_quant_init(napi_env env, napi_value exports);
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"sgemmBatched", NULL, sgemm_batched, NULL, NULL, NULL, napi_default, NULL},
@@ -190,7 +193,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"softmaxCrossEntropy", NULL, softmax_cross_entropy, NULL, NULL, NULL, napi_default, NULL},
   };
   CHECK(napi_define_properties(env, exports, 4, props));
-  return exports;
+  return hyperllama_quant_init(env, exports);
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

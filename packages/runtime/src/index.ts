@@ -13,3 +13,4 @@ export {
 } from './cross-entropy.js';
 export { IGNORE_INDEX, mean } from './conventions.js';
 export { rmsNorm, swiglu, rotaryEmbedding, maskedSoftmax } from './fused.js';
+export * from './frozen.js';
