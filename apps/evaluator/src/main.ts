@@ -4,6 +4,7 @@ import { convertCommand } from './commands/convert.js';
 import { generateCommand } from './commands/generate.js';
 import { compressCommand } from './commands/compress.js';
 import { runCommand } from './commands/run.js';
+import { mergeCommand } from './commands/merge.js';
 import { defaultCommand } from './commands/default.js';
 import { analyzeCommand } from './commands/analyze.js';
 
@@ -12,6 +13,7 @@ export const commands: Record<string, Command> = {
   convert: convertCommand,
   generate: generateCommand,
   run: runCommand,
+  merge: mergeCommand,
   compress: compressCommand,
   default: defaultCommand,
   analyze: analyzeCommand,

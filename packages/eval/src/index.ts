@@ -101,5 +101,18 @@ export {
   type PrefixTuningOptions,
   type EvaluateOptions,
 } from './protocols.js';
+export {
+  parseShard,
+  checkShard,
+  shardItems,
+  writePartialReport,
+  readPartialReport,
+  mergeShardResults,
+  mergePartialReports,
+  PARTIAL_FORMAT,
+  PARTIAL_FILE,
+  type Shard,
+  type PartialReport,
+} from './shards.js';
 export { reportWriter } from './files.js';
 export { escapeXml, num, svgDocument } from './svg.js';

@@ -32,6 +32,7 @@ import {
   type RankScoring,
 } from './metrics.js';
 import type { CurvePoint, MethodResult } from './report.js';
+import { shardItems, type Shard } from './shards.js';
 
 /** What evaluation needs from a tokenizer (`@hyperllama/tokenizer`'s `Tokenizer` provides it). */
 export type EvalTokenizer = TokenEncoder & TextCodec;
@@ -680,6 +681,8 @@ export interface MethodRunOptions {
    * exactly as without it. The instances stay the task's own.
    */
   swap?: ReadonlyMap<string, string>;
+  /** Plans to find swap partners among, when they are not all in `plans` (a shard's; default `plans`). */
+  contexts?: readonly TaskPlan[];
 }
 
 /**
@@ -699,7 +702,7 @@ export async function evaluateMethod(
     throw new EvalError('NO_HYPERNET', 'method hyperllama needs a HyperLlama checkpoint or stored prefixes', {
       field: 'method',
     });
-  const byName = new Map(plans.map((p) => [p.task.name, p]));
+  const byName = new Map((o.contexts ?? plans).map((p) => [p.task.name, p]));
   const contextOf = (plan: TaskPlan): TaskPlan => {
     if (!o.swap) return plan;
     const partner = o.swap.get(plan.task.name);
@@ -943,18 +946,12 @@ export async function evaluatePrefixTuning(
   } finally {
     if (!hyperPrefixes) disposeTaskPrefixes(own);
   }
-  const pools = Object.fromEntries(
-    plans.map((pl) => [pl.task.name, { size: (pl.pool ?? pl.examples).length, from: pl.poolFrom ?? 'examples' }]),
-  );
-  const poolSizes = plans.map((pl) => (pl.pool ?? pl.examples).length);
   const configuration = {
     lr,
     steps: total,
     evalSteps: schedule,
     batchSize,
-    poolSize: { min: Math.min(...poolSizes), max: Math.max(...poolSizes), mean: mean(poolSizes, 0) },
-    poolSplitFromInstances: plans.filter((pl) => pl.poolFrom === 'instances').map((pl) => pl.task.name),
-    pools,
+    ...poolConfiguration(plans),
     seed: p.seed ?? 0,
   };
   return inits.map((init) => {
@@ -971,6 +968,18 @@ export async function evaluatePrefixTuning(
       curve,
     };
   });
+}
+
+/** The tuning pools of the plans, as prefix tuning's configuration records them. */
+function poolConfiguration(plans: readonly TaskPlan[]) {
+  const poolSizes = plans.map((pl) => (pl.pool ?? pl.examples).length);
+  return {
+    poolSize: { min: Math.min(...poolSizes), max: Math.max(...poolSizes), mean: mean(poolSizes, 0) },
+    poolSplitFromInstances: plans.filter((pl) => pl.poolFrom === 'instances').map((pl) => pl.task.name),
+    pools: Object.fromEntries(
+      plans.map((pl) => [pl.task.name, { size: (pl.pool ?? pl.examples).length, from: pl.poolFrom ?? 'examples' }]),
+    ),
+  };
 }
 
 function startPrefix(
@@ -1049,6 +1058,12 @@ export interface EvaluateOptions extends PlanOptions {
   swap?: boolean;
   /** Control tasks (names, or a predicate): marked `control: true`, reported apart and left out of the headline and the claims. */
   control?: readonly string[] | ((task: Task) => boolean);
+  /**
+   * Score only this shard's tasks ({@link shardItems}: task i of `tasks` is in shard i mod count). Everything else is
+   * planned over all tasks as without sharding — swap partners, configurations, averages of demonstrations and pools —
+   * so the shards' results joined ({@link mergeShardResults}) equal the unsharded results.
+   */
+  shard?: Shard;
 }
 
 /**
@@ -1065,6 +1080,8 @@ export async function evaluate(
 ): Promise<MethodResult[]> {
   const gists = s.hyperllama?.k ?? s.prefixes?.values().next().value?.length;
   const plans = fitPlans(planTasks(tasks, o), fitOptions(s, gists));
+  // The plans this run scores (a shard's, else all); `plans` stays the whole evaluation's.
+  const mine = o.shard ? shardItems(plans, o.shard) : plans;
   const isControl =
     typeof o.control === 'function'
       ? o.control
@@ -1106,7 +1123,17 @@ export async function evaluate(
     },
     ...(controlNames.size > 0 ? { controlTasks: [...controlNames] } : {}),
   };
-  const prefixes = needsPrefixes ? taskPrefixes(plans, s) : new Map<string, TaskPrefix>();
+  // Prefixes of the scored tasks and of their swap partners (hyperllama-swap, prefix-tuning-hyper-other).
+  const wantsPartners = wantsSwap || ptInits.includes('hyper-other');
+  const neededNames = new Set(
+    mine.flatMap((p) => [p.task.name, ...(wantsPartners ? [partners!.get(p.task.name)!] : [])]),
+  );
+  const prefixes = needsPrefixes
+    ? taskPrefixes(
+        plans.filter((p) => neededNames.has(p.task.name)),
+        s,
+      )
+    : new Map<string, TaskPrefix>();
   const withPrefixes = { ...s, prefixes: new Map([...prefixes].map(([name, p]) => [name, p.prefix])) };
   const results: MethodResult[] = [];
   try {
@@ -1116,12 +1143,13 @@ export async function evaluate(
         if (tuned) continue;
         tuned = true;
         const pt = { ...o.prefixTuning, inits: ptInits, partners };
-        for (const r of await evaluatePrefixTuning(plans, s, pt, onProgress, prefixes)) {
+        for (const r of await evaluatePrefixTuning(mine, s, pt, onProgress, prefixes)) {
           results.push({
             ...r,
             configuration: {
               ...shared,
               ...r.configuration,
+              ...poolConfiguration(plans),
               ...(r.method === 'prefix-tuning-shared' ? { sharedPrefix: 'given' } : {}),
             },
             scores: mark(r.scores),
@@ -1141,10 +1169,13 @@ export async function evaluate(
       results.push({
         method,
         configuration,
-        scores: mark(await evaluateMethod(base, plans, base === 'hyperllama' ? withPrefixes : s, onProgress)),
+        scores: mark(await evaluateMethod(base, mine, base === 'hyperllama' ? withPrefixes : s, onProgress)),
       });
       if (base === 'hyperllama' && wantsSwap) {
-        const swapped = await evaluateMethod('hyperllama', plans, withPrefixes, onProgress, { swap: partners });
+        const swapped = await evaluateMethod('hyperllama', mine, withPrefixes, onProgress, {
+          swap: partners,
+          contexts: plans,
+        });
         results.push({
           method: 'hyperllama-swap',
           configuration: {

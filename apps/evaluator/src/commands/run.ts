@@ -6,10 +6,14 @@ import {
   evaluate,
   formatTable,
   parseMethods,
+  parseShard,
+  shardItems,
+  writePartialReport,
   writeReport,
   type EvalReport,
   type MethodName,
   type RankScoring,
+  type Shard,
 } from '@hyperllama/eval';
 import {
   CliError,
@@ -55,15 +59,27 @@ export interface RunOptions extends SetupOptions {
   poolSize?: number;
   /** Bootstrap resamples of the intervals (default 2000). */
   resamples?: number;
+  /** Score only this shard's tasks and write a partial report (`partial.json`) for `hyperllama-eval merge`. */
+  shard?: Shard;
 }
 
-/** Evaluates the methods on the tasks, writes results.json / results.md / SVGs into `out`, returns the report. */
-export async function runEvaluation(
-  o: RunOptions,
-  io: Io,
-): Promise<{ report: EvalReport; paths: ReturnType<typeof writeReport> }> {
+/** What {@link runEvaluation} wrote: the report, or with a shard, the partial report. */
+export type RunOutput =
+  | { report: EvalReport; paths: ReturnType<typeof writeReport>; partial?: undefined }
+  | { partial: string; shardTasks: string[]; report?: undefined };
+
+/**
+ * Evaluates the methods on the tasks, writes results.json / results.md / SVGs into `out`, returns the report. With
+ * `shard`, scores that shard's tasks only and writes `partial.json` instead.
+ */
+export async function runEvaluation(o: RunOptions, io: Io): Promise<RunOutput> {
   const loaded = loadTasks(o.tasks);
   io.stderr(`[hyperllama] ${loaded.summary}\n`);
+  const shardTasks = o.shard ? shardItems(loaded.tasks, o.shard) : loaded.tasks;
+  if (o.shard)
+    io.stderr(
+      `[hyperllama] shard ${o.shard.index}/${o.shard.count}: ${shardTasks.length} of ${loaded.tasks.length} tasks\n`,
+    );
   const setup = await loadSetup(o);
   try {
     const prefixes = o.prefix ? loadPrefixes(o.prefix, setup.model) : undefined;
@@ -99,7 +115,7 @@ export async function runEvaluation(
       });
     const progress = progressReporter(io);
     const swap = methods.includes('hyperllama') && loaded.tasks.length >= 2;
-    const total = (methods.length + (swap ? 1 : 0)) * loaded.tasks.length;
+    const total = (methods.length + (swap ? 1 : 0)) * shardTasks.length;
     let done = 0;
     const results = await evaluate(
       loaded.tasks,
@@ -119,6 +135,7 @@ export async function runEvaluation(
         seed: o.seed,
         poolSize: o.poolSize,
         control: o.control,
+        shard: o.shard,
         prefixTuning: {
           ...(o.ptEvalSteps
             ? { evalSteps: o.ptEvalSteps }
@@ -135,18 +152,31 @@ export async function runEvaluation(
     );
     progress.end();
     for (const p of [...(prefixes?.values() ?? []), ...(sharedPrefix ? [sharedPrefix] : [])]) p.dispose();
-    const report = buildReport(
-      results,
-      {
-        tasks: loaded.summary,
-        tasksPath: o.tasks,
-        ...setup.sources,
-        prefix: o.prefix ?? null,
-        sharedPrefix: o.sharedPrefix ?? null,
-        backend: tf.getBackend(),
-      },
-      { controlTasks: o.control, resamples: o.resamples, seed: o.seed },
-    );
+    const configuration = {
+      tasks: loaded.summary,
+      tasksPath: o.tasks,
+      ...setup.sources,
+      prefix: o.prefix ?? null,
+      sharedPrefix: o.sharedPrefix ?? null,
+      backend: tf.getBackend(),
+    };
+    const reportOptions = { controlTasks: o.control, resamples: o.resamples, seed: o.seed };
+    if (o.shard) {
+      const partial = writePartialReport(
+        {
+          format: 'hyperllama-eval-partial/1',
+          shard: o.shard,
+          tasks: loaded.tasks.map((t) => t.name),
+          shardTasks: shardTasks.map((t) => t.name),
+          configuration,
+          reportOptions,
+          results,
+        },
+        o.out,
+      );
+      return { partial, shardTasks: shardTasks.map((t) => t.name) };
+    }
+    const report = buildReport(results, configuration, reportOptions);
     return { report, paths: writeReport(report, o.out) };
   } finally {
     setup.dispose();
@@ -162,7 +192,9 @@ export const runCommand: Command = {
     '    [--shared-prefix <file>] [--batch-size 16] [--max-new-tokens 64] [--max-length 1024] [--scoring mean|sum]\n' +
     '    [--exact-match auto|strict|sni] [--control <task,...>] [--resamples 2000]\n' +
     '    [--pt-eval-steps 0,10,25,50 | --pt-steps N --pt-eval-every M] [--pt-lr 0.01] [--pt-batch-size 8] [--pool-size 32]\n' +
-    '    [--backend auto|wasm|cpu|tensorflow|webgpu]\n' +
+    '    [--shard i/n] [--backend auto|wasm|cpu|tensorflow|webgpu]\n' +
+    '  --shard i/n scores only shard i (0-based) of n (task j is in shard j mod n) and writes <out>/partial.json;\n' +
+    '  `hyperllama-eval merge` joins the n partial reports into the unsharded report.\n' +
     '  With hyperllama and at least 2 tasks it also runs the prefix-swap control (hyperllama-swap: each task behind another\n' +
     "  task's prefix) and prints one verdict line per claim it can test (95% paired bootstrap intervals).",
   async run(argv: string[], io: Io) {
@@ -192,6 +224,7 @@ export const runCommand: Command = {
       'pt-lr': undefined,
       'pt-batch-size': undefined,
       'pool-size': undefined,
+      shard: undefined,
       ...backendOption,
     });
     if (v.scoring !== 'sum' && v.scoring !== 'mean')
@@ -208,6 +241,12 @@ export const runCommand: Command = {
             .split(',')
             .map((x) => x.trim())
             .filter(Boolean);
+    let shard: Shard | undefined;
+    try {
+      shard = v.shard === undefined ? undefined : parseShard(v.shard);
+    } catch (e) {
+      throw new CliError('USAGE', `run: --shard: ${(e as Error).message}`, { field: 'shard', actual: v.shard });
+    }
     const evalSteps = list(v['pt-eval-steps'])?.map((x) => numberOption(c, 'pt-eval-steps', x, true)!);
     const opts: RunOptions = {
       checkpoint: v.checkpoint,
@@ -234,11 +273,19 @@ export const runCommand: Command = {
       ptLr: numberOption(c, 'pt-lr', v['pt-lr']),
       ptBatchSize: numberOption(c, 'pt-batch-size', v['pt-batch-size'], true, 1),
       poolSize: numberOption(c, 'pool-size', v['pool-size'], true, 1),
+      shard,
     };
     if (!opts.checkpoint && !opts.model)
       throw new CliError('USAGE', 'run: give --checkpoint or --model', { field: 'checkpoint' });
     await startBackend(v.backend, io);
-    const { report, paths } = await runEvaluation(opts, io);
+    const out = await runEvaluation(opts, io);
+    if (out.partial !== undefined) {
+      io.stdout(
+        `shard ${shard!.index}/${shard!.count}: ${out.shardTasks.length} task(s) scored\npartial report: ${out.partial}\n`,
+      );
+      return;
+    }
+    const { report, paths } = out;
     io.stdout(formatTable(report));
     io.stdout(
       `report: ${paths.json}\n        ${paths.markdown}\n        ${paths.chart}\n${paths.curves ? `        ${paths.curves}\n` : ''}`,
