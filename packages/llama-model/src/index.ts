@@ -28,3 +28,21 @@ export {
   type GenerateResult,
   type TextCodec,
 } from './generate.js';
+export {
+  FrozenLinear,
+  ModelMemoryError,
+  WASM_HEAP_BYTES,
+  WEIGHT_FORMATS,
+  WEIGHT_BYTES_PER_PARAM,
+  activationEstimate,
+  availableHostMemory,
+  checkModelFits,
+  loadLlamaNative,
+  memoryBudget,
+  planLlamaMemory,
+  resolveWeightFormat,
+  type MemoryBudget,
+  type MemoryPlan,
+  type NativeLoadOptions,
+  type WeightFormat,
+} from './native-weights.js';

@@ -13,10 +13,18 @@ import { ModelError } from './errors.js';
 import { llamaConfigToJson, parseLlamaConfig, type LlamaConfig } from './config.js';
 import { readLlama2c } from './llama2c.js';
 import { LlamaModel, type HostWeights } from './model.js';
+import { loadNativeOrCheck, type WeightFormat } from './native-weights.js';
 
 export interface LoadOptions {
   /** Whether the loaded weights are trainable Variables (default true). */
   trainable?: boolean;
+  /**
+   * Where the linear weights live: `heap` (float32 Variables, the default) or native memory as `fp32`, `bf16`, `fp16`
+   * or `nf4` (HF directories; needs the native addon). Default: the HYPERLLAMA_WEIGHTS environment variable, else heap.
+   */
+  weights?: WeightFormat;
+  /** NF4 block size (default 64). */
+  blockSize?: number;
 }
 
 function readJson(path: string): unknown {
@@ -92,6 +100,8 @@ export function readHfLlama(dir: string): { config: LlamaConfig; weights: HostWe
  */
 export function loadLlama(path: string, opts: LoadOptions = {}): LlamaModel {
   if (!existsSync(path)) throw new ModelError('NOT_FOUND', `${path}: no such file or directory`, { file: path });
+  const big = loadNativeOrCheck(path, opts); // native weights, or the heap's fit check
+  if (big) return big;
   const { config, weights } = statSync(path).isDirectory() ? readHfLlama(path) : readLlama2c(path);
   return new LlamaModel(config, weights, { trainable: opts.trainable, source: path });
 }

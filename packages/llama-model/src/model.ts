@@ -115,9 +115,18 @@ function ignorable(name: string, c: LlamaConfig): boolean {
   return name.endsWith('.rotary_emb.inv_freq') || (c.tieWordEmbeddings && name === 'lm_head.weight');
 }
 
-/** Check names and shapes; throws one {@link ModelError} listing every missing, unexpected and mis-shaped tensor. */
-export function checkWeights(config: LlamaConfig, weights: HostWeights, source: string): void {
+/**
+ * Check names and shapes; throws one {@link ModelError} listing every missing, unexpected and mis-shaped tensor.
+ * `provided`: HF names supplied another way (linear modules given to the constructor), not expected in `weights`.
+ */
+export function checkWeights(
+  config: LlamaConfig,
+  weights: HostWeights,
+  source: string,
+  provided: ReadonlySet<string> = new Set(),
+): void {
   const expected = expectedWeightShapes(config);
+  for (const name of provided) expected.delete(name);
   const missing = [...expected.keys()].filter((n) => !weights.has(n));
   const unexpected = [...weights.keys()].filter((n) => !expected.has(n) && !ignorable(n, config));
   const misShaped: string[] = [];
@@ -161,10 +170,30 @@ export class LlamaModel {
   private readonly norms: NormWeights[] = [];
   private readonly linears = new Map<string, LinearModule>();
 
-  /** Copies `weights` (HF names and [out, in] layout, checked against the config) into Variables. */
-  constructor(config: LlamaConfig, weights: HostWeights, opts: { trainable?: boolean; source?: string } = {}) {
+  /**
+   * Copies `weights` (HF names and [out, in] layout, checked against the config) into Variables. `linears` supplies
+   * ready modules by module name (`layers.0.self_attn.q_proj`, `lm_head`), e.g. frozen weights in native memory;
+   * their weights are then not expected in `weights`.
+   */
+  constructor(
+    config: LlamaConfig,
+    weights: HostWeights,
+    opts: { trainable?: boolean; source?: string; linears?: ReadonlyMap<string, LinearModule> } = {},
+  ) {
     this.config = validateLlamaConfig(config);
-    checkWeights(config, weights, opts.source ?? 'weights');
+    const given = opts.linears ?? new Map<string, LinearModule>();
+    const hfNameOf = (name: string) => (name === 'lm_head' ? 'lm_head.weight' : `model.${name}.weight`);
+    checkWeights(config, weights, opts.source ?? 'weights', new Set([...given.keys()].map(hfNameOf)));
+    const shapes = expectedWeightShapes(config);
+    for (const [name, m] of given) {
+      const shape = shapes.get(hfNameOf(name));
+      if (!shape || m.outFeatures !== shape[0] || m.inFeatures !== shape[1])
+        throw new ModelError(
+          'BAD_MODULE',
+          `module for "${name}": expected [${shape?.[1]} → ${shape?.[0]}], got [${m.inFeatures} → ${m.outFeatures}]`,
+          { name, expected: shape, actual: [m.outFeatures, m.inFeatures] },
+        );
+    }
     const trainable = opts.trainable ?? true;
     const variable = <R extends tf.Rank>(name: string): tf.Variable<R> => {
       const w = weights.get(name)!;
@@ -173,6 +202,11 @@ export class LlamaModel {
       ) as tf.Variable<R>;
     };
     const dense = (name: string, hfName: string) => {
+      const module = given.get(name);
+      if (module) {
+        this.linears.set(name, module);
+        return;
+      }
       const w = weights.get(hfName)!;
       const t = tf.tensor2d(w.data, w.shape as [number, number]);
       this.linears.set(name, DenseLinear.fromOutIn(t, { name: hfName, trainable }));
