@@ -4,8 +4,8 @@
 // Exits non-zero when nx fails or any test failed.
 //
 // With CI=true a skipped test counts as failed unless tools/scripts/allowed-skips.json explains it by a condition
-// that holds on this machine, a missing ../shared is a failure, and the optional OpenBLAS addon is built first when
-// this machine can build it (npm ci does not), so its tests run.
+// that holds on this machine and a missing ../shared is a failure. The native addon's tests run wherever npm ci gives a
+// prebuilt binary that loads (linux-x64) or one was built locally; nothing is built here.
 //
 //   node tools/scripts/run-tests.mjs [nx options]   e.g. --projects=@hyperllama/runtime,@hyperllama/lora
 import { spawnSync } from 'node:child_process';
@@ -43,20 +43,22 @@ if (
   else console.error(`[run-tests] ${why}`);
 }
 
-const addon = join(root, 'packages', 'runtime', 'native', 'build', 'hyperllama_blas.node');
-let addonWhy = 'the OpenBLAS addon is built';
-if (!existsSync(addon)) {
-  addonWhy = 'npm ci does not build the optional OpenBLAS addon (`npm run build:native -w @hyperllama/runtime`)';
-  if (ci) {
-    // CI tests the native path wherever it can be built; build.mjs --required says why when it cannot.
-    const b = spawnSync(process.execPath, [join(root, 'packages', 'runtime', 'native', 'build.mjs'), '--required'], {
-      encoding: 'utf8',
-    });
-    process.stderr.write(b.stderr ?? '');
-    const last = (b.stderr ?? '').trim().split('\n').pop() ?? '';
-    addonWhy = `this machine cannot build the optional OpenBLAS addon: ${last.replace(/^\[hyperllama\] /, '')}`;
-  }
-}
+// The native addon: a local build, else the prebuilt binary shipped for this platform (npm ci gives it on linux-x64).
+// CI builds nothing: where neither loads, the native tests skip, and only here may they.
+const native = join(root, 'packages', 'runtime', 'native');
+const addonFiles = [
+  join(native, 'build', 'hyperllama_blas.node'),
+  join(native, 'prebuilt', `${process.platform}-${process.arch}`, 'hyperllama_blas.node'),
+];
+const loadable = addonFiles.filter(
+  (f) => existsSync(f) && spawnSync(process.execPath, ['-e', `require(${JSON.stringify(f)})`]).status === 0,
+);
+const nativeOff = process.env.HYPERLLAMA_NATIVE === '0';
+const addonWhy = nativeOff
+  ? 'HYPERLLAMA_NATIVE=0 turns the native addon off'
+  : loadable.length
+    ? `the native addon loads (${loadable[0].slice(root.length + 1)})`
+    : `no native addon loads on ${process.platform}-${process.arch} (no prebuilt binary fits and none was built)`;
 
 for (const p of projects) rmSync(join(p.dir, '.vitest-result.json'), { force: true });
 
@@ -75,7 +77,11 @@ const conditions = {
     probe.status === 0 && adapterLine.startsWith('none: ')
       ? { holds: true, why: adapterLine.slice('none: '.length) }
       : { holds: false, why: probe.status === 0 ? `adapter: ${adapterLine}` : 'the adapter probe failed' },
-  'native-addon-unavailable': { holds: !existsSync(addon), why: addonWhy },
+  'native-addon-unavailable': { holds: nativeOff || loadable.length === 0, why: addonWhy },
+  'no-prebuilt-for-platform': {
+    holds: !existsSync(addonFiles[1]),
+    why: `${existsSync(addonFiles[1]) ? 'a' : 'no'} prebuilt addon for ${process.platform}-${process.arch}`,
+  },
 };
 const allow = JSON.parse(readFileSync(join(here, 'allowed-skips.json'), 'utf8')).allowed;
 

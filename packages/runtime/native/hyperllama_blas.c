@@ -111,8 +111,30 @@ static bool int_view(napi_env env, napi_value v, int32_t **data, size_t *length)
   return true;
 }
 
+/* exp(x) for x <= 0 (softmax after subtracting the row's max), without libm: exp(x) = 2^n · e^r with n = round(x/ln 2),
+ * |r| <= ln2/2, e^r from Cephes' degree-6 polynomial (about 1 ulp). Only float arithmetic, int conversion and bit
+ * moves, so the loops below vectorise at each clone's width (glibc's vector expf would tie the binary to libmvec). */
+static inline float exp_nonpositive(float x) {
+  x = x < -87.0f ? -87.0f : x; /* keeps 2^n normal; exp(-87) ~ 1.6e-38 is 0 for a softmax weight */
+  const int n = (int)(x * 1.44269504088896341f - 0.5f); /* round to nearest for x <= 0 (truncation toward 0) */
+  const float r = (x - (float)n * 0.693359375f) + (float)n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float er = p * r * r + r + 1.0f;
+  union { uint32_t u; float f; } scale = {.u = (uint32_t)(n + 127) << 23};
+  return er * scale.f;
+}
+
 /* One row: returns the weighted loss and writes the weighted gradient (exp values first, then scaled in place).
- * g may be x itself (the gradient then overwrites the logits). */
+ * g may be x itself (the gradient then overwrites the logits). The shipped binary is built for baseline x86-64, so the
+ * row runs in an AVX-512 or AVX2 clone where the CPU has one (chosen once at load time). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#endif
 static float softmax_ce_row(const float *x, float *g, int64_t classes, int32_t target, float weight) {
   const bool valid = target >= 0 && target < classes;
   const float picked = valid ? x[target] : 0.0f;
@@ -120,7 +142,7 @@ static float softmax_ce_row(const float *x, float *g, int64_t classes, int32_t t
   for (int64_t j = 0; j < classes; j++) m = x[j] > m ? x[j] : m;
   float sum = 0.0f;
   for (int64_t j = 0; j < classes; j++) {
-    const float e = expf(x[j] - m);
+    const float e = exp_nonpositive(x[j] - m);
     g[j] = e;
     sum += e;
   }

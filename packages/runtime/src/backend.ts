@@ -160,8 +160,8 @@ async function initWasm(threads: number, wasmThreads: number | undefined, path: 
   registerWasmKernels({ native: native.blas, fastMatMul: path !== 'stock' });
   const matMul = native.blas ? 'openblas' : path === 'stock' ? 'stock' : 'xnnpack';
   const note = native.blas
-    ? `matMul on OpenBLAS (${threads} thread(s))`
-    : `matMul on ${matMul} (native: ${native.why})`;
+    ? `matMul on OpenBLAS (${native.why}, ${threads} thread(s))`
+    : `matMul on ${matMul} (no native addon: ${native.why})`;
   // The wasm module caps its thread pool at half the logical cores it sees (1 on a 2-core machine); it reads
   // the core count from os.cpus(), so show it enough cores while the backend starts.
   const os = require('node:os') as { cpus: () => unknown[] };

@@ -3,7 +3,7 @@ export * from './rng.js';
 export * from './safetensors.js';
 export * from './backend.js';
 export * from './optim.js';
-export { loadNativeBlas, type NativeBlas } from './native.js';
+export { loadNativeBlas, nativeCandidates, type NativeBlas, type NativeLoad, type NativeSource } from './native.js';
 export {
   linearCrossEntropy,
   softmaxCrossEntropyWithGrad,

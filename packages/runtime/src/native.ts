@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The optional OpenBLAS addon built by `native/build.mjs` (see native/hyperllama_blas.c). */
+/** The native addon (native/*.c): OpenBLAS matMuls and fused kernels on the tensors' memory (see native/README.md). */
 export interface NativeBlas {
   /** C_i[m, n] = op(A_i) · op(B_i) for i < batch; A_i at i·strideA floats (0 = shared), B_i at i·strideB, C_i at i·m·n. */
   sgemmBatched(
@@ -34,24 +34,71 @@ export interface NativeBlas {
 }
 
 const require = createRequire(import.meta.url);
-let loaded: { blas: NativeBlas | null; why: string } | null = null;
+/** Functions every addon build must have; an older local build without one is passed over. */
+const REQUIRED: readonly (keyof NativeBlas)[] = ['sgemmBatched', 'softmaxCrossEntropy', 'threads', 'setThreads'];
+
+/** Where the addon came from: a local build (`native/build`, from `npm run build:native` or the install script) or the
+ * binary shipped for this platform (`native/prebuilt/<platform>-<arch>`). */
+export type NativeSource = 'local' | 'prebuilt';
+
+export interface NativeLoad {
+  blas: NativeBlas | null;
+  /** With an addon: what it is (`prebuilt linux-x64`, `local build`); without: why there is none. */
+  why: string;
+  source: NativeSource | null;
+  file: string | null;
+}
+
+/** The addon files to try, in order: a local build, then the prebuilt binary for this platform and architecture. */
+export function nativeCandidates(
+  packageRoot: string,
+  platform: string,
+  arch: string,
+): Array<{ source: NativeSource; file: string; label: string }> {
+  const target = `${platform}-${arch}`;
+  return [
+    { source: 'local', file: join(packageRoot, 'native', 'build', 'hyperllama_blas.node'), label: 'local build' },
+    {
+      source: 'prebuilt',
+      file: join(packageRoot, 'native', 'prebuilt', target, 'hyperllama_blas.node'),
+      label: `prebuilt ${target}`,
+    },
+  ];
+}
+
+let loaded: NativeLoad | null = null;
 
 /**
- * Load the native matMul addon once. Returns null (with the reason) when it was not built, fails to load, or
- * `HYPERLLAMA_NATIVE=0` turns it off. The file sits at `<package>/native/build/hyperllama_blas.node`.
+ * Load the native addon once: a local build (`<package>/native/build`) if there is one that loads, else the prebuilt
+ * binary for this platform (`<package>/native/prebuilt/<platform>-<arch>`). Without either (or with
+ * `HYPERLLAMA_NATIVE=0`) `blas` is null and `why` says, in one line, why the pure-wasm path runs.
  */
-export function loadNativeBlas(): { blas: NativeBlas | null; why: string } {
-  if (process.env.HYPERLLAMA_NATIVE === '0') return { blas: null, why: 'HYPERLLAMA_NATIVE=0' };
+export function loadNativeBlas(): NativeLoad {
+  if (process.env.HYPERLLAMA_NATIVE === '0')
+    return { blas: null, why: 'HYPERLLAMA_NATIVE=0', source: null, file: null };
   if (loaded) return loaded;
   // src/ (tests) and dist/ (the build) are both one level below the package root.
-  const file = join(dirname(fileURLToPath(import.meta.url)), '..', 'native', 'build', 'hyperllama_blas.node');
-  if (!existsSync(file)) loaded = { blas: null, why: 'not built (run `npm run build:native -w @hyperllama/runtime`)' };
-  else {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+  const failures: string[] = [];
+  for (const c of nativeCandidates(root, process.platform, process.arch)) {
+    if (!existsSync(c.file)) continue;
     try {
-      loaded = { blas: require(file) as NativeBlas, why: `OpenBLAS addon ${file}` };
+      const blas = require(c.file) as NativeBlas;
+      const missing = REQUIRED.filter((f) => typeof blas[f] !== 'function');
+      if (missing.length) failures.push(`${c.label} lacks ${missing.join(', ')} (rebuild it)`);
+      else return (loaded = { blas, why: c.label, source: c.source, file: c.file });
     } catch (e) {
-      loaded = { blas: null, why: `failed to load ${file}: ${(e as Error).message.split('\n')[0]}` };
+      failures.push(`${c.label} failed to load: ${(e as Error).message.split('\n')[0]}`);
     }
   }
+  const target = `${process.platform}-${process.arch}`;
+  loaded = {
+    blas: null,
+    why: failures.length
+      ? failures.join('; ')
+      : `no prebuilt addon for ${target} and none built here (\`npm run build:native -w @hyperllama/runtime\` needs a C compiler and OpenBLAS)`,
+    source: null,
+    file: null,
+  };
   return loaded;
 }
