@@ -46,3 +46,4 @@ export {
   type NativeLoadOptions,
   type WeightFormat,
 } from './native-weights.js';
+export { writeRandomLlamaDir, type RandomLlamaDirOptions } from './random-dir.js';
