@@ -126,16 +126,19 @@ def rotate_half(x):
     return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
 
 
-def hf_forward(cfg, w, input_ids, attention_mask, position_ids):
-    """LlamaForCausalLM.forward in float64. input_ids, attention_mask, position_ids: [B, T] → logits [B, T, V]."""
+def hf_forward(cfg, w, input_ids, attention_mask, position_ids, inv_freq=None, attention_scaling=1.0):
+    """LlamaForCausalLM.forward in float64. input_ids, attention_mask, position_ids: [B, T] → logits [B, T, V].
+    inv_freq [hd/2] and attention_scaling (cos and sin are multiplied by it) replace plain RoPE's when given
+    (rope_reference.py computes them for rope_scaling)."""
     B, T = input_ids.shape
     D, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd = cfg.get("head_dim") or D // H
     eps, theta = cfg["rms_norm_eps"], cfg["rope_theta"]
-    inv_freq = 1.0 / theta ** (np.arange(0, hd, 2) / hd)
+    if inv_freq is None:
+        inv_freq = 1.0 / theta ** (np.arange(0, hd, 2) / hd)
     angles = position_ids[..., None] * inv_freq  # [B, T, hd/2]
     emb = np.concatenate([angles, angles], axis=-1)[:, None]  # [B, 1, T, hd]
-    cos, sin = np.cos(emb), np.sin(emb)
+    cos, sin = np.cos(emb) * attention_scaling, np.sin(emb) * attention_scaling
     causal = np.tril(np.ones((T, T), dtype=bool))
     visible = causal[None, None] & (attention_mask[:, None, None, :] == 1)  # [B, 1, T, T]
     x = w["model.embed_tokens.weight"][input_ids]  # [B, T, D]

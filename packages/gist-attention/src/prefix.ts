@@ -165,6 +165,9 @@ export interface ExtractOptions {
   /** RoPE base and head size of the model (a `LlamaConfig` has both). */
   ropeTheta: number;
   headDim: number;
+  /** The model's RoPE scaling and context length (a `LlamaConfig` has both), for re-rotating gist keys under `restart`. */
+  ropeScaling?: LlamaConfig['ropeScaling'];
+  maxPositionEmbeddings?: number;
   /** Position ids [B, T] the hyper pass used (needed under `continue` when it was left-padded); default 0..T-1. */
   hyperPositions?: Rows;
 }
@@ -246,7 +249,10 @@ export function extractGistPrefix(
     return {
       keys: kv.map((layer) =>
         scheme === 'restart'
-          ? applyRope(pick(layer.keysPreRope), restartPositions, opts.ropeTheta, opts.headDim)
+          ? applyRope(pick(layer.keysPreRope), restartPositions, opts.ropeTheta, opts.headDim, {
+              scaling: opts.ropeScaling,
+              maxPositionEmbeddings: opts.maxPositionEmbeddings,
+            })
           : pick(layer.keys),
       ),
       values: kv.map((layer) => pick(layer.values)),

@@ -187,6 +187,8 @@ export class HyperLlama {
         const p = extractGistPrefix(out.kv!, kept, scheme, {
           ropeTheta: c.ropeTheta,
           headDim: c.headDim,
+          ropeScaling: c.ropeScaling,
+          maxPositionEmbeddings: c.maxPositionEmbeddings,
           hyperPositions: positions,
         });
         return { keys: p.keys, values: p.values, positionOffsets: p.positionOffsets } as unknown as tf.TensorContainer;

@@ -1,4 +1,5 @@
 import { ModelError } from './errors.js';
+import { ROPE_SCALING_TYPES, type RopeScaling } from './rope.js';
 
 /** Hyper-parameters of a Llama model, in Hugging Face `LlamaConfig` terms (camelCase). */
 export interface LlamaConfig {
@@ -12,6 +13,8 @@ export interface LlamaConfig {
   maxPositionEmbeddings: number;
   rmsNormEps: number;
   ropeTheta: number;
+  /** `rope_scaling` (Llama 3.1+ `llama3`, `linear`, `dynamic`, `yarn`); absent: plain RoPE. */
+  ropeScaling?: RopeScaling;
   tieWordEmbeddings: boolean;
   bosTokenId: number;
   eosTokenId: number;
@@ -61,10 +64,89 @@ function tokenId(source: string, field: string, v: unknown, fallback: number | u
 }
 
 /**
+ * `rope_scaling` of a `config.json` (`rope_type`, or the older `type`, and its fields, as Hugging Face's
+ * `modeling_rope_utils` reads them); undefined for null, absent or `default`. Unknown types are
+ * `UNSUPPORTED_ROPE_SCALING` errors, missing or malformed fields `BAD_CONFIG` errors naming `rope_scaling.<field>`.
+ */
+export function parseRopeScaling(
+  json: unknown,
+  source = 'config.json',
+  maxPositionEmbeddings?: number,
+): RopeScaling | undefined {
+  if (json === undefined || json === null) return undefined;
+  if (typeof json !== 'object' || Array.isArray(json)) bad(source, 'rope_scaling', 'an object or null', json);
+  const r = json as Record<string, unknown>;
+  const type = r.rope_type ?? r.type;
+  if (type === undefined) bad(source, 'rope_scaling.rope_type', `one of ${ROPE_SCALING_TYPES.join(', ')}`, undefined);
+  if (typeof type !== 'string' || !(ROPE_SCALING_TYPES as readonly string[]).includes(type))
+    throw new ModelError(
+      'UNSUPPORTED_ROPE_SCALING',
+      `${source}: field "rope_scaling.rope_type": ${JSON.stringify(type)} is not supported; expected one of ${ROPE_SCALING_TYPES.join(', ')}`,
+      { file: source, field: 'rope_scaling.rope_type', expected: ROPE_SCALING_TYPES, actual: type },
+    );
+  const field = (name: string) => `rope_scaling.${name}`;
+  const num = (name: string, required: boolean, min = 0, strict = true): number | undefined => {
+    const v = r[name];
+    if (v === undefined || v === null) {
+      if (required) bad(source, field(name), `a number (required for rope_type "${type}")`, v);
+      return undefined;
+    }
+    if (typeof v !== 'number' || !Number.isFinite(v) || (strict ? v <= min : v < min))
+      bad(source, field(name), `a number ${strict ? '>' : '≥'} ${min}`, v);
+    return v;
+  };
+  const int = (name: string, required: boolean) => {
+    const v = num(name, required);
+    if (v !== undefined && !Number.isInteger(v)) bad(source, field(name), 'a positive integer', v);
+    return v;
+  };
+  if (type === 'default') return undefined;
+  const factor = num('factor', true)!;
+  if (type === 'linear') return { type, factor };
+  if (type === 'dynamic') return { type, factor };
+  if (type === 'llama3') {
+    const lowFreqFactor = num('low_freq_factor', true)!;
+    const highFreqFactor = num('high_freq_factor', true)!;
+    if (highFreqFactor <= lowFreqFactor)
+      bad(source, field('high_freq_factor'), `a number > low_freq_factor ${lowFreqFactor}`, highFreqFactor);
+    return {
+      type,
+      factor,
+      lowFreqFactor,
+      highFreqFactor,
+      originalMaxPositionEmbeddings: int('original_max_position_embeddings', true)!,
+    };
+  }
+  const truncate = r.truncate;
+  if (truncate !== undefined && typeof truncate !== 'boolean') bad(source, field('truncate'), 'a boolean', truncate);
+  const yarn: RopeScaling = {
+    type: 'yarn',
+    factor,
+    originalMaxPositionEmbeddings: int('original_max_position_embeddings', maxPositionEmbeddings === undefined),
+    attentionFactor: num('attention_factor', false),
+    betaFast: num('beta_fast', false),
+    betaSlow: num('beta_slow', false),
+    mscale: num('mscale', false, 0, false),
+    mscaleAllDim: num('mscale_all_dim', false, 0, false),
+    truncate: truncate as boolean | undefined,
+  };
+  return Object.fromEntries(Object.entries(yarn).filter(([, v]) => v !== undefined)) as RopeScaling;
+}
+
+/** `rope_scaling` as Hugging Face writes it (snake_case, `rope_type`); null without scaling. */
+export function ropeScalingToJson(s: RopeScaling | undefined): Record<string, unknown> | null {
+  if (!s) return null;
+  const snake = (k: string) => k.replace(/[A-Z]/g, (ch) => `_${ch.toLowerCase()}`);
+  const { type, ...rest } = s;
+  return { rope_type: type, ...Object.fromEntries(Object.entries(rest).map(([k, v]) => [snake(k), v])) };
+}
+
+/**
  * Read a Hugging Face Llama `config.json` object into a validated {@link LlamaConfig}. Optional fields take HF's
  * defaults (`num_key_value_heads` = heads, `head_dim` = hidden/heads, `rms_norm_eps` 1e-6, `rope_theta` 10000,
- * `tie_word_embeddings` false, bos 1, eos 2). Features this implementation does not have (rope scaling, attention or
- * MLP biases, an activation other than SiLU) are rejected rather than silently ignored.
+ * `tie_word_embeddings` false, bos 1, eos 2). `rope_scaling` of the types in {@link parseRopeScaling} is read; features
+ * this implementation does not have (other RoPE scalings, attention or MLP biases, an activation other than SiLU) are
+ * rejected rather than silently ignored.
  */
 export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaConfig {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) bad(source, '<root>', 'a JSON object', json);
@@ -72,8 +154,6 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
   for (const f of REQUIRED) if (c[f] === undefined) bad(source, f, 'a value (required field)', undefined);
   if (c.model_type !== undefined && c.model_type !== 'llama') bad(source, 'model_type', '"llama"', c.model_type);
   if (c.hidden_act !== undefined && c.hidden_act !== 'silu') bad(source, 'hidden_act', '"silu"', c.hidden_act);
-  if (c.rope_scaling !== undefined && c.rope_scaling !== null)
-    bad(source, 'rope_scaling', 'null (rope scaling is not supported)', c.rope_scaling);
   if (c.attention_bias === true) bad(source, 'attention_bias', 'false (biases are not supported)', true);
   if (c.mlp_bias === true) bad(source, 'mlp_bias', 'false (biases are not supported)', true);
 
@@ -98,6 +178,8 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
     eosTokenId: tokenId(source, 'eos_token_id', c.eos_token_id, 2)!,
     padTokenId: tokenId(source, 'pad_token_id', c.pad_token_id, undefined),
   };
+  const ropeScaling = parseRopeScaling(c.rope_scaling, source, config.maxPositionEmbeddings);
+  if (ropeScaling) config.ropeScaling = ropeScaling;
   if (typeof config.tieWordEmbeddings !== 'boolean')
     bad(source, 'tie_word_embeddings', 'a boolean', c.tie_word_embeddings);
   validateLlamaConfig(config, source);
@@ -121,6 +203,11 @@ export function validateLlamaConfig(config: LlamaConfig, source = 'LlamaConfig')
   positiveInt(source, 'numHiddenLayers', c.numHiddenLayers, 4096);
   positiveNumber(source, 'rmsNormEps', c.rmsNormEps);
   positiveNumber(source, 'ropeTheta', c.ropeTheta);
+  if (c.ropeScaling !== undefined) {
+    // The same rules as config.json's field, on its JSON form.
+    const again = parseRopeScaling(ropeScalingToJson(c.ropeScaling), source, c.maxPositionEmbeddings);
+    if (!again) bad(source, 'ropeScaling', 'a scaling or undefined', c.ropeScaling);
+  }
   if (c.numAttentionHeads % c.numKeyValueHeads !== 0) {
     bad(source, 'num_key_value_heads', `a divisor of num_attention_heads ${c.numAttentionHeads}`, c.numKeyValueHeads);
   }
@@ -148,7 +235,7 @@ export function llamaConfigToJson(c: LlamaConfig): Record<string, unknown> {
     max_position_embeddings: c.maxPositionEmbeddings,
     rms_norm_eps: c.rmsNormEps,
     rope_theta: c.ropeTheta,
-    rope_scaling: null,
+    rope_scaling: ropeScalingToJson(c.ropeScaling),
     tie_word_embeddings: c.tieWordEmbeddings,
     bos_token_id: c.bosTokenId,
     eos_token_id: c.eosTokenId,

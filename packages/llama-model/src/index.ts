@@ -1,7 +1,24 @@
 export { ModelError } from './errors.js';
-export { parseLlamaConfig, validateLlamaConfig, llamaConfigToJson, type LlamaConfig } from './config.js';
+export {
+  parseLlamaConfig,
+  parseRopeScaling,
+  ropeScalingToJson,
+  validateLlamaConfig,
+  llamaConfigToJson,
+  type LlamaConfig,
+} from './config.js';
 export { DenseLinear, findDenseBase, type LinearModule } from './linear.js';
-export { applyRope, ropeCosSin, rotate } from './rope.js';
+export {
+  applyRope,
+  ropeCosSin,
+  ropeFrequencies,
+  rotate,
+  ROPE_SCALING_TYPES,
+  type RopeConfig,
+  type RopeFrequencies,
+  type RopeOptions,
+  type RopeScaling,
+} from './rope.js';
 export { MASK_VALUE, attend, attentionScores, attentionValues, causalMask, addPaddingMask } from './attention.js';
 export {
   LlamaModel,

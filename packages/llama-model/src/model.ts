@@ -353,7 +353,12 @@ export class LlamaModel {
           ? addPaddingMask(o.mask, o.attentionMask)
           : o.mask
         : causalMask(T, P, o.attentionMask);
-      const { cos, sin } = ropeCosSin(positionIds as tf.Tensor2D, c.ropeTheta, c.headDim); // [B, 1, T, hd]
+      // [B, 1, T, hd]; dynamic NTK scaling depends on the call's length (S when the positions are the default ones).
+      const { cos, sin } = ropeCosSin(positionIds as tf.Tensor2D, c.ropeTheta, c.headDim, {
+        scaling: c.ropeScaling,
+        maxPositionEmbeddings: c.maxPositionEmbeddings,
+        seqLen: o.positionIds ? undefined : S,
+      });
       const toHeads = (x: tf.Tensor2D, heads: number) =>
         tf.transpose(tf.reshape(x, [B, T, heads, c.headDim]), [0, 2, 1, 3]) as tf.Tensor4D;
       // prefix, cache, then this call's keys/values along the sequence axis; batch-1 prefixes are tiled to B.
