@@ -14,7 +14,8 @@ export const SUITES: Record<string, () => Promise<{ run: Suite }>> = {
 /** Backends each suite runs on by default. */
 export const DEFAULT_BACKENDS: Record<string, string[]> = {
   runtime: ['wasm', 'wasm-1t', 'cpu'],
-  model: ['wasm'],
+  // The default path (the native addon where one loads) and pure wasm, so the gain stays visible.
+  model: ['wasm', 'wasm-xnnpack'],
   // Pure JS: the backend does not matter, cpu starts fastest.
   tokenizer: ['cpu'],
   lora: ['wasm-1t'],
