@@ -1,9 +1,9 @@
 /** Command-line options of hyperllama-bench and the backend specs it accepts. */
 import { cpus } from 'node:os';
 import type { BackendName, MatMulPath } from '@hyperllama/runtime';
-import { SUITES } from './suites.js';
+import { CONFIG_SUITES, OPT_IN_SUITES, SUITES } from './suites.js';
 
-export const USAGE = `usage: hyperllama-bench [--suite ${Object.keys(SUITES).join(',')}] [--backend wasm[-<n>t][-<m>p][-native|-xnnpack|-stock],cpu,webgpu,tensorflow] [--config tiny,small,default] [--quick] [--json <file>] [--reference <pytorch.json>]`;
+export const USAGE = `usage: hyperllama-bench [--suite ${Object.keys(SUITES).join(',')}] [--backend wasm[-<n>t][-<m>p][-native|-xnnpack|-stock],cpu,webgpu,tensorflow] [--config tiny,small,default | 1b,1b-<format>,8b-<format>] [--quick] [--json <file>] [--reference <pytorch.json>]`;
 
 export interface Args {
   suites: string[];
@@ -35,7 +35,14 @@ export function parseArgs(argv: string[]): Args {
     else if (flag === '--help' || flag === '-h') a.help = true;
     else throw new Error(`unknown option ${flag}`);
   }
-  if (a.suites.length === 0) a.suites = a.config ? ['model'] : Object.keys(SUITES);
+  if (a.suites.length === 0) {
+    const bySuite = CONFIG_SUITES.find(([re]) => a.config?.split(',').every((c) => re.test(c)));
+    a.suites = bySuite
+      ? [bySuite[1]]
+      : a.config
+        ? ['model']
+        : Object.keys(SUITES).filter((s) => !OPT_IN_SUITES.includes(s));
+  }
   for (const s of a.suites)
     if (!SUITES[s]) throw new Error(`unknown suite "${s}"; known: ${Object.keys(SUITES).join(', ')}`);
   // Rejected here, before any child starts, rather than by each child.

@@ -9,7 +9,14 @@ export const SUITES: Record<string, () => Promise<{ run: Suite }>> = {
   hypernet: () => import('./suites/hypernet.js'),
   llama: () => import('./suites/llama.js'),
   eval: () => import('./suites/eval.js'),
+  big: () => import('./suites/big.js'),
 };
+
+/** Suites that run only when named (`--suite big`, or a `--config` of theirs): minutes and gigabytes. */
+export const OPT_IN_SUITES: readonly string[] = ['big'];
+
+/** `--config` names that select an opt-in suite when no suite is named. */
+export const CONFIG_SUITES: ReadonlyArray<[RegExp, string]> = [[/^(1b|8b)(-\w+)?$/, 'big']];
 
 /** Backends each suite runs on by default. */
 export const DEFAULT_BACKENDS: Record<string, string[]> = {
@@ -22,4 +29,5 @@ export const DEFAULT_BACKENDS: Record<string, string[]> = {
   hypernet: ['wasm'],
   llama: ['wasm', 'cpu'],
   eval: ['wasm'],
+  big: ['wasm'],
 };
