@@ -24,3 +24,12 @@ export {
 } from './convert.js';
 export { PieceType, parseSentencePieceModel, type SentencePieceVocab, type VocabPiece } from './sentencepiece.js';
 export { parseLlama2cVocab } from './llama2c.js';
+export {
+  LLAMA3_BASE_VOCAB_SIZE,
+  LLAMA3_SPECIAL_TOKENS,
+  LLAMA3_SPLIT_PATTERN,
+  llama3TokenizerConfig,
+  llama3TokenizerJson,
+  type Llama3VocabOptions,
+} from './llama3.js';
+export { llama3ChatIds, renderLlama3Chat, type ChatMessage, type ChatTemplateOptions } from './chat.js';
