@@ -18,7 +18,7 @@ import {
 import type { Prefix } from '@hyperllama/gist-attention';
 import { continuationText, generate, type LlamaModel, type TextCodec } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
-import { HyperLlama, PrefixTuning, fit, prefixedHidden, type PrefixInit } from '@hyperllama/hypernet';
+import { HyperLlama, PrefixTuning, fit, initPrefixTuning, prefixedHidden, type PrefixInit } from '@hyperllama/hypernet';
 import { AdamW, IGNORE_INDEX, Rng, mean } from '@hyperllama/runtime';
 import { categoryKey, type TaskScores } from './aggregate.js';
 import { EvalError } from './errors.js';
@@ -991,18 +991,16 @@ function startPrefix(
   partners: ReadonlyMap<string, string> | undefined,
   poolRows: LmBatch,
 ): { tuned: PrefixTuning; demonstrations: number } {
-  if (init === 'random') {
-    return {
-      tuned: withActiveAdapters(s.model, downstreamAdapters(s), () =>
-        PrefixTuning.random(s.model, p.length ?? s.hyperllama?.k ?? 8, {
-          sampleIds: poolRows.inputIds,
-          seed: p.seed ?? 0,
-        }),
-      ),
-      demonstrations: 0,
-    };
+  if (init === 'random' || init === 'shared') {
+    const tuned = initPrefixTuning(s.model, init, {
+      length: p.length ?? s.hyperllama?.k ?? 8,
+      sampleIds: poolRows.inputIds,
+      seed: p.seed ?? 0,
+      adapters: downstreamAdapters(s),
+      shared: p.sharedPrefix,
+    });
+    return { tuned, demonstrations: 0 };
   }
-  if (init === 'shared') return { tuned: PrefixTuning.fromPrefix(p.sharedPrefix!), demonstrations: 0 };
   const source = init === 'hyper' ? plan.task.name : partners!.get(plan.task.name);
   const prefix = source === undefined ? undefined : prefixes.get(source);
   if (!prefix)
@@ -1011,7 +1009,7 @@ function startPrefix(
       `prefix tuning from "${init}": no HyperLlama prefix for task "${source ?? plan.task.name}"`,
       { field: plan.task.name },
     );
-  return { tuned: PrefixTuning.fromPrefix(prefix.prefix), demonstrations: prefix.demonstrations };
+  return { tuned: initPrefixTuning(s.model, 'hyper', { hyper: prefix.prefix }), demonstrations: prefix.demonstrations };
 }
 
 /** A requested method: a base one or `prefix-tuning-<init>`. */

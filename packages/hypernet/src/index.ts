@@ -14,7 +14,7 @@ export {
   type HyperLlamaOptions,
 } from './hyperllama.js';
 export { LoraBaseline } from './baselines.js';
-export { PrefixTuning, type PrefixInit } from './prefix-tuning.js';
+export { PrefixTuning, initPrefixTuning, type PrefixInit, type PrefixSources } from './prefix-tuning.js';
 export {
   HYPERNET_CONFIG_FILE,
   GIST_EMBEDDINGS_FILE,

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { LmBatch } from '@hyperllama/datasets';
 import { Prefix } from '@hyperllama/gist-attention';
 import type { LlamaModel } from '@hyperllama/llama-model';
+import { withActiveAdapters } from '@hyperllama/lora';
 import { Rng } from '@hyperllama/runtime';
 import { int2d } from './batch.js';
 import { bad, requireSyncRead } from './errors.js';
@@ -109,4 +110,48 @@ export class PrefixTuning {
   dispose(): void {
     tf.dispose([...this.keys, ...this.values]);
   }
+}
+
+/** What {@link initPrefixTuning} starts from; each initialisation reads only its own fields. */
+export interface PrefixSources {
+  /** random: the prefix length (a positive integer). */
+  length?: number;
+  /** random: token rows [B, T] (e.g. zero-shot rows of the task's training pool) whose key/value statistics scale the draw. */
+  sampleIds?: number[][];
+  /** random: the seed of the draw (default 0). */
+  seed?: number;
+  /** random: the LoRA adapters active while the statistics are computed (a HyperLlama's downstream adapter, or none); default: those active now. */
+  adapters?: readonly string[];
+  /** shared: the trained shared prefix (row 0), or the path of its prefix file (checked against the model's config). */
+  shared?: Prefix | string;
+  /** hyper: a HyperLlama prefix (row 0: the task's own, or another task's), made under the "restart" scheme. */
+  hyper?: Prefix;
+}
+
+/**
+ * The one place a prefix-tuning run starts (the trainer's prefix-tune stage, eval's prefix-tuning protocol): random
+ * (scaled to the model's keys and values over `sampleIds`), the trained shared prefix, or a HyperLlama prefix. The
+ * sources are the caller's: the returned {@link PrefixTuning} holds copies.
+ */
+export function initPrefixTuning(model: LlamaModel, init: PrefixInit, sources: PrefixSources): PrefixTuning {
+  if (init === 'random') {
+    const { length, sampleIds, seed = 0, adapters } = sources;
+    if (length === undefined) bad('HYPERNET_BAD_OPTION', 'length', 'the prefix length of a random start', length);
+    if (!sampleIds) bad('HYPERNET_BAD_OPTION', 'sampleIds', 'token rows to scale a random start', sampleIds);
+    const draw = () => PrefixTuning.random(model, length, { sampleIds, seed });
+    return adapters ? withActiveAdapters(model, adapters, draw) : draw();
+  }
+  if (init === 'shared') {
+    const { shared } = sources;
+    if (!shared) bad('HYPERNET_BAD_OPTION', 'shared', 'the trained shared prefix', shared);
+    return typeof shared === 'string' ? PrefixTuning.load(shared, model) : PrefixTuning.fromPrefix(shared);
+  }
+  if (init === 'hyper') {
+    const { hyper } = sources;
+    if (!hyper) bad('HYPERNET_BAD_OPTION', 'hyper', 'a HyperLlama prefix', hyper);
+    // PrefixTuning restarts downstream positions at P; a "continue" prefix's keys are rotated for other positions.
+    if (hyper.scheme !== 'restart') bad('HYPERNET_BAD_OPTION', 'hyper.scheme', 'a "restart" prefix', hyper.scheme);
+    return PrefixTuning.fromPrefix(hyper);
+  }
+  return bad('HYPERNET_BAD_OPTION', 'init', '"random", "shared" or "hyper"', init);
 }

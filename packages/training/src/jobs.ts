@@ -22,10 +22,12 @@ import {
   LoraBaseline,
   PrefixTuning,
   baseModelHash,
+  initPrefixTuning,
   loadHyperLlama,
   plainLoss,
   realTokens,
   writeHyperLlama,
+  type PrefixSources,
 } from '@hyperllama/hypernet';
 import { Rng, mean, type RngState } from '@hyperllama/runtime';
 import { saveTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
@@ -422,13 +424,13 @@ function prefixTuneJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
   const copts = collateOptions(cfg, tokenizer);
   const hyper = cfg.prefix.hypernet ? loadHyperLlama(cfg.prefix.hypernet, model).hyperllama : undefined;
   if (hyper) setActiveAdapters(model, hyper.hasDownstreamAdapter ? ['downstream'] : []);
-  let pt: PrefixTuning;
+  let start: PrefixSources = {};
   if (cfg.prefix.init === 'random') {
-    const sample = collateZeroShot(
+    const sampleIds = collateZeroShot(
       task.examples.slice(0, 4).map((target) => ({ task, target })),
       copts,
     ).inputIds;
-    pt = PrefixTuning.random(model, cfg.prefix.length, { sampleIds: sample, seed: cfg.seed });
+    start = { sampleIds };
   } else if (cfg.prefix.init === 'shared') {
     if (!cfg.prefix.shared)
       throw new TrainerError(
@@ -436,7 +438,7 @@ function prefixTuneJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
         'prefix.shared: --init shared needs the shared prefix file (multitask --method shared-prefix output)',
         { field: 'prefix.shared' },
       );
-    pt = PrefixTuning.load(cfg.prefix.shared, model);
+    start = { shared: cfg.prefix.shared };
   } else {
     if (!hyper)
       throw new TrainerError('CONFIG_MISSING', 'prefix.hypernet: --init hyper needs a HyperLlama checkpoint folder', {
@@ -452,10 +454,14 @@ function prefixTuneJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
       .fork('prefix-examples')
       .sample(task.examples, Math.min(cfg.data.shots, task.examples.length));
     const batch = collateHyperLlama([{ task, examples, target: examples[0] }], { ...copts, gistIds: hyper.gistIds });
-    const prefix = hyper.encode(batch.hyper);
+    start = { hyper: hyper.encode(batch.hyper) };
     setActiveAdapters(model, hyper.hasDownstreamAdapter ? ['downstream'] : []);
-    pt = PrefixTuning.fromPrefix(prefix);
-    prefix.dispose();
+  }
+  let pt: PrefixTuning;
+  try {
+    pt = initPrefixTuning(model, cfg.prefix.init, { length: cfg.prefix.length, seed: cfg.seed, ...start });
+  } finally {
+    start.hyper?.dispose();
   }
   const pool: Task = { ...task, instances: task.examples };
   let sampler = new EpisodeSampler([pool], { seed: cfg.seed, k: 0 });
