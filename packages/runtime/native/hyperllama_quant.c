@@ -217,7 +217,7 @@ __attribute__((target("avx2,fma,f16c"))) static void dequant_row_avx2(const qwei
           _mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128((int)four)), pick), _mm256_set1_epi32(255));
       const __m256i q = _mm256_and_si256(_mm256_srlv_epi32(bytes, shifts), fifteen);
       const __m256 a = _mm256_permutevar8x32_ps(lo_tab, q), c = _mm256_permutevar8x32_ps(hi_tab, q);
-      const __m256 v = _mm256_blendv_ps(a, c, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cmpgt_epi32(q, seven), 0)));
+      const __m256 v = _mm256_blendv_ps(a, c, _mm256_castsi256_ps(_mm256_cmpgt_epi32(q, seven)));
       _mm256_storeu_ps(out + i, _mm256_mul_ps(v, m));
     }
   }
@@ -240,6 +240,67 @@ __attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const 
   float r = _mm_cvtss_f32(h);
   for (; i < k; i++) r += a[i] * b[i];
   return r;
+}
+
+__attribute__((target("avx2,fma"))) static inline float hsum_avx2(__m256 s) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+  return _mm_cvtss_f32(h);
+}
+
+/* Fused decoding kernel (m ≤ SMALL_M inputs, k % 8 = 0): each weight row is read once and converted in registers,
+ * 8 values at a time, into m running sums; NF4 sums each block unscaled and scales it once by the block's absmax.
+ * Inlined with m = 1 (the common case) so the sums stay in registers. */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void fused_rows_avx2(const qweight *w, const float *x,
+                                                                                           int64_t m, float *y, int64_t start,
+                                                                                           int64_t end) {
+  const int64_t k = w->k, n = w->n;
+  const __m256 lo_tab = _mm256_loadu_ps(NF4), hi_tab = _mm256_loadu_ps(NF4 + 8);
+  const __m256i shifts = _mm256_setr_epi32(4, 0, 4, 0, 4, 0, 4, 0), fifteen = _mm256_set1_epi32(15),
+                seven = _mm256_set1_epi32(7), pick = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+  for (int64_t j = start; j < end; j++) {
+    __m256 acc[SMALL_M];
+    for (int64_t r = 0; r < m; r++) acc[r] = _mm256_setzero_ps();
+    if (w->format == F_BF16 || w->format == F_F16) {
+      const uint16_t *s = (const uint16_t *)w->data + j * k;
+      for (int64_t i = 0; i < k; i += 8) {
+        const __m128i h = _mm_loadu_si128((const __m128i *)(s + i));
+        const __m256 v = w->format == F_BF16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+                                             : _mm256_cvtph_ps(h);
+        for (int64_t r = 0; r < m; r++) acc[r] = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + r * k + i), acc[r]);
+      }
+    } else {
+      const uint8_t *p = (const uint8_t *)w->data + j * k / 2;
+      const int64_t b0 = j * k / w->block;
+      for (int64_t b = 0; b < k / w->block; b++) {
+        __m256 part[SMALL_M];
+        for (int64_t r = 0; r < m; r++) part[r] = _mm256_setzero_ps();
+        for (int64_t i = b * w->block; i < (b + 1) * w->block; i += 8) {
+          uint32_t four;
+          memcpy(&four, p + (i >> 1), 4);
+          const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128((int)four)), pick);
+          const __m256i q = _mm256_and_si256(_mm256_srlv_epi32(bytes, shifts), fifteen);
+          const __m256 v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo_tab, q), _mm256_permutevar8x32_ps(hi_tab, q),
+                                            _mm256_castsi256_ps(_mm256_cmpgt_epi32(q, seven)));
+          for (int64_t r = 0; r < m; r++) part[r] = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + r * k + i), part[r]);
+        }
+        const __m256 scale = _mm256_set1_ps(nf4_absmax(w, b0 + b));
+        for (int64_t r = 0; r < m; r++) acc[r] = _mm256_fmadd_ps(part[r], scale, acc[r]);
+      }
+    }
+    for (int64_t r = 0; r < m; r++) y[r * n + j] = hsum_avx2(acc[r]);
+  }
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void fused_rows_m1(const qweight *w, const float *x, float *y, int64_t start,
+                                                                   int64_t end) {
+  fused_rows_avx2(w, x, 1, y, start, end);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void fused_rows_any(const qweight *w, const float *x, int64_t m, float *y,
+                                                                    int64_t start, int64_t end) {
+  fused_rows_avx2(w, x, m, y, start, end);
 }
 #endif
 
@@ -310,6 +371,13 @@ typedef struct {
 static void small_forward(void *p, int64_t start, int64_t end) {
   small_ctx *c = (small_ctx *)p;
   const int64_t k = c->w->k, n = c->w->n;
+#ifdef HL_X86
+  if (has_avx2 && k % 8 == 0 && (c->w->format != F_NF4 || c->w->block % 8 == 0)) {
+    if (c->m == 1) fused_rows_m1(c->w, c->x, c->y, start, end);
+    else fused_rows_any(c->w, c->x, c->m, c->y, start, end);
+    return;
+  }
+#endif
   float *row = (float *)aligned_alloc(64, ((k * sizeof(float) + 63) / 64) * 64);
   if (!row) return;
   for (int64_t j = start; j < end; j++) {
@@ -332,8 +400,8 @@ static void tile_fill(void *p, int64_t start, int64_t end) {
 }
 
 static int64_t tile_rows(const qweight *w) {
-  int64_t rows = (1 << 20) / (w->k > 0 ? w->k : 1); /* about 4 MB of float32 per tile */
-  if (rows < 16) rows = 16;
+  int64_t rows = (1 << 17) / (w->k > 0 ? w->k : 1); /* about 512 KB of float32 per tile: it stays in L2 */
+  if (rows < 32) rows = 32;
   if (rows > w->n) rows = w->n;
   return rows;
 }
