@@ -131,6 +131,14 @@ export function readPartialReport(path: string): PartialReport {
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a, encodeNumber) === JSON.stringify(b, encodeNumber);
 
+/** Top-level keys (or indices) whose values differ between two objects or arrays; empty for other values. */
+function differingKeys(a: unknown, b: unknown): string[] {
+  if (!a || !b || typeof a !== 'object' || typeof b !== 'object') return [];
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  return [...new Set([...Object.keys(x), ...Object.keys(y)])].filter((k) => !same(x[k], y[k]));
+}
+
 /**
  * Joins the partial reports of every shard of one evaluation into its method results (each method's scores, and
  * each curve point's, in the task order of the unsharded run). Typed errors for a missing or repeated shard, shards
@@ -167,12 +175,14 @@ export function mergeShardResults(partials: readonly PartialReport[]): {
       ['methods', p.results.map((r) => r.method), first.results.map((r) => r.method)],
       ['method configurations', p.results.map((r) => r.configuration), first.results.map((r) => r.configuration)],
     ] as const)
-      if (!same(a, b))
+      if (!same(a, b)) {
+        const keys = differingKeys(a, b);
         throw new EvalError(
           'SHARD_MISMATCH',
-          `merge: shard ${p.shard.index}/${count} has another ${what} than shard ${first.shard.index}/${count}: not the same evaluation`,
-          { field: what },
+          `merge: shard ${p.shard.index}/${count} has another ${what} than shard ${first.shard.index}/${count}${keys.length ? ` (${keys.join(', ')})` : ''}: not the same evaluation`,
+          { field: what, actual: keys },
         );
+      }
   });
   const missing = Array.from({ length: count }, (_, i) => i).filter((i) => !seen.has(i));
   if (missing.length > 0)

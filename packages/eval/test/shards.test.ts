@@ -136,6 +136,9 @@ describe('shards', () => {
     expect(code(() => mergeShardResults([ok[0], p(1, ['b'], { configuration: { backend: 'wasm' } })]))).toBe(
       'SHARD_MISMATCH',
     );
+    expect(() => mergeShardResults([ok[0], p(1, ['b'], { configuration: { backend: 'wasm' } })])).toThrow(
+      /another configuration than shard 0\/2 \(backend\)/,
+    );
     expect(code(() => mergeShardResults([ok[0], p(1, ['b'], { shard: { index: 1, count: 3 } })]))).toBe(
       'SHARD_MISMATCH',
     );
