@@ -2,7 +2,7 @@ import { defaultBaseDir } from '@hyperllama/default-model';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { AdamW, Rng } from '@hyperllama/runtime';
+import { AdamW, Rng, loadNativeBlas } from '@hyperllama/runtime';
 import { createLlama, generate, lmLoss, loadLlama, type LlamaConfig, type LlamaModel } from '@hyperllama/llama-model';
 import { injectLora, namedLoraParameters } from '@hyperllama/lora';
 import { median, timeRuns, type BenchRecord, type SuiteOptions } from '../types.js';
@@ -189,8 +189,58 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
   }
   add('decodeTokensPerSec', 'tokens/s', decodeRates);
 
+  // Effective arithmetic rate against this machine's own sgemm. Per token, a LoRA step on a frozen base costs about
+  // 4 FLOPs per matMul weight (forward, and the input gradients backward; LoRA's and attention's shares are small), a
+  // forward pass 2. The machine's sgemm is OpenBLAS's on a 1024³ product through the native addon, wherever one loads
+  // (also for the pure-wasm row: the machine is the same), else tf.matMul's on this backend.
+  const c = model.config;
+  const attnWidth = c.numAttentionHeads * c.headDim;
+  const kvWidth = c.numKeyValueHeads * c.headDim;
+  const weights =
+    c.numHiddenLayers *
+      (2 * c.hiddenSize * attnWidth + 2 * c.hiddenSize * kvWidth + 3 * c.hiddenSize * c.intermediateSize) +
+    c.hiddenSize * c.vocabSize;
+  const sgemm = machineSgemmGflops(runs);
+  add('sgemmGFLOPS', sgemm.how, sgemm.runs);
+  const trainGflops = trainMs.map((ms) => (4 * weights * tokens) / ms / 1e6);
+  const forwardGflops = forwardMs.map((ms) => (2 * weights * tokens) / ms / 1e6);
+  add('trainGFLOPS', 'GFLOPS', trainGflops);
+  add('forwardGFLOPS', 'GFLOPS', forwardGflops);
+  add('trainOfSgemm', 'fraction', [median(trainGflops) / median(sgemm.runs)]);
+  add('forwardOfSgemm', 'fraction', [median(forwardGflops) / median(sgemm.runs)]);
+
   add('peakRssMB', 'MB', [process.resourceUsage().maxRSS / 1024]);
   optimizer.dispose();
   model.dispose();
   return records;
+}
+
+/** GFLOPS of a 1024³ float32 product: OpenBLAS's through the native addon where one loads, else tf.matMul's. */
+function machineSgemmGflops(runs: number): { how: string; runs: number[] } {
+  const n = 1024;
+  const flops = 2 * n ** 3;
+  const blas = loadNativeBlas().blas;
+  const rng = new Rng(7);
+  const a = new Float32Array(rng.normalArray(n * n, 0, 1));
+  const b = new Float32Array(rng.normalArray(n * n, 0, 1));
+  const out: number[] = [];
+  if (blas) {
+    const c = new Float32Array(n * n);
+    blas.sgemmBatched(a, b, c, 1, n, n, n, false, false, 0, 0); // warm-up
+    for (let i = 0; i < Math.max(runs, 5); i++) {
+      const t = performance.now();
+      blas.sgemmBatched(a, b, c, 1, n, n, n, false, false, 0, 0);
+      out.push(flops / (performance.now() - t) / 1e6);
+    }
+    return { how: 'GFLOPS (OpenBLAS)', runs: out };
+  }
+  const [ta, tb] = [tf.tensor2d(a, [n, n]), tf.tensor2d(b, [n, n])];
+  tf.tidy(() => tf.matMul(ta, tb).dataSync());
+  for (let i = 0; i < Math.max(runs, 5); i++) {
+    const t = performance.now();
+    tf.tidy(() => tf.matMul(ta, tb).dataSync());
+    out.push(flops / (performance.now() - t) / 1e6);
+  }
+  tf.dispose([ta, tb]);
+  return { how: 'GFLOPS (tf.matMul)', runs: out };
 }
