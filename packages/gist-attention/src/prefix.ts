@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type KVPrefix, type LayerKV, type LlamaConfig, applyRope } from '@hyperllama/llama-model';
 import { check } from './errors.js';
-import { readPrefixFile, writePrefixFile } from './io.js';
+import { parsePrefixFile, readPrefixFile, serializePrefix, writePrefixFile } from './io.js';
 import type { Rows } from './layout.js';
 import { type PositionScheme, checkScheme, downstreamOffsets } from './positions.js';
 
@@ -158,6 +158,16 @@ export class Prefix implements KVPrefix {
    */
   static load(path: string, expectedConfig?: LlamaConfig): Prefix {
     return new Prefix(readPrefixFile(path, expectedConfig));
+  }
+
+  /** The bytes {@link save} writes (for a browser download): the same file, byte for byte. */
+  toBytes(opts: { config: LlamaConfig; meta?: Record<string, string> }): Uint8Array {
+    return serializePrefix(this, opts.config, opts.meta ?? { ...this.meta });
+  }
+
+  /** {@link load} from the bytes of a prefix file (an upload); `source` names it in errors. */
+  static fromBytes(bytes: Uint8Array, expectedConfig?: LlamaConfig, source = '<prefix bytes>'): Prefix {
+    return new Prefix(parsePrefixFile(bytes, source, expectedConfig));
   }
 }
 

@@ -1,13 +1,17 @@
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
 import type { PositionScheme } from '@hyperllama/gist-attention';
 import type { LlamaModel } from '@hyperllama/llama-model';
 import { loadAdapter, readAdapterConfig, saveAdapter, type PeftLoraConfig } from '@hyperllama/lora';
 import {
-  HyperLlamaError,
+  dirnamePath as dirname,
+  fileSystem,
   fromFloat32,
+  HyperLlamaError,
+  joinPath as join,
+  nodeWriteFs,
   readSafetensors,
+  requireNode,
+  resolvePath as resolve,
+  Sha256,
   toFloat32,
   writeFileAtomic,
   writeSafetensors,
@@ -39,7 +43,7 @@ export interface HypernetConfigJson {
  * float32 bytes. Adapters are not part of it. Two bases with any different weight hash differently.
  */
 export function baseModelHash(model: LlamaModel): string {
-  const h = createHash('sha256');
+  const h = new Sha256();
   const named = model.namedWeights();
   for (const name of [...named.keys()].sort()) {
     const v = named.get(name)!;
@@ -47,7 +51,7 @@ export function baseModelHash(model: LlamaModel): string {
     const data = v.dataSync() as Float32Array;
     h.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   }
-  return h.digest('hex');
+  return h.digestHex();
 }
 
 /**
@@ -56,9 +60,10 @@ export function baseModelHash(model: LlamaModel): string {
  * the old or the new complete directory exists (`dir` or `dir.old`; {@link resolveCheckpointDir} finds it).
  */
 export function writeDirAtomic(dir: string, fill: (tmp: string) => void): void {
+  const { mkdirSync, rmSync, renameSync, existsSync } = nodeWriteFs(`writing ${dir}`);
   const target = resolve(dir);
   mkdirSync(dirname(target), { recursive: true });
-  const tmp = `${target}.tmp-${process.pid}`;
+  const tmp = `${target}.tmp-${requireNode<{ pid: number }>('process', 'writing a directory').pid}`;
   const old = `${target}.old`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
@@ -78,8 +83,8 @@ export function writeDirAtomic(dir: string, fill: (tmp: string) => void): void {
 
 /** `dir` if it exists, else the `dir.old` an interrupted {@link writeDirAtomic} left, else undefined. */
 export function resolveCheckpointDir(dir: string): string | undefined {
-  if (existsSync(dir)) return dir;
-  if (existsSync(`${dir}.old`)) return `${dir}.old`;
+  if (fileSystem().exists(dir)) return dir;
+  if (fileSystem().exists(`${dir}.old`)) return `${dir}.old`;
   return undefined;
 }
 
@@ -103,7 +108,7 @@ export function saveHyperLlama(hl: HyperLlama, dir: string, opts: SaveHyperLlama
 
 /** {@link saveHyperLlama} into an existing directory, not atomically (for callers that already write a temp dir). */
 export function writeHyperLlama(hl: HyperLlama, dir: string, opts: SaveHyperLlamaOptions = {}): void {
-  mkdirSync(dir, { recursive: true });
+  nodeWriteFs().mkdirSync(dir, { recursive: true });
   const basePath = opts.basePath ?? null;
   saveAdapter(hl.model, 'hyper', join(dir, 'hyper'), { baseModelNameOrPath: basePath });
   if (hl.hasDownstreamAdapter)
@@ -131,11 +136,11 @@ export function writeHyperLlama(hl: HyperLlama, dir: string, opts: SaveHyperLlam
 /** Read and check `hypernet_config.json`. */
 export function readHypernetConfig(dir: string): HypernetConfigJson {
   const file = join(dir, HYPERNET_CONFIG_FILE);
-  if (!existsSync(file))
+  if (!fileSystem().exists(file))
     throw new HypernetError('HYPERNET_NOT_FOUND', `${file}: no such file (not a HyperLlama checkpoint)`, { file });
   let json: HypernetConfigJson;
   try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
+    json = JSON.parse(fileSystem().readText(file));
   } catch (e) {
     throw new HypernetError('HYPERNET_BAD_CONFIG', `${file}: not valid JSON (${(e as Error).message})`, { file });
   }

@@ -1,5 +1,3 @@
-import { existsSync, statSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
 import { loadLlama, type LlamaModel } from '@hyperllama/llama-model';
 import { loadTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
 import {
@@ -11,6 +9,12 @@ import {
 } from './checkpoint.js';
 import { HypernetError } from './errors.js';
 import type { HyperLlama } from './hyperllama.js';
+import {
+  fileSystem,
+  isAbsolutePath as isAbsolute,
+  joinPath as join,
+  resolvePath as resolve,
+} from '@hyperllama/runtime';
 
 /** Where the parts of a pretrained model come from (absolute paths; `checkpoint` is null for a plain base). */
 export interface PretrainedSources {
@@ -56,7 +60,7 @@ export interface PretrainedHyperLlama extends Pretrained {
 export function recordedPath(path: string, checkpoint: string): string {
   if (isAbsolute(path)) return path;
   const inCheckpoint = join(checkpoint, path);
-  return existsSync(inCheckpoint) || !existsSync(path) ? inCheckpoint : path;
+  return fileSystem().exists(inCheckpoint) || !fileSystem().exists(path) ? inCheckpoint : path;
 }
 
 /** The paths {@link fromPretrained} loads, without loading anything; `model`/`tokenizer` are undefined when unknown. */
@@ -88,7 +92,7 @@ export function resolvePretrained(
 /** `tokenizer`, else `model` when it is a directory (which holds its tokenizer), else a `HYPERNET_NO_TOKENIZER` error. */
 function tokenizerFor(model: string, tokenizer: string | undefined): string {
   if (tokenizer) return tokenizer;
-  if (existsSync(model) && statSync(model).isDirectory()) return model;
+  if (fileSystem().exists(model) && fileSystem().isDirectory(model)) return model;
   throw new HypernetError('HYPERNET_NO_TOKENIZER', `the model ${model} is a file: give its tokenizer`, {
     field: 'tokenizer',
     model,

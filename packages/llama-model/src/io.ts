@@ -1,13 +1,14 @@
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import {
+  fileSystem,
   fromFloat32,
+  joinPath as join,
+  nodeWriteFs,
   readSafetensors,
+  type SafetensorsEntry,
   toFloat32,
   writeFileAtomic,
   writeSafetensors,
-  type SafetensorsEntry,
 } from '@hyperllama/runtime';
 import { ModelError } from './errors.js';
 import { llamaConfigToJson, parseLlamaConfig, type LlamaConfig } from './config.js';
@@ -30,7 +31,7 @@ export interface LoadOptions {
 function readJson(path: string): unknown {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = fileSystem().readText(path);
   } catch (e) {
     throw new ModelError('UNREADABLE', `${path}: cannot read (${(e as Error).message})`, { file: path });
   }
@@ -44,9 +45,9 @@ function readJson(path: string): unknown {
 /** The safetensors files of an HF directory: `model.safetensors`, or the shards named by `model.safetensors.index.json`. */
 function weightFiles(dir: string): string[] {
   const single = join(dir, 'model.safetensors');
-  if (existsSync(single)) return [single];
+  if (fileSystem().exists(single)) return [single];
   const indexPath = join(dir, 'model.safetensors.index.json');
-  if (!existsSync(indexPath)) {
+  if (!fileSystem().exists(indexPath)) {
     throw new ModelError('NO_WEIGHTS', `${dir}: neither model.safetensors nor model.safetensors.index.json exists`, {
       file: dir,
     });
@@ -99,10 +100,11 @@ export function readHfLlama(dir: string): { config: LlamaConfig; weights: HostWe
  * `.bin` file (converted to HF conventions, including the RoPE row permutation of wq/wk).
  */
 export function loadLlama(path: string, opts: LoadOptions = {}): LlamaModel {
-  if (!existsSync(path)) throw new ModelError('NOT_FOUND', `${path}: no such file or directory`, { file: path });
+  if (!fileSystem().exists(path))
+    throw new ModelError('NOT_FOUND', `${path}: no such file or directory`, { file: path });
   const big = loadNativeOrCheck(path, opts); // native weights, or the heap's fit check
   if (big) return big;
-  const { config, weights } = statSync(path).isDirectory() ? readHfLlama(path) : readLlama2c(path);
+  const { config, weights } = fileSystem().isDirectory(path) ? readHfLlama(path) : readLlama2c(path);
   return new LlamaModel(config, weights, { trainable: opts.trainable, source: path });
 }
 
@@ -134,7 +136,7 @@ export function exportWeights(model: LlamaModel): Map<string, SafetensorsEntry> 
  * `LlamaForCausalLM`'s tensor names and shapes (float32). Loading it back gives bit-identical weights.
  */
 export function saveLlama(model: LlamaModel, dir: string): void {
-  mkdirSync(dir, { recursive: true });
+  nodeWriteFs().mkdirSync(dir, { recursive: true });
   const c = model.config;
   writeSafetensors(join(dir, 'model.safetensors'), exportWeights(model), { format: 'pt' });
   writeFileAtomic(join(dir, 'config.json'), JSON.stringify(llamaConfigToJson(c), null, 2) + '\n');

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { ModelError } from './errors.js';
 import { validateLlamaConfig, type LlamaConfig } from './config.js';
 import type { HostWeights } from './model.js';
+import { fileSystem } from '@hyperllama/runtime';
 
 /** Bytes of the llama2.c v0 header: 7 little-endian int32. */
 const HEADER_BYTES = 28;
@@ -37,9 +37,9 @@ export function permuteForRotateHalf(
  * RMSNorm eps is llama2.c's 1e-5, RoPE theta 10000, bos 1, eos 2.
  */
 export function readLlama2c(path: string): { config: LlamaConfig; weights: HostWeights } {
-  let bytes: Buffer;
+  let bytes: Uint8Array;
   try {
-    bytes = readFileSync(path);
+    bytes = fileSystem().readBytes(path);
   } catch (e) {
     throw new ModelError('UNREADABLE', `${path}: cannot read llama2.c checkpoint (${(e as Error).message})`, {
       file: path,

@@ -1,6 +1,3 @@
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
-import { freemem, totalmem } from 'node:os';
-import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import {
   FROZEN_BYTES_PER_PARAM,
@@ -12,11 +9,19 @@ import {
   toFloat32,
   type FrozenFormat,
   type SafetensorsDtype,
+  fileSystem,
+  isNode,
+  joinPath as join,
+  requireNode,
 } from '@hyperllama/runtime';
 import { parseLlamaConfig, type LlamaConfig } from './config.js';
 import { ModelError } from './errors.js';
 import type { LinearModule } from './linear.js';
 import { LlamaModel, expectedWeightShapes, type HostWeights } from './model.js';
+
+/** Node's fs (and os): native-memory weights are Node-only (reached lazily so the package still bundles for a browser). */
+const nodeFs = (): typeof import('node:fs') => requireNode<typeof import('node:fs')>('fs', 'native-memory weights');
+const nodeOs = (): typeof import('node:os') => requireNode<typeof import('node:os')>('os', 'native-memory weights');
 
 /**
  * Big Llamas: the frozen base's linear weights in native memory (outside the wasm heap), loaded shard by shard.
@@ -62,7 +67,7 @@ export const WASM_HEAP_BYTES = 4 * 1024 ** 3;
 
 function readNumber(path: string): number | undefined {
   try {
-    const v = Number(readFileSync(path, 'utf8').trim());
+    const v = Number(nodeFs().readFileSync(path, 'utf8').trim());
     return Number.isFinite(v) ? v : undefined;
   } catch {
     return undefined;
@@ -71,16 +76,16 @@ function readNumber(path: string): number | undefined {
 
 /** Host memory available now: /proc/meminfo's MemAvailable (Linux), capped by a cgroup v2 limit, else os.freemem(). */
 export function availableHostMemory(): number {
-  let avail = freemem();
+  let avail = nodeOs().freemem();
   try {
-    const m = /MemAvailable:\s+(\d+) kB/.exec(readFileSync('/proc/meminfo', 'utf8'));
+    const m = /MemAvailable:\s+(\d+) kB/.exec(nodeFs().readFileSync('/proc/meminfo', 'utf8'));
     if (m) avail = Number(m[1]) * 1024;
   } catch {
     // not Linux
   }
   const limit = readNumber('/sys/fs/cgroup/memory.max');
   const used = readNumber('/sys/fs/cgroup/memory.current');
-  if (limit !== undefined && used !== undefined && limit < totalmem()) avail = Math.min(avail, limit - used);
+  if (limit !== undefined && used !== undefined && limit < nodeOs().totalmem()) avail = Math.min(avail, limit - used);
   return Math.max(0, avail);
 }
 
@@ -226,15 +231,15 @@ function readHeader(file: string): HeaderEntry[] {
   const fail = (why: string): never => {
     throw new ModelError('BAD_SAFETENSORS', `${file}: ${why}`, { file });
   };
-  const size = statSync(file).size;
-  const fd = openSync(file, 'r');
+  const size = nodeFs().statSync(file).size;
+  const fd = nodeFs().openSync(file, 'r');
   try {
     const lenBuf = Buffer.alloc(8);
-    if (readSync(fd, lenBuf, 0, 8, 0) !== 8) fail('shorter than the 8-byte header length');
+    if (nodeFs().readSync(fd, lenBuf, 0, 8, 0) !== 8) fail('shorter than the 8-byte header length');
     const len = Number(lenBuf.readBigUInt64LE(0));
     if (len > 100_000_000 || 8 + len > size) fail(`header length ${len} exceeds the file (${size} bytes)`);
     const hb = Buffer.alloc(len);
-    readSync(fd, hb, 0, len, 8);
+    nodeFs().readSync(fd, hb, 0, len, 8);
     let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
     try {
       header = JSON.parse(hb.toString('utf8')) as typeof header;
@@ -260,21 +265,21 @@ function readHeader(file: string): HeaderEntry[] {
     }
     return entries.sort((a, b) => a.begin - b.begin);
   } finally {
-    closeSync(fd);
+    nodeFs().closeSync(fd);
   }
 }
 
 function shardFiles(dir: string): string[] {
   const single = join(dir, 'model.safetensors');
-  if (existsSync(single)) return [single];
+  if (nodeFs().existsSync(single)) return [single];
   const indexPath = join(dir, 'model.safetensors.index.json');
-  if (!existsSync(indexPath))
+  if (!nodeFs().existsSync(indexPath))
     throw new ModelError('NO_WEIGHTS', `${dir}: neither model.safetensors nor model.safetensors.index.json exists`, {
       file: dir,
     });
   let index: { weight_map?: Record<string, string> };
   try {
-    index = JSON.parse(readFileSync(indexPath, 'utf8')) as typeof index;
+    index = JSON.parse(nodeFs().readFileSync(indexPath, 'utf8')) as typeof index;
   } catch (e) {
     throw new ModelError('BAD_INDEX', `${indexPath}: not valid JSON (${(e as Error).message})`, { file: indexPath });
   }
@@ -312,7 +317,7 @@ export function loadLlamaNative(dir: string, opts: NativeLoadOptions): LlamaMode
   const configPath = join(dir, 'config.json');
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(configPath, 'utf8'));
+    raw = JSON.parse(nodeFs().readFileSync(configPath, 'utf8'));
   } catch (e) {
     throw new ModelError('UNREADABLE', `${configPath}: cannot read (${(e as Error).message})`, { file: configPath });
   }
@@ -358,13 +363,13 @@ export function loadLlamaNative(dir: string, opts: NativeLoadOptions): LlamaMode
   const host: HostWeights = new Map();
   try {
     for (let f = 0; f < files.length; f++) {
-      const fd = openSync(files[f], 'r');
+      const fd = nodeFs().openSync(files[f], 'r');
       try {
         for (const e of entries.filter((x) => x.file === files[f] && expected.has(x.name))) {
           const bytes = Buffer.allocUnsafe(e.end - e.begin);
           let got = 0;
           while (got < bytes.length) {
-            const n = readSync(fd, bytes, got, bytes.length - got, e.begin + got);
+            const n = nodeFs().readSync(fd, bytes, got, bytes.length - got, e.begin + got);
             if (n <= 0)
               throw new ModelError('BAD_SAFETENSORS', `${e.file}: truncated in "${e.name}"`, { file: e.file });
             got += n;
@@ -381,7 +386,7 @@ export function loadLlamaNative(dir: string, opts: NativeLoadOptions): LlamaMode
           }
         }
       } finally {
-        closeSync(fd);
+        nodeFs().closeSync(fd);
       }
       opts.onShard?.(files[f], f + 1, files.length);
     }
@@ -417,7 +422,8 @@ export function loadNativeOrCheck(
   opts: { weights?: WeightFormat; blockSize?: number; trainable?: boolean },
 ): LlamaModel | undefined {
   const format = resolveWeightFormat(opts.weights);
-  const isDir = statSync(path).isDirectory();
+  if (format === 'heap' && !isNode()) return undefined; // a browser: no native memory, no host-memory figures
+  const isDir = fileSystem().isDirectory(path);
   if (format !== 'heap') {
     if (!isDir)
       throw new ModelError('BAD_OPTION', `${path}: ${format} weights in native memory load HF directories only`, {
@@ -427,9 +433,9 @@ export function loadNativeOrCheck(
     return loadLlamaNative(path, { weights: format, blockSize: opts.blockSize, trainable: opts.trainable });
   }
   const configPath = join(path, 'config.json');
-  if (isDir && existsSync(configPath)) {
+  if (isDir && fileSystem().exists(configPath)) {
     try {
-      const config = parseLlamaConfig(JSON.parse(readFileSync(configPath, 'utf8')), configPath);
+      const config = parseLlamaConfig(JSON.parse(fileSystem().readText(configPath)), configPath);
       checkModelFits(config, 'heap', { source: path });
     } catch (e) {
       if (e instanceof ModelMemoryError) throw e;

@@ -1,9 +1,11 @@
-import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
-import { Rng, f32ToBf16Bits, f32ToF16Bits } from '@hyperllama/runtime';
+import { Rng, f32ToBf16Bits, f32ToF16Bits, joinPath as join, requireNode } from '@hyperllama/runtime';
 import { llamaConfigToJson, validateLlamaConfig, type LlamaConfig } from './config.js';
 import { ModelError } from './errors.js';
 import { expectedWeightShapes } from './model.js';
+
+/** Node's fs (and os): writing a random Llama directory are Node-only (reached lazily so the package still bundles for a browser). */
+const nodeFs = (): typeof import('node:fs') =>
+  requireNode<typeof import('node:fs')>('fs', 'writing a random Llama directory');
 
 export interface RandomLlamaDirOptions {
   /** Seed of the weights (default 0). */
@@ -50,7 +52,7 @@ export function writeRandomLlamaDir(
     shards[shards.length - 1].push(t);
     used += t.bytes;
   }
-  mkdirSync(dir, { recursive: true });
+  nodeFs().mkdirSync(dir, { recursive: true });
   const n = shards.length;
   const fileName = (i: number) =>
     n === 1
@@ -74,9 +76,9 @@ export function writeRandomLlamaDir(
     const head = Buffer.alloc(8 + json.length);
     head.writeBigUInt64LE(BigInt(json.length), 0);
     head.write(json, 8, 'utf8');
-    const fd = openSync(join(dir, fileName(s)), 'w');
+    const fd = nodeFs().openSync(join(dir, fileName(s)), 'w');
     try {
-      writeSync(fd, head);
+      nodeFs().writeSync(fd, head);
       for (const t of shards[s]) {
         const count = t.bytes / el;
         const values =
@@ -89,19 +91,19 @@ export function writeRandomLlamaDir(
             bits[i] = dtype === 'BF16' ? f32ToBf16Bits(values[i]) : f32ToF16Bits(values[i]);
           out = new Uint8Array(bits.buffer);
         }
-        for (let at = 0; at < out.length;) at += writeSync(fd, out, at, Math.min(out.length - at, 1 << 30));
+        for (let at = 0; at < out.length;) at += nodeFs().writeSync(fd, out, at, Math.min(out.length - at, 1 << 30));
         total += t.bytes;
         opts.onTensor?.(t.name, ++done, tensors.length);
       }
     } finally {
-      closeSync(fd);
+      nodeFs().closeSync(fd);
     }
   }
   if (n > 1)
-    writeFileSync(
+    nodeFs().writeFileSync(
       join(dir, 'model.safetensors.index.json'),
       JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n',
     );
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(llamaConfigToJson(config), null, 2) + '\n');
+  nodeFs().writeFileSync(join(dir, 'config.json'), JSON.stringify(llamaConfigToJson(config), null, 2) + '\n');
   return { files: shards.map((_, i) => join(dir, fileName(i))), bytes: total };
 }

@@ -1,13 +1,14 @@
-import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import {
+  fileSystem,
   fromFloat32,
+  joinPath as join,
+  nodeWriteFs,
   readSafetensors,
+  type SafetensorsEntry,
   toFloat32,
   writeFileAtomic,
   writeSafetensors,
-  type SafetensorsEntry,
 } from '@hyperllama/runtime';
 import type { LinearHost } from './contract.js';
 import { LoraError } from './errors.js';
@@ -71,7 +72,7 @@ export function saveAdapter(model: LinearHost, name: string, dir: string, opts: 
     alpha_pattern: {},
     revision: null,
   };
-  mkdirSync(dir, { recursive: true });
+  nodeWriteFs().mkdirSync(dir, { recursive: true });
   writeSafetensors(join(dir, ADAPTER_WEIGHTS_FILE), tensors, { format: 'pt' });
   writeFileAtomic(join(dir, ADAPTER_CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
 }
@@ -107,7 +108,7 @@ export function readAdapterConfig(dir: string): PeftLoraConfig {
   const file = join(dir, ADAPTER_CONFIG_FILE);
   let raw: Record<string, unknown>;
   try {
-    raw = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    raw = JSON.parse(fileSystem().readText(file)) as Record<string, unknown>;
   } catch (e) {
     throw new LoraError('PEFT_BAD_CONFIG', `${file}: cannot read adapter config (${(e as Error).message})`, { file });
   }

@@ -1,9 +1,7 @@
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { cpus, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { BackendError } from './errors.js';
+import { dirnamePath as dirname, joinPath as join } from './files.js';
+import { envVar, isNode, nodeBuiltin, nodeProcess } from './platform.js';
 import { loadNativeBlas } from './native.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 import { initWebGPU, webgpuMaxBindingBytes } from './webgpu.js';
@@ -34,6 +32,11 @@ export interface BackendOptions {
    * 2 ** 27 }` to behave like a GPU that binds 128 MiB at most (values below WebGPU's defaults become the defaults).
    */
   webgpuLimits?: Record<string, number>;
+  /**
+   * Browser only: the URL prefix (ending in `/`) the tfjs-backend-wasm `.wasm` files are served from. Under Node they
+   * are found in the installed package.
+   */
+  wasmPaths?: string;
 }
 
 export interface BackendInfo {
@@ -49,7 +52,23 @@ export interface BackendInfo {
   matMul: 'openblas' | 'xnnpack' | 'stock' | 'backend';
 }
 
-const require = createRequire(import.meta.url);
+type NodeRequire = ((id: string) => unknown) & { resolve(id: string): string };
+/** Node's `require` for this module (only called under Node). */
+const nodeRequire = (): NodeRequire =>
+  nodeBuiltin<{ createRequire(url: string): NodeRequire }>('module')!.createRequire(import.meta.url);
+interface NodeFsLite {
+  existsSync(p: string): boolean;
+  mkdtempSync(prefix: string): string;
+  rmSync(p: string, o: { recursive: boolean; force: boolean }): void;
+  writeFileSync(p: string, data: string): void;
+}
+const nodeFs = (): NodeFsLite => nodeBuiltin<NodeFsLite>('fs')!;
+/** Logical cores: os.cpus() under Node, navigator.hardwareConcurrency in a browser. */
+function coreCount(): number {
+  const os = nodeBuiltin<{ cpus(): unknown[] }>('os');
+  if (os) return os.cpus().length;
+  return (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
+}
 let current: BackendInfo | null = null;
 /** The webgpu limits (JSON) the current webgpu backend was initialised with. */
 let webgpuLimitsInUse = '{}';
@@ -60,6 +79,7 @@ let wasmRemoved = false;
 /** Try the optional native TensorFlow bindings, GPU build first. Returns the reason on failure. */
 async function tryTensorflow(): Promise<{ ok: true; pkg: string } | { ok: false; why: string }> {
   const why: string[] = [];
+  if (!isNode()) return { ok: false, why: 'native TensorFlow needs Node' };
   for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
     try {
       await import(pkg);
@@ -80,7 +100,9 @@ async function tryTensorflow(): Promise<{ ok: true; pkg: string } | { ok: false;
  */
 function enableWasmThreads(): void {
   // Workers inherit the parent's execArgv (test runners and loaders add flags a plain CommonJS worker rejects).
-  const threads = require('node:worker_threads') as { Worker: new (file: string | URL, options?: object) => object };
+  const { mkdtempSync, writeFileSync } = nodeFs();
+  const { tmpdir } = nodeBuiltin<{ tmpdir(): string }>('os')!;
+  const threads = nodeBuiltin<{ Worker: new (file: string | URL, options?: object) => object }>('worker_threads')!;
   const OriginalWorker = threads.Worker;
   threads.Worker = class extends OriginalWorker {
     constructor(file: string | URL, options: object = {}) {
@@ -112,8 +134,14 @@ function enableWasmThreads(): void {
       workerDir ??= mkdtempSync(join(tmpdir(), 'hyperllama-wasm-'));
       const file = join(workerDir, 'tfjs-backend-wasm-threaded-simd.worker.cjs');
       // The factory source refers to the bundle's module-level requires (fs, path, perf_hooks, os).
-      const requires =
-        "var require$$0=require('fs'),require$$1=require('path'),require$$3=require('perf_hooks'),require$$4=require('os'),commonjsGlobal=globalThis;";
+      // (Assembled, so this package's code holds no literal require of a Node builtin: see the browser bundle check.)
+      const modules = [
+        ['0', 'fs'],
+        ['1', 'path'],
+        ['3', 'perf_hooks'],
+        ['4', 'os'],
+      ];
+      const requires = `var ${modules.map(([i, m]) => `require$$${i}=require('${m}')`).join(',')},commonjsGlobal=globalThis;`;
       writeFileSync(file, `${requires}\n${mainScript};\n${worker}`);
       return file;
     }
@@ -129,7 +157,12 @@ interface WasmSetup {
   note: string;
 }
 
-async function initWasm(threads: number, wasmThreads: number | undefined, path: MatMulPath): Promise<WasmSetup> {
+async function initWasm(
+  threads: number,
+  wasmThreads: number | undefined,
+  path: MatMulPath,
+  wasmPaths: string | undefined,
+): Promise<WasmSetup> {
   if (wasmRemoved) {
     throw new BackendError(
       'WASM_DISPOSED',
@@ -137,11 +170,15 @@ async function initWasm(threads: number, wasmThreads: number | undefined, path: 
     );
   }
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
-  const dist = dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
-  if (!existsSync(join(dist, 'tfjs-backend-wasm-simd.wasm'))) {
-    throw new BackendError('WASM_FILES_MISSING', `the wasm binaries are missing from ${dist}`, { file: dist });
+  if (isNode()) {
+    const dist = dirname(nodeRequire().resolve('@tensorflow/tfjs-backend-wasm'));
+    if (!nodeFs().existsSync(join(dist, 'tfjs-backend-wasm-simd.wasm'))) {
+      throw new BackendError('WASM_FILES_MISSING', `the wasm binaries are missing from ${dist}`, { file: dist });
+    }
+    wasm.setWasmPaths(`${dist}/`);
+  } else if (wasmPaths) {
+    wasm.setWasmPaths(wasmPaths.endsWith('/') ? wasmPaths : `${wasmPaths}/`);
   }
-  wasm.setWasmPaths(`${dist}/`);
   const native =
     path === 'auto' || path === 'native' ? loadNativeBlas() : { blas: null, why: `matMul "${path}" requested` };
   if (path === 'native' && !native.blas)
@@ -149,7 +186,10 @@ async function initWasm(threads: number, wasmThreads: number | undefined, path: 
   // With OpenBLAS doing the matMuls on every core, the remaining (memory-bound) wasm ops run best on one thread:
   // a second pool thread would compete with OpenBLAS's workers (PyTorch's fastest 2-core setting is the same split).
   const pool = wasmThreads ?? (native.blas ? 1 : threads);
-  if (pool > 1) {
+  if (pool > 1 && !isNode()) {
+    // A browser decides for itself: threads only where cross-origin isolation gives SharedArrayBuffer.
+    wasm.setThreadsCount(pool);
+  } else if (pool > 1) {
     enableWasmThreads();
     tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
     wasm.setThreadsCount(pool);
@@ -164,16 +204,17 @@ async function initWasm(threads: number, wasmThreads: number | undefined, path: 
     : `matMul on ${matMul} (no native addon: ${native.why})`;
   // The wasm module caps its thread pool at half the logical cores it sees (1 on a 2-core machine); it reads
   // the core count from os.cpus(), so show it enough cores while the backend starts.
-  const os = require('node:os') as { cpus: () => unknown[] };
+  const os = nodeBuiltin<{ cpus: () => unknown[] }>('os') ?? { cpus: () => [] };
   const realCpus = os.cpus;
-  if (pool > 1) os.cpus = () => Array.from({ length: 2 * pool }, (_, i) => realCpus()[i % realCpus().length]);
+  if (pool > 1 && isNode())
+    os.cpus = () => Array.from({ length: 2 * pool }, (_, i) => realCpus()[i % realCpus().length]);
   try {
     if (!(await tf.setBackend('wasm')))
       throw new BackendError('WASM_INIT_FAILED', 'tf.setBackend("wasm") returned false');
   } finally {
     os.cpus = realCpus;
   }
-  const used = pool > 1 ? wasm.getThreadsCount() : 1;
+  const used = pool > 1 && (await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT')) ? wasm.getThreadsCount() : 1;
   return { threads: used, matMul, matMulThreads: native.blas ? threads : used, note };
 }
 
@@ -183,7 +224,7 @@ async function initWasm(threads: number, wasmThreads: number | undefined, path: 
  * Idempotent: a second call with the same choice returns the current backend.
  */
 export async function initBackend(options: BackendOptions = {}): Promise<BackendInfo> {
-  const forced = process.env.HYPERLLAMA_BACKEND?.trim();
+  const forced = envVar('HYPERLLAMA_BACKEND')?.trim();
   const requested = (forced || options.backend || 'auto') as BackendName;
   if (!BACKEND_NAMES.includes(requested)) {
     throw new BackendError(
@@ -192,7 +233,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
       { field: forced ? 'HYPERLLAMA_BACKEND' : 'backend', actual: requested, expected: BACKEND_NAMES },
     );
   }
-  const threads = options.threads ?? Math.min(8, Math.max(1, cpus().length));
+  const threads = options.threads ?? Math.min(8, Math.max(1, coreCount()));
   if (!Number.isInteger(threads) || threads < 1) {
     throw new BackendError('BAD_THREADS', `threads must be a positive integer, got ${threads}`, {
       field: 'threads',
@@ -263,7 +304,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   }
   if (!info && (requested === 'wasm' || requested === 'auto')) {
     try {
-      const used = await initWasm(threads, options.wasmThreads, options.matMul ?? 'auto');
+      const used = await initWasm(threads, options.wasmThreads, options.matMul ?? 'auto', options.wasmPaths);
       info = {
         name: 'wasm',
         reason: [source, ...notes, `wasm with XNNPACK, ${used.threads} thread(s)`, used.note].join('; '),
@@ -293,7 +334,12 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   await tf.ready();
   silenceCpuBanner();
   current = info;
-  if (options.verbose) process.stderr.write(`[hyperllama] backend: ${info.name} (${info.reason})\n`);
+  if (options.verbose) {
+    const line = `[hyperllama] backend: ${info.name} (${info.reason})`;
+    const stderr = nodeProcess()?.stderr;
+    if (stderr) stderr.write(`${line}\n`);
+    else console.info(line);
+  }
   return info;
 }
 
@@ -324,7 +370,7 @@ export async function disposeBackend(): Promise<void> {
   }
   if (name === 'webgpu') await tf.setBackend('cpu');
   if (workerDir) {
-    rmSync(workerDir, { recursive: true, force: true });
+    nodeFs().rmSync(workerDir, { recursive: true, force: true });
     workerDir = null;
   }
 }

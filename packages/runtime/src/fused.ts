@@ -1,3 +1,4 @@
+import { envVar } from './platform.js';
 import * as tf from '@tensorflow/tfjs';
 
 /**
@@ -13,7 +14,7 @@ type Save = tf.GradSaveFunc;
 const saveOf = (args: Array<tf.Tensor | Save>): Save => args[args.length - 1] as Save;
 
 /** `HYPERLLAMA_FUSED_OPS=0` runs the plain composed ops instead (to measure what these save). */
-const composed = (): boolean => process.env.HYPERLLAMA_FUSED_OPS === '0';
+const composed = (): boolean => envVar('HYPERLLAMA_FUSED_OPS') === '0';
 
 /**
  * RMSNorm as Hugging Face Llama computes it: x / sqrt(mean(x²) + eps) · w. x [N, D], w [D] → [N, D].

@@ -13,4 +13,25 @@ export {
 } from './cross-entropy.js';
 export { IGNORE_INDEX, mean } from './conventions.js';
 export { rmsNorm, swiglu, rotaryEmbedding, maskedSoftmax } from './fused.js';
+export {
+  type FileSystem,
+  type NamedBlob,
+  MemoryFileSystem,
+  fileSystem,
+  setFileSystem,
+  withFileSystem,
+  nodeFileSystem,
+  nodeWriteFs,
+  type NodeWriteFs,
+  joinPath,
+  dirnamePath,
+  basenamePath,
+  extnamePath,
+  isAbsolutePath,
+  resolvePath,
+  relativePath,
+  workingDirectory,
+} from './files.js';
+export { isNode, envVar, nodeBuiltin, requireNode } from './platform.js';
+export { Sha256, sha256Hex } from './sha256.js';
 export * from './frozen.js';

@@ -1,7 +1,5 @@
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirnamePath as dirname, joinPath as join } from './files.js';
+import { envVar, nodeBuiltin, nodeProcess } from './platform.js';
 
 /** The native addon (native/*.c): OpenBLAS matMuls and fused kernels on the tensors' memory (see native/README.md). */
 export interface NativeBlas {
@@ -33,7 +31,6 @@ export interface NativeBlas {
   setThreads(n: number): void;
 }
 
-const require = createRequire(import.meta.url);
 /** Functions every addon build must have; an older local build without one is passed over. */
 const REQUIRED: readonly (keyof NativeBlas)[] = ['sgemmBatched', 'softmaxCrossEntropy', 'threads', 'setThreads'];
 
@@ -74,13 +71,19 @@ let loaded: NativeLoad | null = null;
  * `HYPERLLAMA_NATIVE=0`) `blas` is null and `why` says, in one line, why the pure-wasm path runs.
  */
 export function loadNativeBlas(): NativeLoad {
-  if (process.env.HYPERLLAMA_NATIVE === '0')
-    return { blas: null, why: 'HYPERLLAMA_NATIVE=0', source: null, file: null };
+  if (envVar('HYPERLLAMA_NATIVE') === '0') return { blas: null, why: 'HYPERLLAMA_NATIVE=0', source: null, file: null };
   if (loaded) return loaded;
+  const node = nodeBuiltin<{ createRequire(url: string): (id: string) => unknown }>('module');
+  const { existsSync } = nodeBuiltin<{ existsSync(p: string): boolean }>('fs') ?? {};
+  const { fileURLToPath } = nodeBuiltin<{ fileURLToPath(u: string): string }>('url') ?? {};
+  const proc = nodeProcess() as { platform?: string; arch?: string } | undefined;
+  if (!node || !existsSync || !fileURLToPath || !proc?.platform || !proc.arch)
+    return { blas: null, why: 'not in Node (the addon is a Node module)', source: null, file: null };
+  const require = node.createRequire(import.meta.url);
   // src/ (tests) and dist/ (the build) are both one level below the package root.
   const root = join(dirname(fileURLToPath(import.meta.url)), '..');
   const failures: string[] = [];
-  for (const c of nativeCandidates(root, process.platform, process.arch)) {
+  for (const c of nativeCandidates(root, proc.platform, proc.arch)) {
     if (!existsSync(c.file)) continue;
     try {
       const blas = require(c.file) as NativeBlas;
@@ -91,7 +94,7 @@ export function loadNativeBlas(): NativeLoad {
       failures.push(`${c.label} failed to load: ${(e as Error).message.split('\n')[0]}`);
     }
   }
-  const target = `${process.platform}-${process.arch}`;
+  const target = `${proc.platform}-${proc.arch}`;
   loaded = {
     blas: null,
     why: failures.length

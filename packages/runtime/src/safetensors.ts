@@ -1,5 +1,15 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { SafetensorsError } from './errors.js';
+import { fileSystem } from './files.js';
+import { nodeProcess, requireNode } from './platform.js';
+
+interface NodeWriteFs {
+  openSync(p: string, flags: string): number;
+  writeSync(fd: number, b: Uint8Array, offset: number, length: number): number;
+  fsyncSync(fd: number): void;
+  closeSync(fd: number): void;
+  renameSync(a: string, b: string): void;
+  rmSync(p: string, o: { force: boolean }): void;
+}
 
 /** Element types of the safetensors format that this project reads and writes. */
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'U8' | 'BOOL';
@@ -50,7 +60,7 @@ export function readSafetensors(pathOrBytes: string | Uint8Array, sourceName?: s
   const source = sourceName ?? (typeof pathOrBytes === 'string' ? pathOrBytes : '<buffer>');
   if (typeof pathOrBytes === 'string') {
     try {
-      bytes = readFileSync(pathOrBytes);
+      bytes = fileSystem().readBytes(pathOrBytes);
     } catch (e) {
       fail('SAFETENSORS_UNREADABLE', source, `cannot read file (${(e as Error).message})`);
     }
@@ -219,7 +229,7 @@ export function serializeSafetensors(
   }
   let json = JSON.stringify(header);
   // Pad the header with spaces so the data starts 8-byte aligned, as the reference writer does.
-  const pad = (8 - ((8 + Buffer.byteLength(json)) % 8)) % 8;
+  const pad = (8 - ((8 + new TextEncoder().encode(json).byteLength) % 8)) % 8;
   json += ' '.repeat(pad);
   const headerBytes = new TextEncoder().encode(json);
   const out = new Uint8Array(8 + headerBytes.byteLength + offset);
@@ -248,11 +258,15 @@ export function writeSafetensors(
 
 /** Write bytes to `path` via a temporary file + fsync + rename. */
 export function writeFileAtomic(path: string, bytes: Uint8Array | string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
+  const { openSync, writeSync, fsyncSync, closeSync, renameSync, rmSync } = requireNode<NodeWriteFs>(
+    'fs',
+    `writing ${path}`,
+  );
+  const tmp = `${path}.${nodeProcess()!.pid}.tmp`;
   try {
     const fd = openSync(tmp, 'w');
     try {
-      const buf = typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes;
+      const buf = typeof bytes === 'string' ? new TextEncoder().encode(bytes) : bytes;
       let written = 0;
       while (written < buf.byteLength) written += writeSync(fd, buf, written, buf.byteLength - written);
       fsyncSync(fd);

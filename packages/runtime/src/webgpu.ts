@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { BackendError } from './errors.js';
+import { envVar, isNode, nodeProcess } from './platform.js';
 
 /**
  * The `webgpu` backend in Node: `@tensorflow/tfjs-backend-webgpu` on Dawn from the npm package `webgpu` (both optional
@@ -43,6 +44,9 @@ const LIMITS = [
   'maxComputeInvocationsPerWorkgroup',
 ];
 
+/** Dawn for Node (optional dependency), named through a constant so browser bundles do not try to include it. */
+const DAWN_PACKAGE = 'webgpu';
+
 let device: DeviceLike | null = null;
 /** The Dawn instance the first adapter came from, and which of ADAPTERS it was. */
 let instance: { gpu: GpuLike; name: string } | null = null;
@@ -73,8 +77,13 @@ export async function initWebGPU(limits: Record<string, number> = {}): Promise<s
     device = null;
   }
   let dawn: { create(flags: string[]): GpuLike; globals: Record<string, unknown> };
+  // In a browser the page's own navigator.gpu is the adapter source (no Dawn package).
+  const browserGpu = isNode() ? undefined : (globalThis as { navigator?: { gpu?: GpuLike } }).navigator?.gpu;
+  if (!isNode() && !browserGpu) throw new BackendError('BACKEND_UNAVAILABLE', 'this browser has no navigator.gpu');
   try {
-    dawn = (await import('webgpu')) as unknown as typeof dawn;
+    dawn = browserGpu
+      ? { create: () => browserGpu, globals: {} }
+      : ((await import(/* @vite-ignore */ DAWN_PACKAGE)) as unknown as typeof dawn);
   } catch (e) {
     throw new BackendError(
       'BACKEND_UNAVAILABLE',
@@ -93,9 +102,10 @@ export async function initWebGPU(limits: Record<string, number> = {}): Promise<s
     );
   }
   Object.assign(globalThis, dawn.globals); // GPUBufferUsage, GPUMapMode, … used by the backend
-  process.env.EGL_PLATFORM ??= 'surfaceless'; // Mesa's GLES driver without a display
+  const env = nodeProcess()?.env;
+  if (env) env.EGL_PLATFORM ??= 'surfaceless'; // Mesa's GLES driver without a display
 
-  const only = process.env.HYPERLLAMA_WEBGPU_ADAPTER;
+  const only = browserGpu ? 'default' : envVar('HYPERLLAMA_WEBGPU_ADAPTER');
   const tried: string[] = [];
   let found: { gpu: GpuLike; adapter: AdapterLike; name: string } | null = null;
   // A replacement device comes from the first device's Dawn instance (see above).

@@ -1,5 +1,3 @@
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, extname, join } from 'node:path';
 import {
   tokenizerConfigFromPieces,
   tokenizerJsonFromPieces,
@@ -10,6 +8,14 @@ import { TokenizerError } from './errors.js';
 import { parseLlama2cVocab } from './llama2c.js';
 import { parseSentencePieceModel, type SentencePieceVocab } from './sentencepiece.js';
 import { Tokenizer } from './tokenizer.js';
+import {
+  basenamePath as basename,
+  dirnamePath as dirname,
+  extnamePath as extname,
+  fileSystem,
+  joinPath as join,
+  nodeWriteFs,
+} from '@hyperllama/runtime';
 
 export type TokenizerFormat = 'tokenizer.json' | 'sentencepiece' | 'llama2c';
 
@@ -29,11 +35,11 @@ export interface LoadTokenizerOptions {
  * Anything unreadable throws a {@link TokenizerError} naming the file.
  */
 export function loadTokenizer(path: string, opts: LoadTokenizerOptions = {}): Tokenizer {
-  if (!existsSync(path))
+  if (!fileSystem().exists(path))
     throw new TokenizerError('TOKENIZER_NOT_FOUND', `${path}: no such file or directory`, { file: path });
-  if (statSync(path).isDirectory()) {
+  if (fileSystem().isDirectory(path)) {
     for (const name of ['tokenizer.json', 'tokenizer.model']) {
-      if (existsSync(join(path, name))) return loadTokenizer(join(path, name), opts);
+      if (fileSystem().exists(join(path, name))) return loadTokenizer(join(path, name), opts);
     }
     throw new TokenizerError(
       'TOKENIZER_NOT_FOUND',
@@ -41,7 +47,7 @@ export function loadTokenizer(path: string, opts: LoadTokenizerOptions = {}): To
       { file: path },
     );
   }
-  const bytes = readFileSync(path);
+  const bytes = fileSystem().readBytes(path);
   const format = opts.format ?? detectFormat(path, bytes);
   if (format === 'tokenizer.json')
     return new Tokenizer(parseJson(bytes, path) as TokenizerJson, siblingConfig(path), path);
@@ -56,9 +62,9 @@ export function loadTokenizer(path: string, opts: LoadTokenizerOptions = {}): To
  */
 export function saveTokenizer(tokenizer: Tokenizer, dir: string): void {
   const { tokenizerJson, tokenizerConfig } = tokenizer.toFiles();
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson, null, 2) + '\n');
-  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig, null, 2) + '\n');
+  nodeWriteFs().mkdirSync(dir, { recursive: true });
+  nodeWriteFs().writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson, null, 2) + '\n');
+  nodeWriteFs().writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig, null, 2) + '\n');
 }
 
 function detectFormat(path: string, bytes: Uint8Array): TokenizerFormat {
@@ -95,8 +101,8 @@ function siblingConfig(path: string): TokenizerConfigJson {
   if (basename(path) !== 'tokenizer.json') return {};
   const read = (name: string): TokenizerConfigJson => {
     const file = join(dirname(path), name);
-    if (!existsSync(file)) return {};
-    const value = parseJson(readFileSync(file), file);
+    if (!fileSystem().exists(file)) return {};
+    const value = parseJson(fileSystem().readBytes(file), file);
     if (!value || typeof value !== 'object' || Array.isArray(value)) {
       throw new TokenizerError('TOKENIZER_BAD_JSON', `${file}: expected a JSON object`, { file });
     }

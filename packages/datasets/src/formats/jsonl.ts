@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { parseJson, type Place } from '../errors.js';
 import { asObject, type JsonObject } from '../task.js';
+import { fileSystem } from '@hyperllama/runtime';
 
 /** One parsed JSONL line with its 1-based line number. */
 export interface JsonlRecord {
@@ -11,7 +11,8 @@ export interface JsonlRecord {
 /** Reads a JSON-lines file; blank lines are skipped, any other line must be a JSON object. */
 export function readJsonl(file: string): JsonlRecord[] {
   const records: JsonlRecord[] = [];
-  readFileSync(file, 'utf8')
+  fileSystem()
+    .readText(file)
     .split('\n')
     .forEach((text, i) => {
       if (text.trim() === '') return;

@@ -1,8 +1,8 @@
-import { basename } from 'node:path';
 import type { Place } from '../errors.js';
 import { assertHasInstances, makeExample, readOptionalStrings, readString, readStrings, type Task } from '../task.js';
 import { readJsonl } from './jsonl.js';
 import { hoistSharedOptions } from './metaicl.js';
+import { basenamePath as basename } from '@hyperllama/runtime';
 
 /** The two one-task-per-file JSONL formats. */
 export type LineFormat = 'p3' | 'jsonl';

@@ -1,5 +1,3 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, join } from 'node:path';
 import { fail, parseJson, type Place } from '../errors.js';
 import {
   asObject,
@@ -13,6 +11,7 @@ import {
 } from '../task.js';
 import { readJsonl } from './jsonl.js';
 import type { TaskSplit } from './sni.js';
+import { basenamePath as basename, fileSystem, joinPath as join } from '@hyperllama/runtime';
 
 /** `<task>_<k>_<seed>_<split>.jsonl`, the file names MetaICL's k-shot data uses. */
 const METAICL_FILE = /^(.+)_(\d+)_(\d+)_(train|dev|test)\.jsonl$/;
@@ -34,7 +33,7 @@ export interface MetaIclOptions {
  */
 export function loadMetaIclDir(dir: string, opts: MetaIclOptions = {}): Task[] {
   const groups = new Map<string, Map<string, string>>(); // "task_k_seed" -> split -> file
-  for (const name of readdirSync(dir).sort()) {
+  for (const name of fileSystem().list(dir).sort()) {
     const m = METAICL_FILE.exec(name);
     if (!m) continue;
     const key = `${m[1]}_${m[2]}_${m[3]}`;
@@ -88,7 +87,7 @@ export function hoistSharedOptions(task: Task): void {
 /** A MetaICL split file (`hr_to_lr.json` etc.): an object of task-name lists such as `train` and `test`. */
 export function loadMetaIclSplit(file: string): TaskSplit & Record<string, string[]> {
   const place: Place = { file };
-  const obj = asObject(parseJson(readFileSync(file, 'utf8'), place), place);
+  const obj = asObject(parseJson(fileSystem().readText(file), place), place);
   for (const key of ['train', 'test'])
     if (!(key in obj)) fail('MISSING_FIELD', { file, field: key }, 'missing required field');
   for (const [key, value] of Object.entries(obj)) {
@@ -101,5 +100,5 @@ export function loadMetaIclSplit(file: string): TaskSplit & Record<string, strin
 
 /** True when `dir` is a directory holding MetaICL files directly. */
 export function isMetaIclDir(dir: string): boolean {
-  return statSync(dir).isDirectory() && readdirSync(dir).some(isMetaIclFileName);
+  return fileSystem().isDirectory(dir) && fileSystem().list(dir).some(isMetaIclFileName);
 }

@@ -1,5 +1,3 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
 import { fail, parseJson, type Place } from '../errors.js';
 import {
   asObject,
@@ -14,6 +12,7 @@ import {
   type Metric,
   type Task,
 } from '../task.js';
+import { basenamePath as basename, fileSystem, joinPath as join } from '@hyperllama/runtime';
 
 const METRICS: readonly Metric[] = ['accuracy', 'rougeL', 'exact'];
 
@@ -25,7 +24,7 @@ const METRICS: readonly Metric[] = ['accuracy', 'rougeL', 'exact'];
  */
 export function loadSniTask(file: string): Task {
   const place: Place = { file };
-  const obj = asObject(parseJson(readFileSync(file, 'utf8'), place), place);
+  const obj = asObject(parseJson(fileSystem().readText(file), place), place);
   if (!('Instances' in obj))
     fail('MISSING_FIELD', { file, field: 'Instances' }, 'missing required field (not an S-NI task file?)');
 
@@ -94,14 +93,15 @@ export function loadSniSplit(dir: string): TaskSplit {
     test: readTaskList(join(dir, 'test_tasks.txt')),
   };
   const dev = join(dir, 'dev_tasks.txt');
-  if (existsSync(dev)) split.dev = readTaskList(dev);
+  if (fileSystem().exists(dev)) split.dev = readTaskList(dev);
   return split;
 }
 
 /** One task name per line (blank lines ignored, a trailing `.json` dropped). */
 export function readTaskList(file: string): string[] {
-  if (!existsSync(file)) fail('MISSING_FILE', { file }, 'task list not found');
-  return readFileSync(file, 'utf8')
+  if (!fileSystem().exists(file)) fail('MISSING_FILE', { file }, 'task list not found');
+  return fileSystem()
+    .readText(file)
     .split(/\r?\n/)
     .map((line) => line.trim().replace(/\.json$/i, ''))
     .filter((line) => line.length > 0);
