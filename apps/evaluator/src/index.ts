@@ -3,7 +3,7 @@ export { CliError, type Command, type Io } from './cli-kit.js';
 export { convertModel, convertCommand, type ConvertOptions } from './commands/convert.js';
 export { generateText, generateCommand, type GenerateTextOptions } from './commands/generate.js';
 export { runEvaluation, runCommand, type RunOptions, type RunOutput } from './commands/run.js';
-export { mergeReports, mergeCommand } from './commands/merge.js';
+export { mergeReports, mergeCommand, readPartialReport } from './commands/merge.js';
 export { compressTask, compressCommand, type CompressOptions } from './commands/compress.js';
 export { loadSetup, loadPrefixes, type EvalSetup, type SetupOptions } from './eval-setup.js';
 export {

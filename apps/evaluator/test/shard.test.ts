@@ -112,6 +112,9 @@ describe('hyperllama-eval run --shard / merge', () => {
     const missing = await cli('merge', shards[0], '--out', join(tmp, 'bad'));
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/shard\(s\) 1\/2 missing/);
+    const absent = await cli('merge', shards[0], join(tmp, 'nowhere'), '--out', join(tmp, 'bad'));
+    expect(absent.code).toBe(1);
+    expect(absent.stderr).toMatch(/nowhere: no partial report/);
   });
 
   it('bad --shard values are usage errors naming the option', async () => {

@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { EvalError } from './errors.js';
 import { reportWriter } from './files.js';
 import { buildReport, type BuildReportOptions, type EvalReport, type MethodResult } from './report.js';
@@ -59,7 +57,9 @@ export function shardItems<T>(items: readonly T[], shard: Shard): T[] {
   return items.filter((_, i) => i % shard.count === shard.index);
 }
 
+/** Value of the `format` field of a partial report. */
 export const PARTIAL_FORMAT = 'hyperllama-eval-partial/1';
+/** File name of a shard's partial report. */
 export const PARTIAL_FILE = 'partial.json';
 
 /**
@@ -89,42 +89,35 @@ const decodeNumber = (_: string, v: unknown) =>
     ? Number((v as Record<string, string>)[NON_FINITE])
     : v;
 
-/** Writes `partial.json` into `dir` (created when missing; atomically); returns its path. */
-export function writePartialReport(partial: PartialReport, dir: string): string {
-  return reportWriter(dir)(PARTIAL_FILE, JSON.stringify(partial, encodeNumber, 2) + '\n');
+/** The text of `partial.json`: JSON, with NaN and ±Infinity kept. */
+export function serializePartialReport(partial: PartialReport): string {
+  return JSON.stringify(partial, encodeNumber, 2) + '\n';
 }
 
-/** Reads `dir/partial.json` (or the file itself), checking its format. */
-export function readPartialReport(path: string): PartialReport {
-  const file = path.endsWith('.json') ? path : join(path, PARTIAL_FILE);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new EvalError('NO_PARTIAL_REPORT', `${file}: cannot read a partial report (${(e as Error).message})`, {
-      file,
-    });
-  }
+/** Writes `partial.json` into `dir` (created when missing; atomically); returns its path. */
+export function writePartialReport(partial: PartialReport, dir: string): string {
+  return reportWriter(dir)(PARTIAL_FILE, serializePartialReport(partial));
+}
+
+/** A partial report from the text of a `partial.json` (`source` names it in errors), its format checked. */
+export function parsePartialReport(text: string, source = PARTIAL_FILE): PartialReport {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text, decodeNumber);
   } catch (e) {
-    throw new EvalError('BAD_PARTIAL_REPORT', `${file}: not JSON (${(e as Error).message})`, { file });
+    throw new EvalError('BAD_PARTIAL_REPORT', `${source}: not JSON (${(e as Error).message})`, { file: source });
   }
   const p = parsed as Partial<PartialReport>;
   if (p?.format !== PARTIAL_FORMAT)
     throw new EvalError(
       'BAD_PARTIAL_REPORT',
-      `${file}: format is ${JSON.stringify(p?.format)}, expected ${PARTIAL_FORMAT}`,
-      {
-        file,
-        field: 'format',
-        expected: PARTIAL_FORMAT,
-        actual: p?.format,
-      },
+      `${source}: format is ${JSON.stringify(p?.format)}, expected ${PARTIAL_FORMAT}`,
+      { file: source, field: 'format', expected: PARTIAL_FORMAT, actual: p?.format },
     );
   if (!p.shard || !Array.isArray(p.tasks) || !Array.isArray(p.shardTasks) || !Array.isArray(p.results))
-    throw new EvalError('BAD_PARTIAL_REPORT', `${file}: missing shard, tasks, shardTasks or results`, { file });
+    throw new EvalError('BAD_PARTIAL_REPORT', `${source}: missing shard, tasks, shardTasks or results`, {
+      file: source,
+    });
   checkShard(p.shard);
   return p as PartialReport;
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -11,7 +11,7 @@ import {
   mergePartialReports,
   mergeShardResults,
   parseShard,
-  readPartialReport,
+  parsePartialReport,
   shardItems,
   writePartialReport,
   EvalError,
@@ -98,7 +98,9 @@ describe('shards', () => {
     expect(parts[0].results[0].scores.map((t) => t.task)).toEqual([names[0], names[2]]);
     expect(parts[1].results.map((r) => r.scores.map((t) => t.task))).toEqual(whole.map(() => [names[1]]));
     // Through the files (NaN answer losses survive), in any order.
-    const read = parts.reverse().map((p, i) => readPartialReport(writePartialReport(p, join(tmp, `shard${i}`))));
+    const read = parts
+      .reverse()
+      .map((p, i) => parsePartialReport(readFileSync(writePartialReport(p, join(tmp, `shard${i}`)), 'utf8')));
     const merged = mergeShardResults(read);
     expect(merged.results).toEqual(whole);
     const created = new Date(0);
@@ -127,7 +129,7 @@ describe('shards', () => {
     const ok = [p(0, ['a', 'c']), p(1, ['b'])];
     expect(mergeShardResults(ok).results[0].scores.map((t) => t.task)).toEqual(['a', 'b', 'c']);
     // NaN (an empty answer's loss) is not JSON: it survives the file as NaN, not null.
-    const back = readPartialReport(writePartialReport(ok[0], join(tmp, 'nan')));
+    const back = parsePartialReport(readFileSync(writePartialReport(ok[0], join(tmp, 'nan')), 'utf8'));
     expect(back).toEqual(ok[0]);
     expect(back.results[0].scores[0].answerLoss![0]).toBeNaN();
     expect(code(() => mergeShardResults([ok[0]]))).toBe('MISSING_SHARD');
@@ -145,9 +147,10 @@ describe('shards', () => {
     expect(code(() => mergeShardResults([ok[0], p(1, ['b'], { tasks: ['a', 'b', 'c', 'd'] })]))).toBe('SHARD_MISMATCH');
     expect(code(() => mergeShardResults([ok[0], p(1, ['c'])]))).toBe('SHARD_MISMATCH'); // c twice, b never
     expect(code(() => mergeShardResults([p(0, ['a']), p(1, ['b'])]))).toBe('MISSING_SHARD'); // c never
-    const bad = join(tmp, 'bad.json');
-    writeFileSync(bad, JSON.stringify({ format: 'hyperllama-eval/2' }));
-    expect(code(() => readPartialReport(bad))).toBe('BAD_PARTIAL_REPORT');
-    expect(code(() => readPartialReport(join(tmp, 'nowhere')))).toBe('NO_PARTIAL_REPORT');
+    expect(code(() => parsePartialReport(JSON.stringify({ format: 'hyperllama-eval/2' })))).toBe('BAD_PARTIAL_REPORT');
+    expect(code(() => parsePartialReport('{'))).toBe('BAD_PARTIAL_REPORT');
+    expect(code(() => parsePartialReport(JSON.stringify({ ...ok[0], shard: { index: 2, count: 2 } })))).toBe(
+      'BAD_SHARD',
+    );
   });
 });

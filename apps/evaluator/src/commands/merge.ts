@@ -1,6 +1,25 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { formatTable, mergePartialReports, readPartialReport, writeReport } from '@hyperllama/eval';
+import {
+  PARTIAL_FILE,
+  formatTable,
+  mergePartialReports,
+  parsePartialReport,
+  writeReport,
+  type PartialReport,
+} from '@hyperllama/eval';
 import { CliError, requireOption, type Command, type Io } from '../cli-kit.js';
+
+/** The partial report in a shard's directory (`partial.json`), or that file itself. */
+export function readPartialReport(path: string): PartialReport {
+  const file = existsSync(path) && statSync(path).isDirectory() ? join(path, PARTIAL_FILE) : path;
+  if (!existsSync(file))
+    throw new CliError('NO_PARTIAL_REPORT', `merge: ${file}: no partial report (written by run --shard i/n)`, {
+      file,
+    });
+  return parsePartialReport(readFileSync(file, 'utf8'), file);
+}
 
 /** Joins the partial reports in `dirs` (each written by `run --shard i/n`) into the unsharded report, written to `out`. */
 export function mergeReports(dirs: readonly string[], out: string) {
