@@ -72,6 +72,7 @@ const completionSchema = {
     logprobs: { type: ['integer', 'null'], minimum: 0, maximum: 5 },
     echo: { enum: [false, null] },
     user: { type: 'string' },
+    ignore_eos: { type: ['boolean', 'null'] },
     ...taskFields,
   },
 } as const;
@@ -106,6 +107,8 @@ interface CompletionBody {
   stop?: string | string[] | null;
   stream?: boolean | null;
   logprobs?: number | null;
+  /** vLLM's extension: keep generating past EOS (until max_tokens or a stop string). */
+  ignore_eos?: boolean | null;
   prefix?: string;
   examples?: Array<{ input: string; output: string }>;
   definition?: string;
@@ -465,7 +468,7 @@ export function buildApp(s: Service, o: AppOptions = {}): FastifyInstance {
                 topP: b.top_p ?? 1,
                 seed,
                 stream: c.index % n,
-                stopIds: [s.tokenizer.eosId],
+                stopIds: b.ignore_eos ? [] : [s.tokenizer.eosId],
               },
               signal: abort.signal,
               onToken: (tokenId, lp) => {

@@ -61,7 +61,7 @@ describe('Engine', () => {
       return { promptIds: s.tokenizer.encode(text, { bos: true }), prefix, params: greedy(6 + i, []) };
     });
     // Solo: one engine call at a time.
-    const solo = [];
+    const solo: SequenceResult[] = [];
     for (const r of reqs) solo.push(await s.engine.submit(r));
     // Reference: generate() with the same prefix and prompt.
     for (const [i, r] of reqs.entries()) {

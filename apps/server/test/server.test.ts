@@ -34,7 +34,13 @@ interface PrefixResponse {
   prompt_tokens_saved: number;
 }
 
-type Params = OpenAI.CompletionCreateParamsNonStreaming & { prefix?: string; examples?: typeof TASK.examples };
+const MODEL = 'hyperllama-default';
+
+type Params = OpenAI.CompletionCreateParamsNonStreaming & {
+  prefix?: string;
+  examples?: typeof TASK.examples;
+  ignore_eos?: boolean;
+};
 type StreamParams = OpenAI.CompletionCreateParamsStreaming & { prefix?: string };
 
 /** An error's status and OpenAI error fields, from the client. */
@@ -155,6 +161,7 @@ describe('hyperllama-serve through the openai client', () => {
     expect(cli.stdout).toBe(`${r.choices[0].text}\n`);
     // The prefix carries the task: the same input behind no prefix continues differently.
     const plain = await client.completions.create({
+      model: MODEL,
       prompt: DEFAULT_TEMPLATE.prompt(prompt),
       max_tokens: 12,
       temperature: 0,
@@ -163,7 +170,7 @@ describe('hyperllama-serve through the openai client', () => {
   }, 300_000);
 
   it('streams the same text it returns whole, and cuts at stop strings', async () => {
-    const base = { prompt: 'the farmer', max_tokens: 16, temperature: 0 };
+    const base = { model: MODEL, prompt: 'the farmer', max_tokens: 16, temperature: 0 };
     const whole = await client.completions.create(base);
     const text = whole.choices[0].text;
     expect(text.length).toBeGreaterThan(3);
@@ -182,6 +189,10 @@ describe('hyperllama-serve through the openai client', () => {
     const stopped = await client.completions.create({ ...base, stop: [stop] });
     expect(stopped.choices[0]).toMatchObject({ text: cut, finish_reason: 'stop' });
     expect(await collect({ ...base, stop, stream: true })).toEqual({ out: cut, finish: 'stop' });
+    // ignore_eos (vLLM's extension) generates exactly max_tokens.
+    const full = await client.completions.create({ ...base, max_tokens: 12, ignore_eos: true } as Params);
+    expect(full.usage!.completion_tokens).toBe(12);
+    expect(full.choices[0].finish_reason).toBe('length');
     // Behind a prefix too.
     const behind = await client.completions.create({ ...base, prefix: prefixId } as Params);
     expect(await collect({ ...base, prefix: prefixId, stream: true } as StreamParams)).toMatchObject({
@@ -191,6 +202,7 @@ describe('hyperllama-serve through the openai client', () => {
 
   it('returns the chosen tokens’ log-probabilities, equal to a teacher-forced pass', async () => {
     const r = await client.completions.create({
+      model: MODEL,
       prompt: 'green',
       max_tokens: 6,
       temperature: 0,
@@ -214,7 +226,7 @@ describe('hyperllama-serve through the openai client', () => {
   });
 
   it('samples reproducibly by seed, with n choices', async () => {
-    const params = { prompt: 'the dog', max_tokens: 8, temperature: 0.9, top_p: 0.95, seed: 11, n: 3 };
+    const params = { model: MODEL, prompt: 'the dog', max_tokens: 8, temperature: 0.9, top_p: 0.95, seed: 11, n: 3 };
     const a = await client.completions.create(params);
     const b = await client.completions.create(params);
     expect(a.choices.map((c) => c.index)).toEqual([0, 1, 2]);
@@ -224,8 +236,15 @@ describe('hyperllama-serve through the openai client', () => {
   });
 
   it('answers inline examples with full-attention ICL (more prompt tokens than the prefix)', async () => {
-    const icl = await client.completions.create({ prompt: 'yellow', max_tokens: 4, temperature: 0, ...TASK } as Params);
+    const icl = await client.completions.create({
+      model: MODEL,
+      prompt: 'yellow',
+      max_tokens: 4,
+      temperature: 0,
+      ...TASK,
+    } as Params);
     const withPrefix = await client.completions.create({
+      model: MODEL,
       prompt: 'yellow',
       max_tokens: 4,
       temperature: 0,
@@ -245,7 +264,7 @@ describe('hyperllama-serve through the openai client', () => {
     const held = s.store.acquire(prefixId);
     try {
       const promptText = DEFAULT_TEMPLATE.prompt('orange');
-      const means = [];
+      const means: number[] = [];
       for (const option of options) {
         const full = s.tokenizer.encode(promptText + DEFAULT_TEMPLATE.answer(option), { bos: false });
         const prompt = s.tokenizer.encode(promptText, { bos: false });
@@ -265,32 +284,36 @@ describe('hyperllama-serve through the openai client', () => {
 
   it('refuses bad input with 4xx and OpenAI error bodies naming the field', async () => {
     expect(
-      await apiError(client.completions.create({ prompt: 'x', prefix: 'pfx-' + '0'.repeat(32) } as Params)),
+      await apiError(
+        client.completions.create({ model: MODEL, prompt: 'x', prefix: 'pfx-' + '0'.repeat(32) } as Params),
+      ),
     ).toEqual({
       status: 404,
       code: 'prefix_not_found',
       param: 'prefix',
       type: 'invalid_request_error',
     });
-    expect(await apiError(client.completions.create({ prompt: 'x', max_tokens: -1 }))).toMatchObject({
+    expect(await apiError(client.completions.create({ model: MODEL, prompt: 'x', max_tokens: -1 }))).toMatchObject({
       status: 400,
       param: 'max_tokens',
     });
-    expect(await apiError(client.completions.create({ prompt: 'x', max_tokens: 100_000 }))).toMatchObject({
-      status: 400,
-      param: 'max_tokens',
-      code: 'context_length_exceeded',
-    });
-    expect(await apiError(client.completions.create({ prompt: 'word '.repeat(600) }))).toMatchObject({
+    expect(await apiError(client.completions.create({ model: MODEL, prompt: 'x', max_tokens: 100_000 }))).toMatchObject(
+      {
+        status: 400,
+        param: 'max_tokens',
+        code: 'context_length_exceeded',
+      },
+    );
+    expect(await apiError(client.completions.create({ model: MODEL, prompt: 'word '.repeat(600) }))).toMatchObject({
       status: 400,
       param: 'prompt',
       code: 'context_length_exceeded',
     });
-    expect(await apiError(client.completions.create({ prompt: 'x', temperature: 3 }))).toMatchObject({
+    expect(await apiError(client.completions.create({ model: MODEL, prompt: 'x', temperature: 3 }))).toMatchObject({
       status: 400,
       param: 'temperature',
     });
-    expect(await apiError(client.completions.create({ prompt: 'x', echo: true }))).toMatchObject({
+    expect(await apiError(client.completions.create({ model: MODEL, prompt: 'x', echo: true }))).toMatchObject({
       status: 400,
       param: 'echo',
     });
@@ -312,13 +335,19 @@ describe('hyperllama-serve through the openai client', () => {
       fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
     const malformed = await post('{"prompt": "x",');
     expect(malformed.status).toBe(400);
-    expect((await malformed.json()).error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_json' });
+    expect(((await malformed.json()) as { error: object }).error).toMatchObject({
+      type: 'invalid_request_error',
+      code: 'invalid_json',
+    });
     const huge = await post(JSON.stringify({ prompt: 'x'.repeat(2 * 2 ** 20) }));
     expect(huge.status).toBe(413);
-    expect((await huge.json()).error).toMatchObject({ code: 'body_too_large', message: expect.any(String) });
+    expect(((await huge.json()) as { error: object }).error).toMatchObject({
+      code: 'body_too_large',
+      message: expect.any(String),
+    });
     const unknown = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST' });
     expect(unknown.status).toBe(404);
-    expect((await unknown.json()).error.code).toBe('unknown_url');
+    expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe('unknown_url');
   });
 
   it('serves a bounded concurrent load over several prefixes without a 5xx, batching across them', async () => {
@@ -338,6 +367,7 @@ describe('hyperllama-serve through the openai client', () => {
       for (let i = jobs.shift(); i !== undefined; i = jobs.shift()) {
         try {
           await client.completions.create({
+            model: MODEL,
             prompt: `word ${i}`,
             max_tokens: 8,
             temperature: 0,
@@ -368,7 +398,7 @@ describe('hyperllama-serve through the openai client', () => {
       const small = new OpenAI({ apiKey: 'x', baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
       const results = await Promise.all(
         Array.from({ length: 10 }, () =>
-          small.completions.create({ prompt: 'the', max_tokens: 20, temperature: 0 }).then(
+          small.completions.create({ model: MODEL, prompt: 'the', max_tokens: 20, temperature: 0 }).then(
             () => ({ status: 200 }),
             (e: InstanceType<typeof OpenAI.APIError>) => ({ status: e.status, type: e.type, code: e.code }),
           ),
@@ -395,7 +425,7 @@ describe('hyperllama-serve through the openai client', () => {
         status: 401,
         code: 'invalid_api_key',
       });
-      expect(await apiError(withKey('sk-test-1234').completions.create({ prompt: 'x' }))).toMatchObject({
+      expect(await apiError(withKey('sk-test-1234').completions.create({ model: MODEL, prompt: 'x' }))).toMatchObject({
         status: 401,
       });
       expect((await fetch(`${url}/healthz`)).status).toBe(200);
@@ -418,6 +448,7 @@ describe('hyperllama-serve through the openai client', () => {
         payload: { prompt: 'yellow', max_tokens: 12, temperature: 0, prefix: prefixId },
       });
       const ref = await client.completions.create({
+        model: MODEL,
         prompt: 'yellow',
         max_tokens: 12,
         temperature: 0,

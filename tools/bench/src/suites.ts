@@ -9,6 +9,7 @@ export const SUITES: Record<string, () => Promise<{ run: Suite }>> = {
   hypernet: () => import('./suites/hypernet.js'),
   llama: () => import('./suites/llama.js'),
   eval: () => import('./suites/eval.js'),
+  serve: () => import('./suites/serve.js'),
   big: () => import('./suites/big.js'),
 };
 
@@ -29,5 +30,6 @@ export const DEFAULT_BACKENDS: Record<string, string[]> = {
   hypernet: ['wasm'],
   llama: ['wasm', 'cpu'],
   eval: ['wasm'],
+  serve: ['wasm'],
   big: ['wasm'],
 };

@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 //   quick run's checkpoint with `--quick`);
 // - `npm …`: the script exists; `npm start -- --quick` runs (its output goes to a temporary folder); `npm start`
 //   (15 minutes) and `npm test` (what runs this) do not;
+// - `curl …`: the serving session, run against a live server by apps/server/test/readme.test.ts;
 // - anything else must be taught to this file, so an unchecked command cannot slip in.
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const STORIES = join(root, '..', 'shared', 'models', 'stories260K');
@@ -243,6 +244,16 @@ describe.each(commands.map((c) => [`README line ${c.line}: ${c.text}`, c] as con
         900_000,
       );
     }
+    return;
+  }
+
+  if (head === 'curl') {
+    // The serving session: apps/server/test/readme.test.ts runs these against a live hyperllama-serve and compares
+    // the answers the README shows.
+    it("calls the README's hyperllama-serve (run against a live server by apps/server/test/readme.test.ts)", () => {
+      expect(c.text).toMatch(/^curl -s\S* localhost:8080\//);
+      expect(existsSync(join(root, 'apps', 'server', 'test', 'readme.test.ts'))).toBe(true);
+    });
     return;
   }
 
