@@ -18,6 +18,11 @@ export interface LlamaConfig {
   tieWordEmbeddings: boolean;
   bosTokenId: number;
   eosTokenId: number;
+  /**
+   * Every end-of-sequence id when `config.json` lists several (Llama 3.1+ instruct: `<|end_of_text|>`, `<|eom_id|>`,
+   * `<|eot_id|>`); `generate` stops at any of them. The first is `eosTokenId`.
+   */
+  eosTokenIds?: number[];
   padTokenId?: number;
 }
 
@@ -178,6 +183,8 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
     eosTokenId: tokenId(source, 'eos_token_id', c.eos_token_id, 2)!,
     padTokenId: tokenId(source, 'pad_token_id', c.pad_token_id, undefined),
   };
+  if (Array.isArray(c.eos_token_id) && c.eos_token_id.length > 1)
+    config.eosTokenIds = c.eos_token_id.map((v, i) => tokenId(source, `eos_token_id[${i}]`, v, undefined)!);
   const ropeScaling = parseRopeScaling(c.rope_scaling, source, config.maxPositionEmbeddings);
   if (ropeScaling) config.ropeScaling = ropeScaling;
   if (typeof config.tieWordEmbeddings !== 'boolean')
@@ -215,6 +222,13 @@ export function validateLlamaConfig(config: LlamaConfig, source = 'LlamaConfig')
   for (const f of ['bosTokenId', 'eosTokenId'] as const) {
     if (!Number.isInteger(c[f]) || c[f] < 0) bad(source, f, 'a non-negative integer', c[f]);
   }
+  if (c.eosTokenIds !== undefined) {
+    if (!Array.isArray(c.eosTokenIds) || c.eosTokenIds[0] !== c.eosTokenId)
+      bad(source, 'eosTokenIds', `a list starting with eosTokenId ${c.eosTokenId}`, c.eosTokenIds);
+    c.eosTokenIds.forEach((id, i) => {
+      if (!Number.isInteger(id) || id < 0) bad(source, `eosTokenIds[${i}]`, 'a non-negative integer', id);
+    });
+  }
   if (c.padTokenId !== undefined && (!Number.isInteger(c.padTokenId) || c.padTokenId < 0))
     bad(source, 'padTokenId', 'a non-negative integer', c.padTokenId);
   return config;
@@ -238,7 +252,7 @@ export function llamaConfigToJson(c: LlamaConfig): Record<string, unknown> {
     rope_scaling: ropeScalingToJson(c.ropeScaling),
     tie_word_embeddings: c.tieWordEmbeddings,
     bos_token_id: c.bosTokenId,
-    eos_token_id: c.eosTokenId,
+    eos_token_id: c.eosTokenIds ?? c.eosTokenId,
     pad_token_id: c.padTokenId ?? null,
     hidden_act: 'silu',
     attention_bias: false,

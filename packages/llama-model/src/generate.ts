@@ -29,7 +29,7 @@ export interface GenerateOptions {
   topP?: number;
   /** Seed of the sampling Rng (default 0). Row r samples from its own stream (seed, r): other rows do not change it. */
   seed?: number;
-  /** Token ids that end a row (not included in its output). Default: the config's eos. */
+  /** Token ids that end a row (not included in its output). Default: the config's eos ids (`eosTokenIds`, else `eosTokenId`). */
   stopIds?: number[];
   /** Soft prefix every row attends to (batch 1 or B). */
   prefix?: KVPrefix;
@@ -132,7 +132,7 @@ export async function generate(
   const B = ids.length;
   const L = Math.max(...ids.map((p) => p.length));
   const padId = opts.padId ?? c.padTokenId ?? 0;
-  const stopIds = new Set(opts.stopIds ?? [c.eosTokenId]);
+  const stopIds = new Set(opts.stopIds ?? c.eosTokenIds ?? [c.eosTokenId]);
   const P = opts.prefix?.length ?? 0;
   const offset = opts.positionOffset ?? opts.prefix?.positionOffsets?.[0] ?? P;
   const rngs = ids.map((_, row) => new Rng(opts.seed ?? 0).fork(`row ${row}`));

@@ -94,6 +94,22 @@ describe('generate', () => {
     expect(stopped.finishReasons[0]).toBe('stop');
   });
 
+  it("stops by default at any of the config's eos ids (Llama 3.1 instruct lists several)", async () => {
+    const free = (await tokensOf([prompts[0]], { maxNewTokens: 10, stopIds: [] }))[0];
+    const notEos = Array.from({ length: config.vocabSize }, (_, i) => i).find((i) => !free.includes(i))!;
+    const stopAt = free[4];
+    // The same weights (same seed) with a list of eos ids whose second entry is generated.
+    const listed = createLlama({ ...config, eosTokenId: notEos, eosTokenIds: [notEos, stopAt] }, { seed: 5, std: 0.5 });
+    const stopped = await generate(listed, [prompts[0]], { maxNewTokens: 10 });
+    expect(stopped.tokens[0]).toEqual(free.slice(0, free.indexOf(stopAt)));
+    expect(stopped.finishReasons[0]).toBe('stop');
+    // With only the first id as eos it runs on.
+    const single = createLlama({ ...config, eosTokenId: notEos }, { seed: 5, std: 0.5 });
+    expect((await generate(single, [prompts[0]], { maxNewTokens: 10 })).tokens[0]).toEqual(free);
+    listed.dispose();
+    single.dispose();
+  });
+
   it("conditioning on a prefix of the prompt's own K,V continues exactly like the whole prompt", async () => {
     const [head, tail] = [prompts[0].slice(0, 4), prompts[0].slice(4)];
     const out = model.forward({ inputIds: tf.tensor2d([head], undefined, 'int32'), returnKV: true });

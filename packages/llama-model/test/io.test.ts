@@ -8,9 +8,11 @@ import {
   ModelError,
   createLlama,
   expectedWeightShapes,
+  llamaConfigToJson,
   loadLlama,
   parseLlamaConfig,
   saveLlama,
+  validateLlamaConfig,
   type LlamaConfig,
   type LlamaModel,
 } from '../src/index.js';
@@ -225,6 +227,14 @@ describe('parseLlamaConfig', () => {
       padTokenId: undefined,
     });
     expect(parseLlamaConfig({ ...base, eos_token_id: [2, 7], pad_token_id: 0 }).eosTokenId).toBe(2);
+    // Llama 3.1 instruct: every eos id is kept (generation stops at any) and written back as a list.
+    const l31 = parseLlamaConfig({ ...base, eos_token_id: [128001, 128008, 128009] });
+    expect([l31.eosTokenId, l31.eosTokenIds]).toEqual([128001, [128001, 128008, 128009]]);
+    expect(llamaConfigToJson(l31).eos_token_id).toEqual([128001, 128008, 128009]);
+    expect(parseLlamaConfig(llamaConfigToJson(l31))).toEqual(l31);
+    expect(parseLlamaConfig({ ...base, eos_token_id: [2] }).eosTokenIds).toBeUndefined();
+    expect(() => validateLlamaConfig({ ...l31, eosTokenIds: [128009, 128001] })).toThrow(/eosTokenIds/);
+    expect(() => parseLlamaConfig({ ...base, eos_token_id: [2, -1] })).toThrow(/eos_token_id\[1\]/);
   });
 
   it.each([
