@@ -69,21 +69,27 @@ function writeSharded(dir: string, dtype: 'F32' | 'BF16', seed: number): void {
 
 const native = loadNativeFrozen();
 
+// One wasm backend for the file (it cannot be started again in a process once disposed).
+beforeAll(async () => {
+  await initBackend({ backend: 'wasm', threads: 2 });
+});
+afterAll(async () => {
+  await disposeBackend();
+});
+
 describe.skipIf(!native.frozen)(`Llama with native-memory weights (${native.why})`, () => {
   let root: string;
   const ids = [
     [1, 5, 9, 33, 70, 2, 44, 95, 12, 3],
     [1, 8, 8, 8, 40, 41, 42, 60, 61, 90],
   ];
-  beforeAll(async () => {
-    await initBackend({ backend: 'wasm', threads: 2 });
+  beforeAll(() => {
     root = mkdtempSync(join(tmpdir(), 'hl-native-'));
     writeSharded(join(root, 'bf16'), 'BF16', 1);
     writeSharded(join(root, 'f32'), 'F32', 2);
   });
-  afterAll(async () => {
+  afterAll(() => {
     rmSync(root, { recursive: true, force: true });
-    await disposeBackend();
   });
 
   const logitsOf = (model: LlamaModel) =>
@@ -264,5 +270,45 @@ describe.skipIf(!native.frozen)(`Llama with native-memory weights (${native.why}
     m.dispose();
     m.dispose();
     expect(w.disposed).toBe(true);
+  });
+});
+
+describe('loading into the heap fails before reading weights when the model cannot fit', () => {
+  let dir: string;
+  beforeAll(() => {
+    // An 8B-shaped config and no weight files at all: the check must come first.
+    dir = mkdtempSync(join(tmpdir(), 'hl-8b-'));
+    const big = validateLlamaConfig({
+      ...config,
+      vocabSize: 128256,
+      hiddenSize: 4096,
+      intermediateSize: 14336,
+      numHiddenLayers: 32,
+      numAttentionHeads: 32,
+      numKeyValueHeads: 8,
+      headDim: 128,
+    });
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(llamaConfigToJson(big)));
+  });
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('an 8B-shaped float32 model on the 4 GiB wasm heap: ModelMemoryError with need, availability and a suggestion', () => {
+    let err: unknown;
+    try {
+      loadLlama(dir);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ModelMemoryError);
+    const e = err as ModelMemoryError;
+    expect(e.code).toBe('MODEL_TOO_LARGE');
+    expect(e.details.needBackendBytes as number).toBeGreaterThan(30 * 1024 ** 3); // 8.0B float32 parameters
+    expect(e.details.availableBackendBytes as number).toBeLessThanOrEqual(4 * 1024 ** 3);
+    expect(e.message).toMatch(/GiB on the backend .* against .* left in the wasm heap/);
+    // A suggestion exactly when some format fits this host (nf4 needs about 6.1 GiB).
+    if (e.details.suggestion !== undefined) expect(e.message).toMatch(/would fit/);
+    else expect(e.message).toMatch(/no (weight )?format fits/);
   });
 });
