@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrozenWeight, Rng, disposeBackend, frozenMatMul, initBackend, loadNativeFrozen } from '@hyperllama/runtime';
-import { NF4_MAX_HALF_GAP, dequantizeNf4, quantizeNf4, storedAbsmax } from '../src/index.js';
+import { dequantizeNf4, quantizeNf4 } from '../src/index.js';
+import { NF4_MAX_HALF_GAP, storedAbsmax } from '../src/nf4.js';
 
 // The native NF4 weights (runtime's native/hyperllama_quant.c) must store exactly what this package's quantiser
 // writes, and their kernel must multiply by exactly what dequantizeNf4 reads back.
@@ -22,6 +23,7 @@ describe.skipIf(!native.frozen)(`native NF4 against the JS quantiser (${native.w
     [300, 256, 4],
     [300, 256, 33],
     [64, 1024, 2],
+    [512, 1024, 3], // ≥ 2^18 values: quantised and multiplied on several threads
   ])('W [%i, %i], m = %i: same bytes as quantizeNf4, and x · Wᵀ equals tf.matMul on dequantizeNf4', (n, k, m) => {
     const w = rng.normalArray(n * k, 0, 0.05);
     w[17] = 0.9; // an outlier block

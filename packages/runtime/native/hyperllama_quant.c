@@ -456,26 +456,40 @@ static int nearest(const double *code, int len, double v) {
   return v - code[lo] <= code[hi] - v ? lo : hi;
 }
 
+typedef struct {
+  qweight *w;
+  const float *values;
+  float *absmax;
+} quant_ctx;
+
+/* Blocks [start, end): their absmax and packed codes (blocks are an even number of elements: whole bytes each). */
+static void quantize_blocks(void *p, int64_t start, int64_t end) {
+  quant_ctx *c = (quant_ctx *)p;
+  const int block = c->w->block;
+  uint8_t *packed = (uint8_t *)c->w->data;
+  for (int64_t b = start; b < end; b++) {
+    const float *v = c->values + b * block;
+    float m = 0;
+    for (int i = 0; i < block; i++) {
+      const float a = fabsf(v[i]);
+      if (a > m) m = a;
+    }
+    c->absmax[b] = m;
+    const double inv = m > 0 ? 1.0 / (double)m : 0.0;
+    for (int64_t i = b * block; i < (b + 1) * block; i++) {
+      const int q = nearest(NF4D, 16, (double)c->values[i] * inv);
+      packed[i >> 1] |= (i & 1) ? q : q << 4;
+    }
+  }
+}
+
 static bool quantize_nf4(qweight *w, const float *values) {
   const int64_t total = w->n * w->k, nb = total / w->block;
   float *absmax = (float *)malloc(nb * sizeof(float));
   if (!absmax) return false;
-  uint8_t *packed = (uint8_t *)w->data;
-  memset(packed, 0, total / 2);
-  for (int64_t b = 0; b < nb; b++) {
-    const float *v = values + b * w->block;
-    float m = 0;
-    for (int i = 0; i < w->block; i++) {
-      const float a = fabsf(v[i]);
-      if (a > m) m = a;
-    }
-    absmax[b] = m;
-    const double inv = m > 0 ? 1.0 / (double)m : 0.0;
-    for (int64_t i = b * w->block; i < (b + 1) * w->block; i++) {
-      const int q = nearest(NF4D, 16, (double)values[i] * inv);
-      packed[i >> 1] |= (i & 1) ? q : q << 4;
-    }
-  }
+  memset(w->data, 0, total / 2);
+  quant_ctx c = {w, values, absmax};
+  parallel_for(nb, threads_for(total), quantize_blocks, &c);
   double sum = 0;
   for (int64_t b = 0; b < nb; b++) sum += absmax[b];
   w->offset = (float)(sum / (double)nb);
