@@ -1,0 +1,152 @@
+import { DEFAULT_TEMPLATE, hyperRow, loadTasks, type Task } from '@hyperllama/datasets';
+import { fitOptions, fitPlan, planTasks, taskPrefix, type TaskPlan } from '@hyperllama/eval';
+import { Prefix } from '@hyperllama/gist-attention';
+import { fromPretrained, resolvePretrained, type PretrainedHyperLlama } from '@hyperllama/hypernet';
+import { generate, type GenerateResult } from '@hyperllama/llama-model';
+import { withActiveAdapters } from '@hyperllama/lora';
+import { MemoryFileSystem, RuntimeError, dirnamePath, joinPath, withFileSystem } from '@hyperllama/runtime';
+
+/**
+ * What the page does, without the DOM: load a HyperLlama checkpoint with its base from in-memory files, compress a
+ * task file exactly as `hyperllama-eval compress` does (same planning, fitting and prefix file), and answer an input
+ * behind the prefix and with the demonstrations in context (full-attention ICL), greedily.
+ */
+
+/** Where the default model's files sit under the site root, and the manifest that lists them. */
+export const DEFAULT_MODEL_DIR = 'models/default';
+export const MANIFEST = 'manifest.json';
+
+export interface Loaded extends PretrainedHyperLlama {
+  /** Shown on the page and stored as the prefix's `checkpoint` metadata. */
+  label: string;
+}
+
+/** Fetches the files a site manifest lists (`{ files: [...] }`, relative to `base`) into a memory file system. */
+export async function fetchModelFiles(base: string): Promise<MemoryFileSystem> {
+  const prefix = base.endsWith('/') ? base : `${base}/`;
+  const response = await fetch(prefix + MANIFEST);
+  if (!response.ok)
+    throw new RuntimeError('FETCH_FAILED', `${prefix}${MANIFEST}: HTTP ${response.status}`, {
+      file: prefix + MANIFEST,
+    });
+  const { files } = (await response.json()) as { files: string[] };
+  return MemoryFileSystem.fromUrls(prefix, files, { root: '/model' });
+}
+
+/**
+ * Loads a checkpoint from in-memory files: the folder holding `hypernet_config.json` (the first, in path order), on
+ * its recorded base when that was given too, else on the folder holding `config.json` + `model.safetensors` (a
+ * dropped base). Like `HyperLlama.fromPretrained` (the base hash and tokenizer are checked the same way), but always
+ * from host memory: an HF base directory read from the given files.
+ */
+export function loadFromFiles(fs: MemoryFileSystem, label: string): Loaded {
+  const paths = fs.paths();
+  const configs = paths.filter((p) => p.endsWith('/hypernet_config.json'));
+  if (configs.length === 0)
+    throw new RuntimeError('NO_CHECKPOINT', `${label}: no hypernet_config.json among ${paths.length} files`, {
+      file: label,
+    });
+  const checkpoint = dirnamePath(configs[0]);
+  return withFileSystem(fs, () => {
+    const recorded = resolvePretrained(checkpoint).model;
+    const dropped = paths.find(
+      (p) => p.endsWith('/config.json') && fs.exists(joinPath(dirnamePath(p), 'model.safetensors')),
+    );
+    const model = recorded && fs.isDirectory(recorded) ? recorded : dropped && dirnamePath(dropped);
+    if (!model)
+      throw new RuntimeError(
+        'NO_BASE',
+        `${label}: the checkpoint's base (${recorded ?? 'not recorded'}) is not among the files`,
+        { file: label },
+      );
+    return { ...fromPretrained(checkpoint, { model }), label };
+  });
+}
+
+export interface Compressed {
+  task: Task;
+  plan: TaskPlan;
+  prefix: Prefix;
+  /** The `.safetensors` bytes `hyperllama-eval compress` writes for the same task, shots and seed. */
+  bytes: Uint8Array;
+  seconds: number;
+  /** Demonstrations the hypernetwork read (and ICL sees). */
+  demonstrations: number;
+  /** Tokens of the ICL context (definition + demonstrations) that the k prefix positions replace in every query. */
+  contextTokens: number;
+  k: number;
+}
+
+/** Parses a task file's text (S-NI `.json` or `.jsonl`) as `loadTasks` reads a file of that name. */
+export function parseTask(text: string, fileName: string): Task {
+  const path = `/input/${fileName}`;
+  const { tasks } = withFileSystem(new MemoryFileSystem([[path, text]]), () => loadTasks(path));
+  if (tasks.length !== 1)
+    throw new RuntimeError('BAD_TASK', `${fileName}: holds ${tasks.length} tasks, expected one`, { file: fileName });
+  return tasks[0];
+}
+
+/** `hyperllama-eval compress --task <fileName> --shots <shots> --seed <seed>` in the page. */
+export function compress(l: Loaded, task: Task, o: { shots: number; seed: number }): Compressed {
+  const start = performance.now();
+  const settings = { model: l.model, tokenizer: l.tokenizer };
+  const [plan] = planTasks([task], { shots: o.shots, seed: o.seed, maxInstances: 100 });
+  const prefix = taskPrefix(l.hyperllama, plan, settings);
+  const bytes = prefix.toBytes({
+    config: l.model.config,
+    meta: { task: plan.task.name, shots: String(plan.examples.length), seed: String(o.seed), checkpoint: l.label },
+  });
+  const seconds = (performance.now() - start) / 1000;
+  const fitted = fitPlan(plan, fitOptions(settings, l.hyperllama.k));
+  const { ids } = hyperRow(
+    { encoder: l.tokenizer, gistIds: [...l.hyperllama.gistIds], maxHyperLength: 1024 },
+    task.definition,
+    fitted.examples,
+  );
+  const contextTokens = l.tokenizer.encode(iclContext(fitted), { bos: false, eos: false }).length;
+  return {
+    task,
+    plan: fitted,
+    prefix,
+    bytes,
+    seconds,
+    demonstrations: fitted.examples.length,
+    contextTokens,
+    k: ids.length > 0 ? l.hyperllama.k : 0,
+  };
+}
+
+/** The definition and demonstrations as ICL reads them (the collator's template). */
+export function iclContext(plan: TaskPlan): string {
+  const t = DEFAULT_TEMPLATE;
+  const head = plan.task.definition ? t.definition(plan.task.definition) : '';
+  return head + plan.examples.map((e) => t.prompt(e.input) + t.answer(e.output) + t.separator).join('');
+}
+
+export interface Answer {
+  text: string;
+  stats: GenerateResult['stats'];
+}
+
+/** Greedy answer behind the prefix, as `hyperllama-eval generate --prefix` gives it (template prompt, BOS, stop at EOS). */
+export async function answerWithPrefix(l: Loaded, prefix: Prefix, input: string, maxNewTokens = 32): Promise<Answer> {
+  const adapters = l.hyperllama.hasDownstreamAdapter ? ['downstream'] : [];
+  const r = await withActiveAdapters(l.model, adapters, () =>
+    generate(l.model, [DEFAULT_TEMPLATE.prompt(input)], { maxNewTokens, tokenizer: l.tokenizer, addBos: true, prefix }),
+  );
+  return { text: r.texts![0], stats: r.stats };
+}
+
+/** Greedy answer of the frozen base with the definition and demonstrations in context (full attention). */
+export async function answerWithIcl(l: Loaded, plan: TaskPlan, input: string, maxNewTokens = 32): Promise<Answer> {
+  const prompt = iclContext(plan) + DEFAULT_TEMPLATE.prompt(input);
+  const r = await withActiveAdapters(l.model, [], () =>
+    generate(l.model, [prompt], { maxNewTokens, tokenizer: l.tokenizer, addBos: true }),
+  );
+  return { text: r.texts![0], stats: r.stats };
+}
+
+/** A prefix file uploaded back (checked against the loaded model's config). */
+export function loadPrefixBytes(l: Loaded, bytes: Uint8Array, name: string): Prefix {
+  return Prefix.fromBytes(bytes, l.model.config, name);
+}

@@ -1,0 +1,276 @@
+import { initBackend, MemoryFileSystem, type BackendInfo } from '@hyperllama/runtime';
+import type { Prefix } from '@hyperllama/gist-attention';
+import type { Task } from '@hyperllama/datasets';
+import {
+  DEFAULT_MODEL_DIR,
+  answerWithIcl,
+  answerWithPrefix,
+  compress,
+  fetchModelFiles,
+  loadFromFiles,
+  loadPrefixBytes,
+  parseTask,
+  type Answer,
+  type Compressed,
+  type Loaded,
+} from './engine.js';
+
+/** The demo tasks shipped with the site (tasks/<name>.json, S-NI format): file names, as the CLI names tasks. */
+const DEMO_TASKS: string[] = (import.meta.env.VITE_DEMO_TASKS ?? '').split(',').filter(Boolean);
+
+const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+const el = {
+  backend: $('backend'),
+  modelStatus: $('model-status'),
+  modelFiles: $<HTMLInputElement>('model-files'),
+  demo: $<HTMLSelectElement>('demo'),
+  definition: $<HTMLInputElement>('definition'),
+  examples: $<HTMLTextAreaElement>('examples'),
+  shots: $<HTMLInputElement>('shots'),
+  seed: $<HTMLInputElement>('seed'),
+  compress: $<HTMLButtonElement>('compress'),
+  compressStatus: $('compress-status'),
+  download: $<HTMLAnchorElement>('download'),
+  upload: $<HTMLInputElement>('upload'),
+  input: $<HTMLInputElement>('input'),
+  answer: $<HTMLButtonElement>('answer'),
+  answerPrefix: $('answer-prefix'),
+  answerIcl: $('answer-icl'),
+  timingPrefix: $('timing-prefix'),
+  timingIcl: $('timing-icl'),
+};
+
+const state: {
+  loaded?: Loaded;
+  compressed?: Compressed;
+  prefix?: Prefix;
+  task?: Task;
+  /** The S-NI text of the chosen demo task (undefined when the examples are typed). */
+  demoText?: string;
+  demoName?: string;
+} = {};
+const pageStart = performance.now();
+/** Timings the page reports to scripts (the browser test reads them). */
+const timings: Record<string, number> = {};
+/** The full generated texts of the last answers (the page shows their first line). */
+const answers: { prefix?: string; icl?: string } = {};
+(window as unknown as { hyperllama: object }).hyperllama = { timings, answers };
+
+/** The answer proper: generation continues past it with further "Input:" lines until EOS or the token limit. */
+function firstLine(text: string): string {
+  return text.split('\n')[0].trim();
+}
+
+function show(node: HTMLElement, text: string, dataState?: string): void {
+  node.textContent = text;
+  if (dataState) node.dataset.state = dataState;
+}
+
+function fail(node: HTMLElement, e: unknown): void {
+  show(node, `Error: ${(e as Error).message}`, 'error');
+  console.error(e);
+}
+
+async function startBackend(): Promise<BackendInfo> {
+  const wanted = new URLSearchParams(location.search).get('backend');
+  const hasGpu = 'gpu' in navigator;
+  const backend = wanted === 'wasm' || wanted === 'webgpu' || wanted === 'cpu' ? wanted : hasGpu ? 'webgpu' : 'wasm';
+  const base = new URL('wasm/', location.href).href;
+  let info: BackendInfo;
+  try {
+    info = await initBackend({ backend, wasmPaths: base, threads: navigator.hardwareConcurrency || 1 });
+  } catch (e) {
+    if (backend !== 'webgpu') throw e;
+    info = await initBackend({ backend: 'wasm', wasmPaths: base, threads: navigator.hardwareConcurrency || 1 });
+    info = { ...info, reason: `webgpu failed (${(e as Error).message}); ${info.reason}` };
+  }
+  const isolation = crossOriginIsolated ? 'cross-origin isolated' : 'not cross-origin isolated';
+  show(
+    el.backend,
+    `backend: ${info.name}${info.name === 'wasm' ? `, ${info.threads} thread(s), ${isolation}` : ''}${hasGpu ? '' : ' (no WebGPU in this browser)'}`,
+  );
+  el.backend.title = info.reason;
+  el.backend.dataset.backend = info.name;
+  return info;
+}
+
+function useModel(l: Loaded): void {
+  state.loaded?.dispose();
+  state.loaded = l;
+  const c = l.model.config;
+  show(
+    el.modelStatus,
+    `${l.label}: ${c.numHiddenLayers}-layer Llama, hidden ${c.hiddenSize}, vocabulary ${c.vocabSize}; HyperLlama k = ${l.hyperllama.k} gist tokens`,
+    'ready',
+  );
+  el.compress.disabled = false;
+}
+
+/** The task as a file text and name, exactly what `hyperllama-eval compress --task` would read. */
+function taskFile(): { text: string; name: string } {
+  if (state.demoText !== undefined && state.demoName) return { text: state.demoText, name: `${state.demoName}.json` };
+  const raw = el.examples.value.trim();
+  if (raw.startsWith('{')) return { text: raw, name: 'task.json' };
+  const examples = raw
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line, i) => {
+      const at = line.indexOf('=>');
+      if (at < 0) throw new Error(`line ${i + 1}: expected "input => output"`);
+      return { input: line.slice(0, at).trim(), output: line.slice(at + 2).trim() };
+    });
+  if (examples.length < 2) throw new Error('give at least two examples');
+  // The last example is also the instance the planner needs to exist; answers are asked below.
+  const sni = {
+    Definition: el.definition.value.trim() ? [el.definition.value.trim()] : [],
+    'Positive Examples': examples,
+    Instances: [
+      { id: 'query', input: examples[examples.length - 1].input, output: [examples[examples.length - 1].output] },
+    ],
+  };
+  return { text: JSON.stringify(sni), name: 'task.json' };
+}
+
+async function onCompress(): Promise<void> {
+  if (!state.loaded) return;
+  show(el.compressStatus, 'Compressing…', 'busy');
+  await new Promise((r) => setTimeout(r, 0));
+  try {
+    const { text, name } = taskFile();
+    const task = parseTask(text, name);
+    const c = compress(state.loaded, task, { shots: Number(el.shots.value), seed: Number(el.seed.value) });
+    state.compressed?.prefix.dispose();
+    state.compressed = c;
+    state.prefix = c.prefix;
+    state.task = task;
+    timings.compressSeconds = c.seconds;
+    const url = URL.createObjectURL(new Blob([c.bytes as BlobPart], { type: 'application/octet-stream' }));
+    el.download.href = url;
+    el.download.download = `${task.name}.prefix.safetensors`;
+    el.download.hidden = false;
+    show(
+      el.compressStatus,
+      `${task.name}: ${c.demonstrations} demonstrations (${c.contextTokens} tokens in context) → k = ${c.k} prefix positions, ` +
+        `${(c.bytes.byteLength / 1024).toFixed(1)} KiB, ${(c.seconds * 1000).toFixed(0)} ms; ` +
+        `each query saves ${c.contextTokens - c.k} prompt tokens`,
+      'done',
+    );
+    if (!el.input.value && task.instances[0]) el.input.value = task.instances[0].input;
+    el.answer.disabled = false;
+  } catch (e) {
+    fail(el.compressStatus, e);
+  }
+}
+
+function timing(a: Answer): string {
+  const s = a.stats;
+  return `${s.promptTokens} prompt tokens, ${s.newTokens} new; prefill ${(s.prefillSeconds * 1000).toFixed(0)} ms, decode ${(s.decodeSeconds * 1000).toFixed(0)} ms (${s.tokensPerSecond.toFixed(1)} tokens/s)`;
+}
+
+async function onAnswer(): Promise<void> {
+  const l = state.loaded;
+  if (!l || !state.prefix) return;
+  el.answer.disabled = true;
+  show(el.answerPrefix, '…', 'busy');
+  el.answerIcl.dataset.state = 'busy';
+  show(
+    el.answerIcl,
+    state.compressed ? '…' : '(no examples: the prefix was uploaded)',
+    state.compressed ? 'busy' : 'done',
+  );
+  try {
+    const withPrefix = await answerWithPrefix(l, state.prefix, el.input.value);
+    answers.prefix = withPrefix.text;
+    show(el.answerPrefix, firstLine(withPrefix.text), 'done');
+    el.answerPrefix.title = withPrefix.text;
+    show(el.timingPrefix, timing(withPrefix));
+    timings.firstAnswerMs ??= performance.now() - pageStart;
+    timings.prefixTokensPerSecond = withPrefix.stats.tokensPerSecond;
+    if (state.compressed) {
+      const icl = await answerWithIcl(l, state.compressed.plan, el.input.value);
+      answers.icl = icl.text;
+      show(el.answerIcl, firstLine(icl.text), 'done');
+      el.answerIcl.title = icl.text;
+      show(el.timingIcl, timing(icl));
+      timings.iclTokensPerSecond = icl.stats.tokensPerSecond;
+    }
+  } catch (e) {
+    fail(el.answerPrefix, e);
+  } finally {
+    el.answer.disabled = false;
+  }
+}
+
+async function onUpload(): Promise<void> {
+  const file = el.upload.files?.[0];
+  if (!file || !state.loaded) return;
+  try {
+    const prefix = loadPrefixBytes(state.loaded, new Uint8Array(await file.arrayBuffer()), file.name);
+    state.compressed?.prefix.dispose();
+    state.compressed = undefined;
+    state.prefix = prefix;
+    show(
+      el.compressStatus,
+      `${file.name}: prefix of ${prefix.length} positions loaded (task ${prefix.meta.task ?? '?'})`,
+      'done',
+    );
+    el.answer.disabled = false;
+  } catch (e) {
+    fail(el.compressStatus, e);
+  }
+}
+
+async function onModelFiles(): Promise<void> {
+  const files = el.modelFiles.files;
+  if (!files || files.length === 0) return;
+  show(el.modelStatus, `Reading ${files.length} files…`, 'loading');
+  try {
+    const fs = await MemoryFileSystem.fromFiles([...files], { root: '/dropped' });
+    useModel(loadFromFiles(fs, files[0].webkitRelativePath.split('/')[0] || 'dropped files'));
+  } catch (e) {
+    fail(el.modelStatus, e);
+  }
+}
+
+async function onDemo(): Promise<void> {
+  const name = el.demo.value;
+  if (!name) {
+    state.demoText = state.demoName = undefined;
+    return;
+  }
+  const text = await (await fetch(new URL(`tasks/${name}.json`, location.href))).text();
+  state.demoText = text;
+  state.demoName = name;
+  const task = parseTask(text, `${name}.json`);
+  el.definition.value = task.definition ?? '';
+  el.examples.value = task.examples.map((e) => `${e.input} => ${e.output}`).join('\n');
+  el.input.value = task.instances[0]?.input ?? '';
+}
+
+async function main(): Promise<void> {
+  el.demo.append(new Option('(type your own examples)', ''));
+  for (const name of DEMO_TASKS) el.demo.append(new Option(name, name));
+  el.demo.addEventListener('change', () => void onDemo());
+  // Typing edits the examples: the page then compresses what is typed, not the demo file.
+  el.examples.addEventListener('input', () => (state.demoText = state.demoName = undefined));
+  el.definition.addEventListener('input', () => (state.demoText = state.demoName = undefined));
+  el.compress.addEventListener('click', () => void onCompress());
+  el.answer.addEventListener('click', () => void onAnswer());
+  el.upload.addEventListener('change', () => void onUpload());
+  el.modelFiles.addEventListener('change', () => void onModelFiles());
+  try {
+    await startBackend();
+    const fs = await fetchModelFiles(new URL(`${DEFAULT_MODEL_DIR}/`, location.href).href);
+    useModel(loadFromFiles(fs, 'embedded default'));
+    timings.modelLoadedMs = performance.now() - pageStart;
+    if (DEMO_TASKS.length > 0) {
+      el.demo.value = DEMO_TASKS[0];
+      await onDemo();
+    }
+    document.body.dataset.ready = 'true';
+  } catch (e) {
+    fail(el.modelStatus, e);
+  }
+}
+
+void main();

@@ -1,0 +1,206 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readSafetensors, toFloat32 } from '@hyperllama/runtime';
+import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// @ts-expect-error: a plain ES module without types (the server `npm run playground` starts)
+import { startServer } from '../serve.mjs';
+
+/**
+ * The built site in a real headless Chromium (Debian's `chromium`, driven by puppeteer-core; no browser download):
+ * it compresses a demo task, answers, and the prefix it offers for download equals the file `hyperllama-eval compress`
+ * writes for the same checkpoint, task, shots and seed; the greedy answers equal `hyperllama-eval generate --prefix`.
+ */
+const here = dirname(fileURLToPath(import.meta.url));
+const app = join(here, '..');
+const repo = join(app, '..', '..');
+const CANDIDATES = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter(Boolean);
+const chromium = CANDIDATES.find((p) => existsSync(p!));
+const TASK = 'synth_constant_c3_heldout';
+const SHOTS = 16;
+const SEED = 0;
+const MAX_NEW_TOKENS = 32;
+const defaultModel = join(repo, 'packages', 'default-model');
+const cli = join(repo, 'apps', 'evaluator', 'bin', 'hyperllama-eval.js');
+
+function runCli(args: string[]): string {
+  return execFileSync(process.execPath, [cli, ...args, '--backend', 'wasm'], {
+    cwd: repo,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, HYPERLLAMA_BACKEND: 'wasm' },
+  });
+}
+
+describe.skipIf(!chromium)(
+  `playground in headless Chromium${chromium ? '' : ' (skipped: no chromium installed; apt-get install chromium)'}`,
+  () => {
+    let browser: Browser;
+    let page: Page;
+    let server: { url: string; close(): Promise<void> };
+    const work = mkdtempSync(join(tmpdir(), 'hl-playground-'));
+    const pageErrors: string[] = [];
+
+    beforeAll(async () => {
+      if (!existsSync(join(app, 'dist', 'index.html'))) {
+        const r = spawnSync('npx', ['vite', 'build'], { cwd: app, stdio: 'inherit' });
+        expect(r.status).toBe(0);
+      }
+      server = await startServer({ dir: join(app, 'dist'), port: 0 });
+      browser = await puppeteer.launch({
+        executablePath: chromium,
+        headless: true,
+        args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+      });
+      page = await browser.newPage();
+      await page.setViewport({ width: 1100, height: 1400 });
+      page.on('pageerror', (e) => pageErrors.push(String(e)));
+    }, 300_000);
+
+    afterAll(async () => {
+      await browser?.close();
+      await server?.close();
+      rmSync(work, { recursive: true, force: true });
+    });
+
+    it('compresses a demo task and answers; the prefix and the answers equal the CLI`s', async () => {
+      const start = Date.now();
+      await page.goto(`${server.url}?backend=wasm`);
+      await page.waitForSelector('body[data-ready=true], #model-status[data-state=error]', { timeout: 240_000 });
+      expect(await page.$eval('#model-status', (e) => e.getAttribute('data-state'))).toBe('ready');
+      expect(await page.$eval('#backend', (e) => e.getAttribute('data-backend'))).toBe('wasm');
+      expect(await page.$eval('#demo', (e) => (e as HTMLSelectElement).value)).toBe(TASK);
+
+      await page.click('#compress');
+      await page.waitForSelector('#compress-status[data-state=done], #compress-status[data-state=error]', {
+        timeout: 240_000,
+      });
+      expect(await page.$eval('#compress-status', (e) => e.textContent)).toMatch(/k = 4 prefix positions/);
+      // The download link's bytes, as a browser download would save them.
+      const b64 = await page.$eval('#download', async (a) => {
+        const bytes = new Uint8Array(await (await fetch((a as HTMLAnchorElement).href)).arrayBuffer());
+        let s = '';
+        for (const b of bytes) s += String.fromCharCode(b);
+        return btoa(s);
+      });
+      const pageFile = Buffer.from(b64, 'base64');
+      const pagePrefix = join(work, 'page.prefix.safetensors');
+      writeFileSync(pagePrefix, pageFile);
+
+      await page.click('#answer');
+      await page.waitForSelector('#answer-icl[data-state=done], #answer-prefix[data-state=error]', {
+        timeout: 240_000,
+      });
+      const firstAnswerMs = Date.now() - start;
+      const input = await page.$eval('#input', (e) => (e as HTMLInputElement).value);
+      const { answers, timings } = await page.evaluate(
+        () =>
+          (
+            window as unknown as {
+              hyperllama: { answers: { prefix: string; icl: string }; timings: Record<string, number> };
+            }
+          ).hyperllama,
+      );
+
+      // The CLI on the same checkpoint, task file, shots and seed.
+      const cliPrefix = join(work, 'cli.prefix.safetensors');
+      runCli([
+        'compress',
+        '--checkpoint',
+        join(defaultModel, 'hyperllama'),
+        '--task',
+        join(app, 'tasks', `${TASK}.json`),
+        '--out',
+        cliPrefix,
+        '--shots',
+        String(SHOTS),
+        '--seed',
+        String(SEED),
+      ]);
+      const a = readSafetensors(readFileSync(cliPrefix));
+      const b = readSafetensors(new Uint8Array(pageFile));
+      expect([...b.tensors.keys()]).toEqual([...a.tensors.keys()]);
+      let maxDiff = 0;
+      for (const [name, entry] of a.tensors) {
+        const other = b.tensors.get(name)!;
+        expect(other.shape).toEqual(entry.shape);
+        const x = toFloat32(entry, name);
+        const y = toFloat32(other, name);
+        for (let i = 0; i < x.length; i++) maxDiff = Math.max(maxDiff, Math.abs(x[i] - y[i]));
+      }
+      expect(maxDiff).toBeLessThanOrEqual(1e-5);
+      const { checkpoint: _c1, ...cliMeta } = a.metadata;
+      const { checkpoint: _c2, ...pageMeta } = b.metadata;
+      expect(pageMeta).toEqual(cliMeta);
+      expect(pageMeta.task).toBe(TASK);
+
+      // Greedy answers behind the prefix: the page's equals the CLI's, from either file.
+      const generateWith = (prefix: string) =>
+        runCli([
+          'generate',
+          '--model',
+          join(defaultModel, 'base'),
+          '--prefix',
+          prefix,
+          '--prompt',
+          input,
+          '--max-new-tokens',
+          String(MAX_NEW_TOKENS),
+        ]).replace(/\n$/, '');
+      const cliAnswer = generateWith(cliPrefix);
+      expect(answers.prefix).toBe(cliAnswer);
+      expect(generateWith(pagePrefix)).toBe(cliAnswer);
+
+      // Uploading the CLI's file back into the page answers the same.
+      const upload = await page.$('#upload');
+      await (upload as unknown as { uploadFile(path: string): Promise<void> }).uploadFile(cliPrefix);
+      await page.waitForFunction(
+        () => document.querySelector('#compress-status')?.textContent?.includes('cli.prefix'),
+        {
+          timeout: 60_000,
+        },
+      );
+      await page.click('#answer');
+      await page.waitForSelector('#answer-prefix[data-state=done], #answer-prefix[data-state=error]', {
+        timeout: 240_000,
+      });
+      const again = await page.evaluate(
+        () => (window as unknown as { hyperllama: { answers: { prefix: string } } }).hyperllama.answers.prefix,
+      );
+      expect(again).toBe(cliAnswer);
+
+      // A screenshot that is not blank: many distinct colours (text, buttons, panels), kept for the CI log.
+      const shotDir = join(repo, 'test-results');
+      mkdirSync(shotDir, { recursive: true });
+      const shot = join(shotDir, 'playground.png');
+      const png = Buffer.from(await page.screenshot({ fullPage: true }));
+      writeFileSync(shot, png);
+      const colours = await page.evaluate(async (data: string) => {
+        const img = new Image();
+        img.src = `data:image/png;base64,${data}`;
+        await img.decode();
+        const canvas = document.createElement('canvas');
+        canvas.width = img.width;
+        canvas.height = img.height;
+        const ctx = canvas.getContext('2d')!;
+        ctx.drawImage(img, 0, 0);
+        const px = ctx.getImageData(0, 0, img.width, img.height).data;
+        const seen = new Set<number>();
+        for (let i = 0; i < px.length; i += 4 * 7) seen.add((px[i] << 16) | (px[i + 1] << 8) | px[i + 2]);
+        return seen.size;
+      }, png.toString('base64'));
+      expect(colours).toBeGreaterThan(20);
+      expect(pageErrors).toEqual([]);
+      console.log(
+        `[playground] screenshot: ${shot}\n` +
+          `[playground] headless chromium, wasm: model loaded ${(timings.modelLoadedMs / 1000).toFixed(2)} s after page start, ` +
+          `compression ${(timings.compressSeconds * 1000).toFixed(0)} ms, load to first answer ${(firstAnswerMs / 1000).toFixed(2)} s (test clock), ` +
+          `answer ${timings.prefixTokensPerSecond.toFixed(1)} tokens/s with the prefix, ${timings.iclTokensPerSecond.toFixed(1)} with ICL; ` +
+          `max |page - CLI| = ${maxDiff}`,
+      );
+    }, 600_000);
+  },
+);
