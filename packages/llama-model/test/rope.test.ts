@@ -142,6 +142,67 @@ describe('Llama 3-style models with rope_scaling: logits match the NumPy referen
   });
 });
 
+describe('published Llama 3.x config.json files load (their field values as released)', () => {
+  const llama32_1b = {
+    architectures: ['LlamaForCausalLM'],
+    attention_bias: false,
+    attention_dropout: 0.0,
+    bos_token_id: 128000,
+    eos_token_id: 128001,
+    head_dim: 64,
+    hidden_act: 'silu',
+    hidden_size: 2048,
+    initializer_range: 0.02,
+    intermediate_size: 8192,
+    max_position_embeddings: 131072,
+    mlp_bias: false,
+    model_type: 'llama',
+    num_attention_heads: 32,
+    num_hidden_layers: 16,
+    num_key_value_heads: 8,
+    pretraining_tp: 1,
+    rms_norm_eps: 1e-5,
+    rope_scaling: {
+      factor: 32.0,
+      high_freq_factor: 4.0,
+      low_freq_factor: 1.0,
+      original_max_position_embeddings: 8192,
+      rope_type: 'llama3',
+    },
+    rope_theta: 500000.0,
+    tie_word_embeddings: true,
+    torch_dtype: 'bfloat16',
+    transformers_version: '4.45.0.dev0',
+    use_cache: true,
+    vocab_size: 128256,
+  };
+  const llama31_8b_instruct = {
+    ...llama32_1b,
+    eos_token_id: [128001, 128008, 128009],
+    head_dim: undefined,
+    hidden_size: 4096,
+    intermediate_size: 14336,
+    num_hidden_layers: 32,
+    rope_scaling: { ...llama32_1b.rope_scaling, factor: 8.0 },
+    tie_word_embeddings: false,
+  };
+  const cases = JSON.parse(readFileSync(join(ROPE, 'inv-freq.json'), 'utf8')) as InvFreqCase[];
+
+  it('Llama 3.2 1B: shapes, tied head, llama3 scaling with the reference frequencies', () => {
+    const c = parseLlamaConfig(llama32_1b);
+    expect(c).toMatchObject({ headDim: 64, numKeyValueHeads: 8, tieWordEmbeddings: true, bosTokenId: 128000 });
+    const ref = cases.find((x) => x.name === 'llama3.2-1b')!;
+    expect(relDiff(ropeFrequencies(c).invFreq, ref.inv_freq)).toBeLessThan(1e-6);
+  });
+
+  it('Llama 3.1 8B Instruct: head_dim from hidden/heads, three eos ids, llama3 scaling with the reference frequencies', () => {
+    const c = parseLlamaConfig(JSON.parse(JSON.stringify(llama31_8b_instruct)));
+    expect(c).toMatchObject({ headDim: 128, eosTokenId: 128001, eosTokenIds: [128001, 128008, 128009] });
+    const ref = cases.find((x) => x.name === 'llama3.1-8b')!;
+    expect(relDiff(ropeFrequencies(c).invFreq, ref.inv_freq)).toBeLessThan(1e-6);
+  });
+});
+
 describe('rope_scaling in config.json: parsing, round trip, typed errors', () => {
   const base = {
     vocab_size: 32,
