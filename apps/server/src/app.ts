@@ -454,7 +454,7 @@ export function buildApp(s: Service, o: AppOptions = {}): FastifyInstance {
         const tokens = c.tokens.slice(from).map((t) => s.tokenizer.decode([t]));
         return { tokens, token_logprobs: lps.slice(from), top_logprobs: null, text_offset: null };
       };
-      const results = await Promise.all(
+      const running = Promise.all(
         choices.map((c) => {
           const lps: number[] = [];
           let streamedTokens = 0;
@@ -501,6 +501,17 @@ export function buildApp(s: Service, o: AppOptions = {}): FastifyInstance {
             });
         }),
       );
+      let results: Awaited<typeof running>;
+      try {
+        results = await running;
+      } catch (e) {
+        if (!stream) throw e;
+        // Headers are sent: the error goes into the stream, which then ends.
+        abort.abort();
+        const { body } = toApiError(e);
+        if (!reply.raw.writableEnded) reply.raw.end(`data: ${JSON.stringify(body)}\n\ndata: [DONE]\n\n`);
+        return reply;
+      }
       const usage = {
         prompt_tokens: promptIds.reduce((a, p) => a + p.length, 0),
         completion_tokens: results.reduce((a, x) => a + x.r.tokens.length, 0),

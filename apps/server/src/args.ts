@@ -10,6 +10,7 @@ export const USAGE = `hyperllama-serve [--checkpoint DIR | --model DIR] [--host 
   --checkpoint DIR   a HyperLlama checkpoint (default: the embedded default and its base)
   --model DIR        a base model: with --checkpoint it replaces the recorded base; alone, a plain base (no compression)
   --store DIR        the prefix store, shareable by several servers (default ./prefix-store)
+  --max-hyper-length tokens of the hypernetwork input (default 1024, at most the model's context)
   --api-key KEY      required as "Authorization: Bearer KEY" on every route but /healthz (also HYPERLLAMA_API_KEY)
   SIGTERM or SIGINT stops accepting requests, finishes those in flight, then exits.`;
 

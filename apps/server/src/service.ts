@@ -11,7 +11,7 @@ import {
   type Example,
 } from '@hyperllama/datasets';
 import { defaultHyperLlamaDir } from '@hyperllama/default-model';
-import { labelLogProbs, rankClassify, taskPrefix, type TaskPlan } from '@hyperllama/eval';
+import { fitOptions, fitPlan, labelLogProbs, rankClassify, taskPrefix, type TaskPlan } from '@hyperllama/eval';
 import type { Prefix } from '@hyperllama/gist-attention';
 import {
   GIST_EMBEDDINGS_FILE,
@@ -126,7 +126,8 @@ export function loadService(o: ServiceOptions = {}): Service {
     sources: { checkpoint, model: loaded.sources.model },
     baseHash,
     checkpointHash,
-    maxHyperLength: o.maxHyperLength ?? 1024,
+    // The hyper input cannot be longer than the model's context.
+    maxHyperLength: Math.min(o.maxHyperLength ?? 1024, model.config.maxPositionEmbeddings),
     created: Math.floor(Date.now() / 1000),
     dispose() {
       store.dispose();
@@ -159,7 +160,8 @@ export function compressTask(s: Service, task: TaskSpec): { info: PrefixInfo; ca
       null,
     );
   const n = normalizeTask(task);
-  const id = prefixId(s.checkpointHash, n);
+  // The hyper input's length budget changes which demonstrations are read, so it is part of the address.
+  const id = prefixId(`${s.checkpointHash}:${s.maxHyperLength}`, n);
   if (s.store.has(id)) {
     try {
       const held = s.store.acquire(id);
@@ -183,12 +185,19 @@ export function compressTask(s: Service, task: TaskSpec): { info: PrefixInfo; ca
     examples,
     instances: [examples[0]],
   };
-  const settings = { model: s.model, tokenizer: s.tokenizer, maxHyperLength: s.maxHyperLength };
-  // How many demonstrations the hyper input holds, and the tokens of definition and demonstrations it read.
+  const settings = {
+    model: s.model,
+    tokenizer: s.tokenizer,
+    maxHyperLength: s.maxHyperLength,
+    maxLength: s.model.config.maxPositionEmbeddings,
+  };
+  // The demonstrations the hyper pass reads (fitted as evaluation fits them), and the tokens of definition and
+  // demonstrations in its input.
+  const fitted = fitPlan(plan, fitOptions(settings, hl.k));
   const row = hyperRow(
     { ...collate(s), gistIds: [...hl.gistIds], maxHyperLength: s.maxHyperLength },
     n.definition,
-    examples,
+    fitted.examples,
   );
   const prefix = taskPrefix(hl, plan, settings);
   const read = row.ids.length - 1 - hl.k;
@@ -218,7 +227,9 @@ export function completionPrompt(s: Service, prompt: string, ctx: Context, maxTo
     ids = s.tokenizer.encode(DEFAULT_TEMPLATE.prompt(prompt), { bos: true });
   } else if (ctx.examples) {
     // Full-attention ICL: definition and demonstrations in front, as evaluation's few-shot rows.
-    const row = fewShotRow(collate(s, { eos: false }), ctx.definition, ctx.examples, prompt, '');
+    // As many demonstrations as leave room for max_tokens.
+    const room = Math.max(2, s.model.config.maxPositionEmbeddings - maxTokens);
+    const row = fewShotRow(collate(s, { eos: false, maxLength: room }), ctx.definition, ctx.examples, prompt, '');
     ids = promptIds(row);
   } else {
     ids = s.tokenizer.encode(prompt, { bos: true });

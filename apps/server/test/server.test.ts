@@ -251,6 +251,17 @@ describe('hyperllama-serve through the openai client', () => {
       prefix: prefixId,
     } as Params);
     expect(icl.usage!.prompt_tokens).toBeGreaterThan(withPrefix.usage!.prompt_tokens + 10);
+    // More demonstrations than the context holds: as many as leave room for max_tokens are kept.
+    const many = Array.from({ length: 120 }, (_, i) => ({ input: `word ${i}`, output: 'apple' }));
+    const crowded = await client.completions.create({
+      model: MODEL,
+      prompt: 'yellow',
+      max_tokens: 100,
+      temperature: 0,
+      examples: many,
+    } as Params);
+    expect(crowded.usage!.prompt_tokens + 100).toBeLessThanOrEqual(512);
+    expect(crowded.usage!.prompt_tokens).toBeGreaterThan(300);
   });
 
   it('classifies by rank over the options, as a teacher-forced pass scores them', async () => {

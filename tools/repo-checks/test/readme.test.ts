@@ -97,7 +97,8 @@ function expectOptionsDocumented(bin: string, ws: string[]) {
     if (w.startsWith('-')) break;
     sub.push(w);
   }
-  const help = run('npx', ['--no', bin, ...sub, '--help'], work);
+  // `--` keeps npx from taking `--help` for itself when the bin has no subcommand (hyperllama-serve --help).
+  const help = run('npx', ['--no', '--', bin, ...sub, '--help'], work);
   expect(help.code, `${bin} ${sub.join(' ')} --help:\n${help.all}`).toBe(0);
   for (const [i, w] of ws.entries()) {
     const flag = w.match(/^(--[\w-]+)/)?.[1];
