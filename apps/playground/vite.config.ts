@@ -62,6 +62,8 @@ export default defineConfig({
   base: './',
   plugins: [staticAssets()],
   define: { 'import.meta.env.VITE_DEMO_TASKS': JSON.stringify(demoTasks.join(',')) },
+  // Not minified: tfjs-backend-wasm hands its threaded module factory to the pthread workers as source text
+  // (Function.toString), and minified names from the enclosing bundle are undefined there ("e is not defined").
   build: { outDir: 'dist', emptyOutDir: true, target: 'es2022', chunkSizeWarningLimit: 8000, minify: false },
   server: { headers: ISOLATION_HEADERS },
   preview: { headers: ISOLATION_HEADERS },

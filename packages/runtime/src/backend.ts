@@ -208,11 +208,16 @@ async function initWasm(
   const realCpus = os.cpus;
   if (pool > 1 && isNode())
     os.cpus = () => Array.from({ length: 2 * pool }, (_, i) => realCpus()[i % realCpus().length]);
+  // In a browser it sizes the pool from navigator.hardwareConcurrency the same way: shadow it meanwhile.
+  const nav = (globalThis as { navigator?: object }).navigator;
+  const shadow = pool > 1 && !isNode() && nav !== undefined;
+  if (shadow) Object.defineProperty(nav, 'hardwareConcurrency', { value: 2 * pool, configurable: true });
   try {
     if (!(await tf.setBackend('wasm')))
       throw new BackendError('WASM_INIT_FAILED', 'tf.setBackend("wasm") returned false');
   } finally {
     os.cpus = realCpus;
+    if (shadow) delete (nav as { hardwareConcurrency?: number }).hardwareConcurrency;
   }
   const used = pool > 1 && (await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT')) ? wasm.getThreadsCount() : 1;
   return { threads: used, matMul, matMulThreads: native.blas ? threads : used, note };
