@@ -396,6 +396,16 @@ describe('hyperllama-serve through the openai client', () => {
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     expect(metrics).toMatch(/^hyperllama_requests_total\{route="\/v1\/completions",status="200"\} \d+$/m);
     expect(metrics).toMatch(/^hyperllama_queue_depth 0$/m);
+    // Streamed completions count too (their replies are hijacked from fastify).
+    const streamed = async () =>
+      Number(
+        (await (await fetch(`${server.url}/metrics`)).text()).match(
+          /^hyperllama_requests_total\{route="\/v1\/completions",status="200"\} (\d+)$/m,
+        )?.[1],
+      );
+    const n0 = await streamed();
+    for await (const _ of await client.completions.create({ model: MODEL, prompt: 'a', max_tokens: 2, stream: true }));
+    expect(await streamed()).toBe(n0 + 1);
     expect(metrics).toMatch(/^hyperllama_tokens_per_second [\d.]+$/m);
     const hits = Number(metrics.match(/^hyperllama_prefix_cache_hits_total (\d+)$/m)?.[1]);
     expect(hits).toBeGreaterThanOrEqual(32);
