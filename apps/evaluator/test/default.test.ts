@@ -24,12 +24,22 @@ describe('hyperllama-eval default --quick (what `npm start -- --quick` runs)', (
     const base = ['zero-shot', 'icl', 'hyperllama', 'hyperllama-swap'];
     const inits = ['random', 'shared', 'hyper', 'hyper-other'];
     expect(Object.keys(report.methods)).toEqual([...base, ...inits.map((i) => `prefix-tuning-${i}`)]);
-    const { headline, control } = miniatureTasks(0, BUDGETS.quick);
+    // The headline families are the ones the screen passed (the base's own ICL on a development draw).
+    const screen = report.configuration.screen.families as { family: string; icl: number; headline: boolean }[];
+    const families = screen.filter((f) => f.headline).map((f) => f.family);
+    for (const f of screen) expect(f.headline).toBe(f.icl >= 0.1);
+    expect(families).toContain('constant'); // a held-out constant is copied from the demonstrations
+    const { headline, control } = miniatureTasks(0, BUDGETS.quick, families);
     expect(headline.length).toBe(BUDGETS.quick.headlineTasks);
-    // One task per family in turn, all with held-out content; one task of each control family.
+    // One task per family in turn, all with held-out content; one task of every other held-out family as a control.
     expect(new Set(headline.map((t) => syntheticFamilyOf(t.name))).size).toBe(headline.length);
     for (const t of [...headline, ...control]) expect(t.name).toMatch(/_heldout$/);
-    expect(control.map((t) => syntheticFamilyOf(t.name)).sort()).toEqual(['compare', 'sort', 'symbol_topic']);
+    expect(control.map((t) => syntheticFamilyOf(t.name)).sort()).toEqual(
+      screen
+        .filter((f) => !f.headline)
+        .map((f) => f.family)
+        .sort(),
+    );
     expect(report.controlTasks.sort()).toEqual(control.map((t) => t.name).sort());
     const ptTasks = headline.slice(0, BUDGETS.quick.prefixTuningTasks);
     for (const m of Object.keys(report.methods)) {

@@ -1,7 +1,14 @@
 import { appendFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { isControlTask, syntheticTasks, type Task } from '@hyperllama/datasets';
+import {
+  isControlTask,
+  makeSyntheticTask,
+  syntheticKinds,
+  syntheticTaskName,
+  type SyntheticKind,
+  type Task,
+} from '@hyperllama/datasets';
 import {
   EvalError,
   buildReport,
@@ -13,11 +20,11 @@ import {
   type MethodResult,
 } from '@hyperllama/eval';
 import { Prefix } from '@hyperllama/gist-attention';
-import { HyperLlama } from '@hyperllama/hypernet';
+import { HyperLlama, loadPretrained } from '@hyperllama/hypernet';
 import { loadAdapter } from '@hyperllama/lora';
-import { onSyncReadBackend } from '@hyperllama/runtime';
+import { initBackend, onSyncReadBackend, type BackendName } from '@hyperllama/runtime';
 import { applyPatch, defaultConfig, runStage, type Stage, type TrainConfig } from '@hyperllama/training';
-import { syntheticFamilyOf } from './analyses/transfer.js';
+import { DEV_SEED_OFFSET, SCREEN_MIN_ICL, screenFamilies } from './screen.js';
 
 /** How big the miniature is: `full` fits 15 minutes on 2 CPU cores, `quick` a few minutes (a smoke test). */
 export interface MiniatureBudget {
@@ -112,12 +119,8 @@ function stageConfig(stage: Stage, patch: Record<string, unknown>): TrainConfig 
   return applyPatch(defaultConfig(stage), patch, `default (${stage})`);
 }
 
-const familyOf = (task: Task): string => syntheticFamilyOf(task.name)!;
-
 /** Takes up to `n` tasks, one family at a time in turn (every family represented before any gets a second task). */
-function roundRobin(tasks: readonly Task[], n: number): Task[] {
-  const byFamily = new Map<string, Task[]>();
-  for (const t of tasks) byFamily.set(familyOf(t), [...(byFamily.get(familyOf(t)) ?? []), t]);
+function roundRobin(byFamily: ReadonlyMap<string, readonly Task[]>, n: number): Task[] {
   const out: Task[] = [];
   for (let round = 0; out.length < n && [...byFamily.values()].some((ts) => ts.length > round); round++) {
     for (const ts of byFamily.values()) if (ts[round] && out.length < n) out.push(ts[round]);
@@ -128,27 +131,43 @@ function roundRobin(tasks: readonly Task[], n: number): Task[] {
 /**
  * The tasks the miniature evaluates, none of them seen in training: held-out variants of the trained families and
  * the held-out families, all with held-out content (label assignments, tables, constants training never shows).
- * `headline` (at most `headlineTasks`, families in turn) makes the averages and the claims; `control` holds tasks of
- * the control families, which no method is expected to solve at this scale, reported apart.
+ * `headline` (`headlineTasks` of them, one family at a time in turn) makes the averages and the claims; it holds the
+ * `headlineFamilies` (by default: the families not marked as controls, `isControlTask`). When a family has fewer
+ * held-out variants than its turn needs, further draws of its variants with other held-out content follow (seed
+ * `seed + d`, named `<task>_seed<seed + d>`). `control` holds `controlTasksPerFamily` tasks of every other held-out
+ * family, reported apart.
  */
 export function miniatureTasks(
   seed: number,
   budget: Pick<MiniatureBudget, 'headlineTasks' | 'controlTasksPerFamily'>,
+  headlineFamilies?: readonly string[],
 ): { headline: Task[]; control: Task[] } {
-  const split = syntheticTasks({ seed });
+  const split = syntheticKinds({ seed });
   const heldOut = [...split.heldOutParams, ...split.heldOutFamilies];
-  const control = heldOut.filter((t) => isControlTask(t.name));
-  const perFamily = new Map<string, number>();
-  return {
-    headline: roundRobin(
-      heldOut.filter((t) => !isControlTask(t.name)),
-      budget.headlineTasks,
-    ),
-    control: control.filter((t) => {
-      const n = perFamily.get(familyOf(t)) ?? 0;
-      perFamily.set(familyOf(t), n + 1);
-      return n < budget.controlTasksPerFamily;
+  const inHeadline = (family: string) =>
+    headlineFamilies ? headlineFamilies.includes(family) : !isControlTask(syntheticTaskName(family, ''));
+  const kindsOf = new Map<string, SyntheticKind[]>();
+  for (const k of heldOut) kindsOf.set(k.family, [...(kindsOf.get(k.family) ?? []), k]);
+  const draw = (k: SyntheticKind, d: number): Task => {
+    const task = makeSyntheticTask(k.family, k.variant, { seed: seed + d, pool: 'heldout' });
+    return d === 0 ? task : { ...task, name: `${task.name}_seed${seed + d}` };
+  };
+  const families = [...kindsOf.keys()].filter(inHeadline);
+  const perFamily = Math.ceil(budget.headlineTasks / Math.max(1, families.length));
+  const headlineByFamily = new Map(
+    families.map((f) => {
+      const kinds = kindsOf.get(f)!;
+      return [
+        f,
+        Array.from({ length: perFamily }, (_, i) => draw(kinds[i % kinds.length], Math.floor(i / kinds.length))),
+      ];
     }),
+  );
+  return {
+    headline: roundRobin(headlineByFamily, budget.headlineTasks),
+    control: [...kindsOf]
+      .filter(([f]) => !inHeadline(f))
+      .flatMap(([, kinds]) => kinds.slice(0, budget.controlTasksPerFamily).map((k) => draw(k, 0))),
   };
 }
 
@@ -181,13 +200,6 @@ export function miniatureGates(results: readonly MethodResult[], report: EvalRep
   ];
 }
 
-/**
- * The paper in miniature, on the embedded default data: pretrain a tiny base (unless given or embedded), optional
- * compression hyperpretraining, multi-task training of HyperLlama and of the baselines (ICL LoRA, zero-shot LoRA,
- * shared prefix) on fresh-content episodes of the training task kinds, then evaluation on held-out tasks: zero-shot,
- * ICL, HyperLlama with its prefix-swap control, and prefix tuning from random, shared, own-HyperLlama and
- * other-task-HyperLlama initialisations. Every stage runs through the trainer's library API.
- */
 /**
  * The paper in miniature, on the embedded default data: pretrain a tiny base (unless given or embedded), optional
  * compression hyperpretraining, multi-task training of HyperLlama and of the baselines (ICL LoRA, zero-shot LoRA,
@@ -240,6 +252,34 @@ export async function runMiniature(o: MiniatureOptions, io: MiniatureIo): Promis
   if (!existsSync(join(base, 'config.json')))
     throw new EvalError('MISSING_FILE', `default: base model ${base} has no config.json`, { file: base });
   const model = { base };
+  // Which held-out families go in the headline: those the bare base learns in context on a development draw.
+  // The backend the stages will use (initBackend is idempotent), before the first tensor is made.
+  await initBackend({ backend: common.backend as BackendName });
+  const screen = await onSyncReadBackend(() => {
+    const pretrained = loadPretrained(base);
+    try {
+      const split = syntheticKinds({ seed: o.seed });
+      return screenFamilies(
+        pretrained.model,
+        pretrained.tokenizer,
+        [...split.heldOutParams, ...split.heldOutFamilies],
+        {
+          seed: o.seed,
+          shots: SHOTS,
+          maxLength: DATA.maxLength,
+        },
+      );
+    } finally {
+      pretrained.dispose();
+    }
+  });
+  io.stderr(
+    `\n== screen: the base's own ICL on a development draw (teacher-forced exact match, 0 → ${SHOTS} shots) ==\n`,
+  );
+  for (const f of screen)
+    io.stderr(
+      `${f.family.padEnd(14)} ${(100 * f.zeroShot).toFixed(1).padStart(5)} → ${(100 * f.icl).toFixed(1).padStart(5)}  ${f.headline ? 'headline' : 'control'}\n`,
+    );
   const multitask = (method: keyof typeof LEARNING_RATES, extra: Record<string, unknown> = {}) =>
     stage(`multitask-${method}`, 'multitask', {
       model,
@@ -263,7 +303,11 @@ export async function runMiniature(o: MiniatureOptions, io: MiniatureIo): Promis
 
   io.stderr('\n== evaluation on held-out tasks ==\n');
   const started = performance.now();
-  const { headline, control } = miniatureTasks(o.seed, budget);
+  const { headline, control } = miniatureTasks(
+    o.seed,
+    budget,
+    screen.filter((f) => f.headline).map((f) => f.family),
+  );
   const tasks = [...headline, ...control];
   const setup = await onSyncReadBackend(() => HyperLlama.fromPretrained(hyper));
   try {
@@ -331,6 +375,10 @@ export async function runMiniature(o: MiniatureOptions, io: MiniatureIo): Promis
         data: DATA,
         learningRates: { ...LEARNING_RATES, 'prefix-tuning': prefixTuning.lr },
         tasks: `held-out synthetic tasks (held-out variants and families, held-out content): ${headline.length} headline, ${control.length} control; prefix tuning on the first ${ptTasks.length} headline tasks`,
+        screen: {
+          rule: `a held-out family is in the headline when the bare base, reading ${SHOTS} demonstrations, answers at least ${100 * SCREEN_MIN_ICL} % of a development draw (content seed + ${DEV_SEED_OFFSET}, never evaluated) exactly (teacher-forced); the other families are controls`,
+          families: screen,
+        },
         base,
         checkpoints: { hyperllama: hyper, icl, zeroShot, sharedPrefix: shared },
         backend: tf.getBackend(),
