@@ -1,10 +1,10 @@
-import { DEFAULT_TEMPLATE, hyperRow, loadTasks, type Task } from '@hyperllama/datasets';
+import { DEFAULT_TEMPLATE, collateZeroShot, hyperRow, loadTasks, type Example, type Task } from '@hyperllama/datasets';
 import { fitOptions, fitPlan, planTasks, taskPrefix, type TaskPlan } from '@hyperllama/eval';
 import { Prefix } from '@hyperllama/gist-attention';
-import { fromPretrained, resolvePretrained, type PretrainedHyperLlama } from '@hyperllama/hypernet';
+import { PrefixTuning, fit, fromPretrained, resolvePretrained, type PretrainedHyperLlama } from '@hyperllama/hypernet';
 import { generate, type GenerateResult } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
-import { MemoryFileSystem, RuntimeError, dirnamePath, joinPath, withFileSystem } from '@hyperllama/runtime';
+import { AdamW, MemoryFileSystem, Rng, RuntimeError, dirnamePath, joinPath, withFileSystem } from '@hyperllama/runtime';
 
 /**
  * What the page does, without the DOM: load a HyperLlama checkpoint with its base from in-memory files, compress a
@@ -149,4 +149,63 @@ export async function answerWithIcl(l: Loaded, plan: TaskPlan, input: string, ma
 /** A prefix file uploaded back (checked against the loaded model's config). */
 export function loadPrefixBytes(l: Loaded, bytes: Uint8Array, name: string): Prefix {
   return Prefix.fromBytes(bytes, l.model.config, name);
+}
+
+export interface TuneOptions {
+  steps: number;
+  /** AdamW learning rate (default 0.01, as the evaluation's prefix tuning). */
+  lr?: number;
+  /** Examples per step, drawn with the seeded Rng from the demonstrations (default 8). */
+  batchSize?: number;
+  seed?: number;
+}
+
+/**
+ * Prefix tuning from the task's HyperLlama prefix on its demonstrations (answer loss behind the prefix, the frozen
+ * model's adapters as the downstream pass has them), as the evaluation's `prefix-tuning-hyper` does: AdamW, zero-shot
+ * rows, seeded minibatches. `onStep` sees every step's loss (after it yields to the page). Returns a new prefix (the
+ * caller disposes it).
+ */
+export async function tunePrefix(
+  l: Loaded,
+  c: Compressed,
+  o: TuneOptions,
+  onStep: (step: number, loss: number) => void,
+): Promise<Prefix> {
+  const tuned = PrefixTuning.fromPrefix(c.prefix);
+  const optimizer = new AdamW(tuned.trainableVariables(), { lr: o.lr ?? 1e-2, weightDecay: 0 });
+  const pool: readonly Example[] = c.plan.examples;
+  const rng = new Rng(o.seed ?? 0).fork(`prefix-tuning/${c.task.name}`);
+  const rows = (xs: readonly Example[]) =>
+    collateZeroShot(
+      xs.map((target) => ({ task: { definition: undefined }, target })),
+      { encoder: l.tokenizer, template: DEFAULT_TEMPLATE, maxLength: 1024, useDefinition: false },
+    );
+  const adapters = l.hyperllama.hasDownstreamAdapter ? ['downstream'] : [];
+  try {
+    await fit({
+      params: tuned.trainableVariables(),
+      optimizer,
+      steps: o.steps,
+      objective: () => {
+        const batch = rows(rng.sample(pool, Math.min(o.batchSize ?? 8, pool.length)));
+        return () => withActiveAdapters(l.model, adapters, () => tuned.loss(l.model, batch, { training: true }));
+      },
+      onStep: async (s) => {
+        onStep(s.step, s.loss);
+        await new Promise((r) => setTimeout(r, 0));
+      },
+    });
+    return new Prefix({
+      keys: tuned.keys.map((k) => k.clone()),
+      values: tuned.values.map((v) => v.clone()),
+      length: tuned.length,
+      scheme: 'restart',
+      positionOffsets: [tuned.length],
+      meta: { ...c.prefix.meta, tuned_steps: String(o.steps) },
+    });
+  } finally {
+    optimizer.dispose();
+    tuned.dispose();
+  }
 }

@@ -6,6 +6,7 @@ import {
   answerWithIcl,
   answerWithPrefix,
   compress,
+  tunePrefix,
   fetchModelFiles,
   loadFromFiles,
   loadPrefixBytes,
@@ -38,6 +39,10 @@ const el = {
   answerIcl: $('answer-icl'),
   timingPrefix: $('timing-prefix'),
   timingIcl: $('timing-icl'),
+  tuneSteps: $<HTMLInputElement>('tune-steps'),
+  tune: $<HTMLButtonElement>('tune'),
+  loss: document.getElementById('loss') as unknown as SVGSVGElement,
+  tuneStatus: $('tune-status'),
 };
 
 const state: {
@@ -144,6 +149,7 @@ async function onCompress(): Promise<void> {
     const { text, name } = taskFile();
     const task = parseTask(text, name);
     const c = compress(state.loaded, task, { shots: Number(el.shots.value), seed: Number(el.seed.value) });
+    if (state.prefix && state.prefix !== state.compressed?.prefix) state.prefix.dispose();
     state.compressed?.prefix.dispose();
     state.compressed = c;
     state.prefix = c.prefix;
@@ -162,6 +168,7 @@ async function onCompress(): Promise<void> {
     );
     if (!el.input.value && task.instances[0]) el.input.value = task.instances[0].input;
     el.answer.disabled = false;
+    el.tune.disabled = false;
   } catch (e) {
     fail(el.compressStatus, e);
   }
@@ -206,14 +213,64 @@ async function onAnswer(): Promise<void> {
   }
 }
 
+/** The loss curve: one polyline over the steps so far, the y axis from 0 to the largest loss. */
+function drawLoss(losses: number[]): void {
+  const w = 480;
+  const h = 160;
+  const pad = 24;
+  const top = Math.max(...losses, 1e-6);
+  const x = (i: number) => pad + (i / Math.max(1, losses.length - 1)) * (w - 2 * pad);
+  const y = (v: number) => h - pad - (v / top) * (h - 2 * pad);
+  const points = losses.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+  el.loss.innerHTML =
+    `<line x1="${pad}" y1="${h - pad}" x2="${w - pad}" y2="${h - pad}" stroke="#888"/>` +
+    `<line x1="${pad}" y1="${pad}" x2="${pad}" y2="${h - pad}" stroke="#888"/>` +
+    `<text x="${pad + 4}" y="${pad - 6}" font-size="11">${top.toFixed(2)} nats</text>` +
+    `<text x="${w - pad - 40}" y="${h - 6}" font-size="11">step ${losses.length}</text>` +
+    `<polyline fill="none" stroke="#24478f" stroke-width="2" points="${points}"/>`;
+}
+
+async function onTune(): Promise<void> {
+  const l = state.loaded;
+  const c = state.compressed;
+  if (!l || !c) return;
+  el.tune.disabled = true;
+  const losses: number[] = [];
+  show(el.tuneStatus, 'Tuning…', 'busy');
+  const start = performance.now();
+  try {
+    const tuned = await tunePrefix(l, c, { steps: Number(el.tuneSteps.value) }, (step, loss) => {
+      losses.push(loss);
+      drawLoss(losses);
+      show(el.tuneStatus, `step ${step}: loss ${loss.toFixed(3)}`, 'busy');
+    });
+    if (state.prefix && state.prefix !== c.prefix) state.prefix.dispose();
+    state.prefix = tuned;
+    const bytes = tuned.toBytes({ config: l.model.config });
+    el.download.href = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/octet-stream' }));
+    el.download.download = `${c.task.name}.tuned.prefix.safetensors`;
+    show(
+      el.tuneStatus,
+      `${losses.length} steps in ${((performance.now() - start) / 1000).toFixed(1)} s: loss ${losses[0].toFixed(3)} → ${losses[losses.length - 1].toFixed(3)}; answers and the download now use the tuned prefix`,
+      'done',
+    );
+  } catch (e) {
+    fail(el.tuneStatus, e);
+  } finally {
+    el.tune.disabled = false;
+  }
+}
+
 async function onUpload(): Promise<void> {
   const file = el.upload.files?.[0];
   if (!file || !state.loaded) return;
   try {
     const prefix = loadPrefixBytes(state.loaded, new Uint8Array(await file.arrayBuffer()), file.name);
+    if (state.prefix && state.prefix !== state.compressed?.prefix) state.prefix.dispose();
     state.compressed?.prefix.dispose();
     state.compressed = undefined;
     state.prefix = prefix;
+    el.tune.disabled = true;
     show(
       el.compressStatus,
       `${file.name}: prefix of ${prefix.length} positions loaded (task ${prefix.meta.task ?? '?'})`,
@@ -261,6 +318,7 @@ async function main(): Promise<void> {
   el.definition.addEventListener('input', () => (state.demoText = state.demoName = undefined));
   el.compress.addEventListener('click', () => void onCompress());
   el.answer.addEventListener('click', () => void onAnswer());
+  el.tune.addEventListener('click', () => void onTune());
   el.upload.addEventListener('change', () => void onUpload());
   el.modelFiles.addEventListener('change', () => void onModelFiles());
   try {

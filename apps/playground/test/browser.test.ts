@@ -154,6 +154,19 @@ describe.skipIf(!chromium)(
       expect(answers.prefix).toBe(cliAnswer);
       expect(generateWith(pagePrefix)).toBe(cliAnswer);
 
+      // In-page prefix tuning: a few steps from the compressed prefix draw the loss curve and change the download.
+      await page.$eval('#tune-steps', (e) => ((e as HTMLInputElement).value = '3'));
+      await page.click('#tune');
+      await page.waitForSelector('#tune-status[data-state=done], #tune-status[data-state=error]', { timeout: 240_000 });
+      expect(await page.$eval('#tune-status', (e) => e.textContent)).toMatch(/^3 steps in/);
+      expect(await page.$eval('#loss polyline', (e) => e.getAttribute('points')!.split(' ').length)).toBe(3);
+      const tunedMeta = await page.$eval('#download', async (a) => {
+        const bytes = new Uint8Array(await (await fetch((a as HTMLAnchorElement).href)).arrayBuffer());
+        const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+        return JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))).__metadata__ as Record<string, string>;
+      });
+      expect(tunedMeta.tuned_steps).toBe('3');
+
       // Uploading the CLI's file back into the page answers the same.
       const upload = await page.$('#upload');
       await (upload as unknown as { uploadFile(path: string): Promise<void> }).uploadFile(cliPrefix);

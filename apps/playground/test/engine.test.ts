@@ -8,7 +8,7 @@ import { Prefix } from '@hyperllama/gist-attention';
 import { fromPretrained } from '@hyperllama/hypernet';
 import { MemoryFileSystem, disposeBackend, initBackend } from '@hyperllama/runtime';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { answerWithPrefix, compress, loadFromFiles, parseTask } from '../src/engine.js';
+import { answerWithPrefix, compress, loadFromFiles, parseTask, tunePrefix } from '../src/engine.js';
 
 /**
  * The page's engine under Node, from files held in memory (as the page holds fetched or dropped files): the same
@@ -58,6 +58,13 @@ describe('playground engine', () => {
       const back = Prefix.fromBytes(c.bytes, loaded.model.config, 'download');
       expect(back.meta).toEqual({ task: TASK, shots: '16', seed: '0', checkpoint: 'memory' });
       expect(tf.max(tf.abs(tf.sub(back.keys[0], c.prefix.keys[0]))).dataSync()[0]).toBe(0);
+      // Prefix tuning from it lowers the loss on the demonstrations and moves the prefix.
+      const losses: number[] = [];
+      const tuned = await tunePrefix(loaded, c, { steps: 6, batchSize: 16 }, (_, loss) => losses.push(loss));
+      expect(losses).toHaveLength(6);
+      expect(losses[5]).toBeLessThan(losses[0]);
+      expect(tf.max(tf.abs(tf.sub(tuned.keys[0], c.prefix.keys[0]))).dataSync()[0]).toBeGreaterThan(0);
+      tuned.dispose();
       const input = task.instances[0].input;
       const a = await answerWithPrefix(loaded, c.prefix, input, 8);
       const b = await answerWithPrefix(loaded, back, input, 8);
