@@ -64,16 +64,16 @@ export function screenFamilies(
   const collate = { encoder: tokenizer, template: DEFAULT_TEMPLATE, maxLength: o.maxLength, eos: false };
   const byFamily = new Map<string, { kinds: number; zeroShot: number; icl: number }>();
   for (const kind of kinds) {
-    const task = makeSyntheticTask(kind.family, kind.variant, {
-      seed: o.seed + DEV_SEED_OFFSET,
-      pool: 'heldout',
-      numExamples: o.shots,
-      numInstances: instances,
-    });
+    // Made as the evaluated tasks are (a pool of 32 examples, 32 instances), so that content and coverage match
+    // them: a lookup instance, say, is answerable only when its key is among the demonstrations.
+    const task = makeSyntheticTask(kind.family, kind.variant, { seed: o.seed + DEV_SEED_OFFSET, pool: 'heldout' });
+    const demonstrations = task.examples.slice(0, o.shots);
     const [zeroShot, icl] = [0, o.shots].map((k) =>
       teacherForcedExact(
         model,
-        task.instances.map((x) => fewShotRow(collate, undefined, task.examples.slice(0, k), x.input, x.output)),
+        task.instances
+          .slice(0, instances)
+          .map((x) => fewShotRow(collate, undefined, demonstrations.slice(0, k), x.input, x.output)),
         tokenizer.padId,
       ),
     );
