@@ -1,5 +1,5 @@
 import type { PositionScheme } from '@hyperllama/gist-attention';
-import type { LlamaModel } from '@hyperllama/llama-model';
+import { FrozenLinear, type LlamaModel } from '@hyperllama/llama-model';
 import { loadAdapter, readAdapterConfig, saveAdapter, type PeftLoraConfig } from '@hyperllama/lora';
 import {
   dirnamePath as dirname,
@@ -39,19 +39,47 @@ export interface HypernetConfigJson {
 }
 
 /**
- * SHA-256 (hex) of the base model's weights: every tensor of `model.namedWeights()` in name order, its name, shape and
- * float32 bytes. Adapters are not part of it. Two bases with any different weight hash differently.
+ * SHA-256 (hex) of the base model's weights: every tensor of `model.namedWeights()` and every linear weight held in
+ * native memory (its stored values, dequantised, as [in, out]), in name order, its name, shape and float32 bytes.
+ * Adapters are not part of it. Two bases with any different weight hash differently; the same values hash the same
+ * wherever they live (a bf16 checkpoint loaded into the heap, or as fp32 or bf16 in native memory; NF4 stores other
+ * values, so it hashes differently and needs `baseHash` to take an adapter trained on the unquantised base).
  */
 export function baseModelHash(model: LlamaModel): string {
   const h = new Sha256();
-  const named = model.namedWeights();
-  for (const name of [...named.keys()].sort()) {
-    const v = named.get(name)!;
-    h.update(`${name}:${v.shape.join('x')};`);
-    const data = v.dataSync() as Float32Array;
+  // name → its [in, out] float32 values, read when hashed (a frozen native-memory weight is dequantised then).
+  const entries = new Map<string, () => { shape: number[]; data: Float32Array }>();
+  for (const [name, v] of model.namedWeights())
+    entries.set(name, () => ({ shape: v.shape, data: v.dataSync() as Float32Array }));
+  for (const linear of model.linearNames()) {
+    const name = linear === 'lm_head' ? 'lm_head.weight' : `model.${linear}.weight`;
+    const frozen = entries.has(name) ? undefined : frozenBase(model.getLinear(linear));
+    if (frozen) entries.set(name, () => frozenInOut(frozen));
+  }
+  for (const name of [...entries.keys()].sort()) {
+    const { shape, data } = entries.get(name)!();
+    h.update(`${name}:${shape.join('x')};`);
     h.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   }
   return h.digestHex();
+}
+
+/** The weights-in-native-memory module behind a linear (found through wrappers' `base`), if it is one. */
+function frozenBase(m: unknown): FrozenLinear | undefined {
+  for (let depth = 0; depth < 8 && m; depth++) {
+    if (m instanceof FrozenLinear) return m;
+    m = (m as { base?: unknown }).base;
+  }
+  return undefined;
+}
+
+/** A frozen weight's stored values in the layout a DenseLinear holds ([in, out]), so equal weights hash equally. */
+function frozenInOut(m: FrozenLinear): { shape: number[]; data: Float32Array } {
+  const [n, k] = m.frozen.shape; // [out, in]
+  const outIn = m.frozen.dequantize();
+  const inOut = new Float32Array(n * k);
+  for (let o = 0; o < n; o++) for (let i = 0; i < k; i++) inOut[i * n + o] = outIn[o * k + i];
+  return { shape: [k, n], data: inOut };
 }
 
 /**
