@@ -7,13 +7,6 @@ export { loadLineTask, type LineFormat } from './formats/lines.js';
 export { exportSniTasks } from './export.js';
 export { symbolize, type SymbolizeOptions } from './symbolize.js';
 export * from './synthetic/index.js';
-export {
-  DEFAULT_CORPUS,
-  defaultCorpus,
-  readCorpus,
-  readTextFile,
-  readTextFolder,
-  type TextDocument,
-} from './corpus.js';
+export { DEFAULT_CORPUS, defaultCorpus, readCorpus, readTextFolder, type TextDocument } from './corpus.js';
 export * from './sampler.js';
 export * from './collate.js';

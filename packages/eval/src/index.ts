@@ -1,5 +1,4 @@
 export { EvalError } from './errors.js';
-export { porterStem } from './porter.js';
 export {
   rougeTokenize,
   rougeL,
@@ -17,7 +16,6 @@ export {
 } from './metrics.js';
 export {
   METRIC_SCALE,
-  categoryKey,
   finiteMean,
   summarize,
   type TaskScores,
@@ -28,9 +26,6 @@ export {
 export {
   pairedBootstrap,
   bootstrapMean,
-  bootstrapDistribution,
-  instanceValues,
-  quantile,
   verdict,
   type BootstrapOptions,
   type BootstrapValue,
@@ -40,20 +35,11 @@ export {
 } from './stats.js';
 export {
   buildReport,
-  compareMethods,
-  reportTasks,
-  reportTable,
-  controlTable,
-  methodSummaryTable,
-  prefixTuningTable,
-  verdictLines,
   CLAIM_STATEMENTS,
-  formatScore,
   formatTable,
   renderMarkdown,
   renderBarChart,
   renderCurves,
-  curveMethods,
   writeReport,
   type CurvePoint,
   type MethodResult,
@@ -69,19 +55,13 @@ export {
 } from './report.js';
 export {
   planTasks,
-  balancedDemonstrations,
   fitPlan,
   fitPlans,
   fitOptions,
-  usesSniExactMatch,
   labelLogProbs,
   taskPrefix,
-  taskPrefixes,
-  disposeTaskPrefixes,
   swapPartners,
-  prefixTuningSchedule,
   PREFIX_TUNING_INITS,
-  DEFAULT_EVAL_STEPS,
   evaluateMethod,
   evaluatePrefixTuning,
   evaluate,
@@ -106,8 +86,7 @@ export {
   checkShard,
   shardItems,
   writePartialReport,
-  serializePartialReport,
-  parsePartialReport,
+  readPartialReport,
   mergeShardResults,
   mergePartialReports,
   PARTIAL_FORMAT,

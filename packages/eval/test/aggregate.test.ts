@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { EvalError, categoryKey, summarize } from '../src/index.js';
+import { EvalError, summarize } from '../src/index.js';
+import { categoryKey } from '../src/aggregate.js';
 
 describe('summarize', () => {
   it('averages per task, pools per category (as S-NI groups instances), and macro-averages tasks', () => {

@@ -10,12 +10,12 @@ import {
   exactMatchSni,
   normalizeAnswer,
   optionCorrect,
-  porterStem,
   rankClassify,
   rougeL,
   rougeLScore,
   rougeTokenize,
 } from '../src/index.js';
+import { porterStem } from '../src/porter.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Made by tools/reference/porter_reference.py with NLTK 3.8's PorterStemmer (the stemmer rouge_score uses). */

@@ -26,13 +26,12 @@ import {
   pairedBootstrap,
   parseMethods,
   planTasks,
-  prefixTuningSchedule,
   rankClassify,
   swapPartners,
   taskPrefix,
-  usesSniExactMatch,
   type EvalSettings,
 } from '../src/index.js';
+import { prefixTuningSchedule, usesSniExactMatch } from '../src/protocols.js';
 import { charTokenizer, tinyModel } from './helpers.js';
 
 const family = (name: string) => SYNTHETIC_FAMILIES.find((f) => f.name === name)!;

@@ -9,11 +9,11 @@ import {
   renderBarChart,
   renderCurves,
   renderMarkdown,
-  verdictLines,
   writeReport,
   type MethodResult,
   type TaskScores,
 } from '../src/index.js';
+import { verdictLines } from '../src/report.js';
 
 /** Minimal XML well-formedness check: balanced, properly nested tags, quoted attributes, known entities only. */
 function checkXml(text: string): { elements: Array<{ name: string; attrs: Record<string, string> }>; texts: string[] } {

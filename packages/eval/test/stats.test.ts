@@ -1,13 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  bootstrapDistribution,
-  bootstrapMean,
-  EvalError,
-  pairedBootstrap,
-  quantile,
-  verdict,
-  type TaskScores,
-} from '../src/index.js';
+import { bootstrapMean, EvalError, pairedBootstrap, verdict, type TaskScores } from '../src/index.js';
+import { bootstrapDistribution, quantile } from '../src/stats.js';
 
 const task = (name: string, scores: number[], extra: Partial<TaskScores> = {}): TaskScores => ({
   task: name,

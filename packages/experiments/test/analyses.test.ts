@@ -14,29 +14,27 @@ import {
   type Task,
 } from '@hyperllama/datasets';
 import {
-  averageWithError,
   defaultMaskVariants,
-  demonstrationDraws,
-  describeTraining,
   freshTrainEpisodes,
-  gistViewFrom,
-  pearson,
-  ranks,
-  relatedHeldOutTask,
-  relatedTask,
-  renderDotPlot,
-  renderScatter,
-  spearman,
   syntheticFamilyOf,
-  syntheticKindOf,
-  trainingEpisodes,
-  trainSharedPrefix,
-  trainVariant,
   writeAnalysis,
   type AnalysisReport,
   type AnalysisSetup,
   type TrainEpisodes,
 } from '../src/index.js';
+import {
+  averageWithError,
+  describeTraining,
+  gistViewFrom,
+  pearson,
+  ranks,
+  spearman,
+  trainVariant,
+  trainingEpisodes,
+} from '../src/analyses/common.js';
+import { renderDotPlot, renderScatter } from '../src/analyses/report.js';
+import { demonstrationDraws } from '../src/analyses/sensitivity.js';
+import { relatedHeldOutTask, relatedTask, syntheticKindOf, trainSharedPrefix } from '../src/analyses/transfer.js';
 import { EvalError, planTasks } from '@hyperllama/eval';
 import { charTokenizer, tinyModel } from './helpers.js';
 

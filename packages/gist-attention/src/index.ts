@@ -20,4 +20,3 @@ export {
   downstreamPositionIds,
 } from './positions.js';
 export { Prefix, type PrefixParts, type ExtractOptions, extractGistPrefix } from './prefix.js';
-export { PREFIX_FORMAT, configHash } from './io.js';

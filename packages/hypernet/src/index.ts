@@ -1,9 +1,8 @@
 export { HypernetError } from './errors.js';
-export { int2d, realTokens } from './batch.js';
+export { realTokens } from './batch.js';
 export {
   HyperLlama,
   DEFAULT_HYPER_LORA,
-  initialGistRows,
   prefixedHidden,
   plainLoss,
   prefixLoss,
@@ -18,13 +17,11 @@ export { PrefixTuning, initPrefixTuning, type PrefixInit, type PrefixSources } f
 export {
   HYPERNET_CONFIG_FILE,
   GIST_EMBEDDINGS_FILE,
-  HYPERNET_FORMAT,
   baseModelHash,
   writeDirAtomic,
   resolveCheckpointDir,
   saveHyperLlama,
   writeHyperLlama,
-  readHypernetConfig,
   loadHyperLlama,
   type HypernetConfigJson,
   type SaveHyperLlamaOptions,
@@ -33,8 +30,6 @@ export {
   fromPretrained,
   loadPretrained,
   resolvePretrained,
-  recordedPath,
-  checkTokenizerFits,
   type FromPretrainedOptions,
   type LoadPretrainedOptions,
   type Pretrained,

@@ -12,20 +12,18 @@ export {
   applyRope,
   ropeCosSin,
   ropeFrequencies,
-  rotate,
   ROPE_SCALING_TYPES,
   type RopeConfig,
   type RopeFrequencies,
   type RopeOptions,
   type RopeScaling,
 } from './rope.js';
-export { MASK_VALUE, attend, attentionScores, attentionValues, causalMask, addPaddingMask } from './attention.js';
+export { MASK_VALUE } from './attention.js';
 export {
   LlamaModel,
   emptyCache,
   disposeCache,
   expectedWeightShapes,
-  checkWeights,
   type KVPrefix,
   type KVCache,
   type ForwardOptions,
@@ -34,8 +32,7 @@ export {
   type HostWeights,
 } from './model.js';
 export { lmLoss } from './loss.js';
-export { readLlama2c, permuteForRotateHalf } from './llama2c.js';
-export { loadLlama, saveLlama, readHfLlama, exportWeights, type LoadOptions } from './io.js';
+export { loadLlama, saveLlama, readHfLlama, type LoadOptions } from './io.js';
 export { createLlama } from './init.js';
 export {
   generate,

@@ -1,19 +1,15 @@
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '@hyperllama/runtime';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { LoraError, Nf4Linear, dequantizeNf4, nf4StoredBytes, quantizeNf4 } from '../src/index.js';
 import {
   DOUBLE_QUANT_GROUP,
   DYNAMIC_CODE,
   DYNAMIC_MAX_HALF_GAP,
-  LoraError,
   NF4_CODE,
   NF4_MAX_HALF_GAP,
-  Nf4Linear,
-  dequantizeNf4,
-  nf4StoredBytes,
-  quantizeNf4,
   storedAbsmax,
-} from '../src/index.js';
+} from '../src/nf4.js';
 import { matmulJs, maxAbsDiff } from './helpers/host.js';
 
 beforeAll(async () => {

@@ -7,23 +7,15 @@ export {
   type DecodeOptions,
   type EncodeOptions,
 } from './tokenizer.js';
-export {
-  buildWordTokenizer,
-  WORD_PRE_TOKENIZER_REGEX,
-  WORD_TOKENIZER_CHARS,
-  type WordTokenizerOptions,
-} from './word.js';
+export { buildWordTokenizer, type WordTokenizerOptions } from './word.js';
 export { loadTokenizer, saveTokenizer, type LoadTokenizerOptions, type TokenizerFormat } from './io.js';
 export {
-  mergesFromPieces,
   tokenizerConfigFromPieces,
   tokenizerJsonFromPieces,
-  type AddedTokenJson,
   type TokenizerConfigJson,
   type TokenizerJson,
 } from './convert.js';
-export { PieceType, parseSentencePieceModel, type SentencePieceVocab, type VocabPiece } from './sentencepiece.js';
-export { parseLlama2cVocab } from './llama2c.js';
+export { PieceType, type SentencePieceVocab, type VocabPiece } from './sentencepiece.js';
 export {
   LLAMA3_BASE_VOCAB_SIZE,
   LLAMA3_SPECIAL_TOKENS,

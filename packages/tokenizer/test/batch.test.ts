@@ -1,11 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import {
-  parseSentencePieceModel,
-  Tokenizer,
-  TokenizerError,
-  tokenizerConfigFromPieces,
-  tokenizerJsonFromPieces,
-} from '../src/index.js';
+import { Tokenizer, TokenizerError, tokenizerConfigFromPieces, tokenizerJsonFromPieces } from '../src/index.js';
+import { parseSentencePieceModel } from '../src/sentencepiece.js';
 import { sentencePieceModelBytes, syntheticPieces } from './helpers.js';
 
 const PIECES = syntheticPieces([

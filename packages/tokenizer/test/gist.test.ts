@@ -7,12 +7,12 @@ import { describe, expect, test } from 'vitest';
 import {
   gistToken,
   loadTokenizer,
-  parseSentencePieceModel,
   saveTokenizer,
   Tokenizer,
   tokenizerConfigFromPieces,
   tokenizerJsonFromPieces,
 } from '../src/index.js';
+import { parseSentencePieceModel } from '../src/sentencepiece.js';
 import { LLAMA2_MODEL, missing, skipNote, randomText, sentencePieceModelBytes, syntheticPieces } from './helpers.js';
 
 const PIECES = syntheticPieces([

@@ -3,13 +3,9 @@ import { Tokenizer as Engine } from '@huggingface/tokenizers';
 import { Rng } from '@hyperllama/runtime';
 import llamaTokenizerJs from 'llama-tokenizer-js';
 import { beforeAll, describe, expect, test } from 'vitest';
-import {
-  loadTokenizer,
-  parseLlama2cVocab,
-  parseSentencePieceModel,
-  tokenizerJsonFromPieces,
-  type Tokenizer,
-} from '../src/index.js';
+import { loadTokenizer, tokenizerJsonFromPieces, type Tokenizer } from '../src/index.js';
+import { parseSentencePieceModel } from '../src/sentencepiece.js';
+import { parseLlama2cVocab } from '../src/llama2c.js';
 import {
   LLAMA2_BIN,
   LLAMA2_INP,

@@ -1,13 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { Rng } from '@hyperllama/runtime';
 import { beforeAll, describe, expect, test } from 'vitest';
-import {
-  loadTokenizer,
-  parseLlama2cVocab,
-  parseSentencePieceModel,
-  tokenizerJsonFromPieces,
-  type Tokenizer,
-} from '../src/index.js';
+import { loadTokenizer, tokenizerJsonFromPieces, type Tokenizer } from '../src/index.js';
+import { parseSentencePieceModel } from '../src/sentencepiece.js';
+import { parseLlama2cVocab } from '../src/llama2c.js';
 import { TOK512_BIN, TOK512_MODEL, missing, skipNote, randomText, sentencePieceFixture } from './helpers.js';
 
 const absent = missing(TOK512_MODEL, TOK512_BIN);

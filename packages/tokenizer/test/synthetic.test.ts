@@ -4,14 +4,9 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { Tokenizer as Engine } from '@huggingface/tokenizers';
 import { Rng } from '@hyperllama/runtime';
-import {
-  loadTokenizer,
-  mergesFromPieces,
-  parseSentencePieceModel,
-  Tokenizer,
-  tokenizerConfigFromPieces,
-  tokenizerJsonFromPieces,
-} from '../src/index.js';
+import { loadTokenizer, Tokenizer, tokenizerConfigFromPieces, tokenizerJsonFromPieces } from '../src/index.js';
+import { parseSentencePieceModel } from '../src/sentencepiece.js';
+import { mergesFromPieces } from '../src/convert.js';
 import { llama2cBytes, randomText, sentencePieceModelBytes, syntheticPieces } from './helpers.js';
 
 // A hand-made BPE vocabulary (ids 259...): the expected segmentations below are worked out by hand with SentencePiece's

@@ -11,9 +11,9 @@ import {
   saveTokenizer,
   Tokenizer,
   TokenizerError,
-  WORD_PRE_TOKENIZER_REGEX,
   type WordTokenizerOptions,
 } from '../src/index.js';
+import { WORD_PRE_TOKENIZER_REGEX } from '../src/word.js';
 import { randomText } from './helpers.js';
 
 /** `<unk>`, `<s>`, `</s>`, 256 bytes, 97 characters. */

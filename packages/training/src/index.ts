@@ -20,19 +20,9 @@ export {
   resolveTokenizer,
   holdOutInstances,
   shotRange,
-  trainingEpisodes,
-  type EpisodeSource,
   type TaskSets,
 } from './setup.js';
 export { buildJob, type Job, type SwapControl } from './jobs.js';
-export {
-  runStage,
-  restoreCheckpoint,
-  truncateMetrics,
-  CHECKPOINT_DIR,
-  FINAL_DIR,
-  type RunOptions,
-  type RunResult,
-} from './train.js';
-export { acquireRunLock, removeStaleTemporaries, LOCK_FILE, type LockHolder } from './lock.js';
+export { runStage, restoreCheckpoint, truncateMetrics, FINAL_DIR, type RunOptions, type RunResult } from './train.js';
+export { acquireRunLock, LOCK_FILE } from './lock.js';
 export { Progress, processIo, type Io } from './progress.js';

@@ -5,8 +5,8 @@ import { makeExample, type Example, type Task } from '../task.js';
 import { SYNTHETIC_FAMILIES, type SyntheticFamily, type TaskSetup } from './families.js';
 import type { ContentPool } from './words.js';
 
-export { SYNTHETIC_FAMILIES, type Pair, type Skill, type SyntheticFamily, type TaskSetup } from './families.js';
-export { CONTENT, CONTENT_WORDS, isHeldOutContent, syntheticVocabulary, type ContentPool } from './words.js';
+export { SYNTHETIC_FAMILIES, type SyntheticFamily } from './families.js';
+export { isHeldOutContent, syntheticVocabulary, type ContentPool } from './words.js';
 
 export interface SyntheticTaskOptions {
   seed: number;
@@ -37,9 +37,9 @@ export interface SyntheticSplit {
   heldOutFamilies: Task[];
 }
 
-export const DEFAULT_HELD_OUT_FAMILIES: readonly string[] = ['sort', 'symbol_topic', 'compare', 'wrap'];
+const DEFAULT_HELD_OUT_FAMILIES: readonly string[] = ['sort', 'symbol_topic', 'compare', 'wrap'];
 
-export function syntheticFamily(name: string): SyntheticFamily {
+function syntheticFamily(name: string): SyntheticFamily {
   const family = SYNTHETIC_FAMILIES.find((f) => f.name === name);
   if (!family)
     fail(
