@@ -1,4 +1,4 @@
-import { initBackend, MemoryFileSystem, type BackendInfo } from '@hyperllama/runtime';
+import { initBackend, MemoryFileSystem, onSyncReadBackend, type BackendInfo } from '@hyperllama/runtime';
 import type { Prefix } from '@hyperllama/gist-attention';
 import type { Task } from '@hyperllama/datasets';
 import {
@@ -79,7 +79,9 @@ function fail(node: HTMLElement, e: unknown): void {
 async function startBackend(): Promise<BackendInfo> {
   const wanted = new URLSearchParams(location.search).get('backend');
   const hasGpu = 'gpu' in navigator;
-  const backend = wanted === 'wasm' || wanted === 'webgpu' || wanted === 'cpu' ? wanted : hasGpu ? 'webgpu' : 'wasm';
+  // wasm unless webgpu is asked for: on Chromium's software adapter (SwiftShader) loading and compressing worked but
+  // the first answer's asynchronous read failed ("A valid external Instance reference no longer exists").
+  const backend = wanted === 'wasm' || wanted === 'webgpu' || wanted === 'cpu' ? wanted : 'wasm';
   const base = new URL('wasm/', location.href).href;
   // Half the logical cores, as tfjs itself chooses (`?threads=N` overrides): on a busy 2-core machine a second wasm
   // thread made decoding about 7x slower (3.4 against 24.6 tokens/s in headless Chromium).
@@ -97,7 +99,7 @@ async function startBackend(): Promise<BackendInfo> {
   const isolation = crossOriginIsolated ? 'cross-origin isolated' : 'not cross-origin isolated';
   show(
     el.backend,
-    `backend: ${info.name}${info.name === 'wasm' ? `, ${info.threads} thread(s), ${isolation}` : ''}${hasGpu ? '' : ' (no WebGPU in this browser)'}`,
+    `backend: ${info.name}${info.name === 'wasm' ? `, ${info.threads} thread(s), ${isolation}` : ''}${info.name === 'webgpu' ? '' : hasGpu ? ' (WebGPU available: add ?backend=webgpu to try it)' : ' (no WebGPU in this browser)'}`,
   );
   el.backend.title = info.reason;
   el.backend.dataset.backend = info.name;
@@ -288,7 +290,9 @@ async function onModelFiles(): Promise<void> {
   show(el.modelStatus, `Reading ${files.length} files…`, 'loading');
   try {
     const fs = await MemoryFileSystem.fromFiles([...files], { root: '/dropped' });
-    useModel(loadFromFiles(fs, files[0].webkitRelativePath.split('/')[0] || 'dropped files'));
+    useModel(
+      await onSyncReadBackend(() => loadFromFiles(fs, files[0].webkitRelativePath.split('/')[0] || 'dropped files')),
+    );
   } catch (e) {
     fail(el.modelStatus, e);
   }
@@ -324,7 +328,8 @@ async function main(): Promise<void> {
   try {
     await startBackend();
     const fs = await fetchModelFiles(new URL(`${DEFAULT_MODEL_DIR}/`, location.href).href);
-    useModel(loadFromFiles(fs, 'embedded default'));
+    // Loading hashes the base's weights (synchronous reads): on webgpu that runs on the cpu backend.
+    useModel(await onSyncReadBackend(() => loadFromFiles(fs, 'embedded default')));
     timings.modelLoadedMs = performance.now() - pageStart;
     if (DEMO_TASKS.length > 0) {
       el.demo.value = DEMO_TASKS[0];
