@@ -4,7 +4,16 @@ import { Prefix } from '@hyperllama/gist-attention';
 import { PrefixTuning, fit, fromPretrained, resolvePretrained, type PretrainedHyperLlama } from '@hyperllama/hypernet';
 import { generate, type GenerateResult } from '@hyperllama/llama-model';
 import { withActiveAdapters } from '@hyperllama/lora';
-import { AdamW, MemoryFileSystem, Rng, RuntimeError, dirnamePath, joinPath, withFileSystem } from '@hyperllama/runtime';
+import {
+  AdamW,
+  HyperLlamaError,
+  MemoryFileSystem,
+  Rng,
+  RuntimeError,
+  dirnamePath,
+  joinPath,
+  withFileSystem,
+} from '@hyperllama/runtime';
 
 /**
  * What the page does, without the DOM: load a HyperLlama checkpoint with its base from in-memory files, compress a
@@ -75,6 +84,44 @@ export interface Compressed {
   /** Tokens of the ICL context (definition + demonstrations) that the k prefix positions replace in every query. */
   contextTokens: number;
   k: number;
+}
+
+/** Bad input typed into the page (examples that are not `input => output` lines). */
+export class PlaygroundError extends HyperLlamaError {}
+
+/**
+ * The task file (S-NI JSON text) of typed examples: one `input => output` per line, an optional definition. The last
+ * example doubles as the one instance the planner needs (answers are asked separately). A whole S-NI task JSON is
+ * passed through as it is.
+ */
+export function examplesTaskFile(definition: string, text: string): { text: string; name: string } {
+  const raw = text.trim();
+  if (raw.startsWith('{')) return { text: raw, name: 'task.json' };
+  const examples = raw
+    .split('\n')
+    .map((line, i) => ({ line: line.trim(), n: i + 1 }))
+    .filter(({ line }) => line !== '')
+    .map(({ line, n }) => {
+      const at = line.indexOf('=>');
+      if (at < 0)
+        throw new PlaygroundError('BAD_EXAMPLE', `examples line ${n}: expected "input => output", got "${line}"`, {
+          field: 'examples',
+          line: n,
+        });
+      return { input: line.slice(0, at).trim(), output: line.slice(at + 2).trim() };
+    });
+  if (examples.length < 2)
+    throw new PlaygroundError('TOO_FEW_EXAMPLES', `examples: expected at least 2, got ${examples.length}`, {
+      field: 'examples',
+      actual: examples.length,
+    });
+  const last = examples[examples.length - 1];
+  const sni = {
+    Definition: definition.trim() ? [definition.trim()] : [],
+    'Positive Examples': examples,
+    Instances: [{ id: 'query', input: last.input, output: [last.output] }],
+  };
+  return { text: JSON.stringify(sni), name: 'task.json' };
 }
 
 /** Parses a task file's text (S-NI `.json` or `.jsonl`) as `loadTasks` reads a file of that name. */

@@ -6,6 +6,7 @@ import {
   answerWithIcl,
   answerWithPrefix,
   compress,
+  examplesTaskFile,
   tunePrefix,
   fetchModelFiles,
   loadFromFiles,
@@ -121,26 +122,7 @@ function useModel(l: Loaded): void {
 /** The task as a file text and name, exactly what `hyperllama-eval compress --task` would read. */
 function taskFile(): { text: string; name: string } {
   if (state.demoText !== undefined && state.demoName) return { text: state.demoText, name: `${state.demoName}.json` };
-  const raw = el.examples.value.trim();
-  if (raw.startsWith('{')) return { text: raw, name: 'task.json' };
-  const examples = raw
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line, i) => {
-      const at = line.indexOf('=>');
-      if (at < 0) throw new Error(`line ${i + 1}: expected "input => output"`);
-      return { input: line.slice(0, at).trim(), output: line.slice(at + 2).trim() };
-    });
-  if (examples.length < 2) throw new Error('give at least two examples');
-  // The last example is also the instance the planner needs to exist; answers are asked below.
-  const sni = {
-    Definition: el.definition.value.trim() ? [el.definition.value.trim()] : [],
-    'Positive Examples': examples,
-    Instances: [
-      { id: 'query', input: examples[examples.length - 1].input, output: [examples[examples.length - 1].output] },
-    ],
-  };
-  return { text: JSON.stringify(sni), name: 'task.json' };
+  return examplesTaskFile(el.definition.value, el.examples.value);
 }
 
 async function onCompress(): Promise<void> {

@@ -8,7 +8,7 @@ import { Prefix } from '@hyperllama/gist-attention';
 import { fromPretrained } from '@hyperllama/hypernet';
 import { MemoryFileSystem, disposeBackend, initBackend } from '@hyperllama/runtime';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { answerWithPrefix, compress, loadFromFiles, parseTask, tunePrefix } from '../src/engine.js';
+import { answerWithPrefix, compress, examplesTaskFile, loadFromFiles, parseTask, tunePrefix } from '../src/engine.js';
 
 /**
  * The page's engine under Node, from files held in memory (as the page holds fetched or dropped files): the same
@@ -76,6 +76,23 @@ describe('playground engine', () => {
       disk.dispose();
       loaded.dispose();
     }
+  });
+
+  it('typed examples become a task file that parses and compresses; bad lines are named', () => {
+    const lines = ['map => garden', 'zip hat => garden', '', 'owl => garden'].join('\n');
+    const file = examplesTaskFile('Answer garden.', lines);
+    const task = parseTask(file.text, file.name);
+    expect(task.name).toBe('task');
+    expect(task.definition).toBe('Answer garden.');
+    expect(task.examples.map((e) => [e.input, e.output])).toEqual([
+      ['map', 'garden'],
+      ['zip hat', 'garden'],
+      ['owl', 'garden'],
+    ]);
+    expect(() => examplesTaskFile('', 'map => garden\nno arrow here')).toThrow(
+      /examples line 2: expected "input => output", got "no arrow here"/,
+    );
+    expect(() => examplesTaskFile('', 'map => garden')).toThrow(/at least 2, got 1/);
   });
 
   it('names what is missing from dropped files', () => {
