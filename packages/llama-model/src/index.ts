@@ -49,6 +49,7 @@ export {
   WEIGHT_FORMATS,
   WEIGHT_BYTES_PER_PARAM,
   activationEstimate,
+  trainingActivationEstimate,
   availableHostMemory,
   checkModelFits,
   loadLlamaNative,

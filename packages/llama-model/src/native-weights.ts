@@ -120,13 +120,25 @@ export interface MemoryPlan {
 }
 
 /**
- * Activation reserve for a forward/backward pass over `tokens` positions: per token about 16·D + 4·F + V floats
- * (residual stream, norms, q/k/v, MLP and one chunk of logits, kept for the backward pass), plus two per-head T×T
- * score buffers. An estimate, not a bound: long sequences or large batches need more (pass `activationBytes`).
+ * Activation reserve for inference over `tokens` positions (a forward pass frees each layer's intermediates): per
+ * token about 16·D + 4·F + V floats (residual stream, norms, q/k/v, MLP, logits), plus two per-head T×T score
+ * buffers. An estimate, not a bound; training keeps every layer's activations: see {@link trainingActivationEstimate}.
  */
 export function activationEstimate(c: LlamaConfig, tokens = 512): number {
   const perToken = 16 * c.hiddenSize + 4 * c.intermediateSize + c.vocabSize;
   return 4 * (tokens * perToken + 2 * c.numAttentionHeads * tokens * tokens);
+}
+
+/**
+ * Activation memory of one training step (forward and backward) over `tokens` positions: autograd keeps about
+ * 20·D + 8·F floats per token and layer (norms, q/k/v/o, MLP products) plus two per-head T×T attention buffers per
+ * layer, and one chunk of logits. Measured on TinyLlama's shapes, 128 tokens: 1.05 GB (this gives 1.08 GB).
+ * Pass it as `activationBytes` to check that training fits, not just inference.
+ */
+export function trainingActivationEstimate(c: LlamaConfig, tokens = 128): number {
+  const L = c.numHiddenLayers;
+  const perToken = L * (20 * c.hiddenSize + 8 * c.intermediateSize) + c.vocabSize;
+  return 4 * (tokens * perToken + L * 2 * c.numAttentionHeads * tokens * tokens);
 }
 
 /** Memory a model of `config` needs with its linear weights in `format` (NF4 blocks of `blockSize`). */

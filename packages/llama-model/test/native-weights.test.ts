@@ -25,6 +25,7 @@ import {
   loadLlama,
   loadLlamaNative,
   planLlamaMemory,
+  trainingActivationEstimate,
   validateLlamaConfig,
   type HostWeights,
   type LlamaConfig,
@@ -310,5 +311,36 @@ describe('loading into the heap fails before reading weights when the model cann
     // A suggestion exactly when some format fits this host (nf4 needs about 6.1 GiB).
     if (e.details.suggestion !== undefined) expect(e.message).toMatch(/would fit/);
     else expect(e.message).toMatch(/no (weight )?format fits/);
+  });
+
+  it('an 8B-shaped NF4 model fits the wasm heap for inference but not for a 128-token training step', () => {
+    const big = validateLlamaConfig({
+      ...config,
+      vocabSize: 128256,
+      hiddenSize: 4096,
+      intermediateSize: 14336,
+      numHiddenLayers: 32,
+      numAttentionHeads: 32,
+      numKeyValueHeads: 8,
+      headDim: 128,
+    });
+    const budget = { heapBytes: 4 * 1024 ** 3, hostBytes: 20 * 1024 ** 3, heapLimit: 'the wasm heap' };
+    // Embeddings: 128256 × 4096 float32 = 2.1 GB on the backend in every format.
+    expect(checkModelFits(big, 'nf4', { budget }).heapBytes).toBeLessThan(budget.heapBytes);
+    const training = trainingActivationEstimate(big, 128);
+    expect(training).toBeGreaterThan(3e9); // 32 layers keep ~196k floats per token each
+    expect(() => checkModelFits(big, 'nf4', { budget, activationBytes: training })).toThrow(ModelMemoryError);
+    // TinyLlama's shapes, 128 tokens: measured 1.05 GB of training activations (bench: peak minus after-load RSS).
+    const tiny = validateLlamaConfig({
+      ...big,
+      vocabSize: 32000,
+      hiddenSize: 2048,
+      intermediateSize: 5632,
+      numHiddenLayers: 22,
+      numKeyValueHeads: 4,
+      headDim: 64,
+    });
+    expect(trainingActivationEstimate(tiny, 128) / 1.05e9).toBeGreaterThan(0.9);
+    expect(trainingActivationEstimate(tiny, 128) / 1.05e9).toBeLessThan(1.2);
   });
 });

@@ -9,6 +9,7 @@ import {
   loadLlama,
   memoryBudget,
   planLlamaMemory,
+  trainingActivationEstimate,
   validateLlamaConfig,
   writeRandomLlamaDir,
   type LlamaConfig,
@@ -125,6 +126,17 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
     record(`${format} decode b1 ${DECODE_TOKENS} tokens`, 'throughput', median(perSecond), 'tokens/s', perSecond);
     progress(`${size} ${format}: decode ${median(perSecond).toFixed(2)} tokens/s`);
 
+    // Autograd keeps every layer's activations: skip (and say so) where they cannot fit what the backend has left.
+    const training = trainingActivationEstimate(shape, SEQ);
+    const left = memoryBudget().heapBytes;
+    if (training > left) {
+      record(`${format} train step 1x${SEQ}: activations needed (not run)`, 'memory', training / 2 ** 20, 'MB');
+      progress(
+        `${size} ${format}: a ${SEQ}-token training step needs ~${(training / 2 ** 30).toFixed(2)} GiB of activations, ${(left / 2 ** 30).toFixed(2)} GiB left on the backend: not run`,
+      );
+      model.dispose();
+      continue;
+    }
     injectLora(model, { name: 'bench', r: 8, alpha: 16, targetModules: ['q_proj', 'v_proj'], rng: new Rng(2) });
     const params = Object.fromEntries(namedLoraParameters(model, 'bench'));
     const optimizer = new AdamW(params, { lr: 1e-4 });
