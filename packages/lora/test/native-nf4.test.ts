@@ -23,6 +23,7 @@ describe.skipIf(!native.frozen)(`native NF4 against the JS quantiser (${native.w
     [300, 256, 4],
     [300, 256, 33],
     [64, 1024, 2],
+    [512, 1024, 3], // ≥ 2^18 values: quantised and multiplied on several threads
   ])('W [%i, %i], m = %i: same bytes as quantizeNf4, and x · Wᵀ equals tf.matMul on dequantizeNf4', (n, k, m) => {
     const w = rng.normalArray(n * k, 0, 0.05);
     w[17] = 0.9; // an outlier block
