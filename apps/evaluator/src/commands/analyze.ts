@@ -123,9 +123,9 @@ export interface AnalyzeOptions {
 }
 
 /**
- * The default evaluated tasks: the first `tasks` headline tasks of `hyperllama-eval default` (`miniatureTasks`):
- * held-out variants of the trained families and the held-out family `wrap`, all with held-out content, one family at a
- * time in turn. Control tasks (families no method solves at this scale, `isControlTask`) are never among them.
+ * The default evaluated tasks: `miniatureTasks` without a screen, the first `tasks` held-out tasks, one family at a
+ * time in turn (held-out variants of the trained families and the held-out family `wrap`, all with held-out content).
+ * The families marked as controls (`isControlTask`: sort, compare, symbol_topic) are never among them.
  */
 export function defaultAnalysisTasks(seed: number, budget: Pick<AnalyzeBudget, 'tasks'>): Task[] {
   return miniatureTasks(seed, { headlineTasks: budget.tasks, controlTasksPerFamily: 0 }).headline;
@@ -202,7 +202,7 @@ function buildSetup(
     checkpoint: checkpoint ? resolve(checkpoint) : null,
     tasks:
       o.tasks ??
-      `synthetic (seed ${o.seed}): the first ${evalTasks.length} headline tasks of hyperllama-eval default (held-out variants and families with held-out content, one family at a time in turn; no control task)`,
+      `synthetic (seed ${o.seed}): ${evalTasks.length} held-out tasks (held-out variants and families with held-out content, one family at a time in turn; no sort, compare or symbol_topic task)`,
     trainTasks:
       o.trainTasks ??
       `fresh-content episodes of the synthetic training kinds (seed ${o.seed}; new label assignments, tables and constants every episode)`,
