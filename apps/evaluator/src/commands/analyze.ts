@@ -41,7 +41,7 @@ import { embeddedBase } from './default.js';
 
 /** How much each analysis does: the full setting (minutes on 2 CPU cores) and `--quick` (a smoke test). */
 export interface AnalyzeBudget {
-  /** Default tasks: this many headline tasks of `hyperllama-eval default` (see {@link defaultAnalysisTasks}). */
+  /** Default tasks: this many held-out tasks, families in turn (see {@link defaultAnalysisTasks}). */
   tasks: number;
   maxInstances: number;
   /** Multi-task training steps of each mask variant, and of the HyperLlama trained when no checkpoint is given. */
