@@ -132,9 +132,10 @@ function roundRobin(byFamily: ReadonlyMap<string, readonly Task[]>, n: number): 
  * The tasks the miniature evaluates, none of them seen in training: held-out variants of the trained families and
  * the held-out families, all with held-out content (label assignments, tables, constants training never shows).
  * `headline` (`headlineTasks` of them, one family at a time in turn) makes the averages and the claims; it holds the
- * `headlineFamilies` (by default: the families not marked as controls, `isControlTask`). When a family has fewer
- * held-out variants than its turn needs, further draws of its variants with other held-out content follow (seed
- * `seed + d`, named `<task>_seed<seed + d>`). `control` holds `controlTasksPerFamily` tasks of every other held-out
+ * `headlineFamilies` (the screen's choice): when a family has fewer held-out variants than its turn needs, further
+ * draws of its variants with other held-out content follow (seed `seed + d`, named `<task>_seed<seed + d>`). Without
+ * `headlineFamilies`, the headline is the held-out variants of the families not marked as controls (`isControlTask`),
+ * in turn, without further draws. `control` holds `controlTasksPerFamily` tasks of every other held-out
  * family, reported apart.
  */
 export function miniatureTasks(
@@ -163,8 +164,10 @@ export function miniatureTasks(
       ];
     }),
   );
+  // Without a screen, the held-out variants alone, families in turn (the list the analyses evaluate by default).
+  const unscreened = new Map(families.map((f) => [f, kindsOf.get(f)!.map((k) => draw(k, 0))]));
   return {
-    headline: roundRobin(headlineByFamily, budget.headlineTasks),
+    headline: roundRobin(headlineFamilies ? headlineByFamily : unscreened, budget.headlineTasks),
     control: [...kindsOf]
       .filter(([f]) => !inHeadline(f))
       .flatMap(([, kinds]) => kinds.slice(0, budget.controlTasksPerFamily).map((k) => draw(k, 0))),

@@ -8,7 +8,9 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const published = ['packages', 'apps'].flatMap((group) =>
   readdirSync(join(root, group))
     .map((name) => join(root, group, name))
-    .filter((dir) => existsSync(join(dir, 'package.json'))),
+    .filter((dir) => existsSync(join(dir, 'package.json')))
+    // A private workspace (the playground, a static site) is never published.
+    .filter((dir) => !JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).private),
 );
 
 interface PackFile {
@@ -43,7 +45,12 @@ describe.each(published.map((dir) => [dir.slice(root.length + 1), dir]))('npm pa
       for (const bin of Object.values(pkg.bin) as string[]) expect(files).toContain(bin.replace(/^\.\//, ''));
     // Besides dist/, README and LICENSE, only what package.json declares may ship (an app's assets, native sources).
     const declared = (pkg.files as string[]).filter((f) => !['dist', 'README.md', 'LICENSE'].includes(f));
-    const isDeclared = (f: string) => declared.some((d) => f === d || f.startsWith(`${d}/`));
+    // An entry is a path, a folder, or a glob with `*` within one path segment (e.g. native/*.c).
+    const matches = (f: string, d: string) =>
+      d.includes('*')
+        ? new RegExp(`^${d.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*')}$`).test(f)
+        : f === d || f.startsWith(`${d}/`);
+    const isDeclared = (f: string) => declared.some((d) => matches(f, d));
     const stray = files.filter((f) => !/^(package\.json|README\.md|LICENSE|dist\/.+)$/.test(f) && !isDeclared(f));
     expect(stray).toEqual([]);
     expect(files.filter((f) => /\.test\.|(^|\/)test\/|(^|\/)src\//.test(f))).toEqual([]);
