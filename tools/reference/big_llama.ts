@@ -24,12 +24,11 @@ import {
   loadLlama,
   memoryBudget,
   planLlamaMemory,
-  validateLlamaConfig,
   writeRandomLlamaDir,
-  type LlamaConfig,
   type WeightFormat,
 } from '@hyperllama/llama-model';
 import { AdamW, initBackend } from '@hyperllama/runtime';
+import { LLAMA_8B, TINYLLAMA } from '../bench/src/suites/big.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const args = process.argv.slice(2);
@@ -41,36 +40,6 @@ const OUT = resolve(root, option('out', 'runs/big-llama-1b'));
 const FORMATS = option('formats', 'bf16,nf4').split(',') as WeightFormat[];
 const MAX_RSS_GIB = Number(option('max-rss-gib', '24'));
 const gib = (b: number) => (b / 1024 ** 3).toFixed(2);
-
-const base = {
-  maxPositionEmbeddings: 2048,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieWordEmbeddings: false,
-  bosTokenId: 1,
-  eosTokenId: 2,
-};
-export const TINYLLAMA: LlamaConfig = validateLlamaConfig({
-  ...base,
-  vocabSize: 32000,
-  hiddenSize: 2048,
-  intermediateSize: 5632,
-  numHiddenLayers: 22,
-  numAttentionHeads: 32,
-  numKeyValueHeads: 4,
-  headDim: 64,
-});
-export const LLAMA_8B: LlamaConfig = validateLlamaConfig({
-  ...base,
-  vocabSize: 128256,
-  hiddenSize: 4096,
-  intermediateSize: 14336,
-  numHiddenLayers: 32,
-  numAttentionHeads: 32,
-  numKeyValueHeads: 8,
-  headDim: 128,
-  ropeTheta: 500000,
-});
 
 /**
  * A Llama-style tokenizer.json: SentencePiece-like BPE with byte fallback over 32000 ids (<unk>, <s>, </s>, the 256

@@ -36,8 +36,8 @@ const base = {
   bosTokenId: 1,
   eosTokenId: 2,
 };
-/** TinyLlama-1.1B's shapes. */
-const TINYLLAMA: LlamaConfig = validateLlamaConfig({
+/** TinyLlama-1.1B's shapes (also the acceptance run's, tools/reference/big_llama.ts). */
+export const TINYLLAMA: LlamaConfig = validateLlamaConfig({
   ...base,
   vocabSize: 32000,
   hiddenSize: 2048,
@@ -48,7 +48,7 @@ const TINYLLAMA: LlamaConfig = validateLlamaConfig({
   headDim: 64,
 });
 /** Llama-3.1-8B's shapes. */
-const LLAMA_8B: LlamaConfig = validateLlamaConfig({
+export const LLAMA_8B: LlamaConfig = validateLlamaConfig({
   ...base,
   vocabSize: 128256,
   hiddenSize: 4096,
