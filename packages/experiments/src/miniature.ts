@@ -156,19 +156,16 @@ export function miniatureTasks(
   };
   const families = [...kindsOf.keys()].filter(inHeadline);
   const perFamily = Math.ceil(budget.headlineTasks / Math.max(1, families.length));
-  const headlineByFamily = new Map(
-    families.map((f) => {
-      const kinds = kindsOf.get(f)!;
-      return [
-        f,
-        Array.from({ length: perFamily }, (_, i) => draw(kinds[i % kinds.length], Math.floor(i / kinds.length))),
-      ];
-    }),
-  );
-  // Without a screen, the held-out variants alone, families in turn (the list the analyses evaluate by default).
-  const unscreened = new Map(families.map((f) => [f, kindsOf.get(f)!.map((k) => draw(k, 0))]));
+  // Screened: `perFamily` tasks per family, further draws after its variants. Without a screen: the held-out variants
+  // alone (the list the analyses evaluate by default).
+  const tasksOf = (f: string): Task[] => {
+    const kinds = kindsOf.get(f)!;
+    return headlineFamilies
+      ? Array.from({ length: perFamily }, (_, i) => draw(kinds[i % kinds.length], Math.floor(i / kinds.length)))
+      : kinds.map((k) => draw(k, 0));
+  };
   return {
-    headline: roundRobin(headlineFamilies ? headlineByFamily : unscreened, budget.headlineTasks),
+    headline: roundRobin(new Map(families.map((f) => [f, tasksOf(f)])), budget.headlineTasks),
     control: [...kindsOf]
       .filter(([f]) => !inHeadline(f))
       .flatMap(([, kinds]) => kinds.slice(0, budget.controlTasksPerFamily).map((k) => draw(k, 0))),
