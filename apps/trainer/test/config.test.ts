@@ -76,10 +76,12 @@ describe('configuration', () => {
     expect(overridden).toMatchObject({ steps: 9, method: 'icl', hyper: { k: 5 }, data: { tasks: null } });
   });
 
-  it('every shipped config in configs/ is valid; the two default-base phases match the committed embedded model', () => {
+  it('every shipped config in configs/ is valid; the three default-base phases match the committed embedded model', () => {
     const configs = join(dirname(fileURLToPath(import.meta.url)), '..', 'configs');
     const files = readdirSync(configs).filter((f) => f.endsWith('.yaml'));
-    expect(files).toEqual(expect.arrayContaining(['default-base-copy.yaml', 'default-base.yaml']));
+    expect(files).toEqual(
+      expect.arrayContaining(['default-base-copy.yaml', 'default-base.yaml', 'default-base-open.yaml']),
+    );
     for (const f of files) expect(() => resolveConfig('pretrain-base', { config: join(configs, f) })).not.toThrow();
     // Phase 1 from scratch with the built-in word tokenizer; phase 2 continues from phase 1's exported model. Both on
     // the default corpus and the synthetic training kinds (no task file that could hold held-out tasks).
@@ -88,7 +90,11 @@ describe('configuration', () => {
     expect(copy.model).toMatchObject({ base: null, tokenizer: 'builtin:word' });
     expect(copy.data).toMatchObject({ repeatFraction: 1, textFraction: 0 });
     expect(episodes.model).toMatchObject({ base: 'runs/default-base-copy/final/model', tokenizer: null });
-    for (const cfg of [copy, episodes]) expect(cfg.data).toMatchObject({ tasks: null, corpus: null });
+    // Phase 3 continues from phase 2 with common English words in half the episodes and repeat rows.
+    const open = resolveConfig('pretrain-base', { config: join(configs, 'default-base-open.yaml') });
+    expect(open.model).toMatchObject({ base: 'runs/default-base/final/model', tokenizer: null });
+    expect(open.data).toMatchObject({ openLexicon: 0.5, shots: 16, maxLength: 512 });
+    for (const cfg of [copy, episodes, open]) expect(cfg.data).toMatchObject({ tasks: null, corpus: null });
     const asset = join(configs, '..', '..', '..', 'packages', 'default-model', 'base', 'config.json');
     if (existsSync(asset)) {
       const hf = JSON.parse(readFileSync(asset, 'utf8'));

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EpisodeSampler, makeExample, type Task } from '@hyperllama/datasets';
 import { describe, expect, it } from 'vitest';
-import { holdOutInstances, resolveTasks, TrainerError } from '@hyperllama/training';
+import { englishLexicon, holdOutInstances, resolveTasks, trainingEpisodes, TrainerError } from '@hyperllama/training';
 import { resolveConfig } from '../src/index.js';
 
 const task = (name: string, instances: number, examples = 0): Task => ({
@@ -88,6 +88,30 @@ describe('held-out instances of task files', () => {
     })();
     expect(err).toBeInstanceOf(TrainerError);
     expect(err.message).toMatch(/data\.heldOutShare: 0\.1 holds out no instance of any task/);
+  });
+
+  it('data.openLexicon: a share of synthetic episodes in common English words; with task files it is an error', () => {
+    const cfg = resolveConfig('multitask', { set: ['data.openLexicon=1', 'data.shots=2'] });
+    const episodes = trainingEpisodes(cfg, resolveTasks(cfg), 2);
+    const english = englishLexicon().inputs;
+    expect(english.length).toBeGreaterThan(5000);
+    for (const w of ['water', 'green', 'window', 'camera']) expect(english).toContain(w);
+    let constants = 0;
+    for (let i = 0; i < 400; i++) {
+      const e = episodes.next();
+      if (!e.task.name.startsWith('synth_constant_')) continue;
+      constants++;
+      expect(english).toContain(e.target.output);
+    }
+    expect(constants).toBeGreaterThan(10);
+
+    const dir = mkdtempSync(join(tmpdir(), 'trainer-open-'));
+    const tasksCfg = resolveConfig('multitask', {
+      set: [`data.tasks=${jsonl(dir, 'greet', 10)}`, 'data.openLexicon=0.5'],
+    });
+    expect(() => trainingEpisodes(tasksCfg, resolveTasks(tasksCfg), 2)).toThrow(
+      /data\.openLexicon: only synthetic episodes can draw their words from another lexicon/,
+    );
   });
 
   it('without task files the held-out loss uses unseen parameter settings of the synthetic families', () => {

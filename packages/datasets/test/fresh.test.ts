@@ -4,10 +4,12 @@ import {
   FreshEpisodeSampler,
   isHeldOutContent,
   isControlTask,
+  lexiconOf,
   makeSyntheticTask,
   SYNTHETIC_FAMILIES,
   syntheticKinds,
   syntheticTasks,
+  syntheticVocabulary,
   type Episode,
 } from '../src/index.js';
 
@@ -116,6 +118,60 @@ describe('fresh-content synthetic episodes', () => {
     draw(a, 17);
     const b = new FreshEpisodeSampler(kinds.train, { seed: 4, k: [1, 4] }, JSON.parse(JSON.stringify(a.getState())));
     expect(draw(b, 20)).toEqual(draw(a, 20));
+  });
+
+  it('draws an open-lexicon share of episodes from that lexicon only, and leaves a stream without one unchanged', () => {
+    const english = lexiconOf([
+      'harbour',
+      'velvet',
+      'quilt',
+      'meadow',
+      'lantern',
+      'pepper',
+      'thimble',
+      'walrus',
+      'ember',
+    ]);
+    const plain = draw(new FreshEpisodeSampler(kinds.train, { seed: 5, k: [2, 4] }), 200);
+    const none = draw(
+      new FreshEpisodeSampler(kinds.train, { seed: 5, k: [2, 4], open: { lexicon: english, fraction: 0 } }),
+      200,
+    );
+    // Fraction 0 draws one extra number per episode, so the streams differ in content but never in lexicon.
+    const taskWords = new Set(syntheticVocabulary());
+    const wordsOf = (e: Episode) =>
+      [...e.examples, e.target].flatMap((x) => `${x.input} ${x.output}`.split(/[^a-z]+/)).filter((w) => w.length > 2);
+    for (const e of [...plain, ...none]) for (const w of wordsOf(e)) expect(english.inputs).not.toContain(w);
+    const all = draw(
+      new FreshEpisodeSampler(kinds.train, { seed: 5, k: [2, 4], open: { lexicon: english, fraction: 1 } }),
+      300,
+    );
+    // Every kind that draws words shows only lexicon words.
+    const wordKinds = all.filter((e) =>
+      /^synth_(constant|join|pick_word|repeat_word|lookup_word|reverse_words)_/.test(e.task.name),
+    );
+    expect(wordKinds.length).toBeGreaterThan(60);
+    for (const e of wordKinds) for (const w of wordsOf(e)) expect(english.inputs, `${e.task.name}: ${w}`).toContain(w);
+    const usesEnglish = (e: Episode) => wordsOf(e).some((w) => english.inputs.includes(w));
+    // Constant episodes always draw a word: about half of them from the lexicon at fraction 0.5 (binomial, sd 10).
+    const constants = new FreshEpisodeSampler([{ family: 'constant', variant: 'c1' }], {
+      seed: 5,
+      k: 2,
+      open: { lexicon: english, fraction: 0.5 },
+    });
+    const half = draw(constants, 400).filter(usesEnglish).length;
+    expect(half).toBeGreaterThan(160);
+    expect(half).toBeLessThan(240);
+    expect(taskWords.has('harbour')).toBe(false);
+  });
+
+  it('rejects bad lexicons and open fractions with a typed error', () => {
+    expect(() => lexiconOf(['Harbour', 'velvet'])).toThrow(/lowercase ASCII words, got "Harbour"/);
+    expect(() => lexiconOf(['a', 'b', 'a'])).toThrow(/at least 8 distinct words, got 2/);
+    const english = lexiconOf(['harbour', 'velvet', 'quilt', 'meadow', 'lantern', 'pepper', 'thimble', 'walrus']);
+    expect(
+      () => new FreshEpisodeSampler(kinds.train, { seed: 0, k: 2, open: { lexicon: english, fraction: 1.5 } }),
+    ).toThrow(/0 <= fraction <= 1, got fraction 1.5/);
   });
 
   it('rejects bad options with a typed error', () => {

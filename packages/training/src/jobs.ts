@@ -33,6 +33,7 @@ import { Rng, mean, type RngState } from '@hyperllama/runtime';
 import { saveTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
 import type { Stage, TrainConfig } from './config.js';
 import { TrainerError } from './errors.js';
+import { englishLexicon } from './lexicon.js';
 import {
   fixedEpisodes,
   padLm,
@@ -187,6 +188,11 @@ function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
     );
   }
   const words = repeatVocabulary(tokenizer);
+  // Common English words as token runs (most are spelled in characters), for a share of the repeat rows.
+  const openWords =
+    cfg.data.openLexicon > 0
+      ? englishLexicon().inputs.map((w) => tokenizer.encode(` ${w}`, { bos: false, eos: false }))
+      : undefined;
   if (cfg.data.repeatFraction > 0 && words.length === 0) {
     throw new TrainerError(
       'CONFIG_BAD_VALUE',
@@ -199,7 +205,12 @@ function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
       const r = rng.next();
       if (r < cfg.data.textFraction) return { ids: textRow(textSampler, tokenizer.bosId) };
       if (r < cfg.data.textFraction + cfg.data.repeatFraction)
-        return repeatRow(words, rng, tokenizer.bosId, cfg.data.seqLen);
+        return repeatRow(
+          openWords && rng.next() < cfg.data.openLexicon ? openWords : words,
+          rng,
+          tokenizer.bosId,
+          cfg.data.seqLen,
+        );
       return fewShotRow(episodeSampler.next());
     });
   const evalRng = new Rng(cfg.seed).fork('eval');
@@ -293,26 +304,28 @@ function hyperpretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
   };
 }
 
-/** Token ids of single-token words (with a leading space) that repeat rows are made of. */
-function repeatVocabulary(tokenizer: Tokenizer): number[] {
+/** Single-token words (with a leading space) that repeat rows are made of, each as its one-token run. */
+function repeatVocabulary(tokenizer: Tokenizer): number[][] {
   const ids = syntheticVocabulary()
     .map((w) => tokenizer.encode(` ${w}`, { bos: false, eos: false }))
     .filter((t) => t.length === 1)
     .map((t) => t[0]);
-  return [...new Set(ids)];
+  return [...new Set(ids)].map((id) => [id]);
 }
 
 /**
- * `[BOS] w1 … wn w1 … wn`: n random words (n in [4, seqLen/2]) then the same run again, with the loss on the second
- * run after its first word (the only tokens that can be predicted, and only by copying from context). Copying is the
- * skill in-context learning rests on (induction); a base trained without such rows learns the episodes' format long
- * before it learns to copy an answer shown in the examples.
+ * `[BOS] w1 … wn w1 … wn`: n random words (n in [4, seqLen/2], each one or more tokens) then the same run again,
+ * with the loss on the second run after its first word (the only tokens that can be predicted, and only by copying
+ * from context). Copying is the skill in-context learning rests on (induction); a base trained without such rows
+ * learns the episodes' format long before it learns to copy an answer shown in the examples.
  */
-function repeatRow(words: number[], rng: Rng, bosId: number, seqLen: number): { ids: number[]; labels: number[] } {
+function repeatRow(words: number[][], rng: Rng, bosId: number, seqLen: number): { ids: number[]; labels: number[] } {
   const n = 4 + rng.int(Math.max(1, Math.floor(seqLen / 2) - 3));
   const run = Array.from({ length: n }, () => words[rng.int(words.length)]);
-  const ids = [bosId, ...run, ...run];
-  return { ids, labels: ids.map((id, t) => (t >= n + 2 ? id : -100)) };
+  const flat = run.flat();
+  const ids = [bosId, ...flat, ...flat];
+  const firstPredicted = 1 + flat.length + run[0].length;
+  return { ids, labels: ids.map((id, t) => (t >= firstPredicted ? id : -100)) };
 }
 
 function hyperTokens(batch: HyperBatch): number {

@@ -21,6 +21,7 @@ import { createLlama, loadLlama, type LlamaConfig, type LlamaModel } from '@hype
 import { loadTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
 import type { Stage, TrainConfig } from './config.js';
 import { TrainerError } from './errors.js';
+import { englishLexicon } from './lexicon.js';
 import { WORD_VOCAB_SIZE, charTokenizer, wordTokenizer } from './tiny.js';
 
 /**
@@ -174,8 +175,17 @@ export function trainingEpisodes(
   k: number | [number, number],
   state?: unknown,
 ): EpisodeSource {
-  if (sets.fresh)
-    return new FreshEpisodeSampler(sets.fresh, { seed: cfg.seed, k }, state as FreshEpisodeState | undefined);
+  if (sets.fresh) {
+    const open = cfg.data.openLexicon > 0 ? { lexicon: englishLexicon(), fraction: cfg.data.openLexicon } : undefined;
+    return new FreshEpisodeSampler(sets.fresh, { seed: cfg.seed, k, open }, state as FreshEpisodeState | undefined);
+  }
+  if (cfg.data.openLexicon > 0) {
+    throw new TrainerError(
+      'CONFIG_BAD_VALUE',
+      `data.openLexicon: only synthetic episodes can draw their words from another lexicon; with data.tasks (${cfg.data.tasks}) set it to 0`,
+      { field: 'data.openLexicon', actual: cfg.data.openLexicon },
+    );
+  }
   return new EpisodeSampler(
     sets.train,
     { seed: cfg.seed, k: typeof k === 'number' ? k : k[1] },

@@ -30,13 +30,27 @@ export interface SyntheticFamily {
   variants: readonly string[];
   /** No method is expected to solve it at the miniature's scale: reported apart from the headline average. */
   control?: boolean;
-  setup(variant: string, rng: Rng, pool: ContentPool): TaskSetup;
+  /** `lexicon` (default {@link TASK_LEXICON}) is where word inputs, label words, keys, values and constants come from. */
+  setup(variant: string, rng: Rng, pool: ContentPool, lexicon?: Lexicon): TaskSetup;
 }
 
+/**
+ * The words a task draws from: `inputs` for word inputs, `content` for label words, lookup keys and constant
+ * answers, `values` for lookup tables of words. Every rule works with any lowercase ASCII words.
+ */
+export interface Lexicon {
+  inputs: readonly string[];
+  content: readonly string[];
+  values: readonly string[];
+}
+
+/** The synthetic tasks' own words (single tokens of the built-in word tokenizer). */
+export const TASK_LEXICON: Lexicon = { inputs: NOUNS, content: CONTENT, values: NOUNS.slice(0, 32) };
+
 // ---- input generators ----
-const word = (rng: Rng): string => rng.pick(NOUNS);
-const words = (rng: Rng, min: number, max: number): string[] =>
-  Array.from({ length: min + rng.int(max - min + 1) }, () => word(rng));
+const word = (lex: Lexicon, rng: Rng): string => rng.pick(lex.inputs);
+const words = (lex: Lexicon, rng: Rng, min: number, max: number): string[] =>
+  Array.from({ length: min + rng.int(max - min + 1) }, () => word(lex, rng));
 const letters = (rng: Rng, min: number, max: number): string =>
   Array.from({ length: min + rng.int(max - min + 1) }, () => rng.pick([...LETTERS])).join('');
 const num = (rng: Rng, max: number): number => rng.int(max + 1);
@@ -49,8 +63,8 @@ const map = <T>(from: (rng: Rng) => T, to: (x: T) => string, show: (x: T) => str
   });
 
 /** `count` distinct content words in random order (arbitrary labels, keys and answers). */
-function labelWords(rng: Rng, count: number): string[] {
-  return rng.sample(CONTENT, count);
+function labelWords(lex: Lexicon, rng: Rng, count: number): string[] {
+  return rng.sample(lex.content, count);
 }
 
 /**
@@ -77,10 +91,10 @@ const reverse: SyntheticFamily = {
   name: 'reverse',
   skill: 'transform',
   variants: ['chars', 'words', 'chars_upper'],
-  setup: (v) =>
+  setup: (v, _rng, _pool, lex = TASK_LEXICON) =>
     v === 'words'
       ? map(
-          (r) => words(r, 2, 4),
+          (r) => words(lex, r, 2, 4),
           (ws) => [...ws].reverse().join(' '),
           (ws) => ws.join(' '),
         )
@@ -102,10 +116,10 @@ const caseChange: SyntheticFamily = {
   skill: 'transform',
   variants: Object.keys(CASES),
   // Mixed-case input so that every variant changes something.
-  setup: (v) =>
+  setup: (v, _rng, _pool, lex = TASK_LEXICON) =>
     map(
       (r) =>
-        words(r, 1, 3)
+        words(lex, r, 1, 3)
           .map((w) => [...w].map((c) => (r.int(2) ? c.toUpperCase() : c)).join(''))
           .join(' '),
       CASES[v],
@@ -129,10 +143,13 @@ const repeat: SyntheticFamily = {
   name: 'repeat',
   skill: 'transform',
   variants: ['word_x2', 'word_x3', 'letters_x2', 'letters_x3'],
-  setup: (v) => {
+  setup: (v, _rng, _pool, lex = TASK_LEXICON) => {
     const times = Number(v.slice(-1));
     return v.startsWith('word')
-      ? map(word, (w) => Array(times).fill(w).join(' '))
+      ? map(
+          (r) => word(lex, r),
+          (w) => Array(times).fill(w).join(' '),
+        )
       : map(
           (r) => letters(r, 2, 5),
           (s) => [...s].map((c) => c.repeat(times)).join(''),
@@ -150,11 +167,11 @@ const pick: SyntheticFamily = {
   name: 'pick',
   skill: 'lookup',
   variants: Object.keys(PICKS).flatMap((p) => [`word_${p}`, `char_${p}`]),
-  setup: (v) => {
+  setup: (v, _rng, _pool, lex = TASK_LEXICON) => {
     const choose = PICKS[v.replace(/^(word|char)_/, '')];
     return v.startsWith('word')
       ? map(
-          (r) => words(r, 3, 4),
+          (r) => words(lex, r, 3, 4),
           choose,
           (ws) => ws.join(' '),
         )
@@ -172,14 +189,14 @@ const RULES: Record<string, { input: (rng: Rng) => string; test: (x: string) => 
   has_e: { input: (r) => letters(r, 3, 5), test: (w) => w.includes('e') },
   even: { input: (r) => String(num(r, 99)), test: (n) => Number(n) % 2 === 0 },
   over_50: { input: (r) => String(num(r, 99)), test: (n) => Number(n) > 50 },
-  two_words: { input: (r) => words(r, 1, 2).join(' '), test: (s) => s.includes(' ') },
+  two_words: { input: (r) => words(TASK_LEXICON, r, 1, 2).join(' '), test: (s) => s.includes(' ') },
 };
 const LABEL_SETS = 4;
 const symbolRule: SyntheticFamily = {
   name: 'symbol_rule',
   skill: 'classify',
   variants: Object.keys(RULES).flatMap((rule) => range(1, LABEL_SETS).map((i) => `${rule}_l${i}`)),
-  setup: (v, rng, pool) => {
+  setup: (v, rng, pool, lex = TASK_LEXICON) => {
     const rule = RULES[v.replace(/_l\d+$/, '')];
     const {
       value: [yes, no],
@@ -187,7 +204,7 @@ const symbolRule: SyntheticFamily = {
     } = inPool(
       pool,
       `symbol_rule/${v.replace(/_l\d+$/, '')}`,
-      () => labelWords(rng, 2),
+      () => labelWords(lex, rng, 2),
       (l) => l,
     );
     // Balanced classes: pick the label first, then draw inputs until one has it.
@@ -214,12 +231,12 @@ const symbolTopic: SyntheticFamily = {
   skill: 'classify',
   control: true,
   variants: TOPIC_PAIRS.flatMap(([a, b]) => range(1, 2).map((i) => `${a}_${b}_l${i}`)),
-  setup: (v, rng, pool) => {
+  setup: (v, rng, pool, lex = TASK_LEXICON) => {
     const topics = TOPIC_PAIRS.find(([a, b]) => v.startsWith(`${a}_${b}_`))!;
     const { value: labels, content } = inPool(
       pool,
       `symbol_topic/${topics.join('_')}`,
-      () => labelWords(rng, 2),
+      () => labelWords(lex, rng, 2),
       (l) => l,
     );
     return {
@@ -234,8 +251,8 @@ const symbolTopic: SyntheticFamily = {
 };
 
 /** A small random key→value table: the answer for a key can only be copied from examples that show it. */
-const VALUE_KINDS: Record<string, (rng: Rng, n: number) => string[]> = {
-  word: (rng, n) => rng.sample(NOUNS.slice(0, 32), n),
+const VALUE_KINDS: Record<string, (rng: Rng, n: number, lex: Lexicon) => string[]> = {
+  word: (rng, n, lex) => rng.sample(lex.values, n),
   number: (rng, n) => rng.sample(range(10, 99), n).map(String),
   color: (rng, n) => rng.sample(TOPICS.color, n),
 };
@@ -243,7 +260,7 @@ const lookup: SyntheticFamily = {
   name: 'lookup',
   skill: 'lookup',
   variants: Object.keys(VALUE_KINDS).flatMap((kind) => range(1, 6).map((i) => `${kind}_t${i}`)),
-  setup: (v, rng, pool) => {
+  setup: (v, rng, pool, lex = TASK_LEXICON) => {
     const kind = v.replace(/_t\d+$/, '');
     const {
       value: { keys, values },
@@ -252,8 +269,8 @@ const lookup: SyntheticFamily = {
       pool,
       `lookup/${kind}`,
       () => {
-        const k = labelWords(rng, 4);
-        return { keys: k, values: VALUE_KINDS[kind](rng, k.length) };
+        const k = labelWords(lex, rng, 4);
+        return { keys: k, values: VALUE_KINDS[kind](rng, k.length, lex) };
       },
       (t) => [...t.keys, ...t.values],
     );
@@ -271,16 +288,16 @@ const constant: SyntheticFamily = {
   name: 'constant',
   skill: 'lookup',
   variants: range(1, 8).map((i) => `c${i}`),
-  setup: (_v, rng, pool) => {
+  setup: (_v, rng, pool, lex = TASK_LEXICON) => {
     const { value: answer, content } = inPool(
       pool,
       'constant',
-      () => rng.pick(CONTENT),
+      () => rng.pick(lex.content),
       (a) => [a],
     );
     return {
       ...map(
-        (r) => words(r, 1, 3).join(' '),
+        (r) => words(lex, r, 1, 3).join(' '),
         () => answer,
       ),
       content,
@@ -326,7 +343,7 @@ const compare: SyntheticFamily = {
   skill: 'arithmetic',
   control: true,
   variants: Object.keys(COMPARE),
-  setup: (v) =>
+  setup: (v, _rng, _pool, lex = TASK_LEXICON) =>
     map(
       (r) => [num(r, 49), num(r, 49)],
       ([a, b]) => String(COMPARE[v](a, b)),
@@ -338,10 +355,10 @@ const count: SyntheticFamily = {
   name: 'count',
   skill: 'arithmetic',
   variants: ['letters', 'words', 'vowels', 'letter_a', 'letter_e', 'letter_o'],
-  setup: (v) => {
+  setup: (v, _rng, _pool, lex = TASK_LEXICON) => {
     if (v === 'words')
       return map(
-        (r) => words(r, 1, 5).join(' '),
+        (r) => words(lex, r, 1, 5).join(' '),
         (s) => String(s.split(' ').length),
       );
     const counted = v === 'letters' ? LETTERS : v === 'vowels' ? VOWELS : v.slice(-1);
@@ -388,9 +405,9 @@ const wrap: SyntheticFamily = {
   name: 'wrap',
   skill: 'format',
   variants: Object.keys(WRAPS),
-  setup: (v) =>
+  setup: (v, _rng, _pool, lex = TASK_LEXICON) =>
     map(
-      (r) => words(r, 1, 2).join(' '),
+      (r) => words(lex, r, 1, 2).join(' '),
       (s) => `${WRAPS[v][0]}${s}${WRAPS[v][1]}`,
     ),
 };
@@ -400,9 +417,9 @@ const join: SyntheticFamily = {
   name: 'join',
   skill: 'format',
   variants: Object.keys(SEPARATORS),
-  setup: (v) =>
+  setup: (v, _rng, _pool, lex = TASK_LEXICON) =>
     map(
-      (r) => words(r, 2, 4),
+      (r) => words(lex, r, 2, 4),
       (ws) => ws.join(SEPARATORS[v]),
       (ws) => ws.join(' '),
     ),
@@ -413,7 +430,7 @@ const sort: SyntheticFamily = {
   skill: 'transform',
   control: true,
   variants: ['letters_asc', 'letters_desc', 'words_asc', 'words_desc', 'numbers_asc', 'numbers_desc'],
-  setup: (v) => {
+  setup: (v, _rng, _pool, lex = TASK_LEXICON) => {
     const order = <T>(xs: T[], cmp: (a: T, b: T) => number): T[] =>
       v.endsWith('asc') ? [...xs].sort(cmp) : [...xs].sort(cmp).reverse();
     const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
@@ -425,7 +442,7 @@ const sort: SyntheticFamily = {
       );
     if (v.startsWith('words'))
       return map(
-        (r) => words(r, 2, 4),
+        (r) => words(lex, r, 2, 4),
         (ws) => order(ws, byText).join(' '),
         (ws) => ws.join(' '),
       );

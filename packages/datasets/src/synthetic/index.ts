@@ -2,10 +2,32 @@ import { Rng, type RngState } from '@hyperllama/runtime';
 import type { Episode } from '../sampler.js';
 import { fail } from '../errors.js';
 import { makeExample, type Example, type Task } from '../task.js';
-import { SYNTHETIC_FAMILIES, type SyntheticFamily, type TaskSetup } from './families.js';
+import { SYNTHETIC_FAMILIES, TASK_LEXICON, type Lexicon, type SyntheticFamily, type TaskSetup } from './families.js';
 import type { ContentPool } from './words.js';
 
-export { SYNTHETIC_FAMILIES, type SyntheticFamily } from './families.js';
+export { SYNTHETIC_FAMILIES, type Lexicon, type SyntheticFamily } from './families.js';
+
+/**
+ * A lexicon whose inputs, label words, keys, values and constants all come from `words` (e.g. common English
+ * words): at least 8 distinct words of lowercase ASCII letters, which every rule can work with.
+ */
+export function lexiconOf(words: readonly string[]): Lexicon {
+  const distinct = [...new Set(words)];
+  const bad = distinct.find((w) => !/^[a-z]+$/.test(w));
+  if (bad !== undefined)
+    fail(
+      'BAD_OPTION',
+      { file: 'lexiconOf', field: 'words' },
+      `expected lowercase ASCII words, got ${JSON.stringify(bad)}`,
+    );
+  if (distinct.length < 8)
+    fail(
+      'BAD_OPTION',
+      { file: 'lexiconOf', field: 'words' },
+      `expected at least 8 distinct words, got ${distinct.length}`,
+    );
+  return { inputs: distinct, content: distinct, values: distinct };
+}
 export { isHeldOutContent, syntheticVocabulary, type ContentPool } from './words.js';
 
 export interface SyntheticTaskOptions {
@@ -170,6 +192,12 @@ export interface FreshEpisodeOptions {
   k: number | [number, number];
   /** Content pool (default `train`). */
   pool?: ContentPool;
+  /**
+   * A share of episodes (`fraction`, 0-1) that draw their words from `lexicon` instead of the tasks' own words, e.g.
+   * a list of common English words, many of which a word tokenizer spells in characters: such episodes teach reading
+   * and copying words the tokenizer does not know.
+   */
+  open?: { lexicon: Lexicon; fraction: number };
 }
 
 /** JSON-serialisable position of a {@link FreshEpisodeSampler}. */
@@ -213,6 +241,14 @@ export class FreshEpisodeSampler {
         `expected an integer >= 0 or [min, max] with min <= max, got ${JSON.stringify(opts.k)}`,
       );
     }
+    const open = opts.open;
+    if (open !== undefined && !(open.fraction >= 0 && open.fraction <= 1 && open.lexicon?.inputs?.length > 0)) {
+      fail(
+        'BAD_OPTION',
+        { file: 'FreshEpisodeSampler', field: 'open' },
+        `expected { lexicon, fraction } with a lexicon of words and 0 <= fraction <= 1, got fraction ${JSON.stringify(open.fraction)}`,
+      );
+    }
     if (state) {
       if (state.kind !== 'fresh-episodes')
         fail(
@@ -237,7 +273,9 @@ export class FreshEpisodeSampler {
     const pool = this.opts.pool ?? 'train';
     const [lo, hi] = typeof this.opts.k === 'number' ? [this.opts.k, this.opts.k] : this.opts.k;
     const k = lo + rng.int(hi - lo + 1);
-    const setup = family.setup(variant, rng, pool);
+    // Only a sampler with an open lexicon draws for it, so the stream of one without is unchanged.
+    const open = this.opts.open !== undefined && rng.next() < this.opts.open.fraction;
+    const setup = family.setup(variant, rng, pool, open ? this.opts.open!.lexicon : TASK_LEXICON);
     const pairs = drawPairs(setup, rng, k + 1);
     const target = pairs[k];
     const task: Task = {

