@@ -112,6 +112,12 @@ describe('held-out instances of task files', () => {
     expect(() => trainingEpisodes(tasksCfg, resolveTasks(tasksCfg), 2)).toThrow(
       /data\.openLexicon: only synthetic episodes can draw their words from another lexicon/,
     );
+    const defsCfg = resolveConfig('multitask', {
+      set: [`data.tasks=${jsonl(dir, 'greet', 10)}`, 'data.definitions=0.5'],
+    });
+    expect(() => trainingEpisodes(defsCfg, resolveTasks(defsCfg), 2)).toThrow(
+      /data\.definitions: only synthetic episodes/,
+    );
   });
 
   it('without task files the held-out loss uses unseen parameter settings of the synthetic families', () => {

@@ -165,6 +165,26 @@ describe('fresh-content synthetic episodes', () => {
     expect(taskWords.has('harbour')).toBe(false);
   });
 
+  it("gives a share of episodes their family's instruction as a definition, which names no content", () => {
+    const episodes = draw(new FreshEpisodeSampler(kinds.train, { seed: 6, k: [2, 4], definitions: 0.5 }), 400);
+    const defined = episodes.filter((e) => e.task.definition !== undefined);
+    expect(defined.length).toBeGreaterThan(160);
+    expect(defined.length).toBeLessThan(240);
+    for (const e of defined) {
+      const family = SYNTHETIC_FAMILIES.find((f) => f.name === familyOf(e.task.name))!;
+      expect(e.task.definition).toBe(family.describe(e.task.name.replace(`synth_${family.name}_`, '')));
+      // Never an answer, a label or a parameter: the instruction is the same for every variant's content.
+      for (const x of [...e.examples, e.target]) expect(e.task.definition!.split(/\W+/)).not.toContain(x.output);
+      expect(e.task.definition).not.toMatch(/\d/);
+    }
+    expect(draw(new FreshEpisodeSampler(kinds.train, { seed: 6, k: [2, 4] }), 50).some((e) => e.task.definition)).toBe(
+      false,
+    );
+    expect(() => new FreshEpisodeSampler(kinds.train, { seed: 0, k: 2, definitions: -1 })).toThrow(
+      /definitions.*between 0 and 1, got -1/,
+    );
+  });
+
   it('rejects bad lexicons and open fractions with a typed error', () => {
     expect(() => lexiconOf(['Harbour', 'velvet'])).toThrow(/lowercase ASCII words, got "Harbour"/);
     expect(() => lexiconOf(['a', 'b', 'a'])).toThrow(/at least 8 distinct words, got 2/);

@@ -114,6 +114,12 @@ export const SCHEMA = {
       1,
       { stages: ['pretrain-base', 'multitask'] },
     ),
+    definitions: num(
+      "synthetic tasks: share of episodes that start with their family's short instruction as a task definition (as S-NI task files do), so a definition before the examples is familiar",
+      0,
+      1,
+      { stages: ['pretrain-base', 'multitask'] },
+    ),
   },
   hyper: {
     from: str("start from this HyperLlama checkpoint (e.g. the hyperpretrain output's hyperllama/ folder)"),
@@ -203,6 +209,7 @@ export function defaultConfig(stage: Stage): TrainConfig {
       textFraction: 0.5,
       repeatFraction: 0,
       openLexicon: 0,
+      definitions: 0,
     },
     hyper: {
       from: null,

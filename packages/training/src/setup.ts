@@ -177,13 +177,23 @@ export function trainingEpisodes(
 ): EpisodeSource {
   if (sets.fresh) {
     const open = cfg.data.openLexicon > 0 ? { lexicon: englishLexicon(), fraction: cfg.data.openLexicon } : undefined;
-    return new FreshEpisodeSampler(sets.fresh, { seed: cfg.seed, k, open }, state as FreshEpisodeState | undefined);
+    // Only a share above 0 draws for definitions, so streams without them stay as they were.
+    const definitions = cfg.data.definitions > 0 ? cfg.data.definitions : undefined;
+    return new FreshEpisodeSampler(
+      sets.fresh,
+      { seed: cfg.seed, k, open, definitions },
+      state as FreshEpisodeState | undefined,
+    );
   }
-  if (cfg.data.openLexicon > 0) {
+  if (cfg.data.openLexicon > 0 || cfg.data.definitions > 0) {
     throw new TrainerError(
       'CONFIG_BAD_VALUE',
-      `data.openLexicon: only synthetic episodes can draw their words from another lexicon; with data.tasks (${cfg.data.tasks}) set it to 0`,
-      { field: 'data.openLexicon', actual: cfg.data.openLexicon },
+      cfg.data.openLexicon > 0
+        ? `data.openLexicon: only synthetic episodes can draw their words from another lexicon; with data.tasks (${cfg.data.tasks}) set it to 0`
+        : `data.definitions: only synthetic episodes get made-up definitions (task files bring their own); with data.tasks (${cfg.data.tasks}) set it to 0`,
+      cfg.data.openLexicon > 0
+        ? { field: 'data.openLexicon', actual: cfg.data.openLexicon }
+        : { field: 'data.definitions', actual: cfg.data.definitions },
     );
   }
   return new EpisodeSampler(

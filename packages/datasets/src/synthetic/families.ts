@@ -30,6 +30,11 @@ export interface SyntheticFamily {
   variants: readonly string[];
   /** No method is expected to solve it at the miniature's scale: reported apart from the headline average. */
   control?: boolean;
+  /**
+   * A short instruction for a task of the variant, as real task files carry one (S-NI's definition). It says what
+   * kind of task it is, never the rule's parameter or the content, so it never gives the answer away.
+   */
+  describe(variant: string): string;
   /** `lexicon` (default {@link TASK_LEXICON}) is where word inputs, label words, keys, values and constants come from. */
   setup(variant: string, rng: Rng, pool: ContentPool, lexicon?: Lexicon): TaskSetup;
 }
@@ -89,6 +94,7 @@ const shiftLetter = (c: string, s: number): string => LETTERS[(LETTERS.indexOf(c
 
 const reverse: SyntheticFamily = {
   name: 'reverse',
+  describe: (v) => (v === 'words' ? 'Reverse the order of the words.' : 'Reverse the letters.'),
   skill: 'transform',
   variants: ['chars', 'words', 'chars_upper'],
   setup: (v, _rng, _pool, lex = TASK_LEXICON) =>
@@ -113,6 +119,7 @@ const CASES: Record<string, (s: string) => string> = {
 };
 const caseChange: SyntheticFamily = {
   name: 'case',
+  describe: () => 'Change the case of the letters.',
   skill: 'transform',
   variants: Object.keys(CASES),
   // Mixed-case input so that every variant changes something.
@@ -128,6 +135,7 @@ const caseChange: SyntheticFamily = {
 
 const caesar: SyntheticFamily = {
   name: 'caesar',
+  describe: () => 'Shift every letter.',
   skill: 'transform',
   variants: range(1, 12).map((s) => `shift${s}`),
   setup: (v) => {
@@ -141,6 +149,7 @@ const caesar: SyntheticFamily = {
 
 const repeat: SyntheticFamily = {
   name: 'repeat',
+  describe: () => 'Repeat the input.',
   skill: 'transform',
   variants: ['word_x2', 'word_x3', 'letters_x2', 'letters_x3'],
   setup: (v, _rng, _pool, lex = TASK_LEXICON) => {
@@ -165,6 +174,7 @@ const PICKS: Record<string, (xs: string[]) => string> = {
 };
 const pick: SyntheticFamily = {
   name: 'pick',
+  describe: (v) => (v.startsWith('word') ? 'Return one of the words.' : 'Return one of the letters.'),
   skill: 'lookup',
   variants: Object.keys(PICKS).flatMap((p) => [`word_${p}`, `char_${p}`]),
   setup: (v, _rng, _pool, lex = TASK_LEXICON) => {
@@ -194,6 +204,7 @@ const RULES: Record<string, { input: (rng: Rng) => string; test: (x: string) => 
 const LABEL_SETS = 4;
 const symbolRule: SyntheticFamily = {
   name: 'symbol_rule',
+  describe: () => 'Label the input.',
   skill: 'classify',
   variants: Object.keys(RULES).flatMap((rule) => range(1, LABEL_SETS).map((i) => `${rule}_l${i}`)),
   setup: (v, rng, pool, lex = TASK_LEXICON) => {
@@ -228,6 +239,7 @@ const TOPIC_PAIRS = Object.keys(TOPICS).flatMap((a, i) =>
 );
 const symbolTopic: SyntheticFamily = {
   name: 'symbol_topic',
+  describe: () => 'Label the word.',
   skill: 'classify',
   control: true,
   variants: TOPIC_PAIRS.flatMap(([a, b]) => range(1, 2).map((i) => `${a}_${b}_l${i}`)),
@@ -258,6 +270,7 @@ const VALUE_KINDS: Record<string, (rng: Rng, n: number, lex: Lexicon) => string[
 };
 const lookup: SyntheticFamily = {
   name: 'lookup',
+  describe: () => 'Look up the answer for the word.',
   skill: 'lookup',
   variants: Object.keys(VALUE_KINDS).flatMap((kind) => range(1, 6).map((i) => `${kind}_t${i}`)),
   setup: (v, rng, pool, lex = TASK_LEXICON) => {
@@ -286,6 +299,7 @@ const lookup: SyntheticFamily = {
 
 const constant: SyntheticFamily = {
   name: 'constant',
+  describe: () => 'Give the answer.',
   skill: 'lookup',
   variants: range(1, 8).map((i) => `c${i}`),
   setup: (_v, rng, pool, lex = TASK_LEXICON) => {
@@ -307,6 +321,7 @@ const constant: SyntheticFamily = {
 
 const arith: SyntheticFamily = {
   name: 'arith',
+  describe: () => 'Compute the number.',
   skill: 'arithmetic',
   variants: [
     ...range(1, 9).map((c) => `add${c}`),
@@ -340,6 +355,7 @@ const COMPARE: Record<string, (a: number, b: number) => number> = {
 };
 const compare: SyntheticFamily = {
   name: 'compare',
+  describe: () => 'Compute a number from the two numbers.',
   skill: 'arithmetic',
   control: true,
   variants: Object.keys(COMPARE),
@@ -353,6 +369,7 @@ const compare: SyntheticFamily = {
 
 const count: SyntheticFamily = {
   name: 'count',
+  describe: () => 'Count.',
   skill: 'arithmetic',
   variants: ['letters', 'words', 'vowels', 'letter_a', 'letter_e', 'letter_o'],
   setup: (v, _rng, _pool, lex = TASK_LEXICON) => {
@@ -380,6 +397,7 @@ const DATE_FORMATS: Record<string, [string, string]> = {
 };
 const dateFormat: SyntheticFamily = {
   name: 'date_format',
+  describe: () => 'Rewrite the date.',
   skill: 'format',
   variants: Object.keys(DATE_FORMATS),
   setup: (v) => {
@@ -403,6 +421,7 @@ const WRAPS: Record<string, [string, string]> = {
 };
 const wrap: SyntheticFamily = {
   name: 'wrap',
+  describe: () => 'Mark the words.',
   skill: 'format',
   variants: Object.keys(WRAPS),
   setup: (v, _rng, _pool, lex = TASK_LEXICON) =>
@@ -415,6 +434,7 @@ const wrap: SyntheticFamily = {
 const SEPARATORS: Record<string, string> = { dash: '-', underscore: '_', plus: '+', bar: '|', comma: ',', slash: '/' };
 const join: SyntheticFamily = {
   name: 'join',
+  describe: () => 'Join the words.',
   skill: 'format',
   variants: Object.keys(SEPARATORS),
   setup: (v, _rng, _pool, lex = TASK_LEXICON) =>
@@ -427,6 +447,7 @@ const join: SyntheticFamily = {
 
 const sort: SyntheticFamily = {
   name: 'sort',
+  describe: () => 'Sort the input.',
   skill: 'transform',
   control: true,
   variants: ['letters_asc', 'letters_desc', 'words_asc', 'words_desc', 'numbers_asc', 'numbers_desc'],

@@ -198,6 +198,11 @@ export interface FreshEpisodeOptions {
    * and copying words the tokenizer does not know.
    */
   open?: { lexicon: Lexicon; fraction: number };
+  /**
+   * Share of episodes (0-1) whose task carries its family's short instruction as a definition (see
+   * `SyntheticFamily.describe`), as real task files do; the others have none. Default: none.
+   */
+  definitions?: number;
 }
 
 /** JSON-serialisable position of a {@link FreshEpisodeSampler}. */
@@ -249,6 +254,13 @@ export class FreshEpisodeSampler {
         `expected { lexicon, fraction } with a lexicon of words and 0 <= fraction <= 1, got fraction ${JSON.stringify(open.fraction)}`,
       );
     }
+    if (opts.definitions !== undefined && !(opts.definitions >= 0 && opts.definitions <= 1)) {
+      fail(
+        'BAD_OPTION',
+        { file: 'FreshEpisodeSampler', field: 'definitions' },
+        `expected a share between 0 and 1, got ${JSON.stringify(opts.definitions)}`,
+      );
+    }
     if (state) {
       if (state.kind !== 'fresh-episodes')
         fail(
@@ -287,6 +299,8 @@ export class FreshEpisodeSampler {
       metric: setup.options ? 'accuracy' : 'exact',
     };
     if (setup.options) task.options = setup.options;
+    if (this.opts.definitions !== undefined && rng.next() < this.opts.definitions)
+      task.definition = family.describe(variant);
     this.position++;
     return { taskIndex, task, examples: task.examples, target, targetIndex: 0 };
   }
