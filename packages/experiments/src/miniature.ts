@@ -70,20 +70,8 @@ export const BUDGETS: Record<'full' | 'quick', MiniatureBudget> = {
 /** Demonstrations per evaluated task; training episodes draw between MIN_TRAIN_SHOTS and SHOTS. */
 export const SHOTS = 16;
 const MIN_TRAIN_SHOTS = 2;
-/**
- * Token budgets: an ICL row holds 16 demonstrations and the instance; the hyper input 16 demonstrations and the gists.
- * Half the training episodes are in common English words and half carry a definition, as the base saw in pretraining,
- * so that the methods also meet real task files (plain words the tokenizer spells, a definition first).
- */
-const DATA = {
-  shots: SHOTS,
-  minShots: MIN_TRAIN_SHOTS,
-  maxLength: 400,
-  maxHyperLength: 400,
-  seqLen: 256,
-  openLexicon: 0.5,
-  definitions: 0.5,
-};
+/** Token budgets: an ICL row holds 16 demonstrations and the instance; the hyper input 16 demonstrations and the gists. */
+const DATA = { shots: SHOTS, minShots: MIN_TRAIN_SHOTS, maxLength: 400, maxHyperLength: 400, seqLen: 256 };
 
 /**
  * Peak learning rate of each multi-task method (AdamW, cosine, 150 steps, batch 8), tuned per method by

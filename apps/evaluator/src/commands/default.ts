@@ -11,8 +11,9 @@ export type DefaultOptions = Omit<MiniatureOptions, 'isTTY'>;
 export type DefaultResult = MiniatureResult;
 
 /**
- * The committed embedded base model (`@hyperllama/default-model`, made by `hyperllama-train pretrain-base --config
- * apps/trainer/configs/default-base.yaml`), or undefined when that package was installed without its files.
+ * The committed embedded base model (`@hyperllama/default-model`, made by `hyperllama-train pretrain-base` with
+ * apps/trainer/configs/default-base-copy.yaml, default-base.yaml, then default-base-open.yaml), or undefined when that
+ * package was installed without its files.
  */
 export function embeddedBase(): string | undefined {
   try {
