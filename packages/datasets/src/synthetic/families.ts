@@ -359,7 +359,7 @@ const compare: SyntheticFamily = {
   skill: 'arithmetic',
   control: true,
   variants: Object.keys(COMPARE),
-  setup: (v, _rng, _pool, lex = TASK_LEXICON) =>
+  setup: (v) =>
     map(
       (r) => [num(r, 49), num(r, 49)],
       ([a, b]) => String(COMPARE[v](a, b)),

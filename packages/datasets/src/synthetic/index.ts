@@ -6,6 +6,7 @@ import { SYNTHETIC_FAMILIES, TASK_LEXICON, type Lexicon, type SyntheticFamily, t
 import type { ContentPool } from './words.js';
 
 export { SYNTHETIC_FAMILIES, type Lexicon, type SyntheticFamily } from './families.js';
+export { isHeldOutContent, syntheticVocabulary, type ContentPool } from './words.js';
 
 /**
  * A lexicon whose inputs, label words, keys, values and constants all come from `words` (e.g. common English
@@ -28,7 +29,6 @@ export function lexiconOf(words: readonly string[]): Lexicon {
     );
   return { inputs: distinct, content: distinct, values: distinct };
 }
-export { isHeldOutContent, syntheticVocabulary, type ContentPool } from './words.js';
 
 export interface SyntheticTaskOptions {
   seed: number;
