@@ -185,15 +185,17 @@ export function trainingEpisodes(
       state as FreshEpisodeState | undefined,
     );
   }
-  if (cfg.data.openLexicon > 0 || cfg.data.definitions > 0) {
+  // Task files bring their own words and definitions.
+  const unsupported = (['openLexicon', 'definitions'] as const).find((field) => cfg.data[field] > 0);
+  if (unsupported) {
+    const why = {
+      openLexicon: 'only synthetic episodes can draw their words from another lexicon',
+      definitions: 'only synthetic episodes get made-up definitions (task files bring their own)',
+    }[unsupported];
     throw new TrainerError(
       'CONFIG_BAD_VALUE',
-      cfg.data.openLexicon > 0
-        ? `data.openLexicon: only synthetic episodes can draw their words from another lexicon; with data.tasks (${cfg.data.tasks}) set it to 0`
-        : `data.definitions: only synthetic episodes get made-up definitions (task files bring their own); with data.tasks (${cfg.data.tasks}) set it to 0`,
-      cfg.data.openLexicon > 0
-        ? { field: 'data.openLexicon', actual: cfg.data.openLexicon }
-        : { field: 'data.definitions', actual: cfg.data.definitions },
+      `data.${unsupported}: ${why}; with data.tasks (${cfg.data.tasks}) set it to 0`,
+      { field: `data.${unsupported}`, actual: cfg.data[unsupported] },
     );
   }
   return new EpisodeSampler(

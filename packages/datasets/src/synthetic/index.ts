@@ -286,8 +286,8 @@ export class FreshEpisodeSampler {
     const [lo, hi] = typeof this.opts.k === 'number' ? [this.opts.k, this.opts.k] : this.opts.k;
     const k = lo + rng.int(hi - lo + 1);
     // Only a sampler with an open lexicon draws for it, so the stream of one without is unchanged.
-    const open = this.opts.open !== undefined && rng.next() < this.opts.open.fraction;
-    const setup = family.setup(variant, rng, pool, open ? this.opts.open!.lexicon : TASK_LEXICON);
+    const { open } = this.opts;
+    const setup = family.setup(variant, rng, pool, open && rng.next() < open.fraction ? open.lexicon : TASK_LEXICON);
     const pairs = drawPairs(setup, rng, k + 1);
     const target = pairs[k];
     const task: Task = {
