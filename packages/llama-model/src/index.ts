@@ -34,6 +34,7 @@ export {
 export { lmLoss } from './loss.js';
 export { loadLlama, saveLlama, readHfLlama, type LoadOptions } from './io.js';
 export { createLlama } from './init.js';
+export { extendVocabulary } from './vocabulary.js';
 export {
   generate,
   sampleToken,

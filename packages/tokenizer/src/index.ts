@@ -7,7 +7,7 @@ export {
   type DecodeOptions,
   type EncodeOptions,
 } from './tokenizer.js';
-export { buildWordTokenizer, type WordTokenizerOptions } from './word.js';
+export { buildWordTokenizer, extendWordTokenizer, type WordTokenizerOptions } from './word.js';
 export { loadTokenizer, saveTokenizer, type LoadTokenizerOptions, type TokenizerFormat } from './io.js';
 export {
   tokenizerConfigFromPieces,

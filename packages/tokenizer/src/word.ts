@@ -215,3 +215,49 @@ function badOption(field: string, expected: string, actual: unknown): never {
     },
   );
 }
+
+/**
+ * A word tokenizer (made by {@link buildWordTokenizer}) with more pieces: each of `pieces` that is not yet a piece
+ * gets the next id, in the order given, after every existing id, so every existing id keeps its piece and a model
+ * trained on `tokenizer` only needs new embedding rows. Each piece must be one pre-token of
+ * {@link WORD_PRE_TOKENIZER_REGEX} (e.g. `" window"`); `added` lists the new pieces in id order.
+ * A tokenizer of another kind, or with gist tokens, is refused (`TOKENIZER_BAD_OPTION`).
+ */
+export function extendWordTokenizer(
+  tokenizer: Tokenizer,
+  pieces: readonly string[],
+): { tokenizer: Tokenizer; added: string[] } {
+  const fail = (field: string, expected: string, actual: unknown): never => {
+    throw new TokenizerError(
+      'TOKENIZER_BAD_OPTION',
+      `extendWordTokenizer: ${field}: expected ${expected}, got ${JSON.stringify(actual)}`,
+      { field, expected, actual },
+    );
+  };
+  if (!(tokenizer instanceof Tokenizer)) fail('tokenizer', 'a Tokenizer', typeof tokenizer);
+  if (!Array.isArray(pieces)) fail('pieces', 'an array of strings', pieces);
+  const { tokenizerJson, tokenizerConfig } = tokenizer.toFiles();
+  const model = tokenizerJson.model as { type?: string; ignore_merges?: boolean; merges?: unknown[]; vocab?: unknown };
+  const pre = tokenizerJson.pre_tokenizer as { type?: string; pattern?: { Regex?: string } } | null;
+  const isWordTokenizer =
+    model.type === 'BPE' &&
+    model.ignore_merges === true &&
+    Array.isArray(model.merges) &&
+    model.merges.length === 0 &&
+    pre?.type === 'Split' &&
+    pre.pattern?.Regex === WORD_PRE_TOKENIZER_REGEX;
+  if (!isWordTokenizer) fail('tokenizer', 'a word tokenizer (buildWordTokenizer)', tokenizer.source);
+  if (tokenizer.gistIds.length > 0) fail('tokenizer', 'a tokenizer without gist tokens', tokenizer.source);
+  const vocab: Record<string, number> = Object.assign(Object.create(null), model.vocab);
+  let next = tokenizer.vocabSize;
+  const added: string[] = [];
+  pieces.forEach((piece, i) => {
+    if (typeof piece !== 'string' || !isOnePreToken(piece)) fail(`pieces[${i}]`, 'one pre-token', piece);
+    if (piece in vocab) return;
+    vocab[piece] = next++;
+    added.push(piece);
+  });
+  model.vocab = vocab;
+  const words = Object.keys(vocab).length - FIXED;
+  return { tokenizer: new Tokenizer(tokenizerJson, tokenizerConfig, `word tokenizer (${words} words)`), added };
+}

@@ -7,6 +7,7 @@ import { describe, expect, test } from 'vitest';
 import { detectSentencePieceLayout } from '../src/fast-path.js';
 import {
   buildWordTokenizer,
+  extendWordTokenizer,
   loadTokenizer,
   saveTokenizer,
   Tokenizer,
@@ -409,5 +410,76 @@ describe('buildWordTokenizer', () => {
       expect(err.details.field).toBe(field);
       expect(err.message).toContain(field);
     }
+  });
+});
+
+describe('extendWordTokenizer', () => {
+  const { tokenizer: grown, added } = extendWordTokenizer(tok, [' quokka', ' cat', ' zebra', ' quokka', ' 123']);
+
+  test('appends only new pieces, in order, after every existing id; existing ids keep their pieces', () => {
+    expect(added).toEqual([' quokka', ' zebra', ' 123']);
+    expect(grown.vocabSize).toBe(tok.vocabSize + 3);
+    for (let id = 0; id < tok.vocabSize; id++) expect(grown.idToToken(id)).toBe(tok.idToToken(id));
+    expect(added.map((p) => grown.tokenToId(p))).toEqual([tok.vocabSize, tok.vocabSize + 1, tok.vocabSize + 2]);
+    // Before: spelled in characters; after: one token each, and an old word is unchanged.
+    expect(tokens(tok, ' quokka').length).toBe(7);
+    expect(tokens(grown, 'a quokka, a zebra and a cat')).toEqual([
+      'a',
+      ' quokka',
+      ',',
+      ' a',
+      ' zebra',
+      ' and',
+      ' a',
+      ' cat',
+    ]);
+    // Without the leading space the word is still spelled.
+    expect(tokens(grown, '[quokka]').length).toBe(8);
+  });
+
+  test('stays lossless, and survives saveTokenizer / loadTokenizer and the Hugging Face engine', () => {
+    const rng = new Rng(11);
+    for (let i = 0; i < 100; i++) {
+      const text = randomText(rng) + ' quokka zebra';
+      expect(grown.decode(grown.encode(text))).toBe(text);
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'word-grown-'));
+    saveTokenizer(grown, dir);
+    const back = loadTokenizer(dir);
+    const { tokenizerJson, tokenizerConfig } = grown.toFiles();
+    const engine = new Engine(tokenizerJson, tokenizerConfig);
+    for (const text of ['a quokka sat on the zebra', ' 123 zebras', 'Quokka']) {
+      expect(back.encode(text)).toEqual(grown.encode(text));
+      expect(engine.encode(text, { add_special_tokens: false }).ids).toEqual(grown.encode(text));
+    }
+  });
+
+  test('refuses pieces that are not one pre-token, and tokenizers it did not make, with typed errors', () => {
+    const err = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        return e as TokenizerError;
+      }
+      throw new Error('expected a throw');
+    };
+    const twoWords = err(() => extendWordTokenizer(tok, [' ok', ' two words']));
+    expect(twoWords).toBeInstanceOf(TokenizerError);
+    expect(twoWords.message).toMatch(/pieces\[1\]: expected one pre-token, got " two words"/);
+    expect(err(() => extendWordTokenizer(tok, ['']))).toBeInstanceOf(TokenizerError);
+    const withGists = err(() => extendWordTokenizer(tok.withGistTokens(2), [' quokka']));
+    expect(withGists.message).toMatch(/without gist tokens/);
+    const { tokenizerJson, tokenizerConfig } = tok.toFiles();
+    const merged = new Tokenizer(
+      {
+        ...tokenizerJson,
+        pre_tokenizer: { type: 'Split', pattern: { Regex: ' ' }, behavior: 'Isolated', invert: false },
+      },
+      tokenizerConfig,
+      'other',
+    );
+    expect(err(() => extendWordTokenizer(merged, [' quokka'])).message).toMatch(
+      /tokenizer: expected a word tokenizer \(buildWordTokenizer\), got "other"/,
+    );
   });
 });

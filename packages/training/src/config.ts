@@ -65,6 +65,10 @@ export const SCHEMA = {
       1,
       { nullable: true },
     ),
+    addWords: str(
+      "pretrain-base from model.base: words that become single tokens (with a leading space) of the base's word tokenizer, appended after its ids: english (about 7,500 common English words) or a file with one word per line; each new embedding row starts as the mean of the rows that spelled the word",
+      { stages: ['pretrain-base'] },
+    ),
     hiddenSize: int('hidden size of a from-scratch model', 1),
     numHiddenLayers: int('layers of a from-scratch model', 1),
     numAttentionHeads: int('attention heads of a from-scratch model', 1),
@@ -188,6 +192,7 @@ export function defaultConfig(stage: Stage): TrainConfig {
       base: null,
       tokenizer: null,
       vocabSize: null,
+      addWords: null,
       hiddenSize: 64,
       numHiddenLayers: 2,
       numAttentionHeads: 4,

@@ -151,6 +151,13 @@ function exportHyper(hl: HyperLlama, tokenizer: Tokenizer, basePath: string, bas
 }
 
 export function buildJob(stage: Stage, cfg: TrainConfig): Job {
+  if (cfg.model.addWords !== null && stage !== 'pretrain-base') {
+    throw new TrainerError(
+      'CONFIG_BAD_VALUE',
+      `model.addWords: only pretrain-base grows a vocabulary (the other stages keep the base frozen), got stage ${stage}`,
+      { field: 'model.addWords', actual: cfg.model.addWords },
+    );
+  }
   const tokenizer = resolveTokenizer(cfg);
   switch (stage) {
     case 'pretrain-base':

@@ -1,4 +1,4 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   CompressionSampler,
@@ -17,11 +17,11 @@ import {
   type Task,
   type TextDocument,
 } from '@hyperllama/datasets';
-import { createLlama, loadLlama, type LlamaConfig, type LlamaModel } from '@hyperllama/llama-model';
-import { loadTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
+import { createLlama, extendVocabulary, loadLlama, type LlamaConfig, type LlamaModel } from '@hyperllama/llama-model';
+import { TokenizerError, extendWordTokenizer, loadTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
 import type { Stage, TrainConfig } from './config.js';
 import { TrainerError } from './errors.js';
-import { englishLexicon } from './lexicon.js';
+import { englishLexicon, englishWords } from './lexicon.js';
 import { WORD_VOCAB_SIZE, charTokenizer, wordTokenizer } from './tiny.js';
 
 /**
@@ -29,6 +29,57 @@ import { WORD_VOCAB_SIZE, charTokenizer, wordTokenizer } from './tiny.js';
  * else the built-in character tokenizer.
  */
 export function resolveTokenizer(cfg: TrainConfig): Tokenizer {
+  const tokenizer = unextendedTokenizer(cfg);
+  if (cfg.model.addWords === null) return tokenizer;
+  if (!cfg.model.base) {
+    throw new TrainerError(
+      'CONFIG_BAD_VALUE',
+      `model.addWords: grows the vocabulary of a trained base; give model.base (a from-scratch model takes model.tokenizer: builtin:word)`,
+      { field: 'model.addWords' },
+    );
+  }
+  try {
+    return extendWordTokenizer(
+      tokenizer,
+      addedWords(cfg.model.addWords).map((w) => ` ${w}`),
+    ).tokenizer;
+  } catch (e) {
+    if (!(e instanceof TokenizerError)) throw e;
+    throw new TrainerError('CONFIG_BAD_VALUE', `model.addWords: ${e.message}`, { field: 'model.addWords' });
+  }
+}
+
+/** The words of `model.addWords`: `english`, or a file with one word (ASCII letters or digits) per line. */
+function addedWords(source: string): string[] {
+  if (source === 'english') return englishWords();
+  if (!existsSync(source) || !statSync(source).isFile()) {
+    throw new TrainerError(
+      'CONFIG_BAD_VALUE',
+      `model.addWords: expected english or a word-list file, got "${source}"`,
+      {
+        field: 'model.addWords',
+        file: source,
+      },
+    );
+  }
+  const lines = readFileSync(source, 'utf8').split(/\r?\n/);
+  const words: string[] = [];
+  lines.forEach((line, i) => {
+    const word = line.trim();
+    if (word === '') return;
+    if (!/^(?:[A-Za-z]+|[0-9]+)$/.test(word)) {
+      throw new TrainerError(
+        'CONFIG_BAD_VALUE',
+        `model.addWords: ${source}:${i + 1}: expected one word of ASCII letters or of digits, got ${JSON.stringify(word)}`,
+        { field: 'model.addWords', file: source, actual: word },
+      );
+    }
+    words.push(word);
+  });
+  return words;
+}
+
+function unextendedTokenizer(cfg: TrainConfig): Tokenizer {
   if (cfg.model.vocabSize !== null && cfg.model.tokenizer !== 'builtin:word') {
     throw new TrainerError(
       'CONFIG_BAD_VALUE',
@@ -100,7 +151,8 @@ export function resolveModel(
   trainable: boolean,
 ): { model: LlamaModel; basePath: string } {
   if (cfg.model.base) {
-    const model = loadLlama(cfg.model.base, { trainable });
+    let model = loadLlama(cfg.model.base, { trainable });
+    if (cfg.model.addWords !== null) model = withAddedWords(cfg, tokenizer, model, trainable);
     // Gist tokens live past the vocabulary; every other id must index the base's embedding exactly.
     const tokens = tokenizer.numTokens - tokenizer.gistIds.length;
     if (tokens !== model.config.vocabSize) {
@@ -120,6 +172,21 @@ export function resolveModel(
   }
   const model = createLlama(scratchConfig(cfg, tokenizer), { seed: cfg.seed, std: cfg.model.initStd, trainable });
   return { model, basePath: `random-init(seed=${cfg.seed})` };
+}
+
+/**
+ * The base grown to `tokenizer`'s added words: each new row starts as the mean of the rows of the pieces the base's
+ * own tokenizer spells that word with.
+ */
+function withAddedWords(cfg: TrainConfig, tokenizer: Tokenizer, base: LlamaModel, trainable: boolean): LlamaModel {
+  const spelled = unextendedTokenizer(cfg);
+  const sources: number[][] = [];
+  for (let id = base.config.vocabSize; id < tokenizer.vocabSize; id++) {
+    sources.push(spelled.encode(tokenizer.idToToken(id)!, { bos: false, eos: false }));
+  }
+  const grown = extendVocabulary(base, sources, { trainable });
+  base.dispose();
+  return grown;
 }
 
 export interface TaskSets {
