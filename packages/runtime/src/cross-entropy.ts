@@ -128,7 +128,11 @@ export function linearCrossEntropy(
       });
       const dhAll = tf.concat(dh, 0); // [N, D]
       tf.dispose(dh);
-      save([dhAll, dw]);
+      // The running sum was kept through the chunks' scopes; an unkept copy leaves its disposal to the tape (a kept
+      // one leaked a [V, D] tensor every step).
+      const dwAll = tf.clone(dw);
+      dw.dispose();
+      save([dhAll, dwAll]);
       return { value, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.mul(dy, saved[0]), tf.mul(dy, saved[1])] };
     })(h, weight) as tf.Scalar;
   }

@@ -86,6 +86,26 @@ describe('linearCrossEntropy (chunked LM head + cross-entropy with its own gradi
     tf.dispose([h, w]);
   });
 
+  it.each([false, true])(
+    'keeps no tensors when the weight trains too (transposed %s): a training step leaves memory as it found it',
+    (transposed) => {
+      const h = tf.variable(tf.tensor2d(rng.normalArray(N * D, 0, 1), [N, D]));
+      const w = tf.variable(tf.tensor2d(rng.normalArray(D * V, 0, 1), transposed ? [V, D] : [D, V]));
+      const before = tf.memory().numTensors;
+      for (let step = 0; step < 3; step++) {
+        const { value, grads } = tf.variableGrads(
+          () =>
+            linearCrossEntropy(h, w, tf.tensor1d(targets, 'int32'), tf.tensor1d(weights), { transposed, chunkRows: 2 }),
+          [h, w],
+        );
+        expect(grads[w.name].shape).toEqual(w.shape);
+        tf.dispose([value, ...Object.values(grads)]);
+        expect(tf.memory().numTensors, `after step ${step}`).toBe(before);
+      }
+      tf.dispose([h, w]);
+    },
+  );
+
   it('computes per-row losses and dlogits = w·(softmax − onehot)', () => {
     const logits = tf.tensor2d([
       [1, 2, 3],

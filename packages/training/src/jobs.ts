@@ -171,6 +171,9 @@ export function buildJob(stage: Stage, cfg: TrainConfig): Job {
   }
 }
 
+/** Pretraining rows are padded to a multiple of this many tokens (see `padLm`). */
+const PRETRAIN_PAD_MULTIPLE = 64;
+
 /** All weights of a Llama, from scratch (or from `model.base`), on corpus text mixed with training-family episodes. */
 function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
   const { model } = resolveModel(cfg, tokenizer, true);
@@ -237,7 +240,7 @@ function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
     summary: `pretrain-base: ${Object.keys(params).length} tensors (${count(params)} parameters), ${docs.length} documents + ${sets.fresh ? `fresh-content episodes of ${sets.fresh.length} synthetic task kinds` : `${train.length} training tasks`}`,
     params,
     next() {
-      const batch = padLm(rowsFrom(text, episodes, mix, cfg.batchSize), tokenizer.padId);
+      const batch = padLm(rowsFrom(text, episodes, mix, cfg.batchSize), tokenizer.padId, PRETRAIN_PAD_MULTIPLE);
       return { loss: () => plainLoss(model, batch, { training: true }), tokens: realTokens(batch) };
     },
     evaluate: () =>

@@ -333,9 +333,13 @@ export function segmentLengths(seqLen: number): { a: number; b: number; c: numbe
   return { a: q, b: q, c: Math.max(1, seqLen - 3 * q), d: q };
 }
 
-/** Right-padded LM rows; labels on every real token except BOS (plain language modelling) unless given. */
-export function padLm(rows: Array<{ ids: number[]; labels?: number[] }>, padId: number): LmBatch {
-  const width = Math.max(...rows.map((r) => r.ids.length));
+/**
+ * Right-padded LM rows; labels on every real token except BOS (plain language modelling) unless given. The width is
+ * rounded up to a `multiple`: fewer distinct tensor sizes keep the wasm heap, which never shrinks, from fragmenting
+ * over thousands of steps.
+ */
+export function padLm(rows: Array<{ ids: number[]; labels?: number[] }>, padId: number, multiple = 1): LmBatch {
+  const width = Math.ceil(Math.max(...rows.map((r) => r.ids.length)) / multiple) * multiple;
   const fill = <T>(xs: T[], v: T) => [...xs, ...Array<T>(width - xs.length).fill(v)];
   return {
     inputIds: rows.map((r) => fill(r.ids, padId)),
