@@ -16,7 +16,7 @@ function assetDir(name: 'base' | 'hyperllama', marker: string): string {
 
 /**
  * The embedded default base: an HF Llama directory (config.json, model.safetensors, tokenizer.json), 4 layers, hidden
- * 192, 2.16 M parameters, trained to learn in context (see base/TRAINING.md).
+ * 192, 3.48 M parameters, trained to learn in context (see base/TRAINING.md).
  */
 export function defaultBaseDir(): string {
   return assetDir('base', 'config.json');
