@@ -22,7 +22,6 @@ import {
   resolveCheckpointDir,
 } from '@hyperllama/hypernet';
 import { continuationText, type LlamaModel } from '@hyperllama/llama-model';
-import { setActiveAdapters } from '@hyperllama/lora';
 import { HyperLlamaError, IGNORE_INDEX } from '@hyperllama/runtime';
 import type { Tokenizer } from '@hyperllama/tokenizer';
 import { Engine, type EngineOptions } from './engine.js';
@@ -99,9 +98,6 @@ export function loadService(o: ServiceOptions = {}): Service {
   }
   const { model, tokenizer } = loaded;
   const hyperllama = 'hyperllama' in loaded ? (loaded.hyperllama as HyperLlama) : undefined;
-  // The first adapter injected is active after loading: the downstream model runs without the hyper LoRA (only the
-  // hyper pass turns it on), exactly as the base alone.
-  if (hyperllama) setActiveAdapters(model, hyperllama.hasDownstreamAdapter ? ['downstream'] : []);
   const baseHash = baseModelHash(model);
   const checkpointHash = hashCheckpoint(baseHash, checkpoint);
   const store = new PrefixStore({

@@ -17,6 +17,7 @@ import {
   injectLora,
   matchesTarget,
   namedLoraParameters,
+  setActiveAdapters,
   withActiveAdapters,
   type LoraConfig,
 } from '@hyperllama/lora';
@@ -133,6 +134,9 @@ export class HyperLlama {
     this.hasDownstreamAdapter = opts.downstream !== undefined;
     if (opts.downstream)
       injectLora(model, { ...opts.downstream, name: 'downstream', rng: rng.fork('downstream-lora') });
+    // `model` is the downstream model between hyper passes (which switch the hyper adapter on for themselves), so
+    // code that uses it directly, e.g. `generate(model, …, { prefix })`, must not run through the hyper adapter.
+    setActiveAdapters(model, this.hasDownstreamAdapter ? ['downstream'] : []);
 
     let rows = opts.gistEmbeddings;
     if (rows && rows.length !== k * D)

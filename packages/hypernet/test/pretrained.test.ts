@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { saveLlama } from '@hyperllama/llama-model';
+import { loadLlama, saveLlama } from '@hyperllama/llama-model';
+import { getActiveAdapters, withActiveAdapters } from '@hyperllama/lora';
 import { disposeBackend, initBackend } from '@hyperllama/runtime';
 import {
   PieceType,
@@ -81,6 +82,30 @@ describe('one way in: HyperLlama.fromPretrained and loadPretrained', () => {
       expect(p.model.namedWeights().values().next().value!.trainable).toBe(false);
       p.dispose();
     }
+  });
+
+  it('returns the model as the downstream model: the hyper adapter runs only inside hyper passes', () => {
+    // A checkpoint whose hyper LoRA is not a no-op (B ≠ 0), so running through it changes the logits.
+    const model = loadLlama(base);
+    const hl = new HyperLlama(model, { k: 2, seed: 3 });
+    for (const [name, v] of Object.entries(hl.trainableVariables()))
+      if (name.endsWith('lora_B')) v.assign(tf.randomNormal(v.shape, 0, 0.5, 'float32', 7));
+    saveHyperLlama(hl, join(dir, 'trained'), { basePath: '../base' });
+    hl.dispose();
+    model.dispose();
+
+    const p = HyperLlama.fromPretrained(join(dir, 'trained'));
+    expect(getActiveAdapters(p.model)).toEqual([]);
+    const plain = loadLlama(base);
+    const ids = tf.tensor2d([[1, 40, 41, 42, 43]], undefined, 'int32');
+    const diff = (a: tf.Tensor, b: tf.Tensor) => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0];
+    const expected = plain.forward({ inputIds: ids }).logits!;
+    expect(diff(p.model.forward({ inputIds: ids }).logits!, expected)).toBe(0);
+    const throughHyper = withActiveAdapters(p.model, ['hyper'], () => p.model.forward({ inputIds: ids }).logits!);
+    expect(diff(throughHyper, expected)).toBeGreaterThan(1e-3);
+    expect(getActiveAdapters(p.model)).toEqual([]);
+    plain.dispose();
+    p.dispose();
   });
 
   it('needs a base when none is recorded; an explicit one wins', () => {

@@ -16,7 +16,7 @@ import {
   syntheticVocabulary,
 } from '@hyperllama/datasets';
 import { saveLlama, type LlamaModel } from '@hyperllama/llama-model';
-import { saveAdapter, setActiveAdapters } from '@hyperllama/lora';
+import { saveAdapter } from '@hyperllama/lora';
 import {
   HyperLlama,
   LoraBaseline,
@@ -446,7 +446,6 @@ function prefixTuneJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
   const task = pickTask(cfg, tasks.all, tasks.heldOutFamilies);
   const copts = collateOptions(cfg, tokenizer);
   const hyper = cfg.prefix.hypernet ? loadHyperLlama(cfg.prefix.hypernet, model).hyperllama : undefined;
-  if (hyper) setActiveAdapters(model, hyper.hasDownstreamAdapter ? ['downstream'] : []);
   let start: PrefixSources = {};
   if (cfg.prefix.init === 'random') {
     const sampleIds = collateZeroShot(
@@ -478,7 +477,6 @@ function prefixTuneJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
       .sample(task.examples, Math.min(cfg.data.shots, task.examples.length));
     const batch = collateHyperLlama([{ task, examples, target: examples[0] }], { ...copts, gistIds: hyper.gistIds });
     start = { hyper: hyper.encode(batch.hyper) };
-    setActiveAdapters(model, hyper.hasDownstreamAdapter ? ['downstream'] : []);
   }
   let pt: PrefixTuning;
   try {
