@@ -10,9 +10,11 @@ import {
   WORD_VOCAB_SIZE,
   buildJob,
   defaultConfig,
+  englishLexicon,
   resolveTokenizer,
   shotRange,
 } from '@hyperllama/training';
+import { extendWordTokenizer, loadTokenizer, type Tokenizer } from '@hyperllama/tokenizer';
 import { main, resolveConfig, stageHelp } from '../src/index.js';
 import { memoryIo } from './helpers.js';
 
@@ -76,7 +78,7 @@ describe('configuration', () => {
     expect(overridden).toMatchObject({ steps: 9, method: 'icl', hyper: { k: 5 }, data: { tasks: null } });
   });
 
-  it('every shipped config in configs/ is valid; the three default-base phases match the committed embedded model', () => {
+  it('every shipped config in configs/ is valid; the six default-base phases match the committed embedded model', () => {
     const configs = join(dirname(fileURLToPath(import.meta.url)), '..', 'configs');
     const files = readdirSync(configs).filter((f) => f.endsWith('.yaml'));
     expect(files).toEqual(
@@ -94,10 +96,22 @@ describe('configuration', () => {
     const open = resolveConfig('pretrain-base', { config: join(configs, 'default-base-open.yaml') });
     expect(open.model).toMatchObject({ base: 'runs/default-base/final/model', tokenizer: null });
     expect(open.data).toMatchObject({ openLexicon: 0.5, shots: 16, maxLength: 512 });
-    for (const cfg of [copy, episodes, open]) expect(cfg.data).toMatchObject({ tasks: null, corpus: null });
-    const asset = join(configs, '..', '..', '..', 'packages', 'default-model', 'base', 'config.json');
-    if (existsSync(asset)) {
-      const hf = JSON.parse(readFileSync(asset, 'utf8'));
+    // Phase 4 adds the English words to phase 3's tokenizer; phases 5 and 6 continue from the grown model.
+    const phase = (f: string) => resolveConfig('pretrain-base', { config: join(configs, f) });
+    const words = phase('default-base-words.yaml');
+    expect(words.model).toMatchObject({ base: 'runs/default-base-open/final/model', addWords: 'english' });
+    expect(phase('default-base-copy-words.yaml').model).toMatchObject({
+      base: 'runs/default-base-words/final/model',
+      addWords: null,
+    });
+    expect(phase('default-base-words-2.yaml').model).toMatchObject({
+      base: 'runs/default-base-copy-words/final/model',
+      addWords: null,
+    });
+    for (const cfg of [copy, episodes, open, words]) expect(cfg.data).toMatchObject({ tasks: null, corpus: null });
+    const asset = join(configs, '..', '..', '..', 'packages', 'default-model', 'base');
+    if (existsSync(join(asset, 'config.json'))) {
+      const hf = JSON.parse(readFileSync(join(asset, 'config.json'), 'utf8'));
       const m = copy.model;
       expect([
         hf.hidden_size,
@@ -105,15 +119,15 @@ describe('configuration', () => {
         hf.num_attention_heads,
         hf.num_key_value_heads,
         hf.intermediate_size,
-        hf.vocab_size,
-      ]).toEqual([
-        m.hiddenSize,
-        m.numHiddenLayers,
-        m.numAttentionHeads,
-        m.numKeyValueHeads,
-        m.intermediateSize,
-        m.vocabSize,
-      ]);
+      ]).toEqual([m.hiddenSize, m.numHiddenLayers, m.numAttentionHeads, m.numKeyValueHeads, m.intermediateSize]);
+      // The committed tokenizer is phase 1's built-in word tokenizer grown by the English words, id for id.
+      const grown = extendWordTokenizer(
+        resolveTokenizer(copy),
+        englishLexicon().inputs.map((w) => ` ${w}`),
+      ).tokenizer;
+      expect(hf.vocab_size).toBe(grown.vocabSize);
+      const vocabOf = (t: Tokenizer) => (t.toFiles().tokenizerJson.model as { vocab: Record<string, number> }).vocab;
+      expect(vocabOf(loadTokenizer(asset))).toEqual(vocabOf(grown));
     }
   });
 
