@@ -26,7 +26,7 @@ import { WORD_VOCAB_SIZE, charTokenizer, wordTokenizer } from './tiny.js';
 
 /**
  * The tokenizer: `model.tokenizer` (a file or directory, or `builtin:word` / `builtin:char`), else the base directory's,
- * else the built-in character tokenizer.
+ * else the built-in character tokenizer; grown by `model.addWords` when set.
  */
 export function resolveTokenizer(cfg: TrainConfig): Tokenizer {
   const tokenizer = unextendedTokenizer(cfg);
@@ -79,6 +79,7 @@ function addedWords(source: string): string[] {
   return words;
 }
 
+/** The tokenizer before `model.addWords`: the one the base (or a from-scratch model) was trained with. */
 function unextendedTokenizer(cfg: TrainConfig): Tokenizer {
   if (cfg.model.vocabSize !== null && cfg.model.tokenizer !== 'builtin:word') {
     throw new TrainerError(
