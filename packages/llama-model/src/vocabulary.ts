@@ -38,10 +38,17 @@ export function extendVocabulary(
     const hf = tf.tidy(() => {
       const w = isLinear ? tf.transpose(v) : v.clone(); // [in, out] → HF [out, in]
       if (!grown || sources.length === 0) return w;
-      // [n, V] averaging matrix × [V, D] rows: row i is the mean of its sources' rows.
-      const avg = tf.buffer([sources.length, V], 'float32');
-      sources.forEach((ids, i) => ids.forEach((id) => avg.set(avg.get(i, id) + 1 / ids.length, i, id)));
-      return tf.concat([w, tf.matMul(avg.toTensor(), w as tf.Tensor2D)], 0);
+      // Row i is the mean of its sources' rows: gather every source row, sum per new id, divide by the count.
+      const rows = tf.gather(w, tf.tensor1d(sources.flat(), 'int32')); // [Σ|sources|, D]
+      const owner = tf.tensor1d(
+        sources.flatMap((ids, i) => ids.map(() => i)),
+        'int32',
+      );
+      const counts = tf.tensor2d(
+        sources.map((ids) => ids.length),
+        [sources.length, 1],
+      );
+      return tf.concat([w, tf.div(tf.unsortedSegmentSum(rows, owner, sources.length), counts)], 0);
     });
     weights.set(name, { shape: hf.shape, data: hf.dataSync() as Float32Array });
     hf.dispose();

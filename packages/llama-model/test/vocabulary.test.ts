@@ -70,7 +70,9 @@ describe.each([true, false])('extendVocabulary (tied embeddings: %s)', (tied) =>
   it('leaves the base untouched and trains the new rows', () => {
     expect(logits(base, seq).shape).toEqual([1, 6, 29]);
     expect(grown.namedWeights().get('model.embed_tokens.weight')!.trainable).toBe(true);
-    expect(extendVocabulary(base, [], { trainable: false }).config.vocabSize).toBe(29);
+    const same = extendVocabulary(base, [], { trainable: false });
+    expect(same.config.vocabSize).toBe(29);
+    same.dispose();
   });
 });
 
