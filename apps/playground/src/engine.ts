@@ -134,12 +134,12 @@ export function parseTask(text: string, fileName: string): Task {
 }
 
 /** `hyperllama-eval compress --task <fileName> --shots <shots> --seed <seed>` in the page. */
-export function compress(l: Loaded, task: Task, o: { shots: number; seed: number }): Compressed {
+export async function compress(l: Loaded, task: Task, o: { shots: number; seed: number }): Promise<Compressed> {
   const start = performance.now();
   const settings = { model: l.model, tokenizer: l.tokenizer };
   const [plan] = planTasks([task], { shots: o.shots, seed: o.seed, maxInstances: 100 });
   const prefix = taskPrefix(l.hyperllama, plan, settings);
-  const bytes = prefix.toBytes({
+  const bytes = await prefix.toBytes({
     config: l.model.config,
     meta: { task: plan.task.name, shots: String(plan.examples.length), seed: String(o.seed), checkpoint: l.label },
   });

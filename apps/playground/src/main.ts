@@ -77,12 +77,37 @@ function fail(node: HTMLElement, e: unknown): void {
   console.error(e);
 }
 
+interface PageAdapter {
+  isFallbackAdapter?: boolean;
+  info?: { vendor?: string; architecture?: string; description?: string; isFallbackAdapter?: boolean };
+}
+
+/**
+ * The page's backend unless `?backend=` names one: webgpu where the browser has a hardware adapter, else wasm. A
+ * software adapter (Chromium's SwiftShader, Mesa's llvmpipe) runs the shaders on the CPU, far slower than wasm (on
+ * SwiftShader a compression took 14.5 s against 0.24 s), so it counts as none.
+ */
+async function chooseBackend(): Promise<{ backend: 'webgpu' | 'wasm'; why: string }> {
+  const gpu = (navigator as { gpu?: { requestAdapter(): Promise<PageAdapter | null> } }).gpu;
+  if (!gpu) return { backend: 'wasm', why: 'no WebGPU in this browser' };
+  const adapter = await gpu.requestAdapter().catch(() => null);
+  if (!adapter) return { backend: 'wasm', why: 'WebGPU finds no adapter' };
+  const info = adapter.info ?? {};
+  const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unnamed adapter';
+  const software =
+    (info.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false) ||
+    /swiftshader|llvmpipe|lavapipe|software|microsoft basic render/i.test(name);
+  return software
+    ? { backend: 'wasm', why: `WebGPU's adapter is a software one (${name}), slower than wasm` }
+    : { backend: 'webgpu', why: `WebGPU on ${name}` };
+}
+
 async function startBackend(): Promise<BackendInfo> {
   const wanted = new URLSearchParams(location.search).get('backend');
-  const hasGpu = 'gpu' in navigator;
-  // wasm unless webgpu is asked for: on Chromium's software adapter (SwiftShader) loading and compressing worked but
-  // the first answer's asynchronous read failed ("A valid external Instance reference no longer exists").
-  const backend = wanted === 'wasm' || wanted === 'webgpu' || wanted === 'cpu' ? wanted : 'wasm';
+  const chosen: { backend: 'webgpu' | 'wasm' | 'cpu'; why: string } =
+    wanted === 'wasm' || wanted === 'webgpu' || wanted === 'cpu'
+      ? { backend: wanted, why: `?backend=${wanted}` }
+      : await chooseBackend();
   const base = new URL('wasm/', location.href).href;
   // Half the logical cores, as tfjs itself chooses (`?threads=N` overrides): on a busy 2-core machine a second wasm
   // thread made decoding about 7x slower (3.4 against 24.6 tokens/s in headless Chromium).
@@ -90,18 +115,17 @@ async function startBackend(): Promise<BackendInfo> {
   const threads =
     Number.isInteger(asked) && asked >= 1 ? asked : Math.max(1, Math.floor((navigator.hardwareConcurrency || 1) / 2));
   let info: BackendInfo;
+  let why = chosen.why;
   try {
-    info = await initBackend({ backend, wasmPaths: base, threads });
+    info = await initBackend({ backend: chosen.backend, wasmPaths: base, threads });
   } catch (e) {
-    if (backend !== 'webgpu') throw e;
+    if (chosen.backend !== 'webgpu') throw e;
     info = await initBackend({ backend: 'wasm', wasmPaths: base, threads });
-    info = { ...info, reason: `webgpu failed (${(e as Error).message}); ${info.reason}` };
+    why = `webgpu failed (${(e as Error).message})`;
   }
   const isolation = crossOriginIsolated ? 'cross-origin isolated' : 'not cross-origin isolated';
-  show(
-    el.backend,
-    `backend: ${info.name}${info.name === 'wasm' ? `, ${info.threads} thread(s), ${isolation}` : ''}${info.name === 'webgpu' ? '' : hasGpu ? ' (WebGPU available: add ?backend=webgpu to try it)' : ' (no WebGPU in this browser)'}`,
-  );
+  const detail = info.name === 'wasm' ? `, ${info.threads} thread(s), ${isolation}` : '';
+  show(el.backend, `backend: ${info.name}${detail} (${why})`);
   el.backend.title = info.reason;
   el.backend.dataset.backend = info.name;
   return info;
@@ -132,7 +156,7 @@ async function onCompress(): Promise<void> {
   try {
     const { text, name } = taskFile();
     const task = parseTask(text, name);
-    const c = compress(state.loaded, task, { shots: Number(el.shots.value), seed: Number(el.seed.value) });
+    const c = await compress(state.loaded, task, { shots: Number(el.shots.value), seed: Number(el.seed.value) });
     if (state.prefix && state.prefix !== state.compressed?.prefix) state.prefix.dispose();
     state.compressed?.prefix.dispose();
     state.compressed = c;
@@ -230,12 +254,12 @@ async function onTune(): Promise<void> {
     });
     if (state.prefix && state.prefix !== c.prefix) state.prefix.dispose();
     state.prefix = tuned;
-    const bytes = tuned.toBytes({ config: l.model.config });
+    const bytes = await tuned.toBytes({ config: l.model.config });
     el.download.href = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/octet-stream' }));
     el.download.download = `${c.task.name}.tuned.prefix.safetensors`;
     show(
       el.tuneStatus,
-      `${losses.length} steps in ${((performance.now() - start) / 1000).toFixed(1)} s: loss ${losses[0].toFixed(3)} → ${losses[losses.length - 1].toFixed(3)}; answers and the download now use the tuned prefix`,
+      `${losses.length} step${losses.length === 1 ? '' : 's'} in ${((performance.now() - start) / 1000).toFixed(1)} s: loss ${losses[0].toFixed(3)} → ${losses[losses.length - 1].toFixed(3)}; answers and the download now use the tuned prefix`,
       'done',
     );
   } catch (e) {

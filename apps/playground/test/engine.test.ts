@@ -41,7 +41,7 @@ describe('playground engine', () => {
     );
     const loaded = loadFromFiles(mem, 'memory');
     const task = parseTask(readFileSync(taskFile, 'utf8'), `${TASK}.json`);
-    const c = compress(loaded, task, { shots: 16, seed: 0 });
+    const c = await compress(loaded, task, { shots: 16, seed: 0 });
 
     const disk = fromPretrained(defaultHyperLlamaDir());
     const [plan] = planTasks([task], { shots: 16, seed: 0, maxInstances: 100 });

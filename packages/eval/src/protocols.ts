@@ -359,7 +359,7 @@ function collateOptions(s: EvalSettings, extra: Partial<CollateOptions> = {}): C
 
 /**
  * Per-token log-probabilities of the labelled tokens of each row: `labels[r][t]` is predicted from position t-1.
- * Returns one array per row (empty for a row without labels). Read asynchronously (webgpu in Node reads no other way).
+ * Returns one array per row (empty for a row without labels). Read asynchronously (webgpu reads no other way).
  */
 export async function labelLogProbs(model: LlamaModel, hidden: tf.Tensor3D, labels: number[][]): Promise<number[][]> {
   const [R, T, D] = hidden.shape;

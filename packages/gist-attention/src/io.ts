@@ -46,12 +46,31 @@ const RESERVED = ['format', 'format_version', 'k', 'scheme', 'config_hash', 'num
 
 /** `Prefix.save`: the file format (see there). */
 export function writePrefixFile(prefix: Prefix, path: string, config: LlamaConfig, meta: Record<string, string>): void {
-  writeFileAtomic(path, serializePrefix(prefix, config, meta, path));
+  const read = (ts: readonly tf.Tensor[]) => ts.map((t) => t.dataSync() as Float32Array);
+  writeFileAtomic(
+    path,
+    serializePrefix(prefix, { keys: read(prefix.keys), values: read(prefix.values) }, config, meta, path),
+  );
 }
 
-/** `Prefix.toBytes`: the bytes of the file {@link writePrefixFile} writes. */
-export function serializePrefix(
+/**
+ * `Prefix.toBytes`: the bytes of the file {@link writePrefixFile} writes. The tensors are read asynchronously, which
+ * every backend can do (a synchronous read from webgpu breaks the device in some browsers).
+ */
+export async function prefixBytes(
   prefix: Prefix,
+  config: LlamaConfig,
+  meta: Record<string, string>,
+): Promise<Uint8Array> {
+  const read = (ts: readonly tf.Tensor[]) => Promise.all(ts.map(async (t) => (await t.data()) as Float32Array));
+  const [keys, values] = await Promise.all([read(prefix.keys), read(prefix.values)]);
+  return serializePrefix(prefix, { keys, values }, config, meta);
+}
+
+/** The safetensors bytes of a prefix whose key and value tensors have been read into `data` (layer order). */
+function serializePrefix(
+  prefix: Prefix,
+  data: { keys: Float32Array[]; values: Float32Array[] },
   config: LlamaConfig,
   meta: Record<string, string>,
   target = '<prefix>',
@@ -68,10 +87,8 @@ export function serializePrefix(
   );
   const tensors: Record<string, SafetensorsEntry> = {};
   prefix.keys.forEach((t, l) => {
-    tensors[`layers.${l}.keys`] = fromFloat32(t.dataSync() as Float32Array, [...t.shape]);
-    tensors[`layers.${l}.values`] = fromFloat32(prefix.values[l].dataSync() as Float32Array, [
-      ...prefix.values[l].shape,
-    ]);
+    tensors[`layers.${l}.keys`] = fromFloat32(data.keys[l], [...t.shape]);
+    tensors[`layers.${l}.values`] = fromFloat32(data.values[l], [...prefix.values[l].shape]);
   });
   return serializeSafetensors(
     tensors,

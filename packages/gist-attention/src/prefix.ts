@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type KVPrefix, type LayerKV, type LlamaConfig, applyRope } from '@hyperllama/llama-model';
 import { check } from './errors.js';
-import { parsePrefixFile, readPrefixFile, serializePrefix, writePrefixFile } from './io.js';
+import { parsePrefixFile, prefixBytes, readPrefixFile, writePrefixFile } from './io.js';
 import type { Rows } from './layout.js';
 import { type PositionScheme, checkScheme, downstreamOffsets } from './positions.js';
 
@@ -160,9 +160,12 @@ export class Prefix implements KVPrefix {
     return new Prefix(readPrefixFile(path, expectedConfig));
   }
 
-  /** The bytes {@link save} writes (for a browser download): the same file, byte for byte. */
-  toBytes(opts: { config: LlamaConfig; meta?: Record<string, string> }): Uint8Array {
-    return serializePrefix(this, opts.config, opts.meta ?? { ...this.meta });
+  /**
+   * The bytes {@link save} writes (for a browser download): the same file, byte for byte. Reads the tensors
+   * asynchronously, so it works on every backend, webgpu included.
+   */
+  toBytes(opts: { config: LlamaConfig; meta?: Record<string, string> }): Promise<Uint8Array> {
+    return prefixBytes(this, opts.config, opts.meta ?? { ...this.meta });
   }
 
   /** {@link load} from the bytes of a prefix file (an upload); `source` names it in errors. */

@@ -49,15 +49,15 @@ afterAll(() => {
 });
 
 describe('Prefix.toBytes / Prefix.fromBytes', () => {
-  it('toBytes is the saved file, byte for byte', () => {
+  it('toBytes is the saved file, byte for byte', async () => {
     const path = join(dir, 'p.safetensors');
     const meta = { task: 't', shots: '16' };
     prefix.save(path, { config, meta });
-    expect(Buffer.from(prefix.toBytes({ config, meta })).equals(readFileSync(path))).toBe(true);
+    expect(Buffer.from(await prefix.toBytes({ config, meta })).equals(readFileSync(path))).toBe(true);
   });
 
-  it('fromBytes gives back the tensors and metadata, and checks the config', () => {
-    const bytes = prefix.toBytes({ config, meta: { task: 't' } });
+  it('fromBytes gives back the tensors and metadata, and checks the config', async () => {
+    const bytes = await prefix.toBytes({ config, meta: { task: 't' } });
     const back = Prefix.fromBytes(bytes, config, 'upload.safetensors');
     try {
       expect(back.meta).toEqual({ task: 't' });

@@ -24,14 +24,14 @@ export function bad(
 }
 
 /**
- * Initialisations that read the model's statistics synchronously; the webgpu backend cannot in Node. Built on the cpu
+ * Initialisations that read the model's statistics synchronously, which the webgpu backend refuses. Built on the cpu
  * or wasm backend first, their variables follow `tf.setBackend('webgpu')` on first use.
  */
 export function requireSyncRead(what: string): void {
   if (supportsSyncRead()) return;
   throw new HypernetError(
     'HYPERNET_NEEDS_SYNC_READ',
-    `${what} reads the model's statistics synchronously, which the ${tf.getBackend()} backend cannot do in Node; create it on the cpu or wasm backend, then switch backends (its variables move on first use)`,
+    `${what} reads the model's statistics synchronously, which the ${tf.getBackend()} backend cannot do; create it on the cpu or wasm backend, then switch backends (its variables move on first use)`,
     { backend: tf.getBackend() },
   );
 }

@@ -13,7 +13,7 @@ export interface TrainStepOptions {
  * One optimisation step: gradients of `lossFn()` with respect to `params` (named as the optimizer knows them),
  * optional global-norm clipping, one optimizer update. Every intermediate tensor is freed, so the number of live
  * tensors does not grow from step to step. A NaN or infinite loss or gradient norm throws `HYPERNET_NON_FINITE_LOSS`
- * BEFORE the parameters change. Values are read asynchronously, so it also runs on webgpu in Node.
+ * BEFORE the parameters change. Values are read asynchronously, so it also runs on webgpu.
  */
 export async function trainStep(
   params: Record<string, tf.Variable>,

@@ -107,7 +107,7 @@ function checkOptions(o: GenerateOptions): void {
 /**
  * Continue each prompt (token ids, or strings with `tokenizer`) with a KV cache. Prompts of different lengths are
  * left-padded into one batch; positions count real tokens only, so every row matches an unpadded run. Logits are
- * read asynchronously, so it runs on backends that cannot read synchronously (webgpu in Node).
+ * read asynchronously, so it runs on backends that cannot read synchronously (webgpu).
  */
 export async function generate(
   model: LlamaModel,

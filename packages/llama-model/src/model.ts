@@ -287,7 +287,7 @@ export class LlamaModel {
   embed(inputIds: tf.Tensor2D, extraRows?: tf.Tensor2D): tf.Tensor3D {
     const V = this.config.vocabSize;
     const limit = V + (extraRows ? extraRows.shape[0] : 0);
-    // Validated where values can be read synchronously (not on webgpu in Node, where gather clamps instead).
+    // Validated where values can be read synchronously (not on webgpu, where gather clamps instead).
     const ids = supportsSyncRead() ? inputIds.dataSync() : [];
     for (let i = 0; i < ids.length; i++) {
       if (!Number.isInteger(ids[i]) || ids[i] < 0 || ids[i] >= limit) {

@@ -304,7 +304,7 @@ export function loadOptimizerState(path: string, optimizer: Optimizer): void {
 /**
  * Scale gradients so that their global L2 norm is at most `maxNorm` (as `torch.nn.utils.clip_grad_norm_`).
  * Returns new gradient tensors (the caller disposes both sets) and the norm before clipping. The norm is read
- * asynchronously (webgpu in Node reads no other way).
+ * asynchronously (webgpu reads no other way).
  */
 export async function clipByGlobalNorm(
   grads: NamedGradients,

@@ -24,6 +24,7 @@ interface AdapterLike {
   requestDevice(descriptor?: Record<string, unknown>): Promise<DeviceLike>;
 }
 interface DeviceLike {
+  lost?: Promise<{ reason: string; message: string }>;
   onuncapturederror: ((event: { error?: { message?: string } }) => void) | null;
   limits: Record<string, number>;
 }
@@ -53,6 +54,8 @@ let instance: { gpu: GpuLike; name: string } | null = null;
 /** The limits `device` was requested with (JSON), so a request for other limits gets a new device. */
 let deviceLimits = '';
 let description = '';
+/** Why the current device was lost, once it is. */
+let deviceLost: string | null = null;
 /** The first error the GPU reported since the last read. */
 let gpuError: string | null = null;
 
@@ -60,11 +63,12 @@ let gpuError: string | null = null;
  * Create a WebGPU device and make `webgpu` the active tfjs backend. Returns a description of the adapter.
  * `limits` replaces the adapter's largest values for those limits (e.g. `{ maxStorageBufferBindingSize: 2 ** 27 }`
  * gives a device that binds at most 128 MiB, as a small GPU would); WebGPU raises a value below its default to the
- * default. Asking for other limits than the current device's replaces the device (its tensors are lost).
+ * default. Asking for other limits than the current device's replaces the device (its tensors are lost), and so does
+ * asking again after the device was lost.
  */
 export async function initWebGPU(limits: Record<string, number> = {}): Promise<string> {
   const wanted = JSON.stringify(limits);
-  if (device && wanted === deviceLimits) {
+  if (device && wanted === deviceLimits && deviceLost === null) {
     if (!(await tf.setBackend('webgpu')))
       throw new BackendError('WEBGPU_INIT_FAILED', 'tf.setBackend("webgpu") returned false');
     return description;
@@ -147,6 +151,13 @@ export async function initWebGPU(limits: Record<string, number> = {}): Promise<s
   device.onuncapturederror = (event) => {
     gpuError ??= event.error?.message ?? 'unknown GPU error';
   };
+  // A lost device (driver reset, GPU process crash, a browser destroying it) fails every later read with an opaque
+  // message; remember why, so reads say so.
+  const current = device;
+  deviceLost = null;
+  void current.lost?.then((i) => {
+    if (device === current) deviceLost = `${i.reason}: ${i.message}`;
+  });
   const g = globalThis as unknown as { navigator?: { gpu?: GpuLike } };
   if (!g.navigator) Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true });
   if (!g.navigator!.gpu) Object.defineProperty(g.navigator!, 'gpu', { value: found.gpu, configurable: true });
@@ -160,7 +171,17 @@ export async function initWebGPU(limits: Record<string, number> = {}): Promise<s
     const backend = new webgpuBackend.WebGPUBackend(device, info);
     const read = (backend.read as Read).bind(backend);
     (backend as unknown as { read: Read }).read = async (dataId) => {
-      const values = await read(dataId);
+      let values: unknown;
+      try {
+        values = await read(dataId);
+      } catch (e) {
+        if (deviceLost === null) throw e;
+        throw new BackendError(
+          'WEBGPU_DEVICE_LOST',
+          `the WebGPU device was lost (${deviceLost}), and its tensors with it: load the model again, or use wasm`,
+          { message: deviceLost },
+        );
+      }
       if (gpuError !== null) {
         const message = gpuError.split('\n')[0];
         gpuError = null;
@@ -174,6 +195,21 @@ export async function initWebGPU(limits: Record<string, number> = {}): Promise<s
         );
       }
       return values;
+    };
+    // tfjs-webgpu reads synchronously only in a browser, through canvases; in Chromium that later destroyed the
+    // device ("Device was destroyed"). Refused everywhere, as Node's Dawn refuses it, with an error that says so.
+    const sync = backend as unknown as {
+      readSync(dataId: object): unknown;
+      tensorMap: { get(dataId: object): { values?: unknown } | undefined };
+    };
+    const readSync = sync.readSync.bind(backend);
+    sync.readSync = (dataId) => {
+      if (sync.tensorMap.get(dataId)?.values == null)
+        throw new BackendError(
+          'WEBGPU_SYNC_READ',
+          'a synchronous read (dataSync/arraySync) of a tensor held on the GPU: use await tensor.data() on webgpu',
+        );
+      return readSync(dataId);
     };
     return backend;
   });

@@ -106,6 +106,35 @@ describe.skipIf(!found.adapter)(`webgpu backend (${found.adapter ?? found.why})`
     expect(maxKernelTensorBytes()).toBeGreaterThanOrEqual(2 ** 27);
   });
 
+  it('a synchronous read of a tensor on the GPU is a WEBGPU_SYNC_READ error; host values still read synchronously', async () => {
+    await initBackend({ backend: 'webgpu' });
+    // 4,096 elements: tfjs-webgpu runs ops on inputs under 1,000 host-held elements on the CPU.
+    const host = tf.tensor(new Float32Array(4096).fill(1.5), [64, 64]); // not uploaded yet: values on the host
+    expect(host.dataSync()[4095]).toBe(1.5);
+    const onGpu = tf.mul(host, 2);
+    expect(() => onGpu.dataSync()).toThrow(expect.objectContaining({ code: 'WEBGPU_SYNC_READ' }));
+    expect((await onGpu.data())[4095]).toBe(3);
+    tf.dispose([host, onGpu]);
+  });
+
+  it('a lost device makes reads throw WEBGPU_DEVICE_LOST, and initBackend then makes a new one', async () => {
+    await initBackend({ backend: 'webgpu' });
+    const x = tf.add(tf.fill([64, 64], 1), 1); // on the GPU (see above)
+    await x.data();
+    (tf.backend() as unknown as { device: { destroy(): void } }).device.destroy();
+    const y = tf.mul(x, 3);
+    const error = await y.data().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(BackendError);
+    expect((error as BackendError).code).toBe('WEBGPU_DEVICE_LOST');
+    expect((error as BackendError).message).toMatch(/destroyed/);
+    tf.dispose([x, y]);
+    expect((await initBackend({ backend: 'webgpu' })).name).toBe('webgpu');
+    expect(Array.from(await tf.add(tf.scalar(1), tf.scalar(2)).data())).toEqual([3]);
+  });
+
   it('limits the adapter cannot give are a BAD_OPTION, not a missing backend', async () => {
     const error = await initBackend({ backend: 'webgpu', webgpuLimits: { maxStorageBufferBindingSize: 2 ** 60 } }).then(
       () => null,
