@@ -29,15 +29,16 @@ export const TINY = [
 
 /**
  * The real CLI in a child process: `node --import tsx src/cli.ts …`, with tsconfig paths mapping every
- * `@hyperllama/*` import to the workspace sources (no build needed).
+ * `@hyperllama/*` import to the workspace sources (no build needed). On wasm unless `env` says otherwise.
  */
-export function spawnCli(args: string[]): ChildProcess {
+export function spawnCli(args: string[], env: Record<string, string> = {}): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', join(APP_DIR, 'src', 'cli.ts'), ...args], {
     cwd: APP_DIR,
     env: {
       ...process.env,
       TSX_TSCONFIG_PATH: join(APP_DIR, 'test', 'tsconfig.paths.json'),
       HYPERLLAMA_BACKEND: 'wasm',
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,4 +1,3 @@
-import * as tf from '@tensorflow/tfjs';
 import {
   fileSystem,
   fromFloat32,
@@ -7,6 +6,7 @@ import {
   readSafetensors,
   type SafetensorsEntry,
   toFloat32,
+  transposeMatrix,
   writeFileAtomic,
   writeSafetensors,
 } from '@hyperllama/runtime';
@@ -124,9 +124,12 @@ export function exportWeights(model: LlamaModel): Map<string, SafetensorsEntry> 
   }
   for (const [name, v] of named) {
     const isLinear = name.endsWith('_proj.weight') || name === 'lm_head.weight';
-    const hf = isLinear ? tf.tidy(() => tf.transpose(v)) : v; // [in, out] → [out, in]
-    out.set(name, fromFloat32(hf.dataSync() as Float32Array, hf.shape));
-    if (hf !== v) hf.dispose();
+    // On the host, so that a `readToHost` of the weights is all a backend without synchronous reads needs.
+    const values = v.dataSync() as Float32Array;
+    const [rows, cols] = v.shape;
+    if (isLinear)
+      out.set(name, fromFloat32(transposeMatrix(values, rows, cols), [cols, rows])); // [in, out] → [out, in]
+    else out.set(name, fromFloat32(values, v.shape));
   }
   return out;
 }

@@ -7,6 +7,7 @@ import {
   readSafetensors,
   type SafetensorsEntry,
   toFloat32,
+  transposeMatrix,
   writeFileAtomic,
   writeSafetensors,
 } from '@hyperllama/runtime';
@@ -21,13 +22,6 @@ export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
 /** PEFT's key of a LoRA factor: `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`. */
 export function peftKey(linearName: string, factor: 'lora_A' | 'lora_B'): string {
   return `base_model.model.${hfModuleName(linearName)}.${factor}.weight`;
-}
-
-/** Transpose a row-major [rows, cols] matrix. */
-function transpose(values: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(values.length);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = values[i * cols + j];
-  return out;
 }
 
 export interface SaveAdapterOptions {
@@ -48,8 +42,14 @@ export function saveAdapter(model: LinearHost, name: string, dir: string, opts: 
     const B = params.get(`${moduleName}.lora_B`)!; // [r, out]
     const [inF, r] = A.shape as [number, number];
     const outF = B.shape[1] as number;
-    tensors[peftKey(moduleName, 'lora_A')] = fromFloat32(transpose(A.dataSync() as Float32Array, inF, r), [r, inF]);
-    tensors[peftKey(moduleName, 'lora_B')] = fromFloat32(transpose(B.dataSync() as Float32Array, r, outF), [outF, r]);
+    tensors[peftKey(moduleName, 'lora_A')] = fromFloat32(transposeMatrix(A.dataSync() as Float32Array, inF, r), [
+      r,
+      inF,
+    ]);
+    tensors[peftKey(moduleName, 'lora_B')] = fromFloat32(transposeMatrix(B.dataSync() as Float32Array, r, outF), [
+      outF,
+      r,
+    ]);
   }
   const config = {
     peft_type: 'LORA',
@@ -261,7 +261,7 @@ export function loadAdapter(dir: string, model: LinearHost, name: string): void 
       decoded.set(key, values);
     }
     for (const [key, { variable, peftShape }] of expected) {
-      const values = transpose(decoded.get(key)!, peftShape[0], peftShape[1]);
+      const values = transposeMatrix(decoded.get(key)!, peftShape[0], peftShape[1]);
       tf.tidy(() => variable.assign(tf.tensor2d(values, variable.shape as [number, number])));
     }
   } catch (e) {

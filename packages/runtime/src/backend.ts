@@ -397,6 +397,16 @@ export function maxKernelTensorBytes(): number {
 }
 
 /**
+ * Reads `tensors` asynchronously where the active backend cannot read synchronously (webgpu), so that synchronous
+ * reads of them (`dataSync`, as file writers do) work afterwards: the backend keeps the values it read next to the GPU
+ * copy, until the tensor is disposed (an optimizer step replaces a variable's tensor). Elsewhere it does nothing.
+ */
+export async function readToHost(tensors: Iterable<tf.Tensor>): Promise<void> {
+  if (supportsSyncRead()) return;
+  for (const t of tensors) await t.data(); // one at a time: one staging buffer in flight
+}
+
+/**
  * Runs the synchronous `f` on the cpu backend when the active one cannot read synchronously, then switches back: for
  * loading code that reads what it creates (checksums, statistics). The tensors `f` creates move to the active backend
  * on first use; tensors already on that backend cannot be read here.

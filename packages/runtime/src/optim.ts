@@ -30,6 +30,8 @@ export interface Optimizer {
   step(grads: NamedGradients, lr?: number): void;
   /** Serialisable state: tensors plus metadata strings. */
   stateEntries(): { tensors: Map<string, SafetensorsEntry>; metadata: Record<string, string> };
+  /** The state tensors `stateEntries` reads (for `readToHost` on backends without synchronous reads). */
+  stateTensors(): tf.Tensor[];
   /** Restore a state written by `stateEntries` (validated against the parameters). */
   loadStateEntries(tensors: Map<string, SafetensorsEntry>, metadata: Record<string, string>, source?: string): void;
   dispose(): void;
@@ -144,6 +146,10 @@ export class AdamW implements Optimizer {
     }
   }
 
+  stateTensors(): tf.Tensor[] {
+    return [...this.m.values(), ...this.v.values()];
+  }
+
   stateEntries(): { tensors: Map<string, SafetensorsEntry>; metadata: Record<string, string> } {
     const tensors = new Map<string, SafetensorsEntry>();
     for (const [name, p] of this.params) {
@@ -240,6 +246,10 @@ export class Sgd implements Optimizer {
         this.buf.set(name, kept as tf.Tensor);
       }
     }
+  }
+
+  stateTensors(): tf.Tensor[] {
+    return [...this.buf.values()];
   }
 
   stateEntries(): { tensors: Map<string, SafetensorsEntry>; metadata: Record<string, string> } {

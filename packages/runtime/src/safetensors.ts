@@ -420,3 +420,10 @@ export function fromInt32(
   }
   return { dtype, shape, data };
 }
+
+/** Transposes a row-major [rows, cols] matrix on the host (weights kept [in, out] here are [out, in] in HF files). */
+export function transposeMatrix(values: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = values[i * cols + j];
+  return out;
+}

@@ -50,7 +50,10 @@ export const SCHEMA = {
   evalEvery: int('evaluate on the held-out slice every N steps (0 = only at the end)'),
   evalBatches: int('batches in the held-out slice', 1),
   logEvery: int('log line every N steps when not on a terminal', 1),
-  backend: oneOf(['auto', 'tensorflow', 'wasm', 'cpu'], 'tfjs backend (auto: tensorflow, then wasm, then cpu)'),
+  backend: oneOf(
+    ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu'],
+    'tfjs backend (auto: tensorflow, then wasm, then cpu; webgpu only when named)',
+  ),
   threads: int('wasm threads (0 = the runtime default: all cores, at most 8)'),
   method: oneOf(METHODS, 'multitask: what to train', { stages: ['multitask'] }),
   model: {

@@ -57,13 +57,13 @@ export interface Job {
   params: Record<string, tf.Variable>;
   /** Draw the next training batch (advancing the data position); its loss and token count. */
   next(): { loss: () => tf.Scalar; tokens: number };
-  /** Mean loss over the fixed held-out slice. */
-  evaluate(): number;
+  /** Mean loss over the fixed held-out slice (read asynchronously, so it runs on webgpu). */
+  evaluate(): Promise<number>;
   /**
    * HyperLlama stages: the held-out loss behind each sample's own prefix against another sample's (the swap control);
    * undefined when no held-out batch has two rows to swap between.
    */
-  swapControl?(): SwapControl | undefined;
+  swapControl?(): Promise<SwapControl | undefined>;
   /** JSON-serialisable data position (samplers, mixing Rng). */
   getState(): unknown;
   setState(state: unknown): void;
@@ -87,11 +87,11 @@ export interface SwapControl {
  * Own vs swapped prefix over fixed batches of at least 2 rows (a single row has nobody to swap with); the interval
  * is mean ± 1.96 standard errors of the per-batch gaps.
  */
-function swapControlOver(hl: HyperLlama, all: HyperBatch[]): SwapControl | undefined {
+async function swapControlOver(hl: HyperLlama, all: HyperBatch[]): Promise<SwapControl | undefined> {
   const batches = all.filter((b) => b.hyper.inputIds.length >= 2);
   if (batches.length === 0) return undefined;
-  const own = batches.map((b) => tf.tidy(() => hl.loss(b).dataSync()[0]));
-  const swapped = batches.map((b) => tf.tidy(() => hl.swappedLoss(b).dataSync()[0]));
+  const own = await lossesOf(batches, (b) => hl.loss(b));
+  const swapped = await lossesOf(batches, (b) => hl.swappedLoss(b));
   const gaps = swapped.map((s, i) => s - own[i]);
   const gap = mean(gaps, 0);
   const sd = Math.sqrt(gaps.reduce((a, g) => a + (g - gap) ** 2, 0) / Math.max(1, gaps.length - 1));
@@ -106,12 +106,20 @@ function swapControlOver(hl: HyperLlama, all: HyperBatch[]): SwapControl | undef
   };
 }
 
-/** Mean of `lossOf` over batches of a fixed list (each in its own tidy). */
-function evalOver<T>(items: T[], batchSize: number, lossOf: (batch: T[]) => tf.Scalar): number {
+/** `lossOf` of each batch, one at a time, read asynchronously (webgpu reads no other way). */
+async function lossesOf<T>(batches: readonly T[], lossOf: (batch: T) => tf.Scalar): Promise<number[]> {
   const losses: number[] = [];
-  for (let i = 0; i < items.length; i += batchSize)
-    losses.push(tf.tidy(() => lossOf(items.slice(i, i + batchSize)).dataSync()[0]));
-  return mean(losses, 0);
+  for (const b of batches) {
+    const loss = tf.tidy(() => lossOf(b));
+    losses.push((await loss.data())[0]);
+    loss.dispose();
+  }
+  return losses;
+}
+
+/** Mean of `lossOf` over batches of a fixed list. */
+async function evalOver<T>(items: T[], batchSize: number, lossOf: (batch: T[]) => tf.Scalar): Promise<number> {
+  return mean(await lossesOf(chunk(items, batchSize), lossOf), 0);
 }
 
 function collateOptions(cfg: TrainConfig, tokenizer: Tokenizer) {
@@ -243,11 +251,7 @@ function pretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
       const batch = padLm(rowsFrom(text, episodes, mix, cfg.batchSize), tokenizer.padId, PRETRAIN_PAD_MULTIPLE);
       return { loss: () => plainLoss(model, batch, { training: true }), tokens: realTokens(batch) };
     },
-    evaluate: () =>
-      mean(
-        evalBatches.map((b) => tf.tidy(() => plainLoss(model, b).dataSync()[0])),
-        0,
-      ),
+    evaluate: async () => mean(await lossesOf(evalBatches, (b) => plainLoss(model, b)), 0),
     getState: () => ({ text: text.getState(), episodes: episodes.getState(), mix: mix.getState() }),
     setState(s) {
       const st = s as { text: CompressionSamplerState; episodes: unknown; mix: RngState };
@@ -291,11 +295,7 @@ function hyperpretrainJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
       );
       return { loss: () => hl.loss(batch, { training: true }), tokens: hyperTokens(batch) };
     },
-    evaluate: () =>
-      mean(
-        evalBatches.map((b) => tf.tidy(() => hl.loss(b).dataSync()[0])),
-        0,
-      ),
+    evaluate: async () => mean(await lossesOf(evalBatches, (b) => hl.loss(b)), 0),
     swapControl: () => swapControlOver(hl, evalBatches),
     getState: () => ({ text: sampler.getState() }),
     setState(s) {
@@ -364,7 +364,7 @@ function multitaskJob(cfg: TrainConfig, tokenizer: Tokenizer): Job {
     params: Record<string, tf.Variable>;
     loss(eps: Episode[], training: boolean): tf.Scalar;
     tokens(eps: Episode[]): number;
-    swapControl?(): SwapControl | undefined;
+    swapControl?(): Promise<SwapControl | undefined>;
     exportTo(dir: string): void;
     dispose(): void;
   };

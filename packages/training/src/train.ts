@@ -8,7 +8,9 @@ import {
   fromFloat32,
   initBackend,
   lrSchedule,
+  onSyncReadBackend,
   readSafetensors,
+  readToHost,
   toFloat32,
   writeFileAtomic,
   writeSafetensors,
@@ -85,7 +87,9 @@ async function runLocked(stage: Stage, cfg: TrainConfig, opts: RunOptions, out: 
   const backend = await initBackend({ backend: cfg.backend as BackendName, threads: cfg.threads || undefined });
   opts.io.log(`backend: ${backend.name} (${backend.reason})`);
 
-  const job = buildJob(stage, cfg);
+  // Building a job reads the base's statistics synchronously (HyperLlama's gist initialisation, a random prefix's
+  // scale): on webgpu it is built on the cpu backend, and its tensors move to the GPU on first use.
+  const job = await onSyncReadBackend(() => buildJob(stage, cfg));
   opts.io.log(job.summary);
   const optimizer = new AdamW(job.params, { lr: cfg.lr, weightDecay: cfg.weightDecay });
   const schedule = lrSchedule({
@@ -111,12 +115,15 @@ async function runLocked(stage: Stage, cfg: TrainConfig, opts: RunOptions, out: 
     writeFileSync(metricsFile, '');
   }
   const metric = (m: Record<string, unknown>) => appendFileSync(metricsFile, JSON.stringify(m) + '\n');
-  const initialEval = opts.resume ? NaN : job.evaluate(); // the curve's starting point
+  const initialEval = opts.resume ? NaN : await job.evaluate(); // the curve's starting point
   if (!opts.resume) metric({ step: 0, evalLoss: initialEval });
   writeFileAtomic(join(out, 'config.json'), JSON.stringify({ stage, ...cfg }, null, 2) + '\n');
 
   let savedAt = step;
-  const save = () => {
+  // Everything a checkpoint or an export reads synchronously, read to the host first (a no-op where sync reads work).
+  const toHost = () => readToHost([...Object.values(job.params), ...optimizer.stateTensors()]);
+  const save = async () => {
+    await toHost();
     // Checked before anything is written: a non-finite weight must never replace the last good checkpoint.
     const tensors = new Map<string, ReturnType<typeof fromFloat32>>();
     for (const [name, v] of Object.entries(job.params)) {
@@ -193,14 +200,14 @@ async function runLocked(stage: Stage, cfg: TrainConfig, opts: RunOptions, out: 
           });
           progress.update(step, loss, result.tokensPerSecond);
           if ((cfg.evalEvery > 0 && step % cfg.evalEvery === 0) || step === cfg.steps) {
-            result.evalLoss = job.evaluate();
+            result.evalLoss = await job.evaluate();
             metric({ step, evalLoss: result.evalLoss });
             progress.note(`step ${step}: held-out loss ${result.evalLoss.toFixed(4)}`);
           }
-          if ((cfg.saveEvery > 0 && step % cfg.saveEvery === 0) || step === cfg.steps) save();
+          if ((cfg.saveEvery > 0 && step % cfg.saveEvery === 0) || step === cfg.steps) await save();
           await new Promise((r) => setImmediate(r)); // lets SIGINT/SIGTERM handlers run
           if (!stopSignal) return;
-          if (savedAt !== step) save();
+          if (savedAt !== step) await save();
           progress.note(
             `${stopSignal}: checkpoint written to ${checkpointDir} at step ${step}; continue with --resume ${out}`,
           );
@@ -224,10 +231,11 @@ async function runLocked(stage: Stage, cfg: TrainConfig, opts: RunOptions, out: 
       throw e;
     }
     if (!result.interrupted && step === cfg.steps) {
+      await toHost();
       writeDirAtomic(join(out, FINAL_DIR), (tmp) => job.exportTo(tmp));
       result.final = join(out, FINAL_DIR);
       // After the export, so that nothing here can cost the run its outputs.
-      const c = job.swapControl?.();
+      const c = await job.swapControl?.();
       if (c) {
         result.swapControl = c;
         metric({ step, swapControl: c });
