@@ -8,6 +8,7 @@ import {
   disposeBackend,
   initBackend,
   maxKernelTensorBytes,
+  readToHost,
 } from '../src/index.js';
 
 // The webgpu backend on whatever adapter this machine has (on a machine without a GPU: Mesa's llvmpipe through
@@ -106,14 +107,16 @@ describe.skipIf(!found.adapter)(`webgpu backend (${found.adapter ?? found.why})`
     expect(maxKernelTensorBytes()).toBeGreaterThanOrEqual(2 ** 27);
   });
 
-  it('a synchronous read of a tensor on the GPU is a WEBGPU_SYNC_READ error; host values still read synchronously', async () => {
+  it('a synchronous read of a tensor on the GPU is a WEBGPU_SYNC_READ error until readToHost; host values read synchronously', async () => {
     await initBackend({ backend: 'webgpu' });
     // 4,096 elements: tfjs-webgpu runs ops on inputs under 1,000 host-held elements on the CPU.
     const host = tf.tensor(new Float32Array(4096).fill(1.5), [64, 64]); // not uploaded yet: values on the host
     expect(host.dataSync()[4095]).toBe(1.5);
     const onGpu = tf.mul(host, 2);
     expect(() => onGpu.dataSync()).toThrow(expect.objectContaining({ code: 'WEBGPU_SYNC_READ' }));
-    expect((await onGpu.data())[4095]).toBe(3);
+    // readToHost reads it asynchronously; synchronous reads of it work from then on.
+    await readToHost([onGpu]);
+    expect(onGpu.dataSync()[4095]).toBe(3);
     tf.dispose([host, onGpu]);
   });
 
