@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { Rng } from '@hyperllama/runtime';
+import { Rng, supportsSyncRead } from '@hyperllama/runtime';
 import { ModelError } from './errors.js';
 import { disposeCache, emptyCache, type KVCache, type KVPrefix, type LlamaModel } from './model.js';
 
@@ -135,7 +135,6 @@ export async function generate(
   const stopIds = new Set(opts.stopIds ?? c.eosTokenIds ?? [c.eosTokenId]);
   const P = opts.prefix?.length ?? 0;
   const offset = opts.positionOffset ?? opts.prefix?.positionOffsets?.[0] ?? P;
-  const rngs = ids.map((_, row) => new Rng(opts.seed ?? 0).fork(`row ${row}`));
 
   // Left-padded prompt batch: ids, 1/0 mask over [prefix, prompt], positions counting real tokens from `offset`.
   const flatIds: number[] = [];
@@ -150,11 +149,68 @@ export async function generate(
     maskRows.push([...filled(P, 1), ...filled(pad, 0), ...filled(p.length, 1)]);
   }
 
+  const start = performance.now();
+  const decode = !supportsSyncRead() && (opts.temperature ?? 0) <= 0 ? greedyOnDevice : decodeOnHost;
+  const { tokens, finishReasons, prefillEnd } = await decode(model, {
+    ids,
+    B,
+    L,
+    flatIds,
+    flatPositions,
+    maskRows,
+    offset,
+    padId,
+    stopIds,
+    opts,
+  });
+  const end = performance.now();
+  const newTokens = tokens.reduce((n, t) => n + t.length, 0);
+  const decodeSeconds = (end - prefillEnd) / 1000;
+  return {
+    tokens,
+    finishReasons,
+    texts: opts.tokenizer ? tokens.map((t, row) => continuationText(opts.tokenizer!, ids[row], t)) : undefined,
+    stats: {
+      promptTokens: ids.reduce((n, p) => n + p.length, 0),
+      newTokens,
+      prefillSeconds: (prefillEnd - start) / 1000,
+      decodeSeconds,
+      tokensPerSecond: newTokens / Math.max((end - start) / 1000, 1e-9),
+    },
+  };
+}
+
+/** The left-padded prompt batch and the options `generate` decodes it with. */
+interface DecodeInput {
+  ids: number[][];
+  B: number;
+  L: number;
+  flatIds: number[];
+  flatPositions: number[];
+  /** 1/0 mask over [prefix, prompt] per row; decoding appends one column per step. */
+  maskRows: number[][];
+  offset: number;
+  padId: number;
+  stopIds: Set<number>;
+  opts: GenerateOptions;
+}
+
+interface Decoded {
+  tokens: number[][];
+  finishReasons: Array<'stop' | 'length'>;
+  /** performance.now() when the prompt's pass ended. */
+  prefillEnd: number;
+}
+
+/** Reads each step's logits to the host and samples there (any temperature, top-k, top-p). */
+async function decodeOnHost(model: LlamaModel, d: DecodeInput): Promise<Decoded> {
+  const { ids, B, L, flatIds, flatPositions, maskRows, offset, padId, stopIds, opts } = d;
+  const c = model.config;
   const tokens: number[][] = ids.map(() => []);
   const finishReasons: Array<'stop' | 'length'> = ids.map(() => 'length');
   const active = ids.map(() => opts.maxNewTokens > 0);
-  const start = performance.now();
-  let prefillEnd = start;
+  const rngs = ids.map((_, row) => new Rng(opts.seed ?? 0).fork(`row ${row}`));
+  let prefillEnd = performance.now();
   let cache: KVCache = emptyCache();
   let inputIds = tf.tensor2d(flatIds, [B, L], 'int32');
   let positionIds = tf.tensor2d(flatPositions, [B, L], 'int32');
@@ -206,19 +262,94 @@ export async function generate(
     tf.dispose([inputIds, positionIds]);
     disposeCache(cache);
   }
-  const end = performance.now();
-  const newTokens = tokens.reduce((n, t) => n + t.length, 0);
-  const decodeSeconds = (end - prefillEnd) / 1000;
-  return {
-    tokens,
-    finishReasons,
-    texts: opts.tokenizer ? tokens.map((t, row) => continuationText(opts.tokenizer!, ids[row], t)) : undefined,
-    stats: {
-      promptTokens: ids.reduce((n, p) => n + p.length, 0),
-      newTokens,
-      prefillSeconds: (prefillEnd - start) / 1000,
-      decodeSeconds,
-      tokensPerSecond: newTokens / Math.max((end - start) / 1000, 1e-9),
-    },
-  };
+  return { tokens, finishReasons, prefillEnd };
+}
+
+/** Greedy decoding on a backend without synchronous reads reads the chosen tokens this often (in steps). */
+const DEVICE_READ_EVERY = 8;
+
+/**
+ * Greedy decoding that keeps the tokens on the device (webgpu): each step's argmax feeds the next step directly, and
+ * the host reads the tokens and the stopped rows every {@link DEVICE_READ_EVERY} steps instead of every step's logits
+ * (up to that many steps past the last stop are computed and dropped). Same tokens as {@link decodeOnHost} at
+ * temperature 0, whose first-maximum choice `tf.argMax` shares.
+ */
+async function greedyOnDevice(model: LlamaModel, d: DecodeInput): Promise<Decoded> {
+  const { ids, B, L, flatIds, flatPositions, maskRows, offset, padId, stopIds, opts } = d;
+  const V = model.config.vocabSize;
+  let prefillEnd = performance.now();
+  let cache: KVCache = emptyCache();
+  let inputIds: tf.Tensor2D = tf.tensor2d(flatIds, [B, L], 'int32');
+  let positionIds = tf.tensor2d(flatPositions, [B, L], 'int32');
+  const stops = tf.tensor1d([...stopIds], 'int32');
+  let done: tf.Tensor = tf.zeros([B], 'bool');
+  const emitted: tf.Tensor[] = []; // per step [B] int32: the chosen id, or -1 once the row had stopped before
+  try {
+    for (let step = 0; step < opts.maxNewTokens; step++) {
+      const attentionMask = tf.tensor2d(maskRows.flat(), [B, maskRows[0].length], 'int32');
+      const out = model.forward({
+        inputIds,
+        positionIds,
+        attentionMask,
+        cache,
+        prefix: step === 0 ? opts.prefix : undefined,
+        lastLogitsOnly: true,
+      });
+      tf.dispose([inputIds, positionIds, attentionMask]);
+      disposeCache(cache);
+      cache = out.cache!;
+      const [chosen, fed, nowDone] = tf.tidy((): [tf.Tensor, tf.Tensor2D, tf.Tensor] => {
+        const next = tf.argMax(tf.reshape(out.logits!, [B, V]), -1).toInt(); // [B]
+        const stopped = stopIds.size
+          ? tf.any(tf.equal(tf.expandDims(next, 1), tf.expandDims(stops, 0)), 1)
+          : tf.zeros([B], 'bool');
+        const after = tf.logicalOr(done, stopped);
+        return [
+          tf.where(done, tf.fill([B], -1, 'int32'), next),
+          tf.reshape(tf.where(after, tf.fill([B], padId, 'int32'), next), [B, 1]) as tf.Tensor2D,
+          after,
+        ];
+      });
+      out.logits!.dispose();
+      done.dispose();
+      done = nowDone;
+      emitted.push(chosen);
+      inputIds = fed;
+      for (const row of maskRows) row.push(1);
+      positionIds = tf.tensor2d(
+        ids.map((p) => offset + p.length + step),
+        [B, 1],
+        'int32',
+      );
+      if (step === 0) {
+        await chosen.data(); // the prompt's pass, timed
+        prefillEnd = performance.now();
+      }
+      if ((step + 1) % DEVICE_READ_EVERY === 0 && (await done.data()).every(Boolean)) break;
+    }
+    const steps = emitted.length;
+    let all = new Int32Array(0);
+    if (steps > 0) {
+      const stacked = tf.stack(emitted, 1); // [B, steps]
+      all = (await stacked.data()) as Int32Array;
+      stacked.dispose();
+    }
+    const tokens: number[][] = ids.map(() => []);
+    const finishReasons: Array<'stop' | 'length'> = ids.map(() => 'length');
+    for (let row = 0; row < B; row++) {
+      for (let t = 0; t < steps; t++) {
+        const id = all[row * steps + t];
+        if (id < 0) break;
+        if (stopIds.has(id)) {
+          finishReasons[row] = 'stop';
+          break;
+        }
+        tokens[row].push(id);
+      }
+    }
+    return { tokens, finishReasons, prefillEnd };
+  } finally {
+    tf.dispose([inputIds, positionIds, stops, done, ...emitted]);
+    disposeCache(cache);
+  }
 }

@@ -94,6 +94,25 @@ describe.skipIf(!found.adapter)(`on the webgpu backend (${found.adapter ?? found
     expect(maxAbsDiff(Array.from(gpu), Array.from(cpu))).toBeLessThan(1e-4);
   });
 
+  it('greedy decoding keeps the tokens on the device and stops each row where the cpu backend does', async () => {
+    void tf.setBackend('cpu');
+    const model = loadLlama(dir, { trainable: false });
+    // A stop id that row 0 meets mid-way; 19 new tokens, not a multiple of the device path's read interval (8).
+    const free = await generate(model, prompts, { maxNewTokens: 19, stopIds: [] });
+    const stopIds = [free.tokens[0][5]];
+    const cpu = await generate(model, prompts, { maxNewTokens: 19, stopIds });
+    expect(cpu.finishReasons[0]).toBe('stop');
+    void tf.setBackend('webgpu');
+    const before = tf.memory().numTensors;
+    const gpu = await generate(model, prompts, { maxNewTokens: 19, stopIds });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(gpu.tokens).toEqual(cpu.tokens);
+    expect(gpu.finishReasons).toEqual(cpu.finishReasons);
+    expect((await generate(model, prompts, { maxNewTokens: 19, stopIds: [] })).tokens).toEqual(free.tokens);
+    expect((await generate(model, prompts, { maxNewTokens: 0 })).tokens).toEqual([[], []]);
+    model.dispose();
+  });
+
   const storiesBin = join(STORIES, 'stories260K.bin');
   it.skipIf(!existsSync(storiesBin))(
     `stories260K decodes llama2.c's greedy text exactly (needs ${storiesBin})`,
