@@ -328,7 +328,7 @@ async function greedyOnDevice(model: LlamaModel, d: DecodeInput): Promise<Decode
       if ((step + 1) % DEVICE_READ_EVERY === 0 && (await done.data()).every(Boolean)) break;
     }
     const steps = emitted.length;
-    let all = new Int32Array(0);
+    let all: Int32Array = new Int32Array(0);
     if (steps > 0) {
       const stacked = tf.stack(emitted, 1); // [B, steps]
       all = (await stacked.data()) as Int32Array;
