@@ -58,6 +58,7 @@ const nodeRequire = (): NodeRequire =>
   nodeBuiltin<{ createRequire(url: string): NodeRequire }>('module')!.createRequire(import.meta.url);
 interface NodeFsLite {
   existsSync(p: string): boolean;
+  readdirSync(p: string): string[];
   mkdtempSync(prefix: string): string;
   rmSync(p: string, o: { recursive: boolean; force: boolean }): void;
   writeFileSync(p: string, data: string): void;
@@ -77,10 +78,35 @@ let workerDir: string | null = null;
 let wasmRemoved = false;
 
 /** Try the optional native TensorFlow bindings, GPU build first. Returns the reason on failure. */
+/**
+ * Why a tfjs-node package cannot load, told without importing it: not installed, or installed without its native
+ * addon (its installer downloads libtensorflow, which fails offline). Importing such a package anyway registers its
+ * kernels before failing, and the second package then prints a warning for each of them (about 150 lines).
+ */
+function missingBinding(pkg: string): string | null {
+  let dir: string;
+  try {
+    dir = dirname(nodeRequire().resolve(`${pkg}/package.json`));
+  } catch {
+    return 'not installed';
+  }
+  const fs = nodeFs();
+  const lib = join(dir, 'lib');
+  const built = fs.existsSync(lib) && fs.readdirSync(lib).some((d) => fs.existsSync(join(lib, d, 'tfjs_binding.node')));
+  return built
+    ? null
+    : 'installed without its native addon (lib/napi-v*/tfjs_binding.node: libtensorflow was not downloaded)';
+}
+
 async function tryTensorflow(): Promise<{ ok: true; pkg: string } | { ok: false; why: string }> {
   const why: string[] = [];
   if (!isNode()) return { ok: false, why: 'native TensorFlow needs Node' };
   for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    const missing = missingBinding(pkg);
+    if (missing) {
+      why.push(`${pkg}: ${missing}`);
+      continue;
+    }
     try {
       await import(pkg);
       if (tf.findBackend('tensorflow')) return { ok: true, pkg };

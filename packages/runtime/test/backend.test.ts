@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BackendError, currentBackend, disposeBackend, initBackend } from '../src/index.js';
@@ -43,5 +45,21 @@ describe('initBackend (this file never starts wasm; see wasm.test.ts)', () => {
     expect(err).toBeInstanceOf(BackendError);
     expect(err.code).toBe('BACKEND_UNAVAILABLE');
     expect(err.message).toMatch(/@tensorflow\/tfjs-node-gpu: .*@tensorflow\/tfjs-node: /);
+  });
+
+  it('skips a tfjs-node package installed without its native addon, without importing it (no warning flood)', () => {
+    // In a fresh process: importing two such packages registered every kernel twice, one warning line each.
+    const index = fileURLToPath(new URL('../src/index.ts', import.meta.url));
+    const script = `import { initBackend } from ${JSON.stringify(index)};
+      try { await initBackend({ backend: 'tensorflow' }); console.log('LOADED'); }
+      catch (e) { console.log('REASON ' + e.message); }`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+    });
+    const output = r.stdout + r.stderr;
+    expect(output).not.toMatch(/already registered/);
+    if (output.includes('LOADED')) return; // native TensorFlow works on this machine
+    for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'])
+      expect(output).toMatch(new RegExp(`${pkg}: (not installed|installed without its native addon|.+)[;)]`));
   });
 });
