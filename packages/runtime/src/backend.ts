@@ -4,7 +4,7 @@ import { dirnamePath as dirname, joinPath as join } from './files.js';
 import { envVar, isNode, nodeBuiltin, nodeProcess } from './platform.js';
 import { loadNativeBlas } from './native.js';
 import { registerWasmKernels } from './wasm-kernels.js';
-import { initWebGPU, webgpuMaxBindingBytes } from './webgpu.js';
+import { initWebGPU, webgpuDeviceLost, webgpuMaxBindingBytes } from './webgpu.js';
 
 export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu' | 'webgpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu'];
@@ -277,11 +277,12 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
       actual: options.wasmThreads,
     });
   }
-  // A webgpu device asked for with other limits is a different backend: it replaces the current device.
+  // A webgpu device asked for with other limits is a different backend, and a lost one is no backend: either way a
+  // new device replaces the current one.
   const otherLimits =
     current?.name === 'webgpu' &&
     requested === 'webgpu' &&
-    JSON.stringify(options.webgpuLimits ?? {}) !== webgpuLimitsInUse;
+    (JSON.stringify(options.webgpuLimits ?? {}) !== webgpuLimitsInUse || webgpuDeviceLost());
   if (current && (requested === 'auto' || requested === current.name) && !otherLimits) return current;
   if (current) await disposeBackend();
 

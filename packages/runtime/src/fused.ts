@@ -1,5 +1,6 @@
 import { envVar } from './platform.js';
 import * as tf from '@tensorflow/tfjs';
+import { onWebGPU, rmsNormWebGPU, swigluWebGPU } from './webgpu-kernels.js';
 
 /**
  * Ops of a transformer layer with hand-written gradients that keep less for the backward pass than autograd does
@@ -15,30 +16,42 @@ const saveOf = (args: Array<tf.Tensor | Save>): Save => args[args.length - 1] as
 
 /** `HYPERLLAMA_FUSED_OPS=0` runs the plain composed ops instead (to measure what these save). */
 const composed = (): boolean => envVar('HYPERLLAMA_FUSED_OPS') === '0';
+/** WebGPU's default maxComputeWorkgroupsPerDimension: the one-workgroup-per-row kernels take at most this many rows. */
+const MAX_WORKGROUPS = 65535;
 
 /**
  * RMSNorm as Hugging Face Llama computes it: x / sqrt(mean(x²) + eps) · w. x [N, D], w [D] → [N, D].
- * Saves x and the [N, 1] reciprocal RMS.
+ * Saves x and the [N, 1] reciprocal RMS (on webgpu: one WGSL kernel forward, and the backward recomputes the RMS).
  */
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
   if (composed())
     return tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), weight));
+  const rstdOf = (xs: tf.Tensor) => tf.rsqrt(tf.add(tf.mean(tf.square(xs), -1, true), eps)); // [N, 1]
+  const gradient = (dy: tf.Tensor, xs: tf.Tensor, ws: tf.Tensor, r: tf.Tensor) =>
+    tf.tidy(() => {
+      const xhat = tf.mul(xs, r); // [N, D]
+      const g = tf.mul(dy, ws); // dL/dxhat
+      const D = xs.shape[xs.rank - 1];
+      // dx = rstd · (g − xhat · mean(g · xhat))
+      const dx = tf.mul(r, tf.sub(g, tf.mul(xhat, tf.div(tf.sum(tf.mul(g, xhat), -1, true), D))));
+      const dw = tf.sum(tf.mul(dy, xhat), 0);
+      return [dx, dw];
+    });
   const op = tf.customGrad((...args: Array<tf.Tensor | Save>) => {
     const [xIn, wIn] = args as [tf.Tensor2D, tf.Tensor1D];
-    const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xIn), -1, true), eps)); // [N, 1]
+    if (onWebGPU() && xIn.shape[0] <= MAX_WORKGROUPS) {
+      // One kernel forward; the backward recomputes the [N, 1] reciprocal RMS rather than launching it here.
+      saveOf(args)([xIn, wIn]);
+      return {
+        value: rmsNormWebGPU(xIn, wIn, eps),
+        gradFunc: (dy: tf.Tensor, [xs, ws]: tf.Tensor[]) => tf.tidy(() => gradient(dy, xs, ws, rstdOf(xs))),
+      };
+    }
+    const rstd = rstdOf(xIn);
     saveOf(args)([xIn, wIn, rstd]);
     return {
       value: tf.mul(tf.mul(xIn, rstd), wIn),
-      gradFunc: (dy: tf.Tensor, [xs, ws, r]: tf.Tensor[]) =>
-        tf.tidy(() => {
-          const xhat = tf.mul(xs, r); // [N, D]
-          const g = tf.mul(dy, ws); // dL/dxhat
-          const D = xs.shape[xs.rank - 1];
-          // dx = rstd · (g − xhat · mean(g · xhat))
-          const dx = tf.mul(r, tf.sub(g, tf.mul(xhat, tf.div(tf.sum(tf.mul(g, xhat), -1, true), D))));
-          const dw = tf.sum(tf.mul(dy, xhat), 0);
-          return [dx, dw];
-        }),
+      gradFunc: (dy: tf.Tensor, [xs, ws, r]: tf.Tensor[]) => gradient(dy, xs, ws, r),
     };
   });
   return op(x, weight) as tf.Tensor2D;
@@ -51,7 +64,7 @@ export function swiglu(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
     const [g, u] = args as [tf.Tensor2D, tf.Tensor2D];
     saveOf(args)([g, u]);
     return {
-      value: tf.mul(tf.mul(g, tf.sigmoid(g)), u),
+      value: onWebGPU() ? swigluWebGPU(g, u) : tf.mul(tf.mul(g, tf.sigmoid(g)), u),
       gradFunc: (dy: tf.Tensor, [gs, us]: tf.Tensor[]) =>
         tf.tidy(() => {
           const s = tf.sigmoid(gs);

@@ -222,3 +222,8 @@ export async function initWebGPU(limits: Record<string, number> = {}): Promise<s
 export function webgpuMaxBindingBytes(): number {
   return device?.limits.maxStorageBufferBindingSize ?? Infinity;
 }
+
+/** Whether the current webgpu device was lost (the next `initBackend({ backend: 'webgpu' })` makes a new one). */
+export function webgpuDeviceLost(): boolean {
+  return deviceLost !== null;
+}

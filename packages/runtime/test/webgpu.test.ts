@@ -9,6 +9,8 @@ import {
   initBackend,
   maxKernelTensorBytes,
   readToHost,
+  rmsNorm,
+  swiglu,
 } from '../src/index.js';
 
 // The webgpu backend on whatever adapter this machine has (on a machine without a GPU: Mesa's llvmpipe through
@@ -135,7 +137,49 @@ describe.skipIf(!found.adapter)(`webgpu backend (${found.adapter ?? found.why})`
     expect((error as BackendError).message).toMatch(/destroyed/);
     tf.dispose([x, y]);
     expect((await initBackend({ backend: 'webgpu' })).name).toBe('webgpu');
-    expect(Array.from(await tf.add(tf.scalar(1), tf.scalar(2)).data())).toEqual([3]);
+    const z = tf.add(tf.fill([64, 64], 1), 2); // on the GPU: the new device computes
+    expect((await z.data())[4095]).toBe(3);
+    z.dispose();
+  });
+
+  it('rmsNorm and swiglu run as one WGSL kernel each and equal the cpu backend, forward and gradient', async () => {
+    await initBackend({ backend: 'webgpu' });
+    const shapes: [number, number][] = [
+      [37, 100], // D over the 64 lanes, not a multiple of them
+      [5, 24], // D under them
+    ];
+    for (const [N, D] of shapes) {
+      const x = host([N, D]);
+      const w = host([D]);
+      const dy = host([N, D]);
+      const u = host([N, D]);
+      const run = async (backend: string) => {
+        await tf.setBackend(backend);
+        const [xt, wt, dyt, ut] = [x, w, dy, u].map((h) => tf.tensor(h.data, h.shape));
+        const f = (a: tf.Tensor, b: tf.Tensor) =>
+          tf.sum(tf.mul(rmsNorm(a as tf.Tensor2D, b as tf.Tensor1D, 1e-5), dyt));
+        const g = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(swiglu(a as tf.Tensor2D, b as tf.Tensor2D), dyt));
+        const outs = [
+          rmsNorm(xt as tf.Tensor2D, wt as tf.Tensor1D, 1e-5),
+          ...tf.grads(f)([xt, wt]),
+          swiglu(xt as tf.Tensor2D, ut as tf.Tensor2D),
+          ...tf.grads(g)([xt, ut]),
+        ];
+        const values = await Promise.all(outs.map((t) => t.data()));
+        tf.dispose([xt, wt, dyt, ut, ...outs]);
+        return values;
+      };
+      const cpu = await run('cpu');
+      const gpu = await run('webgpu');
+      const keys = Object.keys((tf.backend() as unknown as { pipelineCache: object }).pipelineCache);
+      expect(keys.some((k) => k.startsWith('hyperllama_rmsnorm'))).toBe(true);
+      expect(keys.some((k) => k.startsWith('hyperllama_swiglu'))).toBe(true);
+      ['rmsNorm', 'd rmsNorm/dx', 'd rmsNorm/dw', 'swiglu', 'd swiglu/dgate', 'd swiglu/dup'].forEach((what, i) => {
+        let worst = 0;
+        for (let j = 0; j < cpu[i].length; j++) worst = Math.max(worst, Math.abs(gpu[i][j] - cpu[i][j]));
+        expect(worst, `${what} [${N}, ${D}]`).toBeLessThan(1e-4);
+      });
+    }
   });
 
   it('limits the adapter cannot give are a BAD_OPTION, not a missing backend', async () => {
