@@ -34,7 +34,8 @@ export function ggufTensorName(hfName: string): string {
   if (hfName === 'lm_head.weight') return 'output.weight';
   const m = /^model\.layers\.(\d+)\.(.+)\.weight$/.exec(hfName);
   const part = m && LAYER_NAMES.find(([hf]) => hf === m[2]);
-  if (!m || !part) throw new ModelError('GGUF_UNKNOWN_TENSOR', `no GGUF name for tensor "${hfName}"`, { tensor: hfName });
+  if (!m || !part)
+    throw new ModelError('GGUF_UNKNOWN_TENSOR', `no GGUF name for tensor "${hfName}"`, { tensor: hfName });
   return `blk.${m[1]}.${part[1]}.weight`;
 }
 
@@ -74,7 +75,10 @@ export function idsOnlyVocabulary(config: LlamaConfig): GgufMetadata {
     ['tokenizer.ggml.tokens', { type: 'ARRAY', itemType: 'STRING', value: ids.map((i) => `<id_${i}>`) }],
     ['tokenizer.ggml.merges', { type: 'ARRAY', itemType: 'STRING', value: [] }],
     // llama.cpp token types: 1 normal, 3 control.
-    ['tokenizer.ggml.token_type', { type: 'ARRAY', itemType: 'INT32', value: ids.map((i) => (control.has(i) ? 3 : 1)) }],
+    [
+      'tokenizer.ggml.token_type',
+      { type: 'ARRAY', itemType: 'INT32', value: ids.map((i) => (control.has(i) ? 3 : 1)) },
+    ],
     ['tokenizer.ggml.bos_token_id', { type: 'UINT32', value: config.bosTokenId }],
     ['tokenizer.ggml.eos_token_id', { type: 'UINT32', value: config.eosTokenId }],
     ['tokenizer.ggml.add_bos_token', { type: 'BOOL', value: false }],
@@ -142,9 +146,7 @@ export function llamaGguf(
 
   const shapes = expectedWeightShapes(c);
   const missing = [...shapes.keys()].filter((n) => !weights.has(n));
-  const misShaped = [...shapes].filter(
-    ([n, s]) => weights.has(n) && weights.get(n)!.shape.join(',') !== s.join(','),
-  );
+  const misShaped = [...shapes].filter(([n, s]) => weights.has(n) && weights.get(n)!.shape.join(',') !== s.join(','));
   if (missing.length || misShaped.length) {
     throw new ModelError(
       'BAD_WEIGHTS',
@@ -176,7 +178,8 @@ export function saveGguf(
   if (source instanceof LlamaModel) {
     config = source.config;
     weights = new Map();
-    for (const [name, entry] of exportWeights(source)) weights.set(name, { shape: entry.shape, data: toFloat32(entry) });
+    for (const [name, entry] of exportWeights(source))
+      weights.set(name, { shape: entry.shape, data: toFloat32(entry) });
   } else ({ config, weights } = source);
   const { metadata, tensors } = llamaGguf(config, weights, opts);
   writeGguf(path, metadata, tensors);

@@ -359,7 +359,8 @@ function readValue(r: Reader, type: keyof typeof GgufValueType, key: string): Gg
   if (itemType === 'ARRAY') throw new GgufError('GGUF_BAD_VALUE', `metadata "${key}": nested arrays are not supported`);
   if (itemType === 'STRING') return { type, itemType, value: Array.from({ length: n }, () => r.string(key)) };
   r.need(n * SCALAR_BYTES[itemType], key);
-  if (itemType === 'BOOL') return { type, itemType, value: Array.from({ length: n }, () => r.scalar('BOOL', key) as boolean) };
+  if (itemType === 'BOOL')
+    return { type, itemType, value: Array.from({ length: n }, () => r.scalar('BOOL', key) as boolean) };
   const values = new Float64Array(n);
   for (let i = 0; i < n; i++) values[i] = r.scalar(itemType, key) as number;
   return { type, itemType, value: values };
@@ -380,7 +381,9 @@ export function readGguf(pathOrBytes: string | Uint8Array, sourceName?: string):
   const r = new Reader(bytes, source);
   const magic = r.u32('magic');
   if (magic !== GGUF_MAGIC)
-    throw new GgufError('GGUF_BAD_MAGIC', `${source}: not a GGUF file (magic 0x${magic.toString(16)})`, { file: source });
+    throw new GgufError('GGUF_BAD_MAGIC', `${source}: not a GGUF file (magic 0x${magic.toString(16)})`, {
+      file: source,
+    });
   const version = r.u32('version');
   if (version !== GGUF_VERSION) {
     throw new GgufError('GGUF_BAD_VERSION', `${source}: GGUF version ${version}, expected ${GGUF_VERSION}`, {
