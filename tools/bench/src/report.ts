@@ -76,3 +76,63 @@ export function ratioTable(ratios: Array<ModelRow & { reference: string }>): str
       .trimEnd();
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
+
+/** One row per configuration of the `llamacpp` suite: decode tokens/s, ours and llama.cpp's, and ours / llama.cpp. */
+export interface LlamaCppRow {
+  config: string;
+  ours: number;
+  oursBackend: string;
+  llamaCpp: number;
+  llamaCppF32Kv: number;
+  ratio: number;
+  ratioF32Kv: number;
+  engine: string;
+}
+
+export function llamaCppSummary(records: BenchRecord[]): LlamaCppRow[] {
+  const rows: LlamaCppRow[] = [];
+  for (const config of new Set(records.filter((r) => r.suite === 'llamacpp').map((r) => r.name))) {
+    const decode = records.filter(
+      (r) => r.suite === 'llamacpp' && r.name === config && r.metric === 'decodeTokensPerSec',
+    );
+    const ours = decode.find((r) => !r.backend.startsWith('llama.cpp'));
+    const shipped = decode.find((r) => r.backend.endsWith('f16 KV'));
+    const f32 = decode.find((r) => r.backend.endsWith('f32 KV'));
+    if (!ours || !shipped || !f32) continue;
+    rows.push({
+      config,
+      ours: ours.value,
+      oursBackend: ours.backend,
+      llamaCpp: shipped.value,
+      llamaCppF32Kv: f32.value,
+      ratio: ours.value / shipped.value,
+      ratioF32Kv: ours.value / f32.value,
+      engine: shipped.backend.replace(/ f16 KV$/, ''),
+    });
+  }
+  return rows;
+}
+
+export function llamaCppTable(rows: LlamaCppRow[]): string {
+  const head = ['config', 'ours', 'decode tokens/s', 'llama.cpp (f16 KV)', 'llama.cpp (f32 KV)', 'ours / llama.cpp'];
+  const cells = rows.map((r) => [
+    r.config,
+    r.oursBackend,
+    formatValue(r.ours),
+    formatValue(r.llamaCpp),
+    formatValue(r.llamaCppF32Kv),
+    `${r.ratio.toFixed(2)}× (${r.ratioF32Kv.toFixed(2)}× vs f32 KV)`,
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
+  const line = (c: string[]) =>
+    c
+      .map((x, i) => (i >= 2 ? x.padStart(widths[i]) : x.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
+  return [
+    `decode vs ${rows[0]?.engine ?? 'llama.cpp'}, batch 1, 2 threads:`,
+    line(head),
+    widths.map((w) => '-'.repeat(w)).join('  '),
+    ...cells.map(line),
+  ].join('\n');
+}

@@ -1,0 +1,37 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import type { LlamaCppRow } from '../src/report.js';
+import type { BenchRecord } from '../src/types.js';
+
+// The built CLI (nx builds before testing), as a user runs it.
+const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
+
+describe('hyperllama-bench --suite llamacpp', () => {
+  it('decodes the embedded base with llama.cpp on its GGUF export: same greedy tokens, rates and ratios', () => {
+    const json = join(mkdtempSync(join(tmpdir(), 'bench-')), 'llamacpp.json');
+    const r = spawnSync(
+      process.execPath,
+      [cli, '--suite', 'llamacpp', '--config', 'default', '--quick', '--json', json],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/decode vs llama\.cpp .* \(node-llama-cpp \d+\.\d+\.\d+, cpu×2\), batch 1, 2 threads/);
+    const out = JSON.parse(readFileSync(json, 'utf8')) as { llamaCpp: LlamaCppRow[]; records: BenchRecord[] };
+    const get = (metric: string, kv: string) => out.records.find((x) => x.metric === metric && x.backend.endsWith(kv))!;
+    // A trained model's greedy path is far from ties: float32 and float16 KV caches both reproduce ours.
+    expect(get('sameGreedyTokens', 'f32 KV').value).toBe(1);
+    expect(get('sameGreedyTokens', 'f16 KV').value).toBe(1);
+    const [row] = out.llamaCpp;
+    expect(row.config).toBe('default');
+    for (const v of [row.ours, row.llamaCpp, row.llamaCppF32Kv]) expect(v).toBeGreaterThan(0);
+    expect(row.ratio).toBeCloseTo(row.ours / row.llamaCpp, 10);
+    expect(get('oursOverLlamaCpp', 'f16 KV').value).toBeCloseTo(row.ratio, 10);
+    expect(get('decodeTokensPerSec', 'f16 KV').runs).toHaveLength(2);
+  });
+});
