@@ -48,7 +48,7 @@ async function llamaCppDecode(ctx: LlamaContext, prompt: Token[]): Promise<{ rat
     }
     return { rate: (NEW_TOKENS * 1000) / (performance.now() - start), tokens };
   } finally {
-    seq.dispose();
+    await seq.dispose();
   }
 }
 
