@@ -4,6 +4,7 @@ import { ModelError } from './errors.js';
 import { exportWeights } from './io.js';
 import { expectedWeightShapes, LlamaModel, type HostWeights } from './model.js';
 
+/** Options of `saveGguf` and `llamaGguf`: the tokenizer metadata and the model's name. */
 export interface GgufExportOptions {
   /**
    * The `tokenizer.ggml.*` metadata (`@hyperllama/tokenizer`'s `ggufTokenizerMetadata`). Without it the file gets

@@ -2,14 +2,16 @@ import { GgufError } from './errors.js';
 import { fileSystem } from './files.js';
 import { writeFileAtomic } from './safetensors.js';
 
-/**
- * GGUF v3, the single-file format of llama.cpp (ggml): little-endian; header "GGUF", version, tensor count, metadata
- * count; typed key/value metadata; tensor infos (name, dims innermost first, ggml type, offset); padding to the
- * alignment; tensor data, each tensor starting at a multiple of the alignment (default 32, `general.alignment`).
- * This module reads and writes the container; which keys and tensors a llama model needs is `@hyperllama/llama-model`'s.
- */
-export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian uint32
+// GGUF v3, the single-file format of llama.cpp (ggml): little-endian; header "GGUF", version, tensor count, metadata
+// count; typed key/value metadata; tensor infos (name, dims innermost first, ggml type, offset); padding to the
+// alignment; tensor data, each tensor starting at a multiple of the alignment (default 32, `general.alignment`).
+// This module reads and writes the container; which keys and tensors a llama model needs is @hyperllama/llama-model's.
+
+/** The file's first 4 bytes, "GGUF", read as a little-endian uint32. */
+export const GGUF_MAGIC = 0x46554747;
+/** The GGUF version written and read. */
 export const GGUF_VERSION = 3;
+/** Alignment of tensor data when the metadata has no `general.alignment`. */
 export const GGUF_DEFAULT_ALIGNMENT = 32;
 
 /** Metadata value types, numbered as in the format. */
@@ -28,6 +30,7 @@ export const GgufValueType = {
   INT64: 11,
   FLOAT64: 12,
 } as const;
+/** The value types that are not arrays. */
 export type GgufScalarType = Exclude<keyof typeof GgufValueType, 'ARRAY'>;
 
 /** One metadata value: a scalar, or an array of one scalar type. 64-bit integers are numbers (safe range) here. */
@@ -42,7 +45,7 @@ export type GgufValue =
 /** Ordered metadata (the order is kept in the file). */
 export type GgufMetadata = Map<string, GgufValue>;
 
-/** ggml tensor types this module writes and reads (float32 only; others are reported by number). */
+/** The ggml type number of float32, the only tensor type written here and decoded on reading (others keep their number). */
 export const GGML_TYPE_F32 = 0;
 
 /** A tensor to write: `dims` innermost first (ggml's ne[]; an HF [out, in] matrix has dims [in, out]), f32 data. */
@@ -63,6 +66,7 @@ export interface GgufTensorInfo {
   data?: Float32Array;
 }
 
+/** A parsed GGUF file: its version, metadata in file order, tensors, alignment and where the data section starts. */
 export interface GgufFile {
   version: number;
   metadata: GgufMetadata;

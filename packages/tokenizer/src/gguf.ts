@@ -7,6 +7,7 @@ import type { Tokenizer } from './tokenizer.js';
 /** llama.cpp's token types (`llama_token_type`). */
 const TokenType = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
 
+/** Options of `ggufTokenizerMetadata` (the model's vocabulary size). */
 export interface GgufTokenizerOptions {
   /**
    * Rows of the model's embedding: llama.cpp needs exactly that many tokens. Ids the tokenizer lacks become unused
@@ -49,7 +50,8 @@ function bytePreTokenizer(pre: unknown): string | null {
 }
 
 /**
- * The `tokenizer.ggml.*` metadata of a GGUF file for `tokenizer`, as llama.cpp's converter writes it:
+ * The `tokenizer.ggml.*` metadata of a GGUF file for `tokenizer`, as llama.cpp's converter writes it, or a
+ * `TOKENIZER_NOT_GGUF` error when llama.cpp cannot express it.
  * - a SentencePiece-layout BPE (Llama 1/2, our SentencePiece conversions) becomes `llama` (llama.cpp's SentencePiece
  *   tokenizer). A tokenizer.json carries merges, not SentencePiece's scores, so each piece's score is minus the rank of
  *   its first merge: llama.cpp then merges in the same order as the BPE merges;

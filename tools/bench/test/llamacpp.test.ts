@@ -31,6 +31,8 @@ describe('hyperllama-bench --suite llamacpp', () => {
     expect(row.config).toBe('default');
     for (const v of [row.ours, row.llamaCpp, row.llamaCppF32Kv]) expect(v).toBeGreaterThan(0);
     expect(row.ratio).toBeCloseTo(row.ours / row.llamaCpp, 10);
+    expect(row.oursBest).toBeGreaterThanOrEqual(row.ours);
+    expect(row.ratioBest).toBeCloseTo(row.oursBest / row.llamaCppBest, 10);
     expect(get('oursOverLlamaCpp', 'f16 KV').value).toBeCloseTo(row.ratio, 10);
     expect(get('decodeTokensPerSec', 'f16 KV').runs).toHaveLength(2);
   });
