@@ -82,11 +82,11 @@ export interface LlamaCppRow {
   config: string;
   ours: number;
   oursBackend: string;
-  llamaCpp: number;
-  llamaCppF32Kv: number;
-  ratio: number;
-  ratioF32Kv: number;
-  /** Best runs (the fastest of each side): on a shared machine, the closest to uncontended speed. */
+  /** llama.cpp's decode tokens/s by setting (`cpu×2 f16 KV`, `cpu×2 f32 KV`, `cpu×1 f16 KV`). */
+  llamaCpp: Record<string, number>;
+  /** Ours / llama.cpp by setting (medians). */
+  ratio: Record<string, number>;
+  /** Best runs of ours and of llama.cpp as shipped (2 threads, f16 KV): on a shared machine, closest to idle speed. */
   oursBest: number;
   llamaCppBest: number;
   ratioBest: number;
@@ -95,48 +95,47 @@ export interface LlamaCppRow {
 
 export function llamaCppSummary(records: BenchRecord[]): LlamaCppRow[] {
   const rows: LlamaCppRow[] = [];
+  const engineOf = /^(llama\.cpp .*\)) (cpu×.*)$/;
   for (const config of new Set(records.filter((r) => r.suite === 'llamacpp').map((r) => r.name))) {
     const decode = records.filter(
       (r) => r.suite === 'llamacpp' && r.name === config && r.metric === 'decodeTokensPerSec',
     );
-    const ours = decode.find((r) => !r.backend.startsWith('llama.cpp'));
-    const shipped = decode.find((r) => r.backend.endsWith('f16 KV'));
-    const f32 = decode.find((r) => r.backend.endsWith('f32 KV'));
-    if (!ours || !shipped || !f32) continue;
+    const ours = decode.find((r) => !engineOf.test(r.backend));
+    const theirs = decode.filter((r) => engineOf.test(r.backend));
+    const shipped = theirs.find((r) => r.backend.endsWith('cpu×2 f16 KV'));
+    if (!ours || !shipped) continue;
+    const best = (r: BenchRecord) => Math.max(...(r.runs ?? [r.value]));
     rows.push({
       config,
       ours: ours.value,
       oursBackend: ours.backend,
-      llamaCpp: shipped.value,
-      llamaCppF32Kv: f32.value,
-      ratio: ours.value / shipped.value,
-      ratioF32Kv: ours.value / f32.value,
-      oursBest: Math.max(...(ours.runs ?? [ours.value])),
-      llamaCppBest: Math.max(...(shipped.runs ?? [shipped.value])),
-      ratioBest: Math.max(...(ours.runs ?? [ours.value])) / Math.max(...(shipped.runs ?? [shipped.value])),
-      engine: shipped.backend.replace(/ f16 KV$/, ''),
+      llamaCpp: Object.fromEntries(theirs.map((r) => [engineOf.exec(r.backend)![2], r.value])),
+      ratio: Object.fromEntries(theirs.map((r) => [engineOf.exec(r.backend)![2], ours.value / r.value])),
+      oursBest: best(ours),
+      llamaCppBest: best(shipped),
+      ratioBest: best(ours) / best(shipped),
+      engine: engineOf.exec(shipped.backend)![1],
     });
   }
   return rows;
 }
 
 export function llamaCppTable(rows: LlamaCppRow[]): string {
+  const settings = [...new Set(rows.flatMap((r) => Object.keys(r.llamaCpp)))];
   const head = [
     'config',
     'ours',
-    'decode tokens/s',
-    'llama.cpp (f16 KV)',
-    'llama.cpp (f32 KV)',
-    'ours / llama.cpp',
-    'best runs: ours / llama.cpp',
+    'ours tokens/s',
+    ...settings.map((s) => `llama.cpp ${s}`),
+    ...settings.map((s) => `ours / ${s}`),
+    'best runs: ours / cpu×2 f16 KV',
   ];
   const cells = rows.map((r) => [
     r.config,
     r.oursBackend,
     formatValue(r.ours),
-    formatValue(r.llamaCpp),
-    formatValue(r.llamaCppF32Kv),
-    `${r.ratio.toFixed(2)}× (${r.ratioF32Kv.toFixed(2)}× vs f32 KV)`,
+    ...settings.map((s) => (r.llamaCpp[s] === undefined ? '-' : formatValue(r.llamaCpp[s]))),
+    ...settings.map((s) => (r.ratio[s] === undefined ? '-' : `${r.ratio[s].toFixed(2)}×`)),
     `${formatValue(r.oursBest)} / ${formatValue(r.llamaCppBest)} = ${r.ratioBest.toFixed(2)}×`,
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
@@ -146,7 +145,7 @@ export function llamaCppTable(rows: LlamaCppRow[]): string {
       .join('  ')
       .trimEnd();
   return [
-    `decode vs ${rows[0]?.engine ?? 'llama.cpp'}, batch 1, 2 threads:`,
+    `decode vs ${rows[0]?.engine ?? 'llama.cpp'}, batch 1, 16-token prompt + 64 tokens (medians of runs):`,
     line(head),
     widths.map((w) => '-'.repeat(w)).join('  '),
     ...cells.map(line),
