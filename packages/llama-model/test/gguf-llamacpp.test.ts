@@ -34,6 +34,7 @@ const config: LlamaConfig = {
   eosTokenId: 2,
 };
 const PROMPT = [1, 5, 9, 13, 40, 22, 7, 3, 60, 61, 17, 4, 88, 90, 31, 2];
+const storiesBin = join(STORIES, 'stories260K.bin');
 /** Max |Δ logit| measured with float32 KV caches: 3e-6 on both models (logits up to 7 and 14 in magnitude). */
 const LOGIT_TOLERANCE = 1e-4;
 
@@ -111,7 +112,6 @@ describe('llama.cpp runs our GGUF export as we run the model', () => {
     }
   });
 
-  const storiesBin = join(STORIES, 'stories260K.bin');
   it.skipIf(!existsSync(storiesBin))(
     `stories260K (GQA, tied): same 64 greedy tokens (needs ${storiesBin})`,
     async () => {
@@ -174,6 +174,35 @@ describe('llama.cpp tokenizes with the exported tokenizer metadata as the refere
         });
         expect([...m.tokenize('Hello world', false)]).toEqual([15043, 3186]);
         expect(m.tokens.shouldPrependBosToken).toBe(true);
+      } finally {
+        await m.dispose();
+      }
+    },
+  );
+
+  const tok512 = join(STORIES, 'tok512.bin');
+  it.skipIf(!existsSync(storiesBin) || !existsSync(tok512))(
+    `stories260K with llama2.c's tok512.bin ("llama", every space kept): ids and text as ours (needs ${tok512})`,
+    async () => {
+      const tok = loadTokenizer(tok512);
+      const model = loadLlama(storiesBin);
+      const path = join(dir, 'stories-tok512.gguf');
+      saveGguf(model, path, { tokenizer: ggufTokenizerMetadata(tok, { vocabSize: 512 }) });
+      model.dispose();
+      const llama2 = join(STORIES, '..', '..', 'tokenizers', 'llama2', 'llama-spm.inp');
+      const texts = [
+        'Once upon a time, there was a little girl named Lily.',
+        '  two leading spaces,   three inside and one trailing ',
+        'Ünïcödé → byte fallback 🦙\n\tnew line',
+        ...(existsSync(llama2) ? readFileSync(llama2, 'utf8').split('\n__ggml_vocab_test__\n') : []),
+      ];
+      const m = await llama.loadModel({ modelPath: path });
+      try {
+        for (const text of texts) {
+          const ids = tok.encode(text);
+          expect([...m.tokenize(text, false)], JSON.stringify(text)).toEqual(ids);
+          expect(m.detokenize(ids as Token[])).toBe(tok.decode(ids));
+        }
       } finally {
         await m.dispose();
       }

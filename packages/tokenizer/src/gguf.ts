@@ -60,7 +60,7 @@ function bytePreTokenizer(pre: unknown): string | null {
  * Special ids (BOS, EOS, unknown, padding when the config names one), whether BOS/EOS are added, and token types
  * (control, unknown, byte, user-defined, normal) come along. Anything else throws a `TokenizerError`
  * `TOKENIZER_NOT_GGUF` naming what llama.cpp lacks: e.g. `buildWordTokenizer`'s regex pre-tokenizer, or SentencePiece's
- * whitespace collapsing (llama2.c's `tok512`). llama.cpp's `llama-bpe` decoder always drops spaces before punctuation
+ * whitespace collapsing (stories260K's `tok512.model`). llama.cpp's `llama-bpe` decoder always drops spaces before punctuation
  * (as `clean_up_tokenization_spaces` does); token ids are unaffected.
  */
 export function ggufTokenizerMetadata(tokenizer: Tokenizer, opts: GgufTokenizerOptions = {}): GgufMetadata {

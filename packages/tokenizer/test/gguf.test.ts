@@ -10,7 +10,7 @@ import {
   llama3TokenizerJson,
   loadTokenizer,
 } from '../src/index.js';
-import { LLAMA2_MODEL, TOK512_MODEL, missing, skipNote } from './helpers.js';
+import { LLAMA2_MODEL, TOK512_BIN, TOK512_MODEL, missing, skipNote } from './helpers.js';
 
 // llama.cpp itself reading these metadata is tested in @hyperllama/llama-model (test/gguf-llamacpp.test.ts).
 
@@ -78,9 +78,14 @@ describe('ggufTokenizerMetadata', () => {
     expect(() => ggufTokenizerMetadata(word)).toThrow(/pre-tokenizer .*Split/);
   });
 
-  const noTok512 = missing(TOK512_MODEL);
-  it.skipIf(noTok512)(`refuses SentencePiece whitespace collapsing (llama2.c's tok512)${skipNote(noTok512)}`, () => {
-    const tok = loadTokenizer(TOK512_MODEL);
-    expect(() => ggufTokenizerMetadata(tok)).toThrow(/remove_extra_whitespaces/);
-  });
+  const noTok512 = missing(TOK512_MODEL, TOK512_BIN);
+  it.skipIf(noTok512)(
+    `refuses SentencePiece whitespace collapsing (tok512.model); llama2.c's tok512.bin keeps spaces and converts${skipNote(noTok512)}`,
+    () => {
+      expect(() => ggufTokenizerMetadata(loadTokenizer(TOK512_MODEL))).toThrow(/remove_extra_whitespaces/);
+      const meta = ggufTokenizerMetadata(loadTokenizer(TOK512_BIN));
+      expect(meta.get('tokenizer.ggml.model')!.value).toBe('llama');
+      expect(meta.get('tokenizer.ggml.tokens')!.value).toHaveLength(512);
+    },
+  );
 });
