@@ -1,6 +1,12 @@
 export { runCli, commands } from './main.js';
 export { CliError, type Command, type Io } from './cli-kit.js';
-export { convertModel, convertCommand, type ConvertOptions } from './commands/convert.js';
+export {
+  convertModel,
+  convertToGguf,
+  convertCommand,
+  type ConvertOptions,
+  type GgufConvertOptions,
+} from './commands/convert.js';
 export { generateText, generateCommand, type GenerateTextOptions } from './commands/generate.js';
 export { runEvaluation, runCommand, type RunOptions, type RunOutput } from './commands/run.js';
 export { mergeReports, mergeCommand, readPartialReport } from './commands/merge.js';

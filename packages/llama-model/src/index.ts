@@ -63,3 +63,11 @@ export {
   type WeightFormat,
 } from './native-weights.js';
 export { writeRandomLlamaDir, type RandomLlamaDirOptions } from './random-dir.js';
+export {
+  saveGguf,
+  idsOnlyVocabulary,
+  llamaGguf,
+  ggufTensorName,
+  permuteRotaryRows,
+  type GgufExportOptions,
+} from './gguf.js';

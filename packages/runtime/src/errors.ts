@@ -38,3 +38,6 @@ export function assertOption(ok: boolean, what: string, expected: string, value:
     });
   }
 }
+
+/** A GGUF file or buffer that violates the format, or metadata and tensors that cannot be written as GGUF. */
+export class GgufError extends HyperLlamaError {}

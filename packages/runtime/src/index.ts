@@ -1,6 +1,7 @@
 export * from './errors.js';
 export * from './rng.js';
 export * from './safetensors.js';
+export * from './gguf.js';
 export * from './backend.js';
 export * from './optim.js';
 export { loadNativeBlas, nativeCandidates, type NativeBlas, type NativeLoad, type NativeSource } from './native.js';

@@ -25,3 +25,4 @@ export {
   type Llama3VocabOptions,
 } from './llama3.js';
 export { llama3ChatIds, renderLlama3Chat, type ChatMessage, type ChatTemplateOptions } from './chat.js';
+export { ggufTokenizerMetadata, type GgufTokenizerOptions } from './gguf.js';

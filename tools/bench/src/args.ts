@@ -40,7 +40,7 @@ export function parseArgs(argv: string[]): Args {
     a.suites = bySuite
       ? [bySuite[1]]
       : a.config
-        ? ['model']
+        ? ['model', 'llamacpp']
         : Object.keys(SUITES).filter((s) => !OPT_IN_SUITES.includes(s));
   }
   for (const s of a.suites)

@@ -5,7 +5,7 @@
  *
  *   npm run bench -- [--suite runtime,model,...] [--backend wasm,wasm-1t,cpu,webgpu] [--config <name>[,<name>…]] [--quick] [--json <file>]
  *                    [--reference <pytorch.json>]
- * `--config` alone runs the `model` suite. `--reference` adds tfjs / PyTorch ratios from tools/reference/bench_reference.py.
+ * `--config` alone runs the `model` and `llamacpp` suites. `--reference` adds tfjs / PyTorch ratios from tools/reference/bench_reference.py.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { disposeBackend, initBackend } from '@hyperllama/runtime';
 import { backendSpec, parseArgs, USAGE, type Args } from './args.js';
-import { modelRatios, modelSummary, ratioTable, table } from './report.js';
+import { llamaCppSummary, llamaCppTable, modelRatios, modelSummary, ratioTable, table } from './report.js';
 import { SUITES, DEFAULT_BACKENDS } from './suites.js';
 import type { BenchRecord } from './types.js';
 
@@ -78,6 +78,8 @@ async function main(): Promise<void> {
     : [];
   const ratios = modelRatios(summary, reference);
   if (ratios.length) console.log(`\n${ratioTable(ratios)}`);
+  const llamaCpp = llamaCppSummary(records);
+  if (llamaCpp.length) console.log(`\n${llamaCppTable(llamaCpp)}`);
   const out = resolve(
     args.json ?? join('bench-results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`),
   );
@@ -88,7 +90,7 @@ async function main(): Promise<void> {
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model,
   };
-  writeFileSync(out, `${JSON.stringify({ meta, summary, reference, ratios, records }, null, 2)}\n`);
+  writeFileSync(out, `${JSON.stringify({ meta, summary, reference, ratios, llamaCpp, records }, null, 2)}\n`);
   console.log(`\nwrote ${out}`);
 }
 

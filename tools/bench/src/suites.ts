@@ -4,6 +4,7 @@ import type { Suite } from './types.js';
 export const SUITES: Record<string, () => Promise<{ run: Suite }>> = {
   runtime: () => import('./suites/runtime.js'),
   model: () => import('./suites/model.js'),
+  llamacpp: () => import('./suites/llamacpp.js'),
   tokenizer: () => import('./suites/tokenizer.js'),
   lora: () => import('./suites/lora.js'),
   hypernet: () => import('./suites/hypernet.js'),
@@ -24,6 +25,8 @@ export const DEFAULT_BACKENDS: Record<string, string[]> = {
   runtime: ['wasm', 'wasm-1t', 'cpu'],
   // The default path (the native addon where one loads) and pure wasm, so the gain stays visible.
   model: ['wasm', 'wasm-xnnpack'],
+  // Our default path against llama.cpp; both sides use 2 threads (wasm = all cores, 2 here).
+  llamacpp: ['wasm'],
   // Pure JS: the backend does not matter, cpu starts fastest.
   tokenizer: ['cpu'],
   lora: ['wasm-1t'],

@@ -24,12 +24,12 @@ describe('median and timeRuns', () => {
 });
 
 describe('options', () => {
-  it('defaults to every suite, and to the model suite when only --config is given', () => {
+  it('defaults to every suite, and to the model and llamacpp suites when only --config is given', () => {
     // Opt-in suites (big models: minutes and gigabytes) run only when named or chosen by their configs.
     expect(parseArgs([]).suites).toEqual(Object.keys(SUITES).filter((s) => s !== 'big'));
-    expect(parseArgs(['--config', 'tiny,small']).suites).toEqual(['model']);
+    expect(parseArgs(['--config', 'tiny,small']).suites).toEqual(['model', 'llamacpp']);
     expect(parseArgs(['--config', '1b-bf16,1b-nf4']).suites).toEqual(['big']);
-    expect(parseArgs(['--config', '1b,small']).suites).toEqual(['model']);
+    expect(parseArgs(['--config', '1b,small']).suites).toEqual(['model', 'llamacpp']);
     const a = parseArgs(['--suite', 'runtime,lora', '--backend', 'cpu,wasm-1t', '--quick', '--json', 'x.json']);
     expect(a).toMatchObject({ suites: ['runtime', 'lora'], backends: ['cpu', 'wasm-1t'], quick: true, json: 'x.json' });
   });

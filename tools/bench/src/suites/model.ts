@@ -68,7 +68,7 @@ export const NEW_TOKENS = 64;
 const LORA = { r: 8, alpha: 16, targetModules: ['q_proj', 'v_proj'] };
 
 /** The embedded default model: `HYPERLLAMA_BENCH_MODEL` (an HF directory or llama2.c .bin), else `@hyperllama/default-model`'s base. */
-function findDefaultModel(): string | null {
+export function findDefaultModel(): string | null {
   const fromEnv = process.env.HYPERLLAMA_BENCH_MODEL;
   if (fromEnv) return existsSync(fromEnv) ? resolve(fromEnv) : null;
   try {
