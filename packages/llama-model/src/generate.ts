@@ -150,7 +150,7 @@ export async function generate(
   }
 
   const start = performance.now();
-  const decode = !supportsSyncRead() && (opts.temperature ?? 0) <= 0 ? greedyOnDevice : decodeOnHost;
+  const decode = supportsSyncRead() ? decodeOnHost : decodeOnDevice;
   const { tokens, finishReasons, prefillEnd } = await decode(model, {
     ids,
     B,
@@ -265,16 +265,44 @@ async function decodeOnHost(model: LlamaModel, d: DecodeInput): Promise<Decoded>
   return { tokens, finishReasons, prefillEnd };
 }
 
-/** Greedy decoding on a backend without synchronous reads reads the chosen tokens this often (in steps). */
+/** Decoding on a backend without synchronous reads reads the chosen tokens this often (in steps). */
 const DEVICE_READ_EVERY = 8;
 
 /**
- * Greedy decoding that keeps the tokens on the device (webgpu): each step's argmax feeds the next step directly, and
- * the host reads the tokens and the stopped rows every {@link DEVICE_READ_EVERY} steps instead of every step's logits
- * (up to that many steps past the last stop are computed and dropped). Same tokens as {@link decodeOnHost} at
- * temperature 0, whose first-maximum choice `tf.argMax` shares.
+ * The next token of each row, on the device: the first maximum at temperature 0; otherwise {@link sampleToken}'s
+ * top-k / top-p draw, with the row's uniform number `u` [B, 1] (from the same Rng streams as on the host) picking
+ * within the kept weights. logits [B, V] → [B] int32.
  */
-async function greedyOnDevice(model: LlamaModel, d: DecodeInput): Promise<Decoded> {
+function chooseOnDevice(logits: tf.Tensor2D, opts: GenerateOptions, u: tf.Tensor2D | undefined): tf.Tensor1D {
+  const temperature = opts.temperature ?? 0;
+  if (temperature <= 0 || !u) return tf.argMax(logits, -1).toInt() as tf.Tensor1D;
+  const V = logits.shape[1];
+  const k = opts.topK && opts.topK > 0 ? Math.min(opts.topK, V) : V;
+  const { values, indices } = tf.topk(logits, k); // [B, k], descending
+  const w = tf.exp(tf.div(tf.sub(values, tf.slice(values, [0, 0], [-1, 1])), temperature));
+  const total = tf.sum(w, 1, true); // [B, 1]
+  let kept = w;
+  if (opts.topP !== undefined && opts.topP < 1) {
+    // The smallest prefix whose weight reaches topP of the total: entries whose preceding weight is still below it.
+    const before = tf.sub(tf.cumsum(w, 1), w);
+    kept = tf.mul(w, tf.cast(tf.less(before, tf.mul(total, opts.topP)), 'float32'));
+  }
+  const cumulative = tf.cumsum(kept, 1);
+  const r = tf.mul(u, tf.sum(kept, 1, true)); // [B, 1]
+  // The first entry whose cumulative weight passes r: the count of those that do not (the sum is non-decreasing).
+  // Not argMax over the mask: webgpu's argMax does not return the first of equal maxima.
+  const pick = tf.minimum(tf.sum(tf.cast(tf.lessEqual(cumulative, r), 'int32'), 1), tf.scalar(k - 1, 'int32'));
+  return tf.sum(tf.mul(indices, tf.oneHot(pick, k, 1, 0, 'int32')), 1) as tf.Tensor1D;
+}
+
+/**
+ * Decoding that keeps the tokens on the device (webgpu): each step's choice feeds the next step directly, and the
+ * host reads the tokens and the stopped rows every {@link DEVICE_READ_EVERY} steps instead of every step's logits
+ * (up to that many steps past the last stop are computed and dropped). At temperature 0 the same tokens as
+ * {@link decodeOnHost} (but for exact ties between the largest logits, which webgpu's argMax may break otherwise); sampling draws its numbers from the same seeded
+ * streams and keeps the same top-k / top-p sets, so it differs only where float rounding moves a boundary.
+ */
+async function decodeOnDevice(model: LlamaModel, d: DecodeInput): Promise<Decoded> {
   const { ids, B, L, flatIds, flatPositions, maskRows, offset, padId, stopIds, opts } = d;
   const V = model.config.vocabSize;
   let prefillEnd = performance.now();
@@ -284,6 +312,8 @@ async function greedyOnDevice(model: LlamaModel, d: DecodeInput): Promise<Decode
   const stops = tf.tensor1d([...stopIds], 'int32');
   let done: tf.Tensor = tf.zeros([B], 'bool');
   const emitted: tf.Tensor[] = []; // per step [B] int32: the chosen id, or -1 once the row had stopped before
+  const sampling = (opts.temperature ?? 0) > 0;
+  const rngs = ids.map((_, row) => new Rng(opts.seed ?? 0).fork(`row ${row}`));
   try {
     for (let step = 0; step < opts.maxNewTokens; step++) {
       const attentionMask = tf.tensor2d(maskRows.flat(), [B, maskRows[0].length], 'int32');
@@ -298,8 +328,15 @@ async function greedyOnDevice(model: LlamaModel, d: DecodeInput): Promise<Decode
       tf.dispose([inputIds, positionIds, attentionMask]);
       disposeCache(cache);
       cache = out.cache!;
+      // One number per row per step, active or not: a row's stream then advances as on the host while it runs.
+      const u = sampling
+        ? tf.tensor2d(
+            rngs.map((rng) => rng.next()),
+            [B, 1],
+          )
+        : undefined;
       const [chosen, fed, nowDone] = tf.tidy((): [tf.Tensor, tf.Tensor2D, tf.Tensor] => {
-        const next = tf.argMax(tf.reshape(out.logits!, [B, V]), -1).toInt(); // [B]
+        const next = chooseOnDevice(tf.reshape(out.logits!, [B, V]), opts, u); // [B]
         const stopped = stopIds.size
           ? tf.any(tf.equal(tf.expandDims(next, 1), tf.expandDims(stops, 0)), 1)
           : tf.zeros([B], 'bool');
@@ -311,6 +348,7 @@ async function greedyOnDevice(model: LlamaModel, d: DecodeInput): Promise<Decode
         ];
       });
       out.logits!.dispose();
+      u?.dispose();
       done.dispose();
       done = nowDone;
       emitted.push(chosen);

@@ -113,6 +113,26 @@ describe.skipIf(!found.adapter)(`on the webgpu backend (${found.adapter ?? found
     model.dispose();
   });
 
+  it('sampling on the device (temperature, top-k, top-p, seeded) draws what the cpu backend draws', async () => {
+    void tf.setBackend('cpu');
+    const model = loadLlama(dir, { trainable: false });
+    const settings = [
+      { temperature: 1.5, seed: 3 },
+      { temperature: 0.8, topK: 5, seed: 4 },
+      { temperature: 1.2, topP: 0.7, seed: 5 },
+    ];
+    // Every cpu run first: once the weights have moved to the GPU, the cpu backend cannot read them back.
+    const cpu = [];
+    for (const s of settings) cpu.push(await generate(model, prompts, { maxNewTokens: 12, stopIds: [], ...s }));
+    void tf.setBackend('webgpu');
+    for (const [i, s] of settings.entries()) {
+      const gpu = await generate(model, prompts, { maxNewTokens: 12, stopIds: [], ...s });
+      expect(gpu.tokens, JSON.stringify(s)).toEqual(cpu[i].tokens);
+      expect(new Set(cpu[i].tokens.flat()).size, 'the draws vary').toBeGreaterThan(3);
+    }
+    model.dispose();
+  });
+
   const storiesBin = join(STORIES, 'stories260K.bin');
   it.skipIf(!existsSync(storiesBin))(
     `stories260K decodes llama2.c's greedy text exactly (needs ${storiesBin})`,
