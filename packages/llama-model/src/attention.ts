@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { maskedSoftmax, maxKernelTensorBytes } from '@hyperllama/runtime';
+import { FUSED_ATTENTION_MAX_KEYS, attentionWebGPU, maskedSoftmax, maxKernelTensorBytes } from '@hyperllama/runtime';
 
 /** Additive mask value for a hidden key: finite, so a row with every key hidden gives no NaN; exp of it underflows to exactly 0 in float32. */
 export const MASK_VALUE = -1e9;
@@ -35,6 +35,10 @@ export function attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.
   const [B, H, T, hd] = q.shape;
   const S = k.shape[2];
   const scaled = tf.mul(q, 1 / Math.sqrt(hd)) as tf.Tensor4D;
+  if (tf.getBackend() === 'webgpu' && S <= FUSED_ATTENTION_MAX_KEYS && B * H * T <= MAX_WORKGROUPS) {
+    const out = fusedAttention(scaled, k, v, mask); // [B, H, T, hd]
+    return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B * T, H * hd]);
+  }
   const rowsPerChunk = Math.max(1, Math.floor(maxKernelTensorBytes() / (4 * B * H * S)));
   const chunks: tf.Tensor4D[] = [];
   for (let t0 = 0; t0 < T; t0 += rowsPerChunk) {
@@ -46,6 +50,47 @@ export function attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.
   }
   const out = chunks.length === 1 ? chunks[0] : (tf.concat(chunks, 2) as tf.Tensor4D); // [B, H, T, hd]
   return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B * T, H * hd]);
+}
+
+/** WebGPU's default maxComputeWorkgroupsPerDimension: the fused kernel runs one workgroup per query row. */
+const MAX_WORKGROUPS = 65535;
+
+/**
+ * softmax(q·kᵀ + mask)·v as one webgpu kernel (q already scaled), with the gradient recomputing the probabilities
+ * (nothing [T, S]-sized is kept between the passes). Shapes as {@link attend}'s; → [B, H, T, hd].
+ */
+function fusedAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D): tf.Tensor4D {
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [qi, ki, vi] = args as tf.Tensor4D[];
+    (args[3] as tf.GradSaveFunc)([qi, ki, vi, mask]); // the mask is a captured constant: saved, so it outlives the layer
+    return {
+      value: attentionWebGPU(qi, ki, vi, mask),
+      gradFunc: (dy: tf.Tensor, [qs, ks, vs, ms]: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [B, H, T, hd] = qs.shape;
+          const [, nKv, S] = ks.shape;
+          const rows = [B * nKv, (H / nKv) * T]; // a KV head's query heads as one block, as in attentionScores
+          const p = tf.reshape(tf.softmax(tf.add(attentionScores(qs as tf.Tensor4D, ks as tf.Tensor4D), ms)), [
+            ...rows,
+            S,
+          ]);
+          const dy3 = tf.reshape(dy, [...rows, hd]);
+          const [q3, k3, v3] = [
+            tf.reshape(qs, [...rows, hd]),
+            tf.reshape(ks, [B * nKv, S, hd]),
+            tf.reshape(vs, [B * nKv, S, hd]),
+          ];
+          const dp = tf.matMul(dy3, v3, false, true); // [B·nKv, g·T, S]
+          const ds = tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true)));
+          return [
+            tf.reshape(tf.matMul(ds, k3), [B, H, T, hd]),
+            tf.reshape(tf.matMul(ds, q3, true, false), [B, nKv, S, hd]),
+            tf.reshape(tf.matMul(p, dy3, true, false), [B, nKv, S, hd]),
+          ];
+        }),
+    };
+  });
+  return op(q, k, v) as tf.Tensor4D;
 }
 
 /**

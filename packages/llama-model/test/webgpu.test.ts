@@ -6,6 +6,7 @@ import { loadTokenizer } from '@hyperllama/tokenizer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findWebGPUAdapter } from '../../../tools/scripts/webgpu-adapter.mjs';
 import { createLlama, generate, loadLlama } from '../src/index.js';
+import { attend, causalMask } from '../src/attention.js';
 import { FIXTURES, STORIES, maxAbsDiff, readReference } from './helpers.js';
 
 // Generation on the webgpu backend (on a machine without a GPU: Mesa's llvmpipe through OpenGL ES), which in Node
@@ -92,6 +93,47 @@ describe.skipIf(!found.adapter)(`on the webgpu backend (${found.adapter ?? found
     const cpu = await lastLogits('cpu');
     const gpu = await lastLogits('webgpu');
     expect(maxAbsDiff(Array.from(gpu), Array.from(cpu))).toBeLessThan(1e-4);
+  });
+
+  it('attention runs as one WGSL kernel and equals the cpu backend, forward and gradient (GQA, padding, causal)', async () => {
+    const cases: [number, number, number, number, number, number][] = [
+      [2, 4, 2, 5, 7, 8], // B, H, nKv, T, S, hd: a short decode-like block after 2 cached keys
+      [1, 2, 1, 70, 100, 16], // more keys than the kernel's 64 lanes
+    ];
+    for (const [B, H, nKv, T, S, hd] of cases) {
+      const rand = (n: number, seed: number) =>
+        Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 7.1 + i * 1.3));
+      const qv = rand(B * H * T * hd, 1);
+      const kv = rand(B * nKv * S * hd, 2);
+      const vv = rand(B * nKv * S * hd, 3);
+      const dyv = rand(B * T * H * hd, 4);
+      const real = Array.from({ length: B }, (_, b) => Array.from({ length: S }, (_, j) => (b === 1 && j < 2 ? 0 : 1)));
+      const run = async (backend: string) => {
+        await tf.setBackend(backend);
+        const [q, k, v] = [
+          tf.tensor4d(qv, [B, H, T, hd]),
+          tf.tensor4d(kv, [B, nKv, S, hd]),
+          tf.tensor4d(vv, [B, nKv, S, hd]),
+        ];
+        const dy = tf.tensor2d(dyv, [B * T, H * hd]);
+        const mask = causalMask(T, S - T, tf.tensor2d(real, [B, S], 'int32'));
+        const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+          tf.sum(tf.mul(attend(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, mask), dy));
+        const outs = [attend(q, k, v, mask), ...tf.grads(f)([q, k, v])];
+        const values = await Promise.all(outs.map((t) => t.data()));
+        tf.dispose([q, k, v, dy, mask, ...outs]);
+        return values;
+      };
+      const cpu = await run('cpu');
+      const gpu = await run('webgpu');
+      const keys = Object.keys((tf.backend() as unknown as { pipelineCache: object }).pipelineCache);
+      expect(keys.some((key) => key.startsWith('hyperllama_attention'))).toBe(true);
+      ['output', 'd q', 'd k', 'd v'].forEach((what, i) =>
+        expect(maxAbsDiff(Array.from(gpu[i]), Array.from(cpu[i])), `${what} ${[B, H, nKv, T, S, hd]}`).toBeLessThan(
+          1e-4,
+        ),
+      );
+    }
   });
 
   it('greedy decoding keeps the tokens on the device and stops each row where the cpu backend does', async () => {

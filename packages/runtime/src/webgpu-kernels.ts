@@ -107,3 +107,83 @@ export function swigluWebGPU(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
   };
   return run(program, [gate, up]) as tf.Tensor2D;
 }
+
+/** Lanes of one attention workgroup, and the most keys its scores may hold in workgroup memory (8 KiB). */
+const ATTN_LANES = 64;
+export const FUSED_ATTENTION_MAX_KEYS = 2048;
+
+/**
+ * Attention for one query row per workgroup, in one launch: the scores against every key (q already scaled), the
+ * additive mask, the softmax (in workgroup memory) and the weighted sum of the values. Grouped-query heads read
+ * their shared KV head. q [B, H, T, hd], k and v [B, nKv, S, hd] with S ≤ {@link FUSED_ATTENTION_MAX_KEYS}, mask
+ * [B|1, 1, T, S] → [B, H, T, hd].
+ */
+export function attentionWebGPU(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D): tf.Tensor4D {
+  const [B, H, T] = q.shape;
+  const program: WebGPUProgram = {
+    variableNames: ['q', 'k', 'v', 'mask'],
+    outputShape: [...q.shape],
+    shaderKey: `hyperllama_attention_${ATTN_LANES}_${FUSED_ATTENTION_MAX_KEYS}`,
+    dispatchLayout: { x: [0, 1, 2], y: [3] },
+    dispatch: [B * H * T, 1, 1],
+    workgroupSize: [ATTN_LANES, 1, 1],
+    getUserCode: () => `
+      var<workgroup> p : array<f32, ${FUSED_ATTENTION_MAX_KEYS}>;
+      var<workgroup> red : array<f32, ${ATTN_LANES}>;
+      fn reduce(lane : i32, isMax : bool) -> f32 {
+        workgroupBarrier();
+        for (var stride = ${ATTN_LANES / 2}; stride > 0; stride = stride / 2) {
+          if (lane < stride) {
+            let other = red[lane + stride];
+            red[lane] = select(red[lane] + other, max(red[lane], other), isMax);
+          }
+          workgroupBarrier();
+        }
+        let r = red[0];
+        workgroupBarrier();
+        return r;
+      }
+      fn main() {
+        let row = i32(workgroupId.x); // (b * H + h) * T + t
+        let lane = i32(localId.x);
+        let H = uniforms.qShape.y;
+        let T = uniforms.qShape.z;
+        let hd = uniforms.qShape.w;
+        let nKv = uniforms.kShape.y;
+        let S = uniforms.kShape.z;
+        let t = row % T;
+        let h = (row / T) % H;
+        let b = row / (T * H);
+        let kvBase = (b * nKv + h / (H / nKv)) * S * hd;
+        let qBase = row * hd;
+        let mBase = (select(0, b, uniforms.maskShape.x > 1) * T + t) * S;
+        var m = -3.4e38;
+        for (var j = lane; j < S; j = j + ${ATTN_LANES}) {
+          var s = mask[mBase + j];
+          for (var d = 0; d < hd; d = d + 1) {
+            s = s + q[qBase + d] * k[kvBase + j * hd + d];
+          }
+          p[j] = s;
+          m = max(m, s);
+        }
+        red[lane] = m;
+        let top = reduce(lane, true);
+        var l = 0.0;
+        for (var j = lane; j < S; j = j + ${ATTN_LANES}) {
+          let e = exp(p[j] - top);
+          p[j] = e;
+          l = l + e;
+        }
+        red[lane] = l;
+        let total = reduce(lane, false);
+        for (var d = lane; d < hd; d = d + ${ATTN_LANES}) {
+          var o = 0.0;
+          for (var j = 0; j < S; j = j + 1) {
+            o = o + p[j] * v[kvBase + j * hd + d];
+          }
+          result[qBase + d] = o / total;
+        }
+      }`,
+  };
+  return run(program, [q, k, v, mask]) as tf.Tensor4D;
+}
