@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { onWebGPU, softmaxCrossEntropyWebGPU } from './webgpu-kernels.js';
 
 /** Kernel name of the fused row-wise softmax cross-entropy (registered for wasm with the native addon). */
 export const SOFTMAX_CE_KERNEL = 'HyperllamaSoftmaxCrossEntropy';
@@ -13,7 +14,7 @@ export function isRecordingGradients(): boolean {
  * Row-wise softmax cross-entropy and its gradient with respect to the logits, in one pass and without autograd:
  * logits [n, C], targets int32 [n] (a target outside [0, C) is ignored: loss 0, gradient 0), weights [n] →
  * losses [n] = w·(logsumexp(row) − row[target]) and dlogits [n, C] = w·(softmax(row) − onehot(target)).
- * Uses the native kernel when the backend has one, else composed tfjs ops. With `overwriteLogits` the native kernel
+ * Uses the native kernel when the backend has one, our WGSL kernels on webgpu, else composed tfjs ops. With `overwriteLogits` the native kernel
  * writes dlogits over the logits (saving one [n, C] buffer): the logits must not be read again.
  */
 export function softmaxCrossEntropyWithGrad(
@@ -29,6 +30,7 @@ export function softmaxCrossEntropyWithGrad(
       .runKernel(SOFTMAX_CE_KERNEL, { logits, targets, weights }, attrs) as tf.Tensor[];
     return { losses: losses as tf.Tensor1D, dlogits: dlogits as tf.Tensor2D };
   }
+  if (onWebGPU()) return softmaxCrossEntropyWebGPU(logits, targets, weights);
   return tf.tidy(() => {
     const C = logits.shape[1];
     const valid = tf.logicalAnd(tf.greaterEqual(targets, 0), tf.less(targets, C)); // [n]

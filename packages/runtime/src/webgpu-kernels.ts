@@ -187,3 +187,104 @@ export function attentionWebGPU(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
   };
   return run(program, [q, k, v, mask]) as tf.Tensor4D;
 }
+
+/** Lanes of one cross-entropy workgroup: one workgroup reduces one row of logits. */
+const CE_LANES = 64;
+
+/**
+ * Row-wise softmax cross-entropy and its gradient in three launches (see `softmaxCrossEntropyWithGrad` for the
+ * contract): a workgroup per row finds its log-sum-exp, then one elementwise pass each writes the [n] losses and the
+ * [n, C] gradient w·(softmax − onehot). logits [n, C], targets int32 [n], weights [n].
+ */
+export function softmaxCrossEntropyWebGPU(
+  logits: tf.Tensor2D,
+  targets: tf.Tensor1D,
+  weights: tf.Tensor1D,
+): { losses: tf.Tensor1D; dlogits: tf.Tensor2D } {
+  const [n, C] = logits.shape;
+  const lse = run(
+    {
+      variableNames: ['x'],
+      outputShape: [n],
+      shaderKey: `hyperllama_logsumexp_${CE_LANES}`,
+      dispatchLayout: { x: [0], y: [1] },
+      dispatch: [n, 1, 1],
+      workgroupSize: [CE_LANES, 1, 1],
+      getUserCode: () => `
+        var<workgroup> red : array<f32, ${CE_LANES}>;
+        fn main() {
+          let row = i32(workgroupId.x);
+          let lane = i32(localId.x);
+          let c = uniforms.xShape.y;
+          var m = -3.4e38;
+          for (var j = lane; j < c; j = j + ${CE_LANES}) { m = max(m, x[row * c + j]); }
+          red[lane] = m;
+          workgroupBarrier();
+          for (var stride = ${CE_LANES / 2}; stride > 0; stride = stride / 2) {
+            if (lane < stride) { red[lane] = max(red[lane], red[lane + stride]); }
+            workgroupBarrier();
+          }
+          let top = red[0];
+          workgroupBarrier();
+          var s = 0.0;
+          for (var j = lane; j < c; j = j + ${CE_LANES}) { s = s + exp(x[row * c + j] - top); }
+          red[lane] = s;
+          workgroupBarrier();
+          for (var stride = ${CE_LANES / 2}; stride > 0; stride = stride / 2) {
+            if (lane < stride) { red[lane] = red[lane] + red[lane + stride]; }
+            workgroupBarrier();
+          }
+          if (lane == 0) { result[row] = top + log(red[0]); }
+        }`,
+    },
+    [logits],
+  );
+  // A target outside [0, C) counts for nothing: weight 0, no onehot.
+  const valid = `let valid = tgt >= 0 && tgt < c; let wt = select(0.0, w[row], valid); let tc = clamp(tgt, 0, c - 1);`;
+  const losses = run(
+    {
+      variableNames: ['x', 'lse', 't', 'w'],
+      outputShape: [n],
+      shaderKey: 'hyperllama_ce_losses',
+      dispatchLayout: { x: [0] },
+      dispatch: [Math.ceil(n / CE_LANES), 1, 1],
+      workgroupSize: [CE_LANES, 1, 1],
+      size: true,
+      getUserCode: () => `
+        fn main(row : i32) {
+          if (row < uniforms.size) {
+            let c = uniforms.xShape.y;
+            let tgt = t[row];
+            ${valid}
+            result[row] = select(0.0, wt * (lse[row] - x[row * c + tc]), valid);
+          }
+        }`,
+    },
+    [logits, lse, targets, weights],
+  ) as tf.Tensor1D;
+  const dlogits = run(
+    {
+      variableNames: ['x', 'lse', 't', 'w'],
+      outputShape: [n, C],
+      shaderKey: 'hyperllama_ce_dlogits',
+      dispatchLayout: { x: [0, 1] },
+      dispatch: [Math.ceil((n * C) / CE_LANES), 1, 1],
+      workgroupSize: [CE_LANES, 1, 1],
+      size: true,
+      getUserCode: () => `
+        fn main(index : i32) {
+          if (index < uniforms.size) {
+            let c = uniforms.xShape.y;
+            let row = index / c;
+            let j = index % c;
+            let tgt = t[row];
+            ${valid}
+            result[index] = wt * (exp(x[index] - lse[row]) - select(0.0, 1.0, valid && j == tc));
+          }
+        }`,
+    },
+    [logits, lse, targets, weights],
+  ) as tf.Tensor2D;
+  lse.dispose();
+  return { losses, dlogits };
+}

@@ -10,6 +10,7 @@ import {
   maxKernelTensorBytes,
   readToHost,
   rmsNorm,
+  softmaxCrossEntropyWithGrad,
   swiglu,
 } from '../src/index.js';
 
@@ -180,6 +181,31 @@ describe.skipIf(!found.adapter)(`webgpu backend (${found.adapter ?? found.why})`
         expect(worst, `${what} [${N}, ${D}]`).toBeLessThan(1e-4);
       });
     }
+  });
+
+  it('softmax cross-entropy and its gradient run as WGSL kernels and equal the cpu backend', async () => {
+    await initBackend({ backend: 'webgpu' });
+    const [n, C] = [13, 1000];
+    const logits = host([n, C]);
+    const targets = Array.from({ length: n }, (_, i) => (i === 3 ? -100 : i === 7 ? C : (i * 97) % C));
+    const weights = Array.from({ length: n }, (_, i) => 0.5 + i / n);
+    const run = async (backend: string) => {
+      await tf.setBackend(backend);
+      const x = tf.tensor2d(logits.data, [n, C]);
+      const { losses, dlogits } = softmaxCrossEntropyWithGrad(x, tf.tensor1d(targets, 'int32'), tf.tensor1d(weights));
+      return [await losses.data(), await dlogits.data()];
+    };
+    const cpu = await run('cpu');
+    const gpu = await run('webgpu');
+    const keys = Object.keys((tf.backend() as unknown as { pipelineCache: object }).pipelineCache);
+    expect(keys.some((k) => k.startsWith('hyperllama_ce_dlogits'))).toBe(true);
+    expect(gpu[0][3]).toBe(0); // an ignored target
+    expect(gpu[0][7]).toBe(0); // a target outside [0, C)
+    ['losses', 'dlogits'].forEach((what, i) => {
+      let worst = 0;
+      for (let j = 0; j < cpu[i].length; j++) worst = Math.max(worst, Math.abs(gpu[i][j] - cpu[i][j]));
+      expect(worst, what).toBeLessThan(1e-5);
+    });
   });
 
   it('limits the adapter cannot give are a BAD_OPTION, not a missing backend', async () => {
