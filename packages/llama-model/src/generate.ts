@@ -269,7 +269,7 @@ async function decodeOnHost(model: LlamaModel, d: DecodeInput): Promise<Decoded>
 const DEVICE_READ_EVERY = 8;
 
 /**
- * The next token of each row, on the device: the first maximum at temperature 0; otherwise {@link sampleToken}'s
+ * The next token of each row, on the device: the largest logit at temperature 0; otherwise {@link sampleToken}'s
  * top-k / top-p draw, with the row's uniform number `u` [B, 1] (from the same Rng streams as on the host) picking
  * within the kept weights. logits [B, V] → [B] int32.
  */
