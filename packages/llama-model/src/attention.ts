@@ -36,8 +36,7 @@ export function attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.
   const S = k.shape[2];
   const scaled = tf.mul(q, 1 / Math.sqrt(hd)) as tf.Tensor4D;
   if (tf.getBackend() === 'webgpu' && S <= FUSED_ATTENTION_MAX_KEYS && B * H * T <= MAX_WORKGROUPS) {
-    const out = fusedAttention(scaled, k, v, mask); // [B, H, T, hd]
-    return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B * T, H * hd]);
+    return toTokens(fusedAttention(scaled, k, v, mask));
   }
   const rowsPerChunk = Math.max(1, Math.floor(maxKernelTensorBytes() / (4 * B * H * S)));
   const chunks: tf.Tensor4D[] = [];
@@ -49,7 +48,13 @@ export function attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.
     chunks.push(attentionValues(probs, v)); // [B, H, n, hd]
   }
   const out = chunks.length === 1 ? chunks[0] : (tf.concat(chunks, 2) as tf.Tensor4D); // [B, H, T, hd]
-  return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B * T, H * hd]);
+  return toTokens(out);
+}
+
+/** [B, H, T, hd] → [B·T, H·hd]; one token (decoding) needs no transpose, its layout is the same. */
+function toTokens(out: tf.Tensor4D): tf.Tensor2D {
+  const [B, H, T, hd] = out.shape;
+  return tf.reshape(T === 1 ? out : tf.transpose(out, [0, 2, 1, 3]), [B * T, H * hd]);
 }
 
 /** WebGPU's default maxComputeWorkgroupsPerDimension: the fused kernel runs one workgroup per query row. */

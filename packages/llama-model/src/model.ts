@@ -359,8 +359,11 @@ export class LlamaModel {
         maxPositionEmbeddings: c.maxPositionEmbeddings,
         seqLen: o.positionIds ? undefined : S,
       });
+      // [B·T, heads·hd] → [B, heads, T, hd]; one token (decoding) needs no transpose, its layout is the same.
       const toHeads = (x: tf.Tensor2D, heads: number) =>
-        tf.transpose(tf.reshape(x, [B, T, heads, c.headDim]), [0, 2, 1, 3]) as tf.Tensor4D;
+        (T === 1
+          ? tf.reshape(x, [B, heads, 1, c.headDim])
+          : tf.transpose(tf.reshape(x, [B, T, heads, c.headDim]), [0, 2, 1, 3])) as tf.Tensor4D;
       // prefix, cache, then this call's keys/values along the sequence axis; batch-1 prefixes are tiled to B.
       const withPast = (mine: tf.Tensor4D, earlier: tf.Tensor4D[]) => {
         if (earlier.length === 0) return mine;
