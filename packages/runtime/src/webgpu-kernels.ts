@@ -37,54 +37,67 @@ function run(program: WebGPUProgram, inputs: tf.Tensor[], uniforms?: Array<{ typ
   return tf.engine().makeTensorFromTensorInfo(info);
 }
 
-/** Lanes of one RMSNorm workgroup (a power of two): one workgroup normalises one row. */
-const RMS_LANES = 64;
+/** Lanes of one workgroup (a power of two): the row kernels give each row one workgroup. */
+const LANES = 64;
+
+/**
+ * WGSL for the row kernels: `reduceSum(lane, v)` and `reduceMax(lane, v)` combine one value per lane through workgroup
+ * memory (a tree over {@link LANES} lanes) and give every lane the result. Call them from uniform control flow; their
+ * barriers also make the workgroup's earlier writes visible to every lane.
+ */
+const ROW_REDUCE = `
+  var<workgroup> red : array<f32, ${LANES}>;
+  fn reduce(lane : i32, v : f32, isMax : bool) -> f32 {
+    red[lane] = v;
+    workgroupBarrier();
+    for (var stride = ${LANES / 2}; stride > 0; stride = stride / 2) {
+      if (lane < stride) {
+        let other = red[lane + stride];
+        red[lane] = select(red[lane] + other, max(red[lane], other), isMax);
+      }
+      workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+  }
+  fn reduceSum(lane : i32, v : f32) -> f32 { return reduce(lane, v, false); }
+  fn reduceMax(lane : i32, v : f32) -> f32 { return reduce(lane, v, true); }`;
 
 /**
  * RMSNorm in one launch: x [N, D], w [D] → x · rsqrt(mean(x²) + eps) · w. Each workgroup sums one row's squares in
- * workgroup memory (a tree over {@link RMS_LANES} lanes), then scales the row.
+ * workgroup memory, then scales the row.
  */
 export function rmsNormWebGPU(x: tf.Tensor2D, w: tf.Tensor1D, eps: number): tf.Tensor2D {
   const [N, D] = x.shape;
   const program: WebGPUProgram = {
     variableNames: ['x', 'w'],
     outputShape: [N, D],
-    shaderKey: `hyperllama_rmsnorm_${RMS_LANES}`,
+    shaderKey: `hyperllama_rmsnorm_${LANES}`,
     dispatchLayout: { x: [0], y: [1] },
     dispatch: [N, 1, 1],
-    workgroupSize: [RMS_LANES, 1, 1],
+    workgroupSize: [LANES, 1, 1],
     uniforms: 'eps : f32,',
     getUserCode: () => `
-      var<workgroup> partial : array<f32, ${RMS_LANES}>;
+      ${ROW_REDUCE}
       fn main() {
         let row = i32(workgroupId.x);
         let lane = i32(localId.x);
         let d = uniforms.xShape.y;
         let base = row * d;
         var s = 0.0;
-        for (var j = lane; j < d; j = j + ${RMS_LANES}) {
+        for (var j = lane; j < d; j = j + ${LANES}) {
           let v = x[base + j];
           s = s + v * v;
         }
-        partial[lane] = s;
-        workgroupBarrier();
-        for (var stride = ${RMS_LANES / 2}; stride > 0; stride = stride / 2) {
-          if (lane < stride) {
-            partial[lane] = partial[lane] + partial[lane + stride];
-          }
-          workgroupBarrier();
-        }
-        let r = inverseSqrt(partial[0] / f32(d) + uniforms.eps);
-        for (var j = lane; j < d; j = j + ${RMS_LANES}) {
+        let r = inverseSqrt(reduceSum(lane, s) / f32(d) + uniforms.eps);
+        for (var j = lane; j < d; j = j + ${LANES}) {
           result[base + j] = x[base + j] * r * w[j];
         }
       }`,
   };
   return run(program, [x, w], [{ type: 'float32', data: [eps] }]) as tf.Tensor2D;
 }
-
-/** Elements per SwiGLU invocation's workgroup. */
-const SWIGLU_LANES = 64;
 
 /** SwiGLU's gating in one launch: silu(gate) · up, elementwise, gate and up [N, F] → [N, F]. */
 export function swigluWebGPU(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
@@ -94,8 +107,8 @@ export function swigluWebGPU(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
     outputShape: [...gate.shape],
     shaderKey: 'hyperllama_swiglu',
     dispatchLayout: { x: [0, 1] },
-    dispatch: [Math.ceil(size / SWIGLU_LANES), 1, 1],
-    workgroupSize: [SWIGLU_LANES, 1, 1],
+    dispatch: [Math.ceil(size / LANES), 1, 1],
+    workgroupSize: [LANES, 1, 1],
     size: true,
     getUserCode: () => `
       fn main(index : i32) {
@@ -108,8 +121,7 @@ export function swigluWebGPU(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
   return run(program, [gate, up]) as tf.Tensor2D;
 }
 
-/** Lanes of one attention workgroup, and the most keys its scores may hold in workgroup memory (8 KiB). */
-const ATTN_LANES = 64;
+/** The most keys one attention workgroup takes: its scores live in workgroup memory (8 KiB). */
 export const FUSED_ATTENTION_MAX_KEYS = 2048;
 
 /**
@@ -123,26 +135,13 @@ export function attentionWebGPU(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
   const program: WebGPUProgram = {
     variableNames: ['q', 'k', 'v', 'mask'],
     outputShape: [...q.shape],
-    shaderKey: `hyperllama_attention_${ATTN_LANES}_${FUSED_ATTENTION_MAX_KEYS}`,
+    shaderKey: `hyperllama_attention_${LANES}_${FUSED_ATTENTION_MAX_KEYS}`,
     dispatchLayout: { x: [0, 1, 2], y: [3] },
     dispatch: [B * H * T, 1, 1],
-    workgroupSize: [ATTN_LANES, 1, 1],
+    workgroupSize: [LANES, 1, 1],
     getUserCode: () => `
       var<workgroup> p : array<f32, ${FUSED_ATTENTION_MAX_KEYS}>;
-      var<workgroup> red : array<f32, ${ATTN_LANES}>;
-      fn reduce(lane : i32, isMax : bool) -> f32 {
-        workgroupBarrier();
-        for (var stride = ${ATTN_LANES / 2}; stride > 0; stride = stride / 2) {
-          if (lane < stride) {
-            let other = red[lane + stride];
-            red[lane] = select(red[lane] + other, max(red[lane], other), isMax);
-          }
-          workgroupBarrier();
-        }
-        let r = red[0];
-        workgroupBarrier();
-        return r;
-      }
+      ${ROW_REDUCE}
       fn main() {
         let row = i32(workgroupId.x); // (b * H + h) * T + t
         let lane = i32(localId.x);
@@ -158,7 +157,7 @@ export function attentionWebGPU(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
         let qBase = row * hd;
         let mBase = (select(0, b, uniforms.maskShape.x > 1) * T + t) * S;
         var m = -3.4e38;
-        for (var j = lane; j < S; j = j + ${ATTN_LANES}) {
+        for (var j = lane; j < S; j = j + ${LANES}) {
           var s = mask[mBase + j];
           for (var d = 0; d < hd; d = d + 1) {
             s = s + q[qBase + d] * k[kvBase + j * hd + d];
@@ -166,17 +165,15 @@ export function attentionWebGPU(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
           p[j] = s;
           m = max(m, s);
         }
-        red[lane] = m;
-        let top = reduce(lane, true);
+        let top = reduceMax(lane, m);
         var l = 0.0;
-        for (var j = lane; j < S; j = j + ${ATTN_LANES}) {
+        for (var j = lane; j < S; j = j + ${LANES}) {
           let e = exp(p[j] - top);
           p[j] = e;
           l = l + e;
         }
-        red[lane] = l;
-        let total = reduce(lane, false);
-        for (var d = lane; d < hd; d = d + ${ATTN_LANES}) {
+        let total = reduceSum(lane, l);
+        for (var d = lane; d < hd; d = d + ${LANES}) {
           var o = 0.0;
           for (var j = 0; j < S; j = j + 1) {
             o = o + p[j] * v[kvBase + j * hd + d];
@@ -187,9 +184,6 @@ export function attentionWebGPU(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
   };
   return run(program, [q, k, v, mask]) as tf.Tensor4D;
 }
-
-/** Lanes of one cross-entropy workgroup: one workgroup reduces one row of logits. */
-const CE_LANES = 64;
 
 /**
  * Row-wise softmax cross-entropy and its gradient in three launches (see `softmaxCrossEntropyWithGrad` for the
@@ -206,35 +200,23 @@ export function softmaxCrossEntropyWebGPU(
     {
       variableNames: ['x'],
       outputShape: [n],
-      shaderKey: `hyperllama_logsumexp_${CE_LANES}`,
+      shaderKey: `hyperllama_logsumexp_${LANES}`,
       dispatchLayout: { x: [0], y: [1] },
       dispatch: [n, 1, 1],
-      workgroupSize: [CE_LANES, 1, 1],
+      workgroupSize: [LANES, 1, 1],
       getUserCode: () => `
-        var<workgroup> red : array<f32, ${CE_LANES}>;
+        ${ROW_REDUCE}
         fn main() {
           let row = i32(workgroupId.x);
           let lane = i32(localId.x);
           let c = uniforms.xShape.y;
           var m = -3.4e38;
-          for (var j = lane; j < c; j = j + ${CE_LANES}) { m = max(m, x[row * c + j]); }
-          red[lane] = m;
-          workgroupBarrier();
-          for (var stride = ${CE_LANES / 2}; stride > 0; stride = stride / 2) {
-            if (lane < stride) { red[lane] = max(red[lane], red[lane + stride]); }
-            workgroupBarrier();
-          }
-          let top = red[0];
-          workgroupBarrier();
+          for (var j = lane; j < c; j = j + ${LANES}) { m = max(m, x[row * c + j]); }
+          let top = reduceMax(lane, m);
           var s = 0.0;
-          for (var j = lane; j < c; j = j + ${CE_LANES}) { s = s + exp(x[row * c + j] - top); }
-          red[lane] = s;
-          workgroupBarrier();
-          for (var stride = ${CE_LANES / 2}; stride > 0; stride = stride / 2) {
-            if (lane < stride) { red[lane] = red[lane] + red[lane + stride]; }
-            workgroupBarrier();
-          }
-          if (lane == 0) { result[row] = top + log(red[0]); }
+          for (var j = lane; j < c; j = j + ${LANES}) { s = s + exp(x[row * c + j] - top); }
+          let total = reduceSum(lane, s);
+          if (lane == 0) { result[row] = top + log(total); }
         }`,
     },
     [logits],
@@ -247,8 +229,8 @@ export function softmaxCrossEntropyWebGPU(
       outputShape: [n],
       shaderKey: 'hyperllama_ce_losses',
       dispatchLayout: { x: [0] },
-      dispatch: [Math.ceil(n / CE_LANES), 1, 1],
-      workgroupSize: [CE_LANES, 1, 1],
+      dispatch: [Math.ceil(n / LANES), 1, 1],
+      workgroupSize: [LANES, 1, 1],
       size: true,
       getUserCode: () => `
         fn main(row : i32) {
@@ -268,8 +250,8 @@ export function softmaxCrossEntropyWebGPU(
       outputShape: [n, C],
       shaderKey: 'hyperllama_ce_dlogits',
       dispatchLayout: { x: [0, 1] },
-      dispatch: [Math.ceil((n * C) / CE_LANES), 1, 1],
-      workgroupSize: [CE_LANES, 1, 1],
+      dispatch: [Math.ceil((n * C) / LANES), 1, 1],
+      workgroupSize: [LANES, 1, 1],
       size: true,
       getUserCode: () => `
         fn main(index : i32) {
