@@ -161,6 +161,7 @@ export async function generate(
     offset,
     padId,
     stopIds,
+    rngs: ids.map((_, row) => new Rng(opts.seed ?? 0).fork(`row ${row}`)),
     opts,
   });
   const end = performance.now();
@@ -192,6 +193,8 @@ interface DecodeInput {
   offset: number;
   padId: number;
   stopIds: Set<number>;
+  /** Each row's sampling stream (seed, row): the host and the device draw one number per row and step from it. */
+  rngs: Rng[];
   opts: GenerateOptions;
 }
 
@@ -202,42 +205,72 @@ interface Decoded {
   prefillEnd: number;
 }
 
+/**
+ * The forward passes of a decoding loop: the prompt batch first (behind the prefix), then one token per row at the
+ * next position, against the growing KV cache. `next(fed)` takes over the fed tokens [B, 1] (none on the first call)
+ * and returns the last position's logits [B, 1, V] (the caller disposes them); `dispose()` frees the cache.
+ */
+function forwardSteps(model: LlamaModel, d: DecodeInput) {
+  const { ids, B, L, maskRows, offset, opts } = d;
+  let cache: KVCache = emptyCache();
+  let step = 0;
+  return {
+    next(fed?: tf.Tensor2D): tf.Tensor {
+      const first = step === 0;
+      if (!first) for (const row of maskRows) row.push(1);
+      const inputIds = first ? tf.tensor2d(d.flatIds, [B, L], 'int32') : fed!;
+      const positionIds = first
+        ? tf.tensor2d(d.flatPositions, [B, L], 'int32')
+        : tf.tensor2d(
+            ids.map((p) => offset + p.length + step - 1),
+            [B, 1],
+            'int32',
+          );
+      const attentionMask = tf.tensor2d(maskRows.flat(), [B, maskRows[0].length], 'int32');
+      try {
+        const out = model.forward({
+          inputIds,
+          positionIds,
+          attentionMask,
+          cache,
+          prefix: first ? opts.prefix : undefined,
+          lastLogitsOnly: true,
+        });
+        disposeCache(cache);
+        cache = out.cache!;
+        step++;
+        return out.logits!;
+      } finally {
+        tf.dispose([inputIds, positionIds, attentionMask]);
+      }
+    },
+    dispose: () => disposeCache(cache),
+  };
+}
+
 /** Reads each step's logits to the host and samples there (any temperature, top-k, top-p). */
 async function decodeOnHost(model: LlamaModel, d: DecodeInput): Promise<Decoded> {
-  const { ids, B, L, flatIds, flatPositions, maskRows, offset, padId, stopIds, opts } = d;
-  const c = model.config;
+  const { ids, B, padId, stopIds, rngs, opts } = d;
+  const V = model.config.vocabSize;
   const tokens: number[][] = ids.map(() => []);
   const finishReasons: Array<'stop' | 'length'> = ids.map(() => 'length');
   const active = ids.map(() => opts.maxNewTokens > 0);
-  const rngs = ids.map((_, row) => new Rng(opts.seed ?? 0).fork(`row ${row}`));
   let prefillEnd = performance.now();
-  let cache: KVCache = emptyCache();
-  let inputIds = tf.tensor2d(flatIds, [B, L], 'int32');
-  let positionIds = tf.tensor2d(flatPositions, [B, L], 'int32');
-  let step = 0;
+  const steps = forwardSteps(model, d);
+  let fed: tf.Tensor2D | undefined;
   try {
-    while (active.some(Boolean)) {
-      const attentionMask = tf.tensor2d(maskRows.flat(), [B, maskRows[0].length], 'int32');
-      const out = model.forward({
-        inputIds,
-        positionIds,
-        attentionMask,
-        cache,
-        prefix: step === 0 ? opts.prefix : undefined,
-        lastLogitsOnly: true,
-      });
-      tf.dispose([inputIds, positionIds, attentionMask]);
-      disposeCache(cache);
-      cache = out.cache!;
-      const logits = (await out.logits!.data()) as Float32Array; // [B, 1, V]
-      out.logits!.dispose();
+    for (let step = 0; active.some(Boolean); step++) {
+      const out = steps.next(fed);
+      fed = undefined;
+      const logits = (await out.data()) as Float32Array; // [B, 1, V]
+      out.dispose();
       if (step === 0) prefillEnd = performance.now();
 
       const next: number[] = [];
       for (let row = 0; row < B; row++) {
         let id = padId;
         if (active[row]) {
-          id = sampleToken(logits.subarray(row * c.vocabSize, (row + 1) * c.vocabSize), opts, rngs[row]);
+          id = sampleToken(logits.subarray(row * V, (row + 1) * V), opts, rngs[row]);
           if (stopIds.has(id)) {
             active[row] = false;
             finishReasons[row] = 'stop';
@@ -248,19 +281,12 @@ async function decodeOnHost(model: LlamaModel, d: DecodeInput): Promise<Decoded>
           }
         }
         next.push(id);
-        maskRows[row].push(1);
       }
-      step++;
-      inputIds = tf.tensor2d(next, [B, 1], 'int32');
-      positionIds = tf.tensor2d(
-        ids.map((p) => offset + p.length + step - 1),
-        [B, 1],
-        'int32',
-      );
+      fed = tf.tensor2d(next, [B, 1], 'int32');
     }
   } finally {
-    tf.dispose([inputIds, positionIds]);
-    disposeCache(cache);
+    fed?.dispose();
+    steps.dispose();
   }
   return { tokens, finishReasons, prefillEnd };
 }
@@ -299,35 +325,23 @@ function chooseOnDevice(logits: tf.Tensor2D, opts: GenerateOptions, u: tf.Tensor
  * Decoding that keeps the tokens on the device (webgpu): each step's choice feeds the next step directly, and the
  * host reads the tokens and the stopped rows every {@link DEVICE_READ_EVERY} steps instead of every step's logits
  * (up to that many steps past the last stop are computed and dropped). At temperature 0 the same tokens as
- * {@link decodeOnHost} (but for exact ties between the largest logits, which webgpu's argMax may break otherwise); sampling draws its numbers from the same seeded
- * streams and keeps the same top-k / top-p sets, so it differs only where float rounding moves a boundary.
+ * {@link decodeOnHost} (but for exact ties between the largest logits, which webgpu's argMax may break
+ * otherwise); sampling draws its numbers from the same seeded streams and keeps the same top-k / top-p sets, so it differs only where float rounding moves a boundary.
  */
 async function decodeOnDevice(model: LlamaModel, d: DecodeInput): Promise<Decoded> {
-  const { ids, B, L, flatIds, flatPositions, maskRows, offset, padId, stopIds, opts } = d;
+  const { ids, B, padId, stopIds, rngs, opts } = d;
   const V = model.config.vocabSize;
   let prefillEnd = performance.now();
-  let cache: KVCache = emptyCache();
-  let inputIds: tf.Tensor2D = tf.tensor2d(flatIds, [B, L], 'int32');
-  let positionIds = tf.tensor2d(flatPositions, [B, L], 'int32');
+  const steps = forwardSteps(model, d);
+  let fed: tf.Tensor2D | undefined;
   const stops = tf.tensor1d([...stopIds], 'int32');
   let done: tf.Tensor = tf.zeros([B], 'bool');
   const emitted: tf.Tensor[] = []; // per step [B] int32: the chosen id, or -1 once the row had stopped before
   const sampling = (opts.temperature ?? 0) > 0;
-  const rngs = ids.map((_, row) => new Rng(opts.seed ?? 0).fork(`row ${row}`));
   try {
     for (let step = 0; step < opts.maxNewTokens; step++) {
-      const attentionMask = tf.tensor2d(maskRows.flat(), [B, maskRows[0].length], 'int32');
-      const out = model.forward({
-        inputIds,
-        positionIds,
-        attentionMask,
-        cache,
-        prefix: step === 0 ? opts.prefix : undefined,
-        lastLogitsOnly: true,
-      });
-      tf.dispose([inputIds, positionIds, attentionMask]);
-      disposeCache(cache);
-      cache = out.cache!;
+      const logits = steps.next(fed);
+      fed = undefined;
       // One number per row per step, active or not: a row's stream then advances as on the host while it runs.
       const u = sampling
         ? tf.tensor2d(
@@ -335,8 +349,8 @@ async function decodeOnDevice(model: LlamaModel, d: DecodeInput): Promise<Decode
             [B, 1],
           )
         : undefined;
-      const [chosen, fed, nowDone] = tf.tidy((): [tf.Tensor, tf.Tensor2D, tf.Tensor] => {
-        const next = chooseOnDevice(tf.reshape(out.logits!, [B, V]), opts, u); // [B]
+      const [chosen, toFeed, nowDone] = tf.tidy((): [tf.Tensor, tf.Tensor2D, tf.Tensor] => {
+        const next = chooseOnDevice(tf.reshape(logits, [B, V]), opts, u); // [B]
         const stopped = stopIds.size
           ? tf.any(tf.equal(tf.expandDims(next, 1), tf.expandDims(stops, 0)), 1)
           : tf.zeros([B], 'bool');
@@ -347,36 +361,30 @@ async function decodeOnDevice(model: LlamaModel, d: DecodeInput): Promise<Decode
           after,
         ];
       });
-      out.logits!.dispose();
+      logits.dispose();
       u?.dispose();
       done.dispose();
       done = nowDone;
       emitted.push(chosen);
-      inputIds = fed;
-      for (const row of maskRows) row.push(1);
-      positionIds = tf.tensor2d(
-        ids.map((p) => offset + p.length + step),
-        [B, 1],
-        'int32',
-      );
+      fed = toFeed;
       if (step === 0) {
         await chosen.data(); // the prompt's pass, timed
         prefillEnd = performance.now();
       }
       if ((step + 1) % DEVICE_READ_EVERY === 0 && (await done.data()).every(Boolean)) break;
     }
-    const steps = emitted.length;
+    const n = emitted.length;
     let all: Int32Array = new Int32Array(0);
-    if (steps > 0) {
-      const stacked = tf.stack(emitted, 1); // [B, steps]
+    if (n > 0) {
+      const stacked = tf.stack(emitted, 1); // [B, n]
       all = (await stacked.data()) as Int32Array;
       stacked.dispose();
     }
     const tokens: number[][] = ids.map(() => []);
     const finishReasons: Array<'stop' | 'length'> = ids.map(() => 'length');
     for (let row = 0; row < B; row++) {
-      for (let t = 0; t < steps; t++) {
-        const id = all[row * steps + t];
+      for (let t = 0; t < n; t++) {
+        const id = all[row * n + t];
         if (id < 0) break;
         if (stopIds.has(id)) {
           finishReasons[row] = 'stop';
@@ -387,7 +395,8 @@ async function decodeOnDevice(model: LlamaModel, d: DecodeInput): Promise<Decode
     }
     return { tokens, finishReasons, prefillEnd };
   } finally {
-    tf.dispose([inputIds, positionIds, stops, done, ...emitted]);
-    disposeCache(cache);
+    tf.dispose([stops, done, ...emitted]);
+    fed?.dispose();
+    steps.dispose();
   }
 }
