@@ -110,6 +110,23 @@ async function downloadBytes(page: Page): Promise<Buffer> {
   return Buffer.from(b64, 'base64');
 }
 
+/** Serves the built site (building it first if needed) and launches headless Chromium with `args` added. */
+async function startSite(
+  args: string[],
+): Promise<{ server: { url: string; close(): Promise<void> }; browser: Browser }> {
+  if (!existsSync(join(app, 'dist', 'index.html'))) {
+    const r = spawnSync('npx', ['vite', 'build'], { cwd: app, stdio: 'inherit' });
+    expect(r.status).toBe(0);
+  }
+  const server = await startServer({ dir: join(app, 'dist'), port: 0 });
+  const browser = await puppeteer.launch({
+    executablePath: chromium,
+    headless: true,
+    args: ['--no-sandbox', '--disable-dev-shm-usage', ...args],
+  });
+  return { server, browser };
+}
+
 describe.skipIf(!chromium)(
   `playground in headless Chromium${chromium ? '' : ' (skipped: no chromium installed; apt-get install chromium)'}`,
   () => {
@@ -119,16 +136,7 @@ describe.skipIf(!chromium)(
     const pageErrors: string[] = [];
 
     beforeAll(async () => {
-      if (!existsSync(join(app, 'dist', 'index.html'))) {
-        const r = spawnSync('npx', ['vite', 'build'], { cwd: app, stdio: 'inherit' });
-        expect(r.status).toBe(0);
-      }
-      server = await startServer({ dir: join(app, 'dist'), port: 0 });
-      browser = await puppeteer.launch({
-        executablePath: chromium,
-        headless: true,
-        args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-      });
+      ({ server, browser } = await startSite(['--disable-gpu']));
       page = await browser.newPage();
       await page.setViewport({ width: 1100, height: 1400 });
       page.on('pageerror', (e) => pageErrors.push(String(e)));
@@ -260,16 +268,7 @@ describe.skipIf(!chromium)(
     };
 
     beforeAll(async () => {
-      if (!existsSync(join(app, 'dist', 'index.html'))) {
-        const r = spawnSync('npx', ['vite', 'build'], { cwd: app, stdio: 'inherit' });
-        expect(r.status).toBe(0);
-      }
-      server = await startServer({ dir: join(app, 'dist'), port: 0 });
-      browser = await puppeteer.launch({
-        executablePath: chromium,
-        headless: true,
-        args: ['--no-sandbox', '--disable-dev-shm-usage', ...WEBGPU_ARGS],
-      });
+      ({ server, browser } = await startSite(WEBGPU_ARGS));
     }, 300_000);
 
     afterAll(async () => {
