@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { disposeBackend, initBackend } from '@hyperllama/runtime';
+import { disposeBackend, initBackend, setWebGPUMatMul } from '@hyperllama/runtime';
 import { loadTokenizer } from '@hyperllama/tokenizer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findWebGPUAdapter } from '../../../tools/scripts/webgpu-adapter.mjs';
@@ -53,6 +53,43 @@ describe.skipIf(!found.adapter)(`on the webgpu backend (${found.adapter ?? found
     expect(tokens).toEqual(cpuTokens);
     tf.dispose([logits, ...inputs]);
     model.dispose();
+  });
+
+  it("with the tiled matMul opted in, the forward pass runs its products on it and its logits equal tfjs-webgpu's", async () => {
+    const model = loadLlama(dir, { trainable: false });
+    const [B, T] = [ref.ids.length, ref.ids[0].length];
+    const inputIds = tf.tensor2d(ref.ids, [B, T], 'int32');
+    const attentionMask = tf.tensor2d(ref.mask, [B, T], 'int32');
+    const backend = tf.findBackend('webgpu') as unknown as {
+      runWebGPUProgram(program: { shaderKey: string }, ...rest: unknown[]): unknown;
+    };
+    const original = backend.runWebGPUProgram;
+    let launches = 0;
+    backend.runWebGPUProgram = function (program, ...rest) {
+      if (program.shaderKey.startsWith('hyperllama_matmul')) launches++;
+      return original.call(this, program, ...rest);
+    };
+    const logits = async () => {
+      const out = model.forward({ inputIds, attentionMask }).logits!;
+      const values = await out.data();
+      out.dispose();
+      return values;
+    };
+    try {
+      const tfjs = await logits();
+      expect(launches).toBe(0);
+      setWebGPUMatMul('tiled');
+      const tiled = await logits();
+      // Per layer q, k, v, o, gate, up, down and RoPE's rotate_half of q and k, then the LM head (attention itself is
+      // one fused kernel).
+      expect(launches).toBe(9 * model.config.numHiddenLayers + 1);
+      expect(maxAbsDiff(Array.from(tiled), Array.from(tfjs))).toBeLessThan(1e-4);
+    } finally {
+      setWebGPUMatMul('tfjs');
+      backend.runWebGPUProgram = original;
+      tf.dispose([inputIds, attentionMask]);
+      model.dispose();
+    }
   });
 
   it('attention over more than the adapter binds at once runs in chunks of query rows and equals cpu', async () => {

@@ -5,6 +5,7 @@ import { envVar, isNode, nodeBuiltin, nodeProcess } from './platform.js';
 import { loadNativeBlas } from './native.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 import { initWebGPU, webgpuDeviceLost, webgpuMaxBindingBytes } from './webgpu.js';
+import { setWebGPUMatMul, type WebGPUMatMul } from './webgpu-kernels.js';
 
 export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu' | 'webgpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu'];
@@ -32,6 +33,11 @@ export interface BackendOptions {
    * 2 ** 27 }` to behave like a GPU that binds 128 MiB at most (values below WebGPU's defaults become the defaults).
    */
   webgpuLimits?: Record<string, number>;
+  /**
+   * webgpu only: the kernel of every matMul, `tfjs` (tfjs-webgpu's own; the default) or `tiled` (ours, opt-in until a
+   * GPU measures it faster: `matMulWebGPU`). `HYPERLLAMA_WEBGPU_MATMUL` overrides; unset, the current choice stays.
+   */
+  webgpuMatMul?: WebGPUMatMul;
   /**
    * Browser only: the URL prefix (ending in `/`) the tfjs-backend-wasm `.wasm` files are served from. Under Node they
    * are found in the installed package.
@@ -277,6 +283,8 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
       actual: options.wasmThreads,
     });
   }
+  const webgpuMatMul = envVar('HYPERLLAMA_WEBGPU_MATMUL')?.trim() || options.webgpuMatMul;
+  if (requested === 'webgpu' && webgpuMatMul) setWebGPUMatMul(webgpuMatMul as WebGPUMatMul);
   // A webgpu device asked for with other limits is a different backend, and a lost one is no backend: either way a
   // new device replaces the current one.
   const otherLimits =

@@ -14,7 +14,13 @@ export {
 } from './cross-entropy.js';
 export { IGNORE_INDEX, mean } from './conventions.js';
 export { rmsNorm, swiglu, rotaryEmbedding, maskedSoftmax } from './fused.js';
-export { attentionWebGPU, FUSED_ATTENTION_MAX_KEYS } from './webgpu-kernels.js';
+export {
+  attentionWebGPU,
+  FUSED_ATTENTION_MAX_KEYS,
+  matMulWebGPU,
+  setWebGPUMatMul,
+  type WebGPUMatMul,
+} from './webgpu-kernels.js';
 export {
   type FileSystem,
   type NamedBlob,

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { BackendError, RuntimeError } from './errors.js';
 
 /**
  * Our own WGSL kernels for the webgpu backend, run through tfjs-backend-webgpu's program interface: the backend
@@ -269,4 +270,244 @@ export function softmaxCrossEntropyWebGPU(
   ) as tf.Tensor2D;
   lse.dispose();
   return { losses, dlogits };
+}
+
+/** Edge of the output tile one matMul workgroup computes. */
+const MM_TILE = 64;
+/** Threads along each edge of a matMul workgroup: each computes (MM_TILE / MM_THREADS)² = 4 × 4 outputs (a vec4 row). */
+const MM_THREADS = 16;
+/** Steps of the inner dimension one pass stages in workgroup memory (2 × 16 × 65 floats: 8.1 KiB). */
+const MM_K = 16;
+const MM_PER = MM_TILE / MM_THREADS;
+/** A staged tile's row length: one word of padding, so lanes that store down a column hit different banks. */
+const MM_ROW = MM_TILE + 1;
+
+/** Which kernel runs `tf.matMul` (BatchMatMul) on webgpu: tfjs-webgpu's own (default) or {@link matMulWebGPU}'s. */
+export type WebGPUMatMul = 'tfjs' | 'tiled';
+const WEBGPU_MATMULS: readonly WebGPUMatMul[] = ['tfjs', 'tiled'];
+
+interface MatMulPlan {
+  M: number;
+  N: number;
+  K: number;
+  /** Output batches (the product of the broadcast outer dims); A's and B's are this or 1. */
+  batch: number;
+  batchA: number;
+  batchB: number;
+  outShape: number[];
+}
+
+const product = (dims: number[]) => dims.reduce((x, y) => x * y, 1);
+
+/**
+ * The product's sizes, or null where the tiled kernel does not apply: outer dims whose broadcast is not "equal, or
+ * one side 1" once flattened (e.g. [2, 1] with [1, 3]), or more workgroups along an axis than the device dispatches.
+ */
+function matMulPlan(a: number[], b: number[], tA: boolean, tB: boolean, maxWorkgroups: number): MatMulPlan | null {
+  const [ra, ca] = a.slice(-2);
+  const [rb, cb] = b.slice(-2);
+  const [M, K] = tA ? [ca, ra] : [ra, ca];
+  const N = tB ? rb : cb;
+  if ((tB ? cb : rb) !== K) return null;
+  let outer: number[];
+  try {
+    outer = tf.backend_util.assertAndGetBroadcastShape(a.slice(0, -2), b.slice(0, -2));
+  } catch {
+    return null;
+  }
+  const [batch, batchA, batchB] = [outer, a.slice(0, -2), b.slice(0, -2)].map(product);
+  if ((batchA !== batch && batchA !== 1) || (batchB !== batch && batchB !== 1)) return null;
+  if (Math.max(Math.ceil(N / MM_TILE), Math.ceil(M / MM_TILE), batch) > maxWorkgroups) return null;
+  return { M, N, K, batch, batchA, batchB, outShape: [...outer, M, N] };
+}
+
+/**
+ * op(A) · op(B) for one output tile of MM_TILE × MM_TILE per workgroup of MM_THREADS × MM_THREADS threads, each thread
+ * 4 × 4 outputs (rows ty + 16i, columns tx + 16j: neighbouring lanes read neighbouring words of the staged B and write
+ * neighbouring outputs). Each pass stages MM_K steps of the inner dimension of both operands in workgroup memory,
+ * loaded in memory order whatever the transposes (lanes walk K for A [M, K] and Bᵀ's [N, K], rows for Aᵀ's [K, M] and
+ * B [K, N]); loads past an edge stage zeros, so no size needs to be a multiple of the tile. A batch of 1 is read
+ * for every output batch (stride 0). Subgroup operations are not used: tfjs-webgpu assembles the shader module itself,
+ * starting with its own declarations, and WGSL's `enable subgroups;` must precede every declaration.
+ */
+function matMulProgram(plan: MatMulPlan, tA: boolean, tB: boolean): WebGPUProgram {
+  const loads = (MM_TILE * MM_K) / (MM_THREADS * MM_THREADS);
+  return {
+    variableNames: ['A', 'B'],
+    outputShape: plan.outShape,
+    shaderKey: `hyperllama_matmul_${MM_TILE}_${MM_K}_${tA}_${tB}`,
+    // The body indexes by workgroup; tfjs derives a getOutputCoords from this only for 3-D outputs, which it fits.
+    dispatchLayout: { x: [0, 1], y: [2] },
+    dispatch: [Math.ceil(plan.N / MM_TILE), Math.ceil(plan.M / MM_TILE), plan.batch],
+    workgroupSize: [MM_THREADS, MM_THREADS, 1],
+    uniforms: 'dimM : i32, dimN : i32, dimK : i32, strideA : i32, strideB : i32,',
+    getUserCode: () => `
+      var<workgroup> tileA : array<f32, ${MM_K * MM_ROW}>; // [k][m] of op(A)
+      var<workgroup> tileB : array<f32, ${MM_K * MM_ROW}>; // [k][n] of op(B)
+      fn main() {
+        let M = uniforms.dimM;
+        let N = uniforms.dimN;
+        let K = uniforms.dimK;
+        let tx = i32(localId.x);
+        let ty = i32(localId.y);
+        let lane = ty * ${MM_THREADS} + tx;
+        let row0 = i32(workgroupId.y) * ${MM_TILE};
+        let col0 = i32(workgroupId.x) * ${MM_TILE};
+        let batch = i32(workgroupId.z);
+        let aBase = batch * uniforms.strideA;
+        let bBase = batch * uniforms.strideB;
+        var acc : array<vec4<f32>, ${MM_PER}>;
+        for (var k0 = 0; k0 < K; k0 = k0 + ${MM_K}) {
+          for (var i = 0; i < ${loads}; i = i + 1) {
+            let e = lane + i * ${MM_THREADS * MM_THREADS};
+            ${tA ? `let m = e % ${MM_TILE}; let ka = e / ${MM_TILE};` : `let ka = e % ${MM_K}; let m = e / ${MM_K};`}
+            var va = 0.0;
+            if (row0 + m < M && k0 + ka < K) {
+              va = A[aBase + ${tA ? '(k0 + ka) * M + row0 + m' : '(row0 + m) * K + k0 + ka'}];
+            }
+            tileA[ka * ${MM_ROW} + m] = va;
+            ${tB ? `let kb = e % ${MM_K}; let n = e / ${MM_K};` : `let n = e % ${MM_TILE}; let kb = e / ${MM_TILE};`}
+            var vb = 0.0;
+            if (col0 + n < N && k0 + kb < K) {
+              vb = B[bBase + ${tB ? '(col0 + n) * K + k0 + kb' : '(k0 + kb) * N + col0 + n'}];
+            }
+            tileB[kb * ${MM_ROW} + n] = vb;
+          }
+          workgroupBarrier();
+          for (var k = 0; k < ${MM_K}; k = k + 1) {
+            let r = k * ${MM_ROW};
+            let bv = vec4<f32>(${[0, 1, 2, 3].map((j) => `tileB[r + tx + ${j * MM_THREADS}]`).join(', ')});
+            for (var i = 0; i < ${MM_PER}; i = i + 1) {
+              acc[i] = fma(vec4<f32>(tileA[r + ty + i * ${MM_THREADS}]), bv, acc[i]);
+            }
+          }
+          workgroupBarrier();
+        }
+        for (var i = 0; i < ${MM_PER}; i = i + 1) {
+          let row = row0 + ty + i * ${MM_THREADS};
+          if (row < M) {
+            for (var j = 0; j < ${MM_PER}; j = j + 1) {
+              let col = col0 + tx + j * ${MM_THREADS};
+              if (col < N) {
+                result[(batch * M + row) * N + col] = acc[i][j];
+              }
+            }
+          }
+        }
+      }`,
+  };
+}
+
+function matMulUniforms(plan: MatMulPlan) {
+  const { M, N, K, batchA, batchB } = plan;
+  // One entry per field: the backend aligns an entry of several values as a vector.
+  return [M, N, K, batchA > 1 ? M * K : 0, batchB > 1 ? K * N : 0].map((v) => ({ type: 'int32', data: [v] }));
+}
+
+const maxWorkgroups = (backend: object) =>
+  (backend as { device: { limits: { maxComputeWorkgroupsPerDimension: number } } }).device.limits
+    .maxComputeWorkgroupsPerDimension;
+
+/** The tiled product of two float32 tensors on the active (webgpu) backend, without a gradient. */
+function tiledMatMul(a: tf.Tensor, b: tf.Tensor, tA: boolean, tB: boolean): tf.Tensor {
+  const plan = matMulPlan(a.shape, b.shape, tA, tB, maxWorkgroups(tf.backend()));
+  if (!plan || a.dtype !== 'float32' || b.dtype !== 'float32') {
+    throw new RuntimeError(
+      'BAD_SHAPE',
+      `matMulWebGPU: float32 [.., M, K] · [.., K, N] with equal batches or a batch of 1 expected, got ${a.dtype} ` +
+        `[${a.shape}]${tA ? 'ᵀ' : ''} · ${b.dtype} [${b.shape}]${tB ? 'ᵀ' : ''}`,
+      { actual: [a.shape, b.shape] },
+    );
+  }
+  return run(matMulProgram(plan, tA, tB), [a, b], matMulUniforms(plan));
+}
+
+/** A gradient summed over the batches its operand (of batch 1) was broadcast over, in the operand's shape. */
+function unbroadcast(g: tf.Tensor, shape: number[]): tf.Tensor {
+  const broadcast = product(g.shape.slice(0, -2)) !== product(shape.slice(0, -2));
+  return tf.reshape(broadcast ? tf.sum(tf.reshape(g, [-1, ...g.shape.slice(-2)]), 0) : g, shape);
+}
+
+/**
+ * op(a) · op(b) as one launch of our tiled WGSL kernel, op = transpose where asked: a [M, K] or [batch|1, M, K] (or
+ * [K, M]… with transposeA), b likewise → [M, N] or [batch, M, N]; float32, on webgpu. The gradient runs on the same
+ * kernel: d op(a) = dy · op(b)ᵀ and d op(b) = op(a)ᵀ · dy, summed over the batches an operand of batch 1 was broadcast
+ * over. Opt-in as tf.matMul's kernel: {@link setWebGPUMatMul}.
+ */
+export function matMulWebGPU(a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false): tf.Tensor {
+  const [tA, tB] = [transposeA, transposeB];
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [x, y] = args as [tf.Tensor, tf.Tensor];
+    (args[2] as tf.GradSaveFunc)([x, y]);
+    return {
+      value: tiledMatMul(x, y, tA, tB),
+      gradFunc: (dy: tf.Tensor, [xs, ys]: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const da = tA ? tiledMatMul(ys, dy, tB, true) : tiledMatMul(dy, ys, false, !tB);
+          const db = tB ? tiledMatMul(dy, xs, true, tA) : tiledMatMul(xs, dy, !tA, false);
+          return [unbroadcast(da, xs.shape), unbroadcast(db, ys.shape)];
+        }),
+    };
+  });
+  return op(a, b);
+}
+
+let matMulChoice: WebGPUMatMul = 'tfjs';
+/** tfjs-webgpu's own BatchMatMul registration, kept to restore it and to take the products the tiled one does not. */
+let tfjsBatchMatMul: tf.KernelConfig | null = null;
+
+interface BatchMatMulArgs {
+  inputs: { a: tf.TensorInfo; b: tf.TensorInfo };
+  backend: WebGPUBackendLike;
+  attrs: { transposeA: boolean; transposeB: boolean };
+}
+/** The BatchMatMul kernel while `tiled` is chosen: ours where {@link matMulPlan} allows, else tfjs-webgpu's. */
+function tiledBatchMatMul(args: BatchMatMulArgs): tf.TensorInfo {
+  const { a, b } = args.inputs;
+  const { transposeA, transposeB } = args.attrs;
+  const plan = matMulPlan(a.shape, b.shape, transposeA, transposeB, maxWorkgroups(args.backend));
+  if (!plan || a.dtype !== 'float32' || b.dtype !== 'float32')
+    return tfjsBatchMatMul!.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+  const program = matMulProgram(plan, transposeA, transposeB);
+  return args.backend.runWebGPUProgram(program, [a, b], 'float32', matMulUniforms(plan));
+}
+
+/**
+ * Puts the chosen matMul in webgpu's BatchMatMul slot of the kernel registry, once tfjs-backend-webgpu has registered
+ * its own (the webgpu backend's start calls this again); everything that calls tf.matMul, autograd's matMul gradients
+ * included, then runs on it.
+ */
+export function installWebGPUMatMul(): void {
+  const registered = tf.getKernel('BatchMatMul', 'webgpu');
+  if (!registered) return;
+  if (registered.kernelFunc !== (tiledBatchMatMul as unknown)) tfjsBatchMatMul = registered;
+  const wanted =
+    matMulChoice === 'tiled' ? (tiledBatchMatMul as unknown as tf.KernelFunc) : tfjsBatchMatMul!.kernelFunc;
+  if (registered.kernelFunc === wanted) return;
+  tf.unregisterKernel('BatchMatMul', 'webgpu');
+  tf.registerKernel({ ...tfjsBatchMatMul!, kernelFunc: wanted });
+}
+
+/**
+ * Chooses the kernel of every `tf.matMul` on webgpu: `tfjs`, tfjs-webgpu's own (the default), or `tiled`, ours (see
+ * {@link matMulWebGPU}; products it does not take, e.g. int32 ones, stay on tfjs-webgpu's). Opt-in until a GPU
+ * measures it faster (`hyperllama-bench --suite runtime --backend webgpu`). Also `initBackend({ webgpuMatMul })` and
+ * the environment variable `HYPERLLAMA_WEBGPU_MATMUL`. Returns the previous choice.
+ */
+export function setWebGPUMatMul(choice: WebGPUMatMul): WebGPUMatMul {
+  if (!WEBGPU_MATMULS.includes(choice)) {
+    throw new BackendError(
+      'BAD_OPTION',
+      `webgpuMatMul: expected one of ${WEBGPU_MATMULS.join(', ')}, got "${choice}"`,
+      {
+        field: 'webgpuMatMul',
+        expected: WEBGPU_MATMULS,
+        actual: choice,
+      },
+    );
+  }
+  const previous = matMulChoice;
+  matMulChoice = choice;
+  installWebGPUMatMul();
+  return previous;
 }

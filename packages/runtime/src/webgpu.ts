@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { BackendError } from './errors.js';
 import { envVar, isNode, nodeProcess } from './platform.js';
+import { installWebGPUMatMul } from './webgpu-kernels.js';
 
 /**
  * The `webgpu` backend in Node: `@tensorflow/tfjs-backend-webgpu` on Dawn from the npm package `webgpu` (both optional
@@ -105,6 +106,7 @@ export async function initWebGPU(limits: Record<string, number> = {}): Promise<s
       `the optional package "@tensorflow/tfjs-backend-webgpu" is not installed (${(e as Error).message.split('\n')[0]})`,
     );
   }
+  installWebGPUMatMul(); // the backend's kernels are registered now: the chosen BatchMatMul replaces tfjs-webgpu's
   Object.assign(globalThis, dawn.globals); // GPUBufferUsage, GPUMapMode, … used by the backend
   const env = nodeProcess()?.env;
   if (env) env.EGL_PLATFORM ??= 'surfaceless'; // Mesa's GLES driver without a display

@@ -7,9 +7,11 @@ import {
   clipByGlobalNorm,
   disposeBackend,
   initBackend,
+  matMulWebGPU,
   maxKernelTensorBytes,
   readToHost,
   rmsNorm,
+  setWebGPUMatMul,
   softmaxCrossEntropyWithGrad,
   swiglu,
 } from '../src/index.js';
@@ -206,6 +208,121 @@ describe.skipIf(!found.adapter)(`webgpu backend (${found.adapter ?? found.why})`
       for (let j = 0; j < cpu[i].length; j++) worst = Math.max(worst, Math.abs(gpu[i][j] - cpu[i][j]));
       expect(worst, what).toBeLessThan(1e-5);
     });
+  });
+
+  /** Counts the launches of our tiled matMul while `f` runs (a spy on the backend's program runner). */
+  async function tiledLaunches<T>(f: () => Promise<T>): Promise<{ result: T; launches: number }> {
+    const backend = tf.findBackend('webgpu') as unknown as {
+      runWebGPUProgram(program: { shaderKey: string }, ...rest: unknown[]): unknown;
+    };
+    const original = backend.runWebGPUProgram;
+    let launches = 0;
+    backend.runWebGPUProgram = function (program, ...rest) {
+      if (program.shaderKey.startsWith('hyperllama_matmul')) launches++;
+      return original.call(this, program, ...rest);
+    };
+    try {
+      return { result: await f(), launches };
+    } finally {
+      backend.runWebGPUProgram = original;
+    }
+  }
+  /** max |got − expected| / max |expected|. */
+  const relativeError = (got: ArrayLike<number>, expected: ArrayLike<number>) => {
+    let diff = 0;
+    let scale = 0;
+    for (let j = 0; j < expected.length; j++) {
+      diff = Math.max(diff, Math.abs(got[j] - expected[j]));
+      scale = Math.max(scale, Math.abs(expected[j]));
+    }
+    return diff / scale;
+  };
+
+  it('matMulWebGPU equals tf.matMul on the cpu backend, forward and gradient: ragged, batched, broadcast, transposed', async () => {
+    await initBackend({ backend: 'webgpu' });
+    // [a, b] as op(a) · op(b) sees them: sizes that are and are not multiples of the 64 × 64 tile and its K step of 16.
+    const cases = [
+      { a: [1, 7], b: [7, 5] },
+      { a: [33, 65], b: [65, 17] },
+      { a: [128, 256], b: [256, 96] },
+      { a: [3, 20, 30], b: [3, 30, 10] },
+      { a: [1, 20, 30], b: [3, 30, 10] }, // a broadcast over b's batches
+      { a: [3, 20, 30], b: [1, 30, 10] }, // b broadcast over a's batches
+      { a: [20, 30], b: [3, 30, 10] }, // a 2-D, b batched
+    ];
+    const swap = (s: number[]) => [...s.slice(0, -2), s[s.length - 1], s[s.length - 2]];
+    for (const { a: as, b: bs } of cases) {
+      for (const [tA, tB] of [
+        [false, false],
+        [false, true],
+        [true, false],
+        [true, true],
+      ]) {
+        const what = `[${as}]${tA ? 'ᵀ' : ''} · [${bs}]${tB ? 'ᵀ' : ''}`;
+        const a = host(tA ? swap(as) : as);
+        const b = host(tB ? swap(bs) : bs);
+        const batches = [...as.slice(0, -2), ...bs.slice(0, -2)];
+        const outShape = [...(batches.length ? [Math.max(...batches)] : []), as[as.length - 2], bs[bs.length - 1]];
+        const dy = host(outShape);
+        const run = async (backend: string, mm: typeof matMulWebGPU) => {
+          await tf.setBackend(backend);
+          const [at, bt, dyt] = [a, b, dy].map((h) => tf.tensor(h.data, h.shape));
+          const f = (x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(mm(x, y, tA, tB), dyt));
+          const outs = [mm(at, bt, tA, tB), ...tf.grads(f)([at, bt])];
+          expect(outs[0].shape, what).toEqual(outShape);
+          expect(outs[1].shape).toEqual(at.shape);
+          expect(outs[2].shape).toEqual(bt.shape);
+          const values = await Promise.all(outs.map((t) => t.data()));
+          tf.dispose([at, bt, dyt, ...outs]);
+          return values;
+        };
+        // tfjs's own matMul gradient refuses broadcast batches: the reference broadcasts them explicitly (its gradient
+        // sums over them).
+        const full = (t: tf.Tensor) =>
+          batches.length ? tf.broadcastTo(t, [Math.max(...batches), ...t.shape.slice(-2)]) : t;
+        const cpu = await run('cpu', (x, y) => tf.matMul(full(x), full(y), tA, tB));
+        const { result: gpu, launches } = await tiledLaunches(() => run('webgpu', matMulWebGPU));
+        expect(launches, what).toBe(4); // the product, again under tf.grads, and both gradients
+        ['product', 'd a', 'd b'].forEach((name, i) =>
+          expect(relativeError(gpu[i], cpu[i]), `${name} of ${what}`).toBeLessThan(1e-4),
+        );
+      }
+    }
+  });
+
+  it('setWebGPUMatMul("tiled") runs every tf.matMul, gradients included, on the tiled kernel; "tfjs" restores tfjs-webgpu\'s', async () => {
+    await initBackend({ backend: 'webgpu' });
+    const inputs = {
+      emb: host([12, 16]),
+      norm: host([16]),
+      wqk: host([16, 32]),
+      w1: host([32, 24]),
+      w2: host([24, 16]),
+    };
+    const values = async () => {
+      const outs = lossAndGrads(inputs);
+      const read = await Promise.all(outs.map((t) => t.data()));
+      tf.dispose(outs);
+      return read;
+    };
+    void tf.setBackend('cpu');
+    const cpu = await values();
+    void tf.setBackend('webgpu');
+    expect(setWebGPUMatMul('tiled')).toBe('tfjs');
+    try {
+      const { result: tiled, launches } = await tiledLaunches(values);
+      // 6 products forward, 2 gradients each backward (the gathered embedding's through the logits and the lookup)
+      expect(launches).toBe(18);
+      tiled.forEach((g, i) => expect(relativeError(g, cpu[i]), `output ${i}`).toBeLessThan(1e-4));
+      // An int32 product is not ours: it runs on tfjs-webgpu's kernel.
+      const ints = tf.matMul(tf.ones([4, 4], 'int32'), tf.ones([4, 4], 'int32'));
+      expect(Array.from(await ints.data())).toEqual(Array.from({ length: 16 }, () => 4));
+      ints.dispose();
+    } finally {
+      expect(setWebGPUMatMul('tfjs')).toBe('tiled');
+    }
+    expect((await tiledLaunches(values)).launches).toBe(0);
+    expect(() => setWebGPUMatMul('fast' as never)).toThrow(expect.objectContaining({ code: 'BAD_OPTION' }));
   });
 
   it('limits the adapter cannot give are a BAD_OPTION, not a missing backend', async () => {
