@@ -127,6 +127,22 @@ describe('synthetic task families', () => {
     expect(labelSets.size).toBeGreaterThan(1);
   });
 
+  it('classification instances are class-balanced, so a constant answer scores chance', () => {
+    const classify = tasks.filter((x) => x.options);
+    expect(classify.length).toBeGreaterThan(10);
+    for (const t of classify) {
+      const counts = t.options!.map((label) => t.instances.filter((e) => e.output === label).length);
+      expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(1);
+      expect(counts.reduce((a, b) => a + b, 0)).toBe(32);
+      // Interleaved: any prefix of the instances (an evaluation's maxInstances) is balanced too.
+      const first8 = t.options!.map((label) => t.instances.slice(0, 8).filter((e) => e.output === label).length);
+      expect(Math.max(...first8) - Math.min(...first8)).toBeLessThanOrEqual(1);
+    }
+    // Where the input space allows, no instance repeats another or an example.
+    const a = makeSyntheticTask('symbol_rule', 'vowel_first_l1', { seed: 3 });
+    expect(new Set(pairs(a).map((e) => e.input)).size).toBe(64);
+  });
+
   it('lookup tasks can only be answered from the examples: a fixed random table, every queried key shown in the pool', () => {
     for (const t of tasks.filter((x) => x.name.startsWith('synth_lookup_'))) {
       const table = new Map<string, string>();

@@ -12,4 +12,4 @@ export {
   type MiniatureIo,
   type MiniatureResult,
 } from './miniature.js';
-export { screenFamilies, SCREEN_MIN_ICL, DEV_SEED_OFFSET, type FamilyScreen, type ScreenOptions } from './screen.js';
+export { screenFamilies, SCREEN_MIN_GAIN, DEV_SEED_OFFSET, type FamilyScreen, type ScreenOptions } from './screen.js';

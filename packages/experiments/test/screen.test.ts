@@ -1,10 +1,10 @@
-import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_TEMPLATE, fewShotRow, makeSyntheticTask, syntheticKinds } from '@hyperllama/datasets';
+import { makeSyntheticTask, syntheticKinds } from '@hyperllama/datasets';
+import { evaluate, type MethodResult } from '@hyperllama/eval';
 import { defaultBaseDir } from '@hyperllama/default-model';
 import { loadPretrained } from '@hyperllama/hypernet';
-import { IGNORE_INDEX, disposeBackend, initBackend } from '@hyperllama/runtime';
-import { BUDGETS, DEV_SEED_OFFSET, SCREEN_MIN_ICL, miniatureTasks, screenFamilies } from '../src/index.js';
+import { disposeBackend, initBackend } from '@hyperllama/runtime';
+import { BUDGETS, DEV_SEED_OFFSET, SCREEN_MIN_GAIN, miniatureTasks, screenFamilies } from '../src/index.js';
 import { charTokenizer, tinyModel } from './helpers.js';
 
 beforeAll(async () => {
@@ -13,42 +13,40 @@ beforeAll(async () => {
 afterAll(() => disposeBackend());
 
 describe('screenFamilies', () => {
-  it('scores each row as unpadded, one-row forward passes do (padding changes nothing)', () => {
+  it('scores the development draw as the evaluation scores it, with chance for classification', async () => {
     const model = tinyModel(3);
-    const [screen] = screenFamilies(model, charTokenizer, [{ family: 'pick', variant: 'char_first' }], {
+    const kinds = [
+      { family: 'pick', variant: 'char_first' },
+      { family: 'symbol_rule', variant: 'vowel_first_l1' },
+      { family: 'symbol_rule', variant: 'even_l1' },
+    ];
+    const screen = await screenFamilies(model, charTokenizer, kinds, {
       seed: 0,
-      instances: 16,
+      instances: 8,
       shots: 2,
       maxLength: 200,
     });
-    // Reference: the same development draw, each row alone, exact when every answer token is the argmax.
-    const dev = makeSyntheticTask('pick', 'char_first', { seed: DEV_SEED_OFFSET, pool: 'heldout' });
-    const task = { examples: dev.examples.slice(0, 2), instances: dev.instances.slice(0, 16) };
-    const collate = { encoder: charTokenizer, template: DEFAULT_TEMPLATE, maxLength: 200, eos: false };
-    const exactAt = (k: number) =>
-      task.instances.filter((x) => {
-        const row = fewShotRow(collate, undefined, task.examples.slice(0, k), x.input, x.output);
-        const argmax = tf.tidy(
-          () =>
-            model
-              .forward({ inputIds: tf.tensor2d([row.ids], undefined, 'int32') })
-              .logits!.argMax(-1)
-              .arraySync() as number[][],
-        )[0];
-        return row.labels.every((l, t) => l === IGNORE_INDEX || argmax[t - 1] === l);
-      }).length / task.instances.length;
-    expect(screen.family).toBe('pick');
-    expect(screen.kinds).toBe(1);
-    expect(screen.zeroShot).toBeCloseTo(exactAt(0), 10);
-    expect(screen.icl).toBeCloseTo(exactAt(2), 10);
-    expect(screen.headline).toBe(screen.icl >= SCREEN_MIN_ICL);
+    // Reference: the evaluation itself on the development draw (content seed + DEV_SEED_OFFSET), averaged per family.
+    const dev = kinds.map((k) => makeSyntheticTask(k.family, k.variant, { seed: DEV_SEED_OFFSET, pool: 'heldout' }));
+    const s = { model, tokenizer: charTokenizer, maxLength: 200, maxNewTokens: 16 };
+    const [zs, icl] = await evaluate(dev, s, { methods: ['zero-shot', 'icl'], shots: 2, maxInstances: 8, seed: 0 });
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const score = (r: MethodResult, i: number) => mean(r.scores.find((t) => t.task === dev[i].name)!.scores);
+    const [pick, rule] = screen;
+    expect(pick).toMatchObject({ family: 'pick', kinds: 1, chance: 0 });
+    expect(pick.zeroShot).toBeCloseTo(score(zs, 0), 10);
+    expect(pick.icl).toBeCloseTo(score(icl, 0), 10);
+    expect(rule).toMatchObject({ family: 'symbol_rule', kinds: 2, chance: 0.5 });
+    expect(rule.zeroShot).toBeCloseTo((score(zs, 1) + score(zs, 2)) / 2, 10);
+    expect(rule.icl).toBeCloseTo((score(icl, 1) + score(icl, 2)) / 2, 10);
+    for (const f of screen) expect(f.headline).toBe(f.icl - Math.max(f.zeroShot, f.chance) >= SCREEN_MIN_GAIN);
     model.dispose();
   });
 
-  it('on the embedded base: a held-out constant is unknowable without demonstrations and copied with them', () => {
+  it('on the embedded base: a held-out constant is unknowable without demonstrations and copied with them', async () => {
     const { model, tokenizer, dispose } = loadPretrained(defaultBaseDir());
     try {
-      const [constant] = screenFamilies(model, tokenizer, [{ family: 'constant', variant: 'c3' }], {
+      const [constant] = await screenFamilies(model, tokenizer, [{ family: 'constant', variant: 'c3' }], {
         seed: 0,
         shots: 16,
         maxLength: 400,

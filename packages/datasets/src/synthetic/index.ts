@@ -90,6 +90,36 @@ function drawPairs(setup: TaskSetup, rng: Rng, n: number): Example[] {
   return drawn;
 }
 
+/**
+ * `n` instances of a classification task, as many of each label as `n` allows (labels in the order of `options`, the
+ * first `n mod labels` one more), so that a constant answer scores chance and not the majority share of a random
+ * draw. Inputs stay distinct from each other and from the example pool while the input space allows.
+ */
+function balancedInstances(
+  setup: TaskSetup,
+  rng: Rng,
+  examples: readonly Example[],
+  options: readonly string[],
+  n: number,
+): Example[] {
+  const want = options.map((_, i) => Math.floor(n / options.length) + (i < n % options.length ? 1 : 0));
+  const byLabel: Example[][] = options.map(() => []);
+  const seen = new Set(examples.map((x) => x.input));
+  for (let attempt = 0; byLabel.some((xs, i) => xs.length < want[i]); attempt++) {
+    if (attempt > n * 200)
+      fail('BAD_OPTION', { file: 'synthetic', field: 'options' }, `cannot draw ${n} class-balanced instances`);
+    const { input, output } = setup.sample(rng);
+    const label = options.indexOf(output);
+    if (label < 0 || byLabel[label].length >= want[label] || (seen.has(input) && attempt < n * 20)) continue;
+    seen.add(input);
+    byLabel[label].push(makeExample(input, [output]));
+  }
+  // Interleaved, so that a prefix of the list (`maxInstances`) stays balanced too.
+  return Array.from({ length: Math.max(...want) }, (_, j) =>
+    byLabel.flatMap((xs) => (j < xs.length ? [xs[j]] : [])),
+  ).flat();
+}
+
 /** One synthetic task: a family's variant with content drawn from a pool. */
 export interface SyntheticKind {
   family: string;
@@ -117,12 +147,15 @@ export function makeSyntheticTask(familyName: string, variant: string, opts: Syn
   const rng = new Rng(opts.seed).fork(name);
   const setup = family.setup(variant, rng.fork('setup'), pool);
   const drawn = drawPairs(setup, rng, numExamples + numInstances);
+  const examples = drawn.slice(0, numExamples);
   const task: Task = {
     name,
     source: 'synthetic',
     category: family.skill,
-    examples: drawn.slice(0, numExamples),
-    instances: drawn.slice(numExamples),
+    examples,
+    instances: setup.options
+      ? balancedInstances(setup, rng.fork('balanced'), examples, setup.options, numInstances)
+      : drawn.slice(numExamples),
     metric: setup.options ? 'accuracy' : 'exact',
   };
   if (setup.options) task.options = setup.options;
