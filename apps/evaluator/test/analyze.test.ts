@@ -65,7 +65,7 @@ async function quick(
 }
 
 describe('analysis defaults', () => {
-  it('the default tasks are headline tasks of the main job (held-out content, families in turn), never control tasks', () => {
+  it("the default tasks are the main job's headline tasks for the screened families (held-out content, families in turn), never control tasks", () => {
     expect(ANALYZE_BUDGETS.full.tasks).toBe(16);
     expect(ANALYZE_BUDGETS.quick.tasks).toBe(2);
     for (const seed of [0, 1]) {
@@ -88,6 +88,18 @@ describe('analysis defaults', () => {
       defaultAnalysisTasks(0, ANALYZE_BUDGETS.full)
         .slice(0, 2)
         .map((t) => t.name),
+    );
+    // With the screen's families: the main job's headline tasks, those families in turn.
+    const screened = defaultAnalysisTasks(0, ANALYZE_BUDGETS.full, ['lookup', 'constant', 'count']);
+    expect(screened.map((t) => t.name)).toEqual(
+      miniatureTasks(0, { headlineTasks: 16, controlTasksPerFamily: 1 }, ['lookup', 'constant', 'count']).headline.map(
+        (t) => t.name,
+      ),
+    );
+    expect(screened.slice(0, 3).map((t) => syntheticFamilyOf(t.name))).toEqual(['lookup', 'constant', 'count']);
+    // No family passed the screen: the unscreened list.
+    expect(defaultAnalysisTasks(0, ANALYZE_BUDGETS.full, []).map((t) => t.name)).toEqual(
+      defaultAnalysisTasks(0, ANALYZE_BUDGETS.full).map((t) => t.name),
     );
     expect(trainShotsFor(16)).toEqual([2, 16]);
     expect(trainShotsFor(1)).toEqual([1, 1]);

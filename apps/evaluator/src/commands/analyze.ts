@@ -21,10 +21,12 @@ import {
   type TrainEpisodes,
   SHOTS,
   miniatureTasks,
+  screenFamilies,
 } from '@hyperllama/experiments';
+import type { EvalTokenizer } from '@hyperllama/eval';
 import { Prefix } from '@hyperllama/gist-attention';
 import { baseModelHash, loadHyperLlama, resolveCheckpointDir, resolvePretrained } from '@hyperllama/hypernet';
-import { createLlama, loadLlama } from '@hyperllama/llama-model';
+import { createLlama, loadLlama, type LlamaModel } from '@hyperllama/llama-model';
 import { loadAdapter } from '@hyperllama/lora';
 import { loadTokenizer } from '@hyperllama/tokenizer';
 import { charTokenizer, defaultConfig, scratchConfig } from '@hyperllama/training';
@@ -123,12 +125,46 @@ export interface AnalyzeOptions {
 }
 
 /**
- * The default evaluated tasks: `miniatureTasks` without a screen, the first `tasks` held-out tasks, one family at a
- * time in turn (held-out variants of the trained families and the held-out family `wrap`, all with held-out content).
- * The families marked as controls (`isControlTask`: sort, compare, symbol_topic) are never among them.
+ * The default evaluated tasks: the first `tasks` headline tasks of `miniatureTasks` for the screen's `headlineFamilies`
+ * (families in turn, held-out content), as `default` evaluates them. Without a screen (or when no family passes it):
+ * the held-out variants of every family not marked as a control (`isControlTask`: sort, compare, symbol_topic).
  */
-export function defaultAnalysisTasks(seed: number, budget: Pick<AnalyzeBudget, 'tasks'>): Task[] {
-  return miniatureTasks(seed, { headlineTasks: budget.tasks, controlTasksPerFamily: 0 }).headline;
+export function defaultAnalysisTasks(
+  seed: number,
+  budget: Pick<AnalyzeBudget, 'tasks'>,
+  headlineFamilies?: readonly string[],
+): Task[] {
+  const families = headlineFamilies?.length ? headlineFamilies : undefined;
+  return miniatureTasks(seed, { headlineTasks: budget.tasks, controlTasksPerFamily: 0 }, families).headline;
+}
+
+/** The main job's screen on the bare base model: which held-out families it learns in context. */
+async function screenedFamilies(
+  seed: number,
+  loadModel: () => LlamaModel,
+  tokenizer: EvalTokenizer,
+  quick: boolean,
+  log: (line: string) => void,
+): Promise<string[]> {
+  const model = loadModel();
+  try {
+    const split = syntheticKinds({ seed });
+    const screen = await screenFamilies(model, tokenizer, [...split.heldOutParams, ...split.heldOutFamilies], {
+      seed,
+      shots: SHOTS,
+      maxLength: LENGTHS.maxLength,
+      instances: quick ? 4 : undefined,
+    });
+    const headline = screen.filter((f) => f.headline).map((f) => f.family);
+    log(
+      headline.length > 0
+        ? `screen (the bare base, 0 → ${SHOTS} shots, on a development draw): headline families ${headline.join(', ')}`
+        : 'screen: the bare base learns no held-out family in context; evaluating the unscreened held-out variants',
+    );
+    return headline;
+  } finally {
+    model.dispose();
+  }
 }
 
 /** Where the base model, tokenizer and tasks come from; `log` lines go to stderr. */
@@ -136,7 +172,7 @@ function buildSetup(
   o: AnalyzeOptions,
   budget: AnalyzeBudget,
   log: (line: string) => void,
-): { setup: AnalysisSetup; sources: Record<string, unknown>; k: number } {
+): { setup: AnalysisSetup; sources: Record<string, unknown>; k: number; screenTasks: () => Promise<Task[]> } {
   let modelPath = o.model;
   let tokenizerPath = o.tokenizer;
   let checkpoint: string | undefined;
@@ -177,7 +213,8 @@ function buildSetup(
       }
     : undefined;
 
-  const evalTasks = o.tasks ? loadTasks(o.tasks).tasks : defaultAnalysisTasks(o.seed, budget);
+  // Without --tasks, the evaluated tasks wait for the screen (`screenTasks`, once the options are checked).
+  const evalTasks = o.tasks ? loadTasks(o.tasks).tasks : [];
   const shots = o.shots ?? SHOTS;
   const setup: AnalysisSetup = {
     loadModel,
@@ -200,15 +237,19 @@ function buildSetup(
     model: modelPath ? resolve(modelPath) : 'random-init tiny default (no embedded base found)',
     tokenizer: tokenizerPath ? resolve(tokenizerPath) : 'built-in character tokenizer',
     checkpoint: checkpoint ? resolve(checkpoint) : null,
-    tasks:
-      o.tasks ??
-      `synthetic (seed ${o.seed}): ${evalTasks.length} held-out tasks (held-out variants and families with held-out content, one family at a time in turn; no sort, compare or symbol_topic task)`,
+    tasks: o.tasks ?? '',
     trainTasks:
       o.trainTasks ??
       `fresh-content episodes of the synthetic training kinds (seed ${o.seed}; new label assignments, tables and constants every episode)`,
     trainShots: setup.trainShots,
   };
-  return { setup, sources, k };
+  const screenTasks = async () => {
+    const families = await screenedFamilies(o.seed, loadModel, tokenizer, o.quick, log);
+    const tasks = defaultAnalysisTasks(o.seed, budget, families);
+    sources.tasks = `synthetic (seed ${o.seed}): ${tasks.length} held-out tasks with held-out content, one family at a time in turn: ${families.length > 0 ? `the main job's headline families (${families.join(', ')})` : 'the held-out variants of the families not marked as controls (no family passed the screen)'}`;
+    return tasks;
+  };
+  return { setup, sources, k, screenTasks };
 }
 
 /** The analyses' training episodes without `--train-tasks`: fresh-content episodes of the synthetic training kinds of `seed`. */
@@ -223,21 +264,22 @@ export async function runAnalysis(
 ): Promise<{ report: AnalysisReport; paths: ReturnType<typeof writeAnalysis> }> {
   const budget = ANALYZE_BUDGETS[o.quick ? 'quick' : 'full'];
   const log = (line: string) => io.stderr(`${line}\n`);
-  const { setup, sources, k } = buildSetup(o, budget, log);
+  const { setup, sources, k, screenTasks } = buildSetup(o, budget, log);
   const started = performance.now();
   let report: AnalysisReport;
   let figures: (r: AnalysisReport) => Record<string, string>;
+  const allVariants = defaultMaskVariants(k, setup.shots);
+  const unknown = (o.variants ?? []).filter((v) => !allVariants.some((x) => x.id === v));
+  if (o.analysis === 'masks' && unknown.length > 0)
+    throw new CliError(
+      'USAGE',
+      `analyze masks: --variants: unknown ${unknown.join(', ')}; expected some of ${allVariants.map((v) => v.id).join(', ')}`,
+      { field: 'variants' },
+    );
+  if (!o.tasks) setup.evalTasks = await screenTasks();
   switch (o.analysis) {
     case 'masks': {
-      const all = defaultMaskVariants(k, setup.shots);
-      const unknown = (o.variants ?? []).filter((v) => !all.some((x) => x.id === v));
-      if (unknown.length > 0)
-        throw new CliError(
-          'USAGE',
-          `analyze masks: --variants: unknown ${unknown.join(', ')}; expected some of ${all.map((v) => v.id).join(', ')}`,
-          { field: 'variants' },
-        );
-      const variants = o.variants ? all.filter((v) => o.variants!.includes(v.id)) : all;
+      const variants = o.variants ? allVariants.filter((v) => o.variants!.includes(v.id)) : allVariants;
       report = await analyzeMasks(setup, {
         variants,
         steps: o.steps ?? budget.variantSteps,
