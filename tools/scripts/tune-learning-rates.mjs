@@ -55,6 +55,10 @@ try {
         '--set',
         'data.maxHyperLength=400',
         '--set',
+        'data.openLexicon=0.5',
+        '--set',
+        'data.definitions=0.5',
+        '--set',
         'evalBatches=4',
       ];
       const started = Date.now();
