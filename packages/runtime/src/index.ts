@@ -14,6 +14,7 @@ export {
 } from './cross-entropy.js';
 export { IGNORE_INDEX, mean } from './conventions.js';
 export { rmsNorm, swiglu, rotaryEmbedding, maskedSoftmax } from './fused.js';
+export { webgpuAdapterInfo, type WebGPUAdapterInfo } from './webgpu.js';
 export {
   attentionWebGPU,
   FUSED_ATTENTION_MAX_KEYS,

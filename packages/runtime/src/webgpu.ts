@@ -19,9 +19,10 @@ interface GpuLike {
   requestAdapter(options?: Record<string, unknown>): Promise<AdapterLike | null>;
 }
 interface AdapterLike {
-  info?: { vendor?: string; architecture?: string; device?: string; description?: string };
+  info?: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
+  isFallbackAdapter?: boolean;
   limits: Record<string, number>;
-  features: { has(name: string): boolean };
+  features: { has(name: string): boolean; [Symbol.iterator](): Iterator<string> };
   requestDevice(descriptor?: Record<string, unknown>): Promise<DeviceLike>;
 }
 interface DeviceLike {
@@ -55,6 +56,8 @@ let instance: { gpu: GpuLike; name: string } | null = null;
 /** The limits `device` was requested with (JSON), so a request for other limits gets a new device. */
 let deviceLimits = '';
 let description = '';
+/** What {@link webgpuAdapterInfo} returns for the current device. */
+let adapterInfo: WebGPUAdapterInfo | null = null;
 /** Why the current device was lost, once it is. */
 let deviceLost: string | null = null;
 /** The first error the GPU reported since the last read. */
@@ -168,6 +171,23 @@ export async function initWebGPU(limits: Record<string, number> = {}): Promise<s
   const label =
     [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unnamed adapter';
   description = `${found.name} adapter (${label})`;
+  const numbers = (limits: Record<string, number>) => {
+    const out: Record<string, number> = {};
+    for (const k in limits) if (typeof limits[k] === 'number') out[k] = limits[k];
+    return out;
+  };
+  adapterInfo = {
+    source: found.name as WebGPUAdapterInfo['source'],
+    description,
+    vendor: info.vendor ?? '',
+    architecture: info.architecture ?? '',
+    device: info.device ?? '',
+    driver: info.description ?? '',
+    isFallbackAdapter: Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter),
+    features: [...adapter.features].sort(),
+    adapterLimits: numbers(adapter.limits),
+    deviceLimits: numbers(device.limits),
+  };
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
   tf.registerBackend('webgpu', () => {
     const backend = new webgpuBackend.WebGPUBackend(device, info);
@@ -218,6 +238,32 @@ export async function initWebGPU(limits: Record<string, number> = {}): Promise<s
   if (!(await tf.setBackend('webgpu')))
     throw new BackendError('WEBGPU_INIT_FAILED', 'tf.setBackend("webgpu") returned false');
   return description;
+}
+
+/** The adapter behind the current webgpu device, as Dawn (or the browser) describes it. */
+export interface WebGPUAdapterInfo {
+  /** Which adapter request found it: `default` (the platform's GPU) or `opengles` (Mesa's software driver). */
+  source: 'default' | 'opengles';
+  /** The one-line description `initBackend`'s reason quotes. */
+  description: string;
+  vendor: string;
+  architecture: string;
+  /** Device name, e.g. `NVIDIA H200` or `llvmpipe-…`. */
+  device: string;
+  /** The driver's description (GPUAdapterInfo.description). */
+  driver: string;
+  /** Whether the adapter says it is a fallback (software) adapter; Mesa's llvmpipe through OpenGL ES does not. */
+  isFallbackAdapter: boolean;
+  features: string[];
+  /** The adapter's largest limits. */
+  adapterLimits: Record<string, number>;
+  /** The limits the device was created with (the adapter's largest for those the tfjs backend needs). */
+  deviceLimits: Record<string, number>;
+}
+
+/** The adapter and limits of the current webgpu device; null before `initBackend({ backend: 'webgpu' })` made one. */
+export function webgpuAdapterInfo(): WebGPUAdapterInfo | null {
+  return device ? adapterInfo : null;
 }
 
 /** The largest tensor (bytes) a webgpu shader may bind on the device in use; Infinity before one exists. */

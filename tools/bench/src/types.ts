@@ -14,6 +14,11 @@ export interface SuiteOptions {
   quick: boolean;
   /** Extra configuration name (e.g. `tiny`, `small`, `default`), for suites that take one. */
   config?: string;
+  /**
+   * `model` suite only: a smaller workload than the configuration's (batch rows, tokens per row, new tokens when
+   * decoding), for smoke runs on slow adapters; the records' name then says so, e.g. `tiny 1x32 8new`.
+   */
+  shape?: { batch?: number; seq?: number; newTokens?: number };
 }
 
 export type Suite = (opts: SuiteOptions) => Promise<BenchRecord[]>;

@@ -2,7 +2,7 @@ import { defaultBaseDir } from '@hyperllama/default-model';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { AdamW, Rng, loadNativeBlas } from '@hyperllama/runtime';
+import { AdamW, Rng, loadNativeBlas, supportsSyncRead } from '@hyperllama/runtime';
 import { createLlama, generate, lmLoss, loadLlama, type LlamaConfig, type LlamaModel } from '@hyperllama/llama-model';
 import { injectLora, namedLoraParameters } from '@hyperllama/lora';
 import { median, timeRuns, type BenchRecord, type SuiteOptions } from '../types.js';
@@ -124,16 +124,22 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
   const name = opts.config ?? 'tiny';
   const built = buildModel(name);
   if (!built) return [];
-  const { model, seq, batch } = built;
+  const { model } = built;
+  const batch = opts.shape?.batch ?? built.batch;
+  const seq = opts.shape?.seq ?? built.seq;
+  const newTokens = opts.shape?.newTokens ?? NEW_TOKENS;
+  const label = opts.shape ? `${name} ${batch}x${seq} ${newTokens}new` : name;
   // Levers switched off by environment variables show in the backend label (see the README's lever table).
   const autogradLoss = process.env.HYPERLLAMA_BENCH_LOSS === 'autograd';
-  const variant = [autogradLoss && 'autograd-loss', process.env.HYPERLLAMA_FUSED_OPS === '0' && 'no-fused-ops'].filter(
-    Boolean,
-  );
+  const variant = [
+    autogradLoss && 'autograd-loss',
+    process.env.HYPERLLAMA_FUSED_OPS === '0' && 'no-fused-ops',
+    tf.getBackend() === 'webgpu' && process.env.HYPERLLAMA_WEBGPU_MATMUL?.trim() === 'tiled' && 'tiled-matmul',
+  ].filter(Boolean);
   const backend = [describeBackend(), ...variant].join(' ');
   const records: BenchRecord[] = [];
   const add = (metric: string, unit: string, values: number[]) =>
-    records.push({ suite: 'model', name, backend, metric, value: median(values), unit, runs: values });
+    records.push({ suite: 'model', name: label, backend, metric, value: median(values), unit, runs: values });
   const small = model.config.hiddenSize >= 512;
   const runs = opts.quick ? 2 : small ? 3 : 5;
 
@@ -184,7 +190,7 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
   const prompt = Array.from({ length: PROMPT_TOKENS }, () => rng.int(V));
   const decodeRates: number[] = [];
   for (let i = 0; i <= (opts.quick ? 1 : 3); i++) {
-    const r = await generate(model, [prompt], { maxNewTokens: NEW_TOKENS + 1, stopIds: [] });
+    const r = await generate(model, [prompt], { maxNewTokens: newTokens + 1, stopIds: [] });
     if (i > 0) decodeRates.push((r.stats.newTokens - 1) / r.stats.decodeSeconds);
   }
   add('decodeTokensPerSec', 'tokens/s', decodeRates);
@@ -200,7 +206,7 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
     c.numHiddenLayers *
       (2 * c.hiddenSize * attnWidth + 2 * c.hiddenSize * kvWidth + 3 * c.hiddenSize * c.intermediateSize) +
     c.hiddenSize * c.vocabSize;
-  const sgemm = machineSgemmGflops(runs);
+  const sgemm = await machineSgemmGflops(runs, opts.quick);
   add('sgemmGFLOPS', sgemm.how, sgemm.runs);
   const trainGflops = trainMs.map((ms) => (4 * weights * tokens) / ms / 1e6);
   const forwardGflops = forwardMs.map((ms) => (2 * weights * tokens) / ms / 1e6);
@@ -215,11 +221,15 @@ export async function run(opts: SuiteOptions): Promise<BenchRecord[]> {
   return records;
 }
 
-/** GFLOPS of a 1024³ float32 product: OpenBLAS's through the native addon where one loads, else tf.matMul's. */
-function machineSgemmGflops(runs: number): { how: string; runs: number[] } {
-  const n = 1024;
+/**
+ * GFLOPS of a 1024³ float32 product: OpenBLAS's through the native addon where one loads, else tf.matMul's; on webgpu
+ * tf.matMul's always (the device is what runs the model), read asynchronously, 256³ when quick.
+ */
+async function machineSgemmGflops(runs: number, quick: boolean): Promise<{ how: string; runs: number[] }> {
+  const gpu = !supportsSyncRead();
+  const n = gpu && quick ? 256 : 1024;
   const flops = 2 * n ** 3;
-  const blas = loadNativeBlas().blas;
+  const blas = gpu ? null : loadNativeBlas().blas;
   const rng = new Rng(7);
   const a = new Float32Array(rng.normalArray(n * n, 0, 1));
   const b = new Float32Array(rng.normalArray(n * n, 0, 1));
@@ -235,12 +245,17 @@ function machineSgemmGflops(runs: number): { how: string; runs: number[] } {
     return { how: 'GFLOPS (OpenBLAS)', runs: out };
   }
   const [ta, tb] = [tf.tensor2d(a, [n, n]), tf.tensor2d(b, [n, n])];
-  tf.tidy(() => tf.matMul(ta, tb).dataSync());
+  const product = async () => {
+    const c = tf.matMul(ta, tb);
+    await c.data();
+    c.dispose();
+  };
+  await product();
   for (let i = 0; i < Math.max(runs, 5); i++) {
     const t = performance.now();
-    tf.tidy(() => tf.matMul(ta, tb).dataSync());
+    await product();
     out.push(flops / (performance.now() - t) / 1e6);
   }
   tf.dispose([ta, tb]);
-  return { how: 'GFLOPS (tf.matMul)', runs: out };
+  return { how: `GFLOPS (tf.matMul${n === 1024 ? '' : ` ${n}³`})`, runs: out };
 }
