@@ -49,8 +49,8 @@ export const DEV_SEED_OFFSET = 1000;
  * label assignment, table or instance), scored as the evaluation scores (same demonstrations, metric and decoding) on
  * the bare base (no adapter, no prefix) with 0 and with `shots` demonstrations (`instances` per kind, up to
  * `kindsPerFamily` kinds per family). Families where the demonstrations gain less than {@link SCREEN_MIN_GAIN} over
- * zero-shot or over chance are ones no method can be expected to learn in context at this scale: the miniature reports them as controls, apart
- * from the headline.
+ * zero-shot or over chance are ones no method can be expected to learn in context at this scale: the miniature
+ * reports them as controls, apart from the headline.
  */
 export async function screenFamilies(
   model: LlamaModel,
