@@ -1,4 +1,4 @@
-/** One target of issue 20 item 4: measured and required values (null = unknown), met (null = not decided). */
+/** One GPU target: measured and required values (null = unknown), met (null = not decided). */
 export interface GpuTarget {
   id: string;
   target: string;

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The GPU targets of issue 20, measured in one run on the webgpu backend: the adapter; fp32 matMul GFLOPS at 1024³,
+// The GPU targets, measured in one run on the webgpu backend: the adapter; fp32 matMul GFLOPS at 1024³,
 // 2048³ and 4096³ on tfjs-webgpu's kernel and on our tiled one; the `model` benchmark (train, forward and decode
 // tokens/s, peak RSS) for `tiny` and `small` with each kernel; one HyperLlama training step at TinyLlama-1.1B's shapes;
 // each target against its required value (the CPU figures from tools/bench/cpu-reference.json).
@@ -378,7 +378,7 @@ function fp32Peak(args, adapter, smi) {
   return null;
 }
 
-/** Every target of issue 20 item 4: measured, required, met (true / false / null = could not be decided). */
+/** Every GPU target: measured, required, met (true / false / null = could not be decided). */
 export function evaluateTargets(report, { quick, peak }) {
   const phase = (name) => report.phases.find((p) => p.name === name);
   const ok = (name) => (phase(name)?.status === 'ok' ? phase(name).data : null);
@@ -530,7 +530,7 @@ export function markdown(report) {
         `${d.changedTensors} of ${d.trainableTensors} trainable tensors changed; ${num(d.backendBytes / 2 ** 30, 2)} GiB on the backend, peak RSS ${num(d.peakRssMB)} MB.`,
     );
   }
-  lines.push('', '| target (issue 20) | measured | required | result |', '| --- | ---: | ---: | --- |');
+  lines.push('', '| GPU target | measured | required | result |', '| --- | ---: | ---: | --- |');
   for (const t of report.targets) {
     const measured = t.measured === null ? '—' : `${auto(t.measured)} ${t.unit}`;
     const required = t.required === null ? '—' : `${auto(t.required)} ${t.unit}`;

@@ -13,7 +13,7 @@ import {
   type GpuReport,
 } from '../../scripts/gpu-check.mjs';
 
-// tools/scripts/gpu-check.mjs: the one script a session with a GPU runs for issue 20's targets. Here it runs in
+// tools/scripts/gpu-check.mjs: the one script a session with a GPU runs for the GPU targets. Here it runs in
 // --quick mode on whatever adapter Dawn finds (Mesa's llvmpipe on a machine without a GPU): every phase must report
 // finite numbers. Whether an adapter exists is asked of Dawn directly; only its absence skips that test.
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -204,7 +204,7 @@ describe.skipIf(!found.adapter)(`gpu-check --quick on the webgpu backend (${foun
     expect(report.targets.every((t) => t.met === null)).toBe(true);
     expect(report.markdown).toBe(markdown(report));
     expect(report.markdown).toContain('| fp32 matMul, GFLOPS | tfjs-webgpu | tiled (ours) |');
-    expect(report.markdown).toContain('| target (issue 20) | measured | required | result |');
+    expect(report.markdown).toContain('| GPU target | measured | required | result |');
     expect(r.stdout).toContain(report.markdown);
     expect(readFileSync(join(out, 'gpu-check.md'), 'utf8')).toBe(`${report.markdown}\n`);
   });
